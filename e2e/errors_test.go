@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/transport"
+)
+
+// Each test here uses its own app and port, so that it stands alone.
+
+func TestUnreachableHostIsNamedOthersDeploy(t *testing.T) {
+	hosts := needLab(t)
+	// An address on the lab's bridge where no machine runs.
+	dead := hosts[0][:strings.LastIndex(hosts[0], ".")] + ".250"
+	a := newApp(t, "reach", 3101, []string{hosts[0]}, "")
+	mustHoist(t, a.dir, "setup")
+	a.writeConfig(t, []string{hosts[0], dead}, "ssh:\n  parallel: 2\n")
+	a.commit(t, "add a dead host")
+	stderr := failHoist(t, a.dir, "deploy")
+	if !strings.Contains(stderr, "failed "+dead) || !strings.Contains(stderr, "failed on 1 of 2 host(s)") {
+		t.Errorf("stderr does not name the dead host:\n%s", stderr)
+	}
+	if got := a.served(hosts[0]); !strings.HasPrefix(got, "hello from release ") {
+		t.Errorf("reachable host serves %q after a deploy with a dead peer", got)
+	}
+}
+
+func TestChangedHostKeyIsRefused(t *testing.T) {
+	hosts := needLab(t)
+	a := newApp(t, "hostkey", 3102, hosts[:1], "")
+	// A copy of hoist's home whose known_hosts holds another key for the host.
+	home := filepath.Join(work, "home-changed")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	other := "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+	kh := filepath.Join(home, "known_hosts")
+	if err := os.WriteFile(kh, []byte(hosts[0]+" ssh-ed25519 "+other+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	labDir := filepath.Join(work, "home", "lab")
+	if err := os.Symlink(labDir, filepath.Join(home, "lab")); err != nil {
+		t.Fatal(err)
+	}
+	env := append(append([]string{}, hoistEnv...), "HOIST_HOME="+home)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, stderr, err := hoistWithEnv(ctx, a.dir, env, "status")
+	if err == nil {
+		t.Fatal("hoist connected to a host whose key changed")
+	}
+	if !strings.Contains(stderr, "changed") || !strings.Contains(stderr, hosts[0]) {
+		t.Errorf("stderr does not explain the changed key:\n%s", stderr)
+	}
+	if b, _ := os.ReadFile(kh); !strings.Contains(string(b), other) || strings.Count(string(b), "\n") != 1 {
+		t.Errorf("known_hosts was modified:\n%s", b)
+	}
+}
+
+func TestMissingBuildOutputRefusedBeforeUpload(t *testing.T) {
+	hosts := needLab(t)
+	a := newApp(t, "noout", 3103, hosts[:1], "")
+	mustHoist(t, a.dir, "setup")
+	a.edit(t, "hoist.yml", "output: dist", "output: nothere")
+	stderr := failHoist(t, a.dir, "deploy")
+	if !strings.Contains(stderr, "the build left no nothere directory") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "uploading") {
+		t.Errorf("hoist uploaded after a build without output:\n%s", stderr)
+	}
+	var out []hostReleases
+	if got := mustHoist(t, a.dir, "releases", "--json"); !strings.Contains(got, `"releases": []`) {
+		t.Errorf("host has releases after a refused deploy: %s %v", got, out)
+	}
+}
+
+func TestBadConfigNamesLineAndColumn(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte("version: 1\napp: x\nbuild:\n  comand: make\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr := failHoist(t, dir, "deploy")
+	if !strings.Contains(stderr, `hoist.yml:4:3: unknown field "comand"`) {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+}
+
+// TestKilledUploadResumesAndNeverGoesLive cuts an upload half-way: the
+// host keeps serving its release, the half never becomes current, and
+// the next deploy of the same release resumes where the cut left it.
+func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
+	hosts := needLab(t)
+	a := newApp(t, "resume", 3104, hosts[:1], "")
+	mustHoist(t, a.dir, "setup")
+	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
+
+	a.edit(t, "main.go", "hello from release", "hello from release")
+	cfg, err := config.Load(filepath.Join(a.dir, "hoist.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: a.dir, WorkDir: filepath.Join(work, "cache"), Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := dialLab(t, hosts[0])
+	c := &host.Client{Conn: conn, App: a.name}
+	f, err := os.Open(art.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	half := art.Manifest.Size / 2
+	if err := c.Receive(ctx, art.Manifest, 0, io.LimitReader(f, half)); err == nil {
+		t.Fatal("a cut upload was accepted")
+	}
+	a.wantServed(t, hosts[:1], r1)
+	st, err := c.UploadState(ctx, art.Manifest)
+	if err != nil || st.Have != half || st.Unpacked {
+		t.Fatalf("after the cut the host holds %+v, %v; want %d bytes", st, err, half)
+	}
+
+	var log strings.Builder
+	results := deploy.Ship(ctx, deploy.ShipOptions{Config: cfg, Hosts: hosts[:1], Log: &log,
+		Dial: func(ctx context.Context, h string) (transport.Conn, error) { return dialLab(t, h), nil }}, art)
+	if results[0].Err != nil {
+		t.Fatalf("resumed deploy: %v\n%s", results[0].Err, log.String())
+	}
+	if !strings.Contains(log.String(), "resuming upload at") {
+		t.Errorf("deploy did not resume:\n%s", log.String())
+	}
+	a.wantServed(t, hosts[:1], art.Manifest.ID)
+}
+
+// TestFullDiskKeepsServing fills the host's upload space: the deploy
+// fails with a clear error and the previous release keeps serving.
+func TestFullDiskKeepsServing(t *testing.T) {
+	hosts := needLab(t)
+	a := newApp(t, "fulldisk", 3105, hosts[:1], "")
+	mustHoist(t, a.dir, "setup")
+	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
+	conn := dialLab(t, hosts[0])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	uploads := "/var/lib/hoist/fulldisk/uploads"
+	if err := conn.Run(ctx, "mount -t tmpfs -o size=64k tmpfs "+uploads, nil, io.Discard, io.Discard); err != nil {
+		t.Fatalf("mount a small tmpfs on the host: %v", err)
+	}
+	defer conn.Run(context.Background(), "umount "+uploads, nil, io.Discard, io.Discard)
+
+	a.edit(t, "main.go", "hello from release", "hello from release")
+	stderr := failHoist(t, a.dir, "deploy")
+	if !strings.Contains(stderr, "no space left on device") {
+		t.Errorf("stderr does not say the disk is full:\n%s", stderr)
+	}
+	a.wantServed(t, hosts[:1], r1)
+}
+
+func dialLab(t *testing.T, addr string) transport.Conn {
+	t.Helper()
+	home := filepath.Join(work, "home")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := transport.Dial(ctx, addr, transport.Options{
+		User: "root", IdentityFiles: []string{filepath.Join(home, "lab", "id_ed25519")},
+		TrustFile: filepath.Join(home, "known_hosts"), SSHConfigFile: "none",
+	})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}

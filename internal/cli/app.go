@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+// globalOptions are the flags every verb shares.
+type globalOptions struct {
+	configPath string
+}
+
+// app is a loaded hoist.yml and what the verbs that act on hosts need.
+type app struct {
+	cfg   *config.Config
+	repo  string // directory of hoist.yml: the app's repository
+	hosts []string
+	dial  fleet.DialFunc
+	logMu *sync.Mutex
+}
+
+// loadApp reads hoist.yml and picks the hosts: --host flags win over the
+// config's hosts.
+func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
+	p := g.configPath
+	if p == "" {
+		p = config.FileName
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, fmt.Errorf("config path: %w", err)
+	}
+	hosts := cfg.Hosts
+	if len(hostFlags) > 0 {
+		hosts = hostFlags
+	}
+	if len(hosts) == 0 {
+		return nil, usererr.New("no hosts to work on").
+			WithHint("list them under hosts: in %s, or pass --host ADDR", p)
+	}
+	a := &app{cfg: cfg, repo: filepath.Dir(abs), hosts: hosts, logMu: &sync.Mutex{}}
+	a.dial = dialer(cfg, s.err, a.logMu)
+	return a, nil
+}
+
+// dialer returns the SSH dial function for cfg.
+func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
+	home := hoistHome()
+	ids := []string{}
+	if cfg.SSH.IdentityFile != "" {
+		ids = append(ids, expandHome(cfg.SSH.IdentityFile))
+	}
+	if lk := labKeyPath(home); fileExists(lk) {
+		ids = append(ids, lk)
+	}
+	opts := transport.Options{
+		User:          cfg.SSH.User,
+		Port:          cfg.SSH.Port,
+		IdentityFiles: ids,
+		TrustFile:     filepath.Join(home, "known_hosts"),
+		Log:           &lockedWriter{w: log, mu: mu},
+	}
+	return func(ctx context.Context, h string) (transport.Conn, error) {
+		return transport.Dial(ctx, h, opts)
+	}
+}
+
+// sudo reports whether host commands need sudo: the login is not root.
+func (a *app) sudo() bool { return a.cfg.SSH.User != "" && a.cfg.SSH.User != "root" }
+
+// client returns the host client for conn.
+func (a *app) client(conn transport.Conn) *host.Client {
+	return &host.Client{Conn: conn, App: a.cfg.App, Sudo: a.sudo()}
+}
+
+// hoistHome is where hoist keeps its own files on this machine: the
+// known_hosts it records, the lab key. HOIST_HOME overrides it.
+func hoistHome() string {
+	if h := os.Getenv("HOIST_HOME"); h != "" {
+		return h
+	}
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "hoist")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".config", "hoist")
+	}
+	return ".hoist"
+}
+
+// cacheDir holds scratch checkouts and packed releases. HOIST_CACHE
+// overrides it.
+func cacheDir() string {
+	if c := os.Getenv("HOIST_CACHE"); c != "" {
+		return c
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(c, "hoist")
+	}
+	return filepath.Join(os.TempDir(), "hoist-cache")
+}
+
+func labKeyPath(home string) string { return filepath.Join(home, "lab", "id_ed25519") }
+
+func expandHome(p string) string {
+	if len(p) > 1 && p[:2] == "~/" {
+		if h, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(h, p[2:])
+		}
+	}
+	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// report prints one line per failed host and returns an error that says
+// how many failed, or nil when none did.
+func report(w io.Writer, results []fleet.Result, verb string) error {
+	failed := fleet.Failed(results)
+	for _, r := range failed {
+		fmt.Fprintf(w, "%s %s: %v\n", paint(w, "failed", red), r.Host, r.Err)
+		var ue *usererr.Error
+		if errors.As(r.Err, &ue) && usererr.HintOf(r.Err) != "" {
+			fmt.Fprintf(w, "  %s %s\n", paint(w, "hint:", yellow), usererr.HintOf(r.Err))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return &usererr.Error{Msg: fmt.Sprintf("%s failed on %d of %d host(s)", verb, len(failed), len(results))}
+}

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/deploy"
+)
+
+type deployOptions struct {
+	ref   string
+	hosts []string
+}
+
+func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
+	o := &deployOptions{}
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Build a commit and make it the current release on every host",
+		Long: "deploy builds REF (default HEAD) from a clean checkout, uploads the\n" +
+			"release to every host, starts it, waits for its health check and only\n" +
+			"then makes it current. A release that fails its check never becomes\n" +
+			"current: the previous one keeps serving.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd.Context(), s, g, o) },
+	}
+	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to deploy")
+	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
+	return cmd
+}
+
+func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptions) error {
+	a, err := loadApp(g, s, o.hosts)
+	if err != nil {
+		return err
+	}
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.err, "built release %s (%d bytes, sha256 %s)\n", art.Manifest.ID, art.Manifest.Size, art.Manifest.SHA256[:16])
+	results := deploy.Ship(ctx, a.shipOptions(s), art)
+	if err := report(s.err, results, "deploy of "+art.Manifest.ID); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.out, art.Manifest.ID)
+	return nil
+}
+
+func (a *app) shipOptions(s *streams) deploy.ShipOptions {
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Sudo: a.sudo()}
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/lab"
+)
+
+type labOptions struct {
+	name  string
+	hosts int
+	json  bool
+}
+
+func newLabCmd(s *streams) *cobra.Command {
+	o := &labOptions{}
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Boot, list and remove local Linux hosts to deploy to (needs root)",
+		Long: "lab boots Debian 12 hosts on this machine as systemd-nspawn machines,\n" +
+			"each in its own network namespace on a private bridge, with systemd and\n" +
+			"OpenSSH. Their host keys are recorded for hoist, and a lab key lets\n" +
+			"hoist log in as root.",
+	}
+	cmd.PersistentFlags().StringVar(&o.name, "name", "lab", "lab name; several labs can run at once")
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Boot the lab's hosts and print one address per line",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.hosts < 1 || o.hosts > 50 {
+				return usage("--hosts must be between 1 and 50")
+			}
+			return runLabUp(cmd.Context(), s, o)
+		},
+	}
+	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the lab's hosts and whether they run and answer SSH",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runLabStatus(cmd.Context(), s, o) },
+	}
+	status.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the lab's hosts and remove everything the lab made",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return lab.Down(cmd.Context(), labOpts(s, o)) },
+	}
+	cmd.AddCommand(up, status, down)
+	return cmd
+}
+
+func labOpts(s *streams, o *labOptions) lab.Options {
+	home := hoistHome()
+	return lab.Options{
+		Name:           o.name,
+		KeyPath:        labKeyPath(home),
+		KnownHostsPath: filepath.Join(home, "known_hosts"),
+		Log:            s.err,
+	}
+}
+
+func runLabUp(ctx context.Context, s *streams, o *labOptions) error {
+	if err := lab.Preflight(); err != nil {
+		return err
+	}
+	hosts, err := lab.Up(ctx, labOpts(s, o), o.hosts)
+	if err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		fmt.Fprintln(s.out, h.Addr)
+	}
+	return nil
+}
+
+func runLabStatus(ctx context.Context, s *streams, o *labOptions) error {
+	st, err := lab.Status(ctx, labOpts(s, o))
+	if err != nil {
+		return err
+	}
+	if o.json {
+		type row struct {
+			Name    string `json:"name"`
+			Addr    string `json:"addr"`
+			Running bool   `json:"running"`
+			SSH     bool   `json:"ssh"`
+		}
+		rows := make([]row, 0, len(st))
+		for _, h := range st {
+			rows = append(rows, row{h.Name, h.Addr, h.Running, h.SSH})
+		}
+		return writeJSON(s, rows)
+	}
+	if len(st) == 0 {
+		fmt.Fprintf(s.err, "lab %q has no hosts; `hoist lab up` boots some\n", o.name)
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tRUNNING\tSSH")
+	for _, h := range st {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Name, h.Addr, yesNo(h.Running), yesNo(h.SSH))
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/transport"
+)
+
+type releasesOptions struct {
+	hosts []string
+	json  bool
+}
+
+func newReleasesCmd(s *streams, g *globalOptions) *cobra.Command {
+	o := &releasesOptions{}
+	cmd := &cobra.Command{
+		Use:   "releases",
+		Short: "List the releases on each host, the current one marked",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runReleases(cmd.Context(), s, g, o) },
+	}
+	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	return cmd
+}
+
+type hostReleases struct {
+	Host     string             `json:"host"`
+	Releases []host.ReleaseInfo `json:"releases"`
+	Error    string             `json:"error,omitempty"`
+}
+
+func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesOptions) error {
+	a, err := loadApp(g, s, o.hosts)
+	if err != nil {
+		return err
+	}
+	out := make([]hostReleases, len(a.hosts))
+	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		rs, err := a.client(conn).Releases(ctx)
+		out[indexOf(a.hosts, h)].Releases = rs
+		return err
+	})
+	for i, r := range results {
+		out[i].Host = r.Host
+		if out[i].Releases == nil {
+			out[i].Releases = []host.ReleaseInfo{}
+		}
+		if r.Err != nil {
+			out[i].Error = r.Err.Error()
+		}
+	}
+	if o.json {
+		return writeJSON(s, out)
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\t \tRELEASE\tCOMMIT\tBUILT")
+	for _, hr := range out {
+		for _, r := range hr.Releases {
+			mark := " "
+			if r.Current {
+				mark = "*"
+			}
+			commit := r.Commit
+			if len(commit) > 12 {
+				commit = commit[:12]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, mark, r.ID, dash(commit), r.BuiltAt.Local().Format("2006-01-02 15:04:05"))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return report(s.err, results, "releases")
+}

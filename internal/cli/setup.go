@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+type setupOptions struct {
+	hosts  []string
+	binary string
+}
+
+func newSetupCmd(s *streams, g *globalOptions) *cobra.Command {
+	o := &setupOptions{}
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Prepare hosts: install hoist, the app's user, directories and units",
+		Long: "setup is safe to run again: it changes only what differs. It puts this\n" +
+			"hoist binary on each host (it runs there in its host role), creates the\n" +
+			"app's system user and /var/lib/hoist/APP, and installs its systemd units.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSetup(cmd.Context(), s, g, o) },
+	}
+	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "work on this host instead of the config's (repeatable)")
+	cmd.Flags().StringVar(&o.binary, "hoist-binary", "", "hoist binary to install on hosts (default: this one; it must match the hosts' OS/arch)")
+	return cmd
+}
+
+func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions) error {
+	a, err := loadApp(g, s, o.hosts)
+	if err != nil {
+		return err
+	}
+	bin := o.binary
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return fmt.Errorf("find own binary: %w", err)
+		}
+	}
+	spec := deploy.Spec(a.cfg)
+	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		if o.binary == "" {
+			plat, err := host.Platform(ctx, conn)
+			if err != nil {
+				return err
+			}
+			if plat != selfPlatform() {
+				return usererr.New("host is %s but this hoist is built for %s", plat, selfPlatform()).
+					WithHint("pass --hoist-binary with a hoist built for %s (GOOS/GOARCH)", plat)
+			}
+		}
+		c := a.client(conn)
+		installed, err := c.InstallBinary(ctx, bin)
+		if err != nil {
+			return err
+		}
+		if installed {
+			a.logf(s, h, "installed hoist at %s", host.BinPath)
+		}
+		if err := c.Setup(ctx, spec); err != nil {
+			return err
+		}
+		a.logf(s, h, "ready for %s", a.cfg.App)
+		return nil
+	})
+	return report(s.err, results, "setup")
+}
+
+func (a *app) logf(s *streams, h, format string, args ...any) {
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	fmt.Fprintf(s.err, "%s: %s\n", h, fmt.Sprintf(format, args...))
+}
+
+func selfPlatform() string { return runtime.GOOS + "/" + runtime.GOARCH }

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/transport"
+)
+
+type statusOptions struct {
+	hosts []string
+	json  bool
+}
+
+func newStatusCmd(s *streams, g *globalOptions) *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the app's service state, release and since when, per host",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), s, g, o) },
+	}
+	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	return cmd
+}
+
+// hostStatus is one host's line of `hoist status --json`.
+type hostStatus struct {
+	Host   string       `json:"host"`
+	Status *host.Status `json:"status,omitempty"`
+	Error  string       `json:"error,omitempty"`
+}
+
+func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptions) error {
+	a, err := loadApp(g, s, o.hosts)
+	if err != nil {
+		return err
+	}
+	out := make([]hostStatus, len(a.hosts))
+	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		st, err := a.client(conn).Status(ctx)
+		if err == nil {
+			out[indexOf(a.hosts, h)].Status = st
+		}
+		return err
+	})
+	for i, r := range results {
+		out[i].Host = r.Host
+		if r.Err != nil {
+			out[i].Error = r.Err.Error()
+		}
+	}
+	if o.json {
+		return writeJSON(s, out)
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSTATE\tRELEASE\tSINCE\tLOCK")
+	for _, hs := range out {
+		if hs.Status == nil {
+			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t%s\n", hs.Host, hs.Error)
+			continue
+		}
+		st := hs.Status
+		rel, since, lock := dash(st.Current), "-", "-"
+		if !st.Since.IsZero() {
+			since = st.Since.Local().Format("2006-01-02 15:04:05") + " (" + time.Since(st.Since).Round(time.Second).String() + " ago)"
+		}
+		if st.Lock != nil {
+			lock = st.Lock.Holder
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hs.Host, st.State, rel, since, lock)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return report(s.err, results, "status")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func writeJSON(s *streams, v any) error {
+	enc := json.NewEncoder(s.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

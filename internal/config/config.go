@@ -1,0 +1,155 @@
+// Package config defines hoist.yml, the one versioned file that says how an
+// app is built, where it runs and how it is checked, and loads it strictly:
+// an unknown key, a wrong type or an invalid value is an error that names
+// file:line:col.
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// FileName is the config file hoist looks for in the app's repository.
+const FileName = "hoist.yml"
+
+// Version is the only config format version this hoist reads.
+const Version = 1
+
+// Config is the whole of hoist.yml.
+type Config struct {
+	// Version of the config format; must be 1. A later hoist that changes
+	// the format bumps it, so an old file is never misread.
+	Version int `yaml:"version"`
+	// App is the application's name: lowercase letters, digits and dashes,
+	// starting with a letter, at most 32 characters. It names the system
+	// user (hoist-APP), the systemd units and the directory on each host.
+	App string `yaml:"app"`
+	// Hosts to deploy to: an address, a name, or a Host alias from
+	// ~/.ssh/config, each optionally as user@host:port.
+	Hosts []string `yaml:"hosts"`
+	// SSH says how to reach the hosts.
+	SSH SSH `yaml:"ssh"`
+	// Build says how a release is built from a clean checkout.
+	Build Build `yaml:"build"`
+	// Run says how the release runs on each host.
+	Run Run `yaml:"run"`
+	// Health says how hoist decides that a started release works.
+	Health Health `yaml:"health"`
+	// KeepReleases is how many releases stay on each host, the current one
+	// included; older ones are pruned after a deploy. Default 5, minimum 2
+	// so that there is always one to roll back to.
+	KeepReleases int `yaml:"keep_releases"`
+}
+
+// SSH holds connection settings shared by all hosts. ~/.ssh/config still
+// applies for anything not set here (User, Port, IdentityFile, ProxyJump).
+type SSH struct {
+	// User to log in as; it must be root or have passwordless sudo.
+	// Default: ssh_config's User, else root.
+	User string `yaml:"user"`
+	// Port of the SSH server. Default: ssh_config's Port, else 22.
+	Port int `yaml:"port"`
+	// IdentityFile is a private key to try before the usual ones
+	// (ssh-agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa, the lab key).
+	IdentityFile string `yaml:"identity_file"`
+	// Parallel is how many hosts hoist works on at once. Default 8.
+	Parallel int `yaml:"parallel"`
+}
+
+// Build describes the build of a release directory.
+type Build struct {
+	// Builder that runs the command: "local" runs it on this machine, in
+	// a scratch checkout of the commit.
+	Builder string `yaml:"builder"`
+	// Command is run with sh -c at the root of the clean checkout. It must
+	// leave a self-contained release in Output.
+	Command string `yaml:"command"`
+	// Output is the directory, relative to the checkout, that becomes the
+	// release. It must exist and be non-empty after Command.
+	Output string `yaml:"output"`
+	// Env adds variables to the build command's environment.
+	Env map[string]string `yaml:"env"`
+	// Target is the OS/architecture the release is built for, as GOOS/GOARCH
+	// ("linux/amd64"); recorded in the manifest. Default: this machine's
+	// architecture on linux.
+	Target string `yaml:"target"`
+}
+
+// Run describes how the release is started on a host.
+type Run struct {
+	// Command starts the app, relative to the release directory (for
+	// example "./hello" or "bin/myapp start"). It must stay in the
+	// foreground and serve HTTP on $PORT.
+	Command string `yaml:"command"`
+	// Port the app listens on, passed to it as $PORT. Default 3000.
+	Port int `yaml:"port"`
+	// Env adds plain, non-secret variables to the app's environment.
+	Env map[string]string `yaml:"env"`
+}
+
+// Health is the HTTP check that a started release must pass before it
+// becomes current.
+type Health struct {
+	// Path requested with GET on 127.0.0.1:$PORT; any 2xx answer is healthy.
+	// Default "/up".
+	Path string `yaml:"path"`
+	// Timeout is how long a new release has to turn healthy. Default 30s.
+	Timeout Duration `yaml:"timeout"`
+	// Interval between two checks. Default 1s.
+	Interval Duration `yaml:"interval"`
+}
+
+// Defaults fills in unset fields. Load calls it; it is exported for tests
+// and for configs built in code.
+func (c *Config) Defaults() {
+	if c.SSH.Parallel == 0 {
+		c.SSH.Parallel = 8
+	}
+	if c.Build.Builder == "" {
+		c.Build.Builder = "local"
+	}
+	if c.Run.Port == 0 {
+		c.Run.Port = 3000
+	}
+	if c.Health.Path == "" {
+		c.Health.Path = "/up"
+	}
+	if c.Health.Timeout.raw == "" && c.Health.Timeout.Duration == 0 {
+		c.Health.Timeout.Duration = 30 * time.Second
+	}
+	if c.Health.Interval.raw == "" && c.Health.Interval.Duration == 0 {
+		c.Health.Interval.Duration = time.Second
+	}
+	if c.KeepReleases == 0 {
+		c.KeepReleases = 5
+	}
+}
+
+// Duration is a length of time written like "30s" or "1m30s". It is parsed
+// during validation so that a bad value is reported with its position.
+type Duration struct {
+	time.Duration
+	raw string
+}
+
+// UnmarshalYAML keeps the raw text for validate.
+func (d *Duration) UnmarshalYAML(b []byte) error {
+	d.raw = strings.Trim(strings.TrimSpace(string(b)), `"'`)
+	return nil
+}
+
+// MarshalYAML writes the duration as Go's time.Duration text.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+func (d *Duration) parse() error {
+	if d.raw == "" {
+		return nil
+	}
+	v, err := time.ParseDuration(d.raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; write it like 30s, 500ms or 2m", d.raw)
+	}
+	d.Duration = v
+	return nil
+}

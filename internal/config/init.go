@@ -1,0 +1,148 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+)
+
+// Project is what `hoist init` guessed about an app's repository.
+type Project struct {
+	Kind    string // go, elixir, rust or unknown
+	App     string // app name, valid for hoist.yml
+	Build   string // build command
+	Output  string
+	Command string // run command
+}
+
+// Detect guesses the project in dir from go.mod, mix.exs or Cargo.toml.
+func Detect(dir string) Project {
+	name := appNameFrom(filepath.Base(dir))
+	switch {
+	case exists(dir, "go.mod"):
+		if m := firstMatch(dir, "go.mod", `(?m)^module\s+(\S+)`); m != "" {
+			name = appNameFrom(filepath.Base(m))
+		}
+		return Project{Kind: "go", App: name,
+			Build:   "CGO_ENABLED=0 go build -trimpath -o dist/" + name + " .",
+			Output:  "dist",
+			Command: "./" + name}
+	case exists(dir, "mix.exs"):
+		otp := strings.ReplaceAll(name, "-", "_")
+		if m := firstMatch(dir, "mix.exs", `app:\s*:([a-z_0-9]+)`); m != "" {
+			otp = m
+			name = appNameFrom(m)
+		}
+		return Project{Kind: "elixir", App: name,
+			Build:   "MIX_ENV=prod mix do deps.get --only prod, release --overwrite --path dist",
+			Output:  "dist",
+			Command: "bin/" + otp + " start"}
+	case exists(dir, "Cargo.toml"):
+		bin := name
+		if m := firstMatch(dir, "Cargo.toml", `(?m)^name\s*=\s*"([^"]+)"`); m != "" {
+			bin = m
+			name = appNameFrom(m)
+		}
+		return Project{Kind: "rust", App: name,
+			Build:   "cargo build --release --locked && mkdir -p dist && cp target/release/" + bin + " dist/",
+			Output:  "dist",
+			Command: "./" + bin}
+	}
+	return Project{Kind: "unknown", App: name, Build: "make release", Output: "dist", Command: "./" + name}
+}
+
+func exists(dir, name string) bool {
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
+}
+
+func firstMatch(dir, file, pattern string) string {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return ""
+	}
+	m := regexp.MustCompile(pattern).FindSubmatch(b)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// appNameFrom turns a directory or module name into a valid app name.
+func appNameFrom(s string) string {
+	s = strings.ToLower(s)
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	for strings.Contains(name, "--") {
+		name = strings.ReplaceAll(name, "--", "-")
+	}
+	if name == "" || name[0] < 'a' || name[0] > 'z' {
+		name = "app-" + name
+	}
+	if len(name) > 32 {
+		name = strings.TrimRight(name[:32], "-")
+	}
+	return name
+}
+
+var initTemplate = template.Must(template.New("init").Parse(`# hoist.yml: how hoist builds, ships and runs {{.App}}.
+# Every field is described in docs/config.md.
+version: 1
+
+# The app's name: it names the system user (hoist-{{.App}}), the systemd
+# units (hoist-{{.App}}@RELEASE.service) and /var/lib/hoist/{{.App}} on each host.
+app: {{.App}}
+
+# Hosts to deploy to: addresses, names or ~/.ssh/config aliases, each
+# optionally user@host:port. ` + "`hoist lab up`" + ` prints addresses to try it locally.
+hosts: []
+
+ssh:
+  # Log in as this user (root, or a user with passwordless sudo).
+  user: root
+
+build:
+  # Where the build runs: local runs it on this machine, in a clean
+  # checkout of the commit; your working copy is never touched.
+  builder: local
+  # Detected a {{.Kind}} project. The command must leave a
+  # self-contained release in the output directory.
+  command: {{.Build}}
+  output: {{.Output}}
+
+run:
+  # Starts the app, relative to the release directory. It must serve
+  # HTTP on $PORT; $HOIST_RELEASE names the running release.
+  command: {{.Command}}
+  port: 3000
+  # Plain settings; keep secrets out of this file.
+  env: {}
+
+health:
+  # A new release must answer GET on this path with 2xx before it
+  # becomes current; otherwise the previous release keeps serving.
+  path: /up
+  timeout: 30s
+  interval: 1s
+
+# Releases kept on each host for ` + "`hoist rollback`" + `.
+keep_releases: 5
+`))
+
+// Render writes the commented hoist.yml for p.
+func (p Project) Render() []byte {
+	var b bytes.Buffer
+	_ = initTemplate.Execute(&b, p) // fixed template over plain strings
+	return b.Bytes()
+}

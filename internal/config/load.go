@@ -1,0 +1,248 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"runtime"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+// Error is a problem in a config file, with its position. Line and Col
+// are 1-based; 0 means the position is not known.
+type Error struct {
+	File      string
+	Line, Col int
+	Msg       string
+	// Snippet is the offending source with a caret, when known.
+	Snippet string
+}
+
+func (e *Error) Error() string {
+	pos := e.File
+	if e.Line > 0 {
+		pos = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col)
+	}
+	return pos + ": " + e.Msg
+}
+
+// Load reads and validates the config file at path.
+func Load(file string) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, usererr.New("no %s at %s", FileName, file).
+			WithHint("run `hoist init` in the app's repository to write one, or pass --config")
+	}
+	if err != nil {
+		return nil, usererr.Wrap(err, "cannot read config")
+	}
+	return Parse(file, data)
+}
+
+// Parse decodes and validates config data; name is used in errors.
+func Parse(name string, data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) || len(bytes.TrimSpace(data)) == 0 {
+			return nil, wrapUser(&Error{File: name, Msg: "file is empty; expected at least `version: 1` and `app:`"})
+		}
+		return nil, wrapUser(yamlError(name, err))
+	}
+	c.Defaults()
+	if err := c.validate(); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return nil, wrapUser(positioned(name, data, fe))
+		}
+		return nil, err
+	}
+	return &c, nil
+}
+
+func wrapUser(e *Error) error {
+	ue := &usererr.Error{Msg: e.Error(), Err: nil}
+	if e.Snippet != "" {
+		ue.Msg += "\n" + e.Snippet
+	}
+	// Keep the *Error reachable for callers that want the position.
+	ue.Err = positionOnly{e}
+	return ue
+}
+
+// positionOnly carries *Error through usererr without repeating its text.
+type positionOnly struct{ e *Error }
+
+func (p positionOnly) Error() string { return "" }
+func (p positionOnly) Unwrap() error { return p.e }
+
+func yamlError(name string, err error) *Error {
+	var ye yaml.Error
+	if !errors.As(err, &ye) {
+		return &Error{File: name, Msg: err.Error()}
+	}
+	e := &Error{File: name, Msg: ye.GetMessage()}
+	if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+		e.Line, e.Col = tk.Position.Line, tk.Position.Column
+	}
+	if strings.HasPrefix(e.Msg, "unknown field") {
+		e.Msg += " (docs/config.md lists the fields of hoist.yml)"
+	}
+	// FormatError with source gives the caret snippet; drop its first
+	// line, which repeats position and message.
+	full := ye.FormatError(false, true)
+	if i := strings.IndexByte(full, '\n'); i >= 0 {
+		e.Snippet = strings.TrimRight(full[i+1:], "\n")
+	}
+	return e
+}
+
+// fieldError is a validation failure tied to a YAML path like
+// $.build.command; positioned turns it into file:line:col.
+type fieldError struct {
+	path string
+	msg  string
+}
+
+func (f *fieldError) Error() string { return f.path + ": " + f.msg }
+
+func errAt(p, format string, args ...any) error {
+	return &fieldError{path: p, msg: fmt.Sprintf(format, args...)}
+}
+
+func positioned(name string, data []byte, fe *fieldError) *Error {
+	e := &Error{File: name, Msg: strings.TrimPrefix(fe.path, "$.") + ": " + fe.msg}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return e
+	}
+	// Walk up the path until a node exists: a missing key is reported at
+	// its parent mapping.
+	for p := fe.path; p != "$" && p != ""; p = parentPath(p) {
+		yp, err := yaml.PathString(p)
+		if err != nil {
+			continue
+		}
+		node, err := yp.FilterFile(file)
+		if err != nil || node == nil {
+			continue
+		}
+		tk := node.GetToken()
+		if p != fe.path {
+			// Parent mapping: point at its key rather than the first child.
+			if m, ok := node.(*ast.MappingNode); ok && len(m.Values) > 0 {
+				tk = m.Values[0].Key.GetToken()
+			}
+		}
+		if tk != nil && tk.Position != nil {
+			e.Line, e.Col = tk.Position.Line, tk.Position.Column
+		}
+		return e
+	}
+	e.Line, e.Col = 1, 1
+	return e
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i > 0 {
+		return p[:i]
+	}
+	return "$"
+}
+
+var appName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+func (c *Config) validate() error {
+	if c.Version != Version {
+		if c.Version == 0 {
+			return errAt("$.version", "missing; add `version: 1` at the top")
+		}
+		return errAt("$.version", "version %d is not supported by this hoist, which reads version %d", c.Version, Version)
+	}
+	if c.App == "" {
+		return errAt("$.app", "missing; name the app, for example `app: myapp`")
+	}
+	if !appName.MatchString(c.App) || strings.HasSuffix(c.App, "-") {
+		return errAt("$.app", "%q is not a valid app name: use lowercase letters, digits and dashes, starting with a letter, at most 32 characters", c.App)
+	}
+	for i, h := range c.Hosts {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " \t/") {
+			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%q is not a host: expected an address, a name or user@host:port", h)
+		}
+	}
+	if c.SSH.Port < 0 || c.SSH.Port > 65535 {
+		return errAt("$.ssh.port", "%d is not a TCP port", c.SSH.Port)
+	}
+	if c.SSH.Parallel < 1 {
+		return errAt("$.ssh.parallel", "must be at least 1")
+	}
+	switch c.Build.Builder {
+	case "local":
+	default:
+		return errAt("$.build.builder", "unknown builder %q: expected local", c.Build.Builder)
+	}
+	if strings.TrimSpace(c.Build.Command) == "" {
+		return errAt("$.build.command", "missing; the command that builds the release, for example `go build -o dist/app .`")
+	}
+	if c.Build.Output == "" {
+		return errAt("$.build.output", "missing; the directory the build leaves the release in, for example `dist`")
+	}
+	if path.IsAbs(c.Build.Output) || strings.HasPrefix(path.Clean(c.Build.Output), "..") || path.Clean(c.Build.Output) == "." {
+		return errAt("$.build.output", "%q must be a directory inside the checkout", c.Build.Output)
+	}
+	if c.Build.Target == "" {
+		c.Build.Target = "linux/" + runtime.GOARCH
+	} else if os, arch, ok := strings.Cut(c.Build.Target, "/"); !ok || os == "" || arch == "" {
+		return errAt("$.build.target", "%q is not OS/ARCH, for example linux/amd64", c.Build.Target)
+	}
+	if strings.TrimSpace(c.Run.Command) == "" {
+		return errAt("$.run.command", "missing; how to start the app, relative to the release, for example `./app`")
+	}
+	if c.Run.Port < 1 || c.Run.Port > 65535 {
+		return errAt("$.run.port", "%d is not a TCP port", c.Run.Port)
+	}
+	for k := range c.Run.Env {
+		if !envName.MatchString(k) {
+			return errAt("$.run.env."+k, "%q is not a valid environment variable name", k)
+		}
+		if k == "PORT" || k == "HOIST_RELEASE" {
+			return errAt("$.run.env."+k, "%s is set by hoist; set run.port instead of PORT", k)
+		}
+	}
+	for k := range c.Build.Env {
+		if !envName.MatchString(k) {
+			return errAt("$.build.env."+k, "%q is not a valid environment variable name", k)
+		}
+	}
+	if err := c.Health.Timeout.parse(); err != nil {
+		return errAt("$.health.timeout", "%v", err)
+	}
+	if err := c.Health.Interval.parse(); err != nil {
+		return errAt("$.health.interval", "%v", err)
+	}
+	if !strings.HasPrefix(c.Health.Path, "/") {
+		return errAt("$.health.path", "%q must start with /", c.Health.Path)
+	}
+	if c.Health.Timeout.Duration <= 0 || c.Health.Interval.Duration <= 0 {
+		return errAt("$.health", "timeout and interval must be positive")
+	}
+	if c.Health.Interval.Duration > c.Health.Timeout.Duration {
+		return errAt("$.health.interval", "%s is longer than health.timeout %s", c.Health.Interval, c.Health.Timeout)
+	}
+	if c.KeepReleases < 2 {
+		return errAt("$.keep_releases", "must be at least 2, so that there is a release to roll back to")
+	}
+	return nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -1,0 +1,265 @@
+// Package deploy is the client side of a deploy and a rollback: it builds
+// a release from a commit, packs it, and takes it to every host (lock,
+// resumable upload, activation behind a health check, unlock).
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hoistdev/hoist/internal/build"
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+// Artifact is a packed release on this machine.
+type Artifact struct {
+	Manifest *release.Manifest
+	Path     string // the .tar.zst payload
+}
+
+// BuildOptions says what to build and where.
+type BuildOptions struct {
+	Config *config.Config
+	Repo   string // the app's repository (where hoist.yml is)
+	Ref    string // default HEAD
+	// WorkDir holds scratch checkouts and packed releases.
+	WorkDir string
+	Log     io.Writer
+	Now     func() time.Time
+}
+
+// Build checks out the commit, builds it, and packs the release.
+func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
+	cfg := o.Config
+	ref := o.Ref
+	if ref == "" {
+		ref = "HEAD"
+	}
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	commit, err := build.Resolve(ctx, o.Repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	if ref == "HEAD" {
+		if dirty, err := build.Dirty(ctx, o.Repo); err == nil && len(dirty) > 0 {
+			fmt.Fprintf(o.Log, "warning: %d uncommitted change(s) are not shipped (%s); hoist builds commit %s\n",
+				len(dirty), summarize(dirty, 3), commit[:12])
+		}
+	}
+	builder, err := build.New(cfg.Build.Builder)
+	if err != nil {
+		return nil, err
+	}
+	id := release.NewID(now(), commit)
+	scratch := filepath.Join(o.WorkDir, "builds", cfg.App, id)
+	if err := os.MkdirAll(filepath.Dir(scratch), 0o755); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	fmt.Fprintf(o.Log, "building %s (%s) with the %s builder\n", commit[:12], ref, builder.Name())
+	src, err := build.Checkout(ctx, o.Repo, commit, ref, scratch)
+	if err != nil {
+		return nil, err
+	}
+	prefix, err := build.Prefix(ctx, o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	job := build.Job{Dir: filepath.Join(src.Dir, prefix), Command: cfg.Build.Command, Env: cfg.Build.Env, Output: cfg.Build.Output, Target: cfg.Build.Target, Log: o.Log}
+	if err := builder.Build(ctx, job); err != nil {
+		return nil, err
+	}
+	out, err := build.CheckOutput(job)
+	if err != nil {
+		return nil, err
+	}
+	return pack(cfg, out, id, src, now(), o.WorkDir)
+}
+
+func pack(cfg *config.Config, dir, id string, src *build.Source, builtAt time.Time, workDir string) (*Artifact, error) {
+	relDir := filepath.Join(workDir, "releases", cfg.App)
+	if err := os.MkdirAll(relDir, 0o755); err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	f, err := os.CreateTemp(relDir, id+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	defer os.Remove(f.Name())
+	sum, size, err := release.Pack(dir, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	goos, goarch, _ := strings.Cut(cfg.Build.Target, "/")
+	m := &release.Manifest{App: cfg.App, ID: id, Commit: src.Commit, Ref: src.Ref, SHA256: sum, Size: size,
+		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch}
+	path := filepath.Join(relDir, id+".tar.zst")
+	if err := os.Rename(f.Name(), path); err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	return &Artifact{Manifest: m, Path: path}, nil
+}
+
+func summarize(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
+
+// Spec is what hosts are told about the app.
+func Spec(cfg *config.Config) *host.Spec {
+	return &host.Spec{
+		App: cfg.App, Command: cfg.Run.Command, Port: cfg.Run.Port, Env: cfg.Run.Env,
+		HealthPath: cfg.Health.Path, HealthTimeout: cfg.Health.Timeout.Duration,
+		HealthInterval: cfg.Health.Interval.Duration, KeepReleases: cfg.KeepReleases,
+	}
+}
+
+// Holder names this deploy in a lock: who, from where, and a token that
+// tells two deploys of the same person apart.
+func Holder(op string) host.Lock {
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	machine, _ := os.Hostname()
+	return host.Lock{Holder: fmt.Sprintf("%s@%s (pid %d)", who, machine, os.Getpid()), Since: time.Now().UTC().Truncate(time.Second), Op: op}
+}
+
+// ShipOptions says where a release goes.
+type ShipOptions struct {
+	Config *config.Config
+	Hosts  []string
+	Dial   fleet.DialFunc
+	Log    io.Writer
+	LogMu  *sync.Mutex
+	Sudo   bool
+}
+
+// Ship takes the artifact to every host and activates it there.
+func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
+	spec := Spec(o.Config)
+	lk := Holder("deploy " + art.Manifest.ID)
+	return fleet.Each(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		c := &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo}
+		return withLock(ctx, c, lk, func() error {
+			if err := upload(ctx, c, art, o.logf(h)); err != nil {
+				return err
+			}
+			o.logf(h)("activating %s", art.Manifest.ID)
+			return c.Activate(ctx, spec, art.Manifest.ID)
+		})
+	})
+}
+
+// Rollback activates release id (or, when id is "", the one before the
+// current release) on every host.
+func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
+	spec := Spec(o.Config)
+	lk := Holder("rollback")
+	return fleet.Each(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		c := &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo}
+		return withLock(ctx, c, lk, func() error {
+			target := id
+			if target == "" {
+				prev, err := c.Previous(ctx)
+				if err != nil {
+					return err
+				}
+				if prev == "" {
+					return usererr.New("there is no earlier release to roll back to")
+				}
+				target = prev
+			}
+			o.logf(h)("rolling back to %s", target)
+			return c.Activate(ctx, spec, target)
+		})
+	})
+}
+
+func (o ShipOptions) logf(h string) func(string, ...any) {
+	return func(format string, args ...any) {
+		if o.LogMu != nil {
+			o.LogMu.Lock()
+			defer o.LogMu.Unlock()
+		}
+		fmt.Fprintf(o.Log, "%s: %s\n", h, fmt.Sprintf(format, args...))
+	}
+}
+
+// withLock runs fn holding the app's deploy lock on the host. The lock is
+// released with a fresh context so that a cancelled deploy still frees it.
+func withLock(ctx context.Context, c *host.Client, lk host.Lock, fn func() error) error {
+	if err := c.Lock(ctx, lk); err != nil {
+		var le *host.LockedError
+		if errors.As(err, &le) {
+			return usererr.New("another deploy holds the lock: %s, since %s (%s)", le.Lock.Holder,
+				le.Lock.Since.Local().Format("2006-01-02 15:04:05"), le.Lock.Op).
+				WithHint("wait for it to finish; if it died, release the lock with `hoist lock release`")
+		}
+		return err
+	}
+	ferr := fn()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := c.Unlock(uctx, lk.Holder, false); err != nil && ferr == nil {
+		return fmt.Errorf("release lock: %w", err)
+	}
+	return ferr
+}
+
+// upload sends the artifact, resuming where an earlier attempt stopped.
+func upload(ctx context.Context, c *host.Client, art *Artifact, logf func(string, ...any)) error {
+	st, err := c.UploadState(ctx, art.Manifest)
+	if err != nil {
+		return err
+	}
+	if st.Unpacked {
+		logf("release %s is already on the host", art.Manifest.ID)
+		return nil
+	}
+	f, err := os.Open(art.Path)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(st.Have, io.SeekStart); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if st.Have > 0 {
+		logf("resuming upload at %s of %s", byteSize(st.Have), byteSize(art.Manifest.Size))
+	} else {
+		logf("uploading %s (%s)", art.Manifest.ID, byteSize(art.Manifest.Size))
+	}
+	return c.Receive(ctx, art.Manifest, st.Have, f)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

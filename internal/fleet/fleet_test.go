@@ -1,0 +1,74 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/transport"
+)
+
+type nopConn struct{ addr string }
+
+func (c nopConn) Run(context.Context, string, io.Reader, io.Writer, io.Writer) error { return nil }
+func (c nopConn) Addr() string                                                       { return c.addr }
+func (c nopConn) Close() error                                                       { return nil }
+
+func TestEachBoundsParallelismAndKeepsOrder(t *testing.T) {
+	hosts := []string{"a", "down", "c", "d", "e"}
+	var running, peak atomic.Int32
+	dial := func(_ context.Context, h string) (transport.Conn, error) {
+		if h == "down" {
+			return nil, errors.New("cannot reach down:22")
+		}
+		return nopConn{h}, nil
+	}
+	rs := Each(context.Background(), hosts, 2, dial, func(_ context.Context, h string, c transport.Conn) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		if c.Addr() != h {
+			t.Errorf("conn for %s is %s", h, c.Addr())
+		}
+		return nil
+	})
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.Host)
+	}
+	if diff := cmp.Diff(hosts, got); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	if p := peak.Load(); p > 2 {
+		t.Errorf("%d hosts ran at once, limit 2", p)
+	}
+	failed := Failed(rs)
+	if len(failed) != 1 || failed[0].Host != "down" {
+		t.Errorf("Failed = %+v, want only down", failed)
+	}
+}
+
+func TestPrefixWriter(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	w := &PrefixWriter{W: &buf, Prefix: "h1 | ", Mu: &mu}
+	io.WriteString(w, "one\ntw")
+	io.WriteString(w, "o\nthree")
+	w.Flush()
+	if got, want := buf.String(), "h1 | one\nh1 | two\nh1 | three\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

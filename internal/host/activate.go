@@ -1,0 +1,189 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hoistdev/hoist/internal/systemd"
+)
+
+// HealthError says that a release did not turn healthy; the previous
+// release was restarted and stays current.
+type HealthError struct {
+	ID      string `json:"id"`
+	Reason  string `json:"reason"`
+	Journal string `json:"journal"` // the last lines of the release's journal
+}
+
+func (e *HealthError) Error() string {
+	return fmt.Sprintf("release %s failed its health check: %s", e.ID, e.Reason)
+}
+
+// journalLines is how much of a failed release's journal is reported.
+const journalLines = 20
+
+// Activate makes release id the one that serves: it installs the units
+// for s, stops the running release, starts id, waits for its health
+// check and only then points current at it. If id never turns healthy,
+// it is stopped, the previous release is started again, current is left
+// alone, and a *HealthError is returned. Older releases beyond
+// s.KeepReleases are pruned after a success.
+func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) error {
+	if _, err := l.Manifest(id); err != nil {
+		return fmt.Errorf("release %s is not on this host: %w", id, err)
+	}
+	if _, err := installUnits(ctx, l, s); err != nil {
+		return err
+	}
+	prev := l.CurrentID()
+	running, err := runningReleases(ctx, l)
+	if err != nil {
+		return err
+	}
+	// Until the edge proxy runs releases side by side, the old release
+	// must free the port before the new one starts.
+	for _, r := range running {
+		if r != id {
+			fmt.Fprintf(log, "stopping release %s\n", r)
+			if _, err := systemd.Systemctl(ctx, "stop", systemd.InstanceName(l.App, r)); err != nil {
+				return fmt.Errorf("stop %s: %w", r, err)
+			}
+		}
+	}
+	unit := systemd.InstanceName(l.App, id)
+	fmt.Fprintf(log, "starting release %s\n", id)
+	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
+	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
+		return revert(ctx, l, id, prev, err.Error(), log)
+	}
+	if reason := waitHealthy(ctx, unit, s); reason != "" {
+		return revert(ctx, l, id, prev, reason, log)
+	}
+	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "release %s is current\n", id)
+	if err := Prune(l, s.KeepReleases); err != nil {
+		fmt.Fprintf(log, "warning: prune: %v\n", err)
+	}
+	return nil
+}
+
+// revert stops the failed release and restarts the previous one.
+func revert(ctx context.Context, l Layout, id, prev, reason string, log io.Writer) error {
+	unit := systemd.InstanceName(l.App, id)
+	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	_, _ = systemd.Systemctl(ctx, "stop", unit)
+	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
+	if prev != "" && prev != id {
+		fmt.Fprintf(log, "restarting previous release %s\n", prev)
+		if _, err := systemd.Systemctl(ctx, "start", systemd.InstanceName(l.App, prev)); err != nil {
+			he.Reason += "; and restarting the previous release " + prev + " failed: " + err.Error()
+		}
+	}
+	return he
+}
+
+// waitHealthy polls the health URL until it answers 2xx, the unit dies,
+// or the timeout passes; it returns why it gave up, or "".
+func waitHealthy(ctx context.Context, unit string, s *Spec) string {
+	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout)
+	defer cancel()
+	url := "http://127.0.0.1:" + strconv.Itoa(s.Port) + s.HealthPath
+	client := &http.Client{Timeout: min(s.HealthInterval*2, 5*time.Second)}
+	last := "no answer yet"
+	for {
+		if u, err := systemd.Show(ctx, unit); err == nil && (u.ActiveState == "failed" || u.ActiveState == "inactive") {
+			return "the service exited (" + u.ActiveState + "/" + u.SubState + ")"
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return ""
+			}
+			last = "GET " + s.HealthPath + " answered " + resp.Status
+		} else if !errors.Is(err, context.DeadlineExceeded) {
+			last = "GET " + s.HealthPath + ": " + shortNetErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Sprintf("not healthy within %s; last: %s", s.HealthTimeout, last)
+		case <-time.After(s.HealthInterval):
+		}
+	}
+}
+
+func shortNetErr(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// runningReleases lists the release ids whose units are active or starting.
+func runningReleases(ctx context.Context, l Layout) ([]string, error) {
+	names, err := systemd.ListUnits(ctx, systemd.InstancePattern(l.App))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, n := range names {
+		u, err := systemd.Show(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if u.ActiveState == "active" || u.ActiveState == "activating" || u.ActiveState == "reloading" {
+			ids = append(ids, instanceID(l.App, n))
+		}
+	}
+	return ids, nil
+}
+
+func instanceID(app, unit string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(unit, "hoist-"+app+"@"), ".service")
+}
+
+// Prune removes the oldest releases so that keep remain, never the
+// current one.
+func Prune(l Layout, keep int) error {
+	ids, err := l.ReleaseIDs()
+	if err != nil {
+		return err
+	}
+	cur := l.CurrentID()
+	excess := len(ids) - keep
+	for _, id := range ids {
+		if excess <= 0 {
+			break
+		}
+		if id == cur {
+			continue
+		}
+		if err := os.RemoveAll(l.Release(id)); err != nil {
+			return fmt.Errorf("prune %s: %w", id, err)
+		}
+		excess--
+	}
+	return nil
+}
+
+// Boot starts the current release; the boot unit runs it at start-up.
+func Boot(ctx context.Context, l Layout) error {
+	id := l.CurrentID()
+	if id == "" {
+		return nil
+	}
+	_, err := systemd.Systemctl(ctx, "start", "--no-block", systemd.InstanceName(l.App, id))
+	return err
+}

@@ -1,0 +1,92 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Exec runs argv in the current release, as the app's user, with the
+// app's environment (the secret env file included), wired to the given
+// streams. It returns the command's exit code.
+func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	id := l.CurrentID()
+	if id == "" {
+		return 0, fmt.Errorf("%s has no current release; deploy first", l.App)
+	}
+	u, err := user.Lookup(l.User())
+	if err != nil {
+		return 0, fmt.Errorf("exec: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=/nonexistent",
+		"PORT=" + strconv.Itoa(s.Port),
+		"HOIST_APP=" + l.App,
+		"HOIST_RELEASE=" + id,
+	}
+	for k, v := range s.Env {
+		env = append(env, k+"="+v)
+	}
+	secret, err := readEnvFile(l.EnvFile())
+	if err != nil {
+		return 0, err
+	}
+	env = append(env, secret...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if strings.Contains(argv[0], "/") && !strings.HasPrefix(argv[0], "/") {
+		cmd.Path = l.Release(id) + "/" + strings.TrimPrefix(argv[0], "./")
+	}
+	cmd.Dir = l.Release(id)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	return 0, nil
+}
+
+// readEnvFile reads KEY=VALUE lines as systemd's EnvironmentFile does,
+// for the common subset: comments, blank lines, optional quotes.
+func readEnvFile(p string) ([]string, error) {
+	f, err := os.Open(p)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read env: %w", err)
+	}
+	defer f.Close()
+	var env []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		env = append(env, strings.TrimSpace(k)+"="+v)
+	}
+	return env, sc.Err()
+}

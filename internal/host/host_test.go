@@ -1,0 +1,246 @@
+package host
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/release"
+)
+
+// packed makes a small release payload and its manifest.
+func packed(t *testing.T, app, id string) (*release.Manifest, []byte) {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "app"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	sum, size, err := release.Pack(src, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &release.Manifest{App: app, ID: id, Commit: "abc", SHA256: sum, Size: size, BuiltAt: time.Now().UTC(), OS: "linux", Arch: "amd64"}, buf.Bytes()
+}
+
+const (
+	id1 = "20261125T010000Z-aaaaaaaaaaaa"
+	id2 = "20261125T020000Z-bbbbbbbbbbbb"
+	id3 = "20261125T030000Z-cccccccccccc"
+)
+
+func TestReceiveResumesAndUnpacks(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	m, payload := packed(t, "hello", id1)
+
+	st, err := Upload(l, m)
+	if err != nil || st != (UploadState{}) {
+		t.Fatalf("fresh Upload = %+v, %v", st, err)
+	}
+	// A connection that dies half-way leaves the part for the next try.
+	half := int64(len(payload) / 2)
+	err = Receive(l, m, 0, bytes.NewReader(payload[:half]))
+	if err == nil || !strings.Contains(err.Error(), "connection ended") {
+		t.Fatalf("short Receive err = %v", err)
+	}
+	if _, err := os.Stat(l.Release(id1)); !os.IsNotExist(err) {
+		t.Fatal("a half-received release is in place")
+	}
+	st, err = Upload(l, m)
+	if err != nil || st.Have != half {
+		t.Fatalf("Upload after cut = %+v, %v; want Have %d", st, err, half)
+	}
+	if err := Receive(l, m, 0, bytes.NewReader(payload)); err == nil {
+		t.Fatal("Receive at a wrong offset succeeded")
+	}
+	if err := Receive(l, m, half, bytes.NewReader(payload[half:])); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Manifest(id1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SHA256 != m.SHA256 {
+		t.Errorf("stored manifest sum %s, want %s", got.SHA256, m.SHA256)
+	}
+	if st, _ := Upload(l, m); !st.Unpacked {
+		t.Error("Upload of an unpacked release does not say so")
+	}
+	if _, err := os.Stat(l.partFile(id1)); !os.IsNotExist(err) {
+		t.Error("part file left behind")
+	}
+}
+
+func TestReceiveRejectsCorruptPayload(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	m, payload := packed(t, "hello", id1)
+	bad := bytes.Clone(payload)
+	bad[len(bad)-1] ^= 0xff
+	err := Receive(l, m, 0, bytes.NewReader(bad))
+	if err == nil || !strings.Contains(err.Error(), "corrupted") {
+		t.Fatalf("err = %v, want a checksum error", err)
+	}
+	ids, _ := l.ReleaseIDs()
+	if len(ids) != 0 {
+		t.Errorf("releases after a corrupt upload: %v", ids)
+	}
+	if st, _ := Upload(l, m); st.Have != 0 {
+		t.Error("corrupt part kept for resuming")
+	}
+}
+
+func TestReceiveRejectsOtherApp(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	m, payload := packed(t, "other", id1)
+	if err := Receive(l, m, 0, bytes.NewReader(payload)); err == nil {
+		t.Fatal("Receive took a release of another app")
+	}
+}
+
+func install(t *testing.T, l Layout, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		m, payload := packed(t, l.App, id)
+		if err := Receive(l, m, 0, bytes.NewReader(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPruneKeepsNewestAndCurrent(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	install(t, l, id1, id2, id3)
+	if err := swapSymlink("releases/"+id1, l.Current()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(l, 2); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := l.ReleaseIDs()
+	if diff := cmp.Diff([]string{id1, id3}, ids); diff != "" {
+		t.Errorf("after prune (-want +got):\n%s", diff)
+	}
+}
+
+func TestReleasesAndPrevious(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	if prev, err := PreviousID(l); err != nil || prev != "" {
+		t.Fatalf("PreviousID on an empty host = %q, %v", prev, err)
+	}
+	install(t, l, id1, id2, id3)
+	if err := swapSymlink("releases/"+id2, l.Current()); err != nil {
+		t.Fatal(err)
+	}
+	if l.CurrentID() != id2 {
+		t.Fatalf("CurrentID = %q", l.CurrentID())
+	}
+	prev, err := PreviousID(l)
+	if err != nil || prev != id1 {
+		t.Errorf("PreviousID = %q, %v; want %s", prev, err, id1)
+	}
+	rs, err := ListReleases(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var current []string
+	for _, r := range rs {
+		if r.Current {
+			current = append(current, r.ID)
+		}
+	}
+	if len(rs) != 3 || !cmp.Equal(current, []string{id2}) {
+		t.Errorf("ListReleases = %+v", rs)
+	}
+}
+
+func TestLock(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	alice := Lock{Holder: "alice@a (pid 1)", Since: time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC), Op: "deploy"}
+	if err := AcquireLock(l, alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := AcquireLock(l, alice); err != nil {
+		t.Errorf("re-entrant lock refused: %v", err)
+	}
+	err := AcquireLock(l, Lock{Holder: "bob@b (pid 2)"})
+	var le *LockedError
+	if !errors.As(err, &le) || le.Lock.Holder != alice.Holder || !le.Lock.Since.Equal(alice.Since) {
+		t.Fatalf("second holder got %v, want LockedError naming alice", err)
+	}
+	if err := ReleaseLock(l, "bob@b (pid 2)", false); err == nil {
+		t.Error("bob released alice's lock")
+	}
+	if err := ReleaseLock(l, "", true); err != nil {
+		t.Fatal(err)
+	}
+	if lk, _ := ReadLock(l); lk != nil {
+		t.Errorf("lock still held by %+v", lk)
+	}
+}
+
+func TestProtocolCarriesStructuredErrors(t *testing.T) {
+	var buf bytes.Buffer
+	he := &HealthError{ID: id1, Reason: "GET /up answered 500", Journal: "boom"}
+	if err := WriteError(&buf, he); err != nil {
+		t.Fatal(err)
+	}
+	err := decodeResponse(buf.Bytes(), nil)
+	var got *HealthError
+	if !errors.As(err, &got) || got.Journal != "boom" {
+		t.Fatalf("decoded %v, want the HealthError back", err)
+	}
+	buf.Reset()
+	if err := WriteResult(&buf, UploadState{Have: 7}); err != nil {
+		t.Fatal(err)
+	}
+	var st UploadState
+	if err := decodeResponse(buf.Bytes(), &st); err != nil || st.Have != 7 {
+		t.Fatalf("decoded %+v, %v", st, err)
+	}
+	if err := decodeResponse([]byte("sh: hoist: not found"), nil); err == nil {
+		t.Fatal("garbage decoded as success")
+	}
+}
+
+func TestReadEnvFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(p, []byte("# comment\nA=1\n\nB=\"two words\"\n C = 'x'\nnot a var\n"), 0o600)
+	got, err := readEnvFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"A=1", "B=two words", "C=x"}, got); diff != "" {
+		t.Error(diff)
+	}
+}
+
+func TestQuote(t *testing.T) {
+	tests := map[string]string{"plain": "plain", "a b": "'a b'", "it's": `'it'\''s'`, "": "''", "$(rm)": "'$(rm)'"}
+	for in, want := range tests {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := writeFileAtomic(p, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(p, []byte("two"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	fi, _ := os.Stat(p)
+	entries, _ := os.ReadDir(filepath.Dir(p))
+	if string(b) != "two" || fi.Mode().Perm() != 0o600 || len(entries) != 1 {
+		t.Errorf("content %q mode %v entries %d", b, fi.Mode(), len(entries))
+	}
+}

@@ -1,0 +1,101 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+
+	"github.com/hoistdev/hoist/internal/systemd"
+)
+
+// UnitDir is where hoist writes its units.
+var UnitDir = "/etc/systemd/system"
+
+// Setup prepares a host for app: its system user, its directories, its
+// units. Running it again changes only what differs.
+func Setup(ctx context.Context, l Layout, s *Spec) error {
+	if err := ensureUser(ctx, l.User()); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{l.Root, 0o755}, {l.Releases(), 0o755}, {l.Uploads(), 0o700}, {l.Shared(), 0o700},
+	} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+	}
+	if _, err := os.Stat(l.EnvFile()); errors.Is(err, os.ErrNotExist) {
+		if err := writeFileAtomic(l.EnvFile(), nil, 0o600); err != nil {
+			return err
+		}
+	}
+	if _, err := installUnits(ctx, l, s); err != nil {
+		return err
+	}
+	if _, err := systemd.Systemctl(ctx, "enable", systemd.BootName(l.App)); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	return nil
+}
+
+func ensureUser(ctx context.Context, name string) error {
+	if _, err := user.Lookup(name); err == nil {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, "useradd", "--system", "--user-group",
+		"--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("create user %s: %w: %s", name, err, bytes.TrimSpace(errb.Bytes()))
+	}
+	return nil
+}
+
+// installUnits writes the app's units where they differ and reloads
+// systemd if any did. It reports whether anything changed.
+func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
+	a := systemd.App{
+		Name: l.App, User: l.User(), Root: l.Root, Command: s.Command, Port: s.Port,
+		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath,
+	}
+	tmpl, err := systemd.Template(a)
+	if err != nil {
+		return false, err
+	}
+	boot, err := systemd.Boot(a)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for name, content := range map[string][]byte{
+		systemd.TemplateName(l.App): tmpl,
+		systemd.BootName(l.App):     boot,
+	} {
+		p := filepath.Join(UnitDir, name)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, content) {
+			continue
+		}
+		if err := writeFileAtomic(p, content, 0o644); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if changed {
+		if _, err := systemd.Systemctl(ctx, "daemon-reload"); err != nil {
+			return false, fmt.Errorf("install units: %w", err)
+		}
+	}
+	return changed, nil
+}

@@ -1,0 +1,56 @@
+package host
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Spec is what the client tells a host about an app: enough to write its
+// units and check its health. It travels as JSON on stdin so that a
+// deploy applies the current hoist.yml without a separate setup.
+type Spec struct {
+	App            string            `json:"app"`
+	Command        string            `json:"command"`
+	Port           int               `json:"port"`
+	Env            map[string]string `json:"env,omitempty"`
+	HealthPath     string            `json:"health_path"`
+	HealthTimeout  time.Duration     `json:"health_timeout"`
+	HealthInterval time.Duration     `json:"health_interval"`
+	KeepReleases   int               `json:"keep_releases"`
+}
+
+var appPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+// ValidApp reports whether name is safe to use in paths and unit names.
+func ValidApp(name string) bool { return appPattern.MatchString(name) }
+
+// Validate checks a spec received from the client.
+func (s *Spec) Validate() error {
+	switch {
+	case !ValidApp(s.App):
+		return fmt.Errorf("invalid app name %q", s.App)
+	case s.Command == "":
+		return fmt.Errorf("spec of %s has no command", s.App)
+	case s.Port < 1 || s.Port > 65535:
+		return fmt.Errorf("spec of %s has invalid port %d", s.App, s.Port)
+	case s.HealthTimeout <= 0 || s.HealthInterval <= 0:
+		return fmt.Errorf("spec of %s has no health timing", s.App)
+	case s.KeepReleases < 2:
+		return fmt.Errorf("spec of %s keeps fewer than 2 releases", s.App)
+	}
+	return nil
+}
+
+// DecodeSpec reads and validates a JSON spec.
+func DecodeSpec(b []byte) (*Spec, error) {
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("decode spec: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}

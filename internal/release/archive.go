@@ -1,0 +1,194 @@
+package release
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Pack writes dir as a zstd-compressed tar to w and returns the sha256
+// and size of what it wrote. Entries are in lexical order with owners
+// dropped, so the same tree packs to the same bytes apart from mtimes.
+func Pack(dir string, w io.Writer) (sum string, size int64, err error) {
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(w, h)}
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return "", 0, fmt.Errorf("pack: %w", err)
+	}
+	tw := tar.NewWriter(zw)
+	var files []string
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	for _, p := range files {
+		rel, _ := filepath.Rel(dir, p)
+		if rel == ManifestName {
+			return "", 0, fmt.Errorf("pack %s: the release may not contain %s, hoist writes it", dir, ManifestName)
+		}
+		if err := addFile(tw, p, filepath.ToSlash(rel)); err != nil {
+			return "", 0, fmt.Errorf("pack %s: %w", dir, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", 0, fmt.Errorf("pack: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return "", 0, fmt.Errorf("pack: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), cw.n, nil
+}
+
+func addFile(tw *tar.Writer, p, name string) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	link := ""
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if link, err = os.Readlink(p); err != nil {
+			return err
+		}
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return err
+	}
+	hdr.Name = name
+	if fi.IsDir() {
+		hdr.Name += "/"
+	}
+	hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Unpack extracts a Pack archive into dest, which must not exist yet. It
+// refuses entries that would land outside dest, including through a
+// symlink the archive made, and device files. Files are synced so that a
+// release renamed into place after Unpack survives a power cut.
+func Unpack(r io.Reader, dest string) error {
+	zr, err := zstd.NewReader(r)
+	if err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	defer zr.Close()
+	if err := os.Mkdir(dest, 0o755); err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	links := map[string]bool{}
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unpack: %w", err)
+		}
+		name := path.Clean(strings.TrimSuffix(hdr.Name, "/"))
+		if name == "." || path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("unpack: entry %q is outside the release", hdr.Name)
+		}
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			if links[d] {
+				return fmt.Errorf("unpack: entry %q goes through symlink %q", hdr.Name, d)
+			}
+		}
+		target := filepath.Join(dest, filepath.FromSlash(name))
+		mode := fs.FileMode(hdr.Mode).Perm()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, mode|0o700); err != nil {
+				return fmt.Errorf("unpack: %w", err)
+			}
+			// MkdirAll leaves an existing dir's mode alone; apply the archive's.
+			if err := os.Chmod(target, mode|0o700); err != nil {
+				return fmt.Errorf("unpack: %w", err)
+			}
+		case tar.TypeReg:
+			if err := writeFile(target, tr, mode); err != nil {
+				return fmt.Errorf("unpack: %w", err)
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(hdr.Linkname, target); err != nil {
+				return fmt.Errorf("unpack: %w", err)
+			}
+			links[name] = true
+		default:
+			return fmt.Errorf("unpack: entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
+		}
+	}
+	return syncDir(dest)
+}
+
+func writeFile(p string, r io.Reader, mode fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

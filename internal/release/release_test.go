@@ -1,0 +1,179 @@
+package release
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestNewIDSortsAndValidates(t *testing.T) {
+	a := NewID(time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC), "0123456789abcdef0123")
+	b := NewID(time.Date(2026, 11, 25, 2, 2, 4, 0, time.FixedZone("x", 3600)), "ffff")
+	if a != "20261125T010203Z-0123456789ab" {
+		t.Errorf("NewID = %q", a)
+	}
+	if b != "20261125T010204Z-ffff" || !(b > a) {
+		t.Errorf("ids do not order by time: %q %q", a, b)
+	}
+	for id, want := range map[string]bool{a: true, b: true, "../etc": false, "20261125T010203Z-": false, "20261125T010203Z-XYZ1": false} {
+		if ValidID(id) != want {
+			t.Errorf("ValidID(%q) = %v, want %v", id, !want, want)
+		}
+	}
+}
+
+func TestPackUnpackRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	mustWrite(t, filepath.Join(src, "bin", "app"), "#!/bin/sh\necho hi\n", 0o755)
+	mustWrite(t, filepath.Join(src, "lib", "data.txt"), "data", 0o644)
+	if err := os.Symlink("lib/data.txt", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	sum, size, err := Pack(src, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != int64(buf.Len()) || len(sum) != 64 {
+		t.Fatalf("Pack reported size %d sum %q for %d bytes", size, sum, buf.Len())
+	}
+	dest := filepath.Join(t.TempDir(), "r")
+	if err := Unpack(bytes.NewReader(buf.Bytes()), dest); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	filepath.Walk(dest, func(p string, fi os.FileInfo, err error) error {
+		rel, _ := filepath.Rel(dest, p)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			got[rel] = "-> " + l
+		case fi.Mode().IsRegular():
+			b, _ := os.ReadFile(p)
+			got[rel] = fi.Mode().Perm().String() + " " + string(b)
+		}
+		return nil
+	})
+	want := map[string]string{
+		"bin/app":      "-rwxr-xr-x #!/bin/sh\necho hi\n",
+		"lib/data.txt": "-rw-r--r-- data",
+		"link":         "-> lib/data.txt",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("unpacked tree (-want +got):\n%s", diff)
+	}
+}
+
+func TestPackRefusesManifestName(t *testing.T) {
+	src := t.TempDir()
+	mustWrite(t, filepath.Join(src, ManifestName), "{}", 0o644)
+	if _, _, err := Pack(src, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), ManifestName) {
+		t.Fatalf("err = %v, want refusal of %s", err, ManifestName)
+	}
+}
+
+func TestUnpackRefusesEscapes(t *testing.T) {
+	tests := map[string][]tar.Header{
+		"parent dir":      {{Name: "../evil", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"absolute":        {{Name: "/etc/evil", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"through symlink": {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, {Name: "l/passwd", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"device":          {{Name: "dev", Typeflag: tar.TypeChar, Mode: 0o644}},
+	}
+	for name, hdrs := range tests {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			zw, _ := zstd.NewWriter(&buf)
+			tw := tar.NewWriter(zw)
+			for _, h := range hdrs {
+				if err := tw.WriteHeader(&h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tw.Close()
+			zw.Close()
+			dest := filepath.Join(t.TempDir(), "r")
+			if err := Unpack(&buf, dest); err == nil {
+				t.Fatal("Unpack accepted a hostile archive")
+			}
+		})
+	}
+}
+
+func TestParseManifest(t *testing.T) {
+	good := Manifest{App: "hello", ID: "20261125T010203Z-0123456789ab", Commit: "0123456789ab", SHA256: strings.Repeat("a", 64), Size: 10,
+		BuiltAt: time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC), OS: "linux", Arch: "amd64"}
+	m, err := ParseManifest(good.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&good, m); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	tests := map[string]func(*Manifest){
+		"bad id":  func(m *Manifest) { m.ID = "../x" },
+		"bad sum": func(m *Manifest) { m.SHA256 = "zz" },
+		"no app":  func(m *Manifest) { m.App = "" },
+		"no size": func(m *Manifest) { m.Size = 0 },
+		"no arch": func(m *Manifest) { m.Arch = "" },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			bad := good
+			mutate(&bad)
+			if _, err := ParseManifest(bad.Marshal()); err == nil {
+				t.Error("ParseManifest accepted an invalid manifest")
+			}
+		})
+	}
+	if _, err := ParseManifest([]byte(`{"app":"x","extra":1}`)); err == nil {
+		t.Error("ParseManifest accepted an unknown field")
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"app":"hello","id":"20261125T010203Z-0123456789ab","sha256":"` + strings.Repeat("a", 64) + `","size":1,"os":"linux","arch":"amd64"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err == nil && !ValidID(m.ID) {
+			t.Fatalf("accepted id %q", m.ID)
+		}
+	})
+}
+
+func FuzzUnpack(f *testing.F) {
+	var buf bytes.Buffer
+	src := f.TempDir()
+	os.WriteFile(filepath.Join(src, "a"), []byte("x"), 0o644)
+	Pack(src, &buf)
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		base := t.TempDir()
+		dest := filepath.Join(base, "r")
+		_ = Unpack(bytes.NewReader(b), dest)
+		// Whatever the input, nothing may appear beside dest.
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.Name() != "r" {
+				t.Fatalf("Unpack wrote %q outside its destination", e.Name())
+			}
+		}
+	})
+}
+
+func mustWrite(t *testing.T, p, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}

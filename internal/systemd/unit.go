@@ -1,0 +1,170 @@
+// Package systemd renders the units hoist installs on a host and drives
+// systemctl and journalctl there.
+package systemd
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+// App is what a unit needs to know about an app.
+type App struct {
+	Name string // app name, as in hoist.yml
+	// User is the system user the app runs as.
+	User string
+	// Root is the app's directory on the host; releases live in Root/releases.
+	Root string
+	// Command starts the app; a first word with a slash is relative to the
+	// release directory.
+	Command string
+	Port    int
+	// Env holds plain variables; EnvFile holds the secret ones (0600, root),
+	// which systemd reads before it drops privileges.
+	Env     map[string]string
+	EnvFile string
+	// HoistBin is the hoist binary on the host, used by the boot unit.
+	HoistBin string
+}
+
+// TemplateName is the unit template that runs one release: instance %i is
+// the release id, so two releases can run side by side.
+func TemplateName(app string) string { return "hoist-" + app + "@.service" }
+
+// InstanceName is the unit running release id of app.
+func InstanceName(app, id string) string { return "hoist-" + app + "@" + id + ".service" }
+
+// BootName is the unit that starts the current release at boot.
+func BootName(app string) string { return "hoist-" + app + ".service" }
+
+// InstancePattern matches all release units of app, for journalctl and
+// systemctl list-units.
+func InstancePattern(app string) string { return "hoist-" + app + "@*.service" }
+
+var templateUnit = template.Must(template.New("unit").Parse(`# Written by hoist; changes are overwritten on the next deploy.
+[Unit]
+Description=hoist app {{.Name}}, release %i
+After=network-online.target
+Wants=network-online.target
+PartOf={{.Boot}}
+# A release that keeps crashing stops being restarted; hoist reports it.
+StartLimitIntervalSec=60
+StartLimitBurst=5
+
+[Service]
+Type=simple
+User={{.User}}
+Group={{.User}}
+WorkingDirectory={{.Root}}/releases/%i
+ExecStart={{.ExecStart}}
+Environment=PORT={{.Port}}
+Environment=HOIST_APP={{.Name}}
+Environment=HOIST_RELEASE=%i
+{{- range .Env}}
+Environment={{.}}
+{{- end}}
+EnvironmentFile=-{{.EnvFile}}
+Restart=on-failure
+RestartSec=1s
+TimeoutStopSec=30s
+StateDirectory=hoist-{{.Name}}
+StateDirectoryMode=0750
+UMask=0027
+
+# Hardening: the app sees a read-only system, no home directories, a
+# private /tmp and /dev, and cannot gain privileges. It may write only to
+# its state directory (/var/lib/hoist-{{.Name}}, $STATE_DIRECTORY).
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+RemoveIPC=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+`))
+
+var bootUnit = template.Must(template.New("boot").Parse(`# Written by hoist; changes are overwritten on the next deploy.
+[Unit]
+Description=hoist app {{.Name}}: starts its current release
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={{.HoistBin}} host boot --app {{.Name}}
+
+[Install]
+WantedBy=multi-user.target
+`))
+
+// Template renders the release unit template.
+func Template(a App) ([]byte, error) {
+	env := make([]string, 0, len(a.Env))
+	for k, v := range a.Env {
+		env = append(env, quote(k+"="+v))
+	}
+	sort.Strings(env)
+	var b bytes.Buffer
+	err := templateUnit.Execute(&b, struct {
+		App
+		Boot, ExecStart string
+		Env             []string
+	}{a, BootName(a.Name), ExecStart(a.Root, a.Command), env})
+	if err != nil {
+		return nil, fmt.Errorf("render unit: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Boot renders the boot unit.
+func Boot(a App) ([]byte, error) {
+	var b bytes.Buffer
+	if err := bootUnit.Execute(&b, a); err != nil {
+		return nil, fmt.Errorf("render boot unit: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// ExecStart turns a run command into an ExecStart= value: a first word
+// with a slash is made absolute inside the release; a bare name is left
+// for systemd to find in its search path.
+func ExecStart(root, command string) string {
+	words := strings.Fields(command)
+	if len(words) == 0 {
+		return ""
+	}
+	if strings.Contains(words[0], "/") && !strings.HasPrefix(words[0], "/") {
+		words[0] = root + "/releases/%i/" + strings.TrimPrefix(words[0], "./")
+	}
+	// A literal % must be doubled, or systemd reads it as a specifier.
+	for i := 1; i < len(words); i++ {
+		words[i] = strings.ReplaceAll(words[i], "%", "%%")
+	}
+	return strings.Join(words, " ")
+}
+
+// quote makes s one Environment= assignment: double quotes, with
+// backslash, quote and specifier characters escaped.
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}

@@ -1,0 +1,77 @@
+package systemd
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", name, diff)
+	}
+}
+
+var hello = App{
+	Name: "hello", User: "hoist-hello", Root: "/var/lib/hoist/hello", Command: "./hello --greeting 100%",
+	Port: 3000, Env: map[string]string{"LOG_LEVEL": "info", "QUOTE": `say "hi" \ 50%`},
+	EnvFile: "/var/lib/hoist/hello/shared/env", HoistBin: "/usr/local/bin/hoist",
+}
+
+func TestTemplateGolden(t *testing.T) {
+	b, err := Template(hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "hello@.service", b)
+}
+
+func TestBootGolden(t *testing.T) {
+	b, err := Boot(hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "hello.service", b)
+}
+
+func TestExecStart(t *testing.T) {
+	tests := map[string]struct{ cmd, want string }{
+		"dot slash":   {"./hello", "/r/releases/%i/hello"},
+		"subdir":      {"bin/app start", "/r/releases/%i/bin/app start"},
+		"absolute":    {"/usr/bin/env FOO=1 app", "/usr/bin/env FOO=1 app"},
+		"bare name":   {"node server.js", "node server.js"},
+		"percent arg": {"./app 50%", "/r/releases/%i/app 50%%"},
+		"empty":       {"", ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := ExecStart("/r", tt.cmd); got != tt.want {
+				t.Errorf("ExecStart(%q) = %q, want %q", tt.cmd, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNames(t *testing.T) {
+	got := []string{TemplateName("a"), InstanceName("a", "R"), BootName("a"), InstancePattern("a")}
+	want := []string{"hoist-a@.service", "hoist-a@R.service", "hoist-a.service", "hoist-a@*.service"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Error(diff)
+	}
+}
