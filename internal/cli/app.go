@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/hoistdev/hoist/internal/config"
@@ -148,9 +149,15 @@ func report(w io.Writer, results []fleet.Result, verb string) error {
 	failed := fleet.Failed(results)
 	for _, r := range failed {
 		fmt.Fprintf(w, "%s %s: %v\n", paint(w, "failed", red), r.Host, r.Err)
-		var ue *usererr.Error
-		if errors.As(r.Err, &ue) && usererr.HintOf(r.Err) != "" {
-			fmt.Fprintf(w, "  %s %s\n", paint(w, "hint:", yellow), usererr.HintOf(r.Err))
+		if h := usererr.HintOf(r.Err); h != "" {
+			fmt.Fprintf(w, "  %s %s\n", paint(w, "hint:", yellow), h)
+		}
+		var he *host.HealthError
+		if errors.As(r.Err, &he) && he.Journal != "" {
+			fmt.Fprintf(w, "  the previous release keeps serving; the last lines of %s's journal:\n", he.ID)
+			for _, line := range strings.Split(strings.TrimRight(he.Journal, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
 		}
 	}
 	if len(failed) == 0 {

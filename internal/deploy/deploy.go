@@ -67,13 +67,18 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 		return nil, err
 	}
 	id := release.NewID(now(), commit)
-	scratch := filepath.Join(o.WorkDir, "builds", cfg.App, id)
-	if err := os.MkdirAll(filepath.Dir(scratch), 0o755); err != nil {
+	builds := filepath.Join(o.WorkDir, "builds", cfg.App)
+	if err := os.MkdirAll(builds, 0o755); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	// A scratch space of its own: two builds of one commit may run at once.
+	scratch, err := os.MkdirTemp(builds, id+"-")
+	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(scratch)
 	fmt.Fprintf(o.Log, "building %s (%s) with the %s builder\n", commit[:12], ref, builder.Name())
-	src, err := build.Checkout(ctx, o.Repo, commit, ref, scratch)
+	src, err := build.Checkout(ctx, o.Repo, commit, ref, filepath.Join(scratch, "src"))
 	if err != nil {
 		return nil, err
 	}

@@ -61,10 +61,10 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 	fmt.Fprintf(log, "starting release %s\n", id)
 	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
-		return revert(ctx, l, id, prev, err.Error(), log)
+		return revert(ctx, l, s, id, prev, err.Error(), log)
 	}
 	if reason := waitHealthy(ctx, unit, s); reason != "" {
-		return revert(ctx, l, id, prev, reason, log)
+		return revert(ctx, l, s, id, prev, reason, log)
 	}
 	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
 		return err
@@ -77,15 +77,20 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 }
 
 // revert stops the failed release and restarts the previous one.
-func revert(ctx context.Context, l Layout, id, prev, reason string, log io.Writer) error {
+func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log io.Writer) error {
 	unit := systemd.InstanceName(l.App, id)
 	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
 	_, _ = systemd.Systemctl(ctx, "stop", unit)
 	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
 	if prev != "" && prev != id {
 		fmt.Fprintf(log, "restarting previous release %s\n", prev)
-		if _, err := systemd.Systemctl(ctx, "start", systemd.InstanceName(l.App, prev)); err != nil {
+		prevUnit := systemd.InstanceName(l.App, prev)
+		if _, err := systemd.Systemctl(ctx, "start", prevUnit); err != nil {
 			he.Reason += "; and restarting the previous release " + prev + " failed: " + err.Error()
+		} else if why := waitHealthy(ctx, prevUnit, s); why != "" {
+			// Return only once the old release serves again, so that the
+			// caller's "previous release keeps serving" holds.
+			he.Reason += "; and the previous release " + prev + " is not healthy either: " + why
 		}
 	}
 	return he
@@ -100,7 +105,9 @@ func waitHealthy(ctx context.Context, unit string, s *Spec) string {
 	client := &http.Client{Timeout: min(s.HealthInterval*2, 5*time.Second)}
 	last := "no answer yet"
 	for {
-		if u, err := systemd.Show(ctx, unit); err == nil && (u.ActiveState == "failed" || u.ActiveState == "inactive") {
+		// auto-restart means it already died once: a release that crashes
+		// on start must not become current because a retry got lucky.
+		if u, err := systemd.Show(ctx, unit); err == nil && (u.ActiveState == "failed" || u.ActiveState == "inactive" || u.SubState == "auto-restart") {
 			return "the service exited (" + u.ActiveState + "/" + u.SubState + ")"
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

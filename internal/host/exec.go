@@ -33,6 +33,7 @@ func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader
 		"PORT=" + strconv.Itoa(s.Port),
 		"HOIST_APP=" + l.App,
 		"HOIST_RELEASE=" + id,
+		"STATE_DIRECTORY=/var/lib/hoist-" + l.App,
 	}
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)

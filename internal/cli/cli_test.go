@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hoistdev/hoist/internal/config"
+)
+
+// run drives the CLI in-process, as main does.
+func run(t *testing.T, dir string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	if dir != "" {
+		old, _ := os.Getwd()
+		if err := os.Chdir(dir); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chdir(old)
+	}
+	var out, errb bytes.Buffer
+	err = Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestInitWritesAConfigThatLoads(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shop")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/shop\n"), 0o644)
+	if _, stderr, err := run(t, dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, stderr)
+	}
+	c, err := config.Load(filepath.Join(dir, "hoist.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.App != "shop" || c.Run.Command != "./shop" {
+		t.Errorf("init wrote %+v", c)
+	}
+	_, stderr, err := run(t, dir, "init")
+	if err == nil || !strings.Contains(stderr, "already exists") || !strings.Contains(stderr, "--force") {
+		t.Errorf("second init: err %v, stderr %q", err, stderr)
+	}
+	if _, _, err := run(t, dir, "init", "--force"); err != nil {
+		t.Errorf("init --force: %v", err)
+	}
+}
+
+func TestErrorsAndExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte("version: 1\napp: x\nbuild:\n  command: make\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	tests := map[string]struct {
+		args     []string
+		code     int
+		inStderr string
+	}{
+		"unknown flag":       {[]string{"deploy", "--nope"}, 2, "unknown flag: --nope"},
+		"bad rollback id":    {[]string{"rollback", "last-tuesday"}, 2, "is not a release id"},
+		"no hosts":           {[]string{"status"}, 1, "hint: list them under hosts:"},
+		"missing config":     {[]string{"-c", "nope.yml", "status"}, 1, "hint: run `hoist init`"},
+		"bad lab size":       {[]string{"lab", "up", "--hosts", "0"}, 2, "--hosts must be between 1 and 50"},
+		"negative log lines": {[]string{"logs", "-n", "-1"}, 2, "-n must be 0 or more"},
+		"host verb bad app":  {[]string{"host", "status", "--app", "../etc"}, 2, "is not a valid app name"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			stdout, stderr, err := run(t, dir, tt.args...)
+			if got := ExitCode(err); got != tt.code {
+				t.Errorf("exit code %d, want %d (err %v)", got, tt.code, err)
+			}
+			if !strings.Contains(stderr, tt.inStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr, tt.inStderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout should stay empty on error, got %q", stdout)
+			}
+		})
+	}
+}
+
+func TestExitCodeMapping(t *testing.T) {
+	tests := map[string]struct {
+		err  error
+		want int
+	}{
+		"nil":      {nil, 0},
+		"plain":    {errors.New("x"), 1},
+		"exit":     {&ExitError{Code: 7}, 7},
+		"usage":    {usage("bad"), 2},
+		"canceled": {context.Canceled, 130},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := ExitCode(tt.err); got != tt.want {
+				t.Errorf("ExitCode = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,215 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type machine struct {
+	Host
+	index int
+}
+
+func (m *machine) dir(o Options) string  { return filepath.Join(o.StateDir, m.Name) }
+func (m *machine) root(o Options) string { return filepath.Join(m.dir(o), "root") }
+
+// boot prepares the machine's tree and network and starts it. A machine
+// that ran before keeps its disk (the overlay's upper layer), as a
+// rebooted host would.
+func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
+	root := m.root(o)
+	fresh := false
+	if _, err := os.Stat(filepath.Join(m.dir(o), "upper")); errors.Is(err, os.ErrNotExist) {
+		fresh = true
+	}
+	if err := mountRoot(ctx, base, m.dir(o)); err != nil {
+		return err
+	}
+	if fresh {
+		if err := m.personalize(o, root, pub); err != nil {
+			return err
+		}
+	}
+	if err := m.network(ctx, o); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath(o, m.Name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("boot %s: %w", m.Name, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("systemd-nspawn", "--quiet", "-D", root, "-b", "-M", m.Name,
+		"--register=no", "--keep-unit", "--network-namespace-path=/run/netns/"+m.Name)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: the machine outlives this hoist process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("boot %s: %w", m.Name, err)
+	}
+	m.PID = cmd.Process.Pid
+	// Reap it if it dies while we still run, so alive() sees it gone.
+	go cmd.Wait()
+	return nil
+}
+
+// personalize gives a fresh tree its identity: hostname, machine id, an
+// SSH host key of its own that the lab records, and the lab key for root.
+func (m *machine) personalize(o Options, root, pub string) error {
+	hostKey, hostPub, err := newHostKey()
+	if err != nil {
+		return err
+	}
+	id, err := randomHex(16)
+	if err != nil {
+		return err
+	}
+	// The base's host keys are the same in every copy; only ours may stay.
+	olds, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*"))
+	for _, p := range olds {
+		os.Remove(p)
+	}
+	authorized := pub
+	for _, p := range userPublicKeys() {
+		authorized += p
+	}
+	files := []struct {
+		path string
+		data string
+		mode os.FileMode
+	}{
+		{"etc/hostname", m.Name + "\n", 0o644},
+		{"etc/machine-id", id + "\n", 0o444},
+		{"etc/ssh/ssh_host_ed25519_key", hostKey, 0o600},
+		{"etc/ssh/ssh_host_ed25519_key.pub", hostPub + "\n", 0o644},
+		{"etc/ssh/sshd_config.d/hoist-lab.conf", "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n", 0o644},
+		{"root/.ssh/authorized_keys", authorized, 0o600},
+	}
+	for _, f := range files {
+		p := filepath.Join(root, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return fmt.Errorf("prepare %s: %w", m.Name, err)
+		}
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			return fmt.Errorf("prepare %s: %w", m.Name, err)
+		}
+		if err := os.Chmod(p, f.mode); err != nil {
+			return fmt.Errorf("prepare %s: %w", m.Name, err)
+		}
+	}
+	return recordKnownHost(o.KnownHostsPath, m.Addr, hostPub)
+}
+
+// destroy stops the machine and removes its tree and namespace.
+func (m *machine) destroy(ctx context.Context, o Options) error {
+	stop(m.PID)
+	umount(m.root(o))
+	var errs []error
+	if err := ipCmd(ctx, "netns", "del", m.Name); err != nil && !strings.Contains(err.Error(), "No such file") {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(m.dir(o)); err != nil {
+		errs = append(errs, err)
+	}
+	os.Remove(logPath(o, m.Name))
+	return errors.Join(errs...)
+}
+
+// stop asks the machine to power off (SIGTERM to nspawn), then kills its
+// init, which takes its whole PID namespace with it, and nspawn.
+func stop(pid int) {
+	if !alive(pid) {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	if waitGone(pid, 20*time.Second) {
+		return
+	}
+	for _, child := range children(pid) {
+		syscall.Kill(child, syscall.SIGKILL)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(pid, 5*time.Second)
+}
+
+// PowerCut kills a lab host at once, as a power cut would: nothing inside
+// gets to shut down. Up boots it again with its disk as it was.
+func PowerCut(o Options, name string) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	st, err := loadState(o.StateDir)
+	if err != nil {
+		return err
+	}
+	for _, h := range st.Hosts {
+		if h.Name == name || h.Addr == name {
+			if !alive(h.PID) {
+				return fmt.Errorf("lab host %s is not running", name)
+			}
+			for _, child := range children(h.PID) {
+				syscall.Kill(child, syscall.SIGKILL)
+			}
+			syscall.Kill(h.PID, syscall.SIGKILL)
+			if !waitGone(h.PID, 10*time.Second) {
+				return fmt.Errorf("lab host %s did not die", name)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no lab host %s", name)
+}
+
+func waitGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if !alive(pid) {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return !alive(pid)
+}
+
+// alive reports whether pid is a running systemd-nspawn (not a zombie,
+// not a recycled pid of another program).
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmdline), "systemd-nspawn") {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
+}
+
+func children(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
