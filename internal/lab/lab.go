@@ -63,7 +63,7 @@ func (o *Options) defaults() error {
 		o.Name = "lab"
 	}
 	if !validName(o.Name) {
-		return usererr.New("lab name %q is not valid: use up to 12 lowercase letters and digits", o.Name)
+		return usererr.New("lab name %q is not valid: use up to 8 lowercase letters and digits", o.Name)
 	}
 	if o.StateDir == "" {
 		o.StateDir = filepath.Join("/var/lib/hoist/lab", o.Name)
@@ -87,7 +87,7 @@ func (o *Options) defaults() error {
 }
 
 func validName(s string) bool {
-	if s == "" || len(s) > 12 {
+	if s == "" || len(s) > 8 {
 		return false
 	}
 	for _, r := range s {
@@ -192,6 +192,9 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 			st.Hosts = append(st.Hosts, m.Host)
 		}
 		m.index = i
+		if err := waitNetnsEmpty(m.Name, 15*time.Second); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(o.Log, "booting %s at %s\n", m.Name, m.Addr)
 		if err := m.boot(ctx, o, base, pub); err != nil {
 			saveState(o.StateDir, st)

@@ -162,7 +162,9 @@ func PowerCut(o Options, name string) error {
 			if !waitGone(h.PID, 10*time.Second) {
 				return fmt.Errorf("lab host %s did not die", name)
 			}
-			return nil
+			// The kernel tears the PID namespace down after init dies; wait
+			// until nothing runs in the host's network namespace any more.
+			return waitNetnsEmpty(h.Name, 10*time.Second)
 		}
 	}
 	return fmt.Errorf("no lab host %s", name)
@@ -212,4 +214,18 @@ func children(pid int) []int {
 		}
 	}
 	return out
+}
+
+func waitNetnsEmpty(ns string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		out, err := exec.Command("ip", "netns", "pids", ns).Output()
+		if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still run in %s: %s", ns, strings.Fields(string(out)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
