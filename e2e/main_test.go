@@ -78,6 +78,8 @@ func needLab(t *testing.T) []string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
+		// A lab left by an interrupted run would hold its old deploys.
+		hoist(ctx, "", "lab", "down", "--name", labName)
 		stdout, stderr, err := hoist(ctx, "", "lab", "up", "--name", labName, "--hosts", "2")
 		if err != nil {
 			labErr = fmt.Errorf("hoist lab up: %v\n%s", err, stderr)
