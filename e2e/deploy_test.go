@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -129,8 +130,20 @@ func TestDeployLifecycle(t *testing.T) {
 		if got != want {
 			t.Errorf("exec printed %q, want %q", got, want)
 		}
+		// The unit's hardening, as systemd scores it (docs/hosts.md).
+		var sec strings.Builder
+		conn := dialLab(t, hosts[0])
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if err := conn.Run(ctx, "systemd-analyze security --no-pager hoist-hello@"+cur+".service | tail -n 1", nil, &sec, nil); err != nil {
+			t.Fatal(err)
+		}
+		var score float64
+		line := strings.TrimSpace(sec.String())
+		if _, err := fmt.Sscanf(line[strings.LastIndex(line, ": ")+2:], "%g", &score); err != nil || score > 2.0 {
+			t.Errorf("systemd-analyze security: %q, want an exposure of at most 2.0", line)
+		}
+		t.Logf("systemd-analyze security: %s", line)
 		_, _, err := hoist(ctx, a.dir, "exec", "--", "sh", "-c", "exit 7")
 		if code := exitCode(err); code != 7 {
 			t.Errorf("exec of `exit 7` exited %d", code)

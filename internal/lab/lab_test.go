@@ -182,9 +182,12 @@ func TestLabUpDown(t *testing.T) {
 	if err := exec.Command("ip", "link", "show", bridgeName(o.Name)).Run(); err == nil {
 		t.Error("bridge left behind")
 	}
-	for _, h := range hosts {
+	for i, h := range hosts {
 		if _, err := os.Stat("/run/netns/" + h.Name); !os.IsNotExist(err) {
 			t.Errorf("netns %s left behind", h.Name)
+		}
+		if err := exec.Command("ip", "link", "show", vethName(o.Name, i)).Run(); err == nil {
+			t.Errorf("veth %s left behind", vethName(o.Name, i))
 		}
 	}
 	if b, _ := os.ReadFile(o.KnownHostsPath); len(bytes.TrimSpace(b)) != 0 {

@@ -116,6 +116,9 @@ func (m *machine) destroy(ctx context.Context, o Options) error {
 	if err := ipCmd(ctx, "netns", "del", m.Name); err != nil && !strings.Contains(err.Error(), "No such file") {
 		errs = append(errs, err)
 	}
+	// Deleting the namespace frees its end of the pair only once the
+	// kernel reaps the namespace; delete the pair from this end now.
+	ipCmd(ctx, "link", "del", vethName(o.Name, m.index))
 	if err := os.RemoveAll(m.dir(o)); err != nil {
 		errs = append(errs, err)
 	}

@@ -37,13 +37,16 @@ func (m *machine) network(ctx context.Context, o Options) error {
 	if ipCmd(ctx, "-n", ns, "link", "show", "eth0") == nil {
 		return nil // set up by an earlier boot
 	}
-	ipCmd(ctx, "netns", "del", ns) // a leftover without its link
 	gw, err := hostAddr(o.Subnet, -1)
 	if err != nil {
 		return err
 	}
 	veth := vethName(o.Name, m.index)
 	peer := veth + "p"
+	// Leftovers of an earlier lab whose namespace the kernel has not
+	// reaped yet would make the names below collide.
+	ipCmd(ctx, "netns", "del", ns)
+	ipCmd(ctx, "link", "del", veth)
 	for _, args := range [][]string{
 		{"netns", "add", ns},
 		{"link", "add", veth, "type", "veth", "peer", "name", peer},
