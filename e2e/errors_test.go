@@ -183,3 +183,17 @@ func dialLab(t *testing.T, addr string) transport.Conn {
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+func TestOtherArchitectureRefusedBeforeUpload(t *testing.T) {
+	hosts := needLab(t)
+	a := newApp(t, "arch", 3107, hosts[:1], "")
+	mustHoist(t, a.dir, "setup")
+	a.edit(t, "hoist.yml", "  output: dist\n", "  output: dist\n  target: linux/arm64\n")
+	stderr := failHoist(t, a.dir, "deploy")
+	if !strings.Contains(stderr, "built for linux/arm64 but this host is linux/amd64") {
+		t.Errorf("stderr does not explain the mismatch:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "uploading") {
+		t.Errorf("hoist uploaded a release the host cannot run:\n%s", stderr)
+	}
+}

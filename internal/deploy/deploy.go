@@ -94,10 +94,18 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pack(cfg, out, id, src, now(), o.WorkDir)
+	needs, err := release.Inspect(out)
+	if err != nil {
+		return nil, usererr.Wrap(err, "the release cannot run anywhere")
+	}
+	if _, arch, _ := strings.Cut(cfg.Build.Target, "/"); needs.Arch != "" && needs.Arch != arch {
+		return nil, usererr.New("build.target is %s but the build made %s binaries", cfg.Build.Target, needs.Arch).
+			WithHint("make the build honour GOOS/GOARCH (set by hoist), or set build.target to what it builds")
+	}
+	return pack(cfg, out, id, src, needs, now(), o.WorkDir)
 }
 
-func pack(cfg *config.Config, dir, id string, src *build.Source, builtAt time.Time, workDir string) (*Artifact, error) {
+func pack(cfg *config.Config, dir, id string, src *build.Source, needs release.Needs, builtAt time.Time, workDir string) (*Artifact, error) {
 	relDir := filepath.Join(workDir, "releases", cfg.App)
 	if err := os.MkdirAll(relDir, 0o755); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
@@ -116,7 +124,7 @@ func pack(cfg *config.Config, dir, id string, src *build.Source, builtAt time.Ti
 	}
 	goos, goarch, _ := strings.Cut(cfg.Build.Target, "/")
 	m := &release.Manifest{App: cfg.App, ID: id, Commit: src.Commit, Ref: src.Ref, SHA256: sum, Size: size,
-		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch}
+		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC}
 	path := filepath.Join(relDir, id+".tar.zst")
 	if err := os.Rename(f.Name(), path); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)

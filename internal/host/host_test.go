@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func packed(t *testing.T, app, id string) (*release.Manifest, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &release.Manifest{App: app, ID: id, Commit: "abc", SHA256: sum, Size: size, BuiltAt: time.Now().UTC(), OS: "linux", Arch: "amd64"}, buf.Bytes()
+	return &release.Manifest{App: app, ID: id, Commit: "abc", SHA256: sum, Size: size, BuiltAt: time.Now().UTC(), OS: runtime.GOOS, Arch: runtime.GOARCH}, buf.Bytes()
 }
 
 const (
@@ -242,5 +243,32 @@ func TestWriteFileAtomic(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(p))
 	if string(b) != "two" || fi.Mode().Perm() != 0o600 || len(entries) != 1 {
 		t.Errorf("content %q mode %v entries %d", b, fi.Mode(), len(entries))
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	host := HostFacts{OS: "linux", Arch: "amd64", GLIBC: "2.36"}
+	tests := map[string]struct {
+		m    release.Manifest
+		want string // "" for accepted
+	}{
+		"same":           {release.Manifest{OS: "linux", Arch: "amd64", GLIBC: "2.34"}, ""},
+		"static":         {release.Manifest{OS: "linux", Arch: "amd64"}, ""},
+		"other arch":     {release.Manifest{OS: "linux", Arch: "arm64"}, "built for linux/arm64 but this host is linux/amd64"},
+		"newer glibc":    {release.Manifest{OS: "linux", Arch: "amd64", GLIBC: "2.39"}, "needs glibc 2.39 but this host has 2.36"},
+		"equal glibc":    {release.Manifest{OS: "linux", Arch: "amd64", GLIBC: "2.36"}, ""},
+		"glibc 2.4<2.36": {release.Manifest{OS: "linux", Arch: "amd64", GLIBC: "2.4"}, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			tt.m.ID = id1
+			err := checkTarget(&tt.m, host)
+			if tt.want == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

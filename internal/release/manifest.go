@@ -25,6 +25,9 @@ type Manifest struct {
 	BuiltAt time.Time `json:"built_at"`
 	OS      string    `json:"os"`
 	Arch    string    `json:"arch"`
+	// GLIBC is the newest glibc symbol version the release's binaries
+	// need; "" when none links glibc.
+	GLIBC string `json:"glibc,omitempty"`
 }
 
 // NewID returns a release id that sorts by build time and names the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,36 @@ func mustWrite(t *testing.T, p, content string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(p, []byte(content), mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestInspectReadsArchAndGLIBC(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skip("no /bin/true to inspect")
+	}
+	mustWrite(t, filepath.Join(dir, "bin", "true"), string(b), 0o755)
+	mustWrite(t, filepath.Join(dir, "README"), "not a binary", 0o644)
+	n, err := Inspect(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Arch != runtime.GOARCH || CompareVersions(n.GLIBC, "2.2") < 0 {
+		t.Errorf("Inspect = %+v, want %s and a glibc version", n, runtime.GOARCH)
+	}
+	empty, err := Inspect(t.TempDir())
+	if err != nil || empty != (Needs{}) {
+		t.Errorf("empty release: %+v, %v", empty, err)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	tests := map[string]int{"2.34|2.4": 1, "2.4|2.34": -1, "2.36|2.36": 0, "|2.1": -1, "2.1|": 1, "2.36.1|2.36": 1}
+	for in, want := range tests {
+		a, b, _ := strings.Cut(in, "|")
+		if got := CompareVersions(a, b); got != want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", a, b, got, want)
+		}
 	}
 }
