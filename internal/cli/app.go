@@ -13,6 +13,7 @@ import (
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -34,17 +35,13 @@ type app struct {
 // loadApp reads hoist.yml and picks the hosts: --host flags win over the
 // config's hosts.
 func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
-	p := g.configPath
-	if p == "" {
-		p = config.FileName
-	}
-	cfg, err := config.Load(p)
+	cfg, repo, err := loadConfig(g)
 	if err != nil {
 		return nil, err
 	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return nil, fmt.Errorf("config path: %w", err)
+	p := g.configPath
+	if p == "" {
+		p = config.FileName
 	}
 	hosts := cfg.Hosts
 	if len(hostFlags) > 0 {
@@ -54,9 +51,36 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 		return nil, usererr.New("no hosts to work on").
 			WithHint("list them under hosts: in %s, or pass --host ADDR", p)
 	}
-	a := &app{cfg: cfg, repo: filepath.Dir(abs), hosts: hosts, logMu: &sync.Mutex{}}
+	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}}
 	a.dial = dialer(cfg, s.err, a.logMu)
 	return a, nil
+}
+
+// loadConfig reads hoist.yml and returns it with its directory.
+func loadConfig(g *globalOptions) (*config.Config, string, error) {
+	p := g.configPath
+	if p == "" {
+		p = config.FileName
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		return nil, "", err
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, "", fmt.Errorf("config path: %w", err)
+	}
+	return cfg, filepath.Dir(abs), nil
+}
+
+// secretsStore is the app's encrypted secrets and the key outside the
+// repository that opens them (HOIST_SECRETS_KEY overrides its path).
+func secretsStore(cfg *config.Config, repo string) secrets.Store {
+	key := os.Getenv("HOIST_SECRETS_KEY")
+	if key == "" {
+		key = filepath.Join(hoistHome(), "keys", cfg.App+".age")
+	}
+	return secrets.Store{Path: filepath.Join(repo, secrets.FileName), KeyPath: key}
 }
 
 // dialer returns the SSH dial function for cfg.

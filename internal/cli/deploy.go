@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/secrets"
 )
 
 type deployOptions struct {
@@ -36,12 +38,24 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if err != nil {
 		return err
 	}
+	// Secrets are read before the build so that a missing key fails fast.
+	var env []byte
+	st := secretsStore(a.cfg, a.repo)
+	if _, err := os.Stat(st.Path); err == nil {
+		vals, err := st.Load()
+		if err != nil {
+			return err
+		}
+		env = secrets.EnvFile(vals)
+	}
 	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(s.err, "built release %s (%d bytes, sha256 %s)\n", art.Manifest.ID, art.Manifest.Size, art.Manifest.SHA256[:16])
-	results := deploy.Ship(ctx, a.shipOptions(s), art)
+	so := a.shipOptions(s)
+	so.Env = env
+	results := deploy.Ship(ctx, so, art)
 	if err := report(s.err, results, "deploy of "+art.Manifest.ID); err != nil {
 		return err
 	}

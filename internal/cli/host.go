@@ -96,6 +96,14 @@ func newHostCmd(s *streams) *cobra.Command {
 	receive.Flags().StringVar(&manifestArg, "manifest", "", "release manifest, base64 JSON")
 	receive.Flags().Int64Var(&offset, "offset", 0, "resume at this byte")
 
+	env := &cobra.Command{Use: "env", Args: cobra.NoArgs, RunE: answer(func(context.Context) (any, error) {
+		b, err := io.ReadAll(io.LimitReader(s.in, 4<<20))
+		if err != nil {
+			return nil, fmt.Errorf("read env: %w", err)
+		}
+		return host.SetEnv(layout(), b)
+	})}
+
 	var holder, op string
 	var force bool
 	lock := &cobra.Command{Use: "lock", Args: cobra.NoArgs, RunE: answer(func(context.Context) (any, error) {
@@ -170,7 +178,7 @@ func newHostCmd(s *streams) *cobra.Command {
 	logs.Flags().IntVarP(&lines, "lines", "n", 50, "lines")
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "follow")
 
-	cmd.AddCommand(setup, uploadState, receive, lock, unlock, activate, status, releases, previous, boot, execCmd, logs)
+	cmd.AddCommand(setup, uploadState, receive, env, lock, unlock, activate, status, releases, previous, boot, execCmd, logs)
 	return cmd
 }
 

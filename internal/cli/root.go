@@ -93,6 +93,7 @@ func newRoot(s *streams) *cobra.Command {
 		newLogsCmd(s, g),
 		newExecCmd(s, g),
 		newLockCmd(s, g),
+		newSecretsCmd(s, g),
 		newHostCmd(s),
 	)
 	return root

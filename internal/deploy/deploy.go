@@ -167,6 +167,9 @@ type ShipOptions struct {
 	Log    io.Writer
 	LogMu  *sync.Mutex
 	Sudo   bool
+	// Env, when not nil, replaces each host's secret environment file
+	// before the release starts.
+	Env []byte
 }
 
 // Ship takes the artifact to every host and activates it there.
@@ -178,6 +181,11 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 		return withLock(ctx, c, lk, func() error {
 			if err := upload(ctx, c, art, o.logf(h)); err != nil {
 				return err
+			}
+			if o.Env != nil {
+				if err := c.SetEnv(ctx, o.Env); err != nil {
+					return fmt.Errorf("send secrets: %w", err)
+				}
 			}
 			o.logf(h)("activating %s", art.Manifest.ID)
 			return c.Activate(ctx, spec, art.Manifest.ID)

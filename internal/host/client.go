@@ -103,6 +103,11 @@ func (c *Client) Unlock(ctx context.Context, holder string, force bool) error {
 	return c.call(ctx, nil, nil, "unlock", args...)
 }
 
+// SetEnv replaces the app's secret environment file on the host.
+func (c *Client) SetEnv(ctx context.Context, content []byte) error {
+	return c.call(ctx, bytes.NewReader(content), nil, "env")
+}
+
 // Activate makes release id current behind its health check.
 func (c *Client) Activate(ctx context.Context, s *Spec, id string) error {
 	return c.call(ctx, specJSON(s), nil, "activate", "--id", id)

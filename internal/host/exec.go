@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hoistdev/hoist/internal/secrets"
 )
 
 // Exec runs argv in the current release, as the app's user, with the
@@ -83,11 +85,7 @@ func readEnvFile(p string) ([]string, error) {
 		if !ok {
 			continue
 		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		env = append(env, strings.TrimSpace(k)+"="+v)
+		env = append(env, strings.TrimSpace(k)+"="+secrets.Unquote(strings.TrimSpace(v)))
 	}
 	return env, sc.Err()
 }

@@ -99,3 +99,15 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 	}
 	return changed, nil
 }
+
+// SetEnv replaces the app's secret environment file, 0600 root, when its
+// content differs. Releases read it when they start.
+func SetEnv(l Layout, content []byte) (bool, error) {
+	if old, err := os.ReadFile(l.EnvFile()); err == nil && bytes.Equal(old, content) {
+		return false, nil
+	}
+	if err := os.MkdirAll(l.Shared(), 0o700); err != nil {
+		return false, fmt.Errorf("set env: %w", err)
+	}
+	return true, writeFileAtomic(l.EnvFile(), content, 0o600)
+}
