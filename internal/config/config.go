@@ -36,6 +36,8 @@ type Config struct {
 	Run Run `yaml:"run"`
 	// Health says how hoist decides that a started release works.
 	Health Health `yaml:"health"`
+	// Hooks are commands run on each host at named points of a deploy.
+	Hooks Hooks `yaml:"hooks"`
 	// KeepReleases is how many releases stay on each host, the current one
 	// included; older ones are pruned after a deploy. Default 5, minimum 2
 	// so that there is always one to roll back to.
@@ -100,6 +102,20 @@ type Health struct {
 	Interval Duration `yaml:"interval"`
 }
 
+// Hooks run in the new release directory, as the app's user, with the
+// app's environment (secrets included), through sh -c.
+type Hooks struct {
+	// BeforeSwitch runs once the release is on the host and before it
+	// starts, while the previous release still serves: database
+	// migrations go here. If it fails, the deploy stops and nothing changes.
+	BeforeSwitch string `yaml:"before_switch"`
+	// AfterSwitch runs once the release is current. If it fails, the
+	// deploy reports it; the release stays current.
+	AfterSwitch string `yaml:"after_switch"`
+	// Timeout bounds each hook. Default 5m.
+	Timeout Duration `yaml:"timeout"`
+}
+
 // Defaults fills in unset fields. Load calls it; it is exported for tests
 // and for configs built in code.
 func (c *Config) Defaults() {
@@ -120,6 +136,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Health.Interval.raw == "" && c.Health.Interval.Duration == 0 {
 		c.Health.Interval.Duration = time.Second
+	}
+	if c.Hooks.Timeout.raw == "" && c.Hooks.Timeout.Duration == 0 {
+		c.Hooks.Timeout.Duration = 5 * time.Minute
 	}
 	if c.KeepReleases == 0 {
 		c.KeepReleases = 5

@@ -33,6 +33,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Build:        Build{Builder: "local", Command: "go build -o dist/hello .", Output: "dist", Target: c.Build.Target},
 		Run:          Run{Command: "./hello", Port: 3000},
 		Health:       Health{Path: "/up", Timeout: Duration{Duration: 30 * time.Second}, Interval: Duration{Duration: time.Second}},
+		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
 		KeepReleases: 5,
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{})); diff != "" {

@@ -230,6 +230,12 @@ func (c *Config) validate() error {
 	if err := c.Health.Interval.parse(); err != nil {
 		return errAt("$.health.interval", "%v", err)
 	}
+	if err := c.Hooks.Timeout.parse(); err != nil {
+		return errAt("$.hooks.timeout", "%v", err)
+	}
+	if c.Hooks.Timeout.Duration <= 0 {
+		return errAt("$.hooks.timeout", "must be positive")
+	}
 	if !strings.HasPrefix(c.Health.Path, "/") {
 		return errAt("$.health.path", "%q must start with /", c.Health.Path)
 	}

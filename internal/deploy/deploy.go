@@ -145,6 +145,7 @@ func Spec(cfg *config.Config) *host.Spec {
 		App: cfg.App, Command: cfg.Run.Command, Port: cfg.Run.Port, Env: cfg.Run.Env,
 		HealthPath: cfg.Health.Path, HealthTimeout: cfg.Health.Timeout.Duration,
 		HealthInterval: cfg.Health.Interval.Duration, KeepReleases: cfg.KeepReleases,
+		BeforeSwitch: cfg.Hooks.BeforeSwitch, AfterSwitch: cfg.Hooks.AfterSwitch, HookTimeout: cfg.Hooks.Timeout.Duration,
 	}
 }
 
@@ -197,6 +198,9 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 // current release) on every host.
 func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 	spec := Spec(o.Config)
+	// A rollback goes back to a release that already ran: migrations and
+	// other deploy hooks are not run again.
+	spec.BeforeSwitch, spec.AfterSwitch = "", ""
 	lk := Holder("rollback")
 	return fleet.Each(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
 		c := &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo}

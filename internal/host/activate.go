@@ -30,7 +30,7 @@ func (e *HealthError) Error() string {
 const journalLines = 20
 
 // Activate makes release id the one that serves: it installs the units
-// for s, stops the running release, starts id, waits for its health
+// for s, runs the before_switch hook, stops the running release, starts id, waits for its health
 // check and only then points current at it. If id never turns healthy,
 // it is stopped, the previous release is started again, current is left
 // alone, and a *HealthError is returned. Older releases beyond
@@ -41,6 +41,12 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 	}
 	if _, err := installUnits(ctx, l, s); err != nil {
 		return err
+	}
+	if s.BeforeSwitch != "" {
+		// The previous release still serves while this runs.
+		if err := runHook(ctx, l, s, id, "before_switch", s.BeforeSwitch, log); err != nil {
+			return err
+		}
 	}
 	prev := l.CurrentID()
 	running, err := runningReleases(ctx, l)
@@ -72,6 +78,11 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 	fmt.Fprintf(log, "release %s is current\n", id)
 	if err := Prune(l, s.KeepReleases); err != nil {
 		fmt.Fprintf(log, "warning: prune: %v\n", err)
+	}
+	if s.AfterSwitch != "" {
+		if err := runHook(ctx, l, s, id, "after_switch", s.AfterSwitch, log); err != nil {
+			return fmt.Errorf("release %s is current, but %w", id, err)
+		}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hoistdev/hoist/internal/secrets"
 )
@@ -23,6 +24,47 @@ func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader
 	if id == "" {
 		return 0, fmt.Errorf("%s has no current release; deploy first", l.App)
 	}
+	return execIn(ctx, l, s, id, argv, stdin, stdout, stderr)
+}
+
+// runHook runs a hook command in release id; a failure carries the tail
+// of its output.
+func runHook(ctx context.Context, l Layout, s *Spec, id, name, command string, log io.Writer) error {
+	timeout := s.HookTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	fmt.Fprintf(log, "running %s hook: %s\n", name, command)
+	var out tailWriter
+	code, err := execIn(ctx, l, s, id, []string{"/bin/sh", "-c", command}, nil, &out, &out)
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%s hook did not finish within %s; output:\n%s", name, timeout, out.String())
+	}
+	if err != nil {
+		return fmt.Errorf("%s hook: %w", name, err)
+	}
+	if code != 0 {
+		return fmt.Errorf("%s hook failed with exit status %d; output:\n%s", name, code, out.String())
+	}
+	return nil
+}
+
+// tailWriter keeps the last 4 KiB written to it.
+type tailWriter struct{ b []byte }
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string { return strings.TrimRight(string(t.b), "\n") }
+
+func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	u, err := user.Lookup(l.User())
 	if err != nil {
 		return 0, fmt.Errorf("exec: %w", err)
@@ -35,7 +77,7 @@ func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader
 		"PORT=" + strconv.Itoa(s.Port),
 		"HOIST_APP=" + l.App,
 		"HOIST_RELEASE=" + id,
-		"STATE_DIRECTORY=/var/lib/hoist-" + l.App,
+		"STATE_DIRECTORY=" + l.StateDir(),
 	}
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)

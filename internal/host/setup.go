@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 
 	"github.com/hoistdev/hoist/internal/systemd"
 )
@@ -34,6 +35,11 @@ func Setup(ctx context.Context, l Layout, s *Spec) error {
 		if err := os.Chmod(d.path, d.mode); err != nil {
 			return fmt.Errorf("setup: %w", err)
 		}
+	}
+	// The app's writable directory, which systemd's StateDirectory= would
+	// make at first start; hooks may need it before that.
+	if err := ensureStateDir(l); err != nil {
+		return err
 	}
 	if _, err := os.Stat(l.EnvFile()); errors.Is(err, os.ErrNotExist) {
 		if err := writeFileAtomic(l.EnvFile(), nil, 0o600); err != nil {
@@ -110,4 +116,23 @@ func SetEnv(l Layout, content []byte) (bool, error) {
 		return false, fmt.Errorf("set env: %w", err)
 	}
 	return true, writeFileAtomic(l.EnvFile(), content, 0o600)
+}
+
+// StateDir is the one directory the app may write to.
+func (l Layout) StateDir() string { return "/var/lib/hoist-" + l.App }
+
+func ensureStateDir(l Layout) error {
+	u, err := user.Lookup(l.User())
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.MkdirAll(l.StateDir(), 0o750); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	if err := os.Chown(l.StateDir(), uid, gid); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	return nil
 }

@@ -19,6 +19,9 @@ type Spec struct {
 	HealthTimeout  time.Duration     `json:"health_timeout"`
 	HealthInterval time.Duration     `json:"health_interval"`
 	KeepReleases   int               `json:"keep_releases"`
+	BeforeSwitch   string            `json:"before_switch,omitempty"`
+	AfterSwitch    string            `json:"after_switch,omitempty"`
+	HookTimeout    time.Duration     `json:"hook_timeout,omitempty"`
 }
 
 var appPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
