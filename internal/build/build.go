@@ -9,12 +9,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // Job is one build: a clean checkout and what to run in it.
 type Job struct {
+	App string
 	// Dir is the clean checkout; the command runs at its root.
 	Dir     string
 	Command string
@@ -23,8 +28,30 @@ type Job struct {
 	Output string
 	// Target is the OS/ARCH the release is for.
 	Target string
+	// Mounts maps directories of the build environment (absolute caches)
+	// to directories on this machine that keep them between builds.
+	Mounts map[string]string
 	// Log receives the build's own output.
 	Log io.Writer
+}
+
+// env returns the job's environment as KEY=VALUE, sorted, with GOOS and
+// GOARCH from the target: Go builds honour them, other toolchains ignore
+// them.
+func (j Job) env() []string {
+	var env []string
+	if goos, goarch, ok := strings.Cut(j.Target, "/"); ok {
+		env = append(env, "GOOS="+goos, "GOARCH="+goarch)
+	}
+	keys := make([]string, 0, len(j.Env))
+	for k := range j.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+j.Env[k])
+	}
+	return env
 }
 
 // Builder runs a build job. Builders differ in where the command runs
@@ -32,16 +59,36 @@ type Job struct {
 // leave the release in Job.Dir/Job.Output.
 type Builder interface {
 	Name() string
+	// Identity says what the build environment is, so that caches made
+	// in one are not used in another.
+	Identity() string
 	Build(ctx context.Context, job Job) error
 }
 
-// New returns the builder named in hoist.yml.
-func New(name string) (Builder, error) {
-	switch name {
+// Deps are what some builders need from the rest of hoist.
+type Deps struct {
+	// CacheDir holds root trees and build caches on this machine.
+	CacheDir string
+	// Dial reaches a build host (remote builder).
+	Dial func(ctx context.Context, host string) (transport.Conn, error)
+}
+
+// New returns the builder hoist.yml names.
+func New(b config.Build, d Deps) (Builder, error) {
+	switch b.Builder {
 	case "local", "":
 		return Local{}, nil
+	case "rootfs":
+		return &Rootfs{Distro: b.Distro, Packages: b.Packages, CacheDir: filepath.Join(d.CacheDir, "rootfs")}, nil
+	case "container":
+		return &Container{Image: b.Image, Dockerfile: b.Dockerfile}, nil
+	case "remote":
+		if d.Dial == nil {
+			return nil, fmt.Errorf("remote builder: no dialer")
+		}
+		return &Remote{Host: b.Host, Dial: d.Dial, Caches: b.Caches}, nil
 	}
-	return nil, usererr.New("unknown builder %q", name).WithHint("use builder: local")
+	return nil, usererr.New("unknown builder %q", b.Builder).WithHint("use local, rootfs, container or remote")
 }
 
 // CheckOutput refuses a build that left no release, before anything is

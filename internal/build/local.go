@@ -4,8 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"sort"
-	"strings"
 
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -16,31 +14,25 @@ import (
 // target instead.
 type Local struct{}
 
-func (Local) Name() string { return "local" }
+func (Local) Name() string     { return "local" }
+func (Local) Identity() string { return "local" }
 
 func (Local) Build(ctx context.Context, job Job) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", job.Command)
 	cmd.Dir = job.Dir
-	cmd.Env = os.Environ()
-	if goos, goarch, ok := strings.Cut(job.Target, "/"); ok {
-		// Go builds honour these; other toolchains ignore them.
-		cmd.Env = append(cmd.Env, "GOOS="+goos, "GOARCH="+goarch)
-	}
-	keys := make([]string, 0, len(job.Env))
-	for k := range job.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+job.Env[k])
-	}
+	cmd.Env = append(os.Environ(), job.env()...)
 	cmd.Stdout, cmd.Stderr = job.Log, job.Log
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return usererr.Wrap(err, "build command failed (%s)", job.Command).
-			WithHint("its output is above; run it in a clean checkout to reproduce")
+	return commandError(ctx, job, cmd.Run())
+}
+
+// commandError turns the build command's failure into a user error.
+func commandError(ctx context.Context, job Job, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return usererr.Wrap(err, "build command failed (%s)", job.Command).
+		WithHint("its output is above; run it in a clean checkout to reproduce")
 }

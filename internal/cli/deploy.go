@@ -48,7 +48,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		}
 		env = secrets.EnvFile(vals)
 	}
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err})
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial})
 	if err != nil {
 		return err
 	}

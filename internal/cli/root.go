@@ -86,6 +86,7 @@ func newRoot(s *streams) *cobra.Command {
 		newInitCmd(s),
 		newLabCmd(s),
 		newSetupCmd(s, g),
+		newBuildCmd(s, g),
 		newDeployCmd(s, g),
 		newRollbackCmd(s, g),
 		newReleasesCmd(s, g),

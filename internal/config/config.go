@@ -61,9 +61,32 @@ type SSH struct {
 
 // Build describes the build of a release directory.
 type Build struct {
-	// Builder that runs the command: "local" runs it on this machine, in
-	// a scratch checkout of the commit.
+	// Builder that runs the command, always in a scratch checkout of the
+	// commit: "local" on this machine; "rootfs" in a cached root tree of
+	// the target distribution (systemd-nspawn, needs root); "container" in
+	// a podman or docker container; "remote" on a build host over SSH.
 	Builder string `yaml:"builder"`
+	// Distro is the distribution the rootfs builder builds in, as
+	// NAME/RELEASE: debian/bookworm, debian/trixie, ubuntu/noble... Pick
+	// the hosts' own, so that the release links against their libraries.
+	Distro string `yaml:"distro"`
+	// Packages are installed in the rootfs builder's tree (for example
+	// elixir, erlang-dev, build-essential). The tree is cached per list.
+	Packages []string `yaml:"packages"`
+	// Image is the container builder's image (for example
+	// docker.io/library/elixir:1.17); Dockerfile, if set instead, is built
+	// into the image first.
+	Image string `yaml:"image"`
+	// Dockerfile for the container builder, relative to the repository.
+	Dockerfile string `yaml:"dockerfile"`
+	// Host is the remote builder's build host ([user@]host[:port]).
+	Host string `yaml:"host"`
+	// Caches are directories that persist from one build to the next:
+	// relative ones inside the checkout (deps, _build, target), absolute
+	// ones inside the build environment (/root/.cache/go-build). They are
+	// keyed by the lockfiles (mix.lock, go.sum, Cargo.lock,
+	// package-lock.json...), so that a dependency change starts afresh.
+	Caches []string `yaml:"caches"`
 	// Command is run with sh -c at the root of the clean checkout. It must
 	// leave a self-contained release in Output.
 	Command string `yaml:"command"`

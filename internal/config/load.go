@@ -188,8 +188,33 @@ func (c *Config) validate() error {
 	}
 	switch c.Build.Builder {
 	case "local":
+	case "rootfs":
+		if c.Build.Distro == "" {
+			return errAt("$.build.distro", "missing; the rootfs builder needs a distribution like debian/bookworm")
+		}
+		if d, r, ok := strings.Cut(c.Build.Distro, "/"); !ok || (d != "debian" && d != "ubuntu") || r == "" {
+			return errAt("$.build.distro", "%q is not NAME/RELEASE with NAME debian or ubuntu, for example debian/bookworm", c.Build.Distro)
+		}
+	case "container":
+		if (c.Build.Image == "") == (c.Build.Dockerfile == "") {
+			return errAt("$.build.image", "the container builder needs exactly one of build.image and build.dockerfile")
+		}
+	case "remote":
+		if c.Build.Host == "" {
+			return errAt("$.build.host", "missing; the remote builder needs a build host")
+		}
 	default:
-		return errAt("$.build.builder", "unknown builder %q: expected local", c.Build.Builder)
+		return errAt("$.build.builder", "unknown builder %q: expected local, rootfs, container or remote", c.Build.Builder)
+	}
+	for i, p := range c.Build.Caches {
+		if p == "" || strings.Contains(p, "..") || p == "/" || path.Clean(p) == "." {
+			return errAt(fmt.Sprintf("$.build.caches[%d]", i), "%q is not a cache directory: name one inside the checkout or an absolute path in the build environment", p)
+		}
+	}
+	for i, p := range c.Build.Packages {
+		if p == "" || strings.ContainsAny(p, " \t;&|$`'\"") {
+			return errAt(fmt.Sprintf("$.build.packages[%d]", i), "%q is not a package name", p)
+		}
 	}
 	if strings.TrimSpace(c.Build.Command) == "" {
 		return errAt("$.build.command", "missing; the command that builds the release, for example `go build -o dist/app .`")

@@ -39,6 +39,8 @@ type BuildOptions struct {
 	WorkDir string
 	Log     io.Writer
 	Now     func() time.Time
+	// Dial reaches the remote builder's build host.
+	Dial fleet.DialFunc
 }
 
 // Build checks out the commit, builds it, and packs the release.
@@ -62,7 +64,7 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 				len(dirty), summarize(dirty, 3), commit[:12])
 		}
 	}
-	builder, err := build.New(cfg.Build.Builder)
+	builder, err := build.New(cfg.Build, build.Deps{CacheDir: o.WorkDir, Dial: o.Dial})
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +88,32 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	job := build.Job{Dir: filepath.Join(src.Dir, prefix), Command: cfg.Build.Command, Env: cfg.Build.Env, Output: cfg.Build.Output, Target: cfg.Build.Target, Log: o.Log}
+	job := build.Job{App: cfg.App, Dir: filepath.Join(src.Dir, prefix), Command: cfg.Build.Command, Env: cfg.Build.Env,
+		Output: cfg.Build.Output, Target: cfg.Build.Target, Log: o.Log}
+	// The remote builder keeps its caches on the build host.
+	if len(cfg.Build.Caches) > 0 && builder.Name() != "remote" {
+		key, err := build.CacheKey(job.Dir, builder.Identity())
+		if err != nil {
+			return nil, err
+		}
+		caches, err := build.OpenCaches(o.WorkDir, cfg.App, key, cfg.Build.Caches)
+		if err != nil {
+			return nil, err
+		}
+		if job.Mounts, err = caches.Mounts(); err != nil {
+			return nil, err
+		}
+		if err := caches.Restore(job.Dir); err != nil {
+			return nil, err
+		}
+		// Deferred: the caches go back after the release is packed, since
+		// the output may live inside one.
+		defer func() {
+			if err := caches.Save(job.Dir); err != nil {
+				fmt.Fprintf(o.Log, "warning: %v\n", err)
+			}
+		}()
+	}
 	if err := builder.Build(ctx, job); err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func (c *Client) command(verb string, args ...string) string {
 	parts := []string{BinPath, "host", verb, "--app", c.App}
 	parts = append(parts, args...)
 	for i, p := range parts {
-		parts[i] = Quote(p)
+		parts[i] = transport.Quote(p)
 	}
 	cmd := strings.Join(parts, " ")
 	if c.Sudo {
@@ -169,7 +169,7 @@ func (c *Client) InstallBinary(ctx context.Context, local string) (bool, error) 
 	tmp := BinPath + ".new"
 	script := fmt.Sprintf("set -e; umask 022; cat > %[1]s; chmod 755 %[1]s; sync %[1]s; mv -f %[1]s %[2]s", tmp, BinPath)
 	if c.Sudo {
-		script = fmt.Sprintf("sudo -n sh -c %s", Quote(script))
+		script = fmt.Sprintf("sudo -n sh -c %s", transport.Quote(script))
 	}
 	if err := c.Conn.Run(ctx, script, bytes.NewReader(data), io.Discard, io.Discard); err != nil {
 		return false, fmt.Errorf("install hoist on %s: %w", c.Conn.Addr(), err)
@@ -192,12 +192,4 @@ func Platform(ctx context.Context, conn transport.Conn) (string, error) {
 		arch = f[1]
 	}
 	return strings.ToLower(f[0]) + "/" + arch, nil
-}
-
-// Quote quotes s for a POSIX shell.
-func Quote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 // packed makes a small release payload and its manifest.
@@ -224,7 +225,7 @@ func TestReadEnvFile(t *testing.T) {
 func TestQuote(t *testing.T) {
 	tests := map[string]string{"plain": "plain", "a b": "'a b'", "it's": `'it'\''s'`, "": "''", "$(rm)": "'$(rm)'"}
 	for in, want := range tests {
-		if got := Quote(in); got != want {
+		if got := transport.Quote(in); got != want {
 			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
 		}
 	}

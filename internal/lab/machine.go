@@ -87,6 +87,9 @@ func (m *machine) personalize(o Options, root, pub string) error {
 		mode os.FileMode
 	}{
 		{"etc/hostname", m.Name + "\n", 0o644},
+		// As Debian's installer writes it: the host's own name resolves,
+		// which Erlang distribution (sname) needs.
+		{"etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\t" + m.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644},
 		{"etc/machine-id", id + "\n", 0o444},
 		{"etc/ssh/ssh_host_ed25519_key", hostKey, 0o600},
 		{"etc/ssh/ssh_host_ed25519_key.pub", hostPub + "\n", 0o644},

@@ -116,11 +116,17 @@ func Unpack(r io.Reader, dest string) error {
 		return fmt.Errorf("unpack: %w", err)
 	}
 	defer zr.Close()
+	return UnpackTar(zr, dest)
+}
+
+// UnpackTar extracts a plain tar stream into dest, which must not exist
+// yet, with the same safety as Unpack.
+func UnpackTar(r io.Reader, dest string) error {
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		return fmt.Errorf("unpack: %w", err)
 	}
 	links := map[string]bool{}
-	tr := tar.NewReader(zr)
+	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -130,6 +136,9 @@ func Unpack(r io.Reader, dest string) error {
 			return fmt.Errorf("unpack: %w", err)
 		}
 		name := path.Clean(strings.TrimSuffix(hdr.Name, "/"))
+		if name == "." && hdr.Typeflag == tar.TypeDir {
+			continue // the root itself, as `tar -C dir .` writes it
+		}
 		if name == "." || path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("unpack: entry %q is outside the release", hdr.Name)
 		}

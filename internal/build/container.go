@@ -1,0 +1,76 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+// Container builds in a podman or docker container: the engine is used
+// only to build, never at run time. Engine settings (runtime, cgroup
+// manager, registries) come from the engine's own configuration.
+type Container struct {
+	Image      string
+	Dockerfile string // relative to the checkout; built into an image first
+}
+
+func (c *Container) Name() string { return "container" }
+
+func (c *Container) Identity() string {
+	if c.Image != "" {
+		return "container " + c.Image
+	}
+	return "container dockerfile " + c.Dockerfile
+}
+
+// Engine returns podman or docker, whichever is installed, podman first.
+func Engine() (string, error) {
+	for _, e := range []string{"podman", "docker"} {
+		if p, err := exec.LookPath(e); err == nil {
+			return p, nil
+		}
+	}
+	return "", usererr.New("the container builder needs podman or docker").
+		WithHint("install one (apt-get install podman), or use builder: rootfs, which needs neither")
+}
+
+func (c *Container) Build(ctx context.Context, job Job) error {
+	engine, err := Engine()
+	if err != nil {
+		return err
+	}
+	image := c.Image
+	if c.Dockerfile != "" {
+		df := filepath.Join(job.Dir, c.Dockerfile)
+		b, err := os.ReadFile(df)
+		if err != nil {
+			return usererr.Wrap(err, "cannot read build.dockerfile")
+		}
+		sum := sha256.Sum256(b)
+		image = "localhost/hoist-build-" + job.App + ":" + hex.EncodeToString(sum[:])[:12]
+		fmt.Fprintf(job.Log, "building the build image %s from %s\n", image, c.Dockerfile)
+		cmd := exec.CommandContext(ctx, engine, "build", "-t", image, "-f", df, filepath.Dir(df))
+		cmd.Stdout, cmd.Stderr = job.Log, job.Log
+		if err := cmd.Run(); err != nil {
+			return usererr.Wrap(err, "building the image from %s failed", c.Dockerfile)
+		}
+	}
+	args := []string{"run", "--rm", "--network=host", "-v", job.Dir + ":/build", "-w", "/build",
+		"-e", "HOME=/root", "-e", "LANG=C.UTF-8"}
+	for inside, host := range job.Mounts {
+		args = append(args, "-v", host+":"+inside)
+	}
+	for _, kv := range job.env() {
+		args = append(args, "-e", kv)
+	}
+	args = append(args, image, "/bin/sh", "-c", job.Command)
+	cmd := exec.CommandContext(ctx, engine, args...)
+	cmd.Stdout, cmd.Stderr = job.Log, job.Log
+	return commandError(ctx, job, cmd.Run())
+}

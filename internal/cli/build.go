@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/deploy"
+)
+
+type buildOptions struct {
+	ref  string
+	json bool
+}
+
+func newBuildCmd(s *streams, g *globalOptions) *cobra.Command {
+	o := &buildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build a commit into a packed release, without deploying it",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runBuild(cmd.Context(), s, g, o) },
+	}
+	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to build")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the manifest as JSON")
+	return cmd
+}
+
+func runBuild(ctx context.Context, s *streams, g *globalOptions, o *buildOptions) error {
+	cfg, repo, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	dial := dialer(cfg, s.err, &sync.Mutex{})
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial})
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(s, struct {
+			Path     string `json:"path"`
+			Manifest any    `json:"manifest"`
+		}{art.Path, art.Manifest})
+	}
+	fmt.Fprintln(s.out, art.Path)
+	return nil
+}
