@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 need=()
-for pair in git:git debootstrap:debootstrap systemd-nspawn:systemd-container ip:iproute2 ssh:openssh-client curl:curl; do
+for pair in git:git debootstrap:debootstrap systemd-nspawn:systemd-container ip:iproute2 ssh:openssh-client curl:curl podman:podman runc:runc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)

@@ -51,7 +51,7 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 	fmt.Fprintf(job.Log, "sending the checkout to %s\n", r.Host)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(tarDir(job.Dir, pw)) }()
-	if err := conn.Run(ctx, "mkdir -p "+q(dir)+" && tar -x -C "+q(dir), pr, job.Log, job.Log); err != nil {
+	if err := conn.Run(ctx, "mkdir -p "+q(dir)+" && tar --warning=no-timestamp -x -C "+q(dir), pr, job.Log, job.Log); err != nil {
 		pr.CloseWithError(err)
 		return fmt.Errorf("send checkout to %s: %w", r.Host, err)
 	}
@@ -88,7 +88,11 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 	os.RemoveAll(out)
 	pr2, pw2 := io.Pipe()
 	errc := make(chan error, 1)
-	go func() { errc <- release.UnpackTar(pr2, out); pr2.Close() }()
+	go func() {
+		err := release.UnpackTar(pr2, out)
+		io.Copy(io.Discard, pr2) // tar pads its stream past the end marker
+		errc <- err
+	}()
 	err = conn.Run(ctx, "tar -c -C "+q(dir+"/"+job.Output)+" .", nil, pw2, job.Log)
 	pw2.CloseWithError(err)
 	if uerr := <-errc; err == nil {

@@ -41,7 +41,9 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	// Secrets are read before the build so that a missing key fails fast.
 	var env []byte
 	st := secretsStore(a.cfg, a.repo)
-	if _, err := os.Stat(st.Path); err == nil {
+	_, statErr := os.Stat(st.Path)
+	sendEnv := statErr == nil // without a secrets file, hosts' env files are left alone
+	if sendEnv {
 		vals, err := st.Load()
 		if err != nil {
 			return err
@@ -54,7 +56,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	}
 	fmt.Fprintf(s.err, "built release %s (%d bytes, sha256 %s)\n", art.Manifest.ID, art.Manifest.Size, art.Manifest.SHA256[:16])
 	so := a.shipOptions(s)
-	so.Env = env
+	so.SendEnv, so.Env = sendEnv, env
 	results := deploy.Ship(ctx, so, art)
 	if err := report(s.err, results, "deploy of "+art.Manifest.ID); err != nil {
 		return err

@@ -195,9 +195,10 @@ type ShipOptions struct {
 	Log    io.Writer
 	LogMu  *sync.Mutex
 	Sudo   bool
-	// Env, when not nil, replaces each host's secret environment file
-	// before the release starts.
-	Env []byte
+	// SendEnv says to replace each host's secret environment file with
+	// Env before the release starts.
+	SendEnv bool
+	Env     []byte
 }
 
 // Ship takes the artifact to every host and activates it there.
@@ -210,7 +211,7 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 			if err := upload(ctx, c, art, o.logf(h)); err != nil {
 				return err
 			}
-			if o.Env != nil {
+			if o.SendEnv {
 				if err := c.SetEnv(ctx, o.Env); err != nil {
 					return fmt.Errorf("send secrets: %w", err)
 				}
