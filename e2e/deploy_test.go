@@ -27,7 +27,7 @@ func TestDeployLifecycle(t *testing.T) {
 		a.wantServed(t, hosts, r1)
 	})
 	t.Run("second deploy", func(t *testing.T) {
-		a.edit(t, "main.go", "hello from release", "hello from release")
+		a.change(t)
 		r2 = strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 		if r2 == r1 {
 			t.Fatalf("second deploy reused release id %s", r1)
@@ -49,6 +49,17 @@ func TestDeployLifecycle(t *testing.T) {
 		mustHoist(t, a.dir, "rollback", r2)
 		a.wantServed(t, hosts, r2)
 	})
+	t.Run("unchanged source reuses the release", func(t *testing.T) {
+		a.commit(t, "a commit that changes no file")
+		stdout, stderr, err := hoist(context.Background(), a.dir, "deploy")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		if got := strings.TrimSpace(stdout); got != r2 || !strings.Contains(stderr, "reusing release "+r2) {
+			t.Errorf("deploy of an unchanged tree gave %q:\n%s", got, stderr)
+		}
+		a.wantServed(t, hosts, r2)
+	})
 	t.Run("failed health check keeps the previous release", func(t *testing.T) {
 		a.edit(t, "main.go", `fmt.Fprintln(w, "ok")`, `log.Print("health check is broken on purpose"); w.WriteHeader(500)`)
 		stderr := failHoist(t, a.dir, "deploy")
@@ -58,6 +69,9 @@ func TestDeployLifecycle(t *testing.T) {
 			}
 		}
 		a.wantServed(t, hosts, r2)
+		if t.Failed() {
+			t.Logf("journal:\n%s", mustHoist(t, a.dir, "logs", "-n", "60"))
+		}
 		st := status(t, a)
 		for _, s := range st {
 			if s.Status.Current != r2 || s.Status.State != "active" {

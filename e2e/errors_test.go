@@ -104,7 +104,7 @@ func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
 	mustHoist(t, a.dir, "setup")
 	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 
-	a.edit(t, "main.go", "hello from release", "hello from release")
+	a.change(t)
 	cfg, err := config.Load(filepath.Join(a.dir, "hoist.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func TestFullDiskKeepsServing(t *testing.T) {
 	}
 	defer conn.Run(context.Background(), "umount "+uploads, nil, io.Discard, io.Discard)
 
-	a.edit(t, "main.go", "hello from release", "hello from release")
+	a.change(t)
 	stderr := failHoist(t, a.dir, "deploy")
 	if !strings.Contains(stderr, "no space left on device") {
 		t.Errorf("stderr does not say the disk is full:\n%s", stderr)

@@ -140,9 +140,10 @@ func failHoist(t *testing.T, dir string, args ...string) string {
 
 // appRepo is a git repository holding a copy of examples/hello.
 type appRepo struct {
-	dir  string
-	name string
-	port int
+	dir     string
+	name    string
+	port    int
+	changes int
 }
 
 // newApp copies examples/hello into a fresh repository, writes its
@@ -221,6 +222,20 @@ func (a *appRepo) edit(t *testing.T, file, old, new string) {
 	}
 	a.write(t, file, strings.Replace(string(b), old, new, 1))
 	a.commit(t, "edit "+file)
+}
+
+// change makes a commit that changes the app's source, so that the next
+// deploy builds a new release.
+func (a *appRepo) change(t *testing.T) {
+	t.Helper()
+	a.changes++
+	f, err := os.OpenFile(filepath.Join(a.dir, "main.go"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "\n// change %d\n", a.changes)
+	f.Close()
+	a.commit(t, fmt.Sprintf("change %d", a.changes))
 }
 
 // served returns what host answers on GET / for the app, or the error.

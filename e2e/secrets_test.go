@@ -59,7 +59,11 @@ func TestSecretsReachHostOnly(t *testing.T) {
 
 	leaks := map[string]string{"deploy output": stdout + stderr}
 	leaks["logs"] = mustHoist(t, a.dir, "logs", "-n", "500")
-	f, err := os.Open(filepath.Join(work, "cache", "releases", "secret", id+".tar.zst"))
+	paths, _ := filepath.Glob(filepath.Join(work, "cache", "releases", "secret", id+".*.tar.zst"))
+	if len(paths) != 1 {
+		t.Fatalf("want one packed release %s, found %v", id, paths)
+	}
+	f, err := os.Open(paths[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,13 @@ func Prefix(ctx context.Context, dir string) (string, error) {
 	return git(ctx, dir, "rev-parse", "--show-prefix")
 }
 
+// TreeHash returns the git tree hash of dir (relative to the repository
+// top, "" for all of it) at commit: it changes exactly when a file under
+// it does.
+func TreeHash(ctx context.Context, repo, commit, dir string) (string, error) {
+	return git(ctx, repo, "rev-parse", "--verify", "--quiet", commit+":"+strings.TrimSuffix(dir, "/"))
+}
+
 // Dirty lists the paths with uncommitted changes in repo's working tree;
 // they are not part of the build.
 func Dirty(ctx context.Context, repo string) ([]string, error) {

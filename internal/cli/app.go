@@ -101,7 +101,11 @@ func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 		Log:           &lockedWriter{w: log, mu: mu},
 	}
 	return func(ctx context.Context, h string) (transport.Conn, error) {
-		return transport.Dial(ctx, h, opts)
+		c, err := transport.Dial(ctx, h, opts)
+		if err != nil {
+			return nil, err // not a nil *SSH in a non-nil interface
+		}
+		return c, nil
 	}
 }
 

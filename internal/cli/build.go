@@ -11,8 +11,9 @@ import (
 )
 
 type buildOptions struct {
-	ref  string
-	json bool
+	ref     string
+	json    bool
+	rebuild bool
 }
 
 func newBuildCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -25,6 +26,7 @@ func newBuildCmd(s *streams, g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to build")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the manifest as JSON")
+	cmd.Flags().BoolVar(&o.rebuild, "rebuild", false, "build even if a release of the same source exists")
 	return cmd
 }
 
@@ -34,7 +36,7 @@ func runBuild(ctx context.Context, s *streams, g *globalOptions, o *buildOptions
 		return err
 	}
 	dial := dialer(cfg, s.err, &sync.Mutex{})
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial})
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial, Rebuild: o.rebuild})
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,9 @@ import (
 )
 
 type deployOptions struct {
-	ref   string
-	hosts []string
+	ref     string
+	hosts   []string
+	rebuild bool
 }
 
 func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -29,6 +30,7 @@ func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd.Context(), s, g, o) },
 	}
 	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to deploy")
+	cmd.Flags().BoolVar(&o.rebuild, "rebuild", false, "build even if a release of the same source exists")
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
 	return cmd
 }
@@ -50,7 +52,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		}
 		env = secrets.EnvFile(vals)
 	}
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial})
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild})
 	if err != nil {
 		return err
 	}

@@ -5,12 +5,16 @@ package deploy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +45,8 @@ type BuildOptions struct {
 	Now     func() time.Time
 	// Dial reaches the remote builder's build host.
 	Dial fleet.DialFunc
+	// Rebuild builds even when a release of the same source exists.
+	Rebuild bool
 }
 
 // Build checks out the commit, builds it, and packs the release.
@@ -68,6 +74,22 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
+	prefix, err := build.Prefix(ctx, o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	// The same source tree built the same way gives the same release: a
+	// second build of an unchanged app reuses the packed one.
+	key, err := artifactKey(ctx, cfg, builder, o.Repo, commit, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Rebuild {
+		if art := findArtifact(o.WorkDir, cfg.App, key); art != nil {
+			fmt.Fprintf(o.Log, "reusing release %s, built from the same source tree and build settings (--rebuild builds again)\n", art.Manifest.ID)
+			return art, nil
+		}
+	}
 	id := release.NewID(now(), commit)
 	builds := filepath.Join(o.WorkDir, "builds", cfg.App)
 	if err := os.MkdirAll(builds, 0o755); err != nil {
@@ -81,10 +103,6 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	defer os.RemoveAll(scratch)
 	fmt.Fprintf(o.Log, "building %s (%s) with the %s builder\n", commit[:12], ref, builder.Name())
 	src, err := build.Checkout(ctx, o.Repo, commit, ref, filepath.Join(scratch, "src"))
-	if err != nil {
-		return nil, err
-	}
-	prefix, err := build.Prefix(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +147,64 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 		return nil, usererr.New("build.target is %s but the build made %s binaries", cfg.Build.Target, needs.Arch).
 			WithHint("make the build honour GOOS/GOARCH (set by hoist), or set build.target to what it builds")
 	}
-	return pack(cfg, out, id, src, needs, now(), o.WorkDir)
+	art, err := pack(cfg, out, id, src, needs, now(), o.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	recordArtifact(o.WorkDir, cfg.App, key, art)
+	return art, nil
+}
+
+// artifactKey names what a build depends on: the source tree of the
+// app's directory at the commit, the build settings and the builder.
+func artifactKey(ctx context.Context, cfg *config.Config, b build.Builder, repo, commit, prefix string) (string, error) {
+	tree, err := build.TreeHash(ctx, repo, commit, prefix)
+	if err != nil {
+		return "", err
+	}
+	settings, _ := json.Marshal(cfg.Build) // plain struct: cannot fail
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", cfg.App, tree, b.Identity(), settings)
+	return hex.EncodeToString(h.Sum(nil))[:24], nil
+}
+
+// artifactPath names a packed release by id and checksum: two builds of
+// one commit in the same second share an id, never a file.
+func artifactPath(workDir string, m *release.Manifest) string {
+	return filepath.Join(workDir, "releases", m.App, m.ID+"."+m.SHA256[:12]+".tar.zst")
+}
+
+func artifactIndex(workDir, app, key string) string {
+	return filepath.Join(workDir, "releases", app, "by-source", key+".json")
+}
+
+// findArtifact returns the packed release recorded under key, if its
+// payload is still there and intact in size.
+func findArtifact(workDir, app, key string) *Artifact {
+	b, err := os.ReadFile(artifactIndex(workDir, app, key))
+	if err != nil {
+		return nil
+	}
+	m, err := release.ParseManifest(b)
+	if err != nil {
+		return nil
+	}
+	art := &Artifact{Manifest: m, Path: artifactPath(workDir, m)}
+	if fi, err := os.Stat(art.Path); err != nil || fi.Size() != m.Size {
+		return nil
+	}
+	return art
+}
+
+func recordArtifact(workDir, app, key string, art *Artifact) {
+	p := artifactIndex(workDir, app, key)
+	if os.MkdirAll(filepath.Dir(p), 0o755) == nil {
+		// Best effort: without the index, the next build builds again.
+		tmp := p + ".tmp"
+		if os.WriteFile(tmp, art.Manifest.Marshal(), 0o644) == nil {
+			os.Rename(tmp, p)
+		}
+	}
 }
 
 func pack(cfg *config.Config, dir, id string, src *build.Source, needs release.Needs, builtAt time.Time, workDir string) (*Artifact, error) {
@@ -152,7 +227,7 @@ func pack(cfg *config.Config, dir, id string, src *build.Source, needs release.N
 	goos, goarch, _ := strings.Cut(cfg.Build.Target, "/")
 	m := &release.Manifest{App: cfg.App, ID: id, Commit: src.Commit, Ref: src.Ref, SHA256: sum, Size: size,
 		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC}
-	path := filepath.Join(relDir, id+".tar.zst")
+	path := artifactPath(workDir, m)
 	if err := os.Rename(f.Name(), path); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
@@ -204,21 +279,17 @@ type ShipOptions struct {
 // Ship takes the artifact to every host and activates it there.
 func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 	spec := Spec(o.Config)
-	lk := Holder("deploy " + art.Manifest.ID)
-	return fleet.Each(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		c := &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo}
-		return withLock(ctx, c, lk, func() error {
-			if err := upload(ctx, c, art, o.logf(h)); err != nil {
-				return err
+	return o.locked(ctx, Holder("deploy "+art.Manifest.ID), func(ctx context.Context, h string, c *host.Client) error {
+		if err := upload(ctx, c, art, o.logf(h)); err != nil {
+			return err
+		}
+		if o.SendEnv {
+			if err := c.SetEnv(ctx, o.Env); err != nil {
+				return fmt.Errorf("send secrets: %w", err)
 			}
-			if o.SendEnv {
-				if err := c.SetEnv(ctx, o.Env); err != nil {
-					return fmt.Errorf("send secrets: %w", err)
-				}
-			}
-			o.logf(h)("activating %s", art.Manifest.ID)
-			return c.Activate(ctx, spec, art.Manifest.ID)
-		})
+		}
+		o.logf(h)("activating %s", art.Manifest.ID)
+		return c.Activate(ctx, spec, art.Manifest.ID)
 	})
 }
 
@@ -229,24 +300,20 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 	// A rollback goes back to a release that already ran: migrations and
 	// other deploy hooks are not run again.
 	spec.BeforeSwitch, spec.AfterSwitch = "", ""
-	lk := Holder("rollback")
-	return fleet.Each(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		c := &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo}
-		return withLock(ctx, c, lk, func() error {
-			target := id
-			if target == "" {
-				prev, err := c.Previous(ctx)
-				if err != nil {
-					return err
-				}
-				if prev == "" {
-					return usererr.New("there is no earlier release to roll back to")
-				}
-				target = prev
+	return o.locked(ctx, Holder("rollback"), func(ctx context.Context, h string, c *host.Client) error {
+		target := id
+		if target == "" {
+			prev, err := c.Previous(ctx)
+			if err != nil {
+				return err
 			}
-			o.logf(h)("rolling back to %s", target)
-			return c.Activate(ctx, spec, target)
-		})
+			if prev == "" {
+				return usererr.New("there is no earlier release to roll back to")
+			}
+			target = prev
+		}
+		o.logf(h)("rolling back to %s", target)
+		return c.Activate(ctx, spec, target)
 	})
 }
 
@@ -260,25 +327,67 @@ func (o ShipOptions) logf(h string) func(string, ...any) {
 	}
 }
 
-// withLock runs fn holding the app's deploy lock on the host. The lock is
-// released with a fresh context so that a cancelled deploy still frees it.
-func withLock(ctx context.Context, c *host.Client, lk host.Lock, fn func() error) error {
-	if err := c.Lock(ctx, lk); err != nil {
-		var le *host.LockedError
-		if errors.As(err, &le) {
-			return usererr.New("another deploy holds the lock: %s, since %s (%s)", le.Lock.Holder,
-				le.Lock.Since.Local().Format("2006-01-02 15:04:05"), le.Lock.Op).
-				WithHint("wait for it to finish; if it died, release the lock with `hoist lock release`")
+// locked runs fn on every reachable host while holding the app's deploy
+// lock on all of them. The locks are taken one host at a time in a fixed
+// order, so that of two deploys started together exactly one gets them
+// all and the other is refused before it changes anything. A host that
+// cannot be reached is reported and the others go ahead.
+func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx context.Context, h string, c *host.Client) error) []fleet.Result {
+	members := fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
+	defer fleet.Close(members)
+	client := func(m fleet.Member) *host.Client {
+		return &host.Client{Conn: m.Conn, App: o.Config.App, Sudo: o.Sudo}
+	}
+	order := make([]int, len(members))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return members[order[a]].Host < members[order[b]].Host })
+	var held []int
+	release := func() {
+		// A fresh context: a cancelled deploy still frees its locks.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		for _, i := range held {
+			if err := client(members[i]).Unlock(uctx, lk.Holder, false); err != nil {
+				o.logf(members[i].Host)("warning: release lock: %v", err)
+			}
 		}
-		return err
 	}
-	ferr := fn()
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	if err := c.Unlock(uctx, lk.Holder, false); err != nil && ferr == nil {
-		return fmt.Errorf("release lock: %w", err)
+	for _, i := range order {
+		if members[i].Err != nil {
+			continue
+		}
+		err := client(members[i]).Lock(ctx, lk)
+		if err == nil {
+			held = append(held, i)
+			continue
+		}
+		release()
+		results := make([]fleet.Result, len(members))
+		for j, m := range members {
+			results[j] = fleet.Result{Host: m.Host, Err: m.Err}
+			if m.Err == nil {
+				results[j].Err = usererr.New("not changed: the deploy lock on %s is taken", members[i].Host)
+			}
+		}
+		results[i].Err = lockError(err)
+		return results
 	}
-	return ferr
+	defer release()
+	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
+		return fn(ctx, h, &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo})
+	})
+}
+
+func lockError(err error) error {
+	var le *host.LockedError
+	if errors.As(err, &le) {
+		return usererr.New("another deploy holds the lock: %s, since %s (%s)", le.Lock.Holder,
+			le.Lock.Since.Local().Format("2006-01-02 15:04:05"), le.Lock.Op).
+			WithHint("wait for it to finish; if it died, release the lock with `hoist lock release`")
+	}
+	return err
 }
 
 // upload sends the artifact, resuming where an earlier attempt stopped.

@@ -25,37 +25,81 @@ type Result struct {
 // Each runs fn for every host, at most parallel at a time, each with its
 // own connection, and returns the results in the order of hosts.
 func Each(ctx context.Context, hosts []string, parallel int, dial DialFunc, fn func(ctx context.Context, host string, conn transport.Conn) error) []Result {
+	members := Connect(ctx, hosts, parallel, dial)
+	defer Close(members)
+	return EachMember(ctx, members, parallel, fn)
+}
+
+// Member is a host and its connection, or why there is none.
+type Member struct {
+	Host string
+	Conn transport.Conn
+	Err  error
+}
+
+// Connect dials every host, at most parallel at a time.
+func Connect(ctx context.Context, hosts []string, parallel int, dial DialFunc) []Member {
+	members := make([]Member, len(hosts))
+	for i, h := range hosts {
+		members[i].Host = h
+	}
+	bounded(ctx, len(hosts), parallel, func(i int) {
+		members[i].Conn, members[i].Err = dial(ctx, hosts[i])
+	}, func(i int, err error) { members[i].Err = err })
+	return members
+}
+
+// EachMember runs fn for every connected member, at most parallel at a
+// time; a member without a connection keeps its dial error.
+func EachMember(ctx context.Context, members []Member, parallel int, fn func(ctx context.Context, host string, conn transport.Conn) error) []Result {
+	results := make([]Result, len(members))
+	for i, m := range members {
+		results[i] = Result{Host: m.Host, Err: m.Err}
+	}
+	bounded(ctx, len(members), parallel, func(i int) {
+		if members[i].Err == nil {
+			results[i].Err = fn(ctx, members[i].Host, members[i].Conn)
+		}
+	}, func(i int, err error) {
+		if results[i].Err == nil {
+			results[i].Err = err
+		}
+	})
+	return results
+}
+
+// Close closes the members' connections.
+func Close(members []Member) {
+	for _, m := range members {
+		if m.Err == nil && m.Conn != nil {
+			m.Conn.Close()
+		}
+	}
+}
+
+// bounded runs do(i) for i in [0,n), at most parallel at once; when ctx
+// ends first, the ones not started get cancelled(i, ctx.Err()).
+func bounded(ctx context.Context, n, parallel int, do func(i int), cancelled func(i int, err error)) {
 	if parallel < 1 {
 		parallel = 1
 	}
-	results := make([]Result, len(hosts))
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
-	for i, h := range hosts {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i] = Result{Host: h, Err: ctx.Err()}
+				cancelled(i, ctx.Err())
 				return
 			}
 			defer func() { <-sem }()
-			results[i] = Result{Host: h, Err: run(ctx, h, dial, fn)}
+			do(i)
 		}()
 	}
 	wg.Wait()
-	return results
-}
-
-func run(ctx context.Context, h string, dial DialFunc, fn func(context.Context, string, transport.Conn) error) error {
-	conn, err := dial(ctx, h)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return fn(ctx, h, conn)
 }
 
 // Failed returns the results that carry an error.

@@ -119,7 +119,11 @@ func waitHealthy(ctx context.Context, unit string, s *Spec) string {
 		// auto-restart means it already died once: a release that crashes
 		// on start must not become current because a retry got lucky.
 		if u, err := systemd.Show(ctx, unit); err == nil && (u.ActiveState == "failed" || u.ActiveState == "inactive" || u.SubState == "auto-restart") {
-			return "the service exited (" + u.ActiveState + "/" + u.SubState + ")"
+			// A start systemd itself fumbled is not the release's fault:
+			// let Restart= try again within the timeout.
+			if !(u.SubState == "auto-restart" && u.ExecMainStatus == systemd.ExitCgroup) {
+				return fmt.Sprintf("the service exited (%s/%s, status %d)", u.ActiveState, u.SubState, u.ExecMainStatus)
+			}
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)

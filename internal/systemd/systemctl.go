@@ -36,11 +36,13 @@ type Unit struct {
 	SubState    string
 	Since       time.Time // when it entered its current active state
 	MainPID     int
+	// ExecMainStatus is the exit status of the last main process.
+	ExecMainStatus int
 }
 
 // Show reads a unit's state.
 func Show(ctx context.Context, name string) (Unit, error) {
-	out, err := Systemctl(ctx, "show", name, "--property=ActiveState,SubState,StateChangeTimestampMonotonic,ActiveEnterTimestamp,MainPID", "--timestamp=unix")
+	out, err := Systemctl(ctx, "show", name, "--property=ActiveState,SubState,ActiveEnterTimestamp,MainPID,ExecMainStatus", "--timestamp=unix")
 	if err != nil {
 		return Unit{}, err
 	}
@@ -54,6 +56,8 @@ func Show(ctx context.Context, name string) (Unit, error) {
 			u.SubState = v
 		case "MainPID":
 			fmt.Sscan(v, &u.MainPID)
+		case "ExecMainStatus":
+			fmt.Sscan(v, &u.ExecMainStatus)
 		case "ActiveEnterTimestamp":
 			var sec int64
 			if _, err := fmt.Sscanf(v, "@%d", &sec); err == nil && sec > 0 {
@@ -88,3 +92,9 @@ func JournalTail(ctx context.Context, unit string, n int) string {
 	}
 	return out
 }
+
+// ExitCgroup is the status systemd gives a service it could not place in
+// its control group (219/CGROUP). On cgroup v1 hosts it happens when a
+// unit starts again right after stopping; the next automatic restart
+// succeeds.
+const ExitCgroup = 219
