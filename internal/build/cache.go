@@ -59,16 +59,20 @@ func OpenCaches(cacheDir, app, key string, paths []string) (*Caches, error) {
 	}
 	now := time.Now()
 	os.Chtimes(root, now, now)
-	pruneKeys(base)
+	pruneKeys(base, key)
 	return &Caches{Root: root, Paths: paths}, nil
 }
 
-func pruneKeys(base string) {
+func pruneKeys(base, current string) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return
 	}
+	// Newest first, the key in use before all others whatever its time.
 	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].Name() == current || entries[j].Name() == current {
+			return entries[i].Name() == current
+		}
 		a, _ := entries[i].Info()
 		b, _ := entries[j].Info()
 		return a != nil && b != nil && a.ModTime().After(b.ModTime())

@@ -1,13 +1,11 @@
 package build
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +48,9 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 
 	fmt.Fprintf(job.Log, "sending the checkout to %s\n", r.Host)
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDir(job.Dir, pw)) }()
+	go func() {
+		pw.CloseWithError(release.WriteTar(pw, job.Dir, func(rel string) bool { return rel == ".git" }))
+	}()
 	if err := conn.Run(ctx, "mkdir -p "+q(dir)+" && tar --warning=no-timestamp -x -C "+q(dir), pr, job.Log, job.Log); err != nil {
 		pr.CloseWithError(err)
 		return fmt.Errorf("send checkout to %s: %w", r.Host, err)
@@ -108,58 +108,6 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 		}
 	}
 	return nil
-}
-
-// tarDir writes dir as a plain tar stream, without its .git directory.
-func tarDir(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		if rel == ".git" {
-			return filepath.SkipDir
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func randomName() (string, error) {

@@ -58,6 +58,6 @@ func runInit(_ context.Context, s *streams, o *initOptions) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	fmt.Fprintf(s.err, "wrote %s for a %s project named %q; add your hosts, then run `hoist setup` and `hoist deploy`\n", path, p.Kind, p.App)
+	fmt.Fprintf(s.err, "wrote %s for the %s project %q; add your hosts, then run `hoist setup` and `hoist deploy`\n", path, p.Kind, p.App)
 	return nil
 }

@@ -104,7 +104,9 @@ func TestDetectAndRenderParse(t *testing.T) {
 		"go": {"go.mod", "module github.com/acme/Web_Shop\n\ngo 1.22\n", Project{Kind: "go", App: "web-shop",
 			Build: "CGO_ENABLED=0 go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop"}},
 		"elixir": {"mix.exs", "def project do\n [app: :correct_horse,\n version: \"0.1.0\"]\n", Project{Kind: "elixir", App: "correct-horse",
-			Build: "MIX_ENV=prod mix do deps.get --only prod, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start"}},
+			Build: "mix do deps.get --only prod, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start",
+			Builder: "rootfs", Distro: "debian/bookworm", Packages: []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"},
+			Caches: []string{"deps", "_build"}, BuildEnv: map[string]string{"MIX_ENV": "prod"}, RunEnv: map[string]string{"RELEASE_TMP": "/tmp"}}},
 		"rust": {"Cargo.toml", "[package]\nname = \"api_server\"\n", Project{Kind: "rust", App: "api-server",
 			Build: "cargo build --release --locked && mkdir -p dist && cp target/release/api_server dist/", Output: "dist", Command: "./api_server"}},
 		"unknown": {"README", "hi", Project{Kind: "unknown", App: "app-1", Build: "make release", Output: "dist", Command: "./app-1"}},
@@ -126,7 +128,7 @@ func TestDetectAndRenderParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, p.Render())
 			}
-			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command {
+			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command || !cmp.Equal(c.Build.Caches, p.Caches) || c.Run.Env["RELEASE_TMP"] != p.RunEnv["RELEASE_TMP"] {
 				t.Errorf("rendered config lost values: %+v", c)
 			}
 		})

@@ -11,11 +11,17 @@ import (
 
 // Project is what `hoist init` guessed about an app's repository.
 type Project struct {
-	Kind    string // go, elixir, rust or unknown
-	App     string // app name, valid for hoist.yml
-	Build   string // build command
-	Output  string
-	Command string // run command
+	Kind     string // go, elixir, rust or unknown
+	App      string // app name, valid for hoist.yml
+	Build    string // build command
+	Output   string
+	Command  string // run command
+	Builder  string // "" means local
+	Distro   string
+	Packages []string
+	Caches   []string
+	BuildEnv map[string]string
+	RunEnv   map[string]string
 }
 
 // Detect guesses the project in dir from go.mod, mix.exs or Cargo.toml.
@@ -37,9 +43,17 @@ func Detect(dir string) Project {
 			name = appNameFrom(m)
 		}
 		return Project{Kind: "elixir", App: name,
-			Build:   "MIX_ENV=prod mix do deps.get --only prod, release --overwrite --path dist",
+			Build:   "mix do deps.get --only prod, release --overwrite --path dist",
 			Output:  "dist",
-			Command: "bin/" + otp + " start"}
+			Command: "bin/" + otp + " start",
+			// The release bundles ERTS, linked against the build system's
+			// libraries: build it in the hosts' distribution.
+			Builder:  "rootfs",
+			Distro:   "debian/bookworm",
+			Packages: []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"},
+			Caches:   []string{"deps", "_build"},
+			BuildEnv: map[string]string{"MIX_ENV": "prod"},
+			RunEnv:   map[string]string{"RELEASE_TMP": "/tmp"}}
 	case exists(dir, "Cargo.toml"):
 		bin := name
 		if m := firstMatch(dir, "Cargo.toml", `(?m)^name\s*=\s*"([^"]+)"`); m != "" {
@@ -113,21 +127,46 @@ ssh:
   user: root
 
 build:
-  # Where the build runs: local runs it on this machine, in a clean
-  # checkout of the commit; your working copy is never touched.
+  # Where the build runs, always in a clean checkout of the commit (your
+  # working copy is never touched): local, rootfs, container or remote;
+  # docs/builders.md compares them.
+{{- if .Builder}}
+  builder: {{.Builder}}
+  # The hosts' distribution, so that the release runs there.
+  distro: {{.Distro}}
+  packages: [{{range $i, $p := .Packages}}{{if $i}}, {{end}}{{$p}}{{end}}]
+{{- else}}
   builder: local
-  # Detected a {{.Kind}} project. The command must leave a
+{{- end}}
+  # Guessed from the {{.Kind}} project here. The command must leave a
   # self-contained release in the output directory.
   command: {{.Build}}
   output: {{.Output}}
+{{- if .BuildEnv}}
+  env:
+{{- range $k, $v := .BuildEnv}}
+    {{$k}}: {{$v}}
+{{- end}}
+{{- end}}
+{{- if .Caches}}
+  # Kept between builds until a lockfile changes.
+  caches: [{{range $i, $p := .Caches}}{{if $i}}, {{end}}{{$p}}{{end}}]
+{{- end}}
 
 run:
   # Starts the app, relative to the release directory. It must serve
   # HTTP on $PORT; $HOIST_RELEASE names the running release.
   command: {{.Command}}
   port: 3000
-  # Plain settings; keep secrets out of this file.
+  # Plain settings; keep secrets out of this file (hoist secrets).
+{{- if .RunEnv}}
+  env:
+{{- range $k, $v := .RunEnv}}
+    {{$k}}: {{$v}}
+{{- end}}
+{{- else}}
   env: {}
+{{- end}}
 
 health:
   # A new release must answer GET on this path with 2xx before it

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/hoistdev/hoist/internal/atomicfile"
 )
 
 // ensureKey returns the lab key's public half in authorized_keys form,
@@ -35,10 +37,10 @@ func ensureKey(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("lab key: %w", err)
 	}
-	if err := writeAtomic(path, []byte(priv), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(priv), 0o600); err != nil {
 		return "", err
 	}
-	if err := writeAtomic(path+".pub", []byte(pub), 0o644); err != nil {
+	if err := atomicfile.Write(path+".pub", []byte(pub), 0o644); err != nil {
 		return "", err
 	}
 	return pub, nil
@@ -109,7 +111,7 @@ func recordKnownHost(path, addr, key string) error {
 		return err
 	}
 	lines = append(lines, addr+" "+key)
-	return writeAtomic(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	return atomicfile.Write(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
 // forgetKnownHost removes addr's lines from the known_hosts file.
@@ -128,7 +130,7 @@ func forgetKnownHost(path, addr string) error {
 	if data != "" {
 		data += "\n"
 	}
-	return writeAtomic(path, []byte(data), 0o600)
+	return atomicfile.Write(path, []byte(data), 0o600)
 }
 
 // knownHostsWithout reads path and drops the lines whose host list names
@@ -159,31 +161,4 @@ func namesHost(hosts, addr string) bool {
 		}
 	}
 	return false
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/atomicfile"
 )
 
 // state is what a lab remembers between hoist runs: its hosts and the
@@ -40,7 +42,7 @@ func saveState(dir string, st *state) error {
 	if err != nil {
 		return fmt.Errorf("lab state: %w", err)
 	}
-	return writeAtomic(filepath.Join(dir, "state.json"), append(b, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(dir, "state.json"), append(b, '\n'), 0o644)
 }
 
 // waitSSH waits until addr:22 greets with an SSH banner.

@@ -21,43 +21,58 @@ import (
 // and size of what it wrote. Entries are in lexical order with owners
 // dropped, so the same tree packs to the same bytes apart from mtimes.
 func Pack(dir string, w io.Writer) (sum string, size int64, err error) {
+	if _, err := os.Lstat(filepath.Join(dir, ManifestName)); err == nil {
+		return "", 0, fmt.Errorf("pack %s: the release may not contain %s, hoist writes it", dir, ManifestName)
+	}
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(w, h)}
 	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault))
 	if err != nil {
 		return "", 0, fmt.Errorf("pack: %w", err)
 	}
-	tw := tar.NewWriter(zw)
-	var files []string
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != dir {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := WriteTar(zw, dir, nil); err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", dir, err)
-	}
-	sort.Strings(files)
-	for _, p := range files {
-		rel, _ := filepath.Rel(dir, p)
-		if rel == ManifestName {
-			return "", 0, fmt.Errorf("pack %s: the release may not contain %s, hoist writes it", dir, ManifestName)
-		}
-		if err := addFile(tw, p, filepath.ToSlash(rel)); err != nil {
-			return "", 0, fmt.Errorf("pack %s: %w", dir, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return "", 0, fmt.Errorf("pack: %w", err)
 	}
 	if err := zw.Close(); err != nil {
 		return "", 0, fmt.Errorf("pack: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), cw.n, nil
+}
+
+// WriteTar writes the tree under dir as a plain tar stream, in lexical
+// order, without owners. exclude, when set, drops an entry (a directory
+// with all it holds) by its slash-separated path relative to dir.
+func WriteTar(w io.Writer, dir string, exclude func(rel string) bool) error {
+	tw := tar.NewWriter(w)
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if exclude != nil && exclude(filepath.ToSlash(rel)) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		files = append(files, p)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	for _, p := range files {
+		rel, _ := filepath.Rel(dir, p)
+		if err := addFile(tw, p, filepath.ToSlash(rel)); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
 }
 
 func addFile(tw *tar.Writer, p, name string) error {

@@ -20,6 +20,7 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/armor"
 
+	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -84,7 +85,7 @@ func (s Store) Save(vals map[string]string) error {
 	if err := aw.Close(); err != nil {
 		return fmt.Errorf("encrypt secrets: %w", err)
 	}
-	return writeAtomic(s.Path, out.Bytes(), 0o644)
+	return atomicfile.Write(s.Path, out.Bytes(), 0o644)
 }
 
 // identity reads the age key, making one when create is set and none exists.
@@ -103,7 +104,7 @@ func (s Store) identity(create bool) (*age.X25519Identity, error) {
 			return nil, fmt.Errorf("make secrets key: %w", err)
 		}
 		content := "# hoist secrets key; keep it out of the repository\n# public key: " + id.Recipient().String() + "\n" + id.String() + "\n"
-		if err := writeAtomic(s.KeyPath, []byte(content), 0o600); err != nil {
+		if err := atomicfile.Write(s.KeyPath, []byte(content), 0o600); err != nil {
 			return nil, err
 		}
 		return id, nil
@@ -197,29 +198,4 @@ func Unquote(v string) string {
 		return v[1 : len(v)-1]
 	}
 	return v
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
