@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,11 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("status logs exec", func(t *testing.T) {
+		for _, st := range status(t, a) {
+			if h := st.Status.Host; h == nil || h.OS != "linux" || h.Arch != runtime.GOARCH || !strings.HasPrefix(h.GLIBC, "2.") {
+				t.Errorf("%s: setup recorded host facts %+v", st.Host, h)
+			}
+		}
 		out := mustHoist(t, a.dir, "status")
 		for _, h := range hosts {
 			if !strings.Contains(out, h) || !strings.Contains(out, "active") {
@@ -191,6 +197,11 @@ type hostStatus struct {
 		Lock    *struct {
 			Holder string `json:"holder"`
 		} `json:"lock"`
+		Host *struct {
+			OS    string `json:"os"`
+			Arch  string `json:"arch"`
+			GLIBC string `json:"glibc"`
+		} `json:"host"`
 	} `json:"status"`
 	Error string `json:"error"`
 }

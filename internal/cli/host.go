@@ -73,7 +73,7 @@ func newHostCmd(s *streams) *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return nil, host.Setup(ctx, layout(), spec)
+		return host.Setup(ctx, layout(), spec)
 	})}
 
 	uploadState := &cobra.Command{Use: "upload-state", Args: cobra.NoArgs, RunE: answer(func(context.Context) (any, error) {

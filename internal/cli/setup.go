@@ -67,10 +67,15 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 		if installed {
 			a.logf(s, h, "installed hoist at %s", host.BinPath)
 		}
-		if err := c.Setup(ctx, spec); err != nil {
+		facts, err := c.Setup(ctx, spec)
+		if err != nil {
 			return err
 		}
-		a.logf(s, h, "ready for %s", a.cfg.App)
+		glibc := "no glibc"
+		if facts.GLIBC != "" {
+			glibc = "glibc " + facts.GLIBC
+		}
+		a.logf(s, h, "ready for %s (%s/%s, %s)", a.cfg.App, facts.OS, facts.Arch, glibc)
 		return nil
 	})
 	return report(s.err, results, "setup")

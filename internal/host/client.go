@@ -73,8 +73,9 @@ func manifestArg(m *release.Manifest) string {
 }
 
 // Setup prepares the host for the app.
-func (c *Client) Setup(ctx context.Context, s *Spec) error {
-	return c.call(ctx, specJSON(s), nil, "setup")
+func (c *Client) Setup(ctx context.Context, s *Spec) (HostFacts, error) {
+	var f HostFacts
+	return f, c.call(ctx, specJSON(s), &f, "setup")
 }
 
 // UploadState asks what the host holds of release m.

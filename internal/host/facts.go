@@ -1,7 +1,11 @@
 package host
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 )
@@ -25,4 +29,22 @@ func Facts() HostFacts {
 		}
 	}
 	return f
+}
+
+// FactsFile is where setup records the host's facts.
+func FactsFile(base string) string {
+	if base == "" {
+		base = DefaultBase
+	}
+	return filepath.Join(base, "host.json")
+}
+
+// RecordFacts writes this host's facts for later reads (status).
+func RecordFacts(base string) (HostFacts, error) {
+	f := Facts()
+	b, _ := json.MarshalIndent(f, "", "  ") // plain struct: cannot fail
+	if err := os.MkdirAll(filepath.Dir(FactsFile(base)), 0o755); err != nil {
+		return f, fmt.Errorf("record facts: %w", err)
+	}
+	return f, writeFileAtomic(FactsFile(base), append(b, '\n'), 0o644)
 }

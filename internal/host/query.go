@@ -2,6 +2,9 @@ package host
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/systemd"
@@ -15,6 +18,8 @@ type Status struct {
 	Since   time.Time `json:"since,omitzero"`   // when it entered that state
 	Commit  string    `json:"commit,omitempty"` // of the current release
 	Lock    *Lock     `json:"lock,omitempty"`
+	// Host is what setup recorded about the host.
+	Host *HostFacts `json:"host,omitempty"`
 }
 
 // ReadStatus reports the app's state on this host.
@@ -25,6 +30,12 @@ func ReadStatus(ctx context.Context, l Layout) (*Status, error) {
 		return nil, err
 	}
 	st.Lock = lk
+	if b, err := os.ReadFile(FactsFile(filepath.Dir(l.Root))); err == nil {
+		var f HostFacts
+		if json.Unmarshal(b, &f) == nil {
+			st.Host = &f
+		}
+	}
 	if st.Current == "" {
 		return st, nil
 	}

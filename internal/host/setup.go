@@ -19,7 +19,15 @@ var UnitDir = "/etc/systemd/system"
 
 // Setup prepares a host for app: its system user, its directories, its
 // units. Running it again changes only what differs.
-func Setup(ctx context.Context, l Layout, s *Spec) error {
+func Setup(ctx context.Context, l Layout, s *Spec) (HostFacts, error) {
+	facts, err := RecordFacts(filepath.Dir(l.Root))
+	if err != nil {
+		return facts, err
+	}
+	return facts, setup(ctx, l, s)
+}
+
+func setup(ctx context.Context, l Layout, s *Spec) error {
 	if err := ensureUser(ctx, l.User()); err != nil {
 		return err
 	}
