@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
@@ -139,6 +140,9 @@ func newHostCmd(s *streams) *cobra.Command {
 	previous := &cobra.Command{Use: "previous", Args: cobra.NoArgs, RunE: answer(func(context.Context) (any, error) {
 		return host.PreviousID(layout())
 	})}
+	proxyStatus := &cobra.Command{Use: "proxy-status", Args: cobra.NoArgs, RunE: answer(func(ctx context.Context) (any, error) {
+		return (&proxy.Client{Socket: host.ProxySocket}).Status(ctx)
+	})}
 	boot := &cobra.Command{Use: "boot", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return host.Boot(cmd.Context(), layout())
 	}}
@@ -178,7 +182,7 @@ func newHostCmd(s *streams) *cobra.Command {
 	logs.Flags().IntVarP(&lines, "lines", "n", 50, "lines")
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "follow")
 
-	cmd.AddCommand(setup, uploadState, receive, env, lock, unlock, activate, status, releases, previous, boot, execCmd, logs)
+	cmd.AddCommand(setup, uploadState, receive, env, proxyStatus, lock, unlock, activate, status, releases, previous, boot, execCmd, logs)
 	return cmd
 }
 

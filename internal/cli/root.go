@@ -95,6 +95,7 @@ func newRoot(s *streams) *cobra.Command {
 		newExecCmd(s, g),
 		newLockCmd(s, g),
 		newSecretsCmd(s, g),
+		newProxyCmd(s, g),
 		newHostCmd(s),
 	)
 	return root

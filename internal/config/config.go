@@ -38,6 +38,9 @@ type Config struct {
 	Health Health `yaml:"health"`
 	// Hooks are commands run on each host at named points of a deploy.
 	Hooks Hooks `yaml:"hooks"`
+	// Proxy puts hoist's edge proxy in front of the app on each host, for
+	// deploys without downtime.
+	Proxy Proxy `yaml:"proxy"`
 	// KeepReleases is how many releases stay on each host, the current one
 	// included; older ones are pruned after a deploy. Default 5, minimum 2
 	// so that there is always one to roll back to.
@@ -139,6 +142,21 @@ type Hooks struct {
 	Timeout Duration `yaml:"timeout"`
 }
 
+// Proxy routes requests to the app through hoist's edge proxy on each
+// host. With it, a new release starts beside the old one, and requests
+// move to it only once it is healthy; without it (no hosts), the app
+// serves run.port itself and a deploy restarts it.
+type Proxy struct {
+	// Hosts are the names the app answers to (exact, or *.example.com).
+	Hosts []string `yaml:"hosts"`
+	// PathPrefix routes only paths under it to the app. Default: all.
+	PathPrefix string `yaml:"path_prefix"`
+	// DrainTimeout is how long requests in flight on the old release may
+	// take to finish after a switch; WebSockets still open then are closed
+	// with 1001 Going Away. Default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
 // Defaults fills in unset fields. Load calls it; it is exported for tests
 // and for configs built in code.
 func (c *Config) Defaults() {
@@ -162,6 +180,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Hooks.Timeout.raw == "" && c.Hooks.Timeout.Duration == 0 {
 		c.Hooks.Timeout.Duration = 5 * time.Minute
+	}
+	if c.Proxy.DrainTimeout.raw == "" && c.Proxy.DrainTimeout.Duration == 0 {
+		c.Proxy.DrainTimeout.Duration = 30 * time.Second
 	}
 	if c.KeepReleases == 0 {
 		c.KeepReleases = 5

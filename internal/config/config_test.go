@@ -34,6 +34,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Run:          Run{Command: "./hello", Port: 3000},
 		Health:       Health{Path: "/up", Timeout: Duration{Duration: 30 * time.Second}, Interval: Duration{Duration: time.Second}},
 		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
+		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
 		KeepReleases: 5,
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{})); diff != "" {

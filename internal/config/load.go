@@ -261,6 +261,20 @@ func (c *Config) validate() error {
 	if c.Hooks.Timeout.Duration <= 0 {
 		return errAt("$.hooks.timeout", "must be positive")
 	}
+	if err := c.Proxy.DrainTimeout.parse(); err != nil {
+		return errAt("$.proxy.drain_timeout", "%v", err)
+	}
+	for i, h := range c.Proxy.Hosts {
+		if h == "" || strings.ContainsAny(h, "/: ") || (strings.Contains(h, "*") && (!strings.HasPrefix(h, "*.") || strings.Count(h, "*") > 1)) {
+			return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%q is not a host name: write app.example.com or *.example.com", h)
+		}
+	}
+	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
+		return errAt("$.proxy.path_prefix", "%q must start with /", c.Proxy.PathPrefix)
+	}
+	if len(c.Proxy.Hosts) > 0 && c.Run.Port >= 65535 {
+		return errAt("$.run.port", "with the proxy, releases take run.port and run.port+1; %d leaves no room", c.Run.Port)
+	}
 	if !strings.HasPrefix(c.Health.Path, "/") {
 		return errAt("$.health.path", "%q must start with /", c.Health.Path)
 	}

@@ -248,6 +248,7 @@ func Spec(cfg *config.Config) *host.Spec {
 		HealthPath: cfg.Health.Path, HealthTimeout: cfg.Health.Timeout.Duration,
 		HealthInterval: cfg.Health.Interval.Duration, KeepReleases: cfg.KeepReleases,
 		BeforeSwitch: cfg.Hooks.BeforeSwitch, AfterSwitch: cfg.Hooks.AfterSwitch, HookTimeout: cfg.Hooks.Timeout.Duration,
+		ProxyHosts: cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
 	}
 }
 

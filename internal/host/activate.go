@@ -48,6 +48,14 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 			return err
 		}
 	}
+	if s.Proxied() {
+		if err := activateProxied(ctx, l, s, id, log); err != nil {
+			return err
+		}
+		return afterSwitch(ctx, l, s, id, log)
+	}
+	// Without the proxy the app serves run.port itself.
+	os.Remove(l.portFile(id))
 	prev := l.CurrentID()
 	running, err := runningReleases(ctx, l)
 	if err != nil {
@@ -69,13 +77,18 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
 		return revert(ctx, l, s, id, prev, err.Error(), log)
 	}
-	if reason := waitHealthy(ctx, unit, s); reason != "" {
+	if reason := waitHealthy(ctx, unit, s.Port, s); reason != "" {
 		return revert(ctx, l, s, id, prev, reason, log)
 	}
 	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
 		return err
 	}
 	fmt.Fprintf(log, "release %s is current\n", id)
+	return afterSwitch(ctx, l, s, id, log)
+}
+
+// afterSwitch prunes old releases and runs the after_switch hook.
+func afterSwitch(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) error {
 	if err := Prune(l, s.KeepReleases); err != nil {
 		fmt.Fprintf(log, "warning: prune: %v\n", err)
 	}
@@ -98,7 +111,7 @@ func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log
 		prevUnit := systemd.InstanceName(l.App, prev)
 		if _, err := systemd.Systemctl(ctx, "start", prevUnit); err != nil {
 			he.Reason += "; and restarting the previous release " + prev + " failed: " + err.Error()
-		} else if why := waitHealthy(ctx, prevUnit, s); why != "" {
+		} else if why := waitHealthy(ctx, prevUnit, s.Port, s); why != "" {
 			// Return only once the old release serves again, so that the
 			// caller's "previous release keeps serving" holds.
 			he.Reason += "; and the previous release " + prev + " is not healthy either: " + why
@@ -109,10 +122,10 @@ func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log
 
 // waitHealthy polls the health URL until it answers 2xx, the unit dies,
 // or the timeout passes; it returns why it gave up, or "".
-func waitHealthy(ctx context.Context, unit string, s *Spec) string {
+func waitHealthy(ctx context.Context, unit string, port int, s *Spec) string {
 	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout)
 	defer cancel()
-	url := "http://127.0.0.1:" + strconv.Itoa(s.Port) + s.HealthPath
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + s.HealthPath
 	client := &http.Client{Timeout: min(s.HealthInterval*2, 5*time.Second)}
 	last := "no answer yet"
 	for {

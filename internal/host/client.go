@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
 )
@@ -130,6 +131,12 @@ func (c *Client) Releases(ctx context.Context) ([]ReleaseInfo, error) {
 func (c *Client) Previous(ctx context.Context) (string, error) {
 	var id string
 	return id, c.call(ctx, nil, &id, "previous")
+}
+
+// ProxyStatus lists the routes of the host's edge proxy.
+func (c *Client) ProxyStatus(ctx context.Context) ([]proxy.RouteStatus, error) {
+	var rs []proxy.RouteStatus
+	return rs, c.call(ctx, nil, &rs, "proxy-status")
 }
 
 // Exec runs argv in the current release with the app's user and env;

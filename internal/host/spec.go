@@ -22,7 +22,14 @@ type Spec struct {
 	BeforeSwitch   string            `json:"before_switch,omitempty"`
 	AfterSwitch    string            `json:"after_switch,omitempty"`
 	HookTimeout    time.Duration     `json:"hook_timeout,omitempty"`
+	// ProxyHosts, when set, put the app behind the host's edge proxy.
+	ProxyHosts   []string      `json:"proxy_hosts,omitempty"`
+	PathPrefix   string        `json:"path_prefix,omitempty"`
+	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
 }
+
+// Proxied reports whether the app runs behind the edge proxy.
+func (s *Spec) Proxied() bool { return len(s.ProxyHosts) > 0 }
 
 var appPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 

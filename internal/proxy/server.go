@@ -55,6 +55,7 @@ type Server struct {
 	opts      Options
 	table     atomic.Pointer[table]
 	transport *http.Transport
+	buffers   *bufferPool
 	health    *http.Client
 	metrics   *metrics
 
@@ -64,7 +65,7 @@ type Server struct {
 
 // New returns a server with the routes saved at opts.StatePath, if any.
 func New(opts Options) (*Server, error) {
-	s := &Server{opts: opts, transport: newTransport(), metrics: newMetrics()}
+	s := &Server{opts: opts, transport: newTransport(), buffers: &bufferPool{}, metrics: newMetrics()}
 	s.health = &http.Client{Transport: s.transport, Timeout: 2 * time.Second}
 	s.table.Store(&table{})
 	routes, err := loadState(opts.StatePath)
@@ -83,6 +84,7 @@ func (s *Server) newUpstream(addr string) *upstream {
 	u := &upstream{addr: addr, ws: map[*wsConn]struct{}{}}
 	u.proxy = &httputil.ReverseProxy{
 		Transport:     s.transport,
+		BufferPool:    s.buffers,
 		FlushInterval: -1, // stream: server-sent events and LiveView long polls must not wait
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"

@@ -66,6 +66,8 @@ Environment=HOIST_RELEASE=%i
 Environment={{.}}
 {{- end}}
 EnvironmentFile=-{{.EnvFile}}
+# Behind the proxy, each release gets its own port, written here.
+EnvironmentFile=-{{.Root}}/ports/%i.env
 Restart=on-failure
 RestartSec=1s
 TimeoutStopSec=30s
@@ -167,4 +169,60 @@ func ExecStart(root, command string) string {
 func quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
+}
+
+// ProxySocketName and ProxyServiceName are the edge proxy's units.
+const (
+	ProxySocketName  = "hoist-proxy.socket"
+	ProxyServiceName = "hoist-proxy.service"
+)
+
+// ProxySocket renders the socket unit that holds the proxy's public port:
+// systemd keeps it open while the proxy restarts.
+func ProxySocket() []byte {
+	return []byte(`# Written by hoist.
+[Unit]
+Description=hoist edge proxy: public port
+
+[Socket]
+ListenStream=80
+NoDelay=true
+
+[Install]
+WantedBy=sockets.target
+`)
+}
+
+// ProxyService renders the proxy's service unit.
+func ProxyService(hoistBin string) []byte {
+	return []byte(`# Written by hoist.
+[Unit]
+Description=hoist edge proxy
+Requires=hoist-proxy.socket
+After=network-online.target hoist-proxy.socket
+
+[Service]
+Type=notify
+ExecStart=` + hoistBin + ` proxy run --control /run/hoist/proxy.sock --state /var/lib/hoist/proxy/state.json --metrics 127.0.0.1:9180
+Restart=always
+RestartSec=1s
+RuntimeDirectory=hoist
+RuntimeDirectoryPreserve=yes
+StateDirectory=hoist/proxy
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+LimitNOFILE=1048576
+
+[Install]
+WantedBy=multi-user.target
+`)
 }
