@@ -3,9 +3,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -30,6 +36,9 @@ func main() {
 	mux.HandleFunc("GET /up", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	// GET /ws is a WebSocket that echoes text messages, prefixed with the
+	// release, for the proxy's tests and demos.
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { echo(w, r, release) })
 	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -44,4 +53,73 @@ func main() {
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// echo is a minimal WebSocket (RFC 6455) echo server: enough for text
+// frames up to 64 KiB; the standard library has no WebSocket.
+func echo(w http.ResponseWriter, r *http.Request, release string) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if key == "" {
+		http.Error(w, "not a WebSocket request", http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	brw.Flush()
+	for {
+		op, msg, err := readFrame(brw.Reader)
+		if err != nil || op == 0x8 {
+			return
+		}
+		if op == 0x1 {
+			writeFrame(conn, []byte(release+": "+string(msg)))
+		}
+	}
+}
+
+func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		return 0, nil, fmt.Errorf("frame too large")
+	}
+	var mask [4]byte
+	if h[1]&0x80 != 0 {
+		if _, err := io.ReadFull(r, mask[:]); err != nil {
+			return 0, nil, err
+		}
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return 0, nil, err
+	}
+	for i := range msg {
+		msg[i] ^= mask[i%4]
+	}
+	return h[0] & 0x0f, msg, nil
+}
+
+func writeFrame(c net.Conn, msg []byte) error {
+	h := []byte{0x81, byte(len(msg))}
+	if len(msg) >= 126 {
+		h = []byte{0x81, 126, byte(len(msg) >> 8), byte(len(msg))}
+	}
+	_, err := c.Write(append(h, msg...))
+	return err
 }
