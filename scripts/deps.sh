@@ -25,3 +25,10 @@ if ! command -v go >/dev/null 2>&1; then
   echo "Go 1.26 or newer is needed to build hoist: https://go.dev/doc/install" >&2
   exit 1
 fi
+
+# Pebble, a real ACME server, and its DNS companion, for the TLS tests.
+gobin=$(go env GOPATH)/bin
+for tool in pebble pebble-challtestsrv; do
+  [ -x "$gobin/$tool" ] || go install "github.com/letsencrypt/pebble/v2/cmd/$tool@v2.10.1"
+done
+export PATH="$gobin:$PATH"

@@ -27,6 +27,23 @@ type Route struct {
 	// DrainTimeout bounds how long the old upstream keeps in-flight
 	// requests and WebSockets after a switch.
 	DrainTimeout Duration `json:"drain_timeout"`
+	// TLS serves the route over HTTPS with a certificate from the ACME CA
+	// and redirects plain HTTP to it.
+	TLS bool `json:"tls,omitempty"`
+	// HSTS adds Strict-Transport-Security to HTTPS answers.
+	HSTS bool `json:"hsts,omitempty"`
+}
+
+// exactHosts are the names a certificate can be obtained for by HTTP-01
+// or TLS-ALPN-01 (wildcards need DNS-01).
+func (r *Route) exactHosts() []string {
+	var out []string
+	for _, h := range r.Hosts {
+		if !strings.Contains(h, "*") {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Duration is a time.Duration that reads and writes as "30s" in JSON.

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	hoisttls "github.com/hoistdev/hoist/internal/tls"
 )
 
 // Options configure a Server.
@@ -25,6 +27,8 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// AccessLog receives one JSON line per request; nil logs nothing.
 	AccessLog *slog.Logger
+	// Certs obtains certificates for routes with TLS; nil serves no TLS.
+	Certs *hoisttls.Manager
 }
 
 // entry is a route with its live upstream.
@@ -147,9 +151,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := s.table.Load().lookup(host, r.URL.Path)
 	rec := &statusRecorder{ResponseWriter: w}
 	app := "-"
-	if e == nil {
+	switch {
+	case e == nil:
 		page(rec, http.StatusNotFound, "No application is served at this address.")
-	} else {
+	case e.route.TLS && r.TLS == nil && s.opts.Certs != nil:
+		app = e.route.App
+		http.Redirect(rec, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	default:
+		if e.route.HSTS && r.TLS != nil {
+			rec.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		app = e.route.App
 		up := e.up
 		up.inflight.Add(1)
@@ -183,6 +194,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) SetRoute(ctx context.Context, r Route) (string, error) {
 	if err := r.Validate(); err != nil {
 		return "", err
+	}
+	if r.TLS && s.opts.Certs != nil {
+		// Obtained in the background; the route serves meanwhile, and
+		// HTTPS for its names works once the certificate is in.
+		if err := s.opts.Certs.Manage(context.WithoutCancel(ctx), r.exactHosts()); err != nil {
+			return "", fmt.Errorf("route %s: certificates: %w", r.App, err)
+		}
 	}
 	hctx, cancel := context.WithTimeout(ctx, r.HealthTimeout.Duration)
 	defer cancel()
@@ -271,6 +289,8 @@ type RouteStatus struct {
 	Healthy        bool  `json:"healthy"`
 	InFlight       int64 `json:"in_flight"`
 	OpenWebSockets int   `json:"open_websockets"`
+	// Certificates maps each name to its certificate's expiry.
+	Certificates map[string]time.Time `json:"certificates,omitempty"`
 }
 
 // Status reports the routes, checking each upstream's health once.
@@ -282,7 +302,16 @@ func (s *Server) Status(ctx context.Context) []RouteStatus {
 		err := checkOnce(hctx, s.health, e.up.addr, e.route.HealthPath)
 		cancel()
 		s.metrics.setHealth(e.route.App, err == nil)
-		out = append(out, RouteStatus{Route: e.route, Healthy: err == nil, InFlight: e.up.inflight.Load(), OpenWebSockets: e.up.openWebSockets()})
+		rs := RouteStatus{Route: e.route, Healthy: err == nil, InFlight: e.up.inflight.Load(), OpenWebSockets: e.up.openWebSockets()}
+		if e.route.TLS && s.opts.Certs != nil {
+			rs.Certificates = map[string]time.Time{}
+			for _, h := range e.route.exactHosts() {
+				if exp, ok := s.opts.Certs.Expiry(h); ok {
+					rs.Certificates[h] = exp
+				}
+			}
+		}
+		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
 	return out
