@@ -13,14 +13,16 @@ import (
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/proxy"
+	hoisttls "github.com/hoistdev/hoist/internal/tls"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type proxyOptions struct {
-	http, control, state, metrics string
-	trusted                       []string
-	hosts                         []string
-	json                          bool
+	http, https, control, state, metrics  string
+	acmeCA, acmeEmail, acmeRoots, storage string
+	trusted                               []string
+	hosts                                 []string
+	json                                  bool
 }
 
 func newProxyCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -43,13 +45,22 @@ func newProxyCmd(s *streams, g *globalOptions) *cobra.Command {
 				trusted = append(trusted, p)
 			}
 			log := slog.New(slog.NewJSONHandler(s.err, nil))
+			certs, err := hoisttls.New(hoisttls.Options{CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage})
+			if err != nil {
+				return err
+			}
 			return proxy.Run(cmd.Context(), proxy.RunOptions{
-				HTTP: o.http, Control: o.control, Metrics: o.metrics, Log: log,
-				Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: log},
+				HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Log: log,
+				Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: log, Certs: certs},
 			})
 		},
 	}
 	run.Flags().StringVar(&o.http, "http", ":80", "public HTTP address, when systemd passes no socket")
+	run.Flags().StringVar(&o.https, "https", ":443", "public HTTPS address, when systemd passes no socket")
+	run.Flags().StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
+	run.Flags().StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
+	run.Flags().StringVar(&o.acmeRoots, "acme-root", "", "PEM file of roots to trust the ACME CA's API with")
+	run.Flags().StringVar(&o.storage, "storage", "/var/lib/hoist/proxy/certificates", "where certificates are kept")
 	run.Flags().StringVar(&o.control, "control", host.ProxySocket, "control socket")
 	run.Flags().StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
 	run.Flags().StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "Prometheus metrics address (\"\" for none)")

@@ -155,6 +155,16 @@ type Proxy struct {
 	// take to finish after a switch; WebSockets still open then are closed
 	// with 1001 Going Away. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// TLS serves the app over HTTPS with certificates from an ACME CA
+	// (Let's Encrypt unless ACMECA says otherwise), obtained by HTTP-01 or
+	// TLS-ALPN-01, and redirects plain HTTP to HTTPS.
+	TLS bool `yaml:"tls"`
+	// HSTS adds Strict-Transport-Security to HTTPS answers.
+	HSTS bool `yaml:"hsts"`
+	// ACMEEmail is the contact for the ACME account.
+	ACMEEmail string `yaml:"acme_email"`
+	// ACMECA is the ACME directory URL, for a staging or private CA.
+	ACMECA string `yaml:"acme_ca"`
 }
 
 // Defaults fills in unset fields. Load calls it; it is exported for tests

@@ -269,6 +269,14 @@ func (c *Config) validate() error {
 			return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%q is not a host name: write app.example.com or *.example.com", h)
 		}
 	}
+	for key, v := range map[string]string{"acme_email": c.Proxy.ACMEEmail, "acme_ca": c.Proxy.ACMECA} {
+		if strings.ContainsAny(v, " \t\"'\\%$") {
+			return errAt("$.proxy."+key, "%q may not contain spaces, quotes, backslashes, %% or $", v)
+		}
+	}
+	if c.Proxy.ACMECA != "" && !strings.HasPrefix(c.Proxy.ACMECA, "https://") {
+		return errAt("$.proxy.acme_ca", "%q is not an https:// ACME directory URL", c.Proxy.ACMECA)
+	}
 	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
 		return errAt("$.proxy.path_prefix", "%q must start with /", c.Proxy.PathPrefix)
 	}

@@ -19,11 +19,18 @@ import (
 const ProxySocket = "/run/hoist/proxy.sock"
 
 // installProxy writes and starts the edge proxy's units where they differ.
-func installProxy(ctx context.Context) error {
+func installProxy(ctx context.Context, s *Spec) error {
+	var flags []string
+	if s.ACMEEmail != "" {
+		flags = append(flags, "--acme-email", s.ACMEEmail)
+	}
+	if s.ACMECA != "" {
+		flags = append(flags, "--acme-ca", s.ACMECA)
+	}
 	changed := false
 	for name, content := range map[string][]byte{
 		systemd.ProxySocketName:  systemd.ProxySocket(),
-		systemd.ProxyServiceName: systemd.ProxyService(BinPath),
+		systemd.ProxyServiceName: systemd.ProxyService(BinPath, flags...),
 	} {
 		p := filepath.Join(UnitDir, name)
 		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, content) {
@@ -106,7 +113,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	_, err = pc.SetRoute(ctx, proxy.Route{
 		App: l.App, Hosts: s.ProxyHosts, PathPrefix: s.PathPrefix, Upstream: upstream,
 		HealthPath: s.HealthPath, HealthTimeout: proxy.Duration{Duration: s.HealthTimeout},
-		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout},
+		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
 	})
 	if err != nil {
 		return failNew(ctx, l, id, "the proxy refused it: "+err.Error())

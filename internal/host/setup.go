@@ -61,7 +61,7 @@ func setup(ctx context.Context, l Layout, s *Spec) error {
 		return fmt.Errorf("setup: %w", err)
 	}
 	if s.Proxied() {
-		return installProxy(ctx)
+		return installProxy(ctx, s)
 	}
 	return nil
 }

@@ -26,6 +26,10 @@ type Spec struct {
 	ProxyHosts   []string      `json:"proxy_hosts,omitempty"`
 	PathPrefix   string        `json:"path_prefix,omitempty"`
 	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
+	TLS          bool          `json:"tls,omitempty"`
+	HSTS         bool          `json:"hsts,omitempty"`
+	ACMEEmail    string        `json:"acme_email,omitempty"`
+	ACMECA       string        `json:"acme_ca,omitempty"`
 }
 
 // Proxied reports whether the app runs behind the edge proxy.

@@ -15,6 +15,7 @@ import (
 // RunOptions configure the long-running proxy.
 type RunOptions struct {
 	HTTP    string // public listen address, like :80
+	HTTPS   string // public TLS address, like :443; used when Options.Certs is set
 	Control string // unix socket path
 	Metrics string // loopback address for /metrics; "" for none
 	Options
@@ -30,12 +31,16 @@ func Run(ctx context.Context, o RunOptions) error {
 	if err != nil {
 		return err
 	}
-	ln, err := publicListener(o.HTTP)
+	ln, err := publicListener(o.HTTP, 0)
 	if err != nil {
 		return err
 	}
+	var handler http.Handler = s
+	if o.Certs != nil {
+		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
+	}
 	pub := &http.Server{
-		Handler:           s,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second, // no slowloris
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -50,8 +55,21 @@ func Run(ctx context.Context, o RunOptions) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	ctl := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- pub.Serve(ln) }()
+	var sec *http.Server
+	if o.Certs != nil {
+		tln, err := publicListener(o.HTTPS, 1)
+		if err != nil {
+			return err
+		}
+		sec = &http.Server{
+			Handler: s, TLSConfig: o.Certs.TLSConfig(),
+			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+			ErrorLog: pub.ErrorLog,
+		}
+		go func() { errc <- sec.ServeTLS(tln, "", "") }()
+	}
 	go func() { errc <- ctl.Serve(cl) }()
 	var met *http.Server
 	if o.Metrics != "" {
@@ -75,18 +93,21 @@ func Run(ctx context.Context, o RunOptions) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ctl.Shutdown(sctx)
+	if sec != nil {
+		sec.Shutdown(sctx)
+	}
 	if met != nil {
 		met.Shutdown(sctx)
 	}
 	return pub.Shutdown(sctx)
 }
 
-// publicListener returns the socket systemd passed (LISTEN_FDS), or
-// listens on addr.
-func publicListener(addr string) (net.Listener, error) {
+// publicListener returns the index-th socket systemd passed
+// (LISTEN_FDS: 80 first, then 443), or listens on addr.
+func publicListener(addr string, index int) (net.Listener, error) {
 	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid == os.Getpid() {
-		if n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS")); n >= 1 {
-			f := os.NewFile(3, "listen-fd-3")
+		if n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS")); n > index {
+			f := os.NewFile(uintptr(3+index), "listen-fd")
 			ln, err := net.FileListener(f)
 			f.Close()
 			if err != nil {

@@ -186,6 +186,7 @@ Description=hoist edge proxy: public port
 
 [Socket]
 ListenStream=80
+ListenStream=443
 NoDelay=true
 
 [Install]
@@ -193,8 +194,13 @@ WantedBy=sockets.target
 `)
 }
 
-// ProxyService renders the proxy's service unit.
-func ProxyService(hoistBin string) []byte {
+// ProxyService renders the proxy's service unit; extra are flags for
+// hoist proxy run (the ACME CA and contact).
+func ProxyService(hoistBin string, extra ...string) []byte {
+	flags := ""
+	for _, f := range extra {
+		flags += " " + f
+	}
 	return []byte(`# Written by hoist.
 [Unit]
 Description=hoist edge proxy
@@ -203,7 +209,7 @@ After=network-online.target hoist-proxy.socket
 
 [Service]
 Type=notify
-ExecStart=` + hoistBin + ` proxy run --control /run/hoist/proxy.sock --state /var/lib/hoist/proxy/state.json --metrics 127.0.0.1:9180
+ExecStart=` + hoistBin + ` proxy run --control /run/hoist/proxy.sock --state /var/lib/hoist/proxy/state.json --metrics 127.0.0.1:9180` + flags + `
 Restart=always
 RestartSec=1s
 RuntimeDirectory=hoist
