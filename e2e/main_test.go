@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,6 +38,11 @@ func TestMain(m *testing.M) {
 }
 
 func mainRun(m *testing.M) int {
+	// One e2e run at a time on a machine: they share the lab's name.
+	if lock, err := os.OpenFile(filepath.Join(os.TempDir(), "hoist-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		defer lock.Close()
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
+	}
 	var err error
 	work, err = os.MkdirTemp("", "hoist-e2e-")
 	if err != nil {
