@@ -15,7 +15,7 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; }
 gobin=$(go env GOPATH)/bin
 [ -x "$gobin/caddy" ] || go install github.com/caddyserver/caddy/v2/cmd/caddy@v2.10.2
-ulimit -n 65536
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # the proxy holds two descriptors a WebSocket
 
 work=$(mktemp -d)
 pids=()
@@ -27,7 +27,7 @@ go build -o "$work/wsidle" ./bench/wsidle
 
 "$work/backend" -addr 127.0.0.1:18000 & pids+=($!)
 "$work/hoist" proxy run --http 127.0.0.1:18080 --https 127.0.0.1:18443 --control "$work/proxy.sock" \
-  --state "$work/state.json" --storage "$work/certs" --metrics "" 2>/dev/null & hoist_pid=$!; pids+=($hoist_pid)
+  --state "$work/state.json" --storage "$work/certs" --metrics "" --access-log=false 2>/dev/null & hoist_pid=$!; pids+=($hoist_pid)
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
 pid $work/nginx.pid;

@@ -23,6 +23,7 @@ type proxyOptions struct {
 	trusted                               []string
 	hosts                                 []string
 	json                                  bool
+	accessLog                             bool
 }
 
 func newProxyCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -45,13 +46,17 @@ func newProxyCmd(s *streams, g *globalOptions) *cobra.Command {
 				trusted = append(trusted, p)
 			}
 			log := slog.New(slog.NewJSONHandler(s.err, nil))
+			var access *slog.Logger
+			if o.accessLog {
+				access = log
+			}
 			certs, err := hoisttls.New(hoisttls.Options{CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage})
 			if err != nil {
 				return err
 			}
 			return proxy.Run(cmd.Context(), proxy.RunOptions{
 				HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Log: log,
-				Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: log, Certs: certs},
+				Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: certs},
 			})
 		},
 	}
@@ -64,6 +69,7 @@ func newProxyCmd(s *streams, g *globalOptions) *cobra.Command {
 	run.Flags().StringVar(&o.control, "control", host.ProxySocket, "control socket")
 	run.Flags().StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
 	run.Flags().StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "Prometheus metrics address (\"\" for none)")
+	run.Flags().BoolVar(&o.accessLog, "access-log", true, "log every request as a JSON line on stderr (the journal)")
 	run.Flags().StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR whose X-Forwarded-* headers are kept (repeatable)")
 
 	status := &cobra.Command{

@@ -12,6 +12,8 @@ import (
 // buckets are the latency histogram's upper bounds, in seconds.
 var buckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
+var statusClasses = [...]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
 // metrics are kept by hand in Prometheus' text format: a few counters do
 // not need a client library on the hot path.
 type metrics struct {
@@ -30,7 +32,10 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) observe(app string, status int, d time.Duration) {
-	class := fmt.Sprintf("%dxx", status/100)
+	class := "other"
+	if c := status / 100; c >= 1 && c <= 5 {
+		class = statusClasses[c]
+	}
 	sec := d.Seconds()
 	i := sort.SearchFloat64s(buckets, sec)
 	m.mu.Lock()

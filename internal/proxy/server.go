@@ -87,9 +87,12 @@ func New(opts Options) (*Server, error) {
 func (s *Server) newUpstream(addr string) *upstream {
 	u := &upstream{addr: addr, ws: map[*wsConn]struct{}{}}
 	u.proxy = &httputil.ReverseProxy{
-		Transport:     s.transport,
-		BufferPool:    s.buffers,
-		FlushInterval: -1, // stream: server-sent events and LiveView long polls must not wait
+		Transport:  s.transport,
+		BufferPool: s.buffers,
+		// No periodic flushing: ReverseProxy flushes streamed responses
+		// (no Content-Length, event streams) at once by itself, and a
+		// flush per write costs a syscall on every small response.
+		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
