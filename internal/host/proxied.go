@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -27,24 +26,12 @@ func installProxy(ctx context.Context, s *Spec) error {
 	if s.ACMECA != "" {
 		flags = append(flags, "--acme-ca", s.ACMECA)
 	}
-	changed := false
-	for name, content := range map[string][]byte{
+	changed, err := writeUnits(ctx, map[string][]byte{
 		systemd.ProxySocketName:  systemd.ProxySocket(),
 		systemd.ProxyServiceName: systemd.ProxyService(BinPath, flags...),
-	} {
-		p := filepath.Join(UnitDir, name)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, content) {
-			continue
-		}
-		if err := writeFileAtomic(p, content, 0o644); err != nil {
-			return err
-		}
-		changed = true
-	}
-	if changed {
-		if _, err := systemd.Systemctl(ctx, "daemon-reload"); err != nil {
-			return fmt.Errorf("install proxy: %w", err)
-		}
+	})
+	if err != nil {
+		return err
 	}
 	if _, err := systemd.Systemctl(ctx, "enable", "--now", systemd.ProxySocketName, systemd.ProxyServiceName); err != nil {
 		return fmt.Errorf("start proxy: %w", err)

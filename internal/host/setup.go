@@ -95,11 +95,17 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	changed := false
-	for name, content := range map[string][]byte{
+	return writeUnits(ctx, map[string][]byte{
 		systemd.TemplateName(l.App): tmpl,
 		systemd.BootName(l.App):     boot,
-	} {
+	})
+}
+
+// writeUnits writes the units whose content differs and reloads systemd
+// if any did; it reports whether anything changed.
+func writeUnits(ctx context.Context, units map[string][]byte) (bool, error) {
+	changed := false
+	for name, content := range units {
 		p := filepath.Join(UnitDir, name)
 		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, content) {
 			continue
