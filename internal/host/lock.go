@@ -22,18 +22,28 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("locked by %s since %s (%s)", e.Lock.Holder, e.Lock.Since.Format(time.RFC3339), e.Lock.Op)
 }
 
-// AcquireLock takes the deploy lock of l for lk.Holder. Creating the file
-// with O_EXCL is the atomic test-and-set; a reader that finds it empty or
-// unreadable reports an unknown holder rather than a free lock.
+// AcquireLock takes the deploy lock of l for lk.Holder. The lock's
+// content is written to a temporary file first and then hard-linked into
+// place: the link is the atomic test-and-set, and a reader never sees a
+// lock file that is not complete.
 func AcquireLock(l Layout, lk Lock) error {
 	if err := os.MkdirAll(l.Root, 0o755); err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
-	f, err := os.OpenFile(l.LockFile(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	b, _ := json.Marshal(lk) // plain struct: cannot fail
+	tmp := l.LockFile() + ".tmp-" + randomSuffix()
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	defer os.Remove(tmp)
+	err := os.Link(tmp, l.LockFile())
 	if errors.Is(err, os.ErrExist) {
 		held, rerr := ReadLock(l)
 		if rerr != nil {
 			return fmt.Errorf("lock: %w", rerr)
+		}
+		if held == nil {
+			return AcquireLock(l, lk) // released in between
 		}
 		if held.Holder == lk.Holder {
 			return nil // re-entrant for the same deploy
@@ -43,18 +53,7 @@ func AcquireLock(l Layout, lk Lock) error {
 	if err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
-	b, _ := json.Marshal(lk)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(l.LockFile())
-		return fmt.Errorf("lock: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(l.LockFile())
-		return fmt.Errorf("lock: %w", err)
-	}
-	return f.Close()
+	return syncDir(l.Root)
 }
 
 // ReadLock returns the current lock, or nil when the app is not locked.
