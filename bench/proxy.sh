@@ -1,33 +1,71 @@
 #!/usr/bin/env bash
-# Proxy benchmark: wrk against a small Go backend direct, through hoist's
-# proxy, through nginx and through Caddy, all on loopback in one run; then
-# 10,000 idle WebSockets through hoist's proxy (its resident memory) and a
-# WebSocket echo round trip. Prints req/s and p99 for each and the ratios
-# hoist/nginx and hoist/Caddy. Targets: hoist >= 0.8x nginx and >= 2x Caddy
-# in req/s, p99 <= 1.5x nginx's; 10,000 idle WebSockets in < 150 MB.
-# Needs root for apt (wrk, nginx) and a raised open-files limit.
+# Edge proxy benchmark, all on loopback, in one run on this machine:
+#   1. wrk against a small Go backend (bench/backend) direct, through
+#      hoist's proxy, through nginx (2 workers, upstream keepalive) and
+#      through Caddy (reverse_proxy), over plain HTTP and over HTTPS
+#      (keep-alive; ECDSA P-256 certificates: hoist's from its internal
+#      CA, nginx's and Caddy's self-signed by this script);
+#   2. a WebSocket echo round trip through each proxy;
+#   3. idle WebSockets held through hoist's proxy, and its resident
+#      memory (VmRSS) with none, half and all of them open.
+# It prints req/s and p99 for each, the ratios hoist/nginx and
+# hoist/Caddy, and checks them against the targets: hoist >= 0.8x nginx
+# and >= 2x Caddy in req/s, p99 <= 1.5x nginx's; 10,000 idle WebSockets
+# in < 150 MB.
+#
+# Environment: DURATION (wrk run, default 10s), CONNS (default 50),
+# ROUNDS (runs of each wrk case, the median is kept; default 3),
+# WEBSOCKETS (default 10000; fewer if the open-files limit cannot hold
+# two descriptors a WebSocket), HOIST_BIN (a built hoist; default: build
+# ./cmd/hoist). Needs root for apt (wrk, nginx, openssl); installs Caddy
+# v2.10.2 with go install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
 conns=${CONNS:-50}
+rounds=${ROUNDS:-3}
+want_ws=${WEBSOCKETS:-10000}
 
-command -v wrk >/dev/null && command -v nginx >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; }
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 gobin=$(go env GOPATH)/bin
 [ -x "$gobin/caddy" ] || go install github.com/caddyserver/caddy/v2/cmd/caddy@v2.10.2
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # the proxy holds two descriptors a WebSocket
+
+# Two descriptors a WebSocket in the proxy (client and upstream side).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+limit=$(ulimit -n)
+websockets=$want_ws
+if [ $((2 * want_ws + 64)) -gt "$limit" ]; then
+  websockets=$(( (limit - 64) / 2 ))
+fi
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
-go build -o "$work/hoist" ./cmd/hoist
+
+if [ -n "${HOIST_BIN:-}" ]; then cp "$HOIST_BIN" "$work/hoist"; else go build -o "$work/hoist" ./cmd/hoist; fi
 go build -o "$work/backend" ./bench/backend
 go build -o "$work/wsidle" ./bench/wsidle
 
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
 "$work/backend" -addr 127.0.0.1:18000 & pids+=($!)
 "$work/hoist" proxy run --http 127.0.0.1:18080 --https 127.0.0.1:18443 --control "$work/proxy.sock" \
-  --state "$work/state.json" --storage "$work/certs" --metrics "" --access-log=false 2>/dev/null & hoist_pid=$!; pids+=($hoist_pid)
+  --state "$work/state.json" --storage "$work/certs" --tls-internal --tls-default-name secure.test \
+  --metrics "" --access-log=false 2>"$work/hoist.log" & hoist_pid=$!; pids+=($hoist_pid)
+
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
 pid $work/nginx.pid;
@@ -36,35 +74,108 @@ events { worker_connections 4096; }
 http {
   access_log off;
   upstream backend { server 127.0.0.1:18000; keepalive 64; }
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
   server {
     listen 127.0.0.1:18081;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; }
+    listen 127.0.0.1:18444 ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+    }
   }
 }
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
-printf '{\n  admin off\n  auto_https off\n}\n:18082 {\n  bind 127.0.0.1\n  reverse_proxy 127.0.0.1:18000\n}\n' > "$work/Caddyfile"
-XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$gobin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & pids+=($!)
 
-for port in 18000 18080 18081 18082; do
+cat > "$work/Caddyfile" <<CADDY
+{
+  admin off
+  auto_https off
+  default_sni bench.test
+  log {
+    output discard
+  }
+}
+http://:18082 {
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:18000
+}
+https://:18445 {
+  bind 127.0.0.1
+  tls $work/cert.pem $work/key.pem
+  reverse_proxy 127.0.0.1:18000
+}
+CADDY
+XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$gobin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 & pids+=($!)
+
+for port in 18000 18080 18081 18082 18443 18444 18445; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
+# bench.test over plain HTTP; secure.test over HTTPS (plain HTTP to it
+# would be redirected).
 curl -fsS --unix-socket "$work/proxy.sock" -X PUT http://proxy/v1/routes/bench \
   -d '{"hosts":["bench.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s"}' >/dev/null
+curl -fsS --unix-socket "$work/proxy.sock" -X PUT http://proxy/v1/routes/secure \
+  -d '{"hosts":["secure.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s","tls":true}' >/dev/null
+for i in $(seq 1 101); do
+  curl -fsS -o /dev/null --cacert "$work/certs/internal-ca/root.pem" --resolve secure.test:18443:127.0.0.1 https://secure.test:18443/ 2>/dev/null && break
+  [ "$i" = 101 ] && { echo "hoist's proxy got no certificate for secure.test" >&2; exit 1; }
+  sleep 0.2
+done
 
-# run NAME PORT: prints "NAME req/s p99_ms"
-run() {
-  local out rps p99
-  out=$(wrk -t1 -c"$conns" -d"$duration" --latency -H 'Host: bench.test' "http://127.0.0.1:$2/")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' <<<"$out")
-  echo "$1 $rps $p99"
+echo "# $(date -u +%FT%TZ), $(nproc) cores, wrk -t1 -c$conns -d$duration, keep-alive, loopback, median of $rounds runs"
+echo "# versions: $(nginx -v 2>&1 | sed 's/.*: //'), caddy $(go version -m "$gobin/caddy" | awk '$2=="github.com/caddyserver/caddy/v2" {print $3; exit}'), $(go version | cut -d' ' -f3), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
+
+# wrk1 URL: prints "req/s p99_ms" of one run.
+wrk1() {
+  local out host=bench.test
+  case $1 in https*) host=secure.test ;; esac
+  out=$(wrk -t1 -c"$conns" -d"$duration" --latency -H "Host: $host" "$1")
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "error: $1: $(grep 'Non-2xx\|Socket errors' <<<"$out")" >&2; fi
+  awk '/Requests\/sec/ {r=$2} $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; p=v} END {print r, p}' <<<"$out"
 }
-echo "wrk -t1 -c$conns -d$duration, plain HTTP, keep-alive, loopback"
-results=$(for t in "direct 18000" "hoist 18080" "nginx 18081" "caddy 18082"; do run $t; done)
-printf '%-8s %12s %10s\n' target req/s p99_ms
-awk '{printf "%-8s %12.0f %10.2f\n", $1, $2, $3}' <<<"$results"
-get() { awk -v n="$1" -v f="$2" '$1==n {print $f}' <<<"$results"; }
-awk -v h="$(get hoist 2)" -v n="$(get nginx 2)" -v c="$(get caddy 2)" -v hp="$(get hoist 3)" -v np="$(get nginx 3)" 'BEGIN {
-  printf "hoist/nginx req/s %.2f (target >= 0.8)\nhoist/caddy req/s %.2f (target >= 2)\nhoist/nginx p99   %.2f (target <= 1.5)\n", h/n, h/c, hp/np }'
-"$work/wsidle" -addr 127.0.0.1:18080 -host bench.test -n "${WEBSOCKETS:-10000}" -pid "$hoist_pid"
+# median of the runs' req/s, with that run's p99
+median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+
+declare -A res
+cases=("http direct http://127.0.0.1:18000/" "http hoist http://127.0.0.1:18080/" "http nginx http://127.0.0.1:18081/" "http caddy http://127.0.0.1:18082/"
+       "https hoist https://127.0.0.1:18443/" "https nginx https://127.0.0.1:18444/" "https caddy https://127.0.0.1:18445/")
+for c in "${cases[@]}"; do
+  set -- $c
+  runs=""
+  for _ in $(seq 1 "$rounds"); do runs+="$(wrk1 "$3")"$'\n'; done
+  res[$1/$2]=$(printf '%s' "$runs" | median)
+done
+printf '%-6s %-7s %10s %9s\n' proto target req/s p99_ms
+for c in "${cases[@]}"; do
+  set -- $c
+  read -r rps p99 <<<"${res[$1/$2]}"
+  printf '%-6s %-7s %10.0f %9.2f\n' "$1" "$2" "$rps" "$p99"
+done
+for proto in http https; do
+  read -r h hp <<<"${res[$proto/hoist]}"; read -r n np <<<"${res[$proto/nginx]}"; read -r c cp <<<"${res[$proto/caddy]}"
+  awk -v p="$proto" -v h="$h" -v n="$n" -v c="$c" -v hp="$hp" -v np="$np" 'BEGIN {
+    printf "%-5s hoist/nginx req/s %.2f (target >= 0.8: %s)  hoist/caddy req/s %.2f (target >= 2: %s)  hoist/nginx p99 %.2f (target <= 1.5: %s)\n",
+      p, h/n, (h/n >= 0.8 ? "met" : "MISSED"), h/c, (h/c >= 2 ? "met" : "MISSED"), hp/np, (hp/np <= 1.5 ? "met" : "MISSED") }'
+done
+
+echo "# WebSocket echo round trip (2000 round trips of a 5-byte message over one WebSocket)"
+for t in "hoist 18080" "nginx 18081" "caddy 18082"; do
+  set -- $t
+  "$work/wsidle" -addr 127.0.0.1:$2 -echo 2000 | awk -v t="$1" '{v[$1]=$2} END {printf "%-6s p50 %6.1f us  p99 %6.1f us\n", t, v["echo_p50_us"], v["echo_p99_us"]}'
+done
+
+echo "# idle WebSockets through hoist's proxy (open-files limit $limit: $websockets of $want_ws fit, two descriptors each)"
+"$work/wsidle" -addr 127.0.0.1:18080 -n "$websockets" -pid "$hoist_pid" > "$work/ws.txt"
+awk -v want="$want_ws" '{v[$1]=$2} END {
+  per = (v["rss_mib"] - v["rss_half_mib"]) / (v["open"] - v["half"]) * 1024
+  proj = v["rss_mib"] + (want - v["open"]) * per / 1024
+  printf "proxy RSS: %.1f MiB idle, %.1f MiB with %d open, %.1f MiB with %d open (%.1f KiB each); %d open -> %.1f MiB (%s), target < 150 MB: %s\n",
+    v["rss0_mib"], v["rss_half_mib"], v["half"], v["rss_mib"], v["open"], per, want, (want == v["open"] ? proj : proj), (want == v["open"] ? "measured" : "projected"),
+    (proj * 1.048576 < 150 ? "met" : "MISSED")
+  printf "opened in %.1f s; echo over the last one while all are open: p50 %.1f us, p99 %.1f us\n", v["open_seconds"], v["echo_p50_us"], v["echo_p99_us"] }' "$work/ws.txt"

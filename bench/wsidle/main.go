@@ -1,6 +1,8 @@
-// Command wsidle opens N WebSockets through a proxy, holds them idle, and
-// prints the resident memory of a process (the proxy) while they are
-// open, and the round trip of one small echoed message.
+// Command wsidle measures WebSockets through a proxy. With -n it opens N
+// WebSockets, holds them idle, and prints the resident memory of a
+// process (the proxy, -pid) with none, half and all of them open. With
+// -echo it times round trips of a small message over one WebSocket.
+// The backend must echo raw frames back (bench/backend does, at /ws).
 package main
 
 import (
@@ -19,47 +21,82 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18080", "proxy address")
 	host := flag.String("host", "bench.test", "Host header")
-	n := flag.Int("n", 10000, "WebSockets to hold")
+	n := flag.Int("n", 0, "idle WebSockets to hold")
 	pid := flag.Int("pid", 0, "process whose resident memory to report")
+	echo := flag.Int("echo", 0, "round trips to time over one WebSocket")
 	flag.Parse()
-	conns := make([]net.Conn, 0, *n)
-	for i := 0; i < *n; i++ {
+	if *echo > 0 {
 		c, err := open(*addr, *host)
 		if err != nil {
-			log.Fatalf("websocket %d: %v", i, err)
+			log.Fatalf("websocket: %v", err)
 		}
-		conns = append(conns, c)
+		roundTrips(c, *echo)
+		c.Close()
 	}
-	time.Sleep(2 * time.Second) // let the proxy settle
-	fmt.Printf("idle websockets: %d, proxy RSS: %.1f MiB\n", len(conns), rss(*pid))
-	// Round trips of a masked 5-byte text frame over the first connection.
-	var rtts []time.Duration
+	if *n > 0 {
+		hold(*addr, *host, *n, *pid)
+	}
+}
+
+// roundTrips prints the p50 and p99 round trip of a masked 5-byte frame.
+func roundTrips(c net.Conn, count int) {
+	rtts := make([]time.Duration, 0, count)
 	frame := []byte{0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1}
 	buf := make([]byte, len(frame))
-	for i := 0; i < 2000; i++ {
+	for range count {
 		start := time.Now()
-		if _, err := conns[0].Write(frame); err != nil {
+		if _, err := c.Write(frame); err != nil {
 			log.Fatal(err)
 		}
-		if _, err := readFull(conns[0], buf); err != nil {
+		if _, err := readFull(c, buf); err != nil {
 			log.Fatal(err)
 		}
 		rtts = append(rtts, time.Since(start))
 	}
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	fmt.Printf("websocket echo round trip: p50 %s, p99 %s\n", rtts[len(rtts)/2], rtts[len(rtts)*99/100])
+	fmt.Printf("echo_p50_us %.1f\necho_p99_us %.1f\n", us(rtts[len(rtts)/2]), us(rtts[len(rtts)*99/100]))
+}
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+func hold(addr, host string, n, pid int) {
+	settle := func() float64 {
+		time.Sleep(3 * time.Second) // the proxy's GC and scavenger settle
+		return rss(pid)
+	}
+	fmt.Printf("rss0_mib %.1f\n", settle())
+	conns := make([]net.Conn, 0, n)
+	start := time.Now()
+	for i := range n {
+		c, err := open(addr, host)
+		if err != nil {
+			log.Fatalf("websocket %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if i+1 == n/2 {
+			fmt.Printf("half %d\nrss_half_mib %.1f\n", n/2, settle())
+		}
+	}
+	opened := time.Since(start)
+	fmt.Printf("open %d\nopen_seconds %.1f\nrss_mib %.1f\n", len(conns), opened.Seconds(), settle())
+	// They are still open and answer.
+	if c := conns[len(conns)-1]; c != nil {
+		roundTrips(c, 100)
+	}
 	for _, c := range conns {
 		c.Close()
 	}
 }
 
 func open(addr, host string) (net.Conn, error) {
-	c, err := net.Dial("tcp", addr)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReaderSize(c, 512)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -68,6 +105,11 @@ func open(addr, host string) (net.Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("upgrade: %s", resp.Status)
 	}
+	if br.Buffered() > 0 {
+		c.Close()
+		return nil, fmt.Errorf("unexpected bytes after the handshake")
+	}
+	c.SetDeadline(time.Time{})
 	return c, nil
 }
 
@@ -88,10 +130,10 @@ func rss(pid int) float64 {
 	if err != nil {
 		return -1
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			var kb float64
-			fmt.Sscanf(strings.TrimPrefix(line, "VmRSS:"), "%f", &kb)
+			fmt.Sscanf(v, "%f", &kb)
 			return kb / 1024
 		}
 	}

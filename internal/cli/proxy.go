@@ -2,11 +2,17 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,68 +26,110 @@ import (
 type proxyOptions struct {
 	http, https, control, state, metrics  string
 	acmeCA, acmeEmail, acmeRoots, storage string
+	defaultName                           string
+	tlsInternal, pprof                    bool
 	trusted                               []string
-	hosts                                 []string
-	json                                  bool
 	accessLog                             bool
+	healthInterval                        time.Duration
+	timeouts                              proxy.Timeouts
+
+	hosts  []string
+	socket string
+	json   bool
 }
 
 func newProxyCmd(s *streams, g *globalOptions) *cobra.Command {
 	o := &proxyOptions{}
 	cmd := &cobra.Command{
 		Use:   "proxy",
-		Short: "hoist's edge proxy: run it (on a host), or show its routes on the hosts",
+		Short: "hoist's edge proxy: run it (on a host), or show its routes",
 	}
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Run the edge proxy (systemd runs this on each host)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var trusted []netip.Prefix
-			for _, t := range o.trusted {
-				p, err := netip.ParsePrefix(t)
-				if err != nil {
-					return usage("--trusted-proxy %q: %v", t, err)
-				}
-				trusted = append(trusted, p)
-			}
-			log := slog.New(slog.NewJSONHandler(s.err, nil))
-			var access *slog.Logger
-			if o.accessLog {
-				access = log
-			}
-			certs, err := hoisttls.New(hoisttls.Options{CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage})
-			if err != nil {
-				return err
-			}
-			return proxy.Run(cmd.Context(), proxy.RunOptions{
-				HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Log: log,
-				Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: certs},
-			})
-		},
+		Long: `Run the edge proxy in the foreground until SIGTERM or SIGINT.
+
+It listens on --http and --https, or on the sockets systemd passes
+(socket activation: the first is HTTP, the second HTTPS), tells systemd
+when it is ready (Type=notify), and takes routes on the --control unix
+socket. Routes persist in --state. Certificates come from the ACME CA at
+--acme-ca (Let's Encrypt by default), or from a local CA kept in
+--storage with --tls-internal (for labs: trust internal-ca/root.pem).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runProxy(cmd.Context(), s, o) },
 	}
-	run.Flags().StringVar(&o.http, "http", ":80", "public HTTP address, when systemd passes no socket")
-	run.Flags().StringVar(&o.https, "https", ":443", "public HTTPS address, when systemd passes no socket")
-	run.Flags().StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
-	run.Flags().StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
-	run.Flags().StringVar(&o.acmeRoots, "acme-root", "", "PEM file of roots to trust the ACME CA's API with")
-	run.Flags().StringVar(&o.storage, "storage", "/var/lib/hoist/proxy/certificates", "where certificates are kept")
-	run.Flags().StringVar(&o.control, "control", host.ProxySocket, "control socket")
-	run.Flags().StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
-	run.Flags().StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "Prometheus metrics address (\"\" for none)")
-	run.Flags().BoolVar(&o.accessLog, "access-log", true, "log every request as a JSON line on stderr (the journal)")
-	run.Flags().StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR whose X-Forwarded-* headers are kept (repeatable)")
+	f := run.Flags()
+	f.StringVar(&o.http, "http", ":80", "public HTTP address, when systemd passes no socket")
+	f.StringVar(&o.https, "https", ":443", "public HTTPS address, when systemd passes no socket")
+	f.StringVar(&o.control, "control", host.ProxySocket, "control socket (JSON over HTTP)")
+	f.StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
+	f.StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "loopback address for Prometheus /metrics (\"\" for none)")
+	f.StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
+	f.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
+	f.StringVar(&o.acmeRoots, "acme-root", "", "PEM file of roots to trust the ACME CA's API with (a private CA, Pebble)")
+	f.StringVar(&o.storage, "storage", "/var/lib/hoist/proxy/certificates", "where certificates, keys and the internal CA are kept")
+	f.BoolVar(&o.tlsInternal, "tls-internal", false, "issue certificates from a local CA in --storage instead of an ACME CA (labs)")
+	f.StringVar(&o.defaultName, "tls-default-name", "", "certificate name served to TLS clients that send no server name (SNI)")
+	f.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
+	f.BoolVar(&o.accessLog, "access-log", true, "log every request as a JSON line on stderr (the journal)")
+	f.StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR whose X-Forwarded-* headers are kept (repeatable)")
+	f.DurationVar(&o.healthInterval, "health-interval", 2*time.Second, "how often live upstreams are health-checked")
+	f.DurationVar(&o.timeouts.ReadHeader, "read-header-timeout", 10*time.Second, "time a client has to send a request's head")
+	f.DurationVar(&o.timeouts.Read, "read-timeout", 5*time.Minute, "time a client has to send a whole request")
+	f.DurationVar(&o.timeouts.Idle, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection is kept")
+	f.IntVar(&o.timeouts.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request head accepted (431 past it)")
 
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show each host's proxy routes, upstreams and health",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runProxyStatus(cmd.Context(), s, g, o) },
+		Short: "Show the proxy's routes, upstreams, health and certificates",
+		Long: `Show each host's proxy routes: hosts, upstream, health, requests in
+flight, open WebSockets, upstreams still draining and certificate expiry.
+With --socket, ask a proxy on this machine over its control socket
+instead of the configured hosts over SSH.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runProxyStatus(cmd.Context(), s, g, o) },
 	}
 	status.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
+	status.Flags().StringVar(&o.socket, "socket", "", "ask the proxy on this machine at this control socket")
 	status.Flags().BoolVar(&o.json, "json", false, "print JSON")
 	cmd.AddCommand(run, status)
 	return cmd
+}
+
+func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
+	var trusted []netip.Prefix
+	for _, t := range o.trusted {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			return usage("--trusted-proxy %q: %v", t, err)
+		}
+		trusted = append(trusted, p.Masked())
+	}
+	if o.tlsInternal && (o.acmeCA != "" || o.acmeRoots != "") {
+		return usage("--tls-internal issues certificates itself: drop --acme-ca and --acme-root")
+	}
+	log := slog.New(slog.NewJSONHandler(s.err, nil))
+	var access *slog.Logger
+	if o.accessLog {
+		access = log.With("log", "access")
+	}
+	certs, err := hoisttls.New(hoisttls.Options{
+		CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage, Internal: o.tlsInternal,
+		DefaultServerName: o.defaultName,
+	})
+	if err != nil {
+		return err
+	}
+	if o.tlsInternal {
+		log.Info("internal CA", "root", filepath.Join(o.storage, "internal-ca", "root.pem"))
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return proxy.Run(ctx, proxy.RunOptions{
+		HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Pprof: o.pprof, Log: log, Timeouts: o.timeouts,
+		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: certs,
+			HealthInterval: o.healthInterval},
+	})
 }
 
 type hostProxy struct {
@@ -91,38 +139,94 @@ type hostProxy struct {
 }
 
 func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyOptions) error {
-	a, err := loadApp(g, s, o.hosts)
-	if err != nil {
-		return err
+	var out []hostProxy
+	var results []fleet.Result
+	if o.socket != "" {
+		if len(o.hosts) > 0 {
+			return usage("--socket and --host ask different proxies: give one")
+		}
+		rs, err := (&proxy.Client{Socket: o.socket}).Status(ctx)
+		if err != nil {
+			return err
+		}
+		out = []hostProxy{{Host: "local", Routes: rs}}
+	} else {
+		a, err := loadApp(g, s, o.hosts)
+		if err != nil {
+			return err
+		}
+		out = make([]hostProxy, len(a.hosts))
+		results = fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+			rs, err := a.client(conn).ProxyStatus(ctx)
+			out[indexOf(a.hosts, h)].Routes = rs
+			return err
+		})
+		for i, r := range results {
+			out[i].Host = r.Host
+			if r.Err != nil {
+				out[i].Error = r.Err.Error()
+			}
+		}
 	}
-	out := make([]hostProxy, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		rs, err := a.client(conn).ProxyStatus(ctx)
-		out[indexOf(a.hosts, h)].Routes = rs
-		return err
-	})
-	for i, r := range results {
-		out[i].Host = r.Host
+	for i := range out {
 		if out[i].Routes == nil {
 			out[i].Routes = []proxy.RouteStatus{}
-		}
-		if r.Err != nil {
-			out[i].Error = r.Err.Error()
 		}
 	}
 	if o.json {
 		return writeJSON(s, out)
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS")
-	for _, hp := range out {
-		for _, r := range hp.Routes {
-			names, _ := json.Marshal(r.Hosts)
-			fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\t%d\t%d\n", hp.Host, r.App, names, r.PathPrefix, r.Upstream, yesNo(r.Healthy), r.InFlight, r.OpenWebSockets)
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+	printProxyStatus(s, out, time.Now())
+	if results == nil {
+		return nil
 	}
 	return report(s.err, results, "proxy status")
+}
+
+// printProxyStatus writes one line per route, then one per draining
+// upstream and per certificate.
+func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS\tCERTIFICATES")
+	for _, hp := range out {
+		for _, r := range hp.Routes {
+			names := strings.Join(r.Hosts, ",") + strings.TrimSuffix(r.PathPrefix, "/")
+			healthy := yesNo(r.Healthy)
+			if !r.Healthy && r.HealthError != "" {
+				healthy += " (" + r.HealthError + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", hp.Host, r.App, names, r.Upstream, healthy, r.InFlight, r.OpenWebSockets, certSummary(r, now))
+			for _, d := range r.Draining {
+				fmt.Fprintf(tw, "%s\t%s\t\t%s\tdraining\t%d\t%d\t\n", hp.Host, r.App, d.Upstream, d.InFlight, d.OpenWebSockets)
+			}
+		}
+	}
+	tw.Flush()
+}
+
+func certSummary(r proxy.RouteStatus, now time.Time) string {
+	if !r.TLS {
+		return "-"
+	}
+	var parts []string
+	for _, h := range r.Hosts {
+		if strings.HasPrefix(h, "*.") {
+			continue
+		}
+		exp, ok := r.Certificates[h]
+		if !ok {
+			parts = append(parts, h+": pending")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: expires %s (%s)", h, exp.UTC().Format("2006-01-02"), roundDays(exp.Sub(now))))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+func roundDays(d time.Duration) string {
+	if d < 48*time.Hour {
+		return d.Round(time.Minute).String()
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

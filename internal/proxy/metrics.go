@@ -1,97 +1,168 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // buckets are the latency histogram's upper bounds, in seconds.
-var buckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+var buckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-var statusClasses = [...]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
+// bucketNanos are buckets in nanoseconds, for the request path.
+var bucketNanos = func() (b [len(buckets)]int64) {
+	for i, s := range buckets {
+		b[i] = int64(s * 1e9)
+	}
+	return
+}()
 
-// metrics are kept by hand in Prometheus' text format: a few counters do
-// not need a client library on the hot path.
-type metrics struct {
+var statusClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// appMetrics are one app's counters, atomics only, so that the request
+// path takes no lock. They outlive route changes ("-" counts requests
+// that matched no route).
+type appMetrics struct {
+	app        string
+	codes      [len(statusClasses)]atomic.Uint64
+	hist       [len(buckets) + 1]atomic.Uint64 // per bucket, then +Inf
+	sumNanos   atomic.Int64
 	websockets atomic.Int64
+}
 
-	mu       sync.Mutex
-	requests map[[2]string]uint64 // app, status class -> count
-	hist     []uint64             // per bucket, plus +Inf
-	sum      float64
-	count    uint64
-	healthy  map[string]bool
+func (m *appMetrics) observe(status int, d time.Duration) {
+	c := status / 100
+	if c < 1 || c > 5 {
+		c = 0
+	}
+	m.codes[c].Add(1)
+	ns := int64(d)
+	i := 0
+	for i < len(bucketNanos) && ns > bucketNanos[i] {
+		i++
+	}
+	m.hist[i].Add(1)
+	m.sumNanos.Add(ns)
+}
+
+// metrics holds every app's counters.
+type metrics struct {
+	mu   sync.Mutex
+	apps map[string]*appMetrics
+	none *appMetrics
 }
 
 func newMetrics() *metrics {
-	return &metrics{requests: map[[2]string]uint64{}, hist: make([]uint64, len(buckets)+1), healthy: map[string]bool{}}
+	m := &metrics{apps: map[string]*appMetrics{}}
+	m.none = m.app("-")
+	return m
 }
 
-func (m *metrics) observe(app string, status int, d time.Duration) {
-	class := "other"
-	if c := status / 100; c >= 1 && c <= 5 {
-		class = statusClasses[c]
-	}
-	sec := d.Seconds()
-	i := sort.SearchFloat64s(buckets, sec)
-	m.mu.Lock()
-	m.requests[[2]string{app, class}]++
-	m.hist[i]++
-	m.sum += sec
-	m.count++
-	m.mu.Unlock()
-}
-
-func (m *metrics) setHealth(app string, ok bool) {
-	m.mu.Lock()
-	m.healthy[app] = ok
-	m.mu.Unlock()
-}
-
-// write writes the metrics in Prometheus' text exposition format.
-func (m *metrics) write(w io.Writer) {
+func (m *metrics) app(name string) *appMetrics {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fmt.Fprintln(w, "# HELP hoist_proxy_requests_total Requests served, by app and status class.")
-	fmt.Fprintln(w, "# TYPE hoist_proxy_requests_total counter")
-	keys := make([][2]string, 0, len(m.requests))
-	for k := range m.requests {
-		keys = append(keys, k)
+	a := m.apps[name]
+	if a == nil {
+		a = &appMetrics{app: name}
+		m.apps[name] = a
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
-	for _, k := range keys {
-		fmt.Fprintf(w, "hoist_proxy_requests_total{app=%q,code=%q} %d\n", k[0], k[1], m.requests[k])
-	}
-	fmt.Fprintln(w, "# HELP hoist_proxy_request_duration_seconds Time to serve a request.")
-	fmt.Fprintln(w, "# TYPE hoist_proxy_request_duration_seconds histogram")
-	var cum uint64
-	for i, b := range buckets {
-		cum += m.hist[i]
-		fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_bucket{le=\"%g\"} %d\n", b, cum)
-	}
-	cum += m.hist[len(buckets)]
-	fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_bucket{le=\"+Inf\"} %d\n", cum)
-	fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_sum %g\n", m.sum)
-	fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_count %d\n", m.count)
-	fmt.Fprintln(w, "# HELP hoist_proxy_upstream_healthy Whether each app's upstream passed its last health check.")
-	fmt.Fprintln(w, "# TYPE hoist_proxy_upstream_healthy gauge")
-	apps := make([]string, 0, len(m.healthy))
-	for a := range m.healthy {
+	return a
+}
+
+// MetricsHandler serves the metrics in Prometheus' text format.
+func (s *Server) MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.writeMetrics(w)
+	})
+}
+
+// writeMetrics writes the exposition by hand: a few counters do not need
+// a client library.
+func (s *Server) writeMetrics(out io.Writer) {
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	s.metrics.mu.Lock()
+	apps := make([]*appMetrics, 0, len(s.metrics.apps))
+	for _, a := range s.metrics.apps {
 		apps = append(apps, a)
 	}
-	sort.Strings(apps)
+	s.metrics.mu.Unlock()
+	sort.Slice(apps, func(i, j int) bool { return apps[i].app < apps[j].app })
+
+	fmt.Fprintln(w, "# HELP hoist_proxy_requests_total Requests served, by app and status class.")
+	fmt.Fprintln(w, "# TYPE hoist_proxy_requests_total counter")
 	for _, a := range apps {
-		v := 0
-		if m.healthy[a] {
-			v = 1
+		for c := range a.codes {
+			if v := a.codes[c].Load(); v > 0 {
+				fmt.Fprintf(w, "hoist_proxy_requests_total{app=%s,code=\"%s\"} %d\n", strconv.Quote(a.app), statusClasses[c], v)
+			}
 		}
-		fmt.Fprintf(w, "hoist_proxy_upstream_healthy{app=%q} %d\n", a, v)
 	}
-	fmt.Fprintln(w, "# HELP hoist_proxy_open_websockets WebSockets open through the proxy.")
+	fmt.Fprintln(w, "# HELP hoist_proxy_request_duration_seconds Time to serve a request, by app.")
+	fmt.Fprintln(w, "# TYPE hoist_proxy_request_duration_seconds histogram")
+	for _, a := range apps {
+		var cum uint64
+		q := strconv.Quote(a.app)
+		for i, b := range buckets {
+			cum += a.hist[i].Load()
+			fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_bucket{app=%s,le=\"%g\"} %d\n", q, b, cum)
+		}
+		cum += a.hist[len(buckets)].Load()
+		fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_bucket{app=%s,le=\"+Inf\"} %d\n", q, cum)
+		fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_sum{app=%s} %g\n", q, float64(a.sumNanos.Load())/1e9)
+		fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_count{app=%s} %d\n", q, cum)
+	}
+	t := s.table.Load()
+	fmt.Fprintln(w, "# HELP hoist_proxy_upstream_healthy Whether each app's current upstream passes its health checks.")
+	fmt.Fprintln(w, "# TYPE hoist_proxy_upstream_healthy gauge")
+	for _, e := range t.all {
+		fmt.Fprintf(w, "hoist_proxy_upstream_healthy{app=%s,upstream=%s} %d\n", strconv.Quote(e.route.App), strconv.Quote(e.up.addr), b2i(e.up.healthy.Load()))
+	}
+	fmt.Fprintln(w, "# HELP hoist_proxy_in_flight_requests Requests being proxied, by app.")
+	fmt.Fprintln(w, "# TYPE hoist_proxy_in_flight_requests gauge")
+	for _, e := range t.all {
+		fmt.Fprintf(w, "hoist_proxy_in_flight_requests{app=%s} %d\n", strconv.Quote(e.route.App), e.up.inflight.Load())
+	}
+	fmt.Fprintln(w, "# HELP hoist_proxy_open_websockets WebSockets open through the proxy, by app.")
 	fmt.Fprintln(w, "# TYPE hoist_proxy_open_websockets gauge")
-	fmt.Fprintf(w, "hoist_proxy_open_websockets %d\n", m.websockets.Load())
+	var total int64
+	for _, a := range apps {
+		if a.app == "-" {
+			continue
+		}
+		v := a.websockets.Load()
+		total += v
+		fmt.Fprintf(w, "hoist_proxy_open_websockets{app=%s} %d\n", strconv.Quote(a.app), v)
+	}
+	fmt.Fprintln(w, "# HELP hoist_proxy_open_websockets_total_current WebSockets open through the proxy.")
+	fmt.Fprintln(w, "# TYPE hoist_proxy_open_websockets_total_current gauge")
+	fmt.Fprintf(w, "hoist_proxy_open_websockets_total_current %d\n", total)
+	if s.opts.Certs != nil {
+		fmt.Fprintln(w, "# HELP hoist_proxy_certificate_expiry_seconds When each served certificate expires (Unix time).")
+		fmt.Fprintln(w, "# TYPE hoist_proxy_certificate_expiry_seconds gauge")
+		for _, e := range t.all {
+			if !e.route.TLS {
+				continue
+			}
+			for _, h := range e.route.exactHosts() {
+				if exp, ok := s.opts.Certs.Expiry(h); ok {
+					fmt.Fprintf(w, "hoist_proxy_certificate_expiry_seconds{name=%s} %d\n", strconv.Quote(h), exp.Unix())
+				}
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -2,15 +2,20 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,26 +24,42 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// backend is an app on loopback: GET /up, GET / names it, /slow waits,
-// /ws is a WebSocket that stays open until the client leaves.
-func backend(t *testing.T, name string, healthy bool) *httptest.Server {
+// testBackend is an app on loopback: GET /up is its health check, GET /
+// names it with the X-Forwarded-* headers it got, /slow answers after
+// 500ms, /ws is a WebSocket that echoes text frames as "NAME:TEXT".
+type testBackend struct {
+	*httptest.Server
+	name    string
+	healthy atomic.Bool
+	served  atomic.Int64 // requests other than health checks
+	// closes receives the close code of each close frame a WebSocket got.
+	closes chan uint16
+}
+
+func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Server)) *testBackend {
 	t.Helper()
+	b := &testBackend{name: name, closes: make(chan uint16, 16)}
+	b.healthy.Store(healthy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
-		if !healthy {
+		if !b.healthy.Load() {
 			w.WriteHeader(500)
 		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s xff=%s proto=%s", name, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"))
+		b.served.Add(1)
+		fmt.Fprintf(w, "%s xff=%s proto=%s host=%s", name, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		b.served.Add(1)
 		time.Sleep(500 * time.Millisecond)
 		fmt.Fprint(w, name+" slow done")
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		b.served.Add(1)
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
@@ -46,28 +67,115 @@ func backend(t *testing.T, name string, healthy bool) *httptest.Server {
 		defer conn.Close()
 		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept(r.Header.Get("Sec-WebSocket-Key")))
 		brw.Flush()
-		io.Copy(io.Discard, brw) // until the client (or the proxy) closes
+		for {
+			op, payload, err := readFrame(brw.Reader)
+			if err != nil {
+				return
+			}
+			if op == 0x8 {
+				code := uint16(0)
+				if len(payload) >= 2 {
+					code = binary.BigEndian.Uint16(payload)
+				}
+				b.closes <- code
+				return
+			}
+			conn.Write(frame(0x1, []byte(name+":"+string(payload)), false))
+		}
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv
+	b.Server = httptest.NewUnstartedServer(mux)
+	for _, f := range configure {
+		f(b.Config)
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	return b
 }
+
+func (b *testBackend) addr() string { return strings.TrimPrefix(b.URL, "http://") }
 
 func accept(key string) string {
 	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return base64.StdEncoding.EncodeToString(h[:])
 }
 
-func addr(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+// frame encodes one WebSocket frame; masked as a client sends it.
+func frame(op byte, payload []byte, masked bool) []byte {
+	out := []byte{0x80 | op}
+	mbit := byte(0)
+	if masked {
+		mbit = 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, mbit|byte(n))
+	case n < 1<<16:
+		out = append(out, mbit|126, byte(n>>8), byte(n))
+	default:
+		out = append(out, mbit|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	if !masked {
+		return append(out, payload...)
+	}
+	key := []byte{0x12, 0x34, 0x56, 0x78}
+	out = append(out, key...)
+	for i, c := range payload {
+		out = append(out, c^key[i%4])
+	}
+	return out
+}
 
-func newProxy(t *testing.T, opts Options) (*Server, *httptest.Server) {
+// readFrame reads one WebSocket frame, unmasking it.
+func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	var key [4]byte
+	if h[1]&0x80 != 0 {
+		if _, err := io.ReadFull(r, key[:]); err != nil {
+			return 0, nil, err
+		}
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 != 0 {
+		for i := range p {
+			p[i] ^= key[i%4]
+		}
+	}
+	return h[0] & 0x0f, p, nil
+}
+
+func newProxy(t testing.TB, opts Options) (*Server, *httptest.Server) {
 	t.Helper()
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = 100 * time.Millisecond
+	}
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	front := httptest.NewServer(s)
-	t.Cleanup(front.Close)
+	t.Cleanup(func() { front.Close(); s.Close() })
 	return s, front
 }
 
@@ -76,14 +184,24 @@ func route(app, up string, hosts ...string) Route {
 		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}}
 }
 
-func get(t *testing.T, front *httptest.Server, host, path string, hdr ...string) (int, string) {
+func setRoute(t testing.TB, s *Server, r Route) {
+	t.Helper()
+	if _, err := s.SetRoute(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t testing.TB, c *http.Client, front *httptest.Server, host, path string, hdr ...string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", front.URL+path, nil)
 	req.Host = host
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := front.Client().Do(req)
+	if c == nil {
+		c = front.Client()
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,119 +211,246 @@ func get(t *testing.T, front *httptest.Server, host, path string, hdr ...string)
 }
 
 func TestRouting(t *testing.T) {
-	a, b, c := backend(t, "a", true), backend(t, "b", true), backend(t, "c", true)
+	a, b, c, d := backend(t, "a", true), backend(t, "b", true), backend(t, "c", true), backend(t, "d", true)
 	s, front := newProxy(t, Options{})
-	ctx := context.Background()
-	for _, r := range []Route{route("a", addr(a), "a.test"), route("b", addr(b), "*.b.test")} {
-		if _, err := s.SetRoute(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	api := route("c", addr(c), "a.test")
-	api.PathPrefix = "/api"
-	if _, err := s.SetRoute(ctx, api); err != nil {
-		t.Fatal(err)
-	}
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	setRoute(t, s, route("b", b.addr(), "*.b.test"))
+	api := route("c", c.addr(), "a.test", "*.b.test")
+	api.PathPrefix = "/api/"
+	setRoute(t, s, api)
+	deeper := route("d", d.addr(), "a.test")
+	deeper.PathPrefix = "/api/v2"
+	setRoute(t, s, deeper)
 	tests := map[string]struct {
 		host, path string
 		code       int
-		prefix     string
+		app        string // "" for the 404 page
 	}{
-		"exact":           {"a.test", "/", 200, "a "},
-		"port ignored":    {"A.TEST:8080", "/", 200, "a "},
-		"wildcard":        {"x.b.test", "/", 200, "b "},
-		"wildcard base":   {"b.test", "/", 404, "<!doctype"},
-		"path prefix":     {"a.test", "/api/users", 200, "c "},
-		"prefix boundary": {"a.test", "/apiary", 200, "a "},
-		"unknown host":    {"nope.test", "/", 404, "<!doctype"},
+		"exact":                 {"a.test", "/", 200, "a"},
+		"port and case ignored": {"A.Test:8080", "/x", 200, "a"},
+		"trailing dot":          {"a.test.", "/", 200, "a"},
+		"wildcard":              {"x.b.test", "/", 200, "b"},
+		"wildcard is one label": {"y.x.b.test", "/", 404, ""},
+		"wildcard not the base": {"b.test", "/", 404, ""},
+		"path prefix":           {"a.test", "/api/users", 200, "c"},
+		"path prefix itself":    {"a.test", "/api", 200, "c"},
+		"prefix on a boundary":  {"a.test", "/apiary", 200, "a"},
+		"longest prefix wins":   {"a.test", "/api/v2/x", 200, "d"},
+		"prefix on wildcard":    {"x.b.test", "/api/x", 200, "c"},
+		"unknown host":          {"nope.test", "/", 404, ""},
+		"IP address":            {"127.0.0.1", "/", 404, ""},
+		"exact host beats wild": {"a.test", "/", 200, "a"},
+		"query is not the path": {"a.test", "/?p=/api", 200, "a"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			code, body := get(t, front, tt.host, tt.path)
-			if code != tt.code || !strings.HasPrefix(body, tt.prefix) {
-				t.Errorf("got %d %q, want %d %q...", code, body, tt.code, tt.prefix)
+			code, body := get(t, nil, front, tt.host, tt.path)
+			app := ""
+			if code == 200 {
+				app, _, _ = strings.Cut(body, " ")
+			} else if !strings.Contains(body, "No application") {
+				t.Errorf("404 page: %q", body)
+			}
+			if diff := cmp.Diff(struct {
+				Code int
+				App  string
+			}{tt.code, tt.app}, struct {
+				Code int
+				App  string
+			}{code, app}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
+}
+
+func TestRouteValidate(t *testing.T) {
+	tests := map[string]struct {
+		route   Route
+		wantErr string
+		want    Route
+	}{
+		"defaults filled": {
+			route: Route{App: "a", Hosts: []string{"A.Example.COM."}, Upstream: "127.0.0.1:3000"},
+			want: Route{App: "a", Hosts: []string{"a.example.com"}, Upstream: "127.0.0.1:3000", HealthPath: "/up",
+				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}},
+		},
+		"no app":          {route: Route{Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
+		"app with slash":  {route: Route{App: "a/b", Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
+		"no hosts":        {route: Route{App: "a", Upstream: "127.0.0.1:1"}, wantErr: "no hosts"},
+		"host with port":  {route: Route{App: "a", Hosts: []string{"a.test:80"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
+		"inner wildcard":  {route: Route{App: "a", Hosts: []string{"a.*.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
+		"bare wildcard":   {route: Route{App: "a", Hosts: []string{"*"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
+		"relative prefix": {route: Route{App: "a", Hosts: []string{"a.test"}, PathPrefix: "api", Upstream: "127.0.0.1:1"}, wantErr: "must start with /"},
+		"no port":         {route: Route{App: "a", Hosts: []string{"a.test"}, Upstream: "127.0.0.1"}, wantErr: "not host:port"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := tt.route
+			err := r.Validate()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, r); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRouteConflict(t *testing.T) {
+	a, b := backend(t, "a", true), backend(t, "b", true)
+	s, _ := newProxy(t, Options{})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	if _, err := s.SetRoute(context.Background(), route("b", b.addr(), "A.test")); err == nil || !strings.Contains(err.Error(), "already served by app a") {
+		t.Errorf("a second app on the same host and prefix: %v", err)
+	}
+	other := route("b", b.addr(), "a.test")
+	other.PathPrefix = "/b"
+	setRoute(t, s, other) // another prefix is fine
 }
 
 func TestForwardedHeaders(t *testing.T) {
 	a := backend(t, "a", true)
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	tests := map[string]struct {
 		trusted []netip.Prefix
+		sent    []string
 		want    string
 	}{
-		"untrusted peer": {nil, "a xff=127.0.0.1 proto=http"},
-		"trusted peer":   {[]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "a xff=203.0.113.9, 127.0.0.1 proto=https"},
+		"untrusted peer, forged headers": {nil,
+			[]string{"X-Forwarded-For", "203.0.113.9", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.test"},
+			"a xff=127.0.0.1 proto=http host=a.test"},
+		"untrusted peer, no headers": {nil, nil, "a xff=127.0.0.1 proto=http host=a.test"},
+		"trusted peer": {loopback,
+			[]string{"X-Forwarded-For", "203.0.113.9", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "www.test"},
+			"a xff=203.0.113.9, 127.0.0.1 proto=https host=www.test"},
+		"trusted peer, nonsense proto": {loopback,
+			[]string{"X-Forwarded-Proto", "gopher"},
+			"a xff=127.0.0.1 proto=http host=a.test"},
+		"other trusted network": {[]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+			[]string{"X-Forwarded-For", "203.0.113.9"},
+			"a xff=127.0.0.1 proto=http host=a.test"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			s, front := newProxy(t, Options{TrustedProxies: tt.trusted})
-			if _, err := s.SetRoute(context.Background(), route("a", addr(a), "a.test")); err != nil {
-				t.Fatal(err)
-			}
-			_, body := get(t, front, "a.test", "/", "X-Forwarded-For", "203.0.113.9", "X-Forwarded-Proto", "https")
-			if body != tt.want {
-				t.Errorf("backend saw %q, want %q", body, tt.want)
+			setRoute(t, s, route("a", a.addr(), "a.test"))
+			_, body := get(t, nil, front, "a.test", "/", tt.sent...)
+			if diff := cmp.Diff(tt.want, body); diff != "" {
+				t.Errorf("backend saw (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestUnhealthyUpstreamNeverServes(t *testing.T) {
-	good, bad := backend(t, "good", true), backend(t, "bad", false)
-	s, front := newProxy(t, Options{})
-	ctx := context.Background()
-	if _, err := s.SetRoute(ctx, route("a", addr(good), "a.test")); err != nil {
-		t.Fatal(err)
-	}
-	r := route("a", addr(bad), "a.test")
-	r.HealthTimeout = Duration{500 * time.Millisecond}
-	if _, err := s.SetRoute(ctx, r); err == nil || !strings.Contains(err.Error(), "not healthy") {
-		t.Fatalf("switch to an unhealthy upstream: %v", err)
-	}
-	if _, body := get(t, front, "a.test", "/"); !strings.HasPrefix(body, "good ") {
-		t.Errorf("served %q after a refused switch", body)
-	}
-}
-
-func TestDownUpstreamIs502Fast(t *testing.T) {
+// TestUpstreamDown: an upstream that stops answers 502 at once, then
+// 503 once its health checks have failed; it recovers by itself.
+func TestUpstreamDown(t *testing.T) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{})
-	if _, err := s.SetRoute(context.Background(), route("a", addr(a), "a.test")); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
+	s, front := newProxy(t, Options{HealthInterval: 50 * time.Millisecond})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	a.healthy.Store(false)
+	ln := a.Listener
+	a.Config.SetKeepAlivesEnabled(false)
+	ln.Close() // refuses connections from now on
+	a.CloseClientConnections()
+
 	start := time.Now()
-	code, _ := get(t, front, "a.test", "/")
-	if code != http.StatusBadGateway || time.Since(start) > 3*time.Second {
+	code, _ := get(t, nil, front, "a.test", "/")
+	if code != http.StatusBadGateway || time.Since(start) > time.Second {
 		t.Errorf("got %d after %s, want a quick 502", code, time.Since(start))
 	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && s.table.Load().byApp("a").up.healthy.Load() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	start = time.Now()
+	code, _ = get(t, nil, front, "a.test", "/")
+	if code != http.StatusServiceUnavailable || time.Since(start) > time.Second {
+		t.Errorf("got %d after %s, want a quick 503 once unhealthy", code, time.Since(start))
+	}
+	st := s.Status(context.Background())
+	if len(st) != 1 || st[0].Healthy || st[0].HealthError == "" {
+		t.Errorf("status: %+v", st)
+	}
 }
 
-// TestSwitchUnderLoad switches upstreams while clients send requests
-// without pause: none fails, and a slow request on the old upstream
-// finishes during the drain.
-func TestSwitchUnderLoad(t *testing.T) {
-	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
-	ctx := context.Background()
-	if _, err := s.SetRoute(ctx, route("a", addr(old), "a.test")); err != nil {
-		t.Fatal(err)
+// TestUpstreamHangs: an upstream that accepts and never answers gets a
+// 504 after the header timeout, not a hang.
+func TestUpstreamHangs(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	a := backend(t, "a", true, func(srv *http.Server) {
+		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/up" {
+				return
+			}
+			<-block
+		})
+	})
+	s, front := newProxy(t, Options{UpstreamHeaderTimeout: 300 * time.Millisecond})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	start := time.Now()
+	code, _ := get(t, nil, front, "a.test", "/")
+	if code != http.StatusGatewayTimeout || time.Since(start) > 2*time.Second {
+		t.Errorf("got %d after %s, want 504 after about 300ms", code, time.Since(start))
 	}
-	slow := make(chan string, 1)
-	go func() { _, body := get(t, front, "a.test", "/slow"); slow <- body }()
-	time.Sleep(100 * time.Millisecond)
+}
 
-	var failed, served atomic.Int64
-	stop := make(chan struct{})
+func TestUnhealthySwitchRefused(t *testing.T) {
+	good, bad := backend(t, "good", true), backend(t, "bad", false)
+	s, front := newProxy(t, Options{})
+	setRoute(t, s, route("a", good.addr(), "a.test"))
+	r := route("a", bad.addr(), "a.test")
+	r.HealthTimeout = Duration{500 * time.Millisecond}
+	start := time.Now()
+	_, err := s.SetRoute(context.Background(), r)
+	if err == nil || !strings.Contains(err.Error(), "not healthy") || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("switch to an unhealthy upstream: %v", err)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond || d > 3*time.Second {
+		t.Errorf("the refusal took %s, want about the health timeout", d)
+	}
+	for range 20 {
+		if _, body := get(t, nil, front, "a.test", "/"); !strings.HasPrefix(body, "good ") {
+			t.Fatalf("served %q after a refused switch", body)
+		}
+	}
+	if n := bad.served.Load(); n != 0 {
+		t.Errorf("the unhealthy upstream got %d requests", n)
+	}
+	if got := s.Routes()[0].Upstream; got != good.addr() {
+		t.Errorf("route now points at %s", got)
+	}
+	down := route("b", "127.0.0.1:1", "b.test")
+	down.HealthTimeout = Duration{300 * time.Millisecond}
+	if _, err := s.SetRoute(context.Background(), down); err == nil {
+		t.Error("a route to a closed port went live")
+	}
+	if code, _ := get(t, nil, front, "b.test", "/"); code != 404 {
+		t.Errorf("refused new route answers %d", code)
+	}
+}
+
+// load sends GET / to a.test from workers goroutines until stop is
+// closed, bounded by time and count, and counts failures.
+func load(t *testing.T, front *httptest.Server, workers int, stop chan struct{}) (wait func() (served, failed int64, firstErr string)) {
+	var served, failed atomic.Int64
+	var mu sync.Mutex
+	var first string
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 5 * time.Second}
 	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			deadline := time.Now().Add(5 * time.Second) // bounded in time and count
-			for n := 0; n < 100000 && time.Now().Before(deadline); n++ {
+	for range workers {
+		wg.Go(func() {
+			deadline := time.Now().Add(10 * time.Second)
+			for n := 0; n < 50000 && time.Now().Before(deadline); n++ {
 				select {
 				case <-stop:
 					return
@@ -213,104 +458,379 @@ func TestSwitchUnderLoad(t *testing.T) {
 				}
 				req, _ := http.NewRequest("GET", front.URL+"/", nil)
 				req.Host = "a.test"
-				resp, err := front.Client().Do(req)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				} else {
-					served.Add(1)
-				}
+				resp, err := client.Do(req)
+				ok := err == nil && resp.StatusCode == 200
 				if resp != nil {
-					io.Copy(io.Discard, resp.Body)
+					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
+					ok = ok && (bytes.HasPrefix(b, []byte("old ")) || bytes.HasPrefix(b, []byte("new ")))
+					if !ok && err == nil {
+						err = fmt.Errorf("%s: %q", resp.Status, b)
+					}
 				}
+				if ok {
+					served.Add(1)
+					continue
+				}
+				failed.Add(1)
+				mu.Lock()
+				if first == "" {
+					first = fmt.Sprint(err)
+				}
+				mu.Unlock()
 			}
-		}()
+		})
 	}
-	time.Sleep(200 * time.Millisecond)
-	prev, err := s.SetRoute(ctx, route("a", addr(next), "a.test"))
-	if err != nil || prev != addr(old) {
-		t.Fatalf("switch: %q, %v", prev, err)
-	}
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.WaitDrained(dctx, addr(old)); err != nil {
-		t.Error(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if body := <-slow; body != "old slow done" {
-		t.Errorf("the in-flight request got %q", body)
-	}
-	if _, body := get(t, front, "a.test", "/"); !strings.HasPrefix(body, "new ") {
-		t.Errorf("after the switch: %q", body)
-	}
-	if failed.Load() != 0 || served.Load() == 0 {
-		t.Errorf("%d requests failed, %d served", failed.Load(), served.Load())
+	return func() (int64, int64, string) {
+		wg.Wait()
+		client.CloseIdleConnections()
+		return served.Load(), failed.Load(), first
 	}
 }
 
-// TestWebSocketClosedWith1001 holds a WebSocket across a switch: it stays
-// open through the drain timeout, then gets a 1001 close frame.
-func TestWebSocketClosedWith1001(t *testing.T) {
+// TestSwitchUnderLoad switches upstreams while clients send requests
+// without pause: none fails, a slow request on the old upstream
+// finishes during the drain, and afterwards only the new one serves.
+func TestSwitchUnderLoad(t *testing.T) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
 	s, front := newProxy(t, Options{})
 	ctx := context.Background()
-	r := route("a", addr(old), "a.test")
-	r.DrainTimeout = Duration{700 * time.Millisecond}
-	if _, err := s.SetRoute(ctx, r); err != nil {
-		t.Fatal(err)
+	setRoute(t, s, route("a", old.addr(), "a.test"))
+	slow := make(chan string, 1)
+	go func() { _, body := get(t, nil, front, "a.test", "/slow"); slow <- body }()
+	time.Sleep(100 * time.Millisecond)
+
+	stop := make(chan struct{})
+	wait := load(t, front, 4, stop)
+	time.Sleep(200 * time.Millisecond)
+	prev, err := s.SetRoute(ctx, route("a", next.addr(), "a.test"))
+	if err != nil || prev != old.addr() {
+		t.Fatalf("switch: %q, %v", prev, err)
 	}
-	conn, br := dialWS(t, front, "a.test")
-	defer conn.Close()
-	r.Upstream = addr(next)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	served, failed, first := wait()
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.WaitDrained(dctx, old.addr()); err != nil {
+		t.Error(err)
+	}
+	if body := <-slow; body != "old slow done" {
+		t.Errorf("the in-flight request got %q", body)
+	}
+	oldServed := old.served.Load()
+	for range 10 {
+		if _, body := get(t, nil, front, "a.test", "/"); !strings.HasPrefix(body, "new ") {
+			t.Errorf("after the switch: %q", body)
+		}
+	}
+	if old.served.Load() != oldServed {
+		t.Error("the old upstream still gets requests after the switch")
+	}
+	if failed != 0 || served == 0 || next.served.Load() == 0 {
+		t.Errorf("%d requests failed (first: %s), %d served, %d by the new upstream", failed, first, served, next.served.Load())
+	}
+	t.Logf("%d requests served across the switch, %d failed", served, failed)
+}
+
+// TestDrainWaitsForSlowRequests: WaitDrained returns only once the
+// requests in flight on the old upstream are done.
+func TestDrainWaitsForSlowRequests(t *testing.T) {
+	old, next := backend(t, "old", true), backend(t, "new", true)
+	s, front := newProxy(t, Options{})
+	setRoute(t, s, route("a", old.addr(), "a.test"))
+	var wg sync.WaitGroup
+	bodies := make([]string, 3)
+	for i := range bodies {
+		wg.Go(func() { _, bodies[i] = get(t, nil, front, "a.test", "/slow") })
+	}
+	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	if _, err := s.SetRoute(ctx, r); err != nil {
+	setRoute(t, s, route("a", next.addr(), "a.test"))
+	st := s.Status(context.Background())
+	if len(st) != 1 || len(st[0].Draining) != 1 || st[0].Draining[0].InFlight != 3 {
+		t.Errorf("status during the drain: %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.WaitDrained(ctx, old.addr()); err != nil {
 		t.Fatal(err)
 	}
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	frame := make([]byte, 4)
-	if _, err := io.ReadFull(br, frame); err != nil {
-		t.Fatalf("no close frame: %v", err)
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("drained after %s, before the slow requests ended", d)
 	}
-	if diff := cmp.Diff(goAwayFrame, frame); diff != "" {
-		t.Errorf("close frame (-want +got):\n%s", diff)
-	}
-	if d := time.Since(start); d < 600*time.Millisecond {
-		t.Errorf("closed after %s, before the drain timeout", d)
+	wg.Wait()
+	if diff := cmp.Diff([]string{"old slow done", "old slow done", "old slow done"}, bodies); diff != "" {
+		t.Errorf("in-flight requests (-want +got):\n%s", diff)
 	}
 }
 
-func dialWS(t *testing.T, front *httptest.Server, host string) (net.Conn, *bufio.Reader) {
+// TestDrainTimeoutReported: a request longer than the drain timeout is
+// reported by WaitDrained.
+func TestDrainTimeoutReported(t *testing.T) {
+	old, next := backend(t, "old", true), backend(t, "new", true)
+	s, front := newProxy(t, Options{})
+	r := route("a", old.addr(), "a.test")
+	r.DrainTimeout = Duration{100 * time.Millisecond}
+	setRoute(t, s, r)
+	done := make(chan struct{})
+	go func() { get(t, nil, front, "a.test", "/slow"); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	r.Upstream = next.addr()
+	setRoute(t, s, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.WaitDrained(ctx, old.addr()); err == nil || !strings.Contains(err.Error(), "1 requests were still in flight") {
+		t.Errorf("WaitDrained: %v", err)
+	}
+	<-done
+}
+
+// dialWS opens a WebSocket to /ws through the proxy.
+func dialWS(t testing.TB, front string, host string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr(front))
+	conn, err := net.Dial("tcp", front)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host)
 	br := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
+	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != accept("dGhlIHNhbXBsZSBub25jZQ==") {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
+	conn.SetReadDeadline(time.Time{})
 	return conn, br
 }
 
-func TestStateSurvivesRestart(t *testing.T) {
-	a := backend(t, "a", true)
-	state := filepath.Join(t.TempDir(), "state.json")
-	s, _ := newProxy(t, Options{StatePath: state})
-	if _, err := s.SetRoute(context.Background(), route("a", addr(a), "a.test")); err != nil {
+func echo(t *testing.T, conn net.Conn, br *bufio.Reader, msg string) string {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write(frame(0x1, []byte(msg), true)); err != nil {
 		t.Fatal(err)
 	}
-	_, front := newProxy(t, Options{StatePath: state})
-	if code, body := get(t, front, "a.test", "/"); code != 200 || !strings.HasPrefix(body, "a ") {
+	op, p, err := readFrame(br)
+	if err != nil || op != 0x1 {
+		t.Fatalf("echo: op %d %q %v", op, p, err)
+	}
+	return string(p)
+}
+
+// TestWebSocketGoingAway holds a WebSocket across a switch: it keeps
+// working through the drain timeout, then both sides get a close frame
+// with 1001 Going Away, and the connection ends. New WebSockets go to
+// the new upstream.
+func TestWebSocketGoingAway(t *testing.T) {
+	old, next := backend(t, "old", true), backend(t, "new", true)
+	s, front := newProxy(t, Options{})
+	r := route("a", old.addr(), "a.test")
+	r.DrainTimeout = Duration{700 * time.Millisecond}
+	setRoute(t, s, r)
+	conn, br := dialWS(t, addrOf(front), "a.test")
+	defer conn.Close()
+	if got := echo(t, conn, br, "hi"); got != "old:hi" {
+		t.Fatalf("echo %q", got)
+	}
+	if st := s.Status(context.Background()); st[0].OpenWebSockets != 1 {
+		t.Errorf("status: %d open WebSockets", st[0].OpenWebSockets)
+	}
+	r.Upstream = next.addr()
+	start := time.Now()
+	setRoute(t, s, r)
+	time.Sleep(200 * time.Millisecond)
+	if got := echo(t, conn, br, "still"); got != "old:still" {
+		t.Errorf("during the drain: %q", got)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	op, payload, err := readFrame(br)
+	if err != nil {
+		t.Fatalf("no close frame: %v", err)
+	}
+	if d := time.Since(start); d < 650*time.Millisecond {
+		t.Errorf("closed after %s, before the drain timeout", d)
+	}
+	if diff := cmp.Diff([]byte{0x03, 0xe9}, payload); op != 0x8 || diff != "" {
+		t.Errorf("close frame op %d (-want +got):\n%s", op, diff)
+	}
+	conn.Write(frame(0x8, payload, true)) // the client's answer
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the close handshake: %v, want EOF", err)
+	}
+	select {
+	case code := <-old.closes:
+		if code != 1001 {
+			t.Errorf("the old upstream got close code %d", code)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the old upstream got no close frame")
+	}
+	conn2, br2 := dialWS(t, addrOf(front), "a.test")
+	defer conn2.Close()
+	if got := echo(t, conn2, br2, "hi"); got != "new:hi" {
+		t.Errorf("new WebSocket: %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.WaitDrained(ctx, old.addr()); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestWebSocketRefused: an upstream that answers the upgrade with
+// something else passes its answer on.
+func TestWebSocketRefused(t *testing.T) {
+	a := backend(t, "a", true)
+	s, front := newProxy(t, Options{})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	conn, err := net.Dial("tcp", addrOf(front))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /nows HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "a ") {
+		t.Errorf("got %s %q", resp.Status, b)
+	}
+}
+
+// TestGoAwayBetweenFrames: a close frame is never written inside a
+// frame in progress; it follows the frame's end.
+func TestGoAwayBetweenFrames(t *testing.T) {
+	cl, clPeer := net.Pipe()
+	bk, bkPeer := net.Pipe()
+	u := &upstream{ws: map[*wsConn]struct{}{}}
+	c := newWSConn(cl, bk, u, &appMetrics{}, true)
+	u.register(c)
+	got := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(clPeer); got <- b }()
+	toBackend := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(bkPeer); toBackend <- b }()
+
+	msg := frame(0x1, []byte("hello world"), false)
+	if err := c.forward(0, msg[:7]); err != nil { // part of a frame
+		t.Fatal(err)
+	}
+	went := make(chan struct{})
+	go func() { c.goAway(); close(went) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := c.forward(0, msg[7:]); err != nil {
+		t.Fatal(err)
+	}
+	<-went
+	want := append(append([]byte{}, msg...), closeGoingAway...)
+	if diff := cmp.Diff(want, <-got); diff != "" {
+		t.Errorf("client got (-want +got):\n%s", diff)
+	}
+	b := <-toBackend
+	op, p, err := readFrame(bufio.NewReader(bytes.NewReader(b)))
+	if err != nil || op != 0x8 || binary.BigEndian.Uint16(p) != 1001 {
+		t.Errorf("upstream got %x: op %d %x %v", b, op, p, err)
+	}
+}
+
+func TestFrameScanner(t *testing.T) {
+	long := frame(0x2, bytes.Repeat([]byte("x"), 300), true)
+	huge := frame(0x2, bytes.Repeat([]byte("y"), 70000), false)
+	tests := map[string]struct {
+		chunks [][]byte
+		// ends are the offsets, in the whole stream, where frames end.
+		ends []int
+	}{
+		"one small frame":        {[][]byte{frame(0x1, []byte("hi"), false)}, []int{4}},
+		"empty frame":            {[][]byte{{0x89, 0x00}}, []int{2}},
+		"two frames in a chunk":  {[][]byte{append(frame(0x1, []byte("a"), false), frame(0x1, []byte("bc"), false)...)}, []int{3, 7}},
+		"masked, 16-bit length":  {[][]byte{long[:3], long[3:10], long[10:]}, []int{len(long)}},
+		"64-bit length, byte by": {split(huge, 1000), []int{len(huge)}},
+		"header split":           {[][]byte{{0x81}, {0x82, 1, 2}, {3, 4, 'a' ^ 1, 'b' ^ 2}}, []int{8}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var f frameScanner
+			var ends []int
+			off := 0
+			for _, c := range tt.chunks {
+				for len(c) > 0 {
+					n, ended := f.scan(c)
+					off += n
+					c = c[n:]
+					if ended {
+						ends = append(ends, off)
+						if !f.boundary() {
+							t.Errorf("frame ended at %d but not at a boundary", off)
+						}
+					}
+				}
+			}
+			if diff := cmp.Diff(tt.ends, ends); diff != "" {
+				t.Errorf("frame ends (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func split(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > n {
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return append(out, b)
+}
+
+func addrOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+func TestStateSurvivesRestart(t *testing.T) {
+	a, b := backend(t, "a", true), backend(t, "b", true)
+	state := filepath.Join(t.TempDir(), "proxy", "state.json")
+	s, _ := newProxy(t, Options{StatePath: state})
+	ra := route("a", a.addr(), "a.test")
+	rb := route("b", b.addr(), "b.test")
+	rb.PathPrefix = "/b"
+	setRoute(t, s, ra)
+	setRoute(t, s, rb)
+	setRoute(t, s, route("c", b.addr(), "c.test"))
+	if err := s.DeleteRoute("c"); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(state))
+	if len(entries) != 1 {
+		t.Errorf("state directory holds %d files, want only state.json", len(entries))
+	}
+	var saved []Route
+	raw, _ := os.ReadFile(state)
+	if err := json.Unmarshal(raw, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Route{ra, rb}, saved); diff != "" {
+		t.Errorf("state file (-want +got):\n%s", diff)
+	}
+
+	s2, front := newProxy(t, Options{StatePath: state})
+	if diff := cmp.Diff([]Route{ra, rb}, s2.Routes()); diff != "" {
+		t.Errorf("restored routes (-want +got):\n%s", diff)
+	}
+	if code, body := get(t, nil, front, "a.test", "/"); code != 200 || !strings.HasPrefix(body, "a ") {
 		t.Errorf("after restart: %d %q", code, body)
+	}
+	if code, body := get(t, nil, front, "b.test", "/b/x"); code != 200 || !strings.HasPrefix(body, "b ") {
+		t.Errorf("after restart: %d %q", code, body)
+	}
+	os.WriteFile(state, []byte("{not json"), 0o644)
+	if _, err := New(Options{StatePath: state}); err == nil {
+		t.Error("a corrupt state file was accepted")
 	}
 }
 
 func TestControlSocket(t *testing.T) {
-	a := backend(t, "a", true)
+	a, b := backend(t, "a", true), backend(t, "b", true)
 	s, front := newProxy(t, Options{})
 	sock := filepath.Join(t.TempDir(), "c.sock")
 	ln, err := net.Listen("unix", sock)
@@ -322,83 +842,248 @@ func TestControlSocket(t *testing.T) {
 	defer ctl.Close()
 	c := &Client{Socket: sock}
 	ctx := context.Background()
-	if _, err := c.SetRoute(ctx, route("a", addr(a), "a.test")); err != nil {
-		t.Fatal(err)
+	prev, err := c.SetRoute(ctx, route("a", a.addr(), "a.test"))
+	if err != nil || prev != "" {
+		t.Fatalf("SetRoute: %q %v", prev, err)
 	}
-	if _, body := get(t, front, "a.test", "/"); !strings.HasPrefix(body, "a ") {
+	if _, body := get(t, nil, front, "a.test", "/"); !strings.HasPrefix(body, "a ") {
 		t.Errorf("served %q", body)
 	}
+	prev, err = c.SetRoute(ctx, route("a", b.addr(), "a.test"))
+	if err != nil || prev != a.addr() {
+		t.Fatalf("switch: %q %v", prev, err)
+	}
+	if err := c.WaitDrained(ctx, a.addr(), 5*time.Second); err != nil {
+		t.Error(err)
+	}
 	st, err := c.Status(ctx)
-	if err != nil || len(st) != 1 || !st[0].Healthy || st[0].Upstream != addr(a) {
-		t.Errorf("status %+v, %v", st, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []RouteStatus{{Route: route("a", b.addr(), "a.test"), Healthy: true}}
+	if diff := cmp.Diff(want, st, cmpopts.IgnoreFields(RouteStatus{}, "CheckedAt")); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	routes, err := c.Routes(ctx)
+	if diff := cmp.Diff([]Route{route("a", b.addr(), "a.test")}, routes); err != nil || diff != "" {
+		t.Errorf("routes %v (-want +got):\n%s", err, diff)
 	}
 	bad := route("b", "127.0.0.1:1", "b.test")
 	bad.HealthTimeout = Duration{300 * time.Millisecond}
-	if _, err := c.SetRoute(ctx, bad); err == nil || !strings.Contains(err.Error(), "not healthy") {
+	if _, err := c.SetRoute(ctx, bad); err == nil || !strings.Contains(err.Error(), "not healthy") || !strings.Contains(err.Error(), "unchanged") {
 		t.Errorf("unhealthy route over the socket: %v", err)
+	}
+	if _, err := c.SetRoute(ctx, Route{App: "x"}); err == nil || !strings.Contains(err.Error(), "no hosts") {
+		t.Errorf("invalid route: %v", err)
+	}
+	if err := c.DeleteRoute(ctx, "nope"); err == nil {
+		t.Error("deleting a route that does not exist succeeded")
+	}
+	// A raw request with an unknown field is refused with a reason.
+	hc := c.http()
+	resp, err := hc.Post("http://proxy/v1/routes/a", "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST on a route: %s", resp.Status)
+		}
+	}
+	req, _ := http.NewRequest("PUT", "http://proxy/v1/routes/a", strings.NewReader(`{"hosts":["a.test"],"upstraem":"x"}`))
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "upstraem") {
+		t.Errorf("misspelt field: %s %s", resp.Status, body)
 	}
 	if err := c.DeleteRoute(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := get(t, front, "a.test", "/"); code != 404 {
+	if code, _ := get(t, nil, front, "a.test", "/"); code != 404 {
 		t.Errorf("after delete: %d", code)
 	}
 }
 
-func TestSlowHeadersAreCutOff(t *testing.T) {
+// TestSlowloris: a client that sends its headers slowly is cut off by
+// the read-header timeout, and a head over the limit is refused.
+func TestSlowloris(t *testing.T) {
 	s, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 300 * time.Millisecond}
+	srv := PublicServer(s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10}, nil)
 	go srv.Serve(ln)
 	defer srv.Close()
+
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: a")
-	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	start := time.Now()
-	_, err = io.ReadAll(conn)
-	if time.Since(start) > 2*time.Second {
-		t.Errorf("a client sending headers slowly held the connection %s (%v)", time.Since(start), err)
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\n")
+	var werr error
+	for i := 0; i < 40 && werr == nil; i++ { // a header line every 100ms
+		_, werr = fmt.Fprintf(conn, "X-%d: y\r\n", i)
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	io.ReadAll(conn)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a client sending headers slowly held the connection %s (write error %v)", d, werr)
+	}
+
+	big, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	big.Header.Set("X-Big", strings.Repeat("x", 8<<10))
+	resp, err := http.DefaultClient.Do(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("an 8 KiB header: %s", resp.Status)
 	}
 }
 
-func TestMetrics(t *testing.T) {
+func TestMetricsAndAccessLog(t *testing.T) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{})
-	s.SetRoute(context.Background(), route("a", addr(a), "a.test"))
-	get(t, front, "a.test", "/")
-	get(t, front, "x.test", "/")
-	s.Status(context.Background())
+	var logBuf syncBuffer
+	s, front := newProxy(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&logBuf, nil))})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	get(t, nil, front, "a.test", "/")
+	get(t, nil, front, "a.test", "/")
+	get(t, nil, front, "x.test", "/")
 	rec := httptest.NewRecorder()
 	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, want := range []string{`hoist_proxy_requests_total{app="a",code="2xx"} 1`, `hoist_proxy_requests_total{app="-",code="4xx"} 1`,
-		`hoist_proxy_request_duration_seconds_count 2`, `hoist_proxy_upstream_healthy{app="a"} 1`, "hoist_proxy_open_websockets 0"} {
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, rec.Body.String())
+	body := rec.Body.String()
+	for _, want := range []string{
+		`hoist_proxy_requests_total{app="a",code="2xx"} 2`,
+		`hoist_proxy_requests_total{app="-",code="4xx"} 1`,
+		`hoist_proxy_request_duration_seconds_count{app="a"} 2`,
+		`hoist_proxy_request_duration_seconds_bucket{app="a",le="+Inf"} 2`,
+		`hoist_proxy_upstream_healthy{app="a",upstream="` + a.addr() + `"} 1`,
+		`hoist_proxy_open_websockets{app="a"} 0`,
+		`hoist_proxy_in_flight_requests{app="a"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
+	}
+	var lines []map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(logBuf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("access log line %q: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("%d access log lines", len(lines))
+	}
+	got := map[string]any{"app": lines[2]["app"], "status": lines[2]["status"], "host": lines[2]["host"], "method": lines[2]["method"]}
+	if diff := cmp.Diff(map[string]any{"app": "-", "status": 404.0, "host": "x.test", "method": "GET"}, got); diff != "" {
+		t.Errorf("access log (-want +got):\n%s", diff)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestPooledConnections: keep-alive connections to the upstream are
+// reused, and one the upstream closed while idle is replaced without
+// failing the request.
+func TestPooledConnections(t *testing.T) {
+	var conns atomic.Int64
+	a := backend(t, "a", true, func(srv *http.Server) {
+		srv.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		}
+	})
+	s, front := newProxy(t, Options{HealthInterval: time.Hour})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	before := conns.Load()
+	for range 20 {
+		if code, _ := get(t, nil, front, "a.test", "/"); code != 200 {
+			t.Fatal(code)
+		}
+	}
+	if n := conns.Load() - before; n > 2 {
+		t.Errorf("20 sequential requests opened %d upstream connections", n)
+	}
+	a.CloseClientConnections() // the upstream drops its idle connections
+	time.Sleep(50 * time.Millisecond)
+	for range 5 {
+		if code, body := get(t, nil, front, "a.test", "/"); code != 200 {
+			t.Errorf("after the upstream closed idle connections: %d %q", code, body)
+		}
+	}
+	// A request with a body goes through too.
+	req, _ := http.NewRequest("POST", front.URL+"/", strings.NewReader("payload"))
+	req.Host = "a.test"
+	resp, err := front.Client().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("POST: %v %v", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+}
+
+func TestShutdownClosesWebSockets(t *testing.T) {
+	a := backend(t, "a", true)
+	s, front := newProxy(t, Options{})
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	conn, br := dialWS(t, addrOf(front), "a.test")
+	defer conn.Close()
+	s.Close()
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	op, p, err := readFrame(br)
+	if err != nil || op != 0x8 || binary.BigEndian.Uint16(p) != 1001 {
+		t.Errorf("on shutdown: op %d %x %v", op, p, err)
+	}
+	if _, err := s.SetRoute(context.Background(), route("a", a.addr(), "a.test")); err == nil {
+		t.Error("SetRoute after Close succeeded")
 	}
 }
 
 func BenchmarkProxyHTTP(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
-	s, _ := New(Options{})
-	if _, err := s.SetRoute(context.Background(), Route{App: "a", Hosts: []string{"a.test"}, Upstream: addr(up), HealthPath: "/"}); err != nil {
+	s, err := New(Options{HealthInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r := Route{App: "a", Hosts: []string{"a.test"}, Upstream: strings.TrimPrefix(up.URL, "http://"), HealthPath: "/"}
+	if _, err := s.SetRoute(context.Background(), r); err != nil {
 		b.Fatal(err)
 	}
 	front := httptest.NewServer(s)
 	defer front.Close()
-	client := front.Client()
-	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -413,4 +1098,20 @@ func BenchmarkProxyHTTP(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+}
+
+func BenchmarkLookup(b *testing.B) {
+	var entries []*entry
+	s := &Server{metrics: newMetrics()}
+	for i := range 50 {
+		r := Route{App: fmt.Sprint("app", i), Hosts: []string{fmt.Sprintf("app%d.example.com", i), fmt.Sprintf("*.app%d.example.org", i)}, PathPrefix: "/x"}
+		entries = append(entries, s.newEntry(r, nil))
+	}
+	t := newTable(entries)
+	b.ReportAllocs()
+	for b.Loop() {
+		if t.lookup(hostOf("App42.example.com:443"), "/x/y") == nil || t.lookup("a.app7.example.org", "/x") == nil {
+			b.Fatal("no match")
+		}
+	}
 }

@@ -4,34 +4,100 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 )
 
 // RunOptions configure the long-running proxy.
 type RunOptions struct {
-	HTTP    string // public listen address, like :80
-	HTTPS   string // public TLS address, like :443; used when Options.Certs is set
+	HTTP    string // public listen address, like :80 (when systemd passes none)
+	HTTPS   string // public TLS address, like :443; served when Options.Certs is set
 	Control string // unix socket path
 	Metrics string // loopback address for /metrics; "" for none
+	// Pprof also serves net/http/pprof's /debug/pprof/ on the metrics
+	// address, for profiling the proxy in place.
+	Pprof bool
 	Options
-	Log *slog.Logger
+	Timeouts Timeouts
+	Log      *slog.Logger
 }
 
-// Run serves until ctx ends, then shuts down gracefully. It takes its
-// public listener from systemd (socket activation) when there is one, so
-// that a restart of the proxy never closes the listening socket, and
-// tells systemd when it is ready (Type=notify).
+// Timeouts guard the public listeners against slow and idle clients.
+type Timeouts struct {
+	ReadHeader time.Duration // the request head (slowloris); default 10s
+	Read       time.Duration // the whole request, body included; default 5m
+	Idle       time.Duration // a keep-alive connection between requests; default 2m
+	// MaxHeaderBytes bounds the request head; default 64 KiB (431 past it).
+	MaxHeaderBytes int
+	// Shutdown bounds a graceful stop; default 30s.
+	Shutdown time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = 10 * time.Second
+	}
+	if t.Read <= 0 {
+		t.Read = 5 * time.Minute
+	}
+	if t.Idle <= 0 {
+		t.Idle = 2 * time.Minute
+	}
+	if t.MaxHeaderBytes <= 0 {
+		t.MaxHeaderBytes = 64 << 10
+	}
+	if t.Shutdown <= 0 {
+		t.Shutdown = 30 * time.Second
+	}
+	return t
+}
+
+// PublicServer is the http.Server for a public listener, with the
+// timeouts and header limit that keep slow clients from holding it.
+func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
+	t = t.withDefaults()
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    t.MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+}
+
+// Run serves until ctx ends, then shuts down gracefully: WebSockets get
+// 1001 Going Away, requests in flight finish. It takes its public
+// listeners from systemd (socket activation: the first socket is HTTP,
+// the second HTTPS, or by FileDescriptorName= "http" and "https") when
+// there are any, so that a restart of the proxy never closes the
+// listening sockets, and tells systemd when it is ready (Type=notify).
 func Run(ctx context.Context, o RunOptions) error {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if o.Options.HTTPSPort == 0 && o.HTTPS != "" && len(systemdListeners()) == 0 {
+		if _, p, err := net.SplitHostPort(o.HTTPS); err == nil {
+			o.Options.HTTPSPort, _ = strconv.Atoi(p)
+		}
+	}
 	s, err := New(o.Options)
 	if err != nil {
 		return err
 	}
-	ln, err := publicListener(o.HTTP, 0)
+	defer s.Close()
+	errLog := slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)
+	inherited := systemdListeners()
+	ln, err := publicListener(inherited, "http", 0, o.HTTP)
 	if err != nil {
 		return err
 	}
@@ -39,82 +105,141 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Certs != nil {
 		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
 	}
-	pub := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second, // no slowloris
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
-	}
-	os.Remove(o.Control)
-	cl, err := net.Listen("unix", o.Control)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(o.Control, 0o600); err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	ctl := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 10 * time.Second}
+	pub := PublicServer(handler, o.Timeouts, errLog)
 	errc := make(chan error, 4)
 	go func() { errc <- pub.Serve(ln) }()
+
 	var sec *http.Server
 	if o.Certs != nil {
-		tln, err := publicListener(o.HTTPS, 1)
+		tln, err := publicListener(inherited, "https", 1, o.HTTPS)
 		if err != nil {
 			return err
 		}
-		sec = &http.Server{
-			Handler: s, TLSConfig: o.Certs.TLSConfig(),
-			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
-			ErrorLog: pub.ErrorLog,
-		}
+		sec = PublicServer(s, o.Timeouts, errLog)
+		sec.TLSConfig = o.Certs.TLSConfig()
 		go func() { errc <- sec.ServeTLS(tln, "", "") }()
 	}
+
+	if err := os.MkdirAll(filepath.Dir(o.Control), 0o755); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	os.Remove(o.Control)
+	old := syscall.Umask(0o077)
+	cl, err := net.Listen("unix", o.Control)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	defer os.Remove(o.Control)
+	ctl := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	go func() { errc <- ctl.Serve(cl) }()
+
 	var met *http.Server
 	if o.Metrics != "" {
+		host, _, err := net.SplitHostPort(o.Metrics)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("metrics address %q: give a loopback address, like 127.0.0.1:9180", o.Metrics)
+		}
 		ml, err := net.Listen("tcp", o.Metrics)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		met = &http.Server{Handler: s.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.MetricsHandler())
+		mux.Handle("/{$}", s.MetricsHandler())
+		if o.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		met = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 		go func() { errc <- met.Serve(ml) }()
 	}
 	notify("READY=1")
-	o.Log.Info("proxy ready", "http", ln.Addr().String(), "control", o.Control)
+	o.Log.Info("proxy ready", "http", ln.Addr().String(), "https", o.Certs != nil, "control", o.Control,
+		"metrics", o.Metrics, "routes", len(s.Routes()), "socket_activated", len(inherited) > 0)
+	var runErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
-			return err
+			runErr = err
 		}
 	}
 	notify("STOPPING=1")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	o.Log.Info("proxy stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), o.Timeouts.withDefaults().Shutdown)
 	defer cancel()
-	ctl.Shutdown(sctx)
+	ctl.Close()
+	if met != nil {
+		met.Close()
+	}
+	s.Close() // WebSockets: 1001
 	if sec != nil {
 		sec.Shutdown(sctx)
 	}
-	if met != nil {
-		met.Shutdown(sctx)
+	pub.Shutdown(sctx)
+	if o.Certs != nil {
+		o.Certs.Close()
 	}
-	return pub.Shutdown(sctx)
+	return runErr
 }
 
-// publicListener returns the index-th socket systemd passed
-// (LISTEN_FDS: 80 first, then 443), or listens on addr.
-func publicListener(addr string, index int) (net.Listener, error) {
-	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid == os.Getpid() {
-		if n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS")); n > index {
-			f := os.NewFile(uintptr(3+index), "listen-fd")
-			ln, err := net.FileListener(f)
-			f.Close()
-			if err != nil {
-				return nil, fmt.Errorf("systemd socket: %w", err)
-			}
-			return ln, nil
+// inheritedListener is a socket systemd passed, with its name.
+type inheritedListener struct {
+	name string
+	ln   net.Listener
+}
+
+var inheritedCache []inheritedListener
+
+// systemdListeners returns the sockets passed by systemd (LISTEN_PID,
+// LISTEN_FDS, LISTEN_FDNAMES), taken once.
+func systemdListeners() []inheritedListener {
+	if inheritedCache != nil {
+		return inheritedCache
+	}
+	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() {
+		return nil
+	}
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
+	var out []inheritedListener
+	for i := 0; i < n; i++ {
+		fd := 3 + i
+		syscall.CloseOnExec(fd)
+		f := os.NewFile(uintptr(fd), "listen-fd-"+strconv.Itoa(i))
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			continue
 		}
+		name := ""
+		if i < len(names) {
+			name = names[i]
+		}
+		out = append(out, inheritedListener{name: name, ln: ln})
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	inheritedCache = out
+	return out
+}
+
+// publicListener returns the socket systemd passed with the given name,
+// or else the index-th one, or listens on addr.
+func publicListener(inherited []inheritedListener, name string, index int, addr string) (net.Listener, error) {
+	for _, l := range inherited {
+		if l.name == name {
+			return l.ln, nil
+		}
+	}
+	if len(inherited) > index {
+		return inherited[index].ln, nil
+	}
+	if len(inherited) > 0 {
+		return nil, fmt.Errorf("systemd passed %d sockets, none for %s", len(inherited), name)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -123,19 +248,21 @@ func publicListener(addr string, index int) (net.Listener, error) {
 	return ln, nil
 }
 
-// notify sends a state to systemd's notification socket, if any.
-func notify(state string) {
+// notify sends a state to systemd's notification socket, if any
+// (sd_notify(3), without libsystemd).
+func notify(state string) error {
 	sock := os.Getenv("NOTIFY_SOCKET")
 	if sock == "" {
-		return
+		return nil
 	}
 	if sock[0] == '@' {
 		sock = "\x00" + sock[1:]
 	}
 	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
-		return
+		return err
 	}
 	defer c.Close()
-	c.Write([]byte(state))
+	_, err = c.Write([]byte(state))
+	return err
 }

@@ -1,3 +1,25 @@
+// Package proxy is hoist's edge proxy, run on each host by the same
+// binary (hoist proxy run). It routes requests by Host name and path
+// prefix to each app's current upstream on loopback, and makes deploys
+// invisible to users:
+//
+//   - SetRoute (PUT /v1/routes/{app} on the control socket) health-checks
+//     a new upstream first, and only then swaps it in; an upstream that
+//     never turns healthy never gets a request, and the old route stays;
+//   - the route table is an immutable snapshot behind an atomic pointer,
+//     so the request path takes no lock;
+//   - the old upstream drains: requests in flight finish, and WebSockets
+//     stay open until the drain timeout, when both sides get a close
+//     frame with 1001 Going Away, so that clients reconnect;
+//   - upstreams are health-checked while live: one that fails its checks
+//     is answered with 503 at once, one that refuses connections with 502.
+//
+// The control API is JSON over HTTP on a unix socket (control.go, with
+// its Go client in client.go); routes persist to a state file written
+// atomically (state.go). Metrics are Prometheus' text format
+// (metrics.go), access logs JSON lines through log/slog. TLS
+// certificates come from internal/tls. Run (run.go) serves it all as a
+// systemd service: Type=notify, with socket activation.
 package proxy
 
 import (
@@ -9,8 +31,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"sort"
-	"strings"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,113 +44,176 @@ import (
 type Options struct {
 	// StatePath is where routes are kept across restarts ("" keeps none).
 	StatePath string
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept;
-	// from anyone else they are replaced.
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
+	// (and appended to); from anyone else they are replaced.
 	TrustedProxies []netip.Prefix
 	// AccessLog receives one JSON line per request; nil logs nothing.
 	AccessLog *slog.Logger
 	// Certs obtains certificates for routes with TLS; nil serves no TLS.
 	Certs *hoisttls.Manager
-}
-
-// entry is a route with its live upstream.
-type entry struct {
-	route Route
-	up    *upstream
-}
-
-// table is an immutable snapshot of the routes.
-type table struct {
-	entries []*entry
-}
-
-func (t *table) lookup(host, path string) *entry {
-	var best *entry
-	bestScore := -1
-	for _, e := range t.entries {
-		if score, ok := e.route.matches(host, path); ok && score > bestScore {
-			best, bestScore = e, score
-		}
-	}
-	return best
+	// HTTPSPort is the public HTTPS port redirects point to (default 443).
+	HTTPSPort int
+	// HealthInterval is how often live upstreams are checked (default 2s).
+	HealthInterval time.Duration
+	// UpstreamHeaderTimeout bounds the wait for an upstream's response
+	// head (default 60s; negative for none).
+	UpstreamHeaderTimeout time.Duration
 }
 
 // Server is the proxy: an http.Handler for the public listeners and the
-// control operations behind the control socket.
+// operations behind the control socket.
 type Server struct {
 	opts      Options
 	table     atomic.Pointer[table]
-	transport *http.Transport
+	transport *http.Transport // requests with a body
 	buffers   *bufferPool
 	health    *http.Client
 	metrics   *metrics
 
-	mu     sync.Mutex // serialises route changes
-	drains sync.Map   // upstream address -> *upstream being drained
+	mu sync.Mutex // serialises route changes and state writes
+
+	drainMu sync.Mutex
+	drains  map[string][]*upstream // address -> upstreams draining or drained
+
+	closed atomic.Bool
 }
 
 // New returns a server with the routes saved at opts.StatePath, if any.
+// Restored upstreams are taken as healthy until their checks say not.
 func New(opts Options) (*Server, error) {
-	s := &Server{opts: opts, transport: newTransport(), buffers: &bufferPool{}, metrics: newMetrics()}
-	s.health = &http.Client{Transport: s.transport, Timeout: 2 * time.Second}
-	s.table.Store(&table{})
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = 2 * time.Second
+	}
+	if opts.UpstreamHeaderTimeout == 0 {
+		opts.UpstreamHeaderTimeout = 60 * time.Second
+	} else if opts.UpstreamHeaderTimeout < 0 {
+		opts.UpstreamHeaderTimeout = 0
+	}
+	if opts.HTTPSPort == 0 {
+		opts.HTTPSPort = 443
+	}
+	s := &Server{opts: opts, buffers: &bufferPool{}, metrics: newMetrics(), drains: map[string][]*upstream{}}
+	s.transport = newTransport(opts.UpstreamHeaderTimeout)
+	s.health = &http.Client{Transport: newTransport(0), Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	routes, err := loadState(opts.StatePath)
 	if err != nil {
 		return nil, err
 	}
-	t := &table{}
+	var entries []*entry
 	for _, r := range routes {
-		t.entries = append(t.entries, &entry{route: r, up: s.newUpstream(r.Upstream)})
+		e := s.newEntry(r, s.newUpstream(r.App, r.Upstream))
+		s.startHealth(e)
+		entries = append(entries, e)
 	}
-	s.table.Store(t)
+	s.table.Store(newTable(entries))
+	if opts.Certs != nil {
+		for _, r := range routes {
+			if r.TLS {
+				if err := opts.Certs.Manage(context.Background(), r.exactHosts()); err != nil {
+					return nil, fmt.Errorf("route %s: certificates: %w", r.App, err)
+				}
+			}
+		}
+	}
 	return s, nil
 }
 
-func (s *Server) newUpstream(addr string) *upstream {
-	u := &upstream{addr: addr, ws: map[*wsConn]struct{}{}}
-	u.proxy = &httputil.ReverseProxy{
-		Transport:  s.transport,
+func (s *Server) newEntry(r Route, u *upstream) *entry {
+	p := r.prefix()
+	return &entry{route: r, prefix: p, prefixSlash: p + "/", up: u, m: s.metrics.app(r.App)}
+}
+
+func (s *Server) newUpstream(app, addr string) *upstream {
+	u := &upstream{app: app, addr: addr, ws: map[*wsConn]struct{}{}, stop: func() {}}
+	u.healthy.Store(true)
+	u.pool = newConnPool(addr, s.transport, s.opts.UpstreamHeaderTimeout)
+	u.rp = &httputil.ReverseProxy{
+		Transport:  u.pool,
 		BufferPool: s.buffers,
-		// No periodic flushing: ReverseProxy flushes streamed responses
-		// (no Content-Length, event streams) at once by itself, and a
-		// flush per write costs a syscall on every small response.
+		// ReverseProxy flushes streamed responses (no Content-Length,
+		// event streams) at once by itself; a flush per write would cost
+		// a syscall on every small response.
 		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
 			pr.Out.Host = pr.In.Host
-			s.forwarded(pr)
+			s.forwarded(pr.In, pr.Out.Header)
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
-				return // the client went away
-			}
-			page(w, http.StatusBadGateway, "The application is not answering. Try again in a moment.")
-		},
+		ErrorHandler: s.upstreamError,
+		ErrorLog:     nil,
 	}
 	return u
 }
 
-// forwarded sets X-Forwarded-For/-Proto/-Host, keeping the client's own
-// values only when the peer is a trusted proxy.
-func (s *Server) forwarded(pr *httputil.ProxyRequest) {
-	ip, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
-	proto := "http"
-	if pr.In.TLS != nil {
+func (s *Server) startHealth(e *entry) {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.up.stop = cancel
+	go s.watchHealth(ctx, e.up, e.route.HealthPath)
+}
+
+// upstreamError answers a request the upstream failed: 504 if it took
+// too long, 502 otherwise.
+func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) || r.Context().Err() != nil {
+		// The client went away; nobody reads this.
+		w.WriteHeader(499)
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		page(w, http.StatusGatewayTimeout, "The application took too long to answer.")
+		return
+	}
+	page(w, http.StatusBadGateway, "The application is not answering. Try again in a moment.")
+}
+
+// forwarded sets X-Forwarded-For/-Proto/-Host on an outgoing request.
+func (s *Server) forwarded(in *http.Request, h http.Header) {
+	ip, proto, host := s.forwardedValues(in)
+	h["X-Forwarded-For"] = []string{ip}
+	h["X-Forwarded-Proto"] = []string{proto}
+	h["X-Forwarded-Host"] = []string{host}
+	delete(h, "Forwarded")
+}
+
+// forwardedValues are the X-Forwarded-For/-Proto/-Host for a request:
+// the peer's address, the scheme and Host it used, extending the
+// client's own values only when the peer is a trusted proxy.
+func (s *Server) forwardedValues(in *http.Request) (ip, proto, host string) {
+	ip, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		ip = in.RemoteAddr
+	}
+	proto = "http"
+	if in.TLS != nil {
 		proto = "https"
 	}
-	h := pr.Out.Header
-	if s.trusted(ip) {
-		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
+	host = in.Host
+	if len(s.opts.TrustedProxies) > 0 && s.trusted(ip) {
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+			ip = joinComma(prior) + ", " + ip
 		}
-		if p := pr.In.Header.Get("X-Forwarded-Proto"); p != "" {
+		if p := in.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 			proto = p
 		}
+		if fh := in.Header.Get("X-Forwarded-Host"); fh != "" {
+			host = fh
+		}
 	}
-	h.Set("X-Forwarded-For", ip)
-	h.Set("X-Forwarded-Proto", proto)
-	h.Set("X-Forwarded-Host", pr.In.Host)
+	return ip, proto, host
+}
+
+func joinComma(vs []string) string {
+	if len(vs) == 1 {
+		return vs[0]
+	}
+	out := vs[0]
+	for _, v := range vs[1:] {
+		out += ", " + v
+	}
+	return out
 }
 
 func (s *Server) trusted(ip string) bool {
@@ -136,8 +221,9 @@ func (s *Server) trusted(ip string) bool {
 	if err != nil {
 		return false
 	}
+	a = a.Unmap()
 	for _, p := range s.opts.TrustedProxies {
-		if p.Contains(a.Unmap()) {
+		if p.Contains(a) {
 			return true
 		}
 	}
@@ -147,120 +233,140 @@ func (s *Server) trusted(ip string) bool {
 // ServeHTTP routes one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	host := strings.ToLower(r.Host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	e := s.table.Load().lookup(host, r.URL.Path)
-	rec := &statusRecorder{ResponseWriter: w}
-	app := "-"
-	switch {
-	case e == nil:
-		page(rec, http.StatusNotFound, "No application is served at this address.")
-	case e.route.TLS && r.TLS == nil && s.opts.Certs != nil:
-		app = e.route.App
-		http.Redirect(rec, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-	default:
-		if e.route.HSTS && r.TLS != nil {
-			rec.Header().Set("Strict-Transport-Security", "max-age=31536000")
-		}
-		app = e.route.App
-		up := e.up
-		up.inflight.Add(1)
-		var rw http.ResponseWriter = rec
-		if isUpgrade(r) {
-			rw = &hijackTracker{ResponseWriter: rec, up: up}
-			s.metrics.websockets.Add(1)
-			defer s.metrics.websockets.Add(-1)
-		}
-		up.proxy.ServeHTTP(rw, r)
-		up.inflight.Add(-1)
-	}
-	status := rec.status
+	rec := recorderPool.Get().(*statusRecorder)
+	rec.ResponseWriter, rec.status, rec.bytes = w, 0, 0
+	app := s.serve(rec, r)
+	status, size := rec.status, rec.bytes
 	if status == 0 {
 		status = http.StatusOK
 	}
+	rec.ResponseWriter = nil
+	recorderPool.Put(rec)
 	d := time.Since(start)
-	s.metrics.observe(app, status, d)
+	app.observe(status, d)
 	if s.opts.AccessLog != nil {
-		s.opts.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("app", app), slog.String("host", r.Host), slog.String("method", r.Method),
-			slog.String("path", r.URL.Path), slog.Int("status", status),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr))
+		s.opts.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
+			slog.String("app", app.app), slog.String("host", r.Host), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", size),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
+			slog.String("proto", r.Proto))
+	}
+}
+
+var recorderPool = sync.Pool{New: func() any { return &statusRecorder{} }}
+
+// serve answers r and returns the app it was counted for.
+func (s *Server) serve(w *statusRecorder, r *http.Request) *appMetrics {
+	host := hostOf(r.Host)
+	for {
+		e := s.table.Load().lookup(host, r.URL.Path)
+		if e == nil {
+			page(w, http.StatusNotFound, "No application is served at this address.")
+			return s.metrics.none
+		}
+		if e.route.TLS && r.TLS == nil && s.opts.Certs != nil && s.opts.Certs.Has(host) {
+			target := "https://" + host
+			if s.opts.HTTPSPort != 443 {
+				target += ":" + strconv.Itoa(s.opts.HTTPSPort)
+			}
+			w.Header().Set("Connection", "close")
+			http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
+			return e.m
+		}
+		u := e.up
+		u.inflight.Add(1)
+		if u.draining.Load() {
+			// Swapped out between the lookup and the count: the new table
+			// has its successor.
+			u.inflight.Add(-1)
+			continue
+		}
+		s.serveUpstream(w, r, e, u)
+		return e.m
+	}
+}
+
+// serveUpstream answers r from u, counted in u's in-flight requests
+// (even if the handler is aborted with a panic).
+func (s *Server) serveUpstream(w *statusRecorder, r *http.Request, e *entry, u *upstream) {
+	defer u.inflight.Add(-1)
+	if e.route.HSTS && r.TLS != nil {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	switch {
+	case !u.healthy.Load():
+		w.Header().Set("Retry-After", "5")
+		page(w, http.StatusServiceUnavailable, "The application is not available right now. Try again in a moment.")
+	case isUpgrade(r):
+		s.serveUpgrade(w, r, e, u)
+	default:
+		s.forward(w, r, u)
 	}
 }
 
 // SetRoute makes r live: the new upstream must answer its health check
 // within r.HealthTimeout, then new requests go to it at once, and the old
 // upstream, if another, drains in the background. It returns the old
-// upstream's address ("" if none).
+// upstream's address ("" if none). On error the old route is untouched.
 func (s *Server) SetRoute(ctx context.Context, r Route) (string, error) {
+	if s.closed.Load() {
+		return "", errors.New("the proxy is shutting down")
+	}
 	if err := r.Validate(); err != nil {
 		return "", err
 	}
+	if err := s.table.Load().conflict(&r); err != nil {
+		return "", err
+	}
+	hctx, cancel := context.WithTimeout(ctx, r.HealthTimeout.Duration)
+	defer cancel()
+	if err := waitHealthy(hctx, s.health, r.Upstream, r.HealthPath); err != nil {
+		return "", fmt.Errorf("route %s: %w; the route is unchanged", r.App, err)
+	}
 	if r.TLS && s.opts.Certs != nil {
-		// Obtained in the background; the route serves meanwhile, and
-		// HTTPS for its names works once the certificate is in.
+		// Obtained (then renewed) in the background; plain HTTP serves
+		// the route until the certificate is in.
 		if err := s.opts.Certs.Manage(context.WithoutCancel(ctx), r.exactHosts()); err != nil {
 			return "", fmt.Errorf("route %s: certificates: %w", r.App, err)
 		}
 	}
-	hctx, cancel := context.WithTimeout(ctx, r.HealthTimeout.Duration)
-	defer cancel()
-	if err := checkHealth(hctx, s.health, r.Upstream, r.HealthPath); err != nil {
-		return "", err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.table.Load()
-	next := &table{}
-	var prev *entry
-	for _, e := range old.entries {
-		if e.route.App == r.App {
-			prev = e
-			continue
-		}
-		next.entries = append(next.entries, e)
+	if err := old.conflict(&r); err != nil {
+		return "", err
 	}
-	up := s.newUpstream(r.Upstream)
+	prev := old.byApp(r.App)
+	var up *upstream
 	if prev != nil && prev.up.addr == r.Upstream {
 		up = prev.up // same upstream, new settings: nothing to drain
+	} else {
+		up = s.newUpstream(r.App, r.Upstream)
 	}
-	next.entries = append(next.entries, &entry{route: r, up: up})
+	e := s.newEntry(r, up)
+	entries := make([]*entry, 0, len(old.all)+1)
+	for _, x := range old.all {
+		if x.route.App != r.App {
+			entries = append(entries, x)
+		}
+	}
+	entries = append(entries, e)
+	next := newTable(entries)
 	if err := saveState(s.opts.StatePath, routesOf(next)); err != nil {
 		return "", err
+	}
+	if prev == nil || prev.up != up || prev.route.HealthPath != r.HealthPath {
+		if prev != nil {
+			prev.up.stop()
+		}
+		s.startHealth(e)
 	}
 	s.table.Store(next)
 	if prev == nil || prev.up == up {
 		return "", nil
 	}
-	s.draining(prev.up, r.DrainTimeout.Duration)
+	s.drain(prev.up, r.DrainTimeout.Duration)
 	return prev.up.addr, nil
-}
-
-func (s *Server) draining(u *upstream, timeout time.Duration) {
-	s.drains.Store(u.addr, u)
-	go func() {
-		u.drain(timeout)
-		// Idle keep-alive connections to the old upstream go too.
-		s.transport.CloseIdleConnections()
-		s.drains.CompareAndDelete(u.addr, u)
-	}()
-}
-
-// WaitDrained blocks until the upstream at addr has drained or ctx ends.
-func (s *Server) WaitDrained(ctx context.Context, addr string) error {
-	for {
-		v, ok := s.drains.Load(addr)
-		if !ok || v.(*upstream).drained() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("upstream %s still has requests in flight: %w", addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // DeleteRoute removes app's route and drains its upstream.
@@ -268,44 +374,65 @@ func (s *Server) DeleteRoute(app string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.table.Load()
-	next := &table{}
-	for _, e := range old.entries {
-		if e.route.App == app {
-			s.draining(e.up, e.route.DrainTimeout.Duration)
-			continue
-		}
-		next.entries = append(next.entries, e)
-	}
-	if len(next.entries) == len(old.entries) {
+	prev := old.byApp(app)
+	if prev == nil {
 		return fmt.Errorf("no route for %s", app)
 	}
+	entries := slices.DeleteFunc(slices.Clone(old.all), func(e *entry) bool { return e == prev })
+	next := newTable(entries)
 	if err := saveState(s.opts.StatePath, routesOf(next)); err != nil {
 		return err
 	}
 	s.table.Store(next)
+	prev.up.stop()
+	s.drain(prev.up, prev.route.DrainTimeout.Duration)
 	return nil
+}
+
+// Routes returns the live routes, by app.
+func (s *Server) Routes() []Route { return routesOf(s.table.Load()) }
+
+func routesOf(t *table) []Route {
+	rs := make([]Route, 0, len(t.all))
+	for _, e := range t.all {
+		rs = append(rs, e.route)
+	}
+	return rs
 }
 
 // RouteStatus is one route as the control API reports it.
 type RouteStatus struct {
 	Route
-	Healthy        bool  `json:"healthy"`
-	InFlight       int64 `json:"in_flight"`
-	OpenWebSockets int   `json:"open_websockets"`
-	// Certificates maps each name to its certificate's expiry.
+	Healthy bool `json:"healthy"`
+	// HealthError is the last failed check's error, if the last failed.
+	HealthError string `json:"health_error,omitempty"`
+	// CheckedAt is when the upstream was last checked.
+	CheckedAt      time.Time `json:"checked_at,omitzero"`
+	InFlight       int64     `json:"in_flight"`
+	OpenWebSockets int       `json:"open_websockets"`
+	// Certificates maps each TLS name to its certificate's expiry; a
+	// name missing has no certificate yet.
 	Certificates map[string]time.Time `json:"certificates,omitempty"`
+	// Draining are the route's previous upstreams still draining.
+	Draining []DrainStatus `json:"draining,omitempty"`
 }
 
-// Status reports the routes, checking each upstream's health once.
+// DrainStatus is an old upstream that is draining.
+type DrainStatus struct {
+	Upstream       string `json:"upstream"`
+	InFlight       int64  `json:"in_flight"`
+	OpenWebSockets int    `json:"open_websockets"`
+}
+
+// Status reports the routes, with their health as last checked.
 func (s *Server) Status(ctx context.Context) []RouteStatus {
 	t := s.table.Load()
-	out := make([]RouteStatus, 0, len(t.entries))
-	for _, e := range t.entries {
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := checkOnce(hctx, s.health, e.up.addr, e.route.HealthPath)
-		cancel()
-		s.metrics.setHealth(e.route.App, err == nil)
-		rs := RouteStatus{Route: e.route, Healthy: err == nil, InFlight: e.up.inflight.Load(), OpenWebSockets: e.up.openWebSockets()}
+	out := make([]RouteStatus, 0, len(t.all))
+	for _, e := range t.all {
+		rs := RouteStatus{Route: e.route, Healthy: e.up.healthy.Load(), InFlight: e.up.inflight.Load(), OpenWebSockets: e.up.openWebSockets()}
+		if h := e.up.health.Load(); h != nil {
+			rs.HealthError, rs.CheckedAt = h.Err, h.At
+		}
 		if e.route.TLS && s.opts.Certs != nil {
 			rs.Certificates = map[string]time.Time{}
 			for _, h := range e.route.exactHosts() {
@@ -314,42 +441,45 @@ func (s *Server) Status(ctx context.Context) []RouteStatus {
 				}
 			}
 		}
+		rs.Draining = s.drainingFor(e.route.App)
 		out = append(out, rs)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
 	return out
 }
 
-func routesOf(t *table) []Route {
-	rs := make([]Route, 0, len(t.entries))
-	for _, e := range t.entries {
-		rs = append(rs, e.route)
+// Close ends health checks and closes every WebSocket with 1001 Going
+// Away (the proxy is going away). The listeners are Run's to close.
+func (s *Server) Close() {
+	s.closed.Store(true)
+	t := s.table.Load()
+	var ups []*upstream
+	for _, e := range t.all {
+		e.up.stop()
+		ups = append(ups, e.up)
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].App < rs[j].App })
-	return rs
+	s.drainMu.Lock()
+	for _, us := range s.drains {
+		ups = append(ups, us...)
+	}
+	s.drainMu.Unlock()
+	var wg sync.WaitGroup
+	for _, u := range ups {
+		wg.Go(func() { u.closeWebSockets() })
+	}
+	wg.Wait()
+	s.transport.CloseIdleConnections()
 }
 
-func checkOnce(ctx context.Context, c *http.Client, addr, path string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return nil
-}
-
-// statusRecorder remembers the status written, for logs and metrics.
+// statusRecorder remembers the status and size written, for logs and
+// metrics.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)
@@ -359,15 +489,20 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	return r.ResponseWriter.Write(b)
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // page writes a small HTML error page.
 func page(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, "<!doctype html><title>%d %s</title><h1>%d %s</h1><p>%s</p>\n", code, http.StatusText(code), code, http.StatusText(code), msg)
+	text := http.StatusText(code)
+	fmt.Fprintf(w, "<!doctype html><title>%d %s</title><h1>%d %s</h1><p>%s</p>\n", code, text, code, text, msg)
 }

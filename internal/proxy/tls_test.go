@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	stdtls "crypto/tls"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,64 +22,21 @@ import (
 	hoisttls "github.com/hoistdev/hoist/internal/tls"
 )
 
-// pebble starts Pebble, a real ACME server, with pebble-challtestsrv as
-// its DNS (every name resolves to 127.0.0.1); it validates challenges on
-// 127.0.0.1:5002 (HTTP-01) and :5001 (TLS-ALPN-01). It returns the ACME
-// directory URL and the file of roots its API is trusted with.
-func pebble(t *testing.T) (string, string) {
+// freePort returns a loopback port nobody listens on (for servers that
+// must be told their port before they start).
+func freePort(t *testing.T) int {
 	t.Helper()
-	bin := func(name string) string {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-		gobin, _ := exec.Command("go", "env", "GOPATH").Output()
-		p := filepath.Join(strings.TrimSpace(string(gobin)), "bin", name)
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed; scripts/deps.sh installs it", name)
-			}
-			t.Skipf("%s is not installed (go install github.com/letsencrypt/pebble/v2/cmd/%s@v2.10.1)", name, name)
-		}
-		return p
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	pebbleBin, dnsBin := bin("pebble"), bin("pebble-challtestsrv")
-	modDir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2@v2.10.1").Output()
-	certs := filepath.Join(strings.TrimSpace(string(modDir)), "test", "certs")
-	if err != nil || strings.TrimSpace(string(modDir)) == "" {
-		gomod, _ := exec.Command("go", "env", "GOMODCACHE").Output()
-		certs = filepath.Join(strings.TrimSpace(string(gomod)), "github.com", "letsencrypt", "pebble", "v2@v2.10.1", "test", "certs")
-	}
-	dir := t.TempDir()
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
-		"certificate": filepath.Join(certs, "localhost", "cert.pem"), "privateKey": filepath.Join(certs, "localhost", "key.pem"),
-		"httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-		"keyAlgorithm": "ecdsa",
-	}}
-	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "pebble.json")
-	os.WriteFile(cfgPath, b, 0o644)
-
-	start := func(name string, args ...string) {
-		cmd := exec.Command(name, args...)
-		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-		log, _ := os.Create(filepath.Join(dir, filepath.Base(name)+".log"))
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	}
-	start(dnsBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", "127.0.0.1:8053",
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", "127.0.0.1:8055")
-	start(pebbleBin, "-config", cfgPath, "-dnsserver", "127.0.0.1:8053")
-	waitTCP(t, "127.0.0.1:14000")
-	return "https://127.0.0.1:14000/dir", filepath.Join(certs, "pebble.minica.pem")
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func waitTCP(t *testing.T, addr string) {
 	t.Helper()
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			c.Close()
 			return
@@ -87,14 +46,322 @@ func waitTCP(t *testing.T, addr string) {
 	t.Fatalf("%s did not come up", addr)
 }
 
-// pebbleRoots fetches the root that Pebble's issued certificates chain to.
-func pebbleRoots(t *testing.T, minica string) *x509.CertPool {
+// running is a proxy started with Run, on loopback ports of its own.
+type running struct {
+	httpPort, httpsPort int
+	client              *Client
+	stop                func() error
+}
+
+func startRun(t *testing.T, certs *hoisttls.Manager, httpPort, httpsPort int) *running {
 	t.Helper()
-	pem, _ := os.ReadFile(minica)
+	dir := t.TempDir()
+	notifySock := filepath.Join(dir, "notify.sock")
+	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifySock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	t.Setenv("NOTIFY_SOCKET", notifySock)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	o := RunOptions{
+		HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort), HTTPS: fmt.Sprintf("127.0.0.1:%d", httpsPort),
+		Control: filepath.Join(dir, "proxy.sock"),
+		Options: Options{StatePath: filepath.Join(dir, "state.json"), Certs: certs, HealthInterval: 200 * time.Millisecond},
+		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}
+	go func() { errc <- Run(ctx, o) }()
+	nl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, err := nl.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		cancel()
+		t.Fatalf("no READY=1 from the proxy: %q %v (run: %v)", buf[:n], err, drainErr(errc))
+	}
+	r := &running{httpPort: httpPort, httpsPort: httpsPort, client: &Client{Socket: o.Control}}
+	stopped := false
+	r.stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("Run did not return within 10s")
+		}
+	}
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+func drainErr(c chan error) error {
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(100 * time.Millisecond):
+		return nil
+	}
+}
+
+// httpsClient trusts roots and sends SNI name whatever address it dials.
+func httpsClient(roots *x509.CertPool, name string) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &stdtls.Config{RootCAs: roots, ServerName: name}, ForceAttemptHTTP2: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// waitHTTPS polls until HTTPS for name verifies against roots and the
+// backend answers; it returns the certificate served.
+func waitHTTPS(t *testing.T, port int, name string, roots *x509.CertPool, within time.Duration) (*http.Response, string, *x509.Certificate) {
+	t.Helper()
+	client := httpsClient(roots, name)
+	var last error
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/", port), nil)
+		req.Host = name
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp, string(body), resp.TLS.PeerCertificates[0]
+		}
+		last = err
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("no valid certificate for %s within %s: %v", name, within, last)
+	return nil, "", nil
+}
+
+// servedCert returns the certificate the proxy hands out for name.
+func servedCert(port int, name string, roots *x509.CertPool) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	c, err := stdtls.DialWithDialer(d, "tcp", fmt.Sprintf("127.0.0.1:%d", port), &stdtls.Config{RootCAs: roots, ServerName: name})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// checkServing checks what a TLS route answers over HTTPS (HTTP/2,
+// HSTS, the forwarded proto) and plain HTTP (a redirect).
+func checkServing(t *testing.T, r *running, name string, roots *x509.CertPool, resp *http.Response, body string) {
+	t.Helper()
+	if !strings.HasPrefix(body, "a xff=127.0.0.1 proto=https host="+name) || resp.ProtoMajor != 2 ||
+		resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Errorf("HTTPS answer: %s %q hsts=%q", resp.Proto, body, resp.Header.Get("Strict-Transport-Security"))
+	}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/x?y=1", r.httpPort), nil)
+	req.Host = name
+	presp, err := httpsClient(roots, name).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	want := fmt.Sprintf("https://%s:%d/x?y=1", name, r.httpsPort)
+	if presp.StatusCode != http.StatusPermanentRedirect || presp.Header.Get("Location") != want {
+		t.Errorf("plain HTTP: %d %q, want a redirect to %s", presp.StatusCode, presp.Header.Get("Location"), want)
+	}
+	st, err := r.client.Status(context.Background())
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %v %v", st, err)
+	}
+	if exp, ok := st[0].Certificates[name]; !ok || time.Until(exp) <= 0 {
+		t.Errorf("status: certificate expiry %v for %s", st[0].Certificates, name)
+	}
+}
+
+func tlsRoute(app, upstream, name string) Route {
+	r := route(app, upstream, name)
+	r.TLS, r.HSTS = true, true
+	return r
+}
+
+// TestInternalCA serves HTTPS with a certificate from the proxy's own
+// CA, run the way systemd runs it (Run: READY=1, control socket), and
+// serves the same certificate from storage after a restart.
+func TestInternalCA(t *testing.T) {
+	storage := t.TempDir()
+	certs, err := hoisttls.New(hoisttls.Options{Storage: storage, Internal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, certs, freePort(t), freePort(t))
+	a := backend(t, "a", true)
+	name := "lab.hoist.test"
+	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), name)); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(certs.InternalRoot()) {
+		t.Fatal("no internal root")
+	}
+	resp, body, leaf := waitHTTPS(t, r.httpsPort, name, roots, 20*time.Second)
+	checkServing(t, r, name, roots, resp, body)
+
+	// A WebSocket over TLS (HTTP/1.1 upgrade).
+	conn, err := stdtls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.httpsPort), &stdtls.Config{RootCAs: roots, ServerName: name, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", name)
+	br := bufio.NewReader(conn)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if wresp, err := http.ReadResponse(br, nil); err != nil || wresp.StatusCode != 101 {
+		t.Fatalf("upgrade over TLS: %v %v", wresp, err)
+	}
+	if got := echo(t, conn, br, "tls"); got != "a:tls" {
+		t.Errorf("echo over TLS: %q", got)
+	}
+
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The WebSocket was told the proxy is going away.
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if op, p, err := readFrame(br); err != nil || op != 0x8 || string(p) != "\x03\xe9" {
+		t.Errorf("on stop: op %d %x %v", op, p, err)
+	}
+
+	certs2, err := hoisttls.New(hoisttls.Options{Storage: storage, Internal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newTLSFront(t, certs2)
+	if err := certs2.Manage(context.Background(), []string{name}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := servedCert(srv, name, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Error("after a restart the certificate was issued again instead of loaded from storage")
+	}
+}
+
+// newTLSFront serves certs' TLS config on a loopback port.
+func newTLSFront(t *testing.T, certs *hoisttls.Manager) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: certs.TLSConfig(), ErrorLog: quietLog()}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close(); certs.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// pebbleCA is a Pebble ACME server (and pebble-challtestsrv as its DNS,
+// answering 127.0.0.1 for every name) that validates HTTP-01 on
+// httpPort and TLS-ALPN-01 on tlsPort, all on loopback.
+type pebbleCA struct {
+	dir, rootsFile    string
+	httpPort, tlsPort int
+	mgmt              string
+}
+
+func pebbleBin(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
+	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		msg := fmt.Sprintf("%s is not installed (go install github.com/letsencrypt/pebble/v2/cmd/%s@v2.10.1; scripts/deps.sh does)", name, name)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return p
+}
+
+// startPebble starts Pebble; validity is its certificates' life (0 for
+// its default).
+func startPebble(t *testing.T, validity time.Duration) *pebbleCA {
+	t.Helper()
+	pebble, dnsBin := pebbleBin(t, "pebble"), pebbleBin(t, "pebble-challtestsrv")
+	gomod, _ := exec.Command("go", "env", "GOMODCACHE").Output()
+	certs := filepath.Join(strings.TrimSpace(string(gomod)), "github.com", "letsencrypt", "pebble", "v2@v2.10.1", "test", "certs")
+	if _, err := os.Stat(filepath.Join(certs, "pebble.minica.pem")); err != nil {
+		// The module is in the cache once pebble was installed with go install.
+		out, err := exec.Command("go", "mod", "download", "-json", "github.com/letsencrypt/pebble/v2@v2.10.1").Output()
+		var m struct{ Dir string }
+		if err != nil || json.Unmarshal(out, &m) != nil {
+			t.Fatalf("Pebble's test certificates: %v", err)
+		}
+		certs = filepath.Join(m.Dir, "test", "certs")
+	}
+	p := &pebbleCA{dir: t.TempDir(), rootsFile: filepath.Join(certs, "pebble.minica.pem"), httpPort: freePort(t), tlsPort: freePort(t)}
+	api, dns, dnsMgmt := freePort(t), freePort(t), freePort(t)
+	p.mgmt = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	profile := map[string]any{"description": "test"}
+	if validity > 0 {
+		profile["validityPeriod"] = int(validity.Seconds())
+	}
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress": fmt.Sprintf("127.0.0.1:%d", api), "managementListenAddress": p.mgmt,
+		"certificate": filepath.Join(certs, "localhost", "cert.pem"), "privateKey": filepath.Join(certs, "localhost", "key.pem"),
+		"httpPort": p.httpPort, "tlsPort": p.tlsPort, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"keyAlgorithm": "ecdsa", "profiles": map[string]any{"default": profile},
+	}}
+	b, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(p.dir, "pebble.json")
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dns)
+	start := func(bin string, args ...string) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
+		log, _ := os.Create(filepath.Join(p.dir, filepath.Base(bin)+".log"))
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			if t.Failed() {
+				b, _ := os.ReadFile(log.Name())
+				t.Logf("%s log:\n%s", filepath.Base(bin), lastLines(string(b), 30))
+			}
+		})
+	}
+	start(dnsBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", dnsAddr,
+		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", fmt.Sprintf("127.0.0.1:%d", dnsMgmt))
+	start(pebble, "-config", cfgPath, "-dnsserver", dnsAddr)
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", api))
+	waitTCP(t, p.mgmt)
+	p.dir = fmt.Sprintf("https://127.0.0.1:%d/dir", api)
+	return p
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// roots fetches the root that Pebble's issued certificates chain to,
+// from its management endpoint.
+func (p *pebbleCA) roots(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pem, _ := os.ReadFile(p.rootsFile)
 	api := x509.NewCertPool()
 	api.AppendCertsFromPEM(pem)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &stdtls.Config{RootCAs: api}}, Timeout: 5 * time.Second}
-	resp, err := c.Get("https://127.0.0.1:15000/roots/0")
+	resp, err := c.Get("https://" + p.mgmt + "/roots/0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +374,13 @@ func pebbleRoots(t *testing.T, minica string) *x509.CertPool {
 	return pool
 }
 
+func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
 // TestACMEChallenges obtains a certificate from Pebble by each challenge
-// type and serves HTTPS with it; plain HTTP is redirected.
+// type and serves HTTPS with it, the chain verified against Pebble's
+// root; plain HTTP is redirected.
 func TestACMEChallenges(t *testing.T) {
-	dirURL, minica := pebble(t)
+	p := startPebble(t, 0)
 	tests := map[string]struct{ noHTTP, noALPN bool }{
 		"http-01":     {noHTTP: false, noALPN: true},
 		"tls-alpn-01": {noHTTP: true, noALPN: false},
@@ -118,77 +388,65 @@ func TestACMEChallenges(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			certs, err := hoisttls.New(hoisttls.Options{
-				CA: dirURL, RootsFile: minica, Storage: t.TempDir(), Email: "ops@hoist.test",
-				HTTPPort: 5002, TLSALPNPort: 5001, DisableHTTP01: tt.noHTTP, DisableTLSALPN01: tt.noALPN,
+				CA: p.dir, RootsFile: p.rootsFile, Storage: t.TempDir(), Email: "ops@hoist.test",
+				HTTPPort: p.httpPort, TLSALPNPort: p.tlsPort, DisableHTTP01: tt.noHTTP, DisableTLSALPN01: tt.noALPN,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := New(Options{Certs: certs})
-			if err != nil {
-				t.Fatal(err)
-			}
-			plain, err := net.Listen("tcp", "127.0.0.1:5002")
-			if err != nil {
-				t.Fatal(err)
-			}
-			secure, err := net.Listen("tcp", "127.0.0.1:5001")
-			if err != nil {
-				t.Fatal(err)
-			}
-			quiet := log.New(io.Discard, "", 0) // handshakes fail until the certificate is in
-			hs := &http.Server{Handler: certs.HTTPHandler(s), ErrorLog: quiet}
-			ts := &http.Server{Handler: s, TLSConfig: certs.TLSConfig(), ErrorLog: quiet}
-			go hs.Serve(plain)
-			go ts.ServeTLS(secure, "", "")
-			defer hs.Close()
-			defer ts.Close()
-
-			name := strings.ReplaceAll(name, "-", "") + ".hoist.test"
+			r := startRun(t, certs, p.httpPort, p.tlsPort)
+			host := strings.ReplaceAll(name, "-", "") + ".hoist.test"
 			a := backend(t, "a", true)
-			r := route("a", addr(a), name)
-			r.TLS, r.HSTS = true, true
-			if _, err := s.SetRoute(context.Background(), r); err != nil {
+			if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
 				t.Fatal(err)
 			}
-			client := &http.Client{Timeout: 5 * time.Second,
-				Transport: &http.Transport{TLSClientConfig: &stdtls.Config{RootCAs: pebbleRoots(t, minica), ServerName: name},
-					ForceAttemptHTTP2: true},
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			var last error
-			deadline := time.Now().Add(60 * time.Second)
-			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest("GET", "https://127.0.0.1:5001/", nil)
-				req.Host = name
-				resp, err := client.Do(req)
-				if err == nil {
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if !strings.HasPrefix(string(body), "a xff=127.0.0.1 proto=https") || resp.Header.Get("Strict-Transport-Security") == "" || resp.ProtoMajor != 2 {
-						t.Errorf("HTTPS answer: %s %q hsts=%q", resp.Proto, body, resp.Header.Get("Strict-Transport-Security"))
-					}
-					if exp, ok := certs.Expiry(name); !ok || time.Until(exp) < time.Hour {
-						t.Errorf("certificate expiry %v, %v", exp, ok)
-					}
-					last = nil
-					break
-				}
-				last = err
-				time.Sleep(500 * time.Millisecond)
-			}
-			if last != nil {
-				t.Fatalf("no valid certificate within 60s: %v", last)
-			}
-			req, _ := http.NewRequest("GET", "http://127.0.0.1:5002/x?y=1", nil)
-			req.Host = name
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != fmt.Sprintf("https://%s/x?y=1", name) {
-				t.Errorf("plain HTTP: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+			roots := p.roots(t)
+			resp, body, leaf := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
+			checkServing(t, r, host, roots, resp, body)
+			if time.Until(leaf.NotAfter) < 24*time.Hour || leaf.DNSNames[0] != host {
+				t.Errorf("certificate for %v until %s", leaf.DNSNames, leaf.NotAfter)
 			}
 		})
 	}
+}
+
+// TestACMERenewal gets a short-lived certificate from Pebble and checks
+// that a renewed, different one is served before the first expires.
+func TestACMERenewal(t *testing.T) {
+	p := startPebble(t, 30*time.Second)
+	certs, err := hoisttls.New(hoisttls.Options{
+		CA: p.dir, RootsFile: p.rootsFile, Storage: t.TempDir(),
+		HTTPPort: p.httpPort, TLSALPNPort: p.tlsPort,
+		// Renew with 5/6 of the life left: 5s after issue.
+		RenewalWindowRatio: 5.0 / 6, RenewCheckInterval: time.Second, DisableARI: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, certs, p.httpPort, p.tlsPort)
+	host := "renew.hoist.test"
+	a := backend(t, "a", true)
+	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
+		t.Fatal(err)
+	}
+	roots := p.roots(t)
+	_, _, first := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
+	if life := first.NotAfter.Sub(first.NotBefore); life > time.Minute {
+		t.Fatalf("certificate lives %s; Pebble ignored the short profile", life)
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := servedCert(r.httpsPort, host, roots)
+		if err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			if !c.NotAfter.After(first.NotAfter) {
+				t.Errorf("renewed certificate expires %s, not after the first's %s", c.NotAfter, first.NotAfter)
+			}
+			if time.Now().After(first.NotAfter) {
+				t.Errorf("renewed only after the first certificate expired")
+			}
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("no renewed certificate within 40s (first expires %s)", first.NotAfter)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,14 +13,27 @@ import (
 	"time"
 )
 
-// upstream is one release's listener, with what is in flight to it.
+// upstream is one release's listener, with what is in flight to it: the
+// requests being proxied and the WebSockets open through it.
 type upstream struct {
-	addr     string
-	proxy    *httputil.ReverseProxy
-	inflight atomic.Int64
+	app  string
+	addr string
+	pool *connPool
+	rp   *httputil.ReverseProxy
 
-	mu sync.Mutex
-	ws map[*wsConn]struct{}
+	inflight atomic.Int64
+	// draining is set once a newer upstream took u's place in the table;
+	// a request that counted itself in u after that looks again.
+	draining atomic.Bool
+	healthy  atomic.Bool
+	health   atomic.Pointer[healthState]
+	stop     context.CancelFunc // ends the health checks
+
+	mu       sync.Mutex
+	ws       map[*wsConn]struct{}
+	closedWS bool          // drain timeout passed: new WebSockets are closed at once
+	done     chan struct{} // closed when a drain has finished
+	timedOut int64         // requests still in flight when the drain ended
 }
 
 func (u *upstream) openWebSockets() int {
@@ -28,70 +42,300 @@ func (u *upstream) openWebSockets() int {
 	return len(u.ws)
 }
 
-// drain waits until nothing is in flight to u, up to timeout, then closes
-// the WebSockets still open with 1001 Going Away, so that clients
-// reconnect (to the new upstream). A WebSocket counts as in flight for as
-// long as it is open, so a live session is not cut before the timeout.
-func (u *upstream) drain(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) && u.inflight.Load() > 0 {
-		time.Sleep(50 * time.Millisecond)
-	}
-	u.mu.Lock()
-	conns := make([]*wsConn, 0, len(u.ws))
-	for c := range u.ws {
-		conns = append(conns, c)
-	}
-	u.mu.Unlock()
-	for _, c := range conns {
-		c.goAway()
+// connPool is a RoundTripper for one upstream: keep-alive connections
+// on loopback, used by the goroutine serving the request itself, with
+// none of http.Transport's per-request goroutine hand-offs. Requests
+// with a body, and anything it does not handle, go to the shared
+// http.Transport instead.
+type connPool struct {
+	addr          string
+	dialer        *net.Dialer
+	fallback      *http.Transport
+	headerTimeout time.Duration
+	maxIdle       int
+
+	mu       sync.Mutex
+	idle     []*pconn
+	busy     map[*pconn]struct{}
+	closed   bool
+	watching bool
+}
+
+type pconn struct {
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	lastUsed time.Time
+	reused   bool
+
+	// Read by the pool's watchdog, under the pool's lock.
+	ctx       context.Context // of the request using it
+	waitSince atomic.Int64    // unix nanos when the wait for a response head began; 0 if not waiting
+	aborted   atomic.Bool     // the watchdog cut it: never reuse
+}
+
+// idleTimeout is how long an idle upstream connection is kept: less than
+// the app servers' own keep-alive timeouts, so that a connection the
+// upstream has closed is seldom picked.
+const idleTimeout = 30 * time.Second
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+func newConnPool(addr string, fallback *http.Transport, headerTimeout time.Duration) *connPool {
+	return &connPool{
+		addr: addr, fallback: fallback, headerTimeout: headerTimeout, maxIdle: 512,
+		dialer: &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second},
 	}
 }
 
-// drained reports whether u has nothing left in flight.
-func (u *upstream) drained() bool { return u.inflight.Load() == 0 }
+// get returns an idle connection, or a new one, marked busy for ctx.
+func (p *connPool) get(ctx context.Context) (*pconn, error) {
+	now := time.Now()
+	p.mu.Lock()
+	if !p.watching && !p.closed {
+		p.watching = true
+		p.busy = map[*pconn]struct{}{}
+		go p.watchdog()
+	}
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		pc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if now.Sub(pc.lastUsed) < idleTimeout {
+			pc.reused = true
+			pc.ctx = ctx
+			p.busy[pc] = struct{}{}
+			p.mu.Unlock()
+			return pc, nil
+		}
+		pc.c.Close()
+	}
+	p.mu.Unlock()
+	c, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &pconn{c: c, br: bufio.NewReaderSize(c, 8<<10), bw: bufio.NewWriterSize(c, 4<<10), ctx: ctx}
+	p.mu.Lock()
+	p.busy[pc] = struct{}{}
+	p.mu.Unlock()
+	return pc, nil
+}
 
-// checkHealth polls GET path on addr until it answers 2xx or ctx ends.
-func checkHealth(ctx context.Context, client *http.Client, addr, path string) error {
-	url := "http://" + addr + path
-	last := "no answer"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
-				return nil
+// put gives a connection whose exchange ended cleanly back to the pool.
+func (p *connPool) put(pc *pconn) {
+	pc.lastUsed = time.Now()
+	p.mu.Lock()
+	delete(p.busy, pc)
+	pc.ctx = nil
+	if p.closed || len(p.idle) >= p.maxIdle || pc.aborted.Load() {
+		p.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	p.idle = append(p.idle, pc)
+	p.mu.Unlock()
+}
+
+// discard closes a connection that is not to be reused.
+func (p *connPool) discard(pc *pconn) {
+	p.mu.Lock()
+	delete(p.busy, pc)
+	pc.ctx = nil
+	p.mu.Unlock()
+	pc.c.Close()
+}
+
+// watchdog cuts the exchanges whose client went away and those whose
+// upstream takes longer than headerTimeout to answer. One goroutine per
+// upstream checking a few times a second costs less than a timer and a
+// context callback on every request.
+func (p *connPool) watchdog() {
+	every := 250 * time.Millisecond
+	if p.headerTimeout > 0 && p.headerTimeout/4 < every {
+		every = max(p.headerTimeout/4, 10*time.Millisecond)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for range t.C {
+		now := time.Now().UnixNano()
+		p.mu.Lock()
+		if p.closed && len(p.busy) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		for pc := range p.busy {
+			since := pc.waitSince.Load()
+			late := p.headerTimeout > 0 && since != 0 && time.Duration(now-since) > p.headerTimeout
+			if late || (pc.ctx != nil && pc.ctx.Err() != nil) {
+				pc.aborted.Store(true)
+				pc.c.SetDeadline(aLongTimeAgo)
 			}
-			last = resp.Status
-		} else if ctx.Err() == nil {
-			last = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("upstream %s is not healthy: GET %s: %s", addr, path, last)
-		case <-time.After(200 * time.Millisecond):
-		}
+		p.mu.Unlock()
 	}
 }
 
-// newTransport is the one transport for all upstreams: loopback
-// connections kept alive and reused.
-func newTransport() *http.Transport {
+// closeIdle closes the idle connections; with final, later ones too.
+func (p *connPool) closeIdle(final bool) {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	if final {
+		p.closed = true
+	}
+	p.mu.Unlock()
+	for _, pc := range idle {
+		pc.c.Close()
+	}
+}
+
+// RoundTrip sends a request without a body over a pooled connection, on
+// the calling goroutine (httputil.ReverseProxy calls it for requests the
+// fast path in forward.go leaves to it). Requests with a body go to the
+// shared http.Transport.
+func (p *connPool) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		return p.fallback.RoundTrip(req)
+	}
+	return p.exchange(req.Context(), req, req.Method, func(bw *bufio.Writer) error { return req.Write(bw) })
+}
+
+// exchange writes a request with write and reads the response head. A
+// request whose reused connection turns out to have been closed by the
+// upstream before it answered anything is retried once on a new
+// connection if it is idempotent. The response body gives the
+// connection back to the pool once read to its end.
+func (p *connPool) exchange(ctx context.Context, req *http.Request, method string, write func(*bufio.Writer) error) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		pc, err := p.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, answered, err := p.roundTrip(pc, req, write)
+		if err == nil {
+			return resp, nil
+		}
+		p.discard(pc)
+		if pc.aborted.Load() && ctx.Err() == nil {
+			return nil, &timeoutError{fmt.Sprintf("upstream %s did not answer within %s", p.addr, p.headerTimeout)}
+		}
+		if attempt == 0 && pc.reused && !answered && idempotent(method) && ctx.Err() == nil {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// timeoutError is a net.Error that says it is a timeout (504).
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// roundTrip writes the request and reads the response head. answered
+// reports whether the upstream had sent anything when it failed.
+func (p *connPool) roundTrip(pc *pconn, req *http.Request, write func(*bufio.Writer) error) (resp *http.Response, answered bool, err error) {
+	if err := write(pc.bw); err != nil {
+		return nil, false, err
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return nil, false, err
+	}
+	pc.waitSince.Store(time.Now().UnixNano())
+	_, err = pc.br.Peek(1)
+	if err != nil {
+		pc.waitSince.Store(0)
+		return nil, false, fmt.Errorf("upstream %s closed the connection: %w", p.addr, err)
+	}
+	for {
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			pc.waitSince.Store(0)
+			return nil, true, err
+		}
+		// 1xx informational answers (not 101) are skipped.
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	pc.waitSince.Store(0)
+	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	if resp.Body == http.NoBody || req.Method == http.MethodHead {
+		if reuse {
+			p.put(pc)
+		} else {
+			p.discard(pc)
+		}
+		return resp, true, nil
+	}
+	resp.Body = &pooledBody{rc: resp.Body, pc: pc, pool: p, reuse: reuse}
+	return resp, true, nil
+}
+
+// pooledBody gives its connection back to the pool once the body has
+// been read to its end, or closes it.
+type pooledBody struct {
+	rc    io.ReadCloser
+	pc    *pconn
+	pool  *connPool
+	reuse bool
+	done  bool
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.release(true)
+	} else if err != nil {
+		b.release(false)
+	}
+	return n, err
+}
+
+func (b *pooledBody) Close() error {
+	if !b.done {
+		b.release(false)
+	}
+	return nil
+}
+
+func (b *pooledBody) release(atEOF bool) {
+	b.done = true
+	if atEOF && b.reuse {
+		b.pool.put(b.pc)
+		return
+	}
+	b.pool.discard(b.pc)
+}
+
+// newTransport is the transport for requests with a body (and the
+// health checks): loopback connections kept alive and reused.
+func newTransport(headerTimeout time.Duration) *http.Transport {
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
+		IdleConnTimeout:       idleTimeout,
+		ResponseHeaderTimeout: headerTimeout,
 		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
+		DisableCompression:    true,
 	}
 }
 
-// bufferPool lends the reverse proxy its copy buffers, instead of a new
-// 32 KiB buffer per request.
+// bufferPool lends the reverse proxy its copy buffers.
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {

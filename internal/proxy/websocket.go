@@ -2,90 +2,435 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// goAwayFrame is a server-to-client WebSocket close frame (unmasked)
-// with status 1001, Going Away: the client should reconnect.
-var goAwayFrame = []byte{0x88, 0x02, 0x03, 0xe9}
+// WebSockets (and other HTTP/1.1 upgrades) are proxied by hand rather
+// than by httputil.ReverseProxy, for two reasons. A drain must be able to
+// close one cleanly: each direction's bytes pass through a small frame
+// scanner, so a close frame is written between frames, never inside
+// one. And an idle WebSocket must cost little: after the handshake the
+// handler returns, two goroutines relay the bytes, and they wait for
+// data without holding a buffer (a buffer is borrowed from a pool only
+// while bytes are being moved).
 
-// wsConn is the client side of a proxied WebSocket. Its writes are
-// serialised with goAway, so a close frame is never written into the
-// middle of another write.
-type wsConn struct {
-	net.Conn
-	up *upstream
+// closeGrace is how long a closing WebSocket waits for the client's own
+// close frame (or for a frame in progress to end) before the
+// connections are closed anyway.
+const closeGrace = time.Second
 
-	mu      sync.Mutex
-	closing bool
-	once    sync.Once
+// closeGoingAway is a server-to-client close frame (unmasked) with
+// status 1001, Going Away: the client should reconnect.
+var closeGoingAway = []byte{0x88, 0x02, 0x03, 0xe9}
+
+// maskedGoingAway is the same close frame as a client sends it (masked),
+// for the upstream side.
+func maskedGoingAway() []byte {
+	k := rand.Uint32()
+	m := [4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)}
+	return []byte{0x88, 0x82, m[0], m[1], m[2], m[3], 0x03 ^ m[0], 0xe9 ^ m[1]}
 }
-
-func (c *wsConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return 0, net.ErrClosed
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *wsConn) Close() error {
-	c.once.Do(func() {
-		c.up.mu.Lock()
-		delete(c.up.ws, c)
-		c.up.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
-// goAway sends 1001 Going Away and closes the connection.
-func (c *wsConn) goAway() {
-	c.mu.Lock()
-	c.closing = true
-	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Conn.Write(goAwayFrame)
-	c.mu.Unlock()
-	c.Close()
-}
-
-// hijackTracker lets the reverse proxy hijack the client connection for
-// an upgrade, and records the connection with its upstream so that a
-// drain can close it.
-type hijackTracker struct {
-	http.ResponseWriter
-	up *upstream
-}
-
-func (h *hijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	wc := &wsConn{Conn: conn, up: h.up}
-	h.up.mu.Lock()
-	h.up.ws[wc] = struct{}{}
-	h.up.mu.Unlock()
-	return wc, brw, nil
-}
-
-func (h *hijackTracker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+	return r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
 }
 
 func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, part := range strings.Split(v, ",") {
+	for _, v := range h[name] {
+		for part := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(part), token) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// hopHeaders are dropped between client and upstream (RFC 9110 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// stripHop removes the hop-by-hop headers, including those named in
+// Connection.
+func stripHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				delete(h, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+var writerPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// serveUpgrade proxies an upgrade request: the handshake to u, then, if
+// u switches protocols, a relay registered with u until either side
+// closes or a drain ends it.
+func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, u *upstream) {
+	proto := r.Header.Get("Upgrade")
+	ws := strings.EqualFold(proto, "websocket")
+	back, err := u.pool.dialer.DialContext(r.Context(), "tcp", u.addr)
+	if err != nil {
+		s.upstreamError(w, r, err)
+		return
+	}
+	h := r.Header.Clone()
+	stripHop(h)
+	s.forwarded(r, h)
+	h["Connection"] = []string{"Upgrade"}
+	h["Upgrade"] = []string{proto}
+	buf := writerPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	buf.WriteString(r.Method + " " + r.URL.RequestURI() + " HTTP/1.1\r\nHost: " + r.Host + "\r\n")
+	h.Write(buf)
+	buf.WriteString("\r\n")
+	if s.opts.UpstreamHeaderTimeout > 0 {
+		back.SetDeadline(time.Now().Add(s.opts.UpstreamHeaderTimeout))
+	}
+	_, err = back.Write(buf.Bytes())
+	writerPool.Put(buf)
+	if err != nil {
+		back.Close()
+		s.upstreamError(w, r, err)
+		return
+	}
+	br := bufio.NewReaderSize(back, 1024)
+	resp, err := http.ReadResponse(br, r)
+	if err != nil {
+		back.Close()
+		s.upstreamError(w, r, err)
+		return
+	}
+	back.SetDeadline(time.Time{})
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// Refused: pass the answer on, as for any request.
+		defer back.Close()
+		defer resp.Body.Close()
+		stripHop(resp.Header)
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		b := s.buffers.Get()
+		io.CopyBuffer(w, resp.Body, b)
+		s.buffers.Put(b)
+		return
+	}
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), proto) {
+		back.Close()
+		page(w, http.StatusBadGateway, "The application answered the upgrade with another protocol.")
+		return
+	}
+	client, crw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		back.Close()
+		page(w, http.StatusInternalServerError, "This connection cannot be upgraded.")
+		return
+	}
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.status = http.StatusSwitchingProtocols
+	}
+	// The 101 answer to the client, then whatever either side sent
+	// after its head.
+	rh := resp.Header.Clone()
+	stripHop(rh)
+	out := writerPool.Get().(*bytes.Buffer)
+	out.Reset()
+	out.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + resp.Header.Get("Upgrade") + "\r\n")
+	rh.Write(out)
+	out.WriteString("\r\n")
+	_, err = client.Write(out.Bytes())
+	writerPool.Put(out)
+	if err != nil {
+		client.Close()
+		back.Close()
+		return
+	}
+	c := newWSConn(client, back, u, e.m, ws)
+	var early [2][]byte
+	if n := br.Buffered(); n > 0 {
+		early[toClient], _ = br.Peek(n)
+		early[toClient] = bytes.Clone(early[toClient])
+	}
+	if n := crw.Reader.Buffered(); n > 0 {
+		early[toBackend], _ = crw.Reader.Peek(n)
+		early[toBackend] = bytes.Clone(early[toBackend])
+	}
+	e.m.websockets.Add(1)
+	live := u.register(c)
+	go c.pump(toClient, back, early[toClient])
+	go c.pump(toBackend, client, early[toBackend])
+	if !live {
+		go c.goAway()
+	}
+}
+
+const (
+	toClient  = 0
+	toBackend = 1
+)
+
+// wsConn is one proxied upgraded connection: the client's side and the
+// upstream's, and the state of each direction.
+type wsConn struct {
+	client, back net.Conn
+	up           *upstream
+	m            *appMetrics
+	websocket    bool
+
+	dirs [2]direction
+	once sync.Once
+	done chan struct{} // closed by close
+}
+
+func newWSConn(client, back net.Conn, u *upstream, m *appMetrics, websocket bool) *wsConn {
+	c := &wsConn{client: client, back: back, up: u, m: m, websocket: websocket, done: make(chan struct{})}
+	c.dirs[toClient].dst, c.dirs[toBackend].dst = client, back
+	c.dirs[toClient].closeFrame = closeGoingAway
+	c.dirs[toBackend].closeFrame = maskedGoingAway()
+	return c
+}
+
+// direction is the bytes flowing to one side: writes to dst are
+// serialised with the close frame, which goes in between two frames.
+type direction struct {
+	mu         sync.Mutex
+	dst        net.Conn
+	scan       frameScanner
+	closeFrame []byte
+	want       bool // a close frame is to be sent at the next frame boundary
+	sent       bool // it was: nothing more is forwarded this way
+}
+
+// register adds c to u's WebSockets, unless u's drain already closed
+// them (then the caller closes c at once).
+func (u *upstream) register(c *wsConn) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.ws[c] = struct{}{}
+	return !u.closedWS
+}
+
+// relayBuffers lend the relay its buffers only while bytes move.
+var relayBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// pump moves bytes from src to the other side until src ends or the
+// connection is closed, then closes both sides.
+func (c *wsConn) pump(dir int, src net.Conn, early []byte) {
+	defer c.close()
+	if len(early) > 0 {
+		if c.forward(dir, early) != nil {
+			return
+		}
+	}
+	var raw syscall.RawConn
+	if sc, ok := src.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
+	for {
+		var bp *[]byte
+		var n int
+		var rerr error
+		if raw != nil {
+			// Wait until readable, holding no buffer while idle.
+			err := raw.Read(func(fd uintptr) bool {
+				b := relayBuffers.Get().(*[]byte)
+				for {
+					n, rerr = syscall.Read(int(fd), *b)
+					if rerr != syscall.EINTR {
+						break
+					}
+				}
+				if rerr == syscall.EAGAIN {
+					relayBuffers.Put(b)
+					return false
+				}
+				bp = b
+				return true
+			})
+			if err != nil {
+				return
+			}
+			if rerr == nil && n == 0 {
+				rerr = io.EOF
+			}
+		} else {
+			bp = relayBuffers.Get().(*[]byte)
+			n, rerr = src.Read(*bp)
+		}
+		var werr error
+		if n > 0 {
+			werr = c.forward(dir, (*bp)[:n])
+		}
+		if bp != nil {
+			relayBuffers.Put(bp)
+		}
+		if rerr != nil || werr != nil {
+			return
+		}
+	}
+}
+
+var errClosing = errors.New("websocket closing")
+
+// forward writes b to dir's side, stopping at a frame boundary to send
+// a close frame if one is wanted.
+func (c *wsConn) forward(dir int, b []byte) error {
+	d := &c.dirs[dir]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !c.websocket {
+		_, err := d.dst.Write(b)
+		return err
+	}
+	for len(b) > 0 {
+		n, ended := d.scan.scan(b)
+		if !d.sent {
+			if _, err := d.dst.Write(b[:n]); err != nil {
+				return err
+			}
+		}
+		b = b[n:]
+		if !ended {
+			continue
+		}
+		if d.sent && dir == toBackend && d.scan.opcode == 0x8 {
+			// The client answered our close frame: done.
+			return errClosing
+		}
+		if d.want && !d.sent {
+			d.sendClose()
+		}
+	}
+	return nil
+}
+
+func (d *direction) sendClose() {
+	d.dst.SetWriteDeadline(time.Now().Add(closeGrace))
+	d.dst.Write(d.closeFrame)
+	d.sent = true
+}
+
+// goAway sends each side a 1001 close frame (at a frame boundary), and
+// closes the connection once the client answers or closeGrace passes.
+func (c *wsConn) goAway() {
+	if c.websocket {
+		for i := range c.dirs {
+			d := &c.dirs[i]
+			d.mu.Lock()
+			if !d.sent {
+				if d.scan.boundary() {
+					d.sendClose()
+				} else {
+					d.want = true
+				}
+			}
+			d.mu.Unlock()
+		}
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-c.done: // the client answered, or a side closed
+		case <-t.C:
+		}
+	}
+	c.close()
+}
+
+// close closes both sides (once) and forgets c.
+func (c *wsConn) close() {
+	c.once.Do(func() {
+		c.client.Close()
+		c.back.Close()
+		c.up.mu.Lock()
+		delete(c.up.ws, c)
+		c.up.mu.Unlock()
+		c.m.websockets.Add(-1)
+		close(c.done)
+	})
+}
+
+// frameScanner follows WebSocket frame boundaries (RFC 6455 5.2) in a
+// stream of bytes, without buffering them.
+type frameScanner struct {
+	hdr    [14]byte
+	n      int    // header bytes seen of the frame in progress
+	left   uint64 // payload bytes left of the frame in progress
+	inBody bool
+	opcode byte // of the last frame whose header was complete
+}
+
+func (f *frameScanner) boundary() bool { return f.n == 0 && !f.inBody }
+
+// headerLen is the length of a frame header, given its first two bytes.
+func headerLen(b0, b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// scan consumes b up to the end of the frame in progress; it returns
+// how many bytes that was, and whether a frame ended there.
+func (f *frameScanner) scan(b []byte) (int, bool) {
+	i := 0
+	for i < len(b) {
+		if f.inBody {
+			k := uint64(len(b) - i)
+			if k > f.left {
+				k = f.left
+			}
+			i += int(k)
+			f.left -= k
+			if f.left == 0 {
+				f.inBody = false
+				return i, true
+			}
+			continue
+		}
+		f.hdr[f.n] = b[i]
+		f.n++
+		i++
+		if f.n < 2 || f.n < headerLen(f.hdr[0], f.hdr[1]) {
+			continue
+		}
+		var size uint64
+		switch l := f.hdr[1] & 0x7f; l {
+		case 126:
+			size = uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
+		case 127:
+			for _, x := range f.hdr[2:10] {
+				size = size<<8 | uint64(x)
+			}
+		default:
+			size = uint64(l)
+		}
+		f.opcode = f.hdr[0] & 0x0f
+		f.n = 0
+		if size == 0 {
+			return i, true
+		}
+		f.left, f.inBody = size, true
+	}
+	return i, false
 }
