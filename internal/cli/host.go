@@ -143,6 +143,9 @@ func newHostCmd(s *streams) *cobra.Command {
 	proxyStatus := &cobra.Command{Use: "proxy-status", Args: cobra.NoArgs, RunE: answer(func(ctx context.Context) (any, error) {
 		return (&proxy.Client{Socket: host.ProxySocket}).Status(ctx)
 	})}
+	proxyRoot := &cobra.Command{Use: "proxy-root", Args: cobra.NoArgs, RunE: answer(func(context.Context) (any, error) {
+		return host.ProxyRoot()
+	})}
 	boot := &cobra.Command{Use: "boot", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return host.Boot(cmd.Context(), layout())
 	}}
@@ -182,7 +185,7 @@ func newHostCmd(s *streams) *cobra.Command {
 	logs.Flags().IntVarP(&lines, "lines", "n", 50, "lines")
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "follow")
 
-	cmd.AddCommand(setup, uploadState, receive, env, proxyStatus, lock, unlock, activate, status, releases, previous, boot, execCmd, logs)
+	cmd.AddCommand(setup, uploadState, receive, env, proxyStatus, proxyRoot, lock, unlock, activate, status, releases, previous, boot, execCmd, logs)
 	return cmd
 }
 

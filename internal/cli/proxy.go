@@ -67,7 +67,7 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
 	f.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
 	f.StringVar(&o.acmeRoots, "acme-root", "", "PEM file of roots to trust the ACME CA's API with (a private CA, Pebble)")
-	f.StringVar(&o.storage, "storage", "/var/lib/hoist/proxy/certificates", "where certificates, keys and the internal CA are kept")
+	f.StringVar(&o.storage, "storage", host.ProxyStorage, "where certificates, keys and the internal CA are kept")
 	f.BoolVar(&o.tlsInternal, "tls-internal", false, "issue certificates from a local CA in --storage instead of an ACME CA (labs)")
 	f.StringVar(&o.defaultName, "tls-default-name", "", "certificate name served to TLS clients that send no server name (SNI)")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
@@ -92,7 +92,18 @@ instead of the configured hosts over SSH.`,
 	status.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
 	status.Flags().StringVar(&o.socket, "socket", "", "ask the proxy on this machine at this control socket")
 	status.Flags().BoolVar(&o.json, "json", false, "print JSON")
-	cmd.AddCommand(run, status)
+	ca := &cobra.Command{
+		Use:   "ca",
+		Short: "Print the root certificates of the hosts' internal CAs (tls: internal)",
+		Long: `Print, as PEM, the root certificate of each host's proxy CA, for clients
+to trust when proxy.tls is internal: for example
+  hoist proxy ca > lab-roots.pem
+  curl --cacert lab-roots.pem https://app.test/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runProxyCA(cmd.Context(), s, g, o) },
+	}
+	ca.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
+	cmd.AddCommand(run, status, ca)
 	return cmd
 }
 
@@ -181,6 +192,28 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 		return nil
 	}
 	return report(s.err, results, "proxy status")
+}
+
+func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptions) error {
+	a, err := loadApp(g, s, o.hosts)
+	if err != nil {
+		return err
+	}
+	roots := make([]string, len(a.hosts))
+	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		pem, err := a.client(conn).ProxyRoot(ctx)
+		roots[indexOf(a.hosts, h)] = pem
+		return err
+	})
+	seen := map[string]bool{}
+	for _, pem := range roots {
+		// Hosts that share a storage (a copied disk) share a root.
+		if pem != "" && !seen[pem] {
+			seen[pem] = true
+			fmt.Fprint(s.out, pem)
+		}
+	}
+	return report(s.err, results, "proxy ca")
 }
 
 // printProxyStatus writes one line per route, then one per draining

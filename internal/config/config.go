@@ -155,10 +155,13 @@ type Proxy struct {
 	// take to finish after a switch; WebSockets still open then are closed
 	// with 1001 Going Away. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	// TLS serves the app over HTTPS with certificates from an ACME CA
-	// (Let's Encrypt unless ACMECA says otherwise), obtained by HTTP-01 or
-	// TLS-ALPN-01, and redirects plain HTTP to HTTPS.
-	TLS bool `yaml:"tls"`
+	// TLS serves the app over HTTPS and redirects plain HTTP to it. The
+	// certificates come from an ACME CA with "acme" (or true): Let's
+	// Encrypt unless ACMECA says otherwise, by HTTP-01 or TLS-ALPN-01; or
+	// from a local CA of each host's proxy with "internal", for labs and
+	// private networks (clients trust the roots `hoist proxy ca` prints).
+	// Default false: plain HTTP only.
+	TLS TLS `yaml:"tls"`
 	// HSTS adds Strict-Transport-Security to HTTPS answers.
 	HSTS bool `yaml:"hsts"`
 	// ACMEEmail is the contact for the ACME account.
@@ -197,6 +200,50 @@ func (c *Config) Defaults() {
 	if c.KeepReleases == 0 {
 		c.KeepReleases = 5
 	}
+}
+
+// TLS is where the proxy gets the app's certificates: "" (none), "acme"
+// or "internal". It is parsed during validation, like Duration.
+type TLS struct {
+	Mode string
+	raw  string
+}
+
+// TLS modes.
+const (
+	TLSACME     = "acme"
+	TLSInternal = "internal"
+)
+
+// On reports whether the app is served over HTTPS.
+func (t TLS) On() bool { return t.Mode != "" }
+
+// UnmarshalYAML keeps the raw text for validate.
+func (t *TLS) UnmarshalYAML(b []byte) error {
+	t.raw = strings.Trim(strings.TrimSpace(string(b)), `"'`)
+	return nil
+}
+
+// MarshalYAML writes the mode, or false.
+func (t TLS) MarshalYAML() (any, error) {
+	if t.Mode == "" {
+		return false, nil
+	}
+	return t.Mode, nil
+}
+
+func (t *TLS) parse() error {
+	switch strings.ToLower(t.raw) {
+	case "", "false", "off", "no":
+		t.Mode = ""
+	case "true", "on", "yes", TLSACME:
+		t.Mode = TLSACME
+	case TLSInternal:
+		t.Mode = TLSInternal
+	default:
+		return fmt.Errorf("%q is not a TLS mode: write acme (or true) for certificates from an ACME CA, internal for the proxy's own CA, or false", t.raw)
+	}
+	return nil
 }
 
 // Duration is a length of time written like "30s" or "1m30s". It is parsed

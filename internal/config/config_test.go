@@ -37,7 +37,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
 		KeepReleases: 5,
 	}
-	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{})); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{})); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(c.Build.Target, "linux/") {
@@ -72,6 +72,9 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"empty file":            {"", "hoist.yml: file is empty"},
 		"syntax error":          {"version: 1\napp: [\n", "hoist.yml:"},
 		"duplicate key":         {valid + "app: again\n", `hoist.yml:9:1: mapping key "app" already defined`},
+		"bad tls mode":          {valid + "proxy:\n  hosts: [a.test]\n  tls: maybe\n", `hoist.yml:11:8: proxy.tls: "maybe" is not a TLS mode`},
+		"tls without hosts":     {valid + "proxy:\n  tls: true\n", "hoist.yml:10:8: proxy.tls: TLS needs the names"},
+		"internal with acme ca": {valid + "proxy:\n  hosts: [a.test]\n  tls: internal\n  acme_ca: https://ca.test/dir\n", "hoist.yml:12:12: proxy.acme_ca: tls: internal issues"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -85,6 +88,35 @@ func TestParseErrorsNamePosition(t *testing.T) {
 			var ce *Error
 			if !errors.As(err, &ce) {
 				t.Errorf("error %T does not carry a *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestTLSModes(t *testing.T) {
+	tests := map[string]struct {
+		value string
+		want  string
+	}{
+		"unset":    {"", ""},
+		"false":    {"false", ""},
+		"true":     {"true", TLSACME},
+		"acme":     {"acme", TLSACME},
+		"quoted":   {`"internal"`, TLSInternal},
+		"internal": {"internal", TLSInternal},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			y := valid + "proxy:\n  hosts: [a.test]\n"
+			if tt.value != "" {
+				y += "  tls: " + tt.value + "\n"
+			}
+			c, err := Parse("hoist.yml", []byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Proxy.TLS.Mode != tt.want || c.Proxy.TLS.On() != (tt.want != "") {
+				t.Errorf("tls: %s gave mode %q, want %q", tt.value, c.Proxy.TLS.Mode, tt.want)
 			}
 		})
 	}

@@ -274,6 +274,15 @@ func (c *Config) validate() error {
 			return errAt("$.proxy."+key, "%q may not contain spaces, quotes, backslashes, %% or $", v)
 		}
 	}
+	if err := c.Proxy.TLS.parse(); err != nil {
+		return errAt("$.proxy.tls", "%v", err)
+	}
+	if c.Proxy.TLS.On() && len(c.Proxy.Hosts) == 0 {
+		return errAt("$.proxy.tls", "TLS needs the names to get certificates for: list them in proxy.hosts")
+	}
+	if c.Proxy.TLS.Mode == TLSInternal && c.Proxy.ACMECA != "" {
+		return errAt("$.proxy.acme_ca", "tls: internal issues certificates from the proxy's own CA; drop acme_ca or write tls: acme")
+	}
 	if c.Proxy.ACMECA != "" && !strings.HasPrefix(c.Proxy.ACMECA, "https://") {
 		return errAt("$.proxy.acme_ca", "%q is not an https:// ACME directory URL", c.Proxy.ACMECA)
 	}

@@ -139,6 +139,13 @@ func (c *Client) ProxyStatus(ctx context.Context) ([]proxy.RouteStatus, error) {
 	return rs, c.call(ctx, nil, &rs, "proxy-status")
 }
 
+// ProxyRoot returns the root certificate (PEM) of the host's proxy's
+// internal CA.
+func (c *Client) ProxyRoot(ctx context.Context) (string, error) {
+	var pem string
+	return pem, c.call(ctx, nil, &pem, "proxy-root")
+}
+
 // Exec runs argv in the current release with the app's user and env;
 // the streams are the remote command's own (no Response envelope).
 func (c *Client) Exec(ctx context.Context, s *Spec, argv []string, stdout, stderr io.Writer) error {

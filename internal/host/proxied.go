@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,22 +12,98 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/systemd"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// ProxySocket is the edge proxy's control socket on a host.
-const ProxySocket = "/run/hoist/proxy.sock"
+// Where the edge proxy keeps its control socket and its certificates
+// on a host.
+const (
+	ProxySocket  = "/run/hoist/proxy.sock"
+	ProxyStorage = "/var/lib/hoist/proxy/certificates"
+)
+
+// ProxyRootPath is the internal CA's root certificate, for clients to
+// trust, when the proxy runs with --tls-internal.
+var ProxyRootPath = filepath.Join(ProxyStorage, "internal-ca", "root.pem")
+
+// ProxyRoot returns the PEM root certificate of the proxy's internal CA.
+func ProxyRoot() (string, error) {
+	b, err := os.ReadFile(ProxyRootPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", usererr.New("the edge proxy on this host has no internal CA (%s)", ProxyRootPath).
+			WithHint("set proxy.tls: internal in hoist.yml, run hoist setup, then deploy")
+	}
+	if err != nil {
+		return "", fmt.Errorf("read proxy root: %w", err)
+	}
+	return string(b), nil
+}
+
+// proxyIssuer is how the host's proxy gets certificates. The proxy is
+// shared by the host's apps, so it is kept on the host and changed only
+// by the setup of an app that serves TLS: an app without TLS leaves
+// another app's choice alone.
+type proxyIssuer struct {
+	Internal  bool   `json:"internal,omitempty"`
+	ACMEEmail string `json:"acme_email,omitempty"`
+	ACMECA    string `json:"acme_ca,omitempty"`
+}
+
+// ProxyIssuerPath keeps the proxy's issuer between setups.
+var ProxyIssuerPath = filepath.Join(filepath.Dir(ProxyStorage), "issuer.json")
+
+func (p proxyIssuer) flags() []string {
+	var flags []string
+	if p.Internal {
+		flags = append(flags, "--tls-internal")
+	}
+	if p.ACMEEmail != "" {
+		flags = append(flags, "--acme-email", p.ACMEEmail)
+	}
+	if p.ACMECA != "" {
+		flags = append(flags, "--acme-ca", p.ACMECA)
+	}
+	return flags
+}
+
+// issuerFor returns the issuer the proxy should run with for s, and
+// saves it if s chooses one.
+func issuerFor(s *Spec, path string) (proxyIssuer, error) {
+	var cur proxyIssuer
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &cur); err != nil {
+			return cur, fmt.Errorf("read %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return cur, fmt.Errorf("read proxy issuer: %w", err)
+	}
+	if !s.TLS {
+		return cur, nil
+	}
+	want := proxyIssuer{Internal: s.TLSInternal, ACMEEmail: s.ACMEEmail, ACMECA: s.ACMECA}
+	if want == cur {
+		return cur, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return cur, fmt.Errorf("save proxy issuer: %w", err)
+	}
+	b, _ := json.Marshal(want)
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
+		return cur, fmt.Errorf("save proxy issuer: %w", err)
+	}
+	return want, nil
+}
 
 // installProxy writes and starts the edge proxy's units where they differ.
 func installProxy(ctx context.Context, s *Spec) error {
-	var flags []string
-	if s.ACMEEmail != "" {
-		flags = append(flags, "--acme-email", s.ACMEEmail)
+	issuer, err := issuerFor(s, ProxyIssuerPath)
+	if err != nil {
+		return err
 	}
-	if s.ACMECA != "" {
-		flags = append(flags, "--acme-ca", s.ACMECA)
-	}
+	flags := issuer.flags()
 	changed, err := writeUnits(ctx, map[string][]byte{
 		systemd.ProxySocketName:  systemd.ProxySocket(),
 		systemd.ProxyServiceName: systemd.ProxyService(BinPath, flags...),

@@ -27,9 +27,12 @@ type Spec struct {
 	PathPrefix   string        `json:"path_prefix,omitempty"`
 	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
 	TLS          bool          `json:"tls,omitempty"`
-	HSTS         bool          `json:"hsts,omitempty"`
-	ACMEEmail    string        `json:"acme_email,omitempty"`
-	ACMECA       string        `json:"acme_ca,omitempty"`
+	// TLSInternal has the host's proxy issue certificates from its own
+	// CA instead of an ACME CA.
+	TLSInternal bool   `json:"tls_internal,omitempty"`
+	HSTS        bool   `json:"hsts,omitempty"`
+	ACMEEmail   string `json:"acme_email,omitempty"`
+	ACMECA      string `json:"acme_ca,omitempty"`
 }
 
 // Proxied reports whether the app runs behind the edge proxy.
