@@ -165,7 +165,36 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	return h[0] & 0x0f, p, nil
 }
 
-func newProxy(t testing.TB, opts Options) (*Server, *httptest.Server) {
+// frontend is the proxy's public plain-HTTP side, as Run serves it: the
+// fast loop and net/http behind it.
+type frontend struct {
+	URL    string
+	pub    *PublicHTTP
+	client *http.Client
+}
+
+func (f *frontend) Client() *http.Client { return f.client }
+
+func (f *frontend) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f.pub.Shutdown(ctx)
+	f.client.CloseIdleConnections()
+}
+
+func serveFront(t testing.TB, s *Server, tm Timeouts) *frontend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublicHTTP(s, s, ln, tm, nil),
+		client: &http.Client{Transport: &http.Transport{}}}
+	go f.pub.Serve()
+	return f
+}
+
+func newProxy(t testing.TB, opts Options) (*Server, *frontend) {
 	t.Helper()
 	if opts.HealthInterval == 0 {
 		opts.HealthInterval = 100 * time.Millisecond
@@ -174,7 +203,7 @@ func newProxy(t testing.TB, opts Options) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(s)
+	front := serveFront(t, s, Timeouts{})
 	t.Cleanup(func() { front.Close(); s.Close() })
 	return s, front
 }
@@ -191,7 +220,7 @@ func setRoute(t testing.TB, s *Server, r Route) {
 	}
 }
 
-func get(t testing.TB, c *http.Client, front *httptest.Server, host, path string, hdr ...string) (int, string) {
+func get(t testing.TB, c *http.Client, front *frontend, host, path string, hdr ...string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", front.URL+path, nil)
 	req.Host = host
@@ -441,7 +470,7 @@ func TestUnhealthySwitchRefused(t *testing.T) {
 
 // load sends GET / to a.test from workers goroutines until stop is
 // closed, bounded by time and count, and counts failures.
-func load(t *testing.T, front *httptest.Server, workers int, stop chan struct{}) (wait func() (served, failed int64, firstErr string)) {
+func load(t *testing.T, front *frontend, workers int, stop chan struct{}) (wait func() (served, failed int64, firstErr string)) {
 	var served, failed atomic.Int64
 	var mu sync.Mutex
 	var first string
@@ -628,7 +657,7 @@ func TestWebSocketGoingAway(t *testing.T) {
 	r := route("a", old.addr(), "a.test")
 	r.DrainTimeout = Duration{700 * time.Millisecond}
 	setRoute(t, s, r)
-	conn, br := dialWS(t, addrOf(front), "a.test")
+	conn, br := dialWS(t, addrOf(front.URL), "a.test")
 	defer conn.Close()
 	if got := echo(t, conn, br, "hi"); got != "old:hi" {
 		t.Fatalf("echo %q", got)
@@ -666,7 +695,7 @@ func TestWebSocketGoingAway(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Error("the old upstream got no close frame")
 	}
-	conn2, br2 := dialWS(t, addrOf(front), "a.test")
+	conn2, br2 := dialWS(t, addrOf(front.URL), "a.test")
 	defer conn2.Close()
 	if got := echo(t, conn2, br2, "hi"); got != "new:hi" {
 		t.Errorf("new WebSocket: %q", got)
@@ -684,7 +713,7 @@ func TestWebSocketRefused(t *testing.T) {
 	a := backend(t, "a", true)
 	s, front := newProxy(t, Options{})
 	setRoute(t, s, route("a", a.addr(), "a.test"))
-	conn, err := net.Dial("tcp", addrOf(front))
+	conn, err := net.Dial("tcp", addrOf(front.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -785,7 +814,7 @@ func split(b []byte, n int) [][]byte {
 	return append(out, b)
 }
 
-func addrOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+func addrOf(url string) string { return strings.TrimPrefix(url, "http://") }
 
 func TestStateSurvivesRestart(t *testing.T) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
@@ -914,15 +943,11 @@ func TestSlowloris(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := PublicServer(s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10}, nil)
-	go srv.Serve(ln)
-	defer srv.Close()
+	front := serveFront(t, s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10})
+	defer front.Close()
+	addr := strings.TrimPrefix(front.URL, "http://")
 
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -940,7 +965,7 @@ func TestSlowloris(t *testing.T) {
 		t.Errorf("a client sending headers slowly held the connection %s (write error %v)", d, werr)
 	}
 
-	big, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	big, _ := http.NewRequest("GET", front.URL+"/", nil)
 	big.Header.Set("X-Big", strings.Repeat("x", 8<<10))
 	resp, err := http.DefaultClient.Do(big)
 	if err != nil {
@@ -1056,7 +1081,7 @@ func TestShutdownClosesWebSockets(t *testing.T) {
 	a := backend(t, "a", true)
 	s, front := newProxy(t, Options{})
 	setRoute(t, s, route("a", a.addr(), "a.test"))
-	conn, br := dialWS(t, addrOf(front), "a.test")
+	conn, br := dialWS(t, addrOf(front.URL), "a.test")
 	defer conn.Close()
 	s.Close()
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -1081,7 +1106,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	if _, err := s.SetRoute(context.Background(), r); err != nil {
 		b.Fatal(err)
 	}
-	front := httptest.NewServer(s)
+	front := serveFront(b, s, Timeouts{})
 	defer front.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()

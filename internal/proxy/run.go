@@ -75,6 +75,33 @@ func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
 	}
 }
 
+// PublicHTTP serves plain HTTP on a listener: the proxy's fast loop
+// (fastpath.go), and an http.Server with handler for what the loop hands
+// over.
+type PublicHTTP struct {
+	fast *h1Server
+	srv  *http.Server
+}
+
+// NewPublicHTTP returns the plain-HTTP front of s on ln; handler is s,
+// or s wrapped (the ACME HTTP-01 challenge handler).
+func NewPublicHTTP(s *Server, handler http.Handler, ln net.Listener, t Timeouts, errLog *log.Logger) *PublicHTTP {
+	return &PublicHTTP{fast: newH1Server(s, ln, t), srv: PublicServer(handler, t, errLog)}
+}
+
+// Serve serves until Shutdown; it returns http.ErrServerClosed then.
+func (p *PublicHTTP) Serve() error {
+	go p.srv.Serve(p.fast.handoff)
+	return p.fast.serve()
+}
+
+// Shutdown stops accepting, closes idle connections and waits for those
+// answering a request, up to ctx.
+func (p *PublicHTTP) Shutdown(ctx context.Context) {
+	p.fast.shutdown(ctx)
+	p.srv.Shutdown(ctx)
+}
+
 // Run serves until ctx ends, then shuts down gracefully: WebSockets get
 // 1001 Going Away, requests in flight finish. It takes its public
 // listeners from systemd (socket activation: the first socket is HTTP,
@@ -105,9 +132,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Certs != nil {
 		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
 	}
-	pub := PublicServer(handler, o.Timeouts, errLog)
+	pub := NewPublicHTTP(s, handler, ln, o.Timeouts, errLog)
 	errc := make(chan error, 4)
-	go func() { errc <- pub.Serve(ln) }()
+	go func() { errc <- pub.Serve() }()
 
 	var sec *http.Server
 	if o.Certs != nil {

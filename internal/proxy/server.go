@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -503,6 +504,10 @@ func page(w http.ResponseWriter, code int, msg string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
+	io.WriteString(w, pageBody(code, msg))
+}
+
+func pageBody(code int, msg string) string {
 	text := http.StatusText(code)
-	fmt.Fprintf(w, "<!doctype html><title>%d %s</title><h1>%d %s</h1><p>%s</p>\n", code, text, code, text, msg)
+	return fmt.Sprintf("<!doctype html><title>%d %s</title><h1>%d %s</h1><p>%s</p>\n", code, text, code, text, msg)
 }
