@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -39,6 +40,9 @@ type h1Server struct {
 	t       Timeouts
 	ln      net.Listener
 	handoff *chanListener
+	// tlsConf makes it the HTTPS front: the loop serves connections that
+	// negotiate HTTP/1.1, and hands HTTP/2 ones over after the handshake.
+	tlsConf *tls.Config
 
 	mu      sync.Mutex
 	conns   map[*h1Conn]struct{}
@@ -119,6 +123,28 @@ var (
 
 func (h *h1Server) serveConn(hc *h1Conn) {
 	defer h.wg.Done()
+	if h.tlsConf != nil {
+		tc := tls.Server(hc.c, h.tlsConf)
+		hc.c.SetDeadline(time.Now().Add(h.t.ReadHeader))
+		if err := tc.Handshake(); err != nil {
+			hc.c.Close()
+			h.forget(hc)
+			return
+		}
+		hc.c.SetDeadline(time.Time{})
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			// net/http's HTTP/2 server takes it whole.
+			h.handedOff.Add(1)
+			if !h.handoff.give(tc) {
+				tc.Close()
+			}
+			h.forget(hc)
+			return
+		}
+		h.mu.Lock()
+		hc.c = tc
+		h.mu.Unlock()
+	}
 	c := hc.c
 	br := h1Readers.Get().(*bufio.Reader)
 	br.Reset(c)
@@ -126,15 +152,13 @@ func (h *h1Server) serveConn(hc *h1Conn) {
 	bw.Reset(c)
 	handedOff := false
 	defer func() {
-		h.mu.Lock()
-		delete(h.conns, hc)
-		h.mu.Unlock()
+		h.forget(hc)
 		bw.Reset(nil)
 		h1Writers.Put(bw)
+		br.Reset(nil)
+		h1Readers.Put(br)
 		if !handedOff {
 			c.Close()
-			br.Reset(nil)
-			h1Readers.Put(br)
 		}
 	}()
 	wait := h.t.ReadHeader // for the first request
@@ -178,11 +202,23 @@ func (h *h1Server) serveConn(hc *h1Conn) {
 	}
 }
 
+func (h *h1Server) forget(hc *h1Conn) {
+	h.mu.Lock()
+	delete(h.conns, hc)
+	h.mu.Unlock()
+}
+
 // handOff passes c, with what br holds unread, to the net/http server.
 func (h *h1Server) handOff(c net.Conn, br *bufio.Reader) bool {
 	h.handedOff.Add(1)
 	c.SetReadDeadline(time.Time{})
-	return h.handoff.give(&bufferedConn{Conn: c, r: br})
+	b, _ := br.Peek(br.Buffered())
+	bc := &bufferedConn{Conn: c, pending: bytes.Clone(b)}
+	if tc, ok := c.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		bc.tls = &st
+	}
+	return h.handoff.give(bc)
 }
 
 // peekHead returns the request head (through its blank line) from br
@@ -366,7 +402,7 @@ func (h *h1Server) fastEntry(req *h1Request) *entry {
 	if e == nil || !e.up.healthy.Load() {
 		return nil
 	}
-	if e.route.TLS && s.opts.Certs != nil && s.opts.Certs.Has(host) {
+	if h.tlsConf == nil && e.route.TLS && s.opts.Certs != nil && s.opts.Certs.Has(host) {
 		return nil // redirected to HTTPS
 	}
 	return e
@@ -406,7 +442,11 @@ func (h *h1Server) forward(c net.Conn, bw *bufio.Writer, head []byte, req *h1Req
 		}
 		w.WriteString("X-Forwarded-For: ")
 		w.WriteString(ip)
-		w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+		if h.tlsConf != nil {
+			w.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
+		} else {
+			w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+		}
 		w.Write(req.host)
 		_, err := w.WriteString("\r\n\r\n")
 		return err
@@ -420,7 +460,7 @@ func (h *h1Server) forward(c net.Conn, bw *bufio.Writer, head []byte, req *h1Req
 		return h.answerPage(c, bw, req, start, e.m, code, msg)
 	}
 	defer resp.Body.Close()
-	n, keep := h.writeResponse(bw, req, resp)
+	n, keep := h.writeResponse(bw, req, resp, e.route.HSTS && h.tlsConf != nil)
 	h.done(e.m, req, resp.StatusCode, n, start, c)
 	return keep
 }
@@ -432,12 +472,16 @@ var (
 	fastHEAD = &http.Request{Method: http.MethodHead}
 )
 
-// writeResponse writes resp to the client; it returns the body bytes
+// writeResponse writes resp to the client, with HSTS if asked and the
+// upstream set none; it returns the body bytes
 // written and whether the connection is still good.
-func (h *h1Server) writeResponse(bw *bufio.Writer, req *h1Request, resp *http.Response) (int64, bool) {
+func (h *h1Server) writeResponse(bw *bufio.Writer, req *h1Request, resp *http.Response, hsts bool) (int64, bool) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(resp.Status)
 	bw.WriteString("\r\n")
+	if _, set := resp.Header["Strict-Transport-Security"]; hsts && !set {
+		bw.WriteString("Strict-Transport-Security: max-age=31536000\r\n")
+	}
 	noBody := req.head || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	chunked := !noBody && resp.ContentLength < 0
 	for k, vs := range resp.Header {
@@ -543,29 +587,56 @@ func (h *h1Server) done(m *appMetrics, req *h1Request, status int, size int64, s
 }
 
 // bufferedConn is a connection handed to net/http with the bytes the
-// fast loop had read but not used. Once they are read, its reader is let
-// go, so a long-lived connection (a WebSocket) keeps no buffer.
+// fast loop had read but not used. They are copied out of the loop's
+// buffer, which goes back to its pool at once: a long-lived connection
+// (a WebSocket) keeps no buffer of the loop's.
 type bufferedConn struct {
 	net.Conn
-	mu sync.Mutex
-	r  *bufio.Reader
+	mu      sync.Mutex
+	pending []byte
+	// tls is the state of a TLS connection (Conn is then a *tls.Conn,
+	// which net/http does not see through the wrapper): connContext
+	// passes it to the handler.
+	tls *tls.ConnectionState
+}
+
+type tlsStateKey struct{}
+
+// connContext is the http.Server's ConnContext: it keeps a handed-over
+// TLS connection's state for ServeHTTP, which sets it as Request.TLS.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if bc, ok := c.(*bufferedConn); ok && bc.tls != nil {
+		return context.WithValue(ctx, tlsStateKey{}, bc.tls)
+	}
+	return ctx
 }
 
 func (b *bufferedConn) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	if b.r == nil {
+	if len(b.pending) == 0 {
 		b.mu.Unlock()
 		return b.Conn.Read(p)
 	}
 	defer b.mu.Unlock()
-	n, err := b.r.Read(p)
-	if b.r.Buffered() == 0 {
-		// Drained: a hijacked connection (a WebSocket) keeps no buffer.
-		b.r.Reset(nil)
-		h1Readers.Put(b.r)
-		b.r = nil
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	if len(b.pending) == 0 {
+		b.pending = nil
 	}
-	return n, err
+	return n, nil
+}
+
+// SyscallConn gives the WebSocket relay the socket itself, so that an
+// idle connection waits without a buffer (websocket.go); only once the
+// pending bytes are read.
+func (b *bufferedConn) SyscallConn() (syscall.RawConn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sc, ok := b.Conn.(syscall.Conn)
+	if !ok || len(b.pending) > 0 {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 // chanListener is a net.Listener whose connections come from give.

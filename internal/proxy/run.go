@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -72,6 +73,7 @@ func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
 		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    t.MaxHeaderBytes,
 		ErrorLog:          errLog,
+		ConnContext:       connContext,
 	}
 }
 
@@ -87,6 +89,16 @@ type PublicHTTP struct {
 // or s wrapped (the ACME HTTP-01 challenge handler).
 func NewPublicHTTP(s *Server, handler http.Handler, ln net.Listener, t Timeouts, errLog *log.Logger) *PublicHTTP {
 	return &PublicHTTP{fast: newH1Server(s, ln, t), srv: PublicServer(handler, t, errLog)}
+}
+
+// NewPublicHTTPS returns the HTTPS front of s on ln, a TCP listener:
+// connections that negotiate HTTP/1.1 take the fast loop, HTTP/2 ones
+// net/http's server.
+func NewPublicHTTPS(s *Server, ln net.Listener, conf *tls.Config, t Timeouts, errLog *log.Logger) *PublicHTTP {
+	p := NewPublicHTTP(s, s, ln, t, errLog)
+	p.fast.tlsConf = conf
+	p.srv.TLSConfig = conf
+	return p
 }
 
 // Serve serves until Shutdown; it returns http.ErrServerClosed then.
@@ -136,15 +148,14 @@ func Run(ctx context.Context, o RunOptions) error {
 	errc := make(chan error, 4)
 	go func() { errc <- pub.Serve() }()
 
-	var sec *http.Server
+	var sec *PublicHTTP
 	if o.Certs != nil {
 		tln, err := publicListener(inherited, "https", 1, o.HTTPS)
 		if err != nil {
 			return err
 		}
-		sec = PublicServer(s, o.Timeouts, errLog)
-		sec.TLSConfig = o.Certs.TLSConfig()
-		go func() { errc <- sec.ServeTLS(tln, "", "") }()
+		sec = NewPublicHTTPS(s, tln, o.Certs.TLSConfig(), o.Timeouts, errLog)
+		go func() { errc <- sec.Serve() }()
 	}
 
 	if err := os.MkdirAll(filepath.Dir(o.Control), 0o755); err != nil {

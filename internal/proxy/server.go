@@ -24,6 +24,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -234,6 +235,12 @@ func (s *Server) trusted(ip string) bool {
 // ServeHTTP routes one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if r.TLS == nil {
+		// A TLS connection the fast loop handed over (fastpath.go).
+		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			r.TLS = st
+		}
+	}
 	rec := recorderPool.Get().(*statusRecorder)
 	rec.ResponseWriter, rec.status, rec.bytes = w, 0, 0
 	app := s.serve(rec, r)

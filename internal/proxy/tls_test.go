@@ -204,6 +204,31 @@ func TestInternalCA(t *testing.T) {
 	resp, body, leaf := waitHTTPS(t, r.httpsPort, name, roots, 20*time.Second)
 	checkServing(t, r, name, roots, resp, body)
 
+	// HTTP/1.1 over TLS: a GET takes the fast loop, a POST is handed to
+	// net/http on the same kind of connection; both are told it is HTTPS.
+	h1 := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &stdtls.Config{RootCAs: roots, ServerName: name, NextProtos: []string{"http/1.1"}},
+	}}
+	defer h1.CloseIdleConnections()
+	for _, method := range []string{"GET", "POST", "GET"} {
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, fmt.Sprintf("https://127.0.0.1:%d/", r.httpsPort), body)
+		req.Host = name
+		resp, err := h1.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 1 || !strings.HasPrefix(string(b), "a xff=127.0.0.1 proto=https host="+name) ||
+			resp.Header.Get("Strict-Transport-Security") == "" {
+			t.Errorf("%s over HTTP/1.1 and TLS: %s %q hsts=%q", method, resp.Proto, b, resp.Header.Get("Strict-Transport-Security"))
+		}
+	}
+
 	// A WebSocket over TLS (HTTP/1.1 upgrade).
 	conn, err := stdtls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.httpsPort), &stdtls.Config{RootCAs: roots, ServerName: name, NextProtos: []string{"http/1.1"}})
 	if err != nil {

@@ -238,7 +238,9 @@ func (c *wsConn) pump(dir int, src net.Conn, early []byte) {
 	}
 	var raw syscall.RawConn
 	if sc, ok := src.(syscall.Conn); ok {
-		raw, _ = sc.SyscallConn()
+		if rc, err := sc.SyscallConn(); err == nil {
+			raw = rc
+		}
 	}
 	for {
 		var bp *[]byte
