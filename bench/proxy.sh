@@ -40,8 +40,8 @@ gobin=$(go env GOPATH)/bin
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 limit=$(ulimit -n)
 websockets=$want_ws
-if [ $((2 * want_ws + 64)) -gt "$limit" ]; then
-  websockets=$(( (limit - 64) / 2 ))
+if [ $((2 * want_ws + 200)) -gt "$limit" ]; then
+  websockets=$(( (limit - 200) / 2 ))
 fi
 
 work=$(mktemp -d)
@@ -145,11 +145,18 @@ median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 declare -A res
 cases=("http direct http://127.0.0.1:18000/" "http hoist http://127.0.0.1:18080/" "http nginx http://127.0.0.1:18081/" "http caddy http://127.0.0.1:18082/"
        "https hoist https://127.0.0.1:18443/" "https nginx https://127.0.0.1:18444/" "https caddy https://127.0.0.1:18445/")
+# Rounds go through every case in turn, so that a burst of load from
+# elsewhere on the machine hits all targets alike, not one.
+declare -A runs
+for _ in $(seq 1 "$rounds"); do
+  for c in "${cases[@]}"; do
+    set -- $c
+    runs[$1/$2]+="$(wrk1 "$3")"$'\n'
+  done
+done
 for c in "${cases[@]}"; do
   set -- $c
-  runs=""
-  for _ in $(seq 1 "$rounds"); do runs+="$(wrk1 "$3")"$'\n'; done
-  res[$1/$2]=$(printf '%s' "$runs" | median)
+  res[$1/$2]=$(printf '%s' "${runs[$1/$2]}" | median)
 done
 printf '%-6s %-7s %10s %9s\n' proto target req/s p99_ms
 for c in "${cases[@]}"; do

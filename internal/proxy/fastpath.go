@@ -124,6 +124,8 @@ var (
 func (h *h1Server) serveConn(hc *h1Conn) {
 	defer h.wg.Done()
 	if h.tlsConf != nil {
+		// Nothing is lost by cutting a handshake short at shutdown.
+		hc.idle.Store(true)
 		tc := tls.Server(hc.c, h.tlsConf)
 		hc.c.SetDeadline(time.Now().Add(h.t.ReadHeader))
 		if err := tc.Handshake(); err != nil {
@@ -162,6 +164,7 @@ func (h *h1Server) serveConn(hc *h1Conn) {
 		}
 	}()
 	wait := h.t.ReadHeader // for the first request
+	var req h1Request
 	for {
 		// Shutdown sets closing, then cuts the idle connections' reads:
 		// in this order, either the read is cut or closing is seen.
@@ -184,7 +187,6 @@ func (h *h1Server) serveConn(hc *h1Conn) {
 			handedOff = h.handOff(c, br)
 			return
 		}
-		var req h1Request
 		var e *entry
 		if req.parse(head) {
 			e = h.fastEntry(&req)
@@ -256,6 +258,7 @@ type h1Request struct {
 // parse recognises a GET or HEAD request head without a body, with
 // plain header lines and one valid Host; anything else is false.
 func (r *h1Request) parse(head []byte) bool {
+	*r = h1Request{lines: r.lines[:0]} // the lines' array is reused
 	eol := bytes.IndexByte(head, '\n')
 	if eol < 1 || head[eol-1] != '\r' {
 		return false
@@ -287,7 +290,6 @@ func (r *h1Request) parse(head []byte) bool {
 			r.path = r.target[:i]
 		}
 	}
-	r.lines = r.lines[:0]
 	hosts := 0
 	for pos := eol + 1; ; {
 		end := bytes.IndexByte(head[pos:], '\n')
