@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +29,8 @@ type Options struct {
 	// StateDir holds the machines' trees, logs and state.json.
 	// Default /var/lib/hoist/lab/NAME.
 	StateDir string
-	// CacheDir holds the cached base root trees. Default /var/cache/hoist/lab.
+	// CacheDir holds the cached base root trees, shared by all labs.
+	// Default /var/cache/hoist/lab.
 	CacheDir string
 	// Suite is the Debian release. Default bookworm.
 	Suite string
@@ -42,9 +44,13 @@ type Options struct {
 	KnownHostsPath string
 	// Log receives progress for people.
 	Log io.Writer
+
+	// forceCopy makes hosts' trees copies even where overlayfs works, so
+	// tests can exercise the fallback.
+	forceCopy bool
 }
 
-// Host is one lab machine.
+// Host is one lab machine. PID is its systemd-nspawn process.
 type Host struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
@@ -57,6 +63,13 @@ type HostStatus struct {
 	Running bool
 	SSH     bool
 }
+
+// Time limits. Boot is a few seconds here; the limits leave room for a
+// loaded machine.
+const (
+	bootTimeout = 90 * time.Second // all hosts' SSH, from the last boot
+	lockTimeout = 2 * time.Minute  // another hoist working on the same lab
+)
 
 func (o *Options) defaults() error {
 	if o.Name == "" {
@@ -71,14 +84,28 @@ func (o *Options) defaults() error {
 	if o.CacheDir == "" {
 		o.CacheDir = "/var/cache/hoist/lab"
 	}
+	// Mount points are matched by path in /proc/self/mountinfo.
+	for _, p := range []*string{&o.StateDir, &o.CacheDir} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		*p = abs
+	}
 	if o.Suite == "" {
 		o.Suite = "bookworm"
+	}
+	if !validSuite(o.Suite) {
+		return usererr.New("Debian suite %q is not valid", o.Suite)
 	}
 	if o.Mirror == "" {
 		o.Mirror = "http://deb.debian.org/debian"
 	}
 	if o.Subnet == "" {
 		o.Subnet = DefaultSubnet(o.Name)
+	}
+	if _, err := hostAddr(o.Subnet, 0); err != nil {
+		return usererr.Wrap(err, "lab %s", o.Name)
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -98,19 +125,37 @@ func validName(s string) bool {
 	return true
 }
 
+// validSuite accepts Debian suite names (bookworm, trixie, stable...),
+// which become a path under CacheDir.
+func validSuite(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // DefaultSubnet derives a /24 in 10.213.0.0/16 from the lab name, so that
-// labs with different names do not collide.
+// labs with different names do not collide (Up refuses when they do).
 func DefaultSubnet(name string) string {
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	return fmt.Sprintf("10.213.%d.0/24", 1+h.Sum32()%250)
 }
 
-// addr returns the address of host i (0-based) and of the bridge.
+// hostAddr returns the address of host i (0-based), or of the bridge for
+// i < 0. Host addresses run from .11 up.
 func hostAddr(subnet string, i int) (string, error) {
 	p, err := netip.ParsePrefix(subnet)
 	if err != nil || !p.Addr().Is4() || p.Bits() != 24 {
 		return "", fmt.Errorf("lab subnet %q must be an IPv4 /24", subnet)
+	}
+	if i > 200 {
+		return "", fmt.Errorf("lab subnet %s has no room for host %d", subnet, i)
 	}
 	b := p.Masked().Addr().As4()
 	if i < 0 {
@@ -121,13 +166,19 @@ func hostAddr(subnet string, i int) (string, error) {
 	return netip.AddrFrom4(b).String(), nil
 }
 
-// Interface and machine names: Linux limits interface names to 15 bytes.
+// Interface and machine names: Linux limits interface names to 15 bytes,
+// which is why lab names have at most 8.
 func bridgeName(lab string) string         { return "hlb-" + lab }
 func vethName(lab string, i int) string    { return "hv" + strconv.Itoa(i) + "-" + lab }
-func machineName(lab string, i int) string { return "hoist-" + lab + "-" + strconv.Itoa(i) }
+func machinePrefix(lab string) string      { return "hoist-" + lab + "-" }
+func machineName(lab string, i int) string { return machinePrefix(lab) + strconv.Itoa(i) }
 
 // Preflight checks that this machine can run a lab.
 func Preflight() error {
+	if runtime.GOOS != "linux" {
+		return usererr.New("the lab runs on Linux only, not %s", runtime.GOOS).
+			WithHint("run hoist lab on a Debian or Ubuntu machine or VM")
+	}
 	if os.Geteuid() != 0 {
 		return usererr.New("the lab needs root: it boots machines and creates network namespaces").
 			WithHint("run hoist lab as root, for example with sudo")
@@ -147,24 +198,37 @@ func Preflight() error {
 	return nil
 }
 
-// Up boots the lab with n hosts: hosts already running are kept, stopped
-// ones are booted again with their disks as they were, and missing ones
-// are made. It returns when every host answers SSH.
+// Up boots the lab with at least n hosts: hosts already running are kept,
+// stopped ones are booted again with their disks as they were, and missing
+// ones are made. It records every host's key in KnownHostsPath and returns
+// when every host answers SSH.
 func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	if n < 0 {
+		return nil, fmt.Errorf("lab up: %d hosts", n)
+	}
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
+	l, err := lock(ctx, lockPath(o), lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer l.unlock()
 	st, err := loadState(o.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	if st.Subnet != "" && st.Subnet != o.Subnet {
+		fmt.Fprintf(o.Log, "lab %s keeps its subnet %s\n", o.Name, st.Subnet)
 		o.Subnet = st.Subnet
 	}
 	st.Name, st.Subnet = o.Name, o.Subnet
+	if err := checkSubnetFree(o); err != nil {
+		return nil, err
+	}
 	base, err := ensureBase(ctx, o)
 	if err != nil {
 		return nil, err
@@ -177,7 +241,7 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		return nil, err
 	}
 	for i := 0; i < max(n, len(st.Hosts)); i++ {
-		if i < len(st.Hosts) && alive(st.Hosts[i].PID) {
+		if i < len(st.Hosts) && alive(st.Hosts[i].PID, st.Hosts[i].Name) {
 			continue
 		}
 		var m *machine
@@ -192,30 +256,47 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 			st.Hosts = append(st.Hosts, m.Host)
 		}
 		m.index = i
+		// After a power cut the kernel may still be tearing down the old
+		// machine's processes, which hold the namespace.
 		if err := waitNetnsEmpty(m.Name, 15*time.Second); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(o.Log, "booting %s at %s\n", m.Name, m.Addr)
-		if err := m.boot(ctx, o, base, pub); err != nil {
-			saveState(o.StateDir, st)
-			return nil, err
-		}
+		err := m.boot(ctx, o, base, pub)
 		st.Hosts[i] = m.Host
-		if err := saveState(o.StateDir, st); err != nil {
+		// Saved even on failure: Down must find what was made.
+		if serr := saveState(o.StateDir, st); err == nil {
+			err = serr
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
-	deadline := time.Now().Add(90 * time.Second)
+	// Recorded every time, so a known_hosts file that lost them, or a new
+	// KnownHostsPath, is brought up to date.
+	keys := map[string]string{}
+	for i, h := range st.Hosts {
+		k, err := (&machine{Host: h, index: i}).hostKey(o)
+		if err != nil {
+			return nil, err
+		}
+		keys[h.Addr] = k
+	}
+	if err := setKnownHosts(o.KnownHostsPath, keys); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(bootTimeout)
 	for _, h := range st.Hosts {
 		if err := waitSSH(ctx, h.Addr, deadline); err != nil {
-			return nil, usererr.Wrap(err, "lab host %s did not answer SSH", h.Name).
-				WithHint("its console log is %s:\n%s", logPath(o, h.Name), tail(logPath(o, h.Name), 15))
+			return nil, usererr.Wrap(err, "lab host %s (%s) did not answer SSH within %s", h.Name, h.Addr, bootTimeout).
+				WithHint("the end of its console log %s:\n%s", logPath(o, h.Name), tail(logPath(o, h.Name), 15))
 		}
 	}
 	return st.Hosts, nil
 }
 
-// Status reports the lab's hosts.
+// Status reports the lab's hosts: running means the recorded nspawn
+// process lives; SSH means port 22 greets with an SSH banner within 1s.
 func Status(ctx context.Context, o Options) ([]HostStatus, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -226,7 +307,7 @@ func Status(ctx context.Context, o Options) ([]HostStatus, error) {
 	}
 	out := make([]HostStatus, 0, len(st.Hosts))
 	for _, h := range st.Hosts {
-		hs := HostStatus{Host: h, Running: alive(h.PID)}
+		hs := HostStatus{Host: h, Running: alive(h.PID, h.Name)}
 		if hs.Running {
 			hs.SSH = sshBanner(ctx, h.Addr, time.Second) == nil
 		}
@@ -235,45 +316,85 @@ func Status(ctx context.Context, o Options) ([]HostStatus, error) {
 	return out, nil
 }
 
-// Down stops the lab's hosts and removes what the lab made.
+// Down stops the lab's hosts and removes what the lab made: machines,
+// mounts, namespaces, veths, the bridge, the state directory and the
+// hosts' known_hosts lines. It kills only the PIDs recorded in the state.
 func Down(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
+	l, err := lock(ctx, lockPath(o), lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
 	st, err := loadState(o.StateDir)
 	if err != nil {
 		return err
 	}
 	var errs []error
+	forget := map[string]string{}
+	stuck := false
 	for i, h := range st.Hosts {
 		m := &machine{Host: h, index: i}
 		fmt.Fprintf(o.Log, "stopping %s\n", h.Name)
 		if err := m.destroy(ctx, o); err != nil {
 			errs = append(errs, err)
+			stuck = true
 		}
-		if err := forgetKnownHost(o.KnownHostsPath, h.Addr); err != nil {
-			errs = append(errs, err)
-		}
+		forget[h.Addr] = ""
+	}
+	if err := setKnownHosts(o.KnownHostsPath, forget); err != nil {
+		errs = append(errs, err)
+	}
+	// Namespaces the state no longer names (a lost or older state file).
+	for _, ns := range leftoverNetns(o.Name) {
+		ipCmd(ctx, "netns", "del", ns)
 	}
 	if err := ipCmd(ctx, "link", "del", bridgeName(o.Name)); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 		errs = append(errs, err)
 	}
-	if err := os.RemoveAll(o.StateDir); err != nil {
-		errs = append(errs, err)
+	// A machine that would not stop keeps its tree and state, so that a
+	// later Down can try again.
+	if !stuck {
+		if err := os.RemoveAll(o.StateDir); err != nil {
+			errs = append(errs, err)
+		}
+		os.Remove(lockPath(o))
 	}
 	return errors.Join(errs...)
 }
 
+// lockPath is beside the state directory, so Down can remove the whole
+// directory while holding the lock.
+func lockPath(o Options) string {
+	return filepath.Join(filepath.Dir(o.StateDir), "."+filepath.Base(o.StateDir)+".lock")
+}
+
 func logPath(o Options, name string) string { return filepath.Join(o.StateDir, name+".log") }
 
+// tail returns the last n lines of a console log without its colour codes.
 func tail(p string, n int) string {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return "(no log)"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	return lastLines(stripANSI(string(b)), n)
+}
+
+// stripANSI drops CSI escape sequences (ESC [ ... final byte).
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
 	}
-	return strings.Join(lines, "\n")
+	return b.String()
 }

@@ -22,19 +22,17 @@ func (m *machine) dir(o Options) string  { return filepath.Join(o.StateDir, m.Na
 func (m *machine) root(o Options) string { return filepath.Join(m.dir(o), "root") }
 
 // boot prepares the machine's tree and network and starts it. A machine
-// that ran before keeps its disk (the overlay's upper layer), as a
-// rebooted host would.
+// that ran before keeps its disk, as a rebooted host would.
 func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
-	root := m.root(o)
-	fresh := false
-	if _, err := os.Stat(filepath.Join(m.dir(o), "upper")); errors.Is(err, os.ErrNotExist) {
-		fresh = true
-	}
-	if err := mountRoot(ctx, base, m.dir(o)); err != nil {
+	dir, root := m.dir(o), m.root(o)
+	if err := prepareRoot(ctx, o, base, dir); err != nil {
 		return err
 	}
-	if fresh {
-		if err := m.personalize(o, root, pub); err != nil {
+	if !m.prepared(o) {
+		if err := m.personalize(root, pub); err != nil {
+			return err
+		}
+		if err := touch(filepath.Join(dir, preparedMarker)); err != nil {
 			return err
 		}
 	}
@@ -48,7 +46,14 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 	defer logf.Close()
 	cmd := exec.Command("systemd-nspawn", "--quiet", "-D", root, "-b", "-M", m.Name,
 		"--register=no", "--keep-unit", "--network-namespace-path=/run/netns/"+m.Name)
-	cmd.Stdin = nil
+	cmd.Env = os.Environ()
+	if hostHasCgroup2() {
+		// A real Debian 12 host runs the unified (v2) hierarchy. Without
+		// this, on a hybrid host nspawn gives the guest the v1 layout,
+		// with warnings; with it the guest boots cleanly on cgroup v2.
+		cmd.Env = append(cmd.Env, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
+	}
+	cmd.Stdin = nil // /dev/null
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: the machine outlives this hoist process.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -61,9 +66,43 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 	return nil
 }
 
+// prepared reports whether the machine's tree already has its identity.
+// Trees made before the marker existed are known by their own host key
+// in the overlay's upper layer.
+func (m *machine) prepared(o Options) bool {
+	return exists(filepath.Join(m.dir(o), preparedMarker)) ||
+		exists(filepath.Join(m.dir(o), "upper/etc/ssh/ssh_host_ed25519_key"))
+}
+
+// hostKey returns the machine's SSH host public key, "ssh-ed25519 AAAA...".
+func (m *machine) hostKey(o Options) (string, error) {
+	b, err := os.ReadFile(filepath.Join(m.root(o), "etc/ssh/ssh_host_ed25519_key.pub"))
+	if err != nil {
+		return "", fmt.Errorf("host key of %s: %w", m.Name, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return "", fmt.Errorf("host key of %s: malformed", m.Name)
+	}
+	return f[0] + " " + f[1], nil
+}
+
+// hostHasCgroup2 reports whether a cgroup v2 hierarchy is mounted, alone
+// (unified) or beside the v1 controllers (hybrid).
+func hostHasCgroup2() bool {
+	const cgroup2Magic = 0x63677270
+	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var fs syscall.Statfs_t
+		if syscall.Statfs(p, &fs) == nil && fs.Type == cgroup2Magic {
+			return true
+		}
+	}
+	return false
+}
+
 // personalize gives a fresh tree its identity: hostname, machine id, an
-// SSH host key of its own that the lab records, and the lab key for root.
-func (m *machine) personalize(o Options, root, pub string) error {
+// SSH host key of its own, and the lab key for root.
+func (m *machine) personalize(root, pub string) error {
 	hostKey, hostPub, err := newHostKey()
 	if err != nil {
 		return err
@@ -108,13 +147,15 @@ func (m *machine) personalize(o Options, root, pub string) error {
 			return fmt.Errorf("prepare %s: %w", m.Name, err)
 		}
 	}
-	return recordKnownHost(o.KnownHostsPath, m.Addr, hostPub)
+	return nil
 }
 
-// destroy stops the machine and removes its tree and namespace.
+// destroy stops the machine and removes its tree and namespace. A tree
+// whose machine would not die, or that stays mounted, is left alone.
 func (m *machine) destroy(ctx context.Context, o Options) error {
-	stop(m.PID)
-	umount(m.root(o))
+	if !stop(m.PID, m.Name) {
+		return fmt.Errorf("stop %s: pid %d still runs after SIGKILL", m.Name, m.PID)
+	}
 	var errs []error
 	if err := ipCmd(ctx, "netns", "del", m.Name); err != nil && !strings.Contains(err.Error(), "No such file") {
 		errs = append(errs, err)
@@ -122,6 +163,9 @@ func (m *machine) destroy(ctx context.Context, o Options) error {
 	// Deleting the namespace frees its end of the pair only once the
 	// kernel reaps the namespace; delete the pair from this end now.
 	ipCmd(ctx, "link", "del", vethName(o.Name, m.index))
+	if err := umount(m.root(o)); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
 	if err := os.RemoveAll(m.dir(o)); err != nil {
 		errs = append(errs, err)
 	}
@@ -130,20 +174,21 @@ func (m *machine) destroy(ctx context.Context, o Options) error {
 }
 
 // stop asks the machine to power off (SIGTERM to nspawn), then kills its
-// init, which takes its whole PID namespace with it, and nspawn.
-func stop(pid int) {
-	if !alive(pid) {
-		return
+// init, which takes its whole PID namespace with it, and nspawn. It
+// reports whether the process is gone.
+func stop(pid int, name string) bool {
+	if !alive(pid, name) {
+		return true
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
-	if waitGone(pid, 20*time.Second) {
-		return
+	if waitGone(pid, name, 20*time.Second) {
+		return true
 	}
 	for _, child := range children(pid) {
 		syscall.Kill(child, syscall.SIGKILL)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
-	waitGone(pid, 5*time.Second)
+	return waitGone(pid, name, 5*time.Second)
 }
 
 // PowerCut kills a lab host at once, as a power cut would: nothing inside
@@ -158,14 +203,14 @@ func PowerCut(o Options, name string) error {
 	}
 	for _, h := range st.Hosts {
 		if h.Name == name || h.Addr == name {
-			if !alive(h.PID) {
+			if !alive(h.PID, h.Name) {
 				return fmt.Errorf("lab host %s is not running", name)
 			}
 			for _, child := range children(h.PID) {
 				syscall.Kill(child, syscall.SIGKILL)
 			}
 			syscall.Kill(h.PID, syscall.SIGKILL)
-			if !waitGone(h.PID, 10*time.Second) {
+			if !waitGone(h.PID, h.Name, 10*time.Second) {
 				return fmt.Errorf("lab host %s did not die", name)
 			}
 			// The kernel tears the PID namespace down after init dies; wait
@@ -176,25 +221,25 @@ func PowerCut(o Options, name string) error {
 	return fmt.Errorf("no lab host %s", name)
 }
 
-func waitGone(pid int, d time.Duration) bool {
+func waitGone(pid int, name string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if !alive(pid) {
+		if !alive(pid, name) {
 			return true
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return !alive(pid)
+	return !alive(pid, name)
 }
 
-// alive reports whether pid is a running systemd-nspawn (not a zombie,
-// not a recycled pid of another program).
-func alive(pid int) bool {
+// alive reports whether pid is the running systemd-nspawn of machine
+// name: not a zombie, not a recycled pid of another program or machine.
+func alive(pid int, name string) bool {
 	if pid <= 0 {
 		return false
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || !strings.Contains(string(cmdline), "systemd-nspawn") {
+	if err != nil || !isNspawnOf(string(cmdline), name) {
 		return false
 	}
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -206,6 +251,21 @@ func alive(pid int) bool {
 		return false
 	}
 	return true
+}
+
+// isNspawnOf reports whether a NUL-separated command line is
+// systemd-nspawn booting machine name (as boot starts it).
+func isNspawnOf(cmdline, name string) bool {
+	args := strings.Split(strings.TrimRight(cmdline, "\x00"), "\x00")
+	if len(args) == 0 || filepath.Base(args[0]) != "systemd-nspawn" {
+		return false
+	}
+	for i := 1; i+1 < len(args); i++ {
+		if args[i] == "-M" && args[i+1] == name {
+			return true
+		}
+	}
+	return false
 }
 
 func children(pid int) []int {

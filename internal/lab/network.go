@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
+
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // ensureBridge creates the lab's bridge with the subnet's .1 address.
@@ -73,4 +79,53 @@ func ipCmd(ctx context.Context, args ...string) error {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return nil
+}
+
+// checkSubnetFree refuses a subnet that an interface other than the lab's
+// bridge already uses: two labs whose names hash alike, or a real network.
+// Adding the bridge address would route that network to the lab.
+func checkSubnetFree(o Options) error {
+	p, err := netip.ParsePrefix(o.Subnet)
+	if err != nil {
+		return fmt.Errorf("lab subnet %q: %w", o.Subnet, err)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, ifc := range ifs {
+		if ifc.Name == bridgeName(o.Name) {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			q, err := netip.ParsePrefix(n.String())
+			if err == nil && q.Addr().Unmap().Is4() && q.Overlaps(p) {
+				return usererr.New("lab %s would use %s, which interface %s already has (%s)", o.Name, o.Subnet, ifc.Name, n).
+					WithHint("pick another lab name (--name) or subnet")
+			}
+		}
+	}
+	return nil
+}
+
+// leftoverNetns lists network namespaces named like this lab's machines,
+// for Down to remove when the state file that names them is gone.
+func leftoverNetns(lab string) []string {
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return nil
+	}
+	re := regexp.MustCompile("^" + regexp.QuoteMeta(machinePrefix(lab)) + "[0-9]+$")
+	var out []string
+	for _, e := range ents {
+		if re.MatchString(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
