@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -48,6 +50,9 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 		}
 	}
 	spec := deploy.Spec(a.cfg)
+	if spec.ACMERoots, err = acmeRoots(a); err != nil {
+		return err
+	}
 	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
 		if o.binary == "" {
 			plat, err := host.Platform(ctx, conn)
@@ -88,3 +93,24 @@ func (a *app) logf(s *streams, h, format string, args ...any) {
 }
 
 func selfPlatform() string { return runtime.GOOS + "/" + runtime.GOARCH }
+
+// acmeRoots reads the PEM roots proxy.acme_root names, relative to
+// hoist.yml; "" if none.
+func acmeRoots(a *app) (string, error) {
+	name := a.cfg.Proxy.ACMERoot
+	if name == "" {
+		return "", nil
+	}
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(a.repo, name)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", usererr.Wrap(err, "proxy.acme_root").WithHint("give a PEM file of the ACME CA's roots, relative to hoist.yml")
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return "", usererr.New("proxy.acme_root: %s holds no PEM certificate", path)
+	}
+	return string(b), nil
+}

@@ -168,6 +168,9 @@ type Proxy struct {
 	ACMEEmail string `yaml:"acme_email"`
 	// ACMECA is the ACME directory URL, for a staging or private CA.
 	ACMECA string `yaml:"acme_ca"`
+	// ACMERoot is a PEM file, relative to hoist.yml, of root
+	// certificates to trust the ACME CA's API with: a private CA's.
+	ACMERoot string `yaml:"acme_root"`
 }
 
 // Defaults fills in unset fields. Load calls it; it is exported for tests

@@ -280,6 +280,9 @@ func (c *Config) validate() error {
 	if c.Proxy.TLS.On() && len(c.Proxy.Hosts) == 0 {
 		return errAt("$.proxy.tls", "TLS needs the names to get certificates for: list them in proxy.hosts")
 	}
+	if c.Proxy.TLS.Mode == TLSInternal && c.Proxy.ACMERoot != "" {
+		return errAt("$.proxy.acme_root", "tls: internal issues certificates from the proxy's own CA; drop acme_root or write tls: acme")
+	}
 	if c.Proxy.TLS.Mode == TLSInternal && c.Proxy.ACMECA != "" {
 		return errAt("$.proxy.acme_ca", "tls: internal issues certificates from the proxy's own CA; drop acme_ca or write tls: acme")
 	}

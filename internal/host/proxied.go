@@ -50,10 +50,15 @@ type proxyIssuer struct {
 	Internal  bool   `json:"internal,omitempty"`
 	ACMEEmail string `json:"acme_email,omitempty"`
 	ACMECA    string `json:"acme_ca,omitempty"`
+	ACMERoots string `json:"acme_roots,omitempty"` // PEM
 }
 
-// ProxyIssuerPath keeps the proxy's issuer between setups.
-var ProxyIssuerPath = filepath.Join(filepath.Dir(ProxyStorage), "issuer.json")
+// ProxyIssuerPath keeps the proxy's issuer between setups, and
+// ProxyACMERootsPath the roots the proxy trusts the ACME CA's API with.
+var (
+	ProxyIssuerPath    = filepath.Join(filepath.Dir(ProxyStorage), "issuer.json")
+	ProxyACMERootsPath = filepath.Join(filepath.Dir(ProxyStorage), "acme-roots.pem")
+)
 
 func (p proxyIssuer) flags() []string {
 	var flags []string
@@ -65,6 +70,9 @@ func (p proxyIssuer) flags() []string {
 	}
 	if p.ACMECA != "" {
 		flags = append(flags, "--acme-ca", p.ACMECA)
+	}
+	if p.ACMERoots != "" {
+		flags = append(flags, "--acme-root", ProxyACMERootsPath)
 	}
 	return flags
 }
@@ -83,7 +91,7 @@ func issuerFor(s *Spec, path string) (proxyIssuer, error) {
 	if !s.TLS {
 		return cur, nil
 	}
-	want := proxyIssuer{Internal: s.TLSInternal, ACMEEmail: s.ACMEEmail, ACMECA: s.ACMECA}
+	want := proxyIssuer{Internal: s.TLSInternal, ACMEEmail: s.ACMEEmail, ACMECA: s.ACMECA, ACMERoots: s.ACMERoots}
 	if want == cur {
 		return cur, nil
 	}
@@ -102,6 +110,11 @@ func installProxy(ctx context.Context, s *Spec) error {
 	issuer, err := issuerFor(s, ProxyIssuerPath)
 	if err != nil {
 		return err
+	}
+	if issuer.ACMERoots != "" {
+		if err := atomicfile.Write(ProxyACMERootsPath, []byte(issuer.ACMERoots), 0o644); err != nil {
+			return fmt.Errorf("write ACME roots: %w", err)
+		}
 	}
 	flags := issuer.flags()
 	changed, err := writeUnits(ctx, map[string][]byte{

@@ -22,6 +22,8 @@ func TestIssuerKeptAcrossApps(t *testing.T) {
 		{"acme app changes it", Spec{App: "d", TLS: true, ACMEEmail: "ops@example.com", ACMECA: "https://ca.test/dir"},
 			[]string{"--acme-email", "ops@example.com", "--acme-ca", "https://ca.test/dir"}},
 		{"plain app again", Spec{App: "a"}, []string{"--acme-email", "ops@example.com", "--acme-ca", "https://ca.test/dir"}},
+		{"private CA's roots", Spec{App: "e", TLS: true, ACMECA: "https://ca.test/dir", ACMERoots: "-----BEGIN CERTIFICATE-----"},
+			[]string{"--acme-ca", "https://ca.test/dir", "--acme-root", ProxyACMERootsPath}},
 	}
 	for _, st := range steps {
 		got, err := issuerFor(&st.spec, path)

@@ -33,6 +33,8 @@ type Spec struct {
 	HSTS        bool   `json:"hsts,omitempty"`
 	ACMEEmail   string `json:"acme_email,omitempty"`
 	ACMECA      string `json:"acme_ca,omitempty"`
+	// ACMERoots are PEM roots to trust the ACME CA's API with.
+	ACMERoots string `json:"acme_roots,omitempty"`
 }
 
 // Proxied reports whether the app runs behind the edge proxy.

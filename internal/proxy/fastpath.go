@@ -486,17 +486,9 @@ func (h *h1Server) writeResponse(bw *bufio.Writer, req *h1Request, resp *http.Re
 	}
 	noBody := req.head || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	chunked := !noBody && resp.ContentLength < 0
-	for k, vs := range resp.Header {
-		if skipResponseHeader(k) || k == "Content-Length" && !noBody || namedInConnection(resp.Header, k) {
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
+	writeHeaders(bw, resp.Header, func(k string) bool {
+		return skipResponseHeader(k) || k == "Content-Length" && !noBody || namedInConnection(resp.Header, k)
+	})
 	switch {
 	case chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")

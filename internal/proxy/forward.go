@@ -108,17 +108,7 @@ func (s *Server) writeRequest(bw *bufio.Writer, r *http.Request) error {
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
-	for k, vs := range r.Header {
-		if skipRequestHeader(k) {
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
+	writeHeaders(bw, r.Header, skipRequestHeader)
 	ip, proto, host := s.forwardedValues(r)
 	bw.WriteString("X-Forwarded-For: ")
 	bw.WriteString(ip)
@@ -128,6 +118,22 @@ func (s *Server) writeRequest(bw *bufio.Writer, r *http.Request) error {
 	bw.WriteString(host)
 	_, err := bw.WriteString("\r\n\r\n")
 	return err
+}
+
+// writeHeaders writes h's fields as HTTP/1.1 header lines, but those
+// whose names skip reports.
+func writeHeaders(bw *bufio.Writer, h http.Header, skip func(string) bool) {
+	for k, vs := range h {
+		if skip(k) {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
 }
 
 // copyBody copies the response body, flushing each write when the
