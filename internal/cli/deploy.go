@@ -59,7 +59,14 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	fmt.Fprintf(s.err, "built release %s (%d bytes, sha256 %s)\n", art.Manifest.ID, art.Manifest.Size, art.Manifest.SHA256[:16])
 	so := a.shipOptions(s)
 	so.SendEnv, so.Env = sendEnv, env
+	bars := newUploadBars(s.err, a.hosts)
+	if bars != nil {
+		so.Log, so.Meter = bars, bars.meter
+	}
 	results := deploy.Ship(ctx, so, art)
+	if bars != nil {
+		bars.wait()
+	}
 	if err := report(s.err, results, "deploy of "+art.Manifest.ID); err != nil {
 		return err
 	}

@@ -125,17 +125,20 @@ const (
 
 // paint colours s for a terminal, unless NO_COLOR is set or w is not one.
 func paint(w io.Writer, s, color string) string {
-	if os.Getenv("NO_COLOR") != "" {
-		return s
-	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return s
-	}
-	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+	if os.Getenv("NO_COLOR") != "" || !isTerminal(w) {
 		return s
 	}
 	return "\x1b[" + color + "m" + s + "\x1b[0m"
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func usage(format string, args ...any) error {

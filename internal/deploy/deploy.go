@@ -276,13 +276,22 @@ type ShipOptions struct {
 	// Env before the release starts.
 	SendEnv bool
 	Env     []byte
+	// Meter, when set, follows each host's upload (a progress bar).
+	Meter func(host string, have, total int64) Meter
+}
+
+// Meter follows one upload: Reader counts what is sent through it, Done
+// ends it with the upload's result.
+type Meter interface {
+	Reader(r io.Reader) io.Reader
+	Done(err error)
 }
 
 // Ship takes the artifact to every host and activates it there.
 func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 	spec := Spec(o.Config)
 	return o.locked(ctx, Holder("deploy "+art.Manifest.ID), func(ctx context.Context, h string, c *host.Client) error {
-		if err := upload(ctx, c, art, o.logf(h)); err != nil {
+		if err := o.upload(ctx, h, c, art); err != nil {
 			return err
 		}
 		if o.SendEnv {
@@ -393,7 +402,8 @@ func lockError(err error) error {
 }
 
 // upload sends the artifact, resuming where an earlier attempt stopped.
-func upload(ctx context.Context, c *host.Client, art *Artifact, logf func(string, ...any)) error {
+func (o ShipOptions) upload(ctx context.Context, h string, c *host.Client, art *Artifact) error {
+	logf := o.logf(h)
 	st, err := c.UploadState(ctx, art.Manifest)
 	if err != nil {
 		return err
@@ -415,7 +425,14 @@ func upload(ctx context.Context, c *host.Client, art *Artifact, logf func(string
 	} else {
 		logf("uploading %s (%s)", art.Manifest.ID, byteSize(art.Manifest.Size))
 	}
-	return c.Receive(ctx, art.Manifest, st.Have, f)
+	var r io.Reader = f
+	if o.Meter != nil {
+		m := o.Meter(h, st.Have, art.Manifest.Size)
+		r = m.Reader(f)
+		defer func() { m.Done(err) }()
+	}
+	err = c.Receive(ctx, art.Manifest, st.Have, r)
+	return err
 }
 
 func byteSize(n int64) string {
