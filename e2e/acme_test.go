@@ -4,23 +4,20 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/pebbletest"
 )
 
 // TestACMEFromLabHost deploys an app with tls: acme to a lab host whose
@@ -43,45 +40,21 @@ func TestACMEFromLabHost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	api, mgmt := net.JoinHostPort(bridge, fmt.Sprint(freePort(t))), net.JoinHostPort(bridge, fmt.Sprint(freePort(t)))
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
-		"listenAddress": api, "managementListenAddress": mgmt,
-		"certificate": filepath.Join(dir, "api.pem"), "privateKey": filepath.Join(dir, "api.key"),
-		"httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-		"keyAlgorithm": "ecdsa",
-	}})
-	if err := os.WriteFile(filepath.Join(dir, "pebble.json"), cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// The challenge server answers DNS only: every name is the host.
-	startDaemon(t, dir, goBin(t, "pebble-challtestsrv"), "-defaultIPv4", h, "-defaultIPv6", "", "-dnsserver", dnsAddr,
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-	startDaemon(t, dir, goBin(t, "pebble"), "-config", filepath.Join(dir, "pebble.json"), "-dnsserver", dnsAddr)
-	waitListening(t, api)
+	// Pebble listens on the bridge, validates challenges on the host's
+	// ports 80 and 443, and resolves every name to the host.
+	ca := pebbletest.Start(t, pebbletest.Options{
+		Listen: bridge, HTTPPort: 80, TLSPort: 443, Resolve: h,
+		APICert: filepath.Join(dir, "api.pem"), APIKey: filepath.Join(dir, "api.key"), APIRoots: filepath.Join(dir, "ca.pem"),
+	})
 
 	const name = "acme.test"
 	a := newApp(t, "acmeapp", 3400, hosts[:1], fmt.Sprintf(
-		"proxy:\n  hosts: [%s]\n  tls: acme\n  acme_ca: https://%s/dir\n  acme_root: ca.pem\n  acme_email: ops@example.com\n", name, api))
+		"proxy:\n  hosts: [%s]\n  tls: acme\n  acme_ca: %s\n  acme_root: ca.pem\n  acme_email: ops@example.com\n", name, ca.Directory))
 	a.write(t, "ca.pem", string(caPEM))
 	mustHoist(t, a.dir, "setup")
 	id := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 
-	// Pebble's issuing root, from its management API.
-	api0 := x509.NewCertPool()
-	api0.AppendCertsFromPEM(caPEM)
-	mc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: api0}}}
-	resp, err := mc.Get("https://" + mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("Pebble's root: %q", rootPEM)
-	}
-
+	roots := ca.Roots(t)
 	ans, leaf := getHTTPS(t, h, name, roots)
 	if got := strings.TrimSpace(ans.body); got != "hello from release "+id {
 		t.Errorf("over HTTPS: %q", got)
@@ -116,69 +89,4 @@ func privateCA(t *testing.T, ip string) (caPEM, certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-// goBin finds a tool scripts/deps.sh installs with go install.
-func goBin(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		msg := name + " is not installed (scripts/deps.sh installs it)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-// startDaemon runs bin for the rest of the test, logging to dir.
-func startDaemon(t *testing.T, dir, bin string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	logPath := filepath.Join(dir, filepath.Base(bin)+".log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		log.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("%s log:\n%s", filepath.Base(bin), b)
-		}
-	})
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", addr)
 }

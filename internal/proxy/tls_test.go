@@ -5,46 +5,20 @@ import (
 	"context"
 	stdtls "crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/pebbletest"
 	hoisttls "github.com/hoistdev/hoist/internal/tls"
 )
-
-// freePort returns a loopback port nobody listens on (for servers that
-// must be told their port before they start).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitTCP(t *testing.T, addr string) {
-	t.Helper()
-	for range 100 {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", addr)
-}
 
 // running is a proxy started with Run, on loopback ports of its own.
 type running struct {
@@ -191,7 +165,7 @@ func TestInternalCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, certs, freePort(t), freePort(t))
+	r := startRun(t, certs, pebbletest.FreePort(t), pebbletest.FreePort(t))
 	a := backend(t, "a", true)
 	name := "lab.hoist.test"
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), name)); err != nil {
@@ -283,129 +257,13 @@ func newTLSFront(t *testing.T, certs *hoisttls.Manager) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// pebbleCA is a Pebble ACME server (and pebble-challtestsrv as its DNS,
-// answering 127.0.0.1 for every name) that validates HTTP-01 on
-// httpPort and TLS-ALPN-01 on tlsPort, all on loopback.
-type pebbleCA struct {
-	dir, rootsFile    string
-	httpPort, tlsPort int
-	mgmt              string
-}
-
-func pebbleBin(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("%s is not installed (go install github.com/letsencrypt/pebble/v2/cmd/%s@v2.10.1; scripts/deps.sh does)", name, name)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-// startPebble starts Pebble; validity is its certificates' life (0 for
-// its default).
-func startPebble(t *testing.T, validity time.Duration) *pebbleCA {
-	t.Helper()
-	pebble, dnsBin := pebbleBin(t, "pebble"), pebbleBin(t, "pebble-challtestsrv")
-	gomod, _ := exec.Command("go", "env", "GOMODCACHE").Output()
-	certs := filepath.Join(strings.TrimSpace(string(gomod)), "github.com", "letsencrypt", "pebble", "v2@v2.10.1", "test", "certs")
-	if _, err := os.Stat(filepath.Join(certs, "pebble.minica.pem")); err != nil {
-		// The module is in the cache once pebble was installed with go install.
-		out, err := exec.Command("go", "mod", "download", "-json", "github.com/letsencrypt/pebble/v2@v2.10.1").Output()
-		var m struct{ Dir string }
-		if err != nil || json.Unmarshal(out, &m) != nil {
-			t.Fatalf("Pebble's test certificates: %v", err)
-		}
-		certs = filepath.Join(m.Dir, "test", "certs")
-	}
-	p := &pebbleCA{dir: t.TempDir(), rootsFile: filepath.Join(certs, "pebble.minica.pem"), httpPort: freePort(t), tlsPort: freePort(t)}
-	api, dns, dnsMgmt := freePort(t), freePort(t), freePort(t)
-	p.mgmt = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	profile := map[string]any{"description": "test"}
-	if validity > 0 {
-		profile["validityPeriod"] = int(validity.Seconds())
-	}
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": fmt.Sprintf("127.0.0.1:%d", api), "managementListenAddress": p.mgmt,
-		"certificate": filepath.Join(certs, "localhost", "cert.pem"), "privateKey": filepath.Join(certs, "localhost", "key.pem"),
-		"httpPort": p.httpPort, "tlsPort": p.tlsPort, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-		"keyAlgorithm": "ecdsa", "profiles": map[string]any{"default": profile},
-	}}
-	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(p.dir, "pebble.json")
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dns)
-	start := func(bin string, args ...string) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-		log, _ := os.Create(filepath.Join(p.dir, filepath.Base(bin)+".log"))
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				b, _ := os.ReadFile(log.Name())
-				t.Logf("%s log:\n%s", filepath.Base(bin), lastLines(string(b), 30))
-			}
-		})
-	}
-	start(dnsBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", dnsAddr,
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", fmt.Sprintf("127.0.0.1:%d", dnsMgmt))
-	start(pebble, "-config", cfgPath, "-dnsserver", dnsAddr)
-	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", api))
-	waitTCP(t, p.mgmt)
-	p.dir = fmt.Sprintf("https://127.0.0.1:%d/dir", api)
-	return p
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// roots fetches the root that Pebble's issued certificates chain to,
-// from its management endpoint.
-func (p *pebbleCA) roots(t *testing.T) *x509.CertPool {
-	t.Helper()
-	pem, _ := os.ReadFile(p.rootsFile)
-	api := x509.NewCertPool()
-	api.AppendCertsFromPEM(pem)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &stdtls.Config{RootCAs: api}}, Timeout: 5 * time.Second}
-	resp, err := c.Get("https://" + p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("no root from Pebble: %s", b)
-	}
-	return pool
-}
-
 func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
 
 // TestACMEChallenges obtains a certificate from Pebble by each challenge
 // type and serves HTTPS with it, the chain verified against Pebble's
 // root; plain HTTP is redirected.
 func TestACMEChallenges(t *testing.T) {
-	p := startPebble(t, 0)
+	p := pebbletest.Start(t, pebbletest.Options{})
 	tests := map[string]struct{ noHTTP, noALPN bool }{
 		"http-01":     {noHTTP: false, noALPN: true},
 		"tls-alpn-01": {noHTTP: true, noALPN: false},
@@ -413,19 +271,19 @@ func TestACMEChallenges(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			certs, err := hoisttls.New(hoisttls.Options{
-				CA: p.dir, RootsFile: p.rootsFile, Storage: t.TempDir(), Email: "ops@hoist.test",
-				HTTPPort: p.httpPort, TLSALPNPort: p.tlsPort, DisableHTTP01: tt.noHTTP, DisableTLSALPN01: tt.noALPN,
+				CA: p.Directory, RootsFile: p.APIRoots, Storage: t.TempDir(), Email: "ops@hoist.test",
+				HTTPPort: p.HTTPPort, TLSALPNPort: p.TLSPort, DisableHTTP01: tt.noHTTP, DisableTLSALPN01: tt.noALPN,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := startRun(t, certs, p.httpPort, p.tlsPort)
+			r := startRun(t, certs, p.HTTPPort, p.TLSPort)
 			host := strings.ReplaceAll(name, "-", "") + ".hoist.test"
 			a := backend(t, "a", true)
 			if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
 				t.Fatal(err)
 			}
-			roots := p.roots(t)
+			roots := p.Roots(t)
 			resp, body, leaf := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
 			checkServing(t, r, host, roots, resp, body)
 			if time.Until(leaf.NotAfter) < 24*time.Hour || leaf.DNSNames[0] != host {
@@ -438,23 +296,23 @@ func TestACMEChallenges(t *testing.T) {
 // TestACMERenewal gets a short-lived certificate from Pebble and checks
 // that a renewed, different one is served before the first expires.
 func TestACMERenewal(t *testing.T) {
-	p := startPebble(t, 30*time.Second)
+	p := pebbletest.Start(t, pebbletest.Options{Validity: 30 * time.Second})
 	certs, err := hoisttls.New(hoisttls.Options{
-		CA: p.dir, RootsFile: p.rootsFile, Storage: t.TempDir(),
-		HTTPPort: p.httpPort, TLSALPNPort: p.tlsPort,
+		CA: p.Directory, RootsFile: p.APIRoots, Storage: t.TempDir(),
+		HTTPPort: p.HTTPPort, TLSALPNPort: p.TLSPort,
 		// Renew with 5/6 of the life left: 5s after issue.
 		RenewalWindowRatio: 5.0 / 6, RenewCheckInterval: time.Second, DisableARI: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, certs, p.httpPort, p.tlsPort)
+	r := startRun(t, certs, p.HTTPPort, p.TLSPort)
 	host := "renew.hoist.test"
 	a := backend(t, "a", true)
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
 		t.Fatal(err)
 	}
-	roots := p.roots(t)
+	roots := p.Roots(t)
 	_, _, first := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
 	if life := first.NotAfter.Sub(first.NotBefore); life > time.Minute {
 		t.Fatalf("certificate lives %s; Pebble ignored the short profile", life)
