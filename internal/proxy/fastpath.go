@@ -484,6 +484,10 @@ func (h *h1Server) writeResponse(bw *bufio.Writer, req *h1Request, resp *http.Re
 	if _, set := resp.Header["Strict-Transport-Security"]; hsts && !set {
 		bw.WriteString("Strict-Transport-Security: max-age=31536000\r\n")
 	}
+	if _, set := resp.Header["Date"]; !set {
+		// A proxy adds the Date an upstream left out (RFC 9110 6.6.1).
+		writeDate(bw)
+	}
 	noBody := req.head || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	chunked := !noBody && resp.ContentLength < 0
 	writeHeaders(bw, resp.Header, func(k string) bool {
@@ -546,6 +550,12 @@ func (h *h1Server) writeResponse(bw *bufio.Writer, req *h1Request, resp *http.Re
 	return n, bw.Flush() == nil && (chunked || n == resp.ContentLength)
 }
 
+func writeDate(bw *bufio.Writer) {
+	bw.WriteString("Date: ")
+	bw.Write(time.Now().UTC().AppendFormat(make([]byte, 0, 32), http.TimeFormat))
+	bw.WriteString("\r\n")
+}
+
 func namedInConnection(h http.Header, k string) bool {
 	if len(h["Connection"]) == 0 {
 		return false
@@ -557,6 +567,7 @@ func namedInConnection(h http.Header, k string) bool {
 func (h *h1Server) answerPage(c net.Conn, bw *bufio.Writer, req *h1Request, start time.Time, m *appMetrics, code int, msg string) bool {
 	body := pageBody(code, msg)
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
+	writeDate(bw)
 	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n")
 	bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
 	if !req.head {

@@ -159,6 +159,9 @@ func TestFastPathWire(t *testing.T) {
 			io.WriteString(w, "only this")
 			w.(http.Flusher).Flush()
 			panic(http.ErrAbortHandler)
+		case "/nodate":
+			w.Header()["Date"] = nil // net/http then sends none
+			io.WriteString(w, "hello")
 		default:
 			w.Header().Set("Content-Length", "5")
 			io.WriteString(w, "hello")
@@ -206,6 +209,12 @@ func TestFastPathWire(t *testing.T) {
 		// second answer follows on the broken connection.
 		if !strings.Contains(out, "Content-Length: 100\r\n") || strings.Count(out, "HTTP/1.1 ") != 1 {
 			t.Errorf("cut answer:\n%s", out)
+		}
+	})
+	t.Run("date added when the upstream sent none", func(t *testing.T) {
+		out := rawExchange(t, addr, "GET /nodate HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+		if strings.Count(out, "\r\nDate: ") != 1 || !strings.Contains(out, " GMT\r\n") {
+			t.Errorf("answer:\n%s", out)
 		}
 	})
 	t.Run("unknown host is handed to net/http", func(t *testing.T) {
