@@ -437,7 +437,7 @@ func (h *h1Server) forward(c net.Conn, bw *bufio.Writer, head []byte, req *h1Req
 	if req.head {
 		method, up = "HEAD", fastHEAD
 	}
-	resp, err := u.pool.exchange(context.Background(), up, method, func(w *bufio.Writer) error {
+	plain, resp, err := u.pool.exchangeRaw(context.Background(), up, method, func(w *bufio.Writer) error {
 		w.Write(head[:bytes.IndexByte(head, '\n')+1])
 		for _, l := range req.lines {
 			w.Write(head[l[0]:l[1]])
@@ -452,7 +452,7 @@ func (h *h1Server) forward(c net.Conn, bw *bufio.Writer, head []byte, req *h1Req
 		w.Write(req.host)
 		_, err := w.WriteString("\r\n\r\n")
 		return err
-	})
+	}, true)
 	if err != nil {
 		code, msg := http.StatusBadGateway, "The application is not answering. Try again in a moment."
 		var ne net.Error
@@ -461,8 +461,14 @@ func (h *h1Server) forward(c net.Conn, bw *bufio.Writer, head []byte, req *h1Req
 		}
 		return h.answerPage(c, bw, req, start, e.m, code, msg)
 	}
+	hsts := e.route.HSTS && h.tlsConf != nil
+	if plain != nil {
+		n, keep := plain.writeTo(bw, hsts, req.close)
+		h.done(e.m, req, plain.status, n, start, c)
+		return keep
+	}
 	defer resp.Body.Close()
-	n, keep := h.writeResponse(bw, req, resp, e.route.HSTS && h.tlsConf != nil)
+	n, keep := h.writeResponse(bw, req, resp, hsts)
 	h.done(e.m, req, resp.StatusCode, n, start, c)
 	return keep
 }

@@ -251,3 +251,60 @@ func TestFastPathUpstreamDown(t *testing.T) {
 		t.Errorf("fast loop served %d requests, want 2", front.pub.fast.served.Load())
 	}
 }
+
+// FuzzPlainHead checks the fast loop's answer parser against net/http's:
+// an answer head it takes as plain, http.ReadResponse must read with the
+// same status, length and Connection, and the header lines it passes on
+// must be net/http's less the hop-by-hop ones.
+func FuzzPlainHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: x\r\n\r\nhello",
+		"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 404\r\nContent-Length: 0\r\nKeep-Alive: timeout=5\r\nX-A:  b \r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), true)
+	f.Fuzz(func(t *testing.T, data []byte, toHEAD bool) {
+		a, ok := plainHead(bufio.NewReader(bytes.NewReader(data)), toHEAD)
+		if !ok {
+			return
+		}
+		method := "GET"
+		if toHEAD {
+			method = "HEAD"
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("plain head that net/http refuses (%v): %q", err, data)
+		}
+		if resp.StatusCode != a.status || resp.Close != a.close {
+			t.Fatalf("status %d close %v, net/http %d %v: %q", a.status, a.close, resp.StatusCode, resp.Close, data)
+		}
+		if a.length > 0 && resp.ContentLength != a.length {
+			t.Fatalf("length %d, net/http %d: %q", a.length, resp.ContentLength, data)
+		}
+		var fast []string
+		for _, l := range a.lines {
+			name, value, _ := strings.Cut(strings.TrimSuffix(string(data[l[0]:l[1]]), "\r\n"), ":")
+			if k := http.CanonicalHeaderKey(name); k != "Content-Length" {
+				fast = append(fast, k+": "+strings.Trim(value, " \t"))
+			}
+		}
+		var std []string
+		for k, vs := range resp.Header {
+			if skipResponseHeader(k) || k == "Content-Length" {
+				continue
+			}
+			for _, v := range vs {
+				std = append(std, k+": "+v)
+			}
+		}
+		sort.Strings(fast)
+		sort.Strings(std)
+		if diff := cmp.Diff(std, fast, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("headers passed on (-net/http +fast):\n%s\nhead %q", diff, data)
+		}
+	})
+}

@@ -207,23 +207,41 @@ func (p *connPool) RoundTrip(req *http.Request) (*http.Response, error) {
 // connection if it is idempotent. The response body gives the
 // connection back to the pool once read to its end.
 func (p *connPool) exchange(ctx context.Context, req *http.Request, method string, write func(*bufio.Writer) error) (*http.Response, error) {
+	_, resp, err := p.exchangeRaw(ctx, req, method, write, false)
+	return resp, err
+}
+
+// exchangeRaw is exchange that, with raw, returns an answer whose head
+// is plain (see plainHead) unparsed, for the fast loop to pass on as it
+// came; other answers come parsed, as from exchange.
+func (p *connPool) exchangeRaw(ctx context.Context, req *http.Request, method string, write func(*bufio.Writer) error, raw bool) (*plainAnswer, *http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		pc, err := p.get(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		resp, answered, err := p.roundTrip(pc, req, write)
+		answered, err := p.send(pc, write)
+		if err == nil && raw {
+			if a, ok := plainHead(pc.br, method == http.MethodHead); ok {
+				a.pc, a.pool = pc, p
+				return a, nil, nil
+			}
+		}
+		var resp *http.Response
 		if err == nil {
-			return resp, nil
+			resp, err = p.readResponse(pc, req)
+		}
+		if err == nil {
+			return nil, resp, nil
 		}
 		p.discard(pc)
 		if pc.aborted.Load() && ctx.Err() == nil {
-			return nil, &timeoutError{fmt.Sprintf("upstream %s did not answer within %s", p.addr, p.headerTimeout)}
+			return nil, nil, &timeoutError{fmt.Sprintf("upstream %s did not answer within %s", p.addr, p.headerTimeout)}
 		}
 		if attempt == 0 && pc.reused && !answered && idempotent(method) && ctx.Err() == nil {
 			continue
 		}
-		return nil, err
+		return nil, nil, err
 	}
 }
 
@@ -242,26 +260,31 @@ func idempotent(method string) bool {
 	return false
 }
 
-// roundTrip writes the request and reads the response head. answered
-// reports whether the upstream had sent anything when it failed.
-func (p *connPool) roundTrip(pc *pconn, req *http.Request, write func(*bufio.Writer) error) (resp *http.Response, answered bool, err error) {
+// send writes the request and waits for the first byte of the answer;
+// answered reports whether one came.
+func (p *connPool) send(pc *pconn, write func(*bufio.Writer) error) (answered bool, err error) {
 	if err := write(pc.bw); err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if err := pc.bw.Flush(); err != nil {
-		return nil, false, err
+		return false, err
 	}
 	pc.waitSince.Store(time.Now().UnixNano())
 	_, err = pc.br.Peek(1)
 	if err != nil {
 		pc.waitSince.Store(0)
-		return nil, false, fmt.Errorf("upstream %s closed the connection: %w", p.addr, err)
+		return false, fmt.Errorf("upstream %s closed the connection: %w", p.addr, err)
 	}
+	return true, nil
+}
+
+// readResponse reads the response head after send.
+func (p *connPool) readResponse(pc *pconn, req *http.Request) (resp *http.Response, err error) {
 	for {
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
 			pc.waitSince.Store(0)
-			return nil, true, err
+			return nil, err
 		}
 		// 1xx informational answers (not 101) are skipped.
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
@@ -276,10 +299,10 @@ func (p *connPool) roundTrip(pc *pconn, req *http.Request, write func(*bufio.Wri
 		} else {
 			p.discard(pc)
 		}
-		return resp, true, nil
+		return resp, nil
 	}
 	resp.Body = &pooledBody{rc: resp.Body, pc: pc, pool: p, reuse: reuse}
-	return resp, true, nil
+	return resp, nil
 }
 
 // pooledBody gives its connection back to the pool once the body has
