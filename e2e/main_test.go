@@ -1,3 +1,5 @@
+//go:build lab
+
 // Package e2e drives the hoist binary against real hosts: a lab of
 // systemd-nspawn machines with OpenSSH and systemd that the tests boot.
 // Under CI=true a lab that cannot start fails the tests; elsewhere they

@@ -19,7 +19,7 @@ import (
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/proxy"
-	hoisttls "github.com/hoistdev/hoist/internal/tls"
+	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -124,7 +124,7 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	if o.accessLog {
 		access = log.With("log", "access")
 	}
-	certs, err := hoisttls.New(hoisttls.Options{
+	cm, err := certs.New(certs.Options{
 		CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage, Internal: o.tlsInternal,
 		DefaultServerName: o.defaultName,
 	})
@@ -138,7 +138,7 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	defer stop()
 	return proxy.Run(ctx, proxy.RunOptions{
 		HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Pprof: o.pprof, Log: log, Timeouts: o.timeouts,
-		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: certs,
+		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: cm,
 			HealthInterval: o.healthInterval},
 	})
 }

@@ -18,7 +18,7 @@
 // its Go client in client.go); routes persist to a state file written
 // atomically (state.go). Metrics are Prometheus' text format
 // (metrics.go), access logs JSON lines through log/slog. TLS
-// certificates come from internal/tls. Run (run.go) serves it all as a
+// certificates come from internal/certs. Run (run.go) serves it all as a
 // systemd service: Type=notify, with socket activation.
 package proxy
 
@@ -39,7 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	hoisttls "github.com/hoistdev/hoist/internal/tls"
+	"github.com/hoistdev/hoist/internal/certs"
 )
 
 // Options configure a Server.
@@ -52,7 +52,7 @@ type Options struct {
 	// AccessLog receives one JSON line per request; nil logs nothing.
 	AccessLog *slog.Logger
 	// Certs obtains certificates for routes with TLS; nil serves no TLS.
-	Certs *hoisttls.Manager
+	Certs *certs.Manager
 	// HTTPSPort is the public HTTPS port redirects point to (default 443).
 	HTTPSPort int
 	// HealthInterval is how often live upstreams are checked (default 2s).

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/pebbletest"
-	hoisttls "github.com/hoistdev/hoist/internal/tls"
 )
 
 // running is a proxy started with Run, on loopback ports of its own.
@@ -27,7 +27,7 @@ type running struct {
 	stop                func() error
 }
 
-func startRun(t *testing.T, certs *hoisttls.Manager, httpPort, httpsPort int) *running {
+func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int) *running {
 	t.Helper()
 	dir := t.TempDir()
 	notifySock := filepath.Join(dir, "notify.sock")
@@ -42,7 +42,7 @@ func startRun(t *testing.T, certs *hoisttls.Manager, httpPort, httpsPort int) *r
 	o := RunOptions{
 		HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort), HTTPS: fmt.Sprintf("127.0.0.1:%d", httpsPort),
 		Control: filepath.Join(dir, "proxy.sock"),
-		Options: Options{StatePath: filepath.Join(dir, "state.json"), Certs: certs, HealthInterval: 200 * time.Millisecond},
+		Options: Options{StatePath: filepath.Join(dir, "state.json"), Certs: cm, HealthInterval: 200 * time.Millisecond},
 		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	}
 	go func() { errc <- Run(ctx, o) }()
@@ -161,18 +161,18 @@ func tlsRoute(app, upstream, name string) Route {
 // serves the same certificate from storage after a restart.
 func TestInternalCA(t *testing.T) {
 	storage := t.TempDir()
-	certs, err := hoisttls.New(hoisttls.Options{Storage: storage, Internal: true})
+	cm, err := certs.New(certs.Options{Storage: storage, Internal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, certs, pebbletest.FreePort(t), pebbletest.FreePort(t))
+	r := startRun(t, cm, pebbletest.FreePort(t), pebbletest.FreePort(t))
 	a := backend(t, "a", true)
 	name := "lab.hoist.test"
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), name)); err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(certs.InternalRoot()) {
+	if !roots.AppendCertsFromPEM(cm.InternalRoot()) {
 		t.Fatal("no internal root")
 	}
 	resp, body, leaf := waitHTTPS(t, r.httpsPort, name, roots, 20*time.Second)
@@ -228,7 +228,7 @@ func TestInternalCA(t *testing.T) {
 		t.Errorf("on stop: op %d %x %v", op, p, err)
 	}
 
-	certs2, err := hoisttls.New(hoisttls.Options{Storage: storage, Internal: true})
+	certs2, err := certs.New(certs.Options{Storage: storage, Internal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,90 +246,15 @@ func TestInternalCA(t *testing.T) {
 }
 
 // newTLSFront serves certs' TLS config on a loopback port.
-func newTLSFront(t *testing.T, certs *hoisttls.Manager) int {
+func newTLSFront(t *testing.T, cm *certs.Manager) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: certs.TLSConfig(), ErrorLog: quietLog()}
+	srv := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: cm.TLSConfig(), ErrorLog: quietLog()}
 	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close(); certs.Close() })
+	t.Cleanup(func() { srv.Close(); cm.Close() })
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
-
-// TestACMEChallenges obtains a certificate from Pebble by each challenge
-// type and serves HTTPS with it, the chain verified against Pebble's
-// root; plain HTTP is redirected.
-func TestACMEChallenges(t *testing.T) {
-	p := pebbletest.Start(t, pebbletest.Options{})
-	tests := map[string]struct{ noHTTP, noALPN bool }{
-		"http-01":     {noHTTP: false, noALPN: true},
-		"tls-alpn-01": {noHTTP: true, noALPN: false},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			certs, err := hoisttls.New(hoisttls.Options{
-				CA: p.Directory, RootsFile: p.APIRoots, Storage: t.TempDir(), Email: "ops@hoist.test",
-				HTTPPort: p.HTTPPort, TLSALPNPort: p.TLSPort, DisableHTTP01: tt.noHTTP, DisableTLSALPN01: tt.noALPN,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := startRun(t, certs, p.HTTPPort, p.TLSPort)
-			host := strings.ReplaceAll(name, "-", "") + ".hoist.test"
-			a := backend(t, "a", true)
-			if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
-				t.Fatal(err)
-			}
-			roots := p.Roots(t)
-			resp, body, leaf := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
-			checkServing(t, r, host, roots, resp, body)
-			if time.Until(leaf.NotAfter) < 24*time.Hour || leaf.DNSNames[0] != host {
-				t.Errorf("certificate for %v until %s", leaf.DNSNames, leaf.NotAfter)
-			}
-		})
-	}
-}
-
-// TestACMERenewal gets a short-lived certificate from Pebble and checks
-// that a renewed, different one is served before the first expires.
-func TestACMERenewal(t *testing.T) {
-	p := pebbletest.Start(t, pebbletest.Options{Validity: 30 * time.Second})
-	certs, err := hoisttls.New(hoisttls.Options{
-		CA: p.Directory, RootsFile: p.APIRoots, Storage: t.TempDir(),
-		HTTPPort: p.HTTPPort, TLSALPNPort: p.TLSPort,
-		// Renew with 5/6 of the life left: 5s after issue.
-		RenewalWindowRatio: 5.0 / 6, RenewCheckInterval: time.Second, DisableARI: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := startRun(t, certs, p.HTTPPort, p.TLSPort)
-	host := "renew.hoist.test"
-	a := backend(t, "a", true)
-	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
-		t.Fatal(err)
-	}
-	roots := p.Roots(t)
-	_, _, first := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
-	if life := first.NotAfter.Sub(first.NotBefore); life > time.Minute {
-		t.Fatalf("certificate lives %s; Pebble ignored the short profile", life)
-	}
-	deadline := time.Now().Add(40 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := servedCert(r.httpsPort, host, roots)
-		if err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0 {
-			if !c.NotAfter.After(first.NotAfter) {
-				t.Errorf("renewed certificate expires %s, not after the first's %s", c.NotAfter, first.NotAfter)
-			}
-			if time.Now().After(first.NotAfter) {
-				t.Errorf("renewed only after the first certificate expired")
-			}
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("no renewed certificate within 40s (first expires %s)", first.NotAfter)
-}

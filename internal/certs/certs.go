@@ -1,4 +1,4 @@
-// Package tls gets, keeps and renews the edge proxy's certificates with
+// Package certs gets, keeps and renews the edge proxy's certificates with
 // certmagic. They come from an ACME CA (Let's Encrypt by default; any
 // directory URL, with extra roots to trust its API with, for staging,
 // private CAs and Pebble in tests) by HTTP-01 or TLS-ALPN-01, or by
@@ -6,13 +6,11 @@
 // the proxy's own (Options.Internal). Certificates and keys live in a
 // certmagic FileStorage directory, so they survive restarts, and are
 // renewed in the background.
-//
-// The package is named tls; import it as hoisttls beside crypto/tls.
-package tls
+package certs
 
 import (
 	"context"
-	stdtls "crypto/tls"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -169,12 +167,12 @@ func (m *Manager) Manage(ctx context.Context, names []string) error {
 
 // TLSConfig serves the managed certificates, answers TLS-ALPN-01
 // challenges, and offers HTTP/2 then HTTP/1.1.
-func (m *Manager) TLSConfig() *stdtls.Config {
+func (m *Manager) TLSConfig() *tls.Config {
 	c := m.cfg.TLSConfig()
 	c.NextProtos = []string{"h2", "http/1.1", "acme-tls/1"}
-	c.MinVersion = stdtls.VersionTLS12
+	c.MinVersion = tls.VersionTLS12
 	get := c.GetCertificate
-	c.GetCertificate = func(h *stdtls.ClientHelloInfo) (*stdtls.Certificate, error) {
+	c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		// Some clients send an IP address as the server name, which SNI
 		// does not allow: treat it as no name (DefaultServerName).
 		if h.ServerName != "" && net.ParseIP(h.ServerName) != nil {
