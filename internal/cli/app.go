@@ -45,7 +45,7 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	}
 	hosts := cfg.Hosts
 	if len(hostFlags) > 0 {
-		hosts = hostFlags
+		hosts = unique(hostFlags)
 	}
 	if len(hosts) == 0 {
 		return nil, usererr.New("no hosts to work on").
@@ -54,6 +54,19 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}}
 	a.dial = dialer(cfg, s.err, a.logMu)
 	return a, nil
+}
+
+// unique returns list without repeats, in its order.
+func unique(list []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // loadConfig reads hoist.yml and returns it with its directory.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hoistdev/hoist/internal/config"
 )
 
@@ -99,5 +101,21 @@ func TestExitCodeMapping(t *testing.T) {
 				t.Errorf("ExitCode = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// A host named twice with --host is worked on once: two goroutines on
+// one host would run two activations there.
+func TestHostFlagsDeduplicated(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hoist.yml")
+	os.WriteFile(cfg, []byte("version: 1\napp: x\nhosts: [a]\nbuild:\n  command: make\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	var errb bytes.Buffer
+	a, err := loadApp(&globalOptions{configPath: cfg}, &streams{out: &bytes.Buffer{}, err: &errb}, []string{"b", "c", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"b", "c"}, a.hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
 	}
 }

@@ -69,6 +69,7 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"reserved env":          {valid + "  env:\n    PORT: 1\n", "hoist.yml:10:11: run.env.PORT: PORT is set by hoist"},
 		"keep one release":      {valid + "keep_releases: 1\n", "hoist.yml:9:16: keep_releases: must be at least 2"},
 		"bad host":              {strings.Replace(valid, "10.0.0.1", `"a b"`, 1), `hoist.yml:3:9: hosts[0]: "a b" is not a host`},
+		"host listed twice":     {strings.Replace(valid, "deploy@web2:2222", "10.0.0.1", 1), `hoist.yml:3:19: hosts[1]: 10.0.0.1 is listed twice`},
 		"empty file":            {"", "hoist.yml: file is empty"},
 		"syntax error":          {"version: 1\napp: [\n", "hoist.yml:"},
 		"duplicate key":         {valid + "app: again\n", `hoist.yml:9:1: mapping key "app" already defined`},

@@ -175,10 +175,16 @@ func (c *Config) validate() error {
 	if !appName.MatchString(c.App) || strings.HasSuffix(c.App, "-") {
 		return errAt("$.app", "%q is not a valid app name: use lowercase letters, digits and dashes, starting with a letter, at most 32 characters", c.App)
 	}
+	seen := map[string]bool{}
 	for i, h := range c.Hosts {
 		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " \t/") {
 			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%q is not a host: expected an address, a name or user@host:port", h)
 		}
+		// Deployed to twice at once, a host would run two activations.
+		if seen[h] {
+			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%s is listed twice", h)
+		}
+		seen[h] = true
 	}
 	if c.SSH.Port < 0 || c.SSH.Port > 65535 {
 		return errAt("$.ssh.port", "%d is not a TCP port", c.SSH.Port)

@@ -72,3 +72,38 @@ func TestPrefixWriter(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// Map keeps each host's value at its host's index, whatever order the
+// hosts finish in, and a host that cannot be reached has the zero value.
+func TestMapReturnsValuesByIndex(t *testing.T) {
+	hosts := []string{"slow", "down", "fast"}
+	dial := func(_ context.Context, h string) (transport.Conn, error) {
+		if h == "down" {
+			return nil, errors.New("cannot reach down:22")
+		}
+		return nopConn{h}, nil
+	}
+	fastDone := make(chan struct{})
+	values, results := Map(context.Background(), hosts, 3, dial, func(_ context.Context, h string, _ transport.Conn) (string, error) {
+		if h == "slow" {
+			<-fastDone // finish after fast
+			return "value of slow", nil
+		}
+		defer close(fastDone)
+		return "value of fast", errors.New("fast failed")
+	})
+	if diff := cmp.Diff([]string{"value of slow", "", "value of fast"}, values); diff != "" {
+		t.Errorf("values (-want +got):\n%s", diff)
+	}
+	var errs []string
+	for _, r := range results {
+		msg := ""
+		if r.Err != nil {
+			msg = r.Err.Error()
+		}
+		errs = append(errs, r.Host+": "+msg)
+	}
+	if diff := cmp.Diff([]string{"slow: ", "down: cannot reach down:22", "fast: fast failed"}, errs); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+}
