@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -62,7 +61,7 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.StringVar(&o.http, "http", ":80", "public HTTP address, when systemd passes no socket")
 	f.StringVar(&o.https, "https", ":443", "public HTTPS address, when systemd passes no socket")
 	f.StringVar(&o.control, "control", host.ProxySocket, "control socket (JSON over HTTP)")
-	f.StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
+	f.StringVar(&o.state, "state", host.ProxyStatePath, "where routes persist")
 	f.StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "loopback address for Prometheus /metrics (\"\" for none)")
 	f.StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
 	f.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
@@ -132,7 +131,7 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 		return err
 	}
 	if o.tlsInternal {
-		log.Info("internal CA", "root", filepath.Join(o.storage, "internal-ca", "root.pem"))
+		log.Info("internal CA", "root", certs.InternalRootPath(o.storage))
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()

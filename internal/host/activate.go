@@ -55,7 +55,7 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 		return afterSwitch(ctx, l, s, id, log)
 	}
 	// Without the proxy the app serves run.port itself.
-	os.Remove(l.portFile(id))
+	os.Remove(l.PortFile(id))
 	prev := l.CurrentID()
 	running, err := runningReleases(ctx, l)
 	if err != nil {

@@ -18,17 +18,6 @@ import (
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// Where the edge proxy keeps its control socket and its certificates
-// on a host.
-const (
-	ProxySocket  = "/run/hoist/proxy.sock"
-	ProxyStorage = "/var/lib/hoist/proxy/certificates"
-)
-
-// ProxyRootPath is the internal CA's root certificate, for clients to
-// trust, when the proxy runs with --tls-internal.
-var ProxyRootPath = filepath.Join(ProxyStorage, "internal-ca", "root.pem")
-
 // ProxyRoot returns the PEM root certificate of the proxy's internal CA.
 func ProxyRoot() (string, error) {
 	b, err := os.ReadFile(ProxyRootPath)
@@ -52,13 +41,6 @@ type proxyIssuer struct {
 	ACMECA    string `json:"acme_ca,omitempty"`
 	ACMERoots string `json:"acme_roots,omitempty"` // PEM
 }
-
-// ProxyIssuerPath keeps the proxy's issuer between setups, and
-// ProxyACMERootsPath the roots the proxy trusts the ACME CA's API with.
-var (
-	ProxyIssuerPath    = filepath.Join(filepath.Dir(ProxyStorage), "issuer.json")
-	ProxyACMERootsPath = filepath.Join(filepath.Dir(ProxyStorage), "acme-roots.pem")
-)
 
 func (p proxyIssuer) flags() []string {
 	var flags []string
@@ -137,11 +119,9 @@ func installProxy(ctx context.Context, s *Spec) error {
 	return nil
 }
 
-func (l Layout) portFile(id string) string { return filepath.Join(l.Root, "ports", id+".env") }
-
 // releasePort reads the port a release was given, 0 if none.
 func (l Layout) releasePort(id string) int {
-	b, err := os.ReadFile(l.portFile(id))
+	b, err := os.ReadFile(l.PortFile(id))
 	if err != nil {
 		return 0
 	}
@@ -171,10 +151,10 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if used[port] {
 		port = s.Port + 1
 	}
-	if err := os.MkdirAll(filepath.Join(l.Root, "ports"), 0o755); err != nil {
+	if err := os.MkdirAll(l.Ports(), 0o755); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
-	if err := writeFileAtomic(l.portFile(id), []byte("PORT="+strconv.Itoa(port)+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(l.PortFile(id), []byte("PORT="+strconv.Itoa(port)+"\n"), 0o644); err != nil {
 		return err
 	}
 	unit := systemd.InstanceName(l.App, id)

@@ -15,8 +15,13 @@ type App struct {
 	Name string // app name, as in hoist.yml
 	// User is the system user the app runs as.
 	User string
-	// Root is the app's directory on the host; releases live in Root/releases.
-	Root string
+	// ReleaseDir is the directory of release %i, and PortFile what it was
+	// given when it started (its port); both name the release as %i.
+	ReleaseDir string
+	PortFile   string
+	// StateDirectory is the app's writable directory, relative to
+	// /var/lib, as systemd's StateDirectory= takes it.
+	StateDirectory string
 	// Command starts the app; a first word with a slash is relative to the
 	// release directory.
 	Command string
@@ -57,7 +62,7 @@ StartLimitBurst=5
 Type=simple
 User={{.User}}
 Group={{.User}}
-WorkingDirectory={{.Root}}/releases/%i
+WorkingDirectory={{.ReleaseDir}}
 ExecStart={{.ExecStart}}
 Environment=PORT={{.Port}}
 Environment=HOIST_APP={{.Name}}
@@ -67,17 +72,17 @@ Environment={{.}}
 {{- end}}
 EnvironmentFile=-{{.EnvFile}}
 # Behind the proxy, each release gets its own port, written here.
-EnvironmentFile=-{{.Root}}/ports/%i.env
+EnvironmentFile=-{{.PortFile}}
 Restart=on-failure
 RestartSec=1s
 TimeoutStopSec=30s
-StateDirectory=hoist-{{.Name}}
+StateDirectory={{.StateDirectory}}
 StateDirectoryMode=0750
 UMask=0027
 
 # Hardening: the app sees a read-only system, no home directories, a
 # private /tmp and /dev, and cannot gain privileges. It may write only to
-# its state directory (/var/lib/hoist-{{.Name}}, $STATE_DIRECTORY).
+# its state directory (/var/lib/{{.StateDirectory}}, $STATE_DIRECTORY).
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
@@ -130,7 +135,7 @@ func Template(a App) ([]byte, error) {
 		App
 		Boot, ExecStart string
 		Env             []string
-	}{a, BootName(a.Name), ExecStart(a.Root, a.Command), env})
+	}{a, BootName(a.Name), ExecStart(a.ReleaseDir, a.Command), env})
 	if err != nil {
 		return nil, fmt.Errorf("render unit: %w", err)
 	}
@@ -147,15 +152,15 @@ func Boot(a App) ([]byte, error) {
 }
 
 // ExecStart turns a run command into an ExecStart= value: a first word
-// with a slash is made absolute inside the release; a bare name is left
+// with a slash is made absolute inside releaseDir; a bare name is left
 // for systemd to find in its search path.
-func ExecStart(root, command string) string {
+func ExecStart(releaseDir, command string) string {
 	words := strings.Fields(command)
 	if len(words) == 0 {
 		return ""
 	}
 	if strings.Contains(words[0], "/") && !strings.HasPrefix(words[0], "/") {
-		words[0] = root + "/releases/%i/" + strings.TrimPrefix(words[0], "./")
+		words[0] = releaseDir + "/" + strings.TrimPrefix(words[0], "./")
 	}
 	// A literal % must be doubled, or systemd reads it as a specifier.
 	for i := 1; i < len(words); i++ {
