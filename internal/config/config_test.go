@@ -67,6 +67,7 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"escaping cache":        {strings.Replace(valid, "build:\n", "build:\n  caches: [../x]\n", 1), `hoist.yml:5:12: build.caches[0]: "../x" is not a cache directory`},
 		"remote without host":   {strings.Replace(valid, "build:\n", "build:\n  builder: remote\n", 1), "hoist.yml:5:3: build.host: missing"},
 		"reserved env":          {valid + "  env:\n    PORT: 1\n", "hoist.yml:10:11: run.env.PORT: PORT is set by hoist"},
+		"node name in env":      {valid + "  env:\n    RELEASE_NODE: app\n", "hoist.yml:10:19: run.env.RELEASE_NODE: RELEASE_NODE is set by hoist"},
 		"keep one release":      {valid + "keep_releases: 1\n", "hoist.yml:9:16: keep_releases: must be at least 2"},
 		"bad host":              {strings.Replace(valid, "10.0.0.1", `"a b"`, 1), `hoist.yml:3:9: hosts[0]: "a b" is not a host`},
 		"host listed twice":     {strings.Replace(valid, "deploy@web2:2222", "10.0.0.1", 1), `hoist.yml:3:19: hosts[1]: 10.0.0.1 is listed twice`},

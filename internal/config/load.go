@@ -246,8 +246,11 @@ func (c *Config) validate() error {
 		if !envName.MatchString(k) {
 			return errAt("$.run.env."+k, "%q is not a valid environment variable name", k)
 		}
-		if k == "PORT" || k == "HOIST_RELEASE" {
+		switch k {
+		case "PORT", "HOIST_RELEASE":
 			return errAt("$.run.env."+k, "%s is set by hoist; set run.port instead of PORT", k)
+		case "RELEASE_NODE", "ERL_EPMD_PORT":
+			return errAt("$.run.env."+k, "%s is set by hoist: each release is an Erlang node of its own, so that two can run side by side", k)
 		}
 	}
 	for k := range c.Build.Env {

@@ -55,7 +55,9 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 		return afterSwitch(ctx, l, s, id, log)
 	}
 	// Without the proxy the app serves run.port itself.
-	os.Remove(l.PortFile(id))
+	if _, err := l.newPorts(id, s.Port); err != nil {
+		return err
+	}
 	prev := l.CurrentID()
 	running, err := runningReleases(ctx, l)
 	if err != nil {
@@ -218,6 +220,9 @@ func Boot(ctx context.Context, l Layout) error {
 	id := l.CurrentID()
 	if id == "" {
 		return nil
+	}
+	if err := l.renewEPMD(id); err != nil {
+		return err
 	}
 	_, err := systemd.Systemctl(ctx, "start", "--no-block", systemd.InstanceName(l.App, id))
 	return err

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
@@ -119,17 +118,6 @@ func installProxy(ctx context.Context, s *Spec) error {
 	return nil
 }
 
-// releasePort reads the port a release was given, 0 if none.
-func (l Layout) releasePort(id string) int {
-	b, err := os.ReadFile(l.PortFile(id))
-	if err != nil {
-		return 0
-	}
-	v, _ := strings.CutPrefix(strings.TrimSpace(string(b)), "PORT=")
-	n, _ := strconv.Atoi(v)
-	return n
-}
-
 // activateProxied starts release id beside the running one, on the
 // other of the app's two ports, waits for its health check, switches the
 // proxy to it, waits for the old release to drain, and stops it. If the
@@ -144,17 +132,14 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	for _, r := range running {
 		if r != id {
 			olds = append(olds, r)
-			used[l.releasePort(r)] = true
+			used[l.heldPort(r, s.Port)] = true
 		}
 	}
 	port := s.Port
 	if used[port] {
 		port = s.Port + 1
 	}
-	if err := os.MkdirAll(l.Ports(), 0o755); err != nil {
-		return fmt.Errorf("activate: %w", err)
-	}
-	if err := writeFileAtomic(l.PortFile(id), []byte("PORT="+strconv.Itoa(port)+"\n"), 0o644); err != nil {
+	if _, err := l.newPorts(id, port); err != nil {
 		return err
 	}
 	unit := systemd.InstanceName(l.App, id)
@@ -181,7 +166,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	}
 	fmt.Fprintf(log, "release %s is current\n", id)
 	for _, old := range olds {
-		addr := "127.0.0.1:" + strconv.Itoa(l.releasePort(old))
+		addr := "127.0.0.1:" + strconv.Itoa(l.heldPort(old, s.Port))
 		dctx, cancel := context.WithTimeout(ctx, s.DrainTimeout+10*time.Second)
 		if err := pc.WaitDrained(dctx, addr, s.DrainTimeout+5*time.Second); err != nil {
 			fmt.Fprintf(log, "warning: %v\n", err)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 )
@@ -64,14 +65,12 @@ User={{.User}}
 Group={{.User}}
 WorkingDirectory={{.ReleaseDir}}
 ExecStart={{.ExecStart}}
-Environment=PORT={{.Port}}
-Environment=HOIST_APP={{.Name}}
-Environment=HOIST_RELEASE=%i
 {{- range .Env}}
 Environment={{.}}
 {{- end}}
 EnvironmentFile=-{{.EnvFile}}
-# Behind the proxy, each release gets its own port, written here.
+# What the release was given when it started: behind the proxy its own
+# PORT, and for an OTP release its own epmd (ERL_EPMD_PORT).
 EnvironmentFile=-{{.PortFile}}
 Restart=on-failure
 RestartSec=1s
@@ -123,13 +122,28 @@ ExecStart={{.HoistBin}} host boot --app {{.Name}}
 WantedBy=multi-user.target
 `))
 
+// ReleaseEnv is the environment hoist gives release id of app, before
+// run.env, the secrets and the release's port file: the unit sets it
+// (with id "%i") and exec sets it again.
+func ReleaseEnv(app, id string, port int) []string {
+	return []string{
+		"PORT=" + strconv.Itoa(port),
+		"HOIST_APP=" + app,
+		"HOIST_RELEASE=" + id,
+		// An OTP release (mix release) names its Erlang node after
+		// RELEASE_NODE: one per release, so that two run side by side.
+		"RELEASE_NODE=" + app + "-" + id,
+	}
+}
+
 // Template renders the release unit template.
 func Template(a App) ([]byte, error) {
-	env := make([]string, 0, len(a.Env))
+	plain := make([]string, 0, len(a.Env))
 	for k, v := range a.Env {
-		env = append(env, quote(k+"="+v))
+		plain = append(plain, quote(k+"="+v))
 	}
-	sort.Strings(env)
+	sort.Strings(plain)
+	env := append(ReleaseEnv(a.Name, "%i", a.Port), plain...)
 	var b bytes.Buffer
 	err := templateUnit.Execute(&b, struct {
 		App
