@@ -122,12 +122,9 @@ func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 	}
 }
 
-// sudo reports whether host commands need sudo: the login is not root.
-func (a *app) sudo() bool { return a.cfg.SSH.User != "" && a.cfg.SSH.User != "root" }
-
 // client returns the host client for conn.
 func (a *app) client(conn transport.Conn) *host.Client {
-	return &host.Client{Conn: conn, App: a.cfg.App, Sudo: a.sudo()}
+	return &host.Client{Conn: conn, App: a.cfg.App}
 }
 
 // hoistHome is where hoist keeps its own files on this machine: the

@@ -66,7 +66,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		"missing config":     {[]string{"-c", "nope.yml", "status"}, 1, "hint: run `hoist init`"},
 		"bad lab size":       {[]string{"lab", "up", "--hosts", "0"}, 2, "--hosts must be between 1 and 50"},
 		"negative log lines": {[]string{"logs", "-n", "-1"}, 2, "-n must be 0 or more"},
-		"host verb bad app":  {[]string{"host", "status", "--app", "../etc"}, 2, "is not a valid app name"},
+		"unknown host verb":  {[]string{"host", "nope"}, 2, `unknown verb "nope"`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -75,5 +75,5 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 }
 
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Sudo: a.sudo()}
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu}
 }

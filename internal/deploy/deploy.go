@@ -271,7 +271,6 @@ type ShipOptions struct {
 	Dial   fleet.DialFunc
 	Log    io.Writer
 	LogMu  *sync.Mutex
-	Sudo   bool
 	// SendEnv says to replace each host's secret environment file with
 	// Env before the release starts.
 	SendEnv bool
@@ -346,9 +345,7 @@ func (o ShipOptions) logf(h string) func(string, ...any) {
 func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx context.Context, h string, c *host.Client) error) []fleet.Result {
 	members := fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
 	defer fleet.Close(members)
-	client := func(m fleet.Member) *host.Client {
-		return &host.Client{Conn: m.Conn, App: o.Config.App, Sudo: o.Sudo}
-	}
+	client := func(conn transport.Conn) *host.Client { return &host.Client{Conn: conn, App: o.Config.App} }
 	order := make([]int, len(members))
 	for i := range order {
 		order[i] = i
@@ -360,7 +357,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		for _, i := range held {
-			if err := client(members[i]).Unlock(uctx, lk.Holder, false); err != nil {
+			if err := client(members[i].Conn).Unlock(uctx, lk.Holder, false); err != nil {
 				o.logf(members[i].Host)("warning: release lock: %v", err)
 			}
 		}
@@ -369,7 +366,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		if members[i].Err != nil {
 			continue
 		}
-		err := client(members[i]).Lock(ctx, lk)
+		err := client(members[i].Conn).Lock(ctx, lk)
 		if err == nil {
 			held = append(held, i)
 			continue
@@ -387,7 +384,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 	}
 	defer release()
 	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		return fn(ctx, h, &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo})
+		return fn(ctx, h, client(conn))
 	})
 }
 

@@ -19,6 +19,7 @@ type nopConn struct{ addr string }
 
 func (c nopConn) Run(context.Context, string, io.Reader, io.Writer, io.Writer) error { return nil }
 func (c nopConn) Addr() string                                                       { return c.addr }
+func (c nopConn) User() string                                                       { return "root" }
 func (c nopConn) Close() error                                                       { return nil }
 
 func TestEachBoundsParallelismAndKeepsOrder(t *testing.T) {

@@ -83,7 +83,7 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 	a := systemd.App{
 		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.PortFile("%i"),
 		StateDirectory: l.StateDirName(), Command: s.Command, Port: s.Port,
-		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath,
+		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App),
 	}
 	tmpl, err := systemd.Template(a)
 	if err != nil {

@@ -31,8 +31,10 @@ type App struct {
 	// which systemd reads before it drops privileges.
 	Env     map[string]string
 	EnvFile string
-	// HoistBin is the hoist binary on the host, used by the boot unit.
-	HoistBin string
+	// HoistBin is the hoist binary on the host, used by the boot unit,
+	// which gives it BootRequest on stdin.
+	HoistBin    string
+	BootRequest string
 }
 
 // TemplateName is the unit template that runs one release: instance %i is
@@ -116,7 +118,9 @@ Wants=network-online.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart={{.HoistBin}} host boot --app {{.Name}}
+ExecStart={{.HoistBin}} host boot
+StandardInput=data
+StandardInputText={{.BootRequest}}
 
 [Install]
 WantedBy=multi-user.target
