@@ -108,7 +108,7 @@ func (l Layout) execEnv(s *Spec, id string) ([]string, error) {
 	}
 	env = append(env, secret...)
 	// Absent before the release first starts: then it gets run.port.
-	ports, err := readEnvFile(l.PortFile(id))
+	ports, err := readEnvFile(l.portFile(id))
 	if err != nil {
 		return nil, err
 	}

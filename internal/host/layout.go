@@ -91,9 +91,9 @@ func (l Layout) EnvFile() string  { return filepath.Join(l.Root, "shared", "env"
 func (l Layout) LockFile() string { return filepath.Join(l.Root, "deploy.lock") }
 func (l Layout) Ports() string    { return filepath.Join(l.Root, "ports") }
 
-// PortFile holds what release id was given when it was started:
+// portFile holds what release id was given when it was started:
 // systemd reads it as an EnvironmentFile, exec reads it too.
-func (l Layout) PortFile(id string) string { return filepath.Join(l.Ports(), id+".env") }
+func (l Layout) portFile(id string) string { return filepath.Join(l.Ports(), id+".env") }
 
 // User is the system user the app runs as.
 func (l Layout) User() string { return "hoist-" + l.App }

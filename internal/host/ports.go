@@ -34,7 +34,7 @@ func (p Ports) env() []string {
 
 // readPorts reads release id's port file; zero Ports when it has none.
 func (l Layout) readPorts(id string) Ports {
-	env, err := readEnvFile(l.PortFile(id))
+	env, err := readEnvFile(l.portFile(id))
 	if err != nil {
 		return Ports{}
 	}
@@ -56,7 +56,7 @@ func (l Layout) writePorts(id string, p Ports) error {
 	if err := os.MkdirAll(l.Ports(), 0o755); err != nil {
 		return fmt.Errorf("write ports of %s: %w", id, err)
 	}
-	return writeFileAtomic(l.PortFile(id), []byte(strings.Join(p.env(), "\n")+"\n"), 0o644)
+	return writeFileAtomic(l.portFile(id), []byte(strings.Join(p.env(), "\n")+"\n"), 0o644)
 }
 
 // heldPort is the HTTP port running release id holds. A release started

@@ -49,7 +49,7 @@ func TestNewPortsGivesOTPReleasesAnEPMD(t *testing.T) {
 		t.Errorf("an OTP release got %+v", beam)
 	}
 	// What the unit reads is what exec reads.
-	env, err := readEnvFile(l.PortFile(id2))
+	env, err := readEnvFile(l.portFile(id2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func ensureUser(ctx context.Context, name string) error {
 // systemd if any did. It reports whether anything changed.
 func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 	a := systemd.App{
-		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.PortFile("%i"),
+		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.portFile("%i"),
 		StateDirectory: l.StateDirName(), Command: s.Command, Port: s.Port,
 		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App),
 	}
