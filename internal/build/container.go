@@ -61,7 +61,7 @@ func (c *Container) Build(ctx context.Context, job Job) error {
 			return usererr.Wrap(err, "building the image from %s failed", c.Dockerfile)
 		}
 	}
-	args := []string{"run", "--rm", "--network=host", "-v", job.Dir + ":/build", "-w", "/build",
+	args := []string{"run", "--rm", "--network=host", "-v", job.top() + ":/build", "-w", job.workDir("/build"),
 		"-e", "HOME=/root", "-e", "LANG=C.UTF-8"}
 	for inside, host := range job.Mounts {
 		args = append(args, "-v", host+":"+inside)

@@ -92,13 +92,14 @@ func (r *Rootfs) Tree(ctx context.Context, log io.Writer) (string, error) {
 }
 
 // Build runs the command in a throwaway overlay of the tree, with the
-// checkout at /build and the absolute caches mounted.
+// checkout at /build (the app's directory in it as the working
+// directory) and the absolute caches mounted.
 func (r *Rootfs) Build(ctx context.Context, job Job) error {
 	tree, err := r.Tree(ctx, job.Log)
 	if err != nil {
 		return err
 	}
-	scratch, err := os.MkdirTemp(filepath.Dir(job.Dir), "rootfs-")
+	scratch, err := os.MkdirTemp(filepath.Dir(job.top()), "rootfs-")
 	if err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
@@ -116,7 +117,7 @@ func (r *Rootfs) Build(ctx context.Context, job Job) error {
 	defer syscall.Unmount(merged, syscall.MNT_DETACH)
 	machine := "hoist-build-" + filepath.Base(scratch)[len("rootfs-"):]
 	args := []string{"-q", "-D", merged, "-M", machine, "--register=no", "--keep-unit", "--as-pid2",
-		"--bind=" + job.Dir + ":/build", "--chdir=/build", "--setenv=HOME=/root", "--setenv=LANG=C.UTF-8"}
+		"--bind=" + job.top() + ":/build", "--chdir=" + job.workDir("/build"), "--setenv=HOME=/root", "--setenv=LANG=C.UTF-8"}
 	for inside, host := range job.Mounts {
 		args = append(args, "--bind="+host+":"+inside)
 	}

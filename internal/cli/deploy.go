@@ -56,7 +56,6 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.err, "built release %s (%d bytes, sha256 %s)\n", art.Manifest.ID, art.Manifest.Size, art.Manifest.SHA256[:16])
 	so := a.shipOptions(s)
 	so.SendEnv, so.Env = sendEnv, env
 	bars := newUploadBars(s.err, a.hosts)

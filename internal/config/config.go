@@ -90,12 +90,21 @@ type Build struct {
 	// keyed by the lockfiles (mix.lock, go.sum, Cargo.lock,
 	// package-lock.json...), so that a dependency change starts afresh.
 	Caches []string `yaml:"caches"`
-	// Command is run with sh -c at the root of the clean checkout. It must
-	// leave a self-contained release in Output.
+	// Command is run with sh -c in the app's directory (where hoist.yml
+	// is) of the clean checkout. It must leave a self-contained release
+	// in Output.
 	Command string `yaml:"command"`
-	// Output is the directory, relative to the checkout, that becomes the
-	// release. It must exist and be non-empty after Command.
+	// Output is the directory, relative to the app's directory, that
+	// becomes the release. It must exist and be non-empty after Command.
 	Output string `yaml:"output"`
+	// Include are more directories of the repository that the build
+	// needs, relative to the app's directory (for example ../shared or
+	// ../../assets). When hoist.yml is in a subdirectory of a larger
+	// repository, the clean checkout holds only the app's directory,
+	// these, and the files directly inside each directory above them
+	// (a top-level go.mod or package.json); a release is reused for a
+	// commit that changed none of that.
+	Include []string `yaml:"include"`
 	// Env adds variables to the build command's environment.
 	Env map[string]string `yaml:"env"`
 	// Target is the OS/architecture the release is built for, as GOOS/GOARCH

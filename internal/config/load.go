@@ -211,6 +211,11 @@ func (c *Config) validate() error {
 			return errAt(fmt.Sprintf("$.build.caches[%d]", i), "%q is not a cache directory: name one inside the checkout or an absolute path in the build environment", p)
 		}
 	}
+	for i, p := range c.Build.Include {
+		if p == "" || path.IsAbs(p) {
+			return errAt(fmt.Sprintf("$.build.include[%d]", i), "%q is not a directory of the repository: give it relative to hoist.yml's directory, like ../shared", p)
+		}
+	}
 	for i, p := range c.Build.Packages {
 		if p == "" || strings.ContainsAny(p, " \t;&|$`'\"") {
 			return errAt(fmt.Sprintf("$.build.packages[%d]", i), "%q is not a package name", p)

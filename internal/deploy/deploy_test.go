@@ -59,7 +59,7 @@ func TestBuildShipsTheCommitNotTheWorkingCopy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if !strings.Contains(log.String(), "1 uncommitted change(s) are not shipped (msg.txt)") {
+	if !strings.Contains(log.String(), "1 uncommitted change(s) are not shipped: msg.txt") {
 		t.Errorf("no warning about the dirty tree:\n%s", log.String())
 	}
 	if !strings.HasPrefix(art.Manifest.ID, "20261125T010000Z-") || !release.ValidID(art.Manifest.ID) {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/filelock"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -212,11 +213,11 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
-	l, err := lock(ctx, lockPath(o), lockTimeout)
+	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
 	if err != nil {
 		return nil, err
 	}
-	defer l.unlock()
+	defer l.Release()
 	st, err := loadState(o.StateDir)
 	if err != nil {
 		return nil, err
@@ -323,11 +324,11 @@ func Down(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	l, err := lock(ctx, lockPath(o), lockTimeout)
+	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
 	if err != nil {
 		return err
 	}
-	defer l.unlock()
+	defer l.Release()
 	st, err := loadState(o.StateDir)
 	if err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
@@ -310,24 +309,4 @@ func TestCopyFallback(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(m, "root", "etc", "mine")); err != nil {
 		t.Error("a second prepare copied the tree again and lost the machine's files")
 	}
-}
-
-func TestLockExcludes(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "x.lock")
-	ctx := context.Background()
-	l, err := lock(ctx, p, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// flock locks belong to open files, so a second open in this process
-	// contends like another hoist would.
-	if _, err := lock(ctx, p, 300*time.Millisecond); err == nil {
-		t.Fatal("a held lock was taken again")
-	}
-	l.unlock()
-	l2, err := lock(ctx, p, time.Second)
-	if err != nil {
-		t.Fatalf("lock after unlock: %v", err)
-	}
-	l2.unlock()
 }
