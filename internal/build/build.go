@@ -35,8 +35,13 @@ type Job struct {
 	// Mounts maps directories of the build environment (absolute caches)
 	// to directories on this machine that keep them between builds.
 	Mounts map[string]string
-	// Log receives the build's own output.
+	// Log receives hoist's own progress lines about the build.
 	Log io.Writer
+	// Out receives the build's own output: the command's, and that of the
+	// tools that prepare its environment (debootstrap, apt, the container
+	// engine). A *Tail keeps only its end, for the error of a failed
+	// build. Nil means Log.
+	Out io.Writer
 }
 
 // env returns the job's environment as KEY=VALUE, sorted, with GOOS and
@@ -56,6 +61,14 @@ func (j Job) env() []string {
 		env = append(env, k+"="+j.Env[k])
 	}
 	return env
+}
+
+// output is where the build's own output goes.
+func (j Job) output() io.Writer {
+	if j.Out == nil {
+		return j.Log
+	}
+	return j.Out
 }
 
 // top is the checkout's top: Root, or Dir when the job has no Root.

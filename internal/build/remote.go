@@ -82,7 +82,7 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 	// may live inside one (mix's _build).
 	script += "cd " + q(dir) + " && env " + strings.Join(env, " ") + " sh -c " + q(job.Command)
 	fmt.Fprintf(job.Log, "building on %s\n", r.Host)
-	if err := conn.Run(ctx, script, nil, job.Log, job.Log); err != nil {
+	if err := conn.Run(ctx, script, nil, job.output(), job.output()); err != nil {
 		return commandError(ctx, job, err)
 	}
 	out := filepath.Join(job.Dir, job.Output)

@@ -21,6 +21,9 @@ import (
 // globalOptions are the flags every verb shares.
 type globalOptions struct {
 	configPath string
+	// verbose shows what hoist otherwise keeps to itself when all goes
+	// well: builds' own output, hosts' activation logs.
+	verbose bool
 }
 
 // app is a loaded hoist.yml and what the verbs that act on hosts need.

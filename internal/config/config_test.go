@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 const valid = `version: 1
@@ -129,39 +131,72 @@ func TestLoadMissingFileHasHint(t *testing.T) {
 	}
 }
 
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestDetectAndRenderParse guesses each kind of project, renders its
+// hoist.yml (compared with testdata/init/KIND.golden; -update rewrites
+// them) and parses it back.
 func TestDetectAndRenderParse(t *testing.T) {
+	elixirPackages := []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"}
 	tests := map[string]struct {
-		file, content string
-		want          Project
+		files map[string]string
+		want  Project
 	}{
-		"go": {"go.mod", "module github.com/acme/Web_Shop\n\ngo 1.22\n", Project{Kind: "go", App: "web-shop",
-			Build: "CGO_ENABLED=0 go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop"}},
-		"elixir": {"mix.exs", "def project do\n [app: :correct_horse,\n version: \"0.1.0\"]\n", Project{Kind: "elixir", App: "correct-horse",
+		"go": {map[string]string{"go.mod": "module github.com/acme/Web_Shop\n\ngo 1.22\n"}, Project{Kind: "go", App: "web-shop",
+			Build: "CGO_ENABLED=0 go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop", Port: 3000}},
+		"elixir": {map[string]string{"mix.exs": "def project do\n [app: :correct_horse,\n version: \"0.1.0\"]\n"}, Project{Kind: "elixir", App: "correct-horse",
 			Build: "mix do deps.get --only prod, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start",
-			Builder: "rootfs", Distro: "debian/bookworm", Packages: []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"},
+			Builder: "rootfs", Distro: "debian/bookworm", Packages: elixirPackages, Port: 4000,
 			Caches: []string{"deps", "_build"}, BuildEnv: map[string]string{"MIX_ENV": "prod"}, RunEnv: map[string]string{"RELEASE_TMP": "/tmp"}}},
-		"rust": {"Cargo.toml", "[package]\nname = \"api_server\"\n", Project{Kind: "rust", App: "api-server",
-			Build: "cargo build --release --locked && mkdir -p dist && cp target/release/api_server dist/", Output: "dist", Command: "./api_server"}},
-		"unknown": {"README", "hi", Project{Kind: "unknown", App: "app-1", Build: "make release", Output: "dist", Command: "./app-1"}},
+		"phoenix": {map[string]string{
+			"mix.exs":       "def project do\n [app: :correct_horse]\n defp deps do\n [{:phoenix, \"~> 1.7.14\"}]\n",
+			"assets/app.js": "",
+		}, Project{Kind: "elixir", App: "correct-horse",
+			Build: "mix do deps.get --only prod, compile, assets.deploy, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start",
+			Builder: "rootfs", Distro: "debian/bookworm", Packages: elixirPackages, Port: 4000, Phoenix: true, Secrets: []string{"SECRET_KEY_BASE"},
+			Caches: []string{"deps", "_build"}, BuildEnv: map[string]string{"MIX_ENV": "prod"},
+			RunEnv: map[string]string{"RELEASE_TMP": "/tmp", "PHX_SERVER": "true", "PHX_HOST": "correct-horse.example.com"}}},
+		"rust": {map[string]string{"Cargo.toml": "[package]\nname = \"api_server\"\n"}, Project{Kind: "rust", App: "api-server",
+			Build: "cargo build --release --locked && mkdir -p dist && cp target/release/api_server dist/", Output: "dist", Command: "./api_server", Port: 3000}},
+		"unknown": {map[string]string{"README": "hi"}, Project{Kind: "unknown", App: "app-1", Build: "make release", Output: "dist", Command: "./app-1", Port: 3000}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "1")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, tt.file), []byte(tt.content), 0o644); err != nil {
-				t.Fatal(err)
+			for f, content := range tt.files {
+				p := filepath.Join(dir, f)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			p := Detect(dir)
 			if diff := cmp.Diff(tt.want, p); diff != "" {
 				t.Errorf("Detect (-want +got):\n%s", diff)
 			}
-			c, err := Parse("hoist.yml", p.Render())
-			if err != nil {
-				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, p.Render())
+			rendered := p.Render()
+			golden := filepath.Join("testdata", "init", name+".golden")
+			if *update {
+				os.MkdirAll(filepath.Dir(golden), 0o755)
+				if err := os.WriteFile(golden, rendered, 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command || !cmp.Equal(c.Build.Caches, p.Caches) || c.Run.Env["RELEASE_TMP"] != p.RunEnv["RELEASE_TMP"] {
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to write it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(rendered)); diff != "" {
+				t.Errorf("rendered hoist.yml differs from %s (-want +got):\n%s", golden, diff)
+			}
+			c, err := Parse("hoist.yml", rendered)
+			if err != nil {
+				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, rendered)
+			}
+			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command || c.Run.Port != p.Port ||
+				!cmp.Equal(c.Build.Caches, p.Caches) || !cmp.Equal(c.Run.Env, p.RunEnv, cmpopts.EquateEmpty()) {
 				t.Errorf("rendered config lost values: %+v", c)
 			}
 		})

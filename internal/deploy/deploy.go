@@ -51,6 +51,9 @@ type BuildOptions struct {
 	Dial fleet.DialFunc
 	// Rebuild builds even when a release of the same source exists.
 	Rebuild bool
+	// Verbose shows the build's own output as it comes; otherwise only
+	// its last lines are shown, and only if it fails.
+	Verbose bool
 }
 
 // Build checks out the commit, builds it, and packs the release; or
@@ -121,6 +124,9 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	}
 	job := build.Job{App: cfg.App, Root: src.Dir, Dir: src.AppDir, Command: cfg.Build.Command, Env: cfg.Build.Env,
 		Output: cfg.Build.Output, Target: cfg.Build.Target, Log: o.Log}
+	if !o.Verbose {
+		job.Out = build.NewTail(buildTailLines)
+	}
 	// The remote builder keeps its caches on the build host.
 	if len(cfg.Build.Caches) > 0 && builder.Name() != "remote" {
 		key, err := build.CacheKey(job.Dir, builder.Identity())
@@ -168,6 +174,9 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	fmt.Fprintf(o.Log, "built release %s from commit %s (%s, sha256 %s)\n", id, short(commit), byteSize(art.Manifest.Size), art.Manifest.SHA256[:16])
 	return art, nil
 }
+
+// buildTailLines is how much of a quiet build's output a failure shows.
+const buildTailLines = 30
 
 // artifactKey names what a build depends on: what the build sees of
 // the commit, the build settings and the builder.
@@ -339,6 +348,16 @@ type ShipOptions struct {
 	Env     []byte
 	// Meter, when set, follows each host's upload (a progress bar).
 	Meter func(host string, have, total int64) Meter
+	// Members are the hosts already dialled (Connect), in the order of
+	// Hosts; nil dials them.
+	Members []fleet.Member
+}
+
+// Connect dials every host of o, so that a deploy can name the hosts it
+// cannot reach before it spends time on a build. The caller closes them
+// with fleet.Close.
+func (o ShipOptions) Connect(ctx context.Context) []fleet.Member {
+	return fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
 }
 
 // Meter follows one upload: Reader counts what is sent through it, Done
@@ -405,8 +424,11 @@ func (o ShipOptions) logf(h string) func(string, ...any) {
 // all and the other is refused before it changes anything. A host that
 // cannot be reached is reported and the others go ahead.
 func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx context.Context, h string, c *host.Client) error) []fleet.Result {
-	members := fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
-	defer fleet.Close(members)
+	members := o.Members
+	if members == nil {
+		members = o.Connect(ctx)
+		defer fleet.Close(members)
+	}
 	client := func(m fleet.Member) *host.Client {
 		return &host.Client{Conn: m.Conn, App: o.Config.App, Sudo: o.Sudo}
 	}
