@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/filelock"
+	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -283,7 +284,7 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		}
 		keys[h.Addr] = k
 	}
-	if err := setKnownHosts(o.KnownHostsPath, keys); err != nil {
+	if err := transport.SetKnownHosts(o.KnownHostsPath, keys); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(bootTimeout)
@@ -345,7 +346,7 @@ func Down(ctx context.Context, o Options) error {
 		}
 		forget[h.Addr] = ""
 	}
-	if err := setKnownHosts(o.KnownHostsPath, forget); err != nil {
+	if err := transport.SetKnownHosts(o.KnownHostsPath, forget); err != nil {
 		errs = append(errs, err)
 	}
 	// Namespaces the state no longer names (a lost or older state file).
