@@ -33,15 +33,15 @@ type UserData struct {
 // cloudConfig is the part of cloud-init's cloud-config that hoist uses,
 // in the order it is written.
 type cloudConfig struct {
-	Hostname         string            `yaml:"hostname"`
-	PreserveHostname bool              `yaml:"preserve_hostname"`
-	Users            []user            `yaml:"users"`
-	DisableRoot      bool              `yaml:"disable_root"`
-	SSHPwauth        bool              `yaml:"ssh_pwauth"`
-	SSHDeleteKeys    bool              `yaml:"ssh_deletekeys"`
-	SSHGenKeyTypes   []string          `yaml:"ssh_genkeytypes"`
-	SSHKeys          map[string]string `yaml:"ssh_keys"`
-	WriteFiles       []writeFile       `yaml:"write_files"`
+	Hostname         string `yaml:"hostname"`
+	PreserveHostname bool   `yaml:"preserve_hostname"`
+	Users            []user `yaml:"users"`
+	DisableRoot      bool   `yaml:"disable_root"`
+	SSHPwauth        bool   `yaml:"ssh_pwauth"`
+	// With ssh_keys given, cloud-init generates none of its own.
+	SSHDeleteKeys bool              `yaml:"ssh_deletekeys"`
+	SSHKeys       map[string]string `yaml:"ssh_keys"`
+	WriteFiles    []writeFile       `yaml:"write_files"`
 }
 
 type user struct {
@@ -87,9 +87,8 @@ func Render(u UserData) ([]byte, error) {
 			Sudo: "ALL=(ALL) NOPASSWD:ALL", LockPasswd: true,
 			SSHAuthorizedKeys: u.AuthorizedKeys,
 		}},
-		DisableRoot:    true,
-		SSHDeleteKeys:  true,
-		SSHGenKeyTypes: []string{},
+		DisableRoot:   true,
+		SSHDeleteKeys: true,
 		SSHKeys: map[string]string{
 			"ed25519_private": strings.TrimRight(u.HostKeyPrivate, "\n") + "\n",
 			"ed25519_public":  u.HostKeyPublic,

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -39,8 +40,10 @@ func testData() UserData {
 
 func TestRenderGolden(t *testing.T) {
 	tests := map[string]func(*UserData){
-		"one-key":  func(*UserData) {},
-		"two-keys": func(u *UserData) { u.AuthorizedKeys = append(u.AuthorizedKeys, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 bob") },
+		"one-key": func(*UserData) {},
+		"two-keys": func(u *UserData) {
+			u.AuthorizedKeys = append(u.AuthorizedKeys, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 bob")
+		},
 	}
 	for name, edit := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -89,8 +92,10 @@ func TestRenderRoundTrip(t *testing.T) {
 	if len(back.Users) != 1 || back.Users[0].Name != "admin" || !cmp.Equal(back.Users[0].SSHAuthorizedKeys, u.AuthorizedKeys) {
 		t.Errorf("users = %+v", back.Users)
 	}
-	if !back.SSHDeleteKeys || back.SSHGenKeyTypes == nil || len(back.SSHGenKeyTypes) != 0 {
-		t.Errorf("the image's own host keys must go and none be generated: deletekeys=%v genkeytypes=%v", back.SSHDeleteKeys, back.SSHGenKeyTypes)
+	// With ssh_keys set cloud-init generates no key of its own: the
+	// host then has exactly the one hoist knows.
+	if !back.SSHDeleteKeys || len(back.SSHKeys) != 2 {
+		t.Errorf("the image's own host keys must go and only hoist's stay: deletekeys=%v keys=%v", back.SSHDeleteKeys, sortedKeys(back.SSHKeys))
 	}
 }
 
@@ -111,4 +116,13 @@ func TestRenderRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

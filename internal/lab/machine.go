@@ -29,7 +29,11 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 		return err
 	}
 	if !m.prepared(o) {
-		if err := m.personalize(root, pub); err != nil {
+		give := func() error { return m.personalize(root, pub) }
+		if o.UserData != nil {
+			give = func() error { return m.seed(root, o) }
+		}
+		if err := give(); err != nil {
 			return err
 		}
 		if err := touch(filepath.Join(dir, preparedMarker)); err != nil {
