@@ -16,7 +16,9 @@ import (
 )
 
 // SetKnownHosts replaces the lines naming each address in keys (address
-// -> "type base64") with one line for it; an empty key only removes. The
+// -> "type base64") with one line for it, or a line for each of several
+// keys given one per line (a host whose key is being replaced); an empty
+// key only removes. The
 // file is replaced atomically, so ssh never reads half of it.
 func SetKnownHosts(path string, keys map[string]string) error {
 	if path == "" || len(keys) == 0 {
@@ -66,8 +68,10 @@ func replaceKnownHosts(text string, keys map[string]string) string {
 	}
 	sort.Strings(addrs)
 	for _, a := range addrs {
-		if keys[a] != "" {
-			out = append(out, a+" "+keys[a])
+		for _, k := range strings.Split(keys[a], "\n") {
+			if k != "" {
+				out = append(out, a+" "+k)
+			}
 		}
 	}
 	if len(out) == 0 {

@@ -52,6 +52,11 @@ func TestReplaceKnownHosts(t *testing.T) {
 			keys: map[string]string{"10.0.0.5": ""},
 			want: "",
 		},
+		"two keys while one replaces the other": {
+			in:   "10.0.0.5 ssh-ed25519 OLD\n",
+			keys: map[string]string{"10.0.0.5": "ssh-ed25519 OLD\nssh-ed25519 NEW"},
+			want: "10.0.0.5 ssh-ed25519 OLD\n10.0.0.5 ssh-ed25519 NEW\n",
+		},
 		"several, sorted": {
 			in:   "10.0.0.12 ssh-ed25519 OLD\n",
 			keys: map[string]string{"10.0.0.12": "ssh-ed25519 B", "10.0.0.11": "ssh-ed25519 A"},
