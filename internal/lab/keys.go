@@ -1,10 +1,8 @@
 package lab
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 // ensureKey returns the lab key's public half in authorized_keys form,
@@ -34,7 +33,7 @@ func ensureKey(path string) (string, error) {
 		}
 		return pub, nil
 	}
-	priv, pub, err := newKeyPair("hoist-lab")
+	priv, pub, err := transport.NewKeyPair("hoist-lab")
 	if err != nil {
 		return "", err
 	}
@@ -48,36 +47,6 @@ func ensureKey(path string) (string, error) {
 		return "", err
 	}
 	return pub, nil
-}
-
-// newKeyPair makes an ed25519 key: OpenSSH private key PEM and the
-// authorized_keys line.
-func newKeyPair(comment string) (string, string, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", "", fmt.Errorf("generate key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, comment)
-	if err != nil {
-		return "", "", fmt.Errorf("encode key: %w", err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return "", "", fmt.Errorf("encode key: %w", err)
-	}
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + comment + "\n"
-	return string(pem.EncodeToMemory(block)), line, nil
-}
-
-// newHostKey returns a host's private key and its public key as
-// "ssh-ed25519 AAAA..." (no comment).
-func newHostKey() (string, string, error) {
-	priv, pub, err := newKeyPair("")
-	if err != nil {
-		return "", "", err
-	}
-	f := strings.Fields(pub)
-	return priv, f[0] + " " + f[1], nil
 }
 
 func randomHex(n int) (string, error) {

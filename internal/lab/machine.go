@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type machine struct {
@@ -107,7 +109,7 @@ func hostHasCgroup2() bool {
 // personalize gives a fresh tree its identity: hostname, machine id, an
 // SSH host key of its own, and the lab key for root.
 func (m *machine) personalize(root, pub string) error {
-	hostKey, hostPub, err := newHostKey()
+	hostKey, hostPub, err := transport.NewHostKey()
 	if err != nil {
 		return err
 	}
