@@ -13,6 +13,7 @@ import (
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -47,9 +48,19 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	if len(hostFlags) > 0 {
 		hosts = hostFlags
 	}
+	if len(hosts) == 0 && cfg.Infra.Provider != "" {
+		st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
+		if err != nil {
+			return nil, err
+		}
+		if hosts = st.Targets(); len(hosts) == 0 {
+			return nil, usererr.New("hoist has provisioned no hosts for %s (%s) yet", cfg.App, cfg.Infra.Env).
+				WithHint("run `hoist provision` first")
+		}
+	}
 	if len(hosts) == 0 {
 		return nil, usererr.New("no hosts to work on").
-			WithHint("list them under hosts: in %s, or pass --host ADDR", p)
+			WithHint("list them under hosts: in %s, pass --host ADDR, or add an infra section and run hoist provision", p)
 	}
 	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}}
 	a.dial = dialer(cfg, s.err, a.logMu)
@@ -90,8 +101,10 @@ func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 	if cfg.SSH.IdentityFile != "" {
 		ids = append(ids, expandHome(cfg.SSH.IdentityFile))
 	}
-	if lk := labKeyPath(home); fileExists(lk) {
-		ids = append(ids, lk)
+	for _, k := range []string{labKeyPath(home), operatorKeyPath(home)} {
+		if fileExists(k) {
+			ids = append(ids, k)
+		}
 	}
 	opts := transport.Options{
 		User:          cfg.SSH.User,

@@ -113,7 +113,8 @@ const (
 // applies for anything not set here (User, Port, IdentityFile, ProxyJump).
 type SSH struct {
 	// User to log in as; it must be root or have passwordless sudo.
-	// Default: ssh_config's User, else root.
+	// Default: infra.user when hoist provisions the hosts; else
+	// ssh_config's User, else root.
 	User string `yaml:"user"`
 	// Port of the SSH server. Default: ssh_config's Port, else 22.
 	Port int `yaml:"port"`
@@ -275,6 +276,9 @@ func (c *Config) Defaults() {
 		c.KeepReleases = 5
 	}
 	c.Infra.defaults()
+	if c.SSH.User == "" && c.Infra.Provider != "" {
+		c.SSH.User = c.Infra.User // the user cloud-init made on the hosts
+	}
 }
 
 func (in *Infra) defaults() {

@@ -309,7 +309,7 @@ func baseAndKey(ctx context.Context, o Options) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	pub, err := ensureKey(o.KeyPath)
+	pub, err := transport.EnsureKey(o.KeyPath, "hoist-lab")
 	return base, pub, err
 }
 

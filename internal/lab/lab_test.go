@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/crypto/ssh"
 )
 
 func TestInterfaceNamesFitLinuxLimit(t *testing.T) {
@@ -137,32 +136,6 @@ func TestStateRoundTrip(t *testing.T) {
 			t.Error("a corrupt state file was accepted")
 		}
 	})
-}
-
-func TestKeyIsMadeOnceAndParses(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "lab", "id_ed25519")
-	pub1, err := ensureKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(p + ".pub")
-	pub2, err := ensureKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Fields(pub1)[1] != strings.Fields(pub2)[1] {
-		t.Error("ensureKey made a second key")
-	}
-	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
-		t.Errorf("key mode %v", fi.Mode())
-	}
-	b, err := os.ReadFile(p + ".pub")
-	if err != nil {
-		t.Fatalf("the .pub was not made again: %v", err)
-	}
-	if _, _, _, _, err := ssh.ParseAuthorizedKey(b); err != nil {
-		t.Errorf("%s: %v", p+".pub", err)
-	}
 }
 
 func TestIsNspawnOf(t *testing.T) {

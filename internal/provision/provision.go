@@ -170,7 +170,8 @@ type ApplyEnv struct {
 // Provider makes and finds resources of one kind of infrastructure.
 type Provider interface {
 	// Desired lists what the spec asks for, in the order of creation.
-	Desired(ctx context.Context) ([]Resource, error)
+	// It asks nothing of the provider, so that a plan can be made offline.
+	Desired() []Resource
 	// Observe finds what exists for the app and environment, by tags.
 	Observe(ctx context.Context) (*Inventory, error)
 	// Apply carries out changes, in order.
