@@ -97,19 +97,10 @@ func secretsStore(cfg *config.Config, repo string) secrets.Store {
 // dialer returns the SSH dial function for cfg.
 func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 	home := hoistHome()
-	ids := []string{}
-	if cfg.SSH.IdentityFile != "" {
-		ids = append(ids, expandHome(cfg.SSH.IdentityFile))
-	}
-	for _, k := range []string{labKeyPath(home), operatorKeyPath(home)} {
-		if fileExists(k) {
-			ids = append(ids, k)
-		}
-	}
 	opts := transport.Options{
 		User:          cfg.SSH.User,
 		Port:          cfg.SSH.Port,
-		IdentityFiles: ids,
+		IdentityFiles: identityFiles(cfg, home),
 		TrustFile:     filepath.Join(home, "known_hosts"),
 		Log:           &lockedWriter{w: log, mu: mu},
 	}
@@ -120,6 +111,25 @@ func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 		}
 		return c, nil
 	}
+}
+
+// identityFiles are the private keys hoist tries besides ssh's usual
+// ones: ssh.identity_file, the key of infra.public_key, the lab key and
+// the operator key hoist made for provisioned hosts.
+func identityFiles(cfg *config.Config, home string) []string {
+	var ids []string
+	if cfg.SSH.IdentityFile != "" {
+		ids = append(ids, expandHome(cfg.SSH.IdentityFile))
+	}
+	if p := cfg.Infra.PublicKey; p != "" {
+		ids = append(ids, strings.TrimSuffix(expandHome(p), ".pub"))
+	}
+	for _, k := range []string{labKeyPath(home), operatorKeyPath(home)} {
+		if fileExists(k) {
+			ids = append(ids, k)
+		}
+	}
+	return ids
 }
 
 // sudo reports whether host commands need sudo: the login is not root.

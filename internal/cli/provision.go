@@ -116,7 +116,7 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string)
 	if err != nil {
 		return nil, err
 	}
-	pub, identity, err := operatorKey(cfg, home)
+	pub, err := operatorKey(cfg, home)
 	if err != nil {
 		return nil, err
 	}
@@ -133,13 +133,8 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string)
 		User: cfg.SSH.User, Port: cfg.SSH.Port,
 		// Only keys hoist recorded: nothing is trusted on first use.
 		KnownHostsFiles: []string{knownHosts},
+		IdentityFiles:   identityFiles(cfg, home),
 		Log:             s.err,
-	}
-	if identity != "" {
-		topts.IdentityFiles = []string{identity}
-	}
-	if cfg.SSH.IdentityFile != "" {
-		topts.IdentityFiles = append(topts.IdentityFiles, expandHome(cfg.SSH.IdentityFile))
 	}
 	return &infra{cfg: cfg, opts: provision.Options{
 		Spec: spec, Provider: prov, State: st, KnownHosts: knownHosts,
@@ -154,32 +149,27 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string)
 	}}, nil
 }
 
-// operatorKey returns the public key that logs in to new hosts, and the
-// private key file to log in with when it is not one ssh finds anyway:
-// infra.public_key, else ~/.ssh's usual keys, else a key hoist makes.
-func operatorKey(cfg *config.Config, home string) (string, string, error) {
+// operatorKey returns the public key that logs in to new hosts:
+// infra.public_key, else ~/.ssh's usual keys, else a key hoist makes
+// (identityFiles names its private half).
+func operatorKey(cfg *config.Config, home string) (string, error) {
 	if p := cfg.Infra.PublicKey; p != "" {
-		p = expandHome(p)
-		b, err := os.ReadFile(p)
+		b, err := os.ReadFile(expandHome(p))
 		if err != nil {
-			return "", "", usererr.Wrap(err, "infra.public_key").WithHint("name the .pub file of the key you log in with")
+			return "", usererr.Wrap(err, "infra.public_key").WithHint("name the .pub file of the key you log in with")
 		}
-		return strings.TrimSpace(string(b)), strings.TrimSuffix(p, ".pub"), nil
+		return strings.TrimSpace(string(b)), nil
 	}
 	if h, err := os.UserHomeDir(); err == nil {
 		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
 			priv := filepath.Join(h, ".ssh", name)
 			if b, err := os.ReadFile(priv + ".pub"); err == nil && fileExists(priv) {
-				return strings.TrimSpace(string(b)), "", nil
+				return strings.TrimSpace(string(b)), nil
 			}
 		}
 	}
-	priv := operatorKeyPath(home)
-	pub, err := transport.EnsureKey(priv, "hoist-operator")
-	if err != nil {
-		return "", "", err
-	}
-	return strings.TrimSpace(pub), priv, nil
+	pub, err := transport.EnsureKey(operatorKeyPath(home), "hoist-operator")
+	return strings.TrimSpace(pub), err
 }
 
 func operatorKeyPath(home string) string { return filepath.Join(home, "keys", "operator") }

@@ -208,8 +208,9 @@ func (e *engine) secure(ctx context.Context, h *Host) error {
 	if err := e.replaceHostKey(ctx, h, conn); err != nil {
 		return err
 	}
-	// A new connection must now present the new key, and only it is known.
-	again, err := e.o.Dial(ctx, e.target(h))
+	// A new connection must now present the new key, and only it is
+	// known. sshd re-executes on reload, so it may refuse for a moment.
+	again, err := e.connect(ctx, h)
 	if err != nil {
 		return fmt.Errorf("%s after replacing its host key: %w", h.Name, err)
 	}

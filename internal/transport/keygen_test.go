@@ -34,4 +34,3 @@ func TestKeyIsMadeOnceAndParses(t *testing.T) {
 		t.Errorf("%s: %v", p+".pub", err)
 	}
 }
-
