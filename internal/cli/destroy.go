@@ -32,7 +32,7 @@ func newDestroyCmd(s *streams, g *globalOptions) *cobra.Command {
 }
 
 func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOptions) error {
-	in, err := loadInfra(ctx, g, s, "")
+	in, err := loadInfra(ctx, g, s, "", false) // the SSH rule does not matter to destroy
 	if err != nil {
 		return err
 	}

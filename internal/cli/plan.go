@@ -39,7 +39,7 @@ func newPlanCmd(s *streams, g *globalOptions) *cobra.Command {
 }
 
 func runPlan(ctx context.Context, s *streams, g *globalOptions, o *planOptions) error {
-	in, err := loadInfra(ctx, g, s, o.prices)
+	in, err := loadInfra(ctx, g, s, o.prices, !o.offline)
 	if err != nil {
 		return err
 	}
@@ -80,20 +80,17 @@ func printPlan(w io.Writer, p *provision.Plan) {
 
 func printCost(w io.Writer, p *provision.Plan) {
 	c := p.Cost
-	fmt.Fprintln(w)
-	if c.Source != "" {
-		fmt.Fprintf(w, "monthly cost in %s, prices as of %s (%s):\n", c.Currency, c.AsOf, c.Source)
-	} else {
-		fmt.Fprintf(w, "monthly cost:\n")
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "\nmonthly cost (%s):\n", c.Currency)
 	for _, l := range c.Lines {
-		fmt.Fprintf(tw, "  %s\t%s %s × $%s\t$%.2f\t\n", l.Item, trimFloat(l.Quantity), l.Unit, trimFloat(l.UnitPrice), l.Monthly)
+		rate := fmt.Sprintf("%s %s × $%s", trimFloat(l.Quantity), l.Unit, trimFloat(l.UnitPrice))
+		fmt.Fprintf(w, "  %-48s %30s %9s\n", l.Item, rate, fmt.Sprintf("$%.2f", l.Monthly))
 	}
-	fmt.Fprintf(tw, "  total\t\t$%.2f\t\n", c.Total)
-	tw.Flush()
+	fmt.Fprintf(w, "  %-48s %30s %9s\n", "total", "", fmt.Sprintf("$%.2f", c.Total))
 	for _, a := range c.Assumptions {
 		fmt.Fprintf(w, "  assuming %s\n", a)
+	}
+	if c.Source != "" {
+		fmt.Fprintf(w, "  prices as of %s: %s\n", c.AsOf, c.Source)
 	}
 	if len(p.Compare) == 0 {
 		return
@@ -106,11 +103,13 @@ func printCost(w io.Writer, p *provision.Plan) {
 		}
 	}
 	for _, cmp := range p.Compare {
-		note := "(this plan)"
-		if !cmp.Current {
-			note = fmt.Sprintf("(%+.2f a month)", cmp.Total-base)
+		note := "this plan"
+		if d := cmp.Total - base; !cmp.Current && d >= 0 {
+			note = fmt.Sprintf("$%.2f more", d)
+		} else if !cmp.Current {
+			note = fmt.Sprintf("$%.2f less", -d)
 		}
-		fmt.Fprintf(w, "  balancer: %-5s $%.2f a month %s\n", cmp.Balancer, cmp.Total, note)
+		fmt.Fprintf(w, "  balancer: %-5s %9s a month (%s)\n", cmp.Balancer, fmt.Sprintf("$%.2f", cmp.Total), note)
 	}
 }
 

@@ -45,7 +45,7 @@ func newProvisionCmd(s *streams, g *globalOptions) *cobra.Command {
 }
 
 func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisionOptions) error {
-	in, err := loadInfra(ctx, g, s, o.prices)
+	in, err := loadInfra(ctx, g, s, o.prices, true)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,9 @@ type infra struct {
 
 // loadInfra reads hoist.yml and prepares the engine: state, provider,
 // prices, the operator's key and a dialer that trusts only known keys.
-func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string) (*infra, error) {
+// With detect, an unset infra.ssh_from on AWS is found out: this
+// machine's public address.
+func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string, detect bool) (*infra, error) {
 	cfg, _, err := loadConfig(g)
 	if err != nil {
 		return nil, err
@@ -106,6 +108,15 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string)
 			WithHint("add one, for example `infra: {provider: aws, region: eu-west-1}`; docs/provision.md shows more")
 	}
 	spec := provision.SpecFrom(cfg)
+	if spec.Provider == config.ProviderAWS && len(spec.SSHFrom) == 0 && detect {
+		addr, err := provision.DetectPublicAddress(ctx)
+		if err != nil {
+			return nil, usererr.Wrap(err, "infra.ssh_from is not set and this machine's public address could not be found").
+				WithHint("list who may reach SSH in infra.ssh_from, for example [203.0.113.7/32]")
+		}
+		fmt.Fprintf(s.err, "SSH is allowed from this machine's address %s (infra.ssh_from sets it)\n", addr)
+		spec.SSHFrom = []string{addr}
+	}
 	home := hoistHome()
 	knownHosts := filepath.Join(home, "known_hosts")
 	st, err := provision.LoadState(home, cfg.App, spec.Env)
