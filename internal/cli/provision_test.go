@@ -49,7 +49,11 @@ func TestPlanOfflineSeedTopologies(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			dir := writeApp(t, seedConfig+tt.extra)
+			cfg := seedConfig + tt.extra
+			if tt.extra != "" {
+				cfg = strings.Replace(cfg, "tls: acme", "tls: false", 1) // the ALB serves HTTPS
+			}
+			dir := writeApp(t, cfg)
 			stdout, stderr, err := run(t, dir, "plan", "--offline", "--json")
 			if err != nil {
 				t.Fatalf("plan: %v\n%s", err, stderr)
@@ -128,4 +132,3 @@ func TestDestroyConfirmation(t *testing.T) {
 		})
 	}
 }
-

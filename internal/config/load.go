@@ -369,6 +369,9 @@ func (in *Infra) validate(c *Config) error {
 		if in.Certificate == "" && len(c.Proxy.Hosts) == 0 {
 			return errAt("$.infra.balancer", "an ALB serves HTTPS with a certificate for the app's names: list them in proxy.hosts, or give infra.certificate")
 		}
+		if c.Proxy.TLS.On() {
+			return errAt("$.proxy.tls", "behind an ALB the balancer serves HTTPS with its ACM certificate and sends plain HTTP to the hosts: write tls: false")
+		}
 		if in.Certificate != "" && !strings.HasPrefix(in.Certificate, "arn:aws") {
 			return errAt("$.infra.certificate", "%q is not an ACM certificate ARN (arn:aws:acm:...)", in.Certificate)
 		}

@@ -57,10 +57,12 @@ func apiErr(code, msg string) error { return &smithy.GenericAPIError{Code: code,
 // emptyWorld answers the calls Observe makes with nothing found.
 func emptyWorld() map[string]answer {
 	return map[string]answer{
-		"DescribeTags":           func(int) (any, error) { return &ec2.DescribeTagsOutput{}, nil },
-		"DescribeLoadBalancers":  func(int) (any, error) { return &elb.DescribeLoadBalancersOutput{}, nil },
-		"DescribeTargetGroups":   func(int) (any, error) { return &elb.DescribeTargetGroupsOutput{}, nil },
-		"GetParameter":           func(int) (any, error) { return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Value: aws.String("ami-0123456789abcdef0")}}, nil },
+		"DescribeTags":          func(int) (any, error) { return &ec2.DescribeTagsOutput{}, nil },
+		"DescribeLoadBalancers": func(int) (any, error) { return &elb.DescribeLoadBalancersOutput{}, nil },
+		"DescribeTargetGroups":  func(int) (any, error) { return &elb.DescribeTargetGroupsOutput{}, nil },
+		"GetParameter": func(int) (any, error) {
+			return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Value: aws.String("ami-0123456789abcdef0")}}, nil
+		},
 		"DescribeInstances":      func(int) (any, error) { return &ec2.DescribeInstancesOutput{}, nil },
 		"DescribeSecurityGroups": func(int) (any, error) { return &ec2.DescribeSecurityGroupsOutput{}, nil },
 	}
