@@ -98,6 +98,9 @@ func newRoot(s *streams) *cobra.Command {
 		newSecretsCmd(s, g),
 		newProxyCmd(s, g),
 		newHostCmd(s),
+		newPlanCmd(s, g),
+		newProvisionCmd(s, g),
+		newDestroyCmd(s, g),
 	)
 	return root
 }
