@@ -112,7 +112,7 @@ func TestContainerBuilder(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tree, err := (&build.Rootfs{Distro: "debian/bookworm", Packages: elixirPackages, CacheDir: filepath.Join(work, "cache", "rootfs")}).Tree(ctx, io.Discard)
+	tree, err := (&build.Rootfs{Distro: "debian/bookworm", Packages: elixirPackages, CacheDir: filepath.Join(work, "cache", "rootfs")}).Tree(ctx, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,5 +119,39 @@ func TestHostFlagsDeduplicated(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"b", "c"}, a.hosts); diff != "" {
 		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+}
+
+// TestDeployNamesUnreachableHostsBeforeBuilding: with no host reachable,
+// deploy fails naming them, and never starts the build.
+func TestDeployNamesUnreachableHostsBeforeBuilding(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "built")
+	// A port on loopback where nothing listens: refused at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte("version: 1\napp: x\nbuild:\n  command: touch "+marker+" && mkdir -p d && touch d/x\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "one"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Setenv("HOIST_HOME", t.TempDir())
+	t.Setenv("HOIST_CACHE", t.TempDir())
+	_, stderr, err := run(t, dir, "deploy", "--host", "ssh://"+dead)
+	if err == nil {
+		t.Fatal("deploy to an unreachable host succeeded")
+	}
+	if !strings.Contains(stderr, dead+" cannot be reached") || !strings.Contains(stderr, "deploy failed on 1 of 1 host(s)") {
+		t.Errorf("stderr does not name the host:\n%s", stderr)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the build ran although no host could be reached")
 	}
 }

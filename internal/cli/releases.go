@@ -55,22 +55,33 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 		return writeJSON(s, out)
 	}
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\t \tRELEASE\tCOMMIT\tBUILT")
+	fmt.Fprintln(tw, "HOST\tRELEASE\tCOMMIT\tBUILT\tSTATE")
 	for _, hr := range out {
 		for _, r := range hr.Releases {
-			mark := " "
-			if r.Current {
-				mark = "*"
-			}
 			commit := r.Commit
 			if len(commit) > 12 {
 				commit = commit[:12]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, mark, r.ID, dash(commit), r.BuiltAt.Local().Format("2006-01-02 15:04:05"))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, r.ID, dash(commit), r.BuiltAt.Local().Format("2006-01-02 15:04:05"), releaseState(r))
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return report(s.err, results, "releases")
+}
+
+// releaseState says whether a release serves, or failed and why.
+func releaseState(r host.ReleaseInfo) string {
+	switch {
+	case r.Current:
+		return "current"
+	case r.Failed:
+		reason := r.FailReason
+		if len(reason) > 60 {
+			reason = reason[:57] + "..."
+		}
+		return "failed: " + reason
+	}
+	return ""
 }

@@ -23,16 +23,8 @@ type Client struct {
 	App  string
 }
 
-// sudo is the prefix of commands that need root on the host.
-func (c *Client) sudo() string {
-	if c.Conn.User() == "root" {
-		return ""
-	}
-	return "sudo -n "
-}
-
 func (c *Client) command(name string) string {
-	return c.sudo() + transport.Quote(BinPath) + " host " + transport.Quote(name)
+	return transport.Sudo(c.Conn) + transport.Quote(BinPath) + " host " + transport.Quote(name)
 }
 
 // stdin is the request line for args, then payload if there is one.
@@ -177,13 +169,13 @@ func (c *Client) InstallBinary(ctx context.Context, local string) (bool, error) 
 	sum := sha256.Sum256(data)
 	want := hex.EncodeToString(sum[:])
 	var out bytes.Buffer
-	_ = c.Conn.Run(ctx, c.sudo()+"sha256sum "+BinPath+" 2>/dev/null || true", nil, &out, io.Discard)
+	_ = c.Conn.Run(ctx, transport.Sudo(c.Conn)+"sha256sum "+BinPath+" 2>/dev/null || true", nil, &out, io.Discard)
 	if strings.HasPrefix(out.String(), want) {
 		return false, nil
 	}
 	tmp := BinPath + ".new"
 	script := fmt.Sprintf("set -e; umask 022; cat > %[1]s; chmod 755 %[1]s; sync %[1]s; mv -f %[1]s %[2]s", tmp, BinPath)
-	if sudo := c.sudo(); sudo != "" {
+	if sudo := transport.Sudo(c.Conn); sudo != "" {
 		script = sudo + "sh -c " + transport.Quote(script)
 	}
 	if err := c.Conn.Run(ctx, script, bytes.NewReader(data), io.Discard, io.Discard); err != nil {

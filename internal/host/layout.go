@@ -62,6 +62,7 @@ func FactsFile(base string) string {
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
 //	BASE/APP/ports/ID.env       what each release was given: PORT
 //	BASE/APP/deploy.lock        who deploys, since when
+//	BASE/APP/failed/ID.json     a release that failed its health check: when, why
 //	/var/lib/hoist-APP/         the app's own writable directory
 type Layout struct {
 	App  string
@@ -90,6 +91,11 @@ func (l Layout) Shared() string   { return filepath.Join(l.Root, "shared") }
 func (l Layout) EnvFile() string  { return filepath.Join(l.Root, "shared", "env") }
 func (l Layout) LockFile() string { return filepath.Join(l.Root, "deploy.lock") }
 func (l Layout) Ports() string    { return filepath.Join(l.Root, "ports") }
+
+// failedDir marks the releases that failed their health check, one
+// failedFile each.
+func (l Layout) failedDir() string           { return filepath.Join(l.Root, "failed") }
+func (l Layout) failedFile(id string) string { return filepath.Join(l.failedDir(), id+".json") }
 
 // portFile holds what release id was given when it was started:
 // systemd reads it as an EnvironmentFile, exec reads it too.

@@ -146,10 +146,10 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	fmt.Fprintf(log, "starting release %s on port %d beside %v\n", id, port, olds)
 	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
-		return failNew(ctx, l, id, err.Error())
+		return failNew(ctx, l, id, err.Error(), log)
 	}
 	if reason := waitHealthy(ctx, unit, port, s); reason != "" {
-		return failNew(ctx, l, id, reason)
+		return failNew(ctx, l, id, reason, log)
 	}
 	pc := &proxy.Client{Socket: ProxySocket}
 	upstream := "127.0.0.1:" + strconv.Itoa(port)
@@ -159,7 +159,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
 	})
 	if err != nil {
-		return failNew(ctx, l, id, "the proxy refused it: "+err.Error())
+		return failNew(ctx, l, id, "the proxy refused it: "+err.Error(), log)
 	}
 	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
 		return err
@@ -180,10 +180,6 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 }
 
 // failNew stops a release that did not make it; the old one still serves.
-func failNew(ctx context.Context, l Layout, id, reason string) error {
-	unit := systemd.InstanceName(l.App, id)
-	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
-	_, _ = systemd.Systemctl(ctx, "stop", unit)
-	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
-	return he
+func failNew(ctx context.Context, l Layout, id, reason string, log io.Writer) error {
+	return stopFailed(ctx, l, id, reason, log)
 }

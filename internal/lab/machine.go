@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type machine struct {
@@ -29,7 +31,11 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 		return err
 	}
 	if !m.prepared(o) {
-		if err := m.personalize(root, pub); err != nil {
+		give := func() error { return m.personalize(root, pub) }
+		if o.UserData != nil {
+			give = func() error { return m.seed(root, o) }
+		}
+		if err := give(); err != nil {
 			return err
 		}
 		if err := touch(filepath.Join(dir, preparedMarker)); err != nil {
@@ -101,7 +107,7 @@ func hostHasCgroup2() bool {
 // personalize gives a fresh tree its identity: hostname, machine id, an
 // SSH host key of its own, and the lab key for root.
 func (m *machine) personalize(root, pub string) error {
-	hostKey, hostPub, err := newHostKey()
+	hostKey, hostPub, err := transport.NewHostKey()
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/filelock"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -37,11 +38,11 @@ func ensureBase(ctx context.Context, o Options) (string, error) {
 		return base, nil
 	}
 	// debootstrap has been seen to take minutes on a slow mirror.
-	l, err := lock(ctx, base+".lock", 15*time.Minute)
+	l, err := filelock.Acquire(ctx, base+".lock", 15*time.Minute)
 	if err != nil {
 		return "", err
 	}
-	defer l.unlock()
+	defer l.Release()
 	if exists(filepath.Join(base, baseReady)) {
 		return base, nil // another hoist built it while we waited
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -74,5 +75,40 @@ func TestNames(t *testing.T) {
 	want := []string{"hoist-a@.service", "hoist-a@R.service", "hoist-a.service", "hoist-a@*.service"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Error(diff)
+	}
+}
+
+func TestJournalFolding(t *testing.T) {
+	about := strings.Join([]string{
+		"2026-11-25T01:00:00+0000 h systemd[1]: hoist-a@1.service: Main process exited, code=exited, status=1/FAILURE",
+		"2026-11-25T01:00:01+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument",
+		"2026-11-25T01:00:02+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument",
+		"2026-11-25T01:00:03+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument",
+		"2026-11-25T01:00:04+0000 h systemd[1]: hoist-a@1.service: Scheduled restart job, restart counter is at 1.",
+	}, "\n")
+	tests := map[string]struct {
+		own, about string
+		max        int
+		want       string
+	}{
+		"app first, repeats folded": {own: "2026-11-25T01:00:00+0000 h hello[9]: cannot open database", about: about, max: 6, want: strings.Join([]string{
+			"2026-11-25T01:00:00+0000 h hello[9]: cannot open database",
+			"-- systemd:",
+			"2026-11-25T01:00:00+0000 h systemd[1]: hoist-a@1.service: Main process exited, code=exited, status=1/FAILURE",
+			"2026-11-25T01:00:03+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument (3 times)",
+			"2026-11-25T01:00:04+0000 h systemd[1]: hoist-a@1.service: Scheduled restart job, restart counter is at 1.",
+		}, "\n")},
+		"systemd's last lines only": {own: "x", about: about, max: 1, want: "x\n-- systemd:\n" +
+			"2026-11-25T01:00:04+0000 h systemd[1]: hoist-a@1.service: Scheduled restart job, restart counter is at 1."},
+		"app silent": {about: "2026-11-25T01:00:00+0000 h systemd[1]: started", max: 6,
+			want: "(the release logged nothing)\n-- systemd:\n2026-11-25T01:00:00+0000 h systemd[1]: started"},
+		"nothing": {max: 6, want: "(nothing in the journal)"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := joinJournal(tt.own, foldRepeats(tt.about, tt.max)); got != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
+			}
+		})
 	}
 }

@@ -104,6 +104,16 @@ func (s *SSH) Addr() string { return s.addr }
 // User is the user the connection logged in as.
 func (s *SSH) User() string { return s.client.User() }
 
+// Sudo is what prefixes a command that needs root on conn's host:
+// `sudo -n ` unless the session logged in as root. Such a login must have
+// passwordless sudo.
+func Sudo(conn Conn) string {
+	if conn.User() == "root" {
+		return ""
+	}
+	return "sudo -n "
+}
+
 // Close closes the connection and any jump hosts.
 func (s *SSH) Close() error {
 	var err error
