@@ -14,6 +14,7 @@ import (
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // Client calls `hoist host` verbs on one host over a transport. A login
@@ -72,12 +73,17 @@ func invokeStream[A any](ctx context.Context, c *Client, v streamVerb[A], args A
 }
 
 func (c *Client) runError(err error, stderr string) error {
-	var ee *transport.ExitError
-	if errors.As(err, &ee) && ee.Code == 127 {
-		return fmt.Errorf("hoist is not installed on %s: %w", c.Conn.Addr(), err)
-	}
 	if msg := strings.TrimSpace(stderr); msg != "" && !strings.Contains(err.Error(), msg) {
-		return fmt.Errorf("%w: %s", err, truncate(msg, 2000))
+		err = fmt.Errorf("%w: %s", err, truncate(msg, 2000))
+	}
+	var ee *transport.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.Code == 127:
+		return fmt.Errorf("hoist is not installed on %s: %w", c.Conn.Addr(), err)
+	case errors.As(err, &ee) && ee.Code == exitUsage:
+		// Only a hoist that speaks another protocol gets its usage wrong.
+		return usererr.Wrap(err, "hoist on %s does not understand this hoist's request", c.Conn.Addr()).
+			WithHint("put this hoist on the host: run hoist setup")
 	}
 	return err
 }

@@ -30,6 +30,10 @@ type request struct {
 	Args json.RawMessage `json:"args,omitempty"`
 }
 
+// exitUsage is the exit status of `hoist host` called wrongly: by a
+// hoist that speaks another protocol.
+const exitUsage = 2
+
 // maxRequest bounds the request line: the largest argument is a secret
 // env file (4 MiB, base64 in JSON).
 const maxRequest = 8 << 20
@@ -158,12 +162,12 @@ func Main(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io
 func serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(argv) != 1 {
 		fmt.Fprintln(stderr, "usage: hoist host VERB, with its request on stdin (hoist runs this over SSH)")
-		return 2
+		return exitUsage
 	}
 	h, ok := verbs[argv[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "hoist host: unknown verb %q\n", argv[0])
-		return 2
+		return exitUsage
 	}
 	in := bufio.NewReader(stdin)
 	req, err := readRequest(in)
