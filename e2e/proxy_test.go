@@ -28,50 +28,14 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 
 	var (
-		served, failed atomic.Int64
-		mu             sync.Mutex
-		seen           = map[string]int{}
-		failures       []string
-		wsGoAway       atomic.Int64
-		wsAbnormal     []string
+		mu         sync.Mutex
+		wsGoAway   atomic.Int64
+		wsAbnormal []string
 	)
+	tr := startTraffic(t, hosts, viaProxy("zdt.test"))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 10 * time.Second}
-			deadline := time.Now().Add(5 * time.Minute)
-			for n := 0; n < 1_000_000 && time.Now().Before(deadline); n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", "http://"+h+"/", nil)
-				req.Host = "zdt.test"
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					mu.Lock()
-					failures = append(failures, err.Error())
-					mu.Unlock()
-					continue
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				mu.Lock()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					failures = append(failures, fmt.Sprintf("%d %s", resp.StatusCode, body))
-				} else {
-					served.Add(1)
-					seen[strings.TrimPrefix(strings.TrimSpace(string(body)), "hello from release ")]++
-				}
-				mu.Unlock()
-			}
-		}()
 		// A LiveView-like client: it holds a WebSocket, and reconnects
 		// when told to go away.
 		wg.Add(1)
@@ -119,24 +83,23 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
+	tr.finish()
 
 	if bad == "" {
 		t.Error("could not tell which release failed")
 	}
+	tr.check(t, 100)
+	if n := tr.answers(bad); n != 0 {
+		t.Errorf("the unhealthy release %s answered %d requests", bad, n)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d requests served by %d releases, %d WebSockets closed with 1001", served.Load(), len(seen), wsGoAway.Load())
-	if failed.Load() != 0 {
-		t.Errorf("%d requests failed, for example %v", failed.Load(), failures[:min(3, len(failures))])
-	}
-	if seen[bad] != 0 {
-		t.Errorf("the unhealthy release %s answered %d requests", bad, seen[bad])
-	}
+	t.Logf("%d WebSockets closed with 1001", wsGoAway.Load())
 	if len(wsAbnormal) != 0 {
 		t.Errorf("WebSockets ended abnormally: %v", wsAbnormal)
 	}
-	if served.Load() < 100 || wsGoAway.Load() < 4 {
-		t.Errorf("too little traffic to judge: %d requests, %d WebSocket hand-overs", served.Load(), wsGoAway.Load())
+	if wsGoAway.Load() < 4 {
+		t.Errorf("too little traffic to judge: %d WebSocket hand-overs", wsGoAway.Load())
 	}
 	for _, h := range hosts {
 		req, _ := http.NewRequest("GET", "http://"+h+"/", nil)

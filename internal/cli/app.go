@@ -49,7 +49,7 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	}
 	hosts := cfg.Hosts
 	if len(hostFlags) > 0 {
-		hosts = hostFlags
+		hosts = unique(hostFlags)
 	}
 	if len(hosts) == 0 && cfg.Infra.Provider != "" {
 		st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
@@ -68,6 +68,19 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}}
 	a.dial = dialer(cfg, s.err, a.logMu)
 	return a, nil
+}
+
+// unique returns list without repeats, in its order.
+func unique(list []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // loadConfig reads hoist.yml and returns it with its directory.
@@ -135,12 +148,9 @@ func identityFiles(cfg *config.Config, home string) []string {
 	return ids
 }
 
-// sudo reports whether host commands need sudo: the login is not root.
-func (a *app) sudo() bool { return a.cfg.SSH.User != "" && a.cfg.SSH.User != "root" }
-
 // client returns the host client for conn.
 func (a *app) client(conn transport.Conn) *host.Client {
-	return &host.Client{Conn: conn, App: a.cfg.App, Sudo: a.sudo()}
+	return &host.Client{Conn: conn, App: a.cfg.App}
 }
 
 // hoistHome is where hoist keeps its own files on this machine: the

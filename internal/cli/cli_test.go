@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hoistdev/hoist/internal/config"
 )
 
@@ -66,7 +68,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		"missing config":     {[]string{"-c", "nope.yml", "status"}, 1, "hint: run `hoist init`"},
 		"bad lab size":       {[]string{"lab", "up", "--hosts", "0"}, 2, "--hosts must be between 1 and 50"},
 		"negative log lines": {[]string{"logs", "-n", "-1"}, 2, "-n must be 0 or more"},
-		"host verb bad app":  {[]string{"host", "status", "--app", "../etc"}, 2, "is not a valid app name"},
+		"unknown host verb":  {[]string{"host", "nope"}, 2, `unknown verb "nope"`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -101,6 +103,22 @@ func TestExitCodeMapping(t *testing.T) {
 				t.Errorf("ExitCode = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// A host named twice with --host is worked on once: two goroutines on
+// one host would run two activations there.
+func TestHostFlagsDeduplicated(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hoist.yml")
+	os.WriteFile(cfg, []byte("version: 1\napp: x\nhosts: [a]\nbuild:\n  command: make\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	var errb bytes.Buffer
+	a, err := loadApp(&globalOptions{configPath: cfg}, &streams{out: &bytes.Buffer{}, err: &errb}, []string{"b", "c", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"b", "c"}, a.hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
 	}
 }
 

@@ -99,5 +99,5 @@ func reachable(s *streams, members []fleet.Member) error {
 }
 
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Sudo: a.sudo()}
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu}
 }

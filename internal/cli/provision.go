@@ -149,7 +149,7 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string,
 	}
 	return &infra{cfg: cfg, opts: provision.Options{
 		Spec: spec, Provider: prov, State: st, KnownHosts: knownHosts,
-		AuthorizedKeys: []string{pub}, Sudo: cfg.SSH.User != "root", Prices: p, Log: s.err,
+		AuthorizedKeys: []string{pub}, Prices: p, Log: s.err,
 		Dial: func(ctx context.Context, target string) (transport.Conn, error) {
 			c, err := transport.Dial(ctx, target, topts)
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -62,7 +61,7 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.StringVar(&o.http, "http", ":80", "public HTTP address, when systemd passes no socket")
 	f.StringVar(&o.https, "https", ":443", "public HTTPS address, when systemd passes no socket")
 	f.StringVar(&o.control, "control", host.ProxySocket, "control socket (JSON over HTTP)")
-	f.StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
+	f.StringVar(&o.state, "state", host.ProxyStatePath, "where routes persist")
 	f.StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "loopback address for Prometheus /metrics (\"\" for none)")
 	f.StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
 	f.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
@@ -132,7 +131,7 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 		return err
 	}
 	if o.tlsInternal {
-		log.Info("internal CA", "root", filepath.Join(o.storage, "internal-ca", "root.pem"))
+		log.Info("internal CA", "root", certs.InternalRootPath(o.storage))
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -166,17 +165,12 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 		if err != nil {
 			return err
 		}
-		out = make([]hostProxy, len(a.hosts))
-		results = fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-			rs, err := a.client(conn).ProxyStatus(ctx)
-			out[indexOf(a.hosts, h)].Routes = rs
-			return err
+		var routes [][]proxy.RouteStatus
+		routes, results = fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]proxy.RouteStatus, error) {
+			return a.client(conn).ProxyStatus(ctx)
 		})
 		for i, r := range results {
-			out[i].Host = r.Host
-			if r.Err != nil {
-				out[i].Error = r.Err.Error()
-			}
+			out = append(out, hostProxy{Host: r.Host, Routes: routes[i], Error: errText(r.Err)})
 		}
 	}
 	for i := range out {
@@ -199,11 +193,8 @@ func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptio
 	if err != nil {
 		return err
 	}
-	roots := make([]string, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		pem, err := a.client(conn).ProxyRoot(ctx)
-		roots[indexOf(a.hosts, h)] = pem
-		return err
+	roots, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (string, error) {
+		return a.client(conn).ProxyRoot(ctx)
 	})
 	seen := map[string]bool{}
 	for _, pem := range roots {

@@ -41,19 +41,14 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 	if err != nil {
 		return err
 	}
-	out := make([]hostReleases, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		rs, err := a.client(conn).Releases(ctx)
-		out[indexOf(a.hosts, h)].Releases = rs
-		return err
+	rss, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]host.ReleaseInfo, error) {
+		return a.client(conn).Releases(ctx)
 	})
+	out := make([]hostReleases, len(results))
 	for i, r := range results {
-		out[i].Host = r.Host
+		out[i] = hostReleases{Host: r.Host, Releases: rss[i], Error: errText(r.Err)}
 		if out[i].Releases == nil {
 			out[i].Releases = []host.ReleaseInfo{}
-		}
-		if r.Err != nil {
-			out[i].Error = r.Err.Error()
 		}
 	}
 	if o.json {

@@ -178,10 +178,16 @@ func (c *Config) validate() error {
 	if !appName.MatchString(c.App) || strings.HasSuffix(c.App, "-") {
 		return errAt("$.app", "%q is not a valid app name: use lowercase letters, digits and dashes, starting with a letter, at most 32 characters", c.App)
 	}
+	seen := map[string]bool{}
 	for i, h := range c.Hosts {
 		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " \t/") {
 			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%q is not a host: expected an address, a name or user@host:port", h)
 		}
+		// Deployed to twice at once, a host would run two activations.
+		if seen[h] {
+			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%s is listed twice", h)
+		}
+		seen[h] = true
 	}
 	if c.SSH.Port < 0 || c.SSH.Port > 65535 {
 		return errAt("$.ssh.port", "%d is not a TCP port", c.SSH.Port)
@@ -248,8 +254,11 @@ func (c *Config) validate() error {
 		if !envName.MatchString(k) {
 			return errAt("$.run.env."+k, "%q is not a valid environment variable name", k)
 		}
-		if k == "PORT" || k == "HOIST_RELEASE" {
+		switch k {
+		case "PORT", "HOIST_RELEASE":
 			return errAt("$.run.env."+k, "%s is set by hoist; set run.port instead of PORT", k)
+		case "RELEASE_NODE", "ERL_EPMD_PORT":
+			return errAt("$.run.env."+k, "%s is set by hoist: each release is an Erlang node of its own, so that two can run side by side", k)
 		}
 	}
 	for k := range c.Build.Env {

@@ -341,7 +341,6 @@ type ShipOptions struct {
 	Dial   fleet.DialFunc
 	Log    io.Writer
 	LogMu  *sync.Mutex
-	Sudo   bool
 	// SendEnv says to replace each host's secret environment file with
 	// Env before the release starts.
 	SendEnv bool
@@ -429,9 +428,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		members = o.Connect(ctx)
 		defer fleet.Close(members)
 	}
-	client := func(m fleet.Member) *host.Client {
-		return &host.Client{Conn: m.Conn, App: o.Config.App, Sudo: o.Sudo}
-	}
+	client := func(conn transport.Conn) *host.Client { return &host.Client{Conn: conn, App: o.Config.App} }
 	order := make([]int, len(members))
 	for i := range order {
 		order[i] = i
@@ -443,7 +440,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		for _, i := range held {
-			if err := client(members[i]).Unlock(uctx, lk.Holder, false); err != nil {
+			if err := client(members[i].Conn).Unlock(uctx, lk.Holder, false); err != nil {
 				o.logf(members[i].Host)("warning: release lock: %v", err)
 			}
 		}
@@ -452,7 +449,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		if members[i].Err != nil {
 			continue
 		}
-		err := client(members[i]).Lock(ctx, lk)
+		err := client(members[i].Conn).Lock(ctx, lk)
 		if err == nil {
 			held = append(held, i)
 			continue
@@ -470,7 +467,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 	}
 	defer release()
 	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		return fn(ctx, h, &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo})
+		return fn(ctx, h, client(conn))
 	})
 }
 

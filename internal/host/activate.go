@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +55,9 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 		return afterSwitch(ctx, l, s, id, log)
 	}
 	// Without the proxy the app serves run.port itself.
-	os.Remove(l.portFile(id))
+	if _, err := l.newPorts(id, s.Port); err != nil {
+		return err
+	}
 	prev := l.CurrentID()
 	running, err := runningReleases(ctx, l)
 	if err != nil {
@@ -251,7 +252,7 @@ func Prune(l Layout, keep int) error {
 
 // prunePortFiles removes the port files of releases no longer on disk.
 func prunePortFiles(l Layout) error {
-	entries, err := os.ReadDir(filepath.Join(l.Root, "ports"))
+	entries, err := os.ReadDir(l.Ports())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -264,7 +265,7 @@ func prunePortFiles(l Layout) error {
 			continue
 		}
 		if _, err := os.Stat(l.Release(id)); errors.Is(err, os.ErrNotExist) {
-			if err := os.Remove(filepath.Join(l.Root, "ports", e.Name())); err != nil {
+			if err := os.Remove(l.portFile(id)); err != nil {
 				return fmt.Errorf("prune port files: %w", err)
 			}
 		}
@@ -277,6 +278,9 @@ func Boot(ctx context.Context, l Layout) error {
 	id := l.CurrentID()
 	if id == "" {
 		return nil
+	}
+	if err := l.renewEPMD(id); err != nil {
+		return err
 	}
 	_, err := systemd.Systemctl(ctx, "start", "--no-block", systemd.InstanceName(l.App, id))
 	return err

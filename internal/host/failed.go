@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -21,9 +20,6 @@ type failure struct {
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason"`
 }
-
-func (l Layout) failedDir() string           { return filepath.Join(l.Root, "failed") }
-func (l Layout) failedFile(id string) string { return filepath.Join(l.failedDir(), id+".json") }
 
 // markFailed records that release id failed, and why.
 func markFailed(l Layout, id, reason string) error {
@@ -55,7 +51,7 @@ func failedReleases(l Layout) map[string]failure {
 			continue
 		}
 		var f failure
-		if b, err := os.ReadFile(filepath.Join(l.failedDir(), e.Name())); err == nil && json.Unmarshal(b, &f) == nil {
+		if b, err := os.ReadFile(l.failedFile(id)); err == nil && json.Unmarshal(b, &f) == nil {
 			out[id] = f
 		}
 	}

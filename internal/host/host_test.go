@@ -189,16 +189,14 @@ func TestLock(t *testing.T) {
 func TestProtocolCarriesStructuredErrors(t *testing.T) {
 	var buf bytes.Buffer
 	he := &HealthError{ID: id1, Reason: "GET /up answered 500", Journal: "boom"}
-	if err := WriteError(&buf, he); err != nil {
-		t.Fatal(err)
-	}
+	writeError(&buf, he)
 	err := decodeResponse(buf.Bytes(), nil)
 	var got *HealthError
 	if !errors.As(err, &got) || got.Journal != "boom" {
 		t.Fatalf("decoded %v, want the HealthError back", err)
 	}
 	buf.Reset()
-	if err := WriteResult(&buf, UploadState{Have: 7}); err != nil {
+	if err := writeResult(&buf, UploadState{Have: 7}); err != nil {
 		t.Fatal(err)
 	}
 	var st UploadState

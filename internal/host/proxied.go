@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
@@ -17,17 +16,6 @@ import (
 	"github.com/hoistdev/hoist/internal/systemd"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
-
-// Where the edge proxy keeps its control socket and its certificates
-// on a host.
-const (
-	ProxySocket  = "/run/hoist/proxy.sock"
-	ProxyStorage = "/var/lib/hoist/proxy/certificates"
-)
-
-// ProxyRootPath is the internal CA's root certificate, for clients to
-// trust, when the proxy runs with --tls-internal.
-var ProxyRootPath = filepath.Join(ProxyStorage, "internal-ca", "root.pem")
 
 // ProxyRoot returns the PEM root certificate of the proxy's internal CA.
 func ProxyRoot() (string, error) {
@@ -52,13 +40,6 @@ type proxyIssuer struct {
 	ACMECA    string `json:"acme_ca,omitempty"`
 	ACMERoots string `json:"acme_roots,omitempty"` // PEM
 }
-
-// ProxyIssuerPath keeps the proxy's issuer between setups, and
-// ProxyACMERootsPath the roots the proxy trusts the ACME CA's API with.
-var (
-	ProxyIssuerPath    = filepath.Join(filepath.Dir(ProxyStorage), "issuer.json")
-	ProxyACMERootsPath = filepath.Join(filepath.Dir(ProxyStorage), "acme-roots.pem")
-)
 
 func (p proxyIssuer) flags() []string {
 	var flags []string
@@ -137,19 +118,6 @@ func installProxy(ctx context.Context, s *Spec) error {
 	return nil
 }
 
-func (l Layout) portFile(id string) string { return filepath.Join(l.Root, "ports", id+".env") }
-
-// releasePort reads the port a release was given, 0 if none.
-func (l Layout) releasePort(id string) int {
-	b, err := os.ReadFile(l.portFile(id))
-	if err != nil {
-		return 0
-	}
-	v, _ := strings.CutPrefix(strings.TrimSpace(string(b)), "PORT=")
-	n, _ := strconv.Atoi(v)
-	return n
-}
-
 // activateProxied starts release id beside the running one, on the
 // other of the app's two ports, waits for its health check, switches the
 // proxy to it, waits for the old release to drain, and stops it. If the
@@ -164,17 +132,14 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	for _, r := range running {
 		if r != id {
 			olds = append(olds, r)
-			used[l.releasePort(r)] = true
+			used[l.heldPort(r, s.Port)] = true
 		}
 	}
 	port := s.Port
 	if used[port] {
 		port = s.Port + 1
 	}
-	if err := os.MkdirAll(filepath.Join(l.Root, "ports"), 0o755); err != nil {
-		return fmt.Errorf("activate: %w", err)
-	}
-	if err := writeFileAtomic(l.portFile(id), []byte("PORT="+strconv.Itoa(port)+"\n"), 0o644); err != nil {
+	if _, err := l.newPorts(id, port); err != nil {
 		return err
 	}
 	unit := systemd.InstanceName(l.App, id)
@@ -201,7 +166,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	}
 	fmt.Fprintf(log, "release %s is current\n", id)
 	for _, old := range olds {
-		addr := "127.0.0.1:" + strconv.Itoa(l.releasePort(old))
+		addr := "127.0.0.1:" + strconv.Itoa(l.heldPort(old, s.Port))
 		dctx, cancel := context.WithTimeout(ctx, s.DrainTimeout+10*time.Second)
 		if err := pc.WaitDrained(dctx, addr, s.DrainTimeout+5*time.Second); err != nil {
 			fmt.Fprintf(log, "warning: %v\n", err)

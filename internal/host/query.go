@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/systemd"
@@ -30,7 +29,7 @@ func ReadStatus(ctx context.Context, l Layout) (*Status, error) {
 		return nil, err
 	}
 	st.Lock = lk
-	if b, err := os.ReadFile(FactsFile(filepath.Dir(l.Root))); err == nil {
+	if b, err := os.ReadFile(FactsFile(l.Base())); err == nil {
 		var f HostFacts
 		if json.Unmarshal(b, &f) == nil {
 			st.Host = &f

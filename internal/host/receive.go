@@ -20,8 +20,6 @@ type UploadState struct {
 	Unpacked bool `json:"unpacked"`
 }
 
-func (l Layout) partFile(id string) string { return filepath.Join(l.Uploads(), id+".tar.zst.part") }
-
 // Upload reports what the host holds of release m.
 func Upload(l Layout, m *release.Manifest) (UploadState, error) {
 	if err := checkManifest(l, m); err != nil {

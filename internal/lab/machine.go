@@ -61,9 +61,7 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 	}
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: the machine outlives this hoist process.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startDetached(cmd); err != nil {
 		return fmt.Errorf("boot %s: %w", m.Name, err)
 	}
 	m.PID = cmd.Process.Pid
@@ -300,4 +298,31 @@ func waitNetnsEmpty(ns string, d time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startDetached starts cmd in a session of its own, so that it outlives
+// this process, with only the descriptors cmd names. Go opens its own
+// files close-on-exec, but not what this process inherited: a machine
+// started under `flock` would hold the lock for as long as it runs.
+func startDetached(cmd *exec.Cmd) error {
+	if err := closeInheritedOnExec(); err != nil {
+		return err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd.Start()
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec.
+// Those Go opened are already; marking them again is harmless.
+func closeInheritedOnExec() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open descriptors: %w", err)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+	return nil
 }

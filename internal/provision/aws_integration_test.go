@@ -249,7 +249,7 @@ func engineOn(t *testing.T, ctx context.Context, cfg aws.Config, spec Spec) (Opt
 	}
 	fake := &fakeHosts{t: t, known: filepath.Join(home, "known_hosts")}
 	return Options{Spec: spec, Provider: prov, State: st, KnownHosts: fake.known, AuthorizedKeys: []string{testOperatorKey},
-		Dial: fake.dial, Sudo: true, Prices: mustPrices(t), BootTimeout: 5 * time.Second, Log: testLog{t}}, fake.secured
+		Dial: fake.dial, Prices: mustPrices(t), BootTimeout: 5 * time.Second, Log: testLog{t}}, fake.secured
 }
 
 func assertHostRules(t *testing.T, ctx context.Context, c *ec2.Client, inv *Inventory, spec Spec) {

@@ -26,8 +26,6 @@ type Options struct {
 	// Dial connects to a host, checking its key against KnownHosts and
 	// trusting no key it does not already hold.
 	Dial func(ctx context.Context, target string) (transport.Conn, error)
-	// Sudo says host commands need sudo (the login user is not root).
-	Sudo bool
 	// Prices for the plan's cost.
 	Prices *Prices
 	// BootTimeout bounds the wait for a new host's SSH. Default 10m.

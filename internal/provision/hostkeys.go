@@ -42,10 +42,7 @@ func (e *engine) replaceHostKey(ctx context.Context, h *Host, conn transport.Con
 	if err := e.recordKeys(h); err != nil {
 		return err
 	}
-	cmd := "sh -c " + transport.Quote(fmt.Sprintf(installHostKey, transport.Quote(pub)))
-	if e.o.Sudo {
-		cmd = "sudo -n " + cmd
-	}
+	cmd := transport.Sudo(conn) + "sh -c " + transport.Quote(fmt.Sprintf(installHostKey, transport.Quote(pub)))
 	var stderr strings.Builder
 	if err := conn.Run(ctx, cmd, strings.NewReader(priv), nil, &stderr); err != nil {
 		return fmt.Errorf("replace the host key of %s: %w", h.Name, err)

@@ -88,6 +88,7 @@ type fakeConn struct {
 }
 
 func (c *fakeConn) Addr() string { return c.addr }
+func (c *fakeConn) User() string { return "admin" }
 func (c *fakeConn) Close() error { return nil }
 
 // Run accepts only the host-key install: its stdin is a private key
@@ -195,7 +196,7 @@ func testEngine(t *testing.T, count int) (Options, *memProvider, *fakeHosts) {
 		t.Fatal(err)
 	}
 	return Options{Spec: spec, Provider: prov, State: st, KnownHosts: fake.known, AuthorizedKeys: []string{testOperatorKey},
-		Dial: fake.dial, Sudo: true, Prices: mustPrices(t), Log: testLog{t}}, prov, fake
+		Dial: fake.dial, Prices: mustPrices(t), Log: testLog{t}}, prov, fake
 }
 
 func knownHostsLines(t *testing.T, path string) []string {

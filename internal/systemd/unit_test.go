@@ -30,9 +30,10 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 var hello = App{
-	Name: "hello", User: "hoist-hello", Root: "/var/lib/hoist/hello", Command: "./hello --greeting 100%",
+	Name: "hello", User: "hoist-hello", ReleaseDir: "/var/lib/hoist/hello/releases/%i", PortFile: "/var/lib/hoist/hello/ports/%i.env",
+	StateDirectory: "hoist-hello", Command: "./hello --greeting 100%",
 	Port: 3000, Env: map[string]string{"LOG_LEVEL": "info", "QUOTE": `say "hi" \ 50%`},
-	EnvFile: "/var/lib/hoist/hello/shared/env", HoistBin: "/usr/local/bin/hoist",
+	EnvFile: "/var/lib/hoist/hello/shared/env", HoistBin: "/usr/local/bin/hoist", BootRequest: `{"app":"hello","args":{}}`,
 }
 
 func TestTemplateGolden(t *testing.T) {
@@ -62,7 +63,7 @@ func TestExecStart(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := ExecStart("/r", tt.cmd); got != tt.want {
+			if got := ExecStart("/r/releases/%i", tt.cmd); got != tt.want {
 				t.Errorf("ExecStart(%q) = %q, want %q", tt.cmd, got, tt.want)
 			}
 		})
