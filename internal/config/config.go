@@ -186,7 +186,24 @@ type Run struct {
 	Port int `yaml:"port"`
 	// Env adds plain, non-secret variables to the app's environment.
 	Env map[string]string `yaml:"env"`
+	// Erlang says where an OTP release's node can be reached; it is
+	// ignored for other releases.
+	Erlang Erlang `yaml:"erlang"`
 }
+
+// Erlang is how the Erlang node of an OTP release (mix release, relx)
+// is reached: its epmd and its distribution port.
+type Erlang struct {
+	// Listen is where each release's epmd and distribution port listen:
+	// "loopback" (default), so that only commands on the host (hoist
+	// exec -- bin/APP rpc) reach the node; or a private network in CIDR
+	// notation (10.0.0.0/16) in which each host has an address, for
+	// nodes that connect to each other across hosts.
+	Listen string `yaml:"listen"`
+}
+
+// ListenLoopback is Erlang.Listen's default.
+const ListenLoopback = "loopback"
 
 // Health is the HTTP check that a started release must pass before it
 // becomes current.
@@ -256,6 +273,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Run.Port == 0 {
 		c.Run.Port = 3000
+	}
+	if c.Run.Erlang.Listen == "" {
+		c.Run.Erlang.Listen = ListenLoopback
 	}
 	if c.Health.Path == "" {
 		c.Health.Path = "/up"

@@ -318,9 +318,18 @@ func Spec(cfg *config.Config) *host.Spec {
 		HealthPath: cfg.Health.Path, HealthTimeout: cfg.Health.Timeout.Duration,
 		HealthInterval: cfg.Health.Interval.Duration, KeepReleases: cfg.KeepReleases,
 		BeforeSwitch: cfg.Hooks.BeforeSwitch, AfterSwitch: cfg.Hooks.AfterSwitch, HookTimeout: cfg.Hooks.Timeout.Duration,
-		ProxyHosts: cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
+		ErlangNetwork: erlangNetwork(cfg.Run.Erlang),
+		ProxyHosts:    cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
 		TLS: cfg.Proxy.TLS.On(), TLSInternal: cfg.Proxy.TLS.Mode == config.TLSInternal, HSTS: cfg.Proxy.HSTS, ACMEEmail: cfg.Proxy.ACMEEmail, ACMECA: cfg.Proxy.ACMECA,
 	}
+}
+
+// erlangNetwork is the network an OTP release listens in; "" is loopback.
+func erlangNetwork(e config.Erlang) string {
+	if e.Listen == config.ListenLoopback {
+		return ""
+	}
+	return e.Listen
 }
 
 // Holder names this deploy in a lock: who, from where, and a token that

@@ -55,7 +55,7 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 		return afterSwitch(ctx, l, s, id, log)
 	}
 	// Without the proxy the app serves run.port itself.
-	if _, err := l.newPorts(id, s.Port); err != nil {
+	if _, err := l.newPorts(id, s.Port, s.ErlangNetwork); err != nil {
 		return err
 	}
 	prev := l.CurrentID()

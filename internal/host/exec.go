@@ -112,7 +112,14 @@ func (l Layout) execEnv(s *Spec, id string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(env, ports...), nil
+	env = append(env, ports...)
+	if p := parsePorts(ports); p.EPMD != 0 {
+		// A node started beside the release (rpc, remote) registers with
+		// the release's epmd; when that is gone, it must fail rather
+		// than start an epmd that outlives it.
+		env = append(env, "ERL_ZFLAGS="+p.distFlags()+" -start_epmd false")
+	}
+	return env, nil
 }
 
 // readEnvFile reads KEY=VALUE lines as systemd's EnvironmentFile does,

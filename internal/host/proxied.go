@@ -139,7 +139,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if used[port] {
 		port = s.Port + 1
 	}
-	if _, err := l.newPorts(id, port); err != nil {
+	if _, err := l.newPorts(id, port, s.ErlangNetwork); err != nil {
 		return err
 	}
 	unit := systemd.InstanceName(l.App, id)
