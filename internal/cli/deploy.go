@@ -53,7 +53,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		}
 		env = secrets.EnvFile(vals)
 	}
-	so := a.shipOptions(s)
+	so := a.shipOptions(s, g)
 	so.SendEnv, so.Env = sendEnv, env
 	// Hosts are reached before the build: one that is down is named now,
 	// not after a long build; with none reachable there is nothing to
@@ -98,6 +98,6 @@ func reachable(s *streams, members []fleet.Member) error {
 	return nil
 }
 
-func (a *app) shipOptions(s *streams) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu}
+func (a *app) shipOptions(s *streams, g *globalOptions) deploy.ShipOptions {
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Verbose: g.verbose}
 }

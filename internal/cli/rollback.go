@@ -39,5 +39,5 @@ func runRollback(ctx context.Context, s *streams, g *globalOptions, o *rollbackO
 	if err != nil {
 		return err
 	}
-	return report(s.err, deploy.Rollback(ctx, a.shipOptions(s), id), "rollback")
+	return report(s.err, deploy.Rollback(ctx, a.shipOptions(s, g), id), "rollback")
 }

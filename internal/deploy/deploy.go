@@ -359,6 +359,9 @@ type ShipOptions struct {
 	// Members are the hosts already dialled (Connect), in the order of
 	// Hosts; nil dials them.
 	Members []fleet.Member
+	// Verbose shows each host's activation log as it comes, each line
+	// prefixed with its host; otherwise only a failure's is shown.
+	Verbose bool
 }
 
 // Connect dials every host of o, so that a deploy can name the hosts it
@@ -388,7 +391,7 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 			}
 		}
 		o.logf(h)("activating %s", art.Manifest.ID)
-		return c.Activate(ctx, spec, art.Manifest.ID)
+		return o.activate(ctx, h, c, spec, art.Manifest.ID)
 	})
 }
 
@@ -412,8 +415,19 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 			target = prev
 		}
 		o.logf(h)("rolling back to %s", target)
-		return c.Activate(ctx, spec, target)
+		return o.activate(ctx, h, c, spec, target)
 	})
+}
+
+// activate activates release id on host h, showing its activation log
+// when o is verbose.
+func (o ShipOptions) activate(ctx context.Context, h string, c *host.Client, spec *host.Spec, id string) error {
+	if !o.Verbose {
+		return c.Activate(ctx, spec, id, nil)
+	}
+	log := &fleet.PrefixWriter{W: o.Log, Prefix: h + ": ", Mu: o.LogMu}
+	defer log.Flush()
+	return c.Activate(ctx, spec, id, log)
 }
 
 func (o ShipOptions) logf(h string) func(string, ...any) {

@@ -43,13 +43,23 @@ func (c *Client) stdin(args any, payload io.Reader) (io.Reader, error) {
 // invoke runs verb v with args on the host, payload after them on stdin,
 // and returns its result.
 func invoke[A, R any](ctx context.Context, c *Client, v verb[A, R], args A, payload io.Reader) (R, error) {
+	return invokeLogged(ctx, c, v, args, payload, nil)
+}
+
+// invokeLogged is invoke that also passes what the host logs on stderr
+// to progress as it comes, unless progress is nil.
+func invokeLogged[A, R any](ctx context.Context, c *Client, v verb[A, R], args A, payload io.Reader, progress io.Writer) (R, error) {
 	var result R
 	in, err := c.stdin(args, payload)
 	if err != nil {
 		return result, err
 	}
 	var stdout, stderr bytes.Buffer
-	err = c.Conn.Run(ctx, c.command(v.name), in, &stdout, &stderr)
+	var errw io.Writer = &stderr
+	if progress != nil {
+		errw = io.MultiWriter(&stderr, progress)
+	}
+	err = c.Conn.Run(ctx, c.command(v.name), in, &stdout, errw)
 	if stdout.Len() > 0 {
 		// The host answered: its Response says more than the exit status.
 		if derr := decodeResponse(stdout.Bytes(), &result); derr != nil || err == nil {
@@ -122,9 +132,10 @@ func (c *Client) SetEnv(ctx context.Context, content []byte) error {
 	return err
 }
 
-// Activate makes release id current behind its health check.
-func (c *Client) Activate(ctx context.Context, s *Spec, id string) error {
-	_, err := invoke(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id}, nil)
+// Activate makes release id current behind its health check; what the
+// host does is written to log as it happens, unless log is nil.
+func (c *Client) Activate(ctx context.Context, s *Spec, id string, log io.Writer) error {
+	_, err := invokeLogged(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id}, nil, log)
 	return err
 }
 

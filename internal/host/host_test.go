@@ -274,8 +274,8 @@ func TestCheckTarget(t *testing.T) {
 
 // TestFailedReleasesAreNotReleases: a failed release is listed as
 // failed, skipped by a rollback without an id, not counted toward keep,
-// and pruned first (all but the newest failure); port files go with
-// their releases.
+// and pruned first (all but the newest failure); port files and
+// activation logs go with their releases.
 func TestFailedReleasesAreNotReleases(t *testing.T) {
 	const (
 		id4 = "20261125T040000Z-dddddddddddd"
@@ -294,8 +294,10 @@ func TestFailedReleasesAreNotReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(l.Root, "ports"), 0o755)
+	os.MkdirAll(l.activationsDir(), 0o755)
 	for _, id := range []string{id1, id2, id3, id4, id5, id6, "20251125T000000Z-000000000000"} {
 		os.WriteFile(l.portFile(id), []byte("PORT=3000\n"), 0o644)
+		os.WriteFile(l.activationLog(id), []byte("== activating\n"), 0o600)
 	}
 	if prev, err := PreviousID(l); err != nil || prev != id3 {
 		t.Errorf("PreviousID = %q, %v; want %s (skipping the failed %s)", prev, err, id3, id4)
@@ -325,13 +327,15 @@ func TestFailedReleasesAreNotReleases(t *testing.T) {
 	if diff := cmp.Diff([]string{id3, id5, id6}, ids); diff != "" {
 		t.Errorf("after prune (-want +got):\n%s", diff)
 	}
-	ports, _ := os.ReadDir(filepath.Join(l.Root, "ports"))
-	var left []string
-	for _, e := range ports {
-		left = append(left, e.Name())
-	}
-	if diff := cmp.Diff([]string{id3 + ".env", id5 + ".env", id6 + ".env"}, left); diff != "" {
-		t.Errorf("port files after prune (-want +got):\n%s", diff)
+	for dir, suffix := range map[string]string{l.Ports(): ".env", l.activationsDir(): ".log"} {
+		entries, _ := os.ReadDir(dir)
+		var left []string
+		for _, e := range entries {
+			left = append(left, e.Name())
+		}
+		if diff := cmp.Diff([]string{id3 + suffix, id5 + suffix, id6 + suffix}, left); diff != "" {
+			t.Errorf("%s after prune (-want +got):\n%s", dir, diff)
+		}
 	}
 	if _, ok := failedReleases(l)[id2]; ok {
 		t.Errorf("the pruned %s is still marked failed", id2)

@@ -60,9 +60,10 @@ func FactsFile(base string) string {
 //	BASE/APP/current            symlink to releases/ID: the release that serves
 //	BASE/APP/uploads/ID.tar.zst.part  uploads, resumed where they stopped
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
-//	BASE/APP/ports/ID.env       what each release was given: PORT
+//	BASE/APP/ports/ID.env       what each release was given: PORT, its epmd and node name
 //	BASE/APP/deploy.lock        who deploys, since when
 //	BASE/APP/failed/ID.json     a release that failed its health check: when, why
+//	BASE/APP/activations/ID.log what each activation of release ID did, and when
 //	/var/lib/hoist-APP/         the app's own writable directory
 type Layout struct {
 	App  string
@@ -96,6 +97,12 @@ func (l Layout) Ports() string    { return filepath.Join(l.Root, "ports") }
 // failedFile each.
 func (l Layout) failedDir() string           { return filepath.Join(l.Root, "failed") }
 func (l Layout) failedFile(id string) string { return filepath.Join(l.failedDir(), id+".json") }
+
+// activationsDir holds each release's activation log (actlog.go).
+func (l Layout) activationsDir() string { return filepath.Join(l.Root, "activations") }
+func (l Layout) activationLog(id string) string {
+	return filepath.Join(l.activationsDir(), id+".log")
+}
 
 // portFile holds what release id was given when it was started:
 // systemd reads it as an EnvironmentFile, exec reads it too.

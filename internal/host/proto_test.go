@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -218,5 +221,48 @@ func TestOtherHoistOnTheHost(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "is not a valid app name") {
 		t.Errorf("err = %v, want the host's own words", err)
+	}
+}
+
+// What the host does while it activates reaches the client's log as it
+// happens, and stays in the release's activation log on the host. (The
+// activation stops at its before_switch hook, before it would drive
+// systemd: the app's user does not exist here.)
+func TestActivateLogReachesTheClient(t *testing.T) {
+	c, _, l := newFakeClient(t, "root")
+	install(t, l, id1)
+	spec := &Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up", HealthTimeout: time.Second,
+		HealthInterval: time.Second, KeepReleases: 2, BeforeSwitch: "migrate"}
+	saved := UnitDir
+	UnitDir = t.TempDir()
+	t.Cleanup(func() { UnitDir = saved })
+	units, err := appUnits(l, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range units {
+		// In place already: nothing to reload.
+		if err := os.WriteFile(filepath.Join(UnitDir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	err = c.Activate(context.Background(), spec, id1, &log)
+	if err == nil || !strings.Contains(err.Error(), "before_switch hook") {
+		t.Fatalf("Activate = %v, want the hook's failure", err)
+	}
+	lines := strings.Split(strings.TrimRight(log.String(), "\n"), "\n")
+	want := []string{`^ +0\.\ds running before_switch hook: migrate$`, `^ +0\.\ds failed: before_switch hook: .*hoist-hello`}
+	if len(lines) != len(want) {
+		t.Fatalf("the client's log:\n%s\nwant %d lines", log.String(), len(want))
+	}
+	for i, re := range want {
+		if !regexp.MustCompile(re).MatchString(lines[i]) {
+			t.Errorf("line %d %q does not match %s", i, lines[i], re)
+		}
+	}
+	kept, err := os.ReadFile(l.activationLog(id1))
+	if err != nil || !strings.HasSuffix(string(kept), log.String()) {
+		t.Errorf("the host kept %q, %v; want it to end with what the client got", kept, err)
 	}
 }

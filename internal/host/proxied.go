@@ -148,7 +148,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
 		return failNew(ctx, l, id, err.Error(), log)
 	}
-	if reason := waitHealthy(ctx, unit, port, s); reason != "" {
+	if reason := waitHealthy(ctx, unit, port, s, log); reason != "" {
 		return failNew(ctx, l, id, reason, log)
 	}
 	pc := &proxy.Client{Socket: ProxySocket}
@@ -167,13 +167,14 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	fmt.Fprintf(log, "release %s is current\n", id)
 	for _, old := range olds {
 		addr := "127.0.0.1:" + strconv.Itoa(l.heldPort(old, s.Port))
+		fmt.Fprintf(log, "waiting for release %s's requests to finish, for up to %s\n", old, s.DrainTimeout)
 		dctx, cancel := context.WithTimeout(ctx, s.DrainTimeout+10*time.Second)
 		if err := pc.WaitDrained(dctx, addr, s.DrainTimeout+5*time.Second); err != nil {
 			fmt.Fprintf(log, "warning: %v\n", err)
 		}
 		cancel()
-		if _, err := systemd.Systemctl(ctx, "stop", systemd.InstanceName(l.App, old)); err != nil {
-			fmt.Fprintf(log, "warning: stop %s: %v\n", old, err)
+		if err := stopRelease(ctx, l, old, log); err != nil {
+			fmt.Fprintf(log, "warning: %v\n", err)
 		}
 	}
 	return nil

@@ -80,7 +80,7 @@ var (
 		return none{}, ReleaseLock(c.layout, a.Holder, a.Force)
 	}}
 	activateVerb = verb[activateArgs, none]{"activate", func(ctx context.Context, c *call, a activateArgs) (none, error) {
-		return none{}, Activate(ctx, c.layout, &a.Spec, a.ID, c.stderr)
+		return none{}, activateLogged(ctx, c.layout, &a.Spec, a.ID, c.stderr)
 	}}
 	statusVerb = verb[none, *Status]{"status", func(ctx context.Context, c *call, _ none) (*Status, error) {
 		return ReadStatus(ctx, c.layout)
