@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -96,6 +98,15 @@ func (tr *traffic) answers(id string) int {
 func viaProxy(name string) send {
 	return func(c *http.Client, addr string) (string, error) {
 		return get(c, "http://"+addr+"/", name)
+	}
+}
+
+// viaProxyTLS sends GET / for name through the proxy on port 443,
+// trusting roots.
+func viaProxyTLS(name string, roots *x509.CertPool) send {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: name}}}
+	return func(_ *http.Client, addr string) (string, error) {
+		return get(c, "https://"+addr+"/", name)
 	}
 }
 
