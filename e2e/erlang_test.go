@@ -6,6 +6,9 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/ptytest"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -356,4 +360,144 @@ func (p *erlangProof) run(h, script string) string {
 		p.t.Fatalf("on %s: %v\n%s", h, err, errb.String())
 	}
 	return out.String()
+}
+
+// TestErlangNodesOnAPrivateNetwork: with run.erlang.listen naming the
+// hosts' network, each release's node listens on its host's address
+// there, and the nodes of one release on two hosts connect.
+func TestErlangNodesOnAPrivateNetwork(t *testing.T) {
+	hosts := needLab(t)
+	network := hosts[0][:strings.LastIndexByte(hosts[0], '.')] + ".0/24"
+	a := newElixirApp(t, "erlnet", 4030, hosts, elixirRootfs, "")
+	a.edit(t, "hoist.yml", "  port: 4030\n", "  port: 4030\n  erlang:\n    listen: "+network+"\n")
+	id := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
+	node := func(h string) string { return "erlnet-" + id + "@" + h }
+	out := mustHoist(t, a.dir, "exec", "--host", hosts[0], "--", "bin/hello_elixir", "rpc",
+		fmt.Sprintf(`IO.puts(node()); IO.puts(Node.connect(:"%s")); IO.puts(:rpc.call(:"%s", System, :get_env, ["HOIST_RELEASE"]))`, node(hosts[1]), node(hosts[1])))
+	if want := node(hosts[0]) + "\ntrue\n" + id + "\n"; out != want {
+		t.Errorf("the node on %s printed %q, want %q: its name, connected to %s, and the release there", hosts[0], out, want, node(hosts[1]))
+	}
+}
+
+// TestExecOnATerminal: `hoist exec -t` runs a command on a terminal of
+// the host the size of this one, with echo, and passes its exit status
+// on; `bin/APP remote` is a remote shell on the current release's node,
+// which goes on serving once the shell quits.
+func TestExecOnATerminal(t *testing.T) {
+	hosts := needLab(t)
+	a := newElixirApp(t, "erltty", 4040, hosts[:1], elixirRootfs, "")
+	id := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
+
+	tm := startOnTerminal(t, a.dir, "exec", "-t", "--", "sh", "-c", `tty; stty size; read line; echo "got $line"; exit 3`)
+	tm.expect("33 111\r\n")
+	tm.send("typed\r")
+	tm.expect("typed\r\ngot typed\r\n") // echoed as typed, then read
+	if code := tm.wait(); code != 3 {
+		t.Errorf("exec -t exited %d, want the command's 3", code)
+	}
+	if !strings.Contains(tm.output(), "/dev/pts/") {
+		t.Errorf("the command had no terminal:\n%s", tm.output())
+	}
+
+	tm = startOnTerminal(t, a.dir, "exec", "-t", "--", "bin/hello_elixir", "remote")
+	tm.expect("iex(erltty-" + id + "@127.0.0.1)1> ")
+	tm.send(`IO.puts(System.get_env("HOIST_RELEASE"))` + "\r")
+	tm.expect(id + "\r\n")
+	tm.send("\x07") // ^G: the shell's user switch; q quits this node only
+	tm.expect("-->")
+	tm.send("q\r")
+	if code := tm.wait(); code != 0 {
+		t.Errorf("the remote shell exited %d:\n%s", code, tm.output())
+	}
+	a.wantServed(t, hosts[:1], id)
+}
+
+// terminal is hoist run on a pseudo-terminal of 111x33, as by a person.
+type terminal struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	ptm  *os.File
+	mu   sync.Mutex
+	out  []byte
+	more chan struct{} // a token when output arrives
+}
+
+func startOnTerminal(t *testing.T, dir string, args ...string) *terminal {
+	t.Helper()
+	ptm, pts, err := ptytest.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptm.Close() })
+	defer pts.Close()
+	if err := ptytest.SetSize(pts, 111, 33); err != nil {
+		t.Fatal(err)
+	}
+	tm := &terminal{t: t, ptm: ptm, more: make(chan struct{}, 1)}
+	tm.cmd = exec.Command(hoistBin, args...)
+	tm.cmd.Dir = dir
+	tm.cmd.Env = append(hoistEnv, "TERM=xterm")
+	tm.cmd.Stdin, tm.cmd.Stdout, tm.cmd.Stderr = pts, pts, pts
+	if err := tm.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptm.Read(b)
+			tm.mu.Lock()
+			tm.out = append(tm.out, b[:n]...)
+			tm.mu.Unlock()
+			select {
+			case tm.more <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return tm
+}
+
+func (tm *terminal) output() string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return string(tm.out)
+}
+
+// expect waits, a minute at most, until the terminal has shown s.
+func (tm *terminal) expect(s string) {
+	tm.t.Helper()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(tm.output(), s) {
+		select {
+		case <-tm.more:
+		case <-deadline:
+			tm.cmd.Process.Kill()
+			tm.t.Fatalf("the terminal never showed %q; it shows:\n%q", s, tm.output())
+		}
+	}
+}
+
+// send types s.
+func (tm *terminal) send(s string) {
+	tm.t.Helper()
+	if _, err := io.WriteString(tm.ptm, s); err != nil {
+		tm.t.Fatal(err)
+	}
+}
+
+// wait waits, a minute at most, for hoist to exit and returns its status.
+func (tm *terminal) wait() int {
+	tm.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- tm.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		tm.cmd.Process.Kill()
+		tm.t.Fatalf("hoist did not exit; the terminal shows:\n%q", tm.output())
+	}
+	return tm.cmd.ProcessState.ExitCode()
 }

@@ -171,6 +171,21 @@ func (c *Client) Exec(ctx context.Context, s *Spec, argv []string, stdout, stder
 	return invokeStream(ctx, c, execVerb, execArgs{Spec: *s, Argv: argv}, nil, stdout, stderr)
 }
 
+// ExecTerminal runs argv as Exec does, on a terminal of the host (for
+// bin/APP remote, a shell): stdin is what is typed, stdout what the
+// terminal shows.
+func (c *Client) ExecTerminal(ctx context.Context, s *Spec, argv []string, t transport.Terminal, stdin io.Reader, stdout io.Writer) error {
+	tc, ok := c.Conn.(transport.TerminalConn)
+	if !ok {
+		return fmt.Errorf("%s: the connection cannot give a terminal", c.Conn.Addr())
+	}
+	in, err := c.stdin(execArgs{Spec: *s, Argv: argv, Terminal: true}, stdin)
+	if err != nil {
+		return err
+	}
+	return tc.RunTerminal(ctx, c.command(execVerb.name), t, in, stdout)
+}
+
 // Logs streams the app's journal.
 func (c *Client) Logs(ctx context.Context, lines int, follow bool, stdout, stderr io.Writer) error {
 	return invokeStream(ctx, c, logsVerb, logsArgs{Lines: lines, Follow: follow}, nil, stdout, stderr)

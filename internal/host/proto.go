@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+
+	"golang.org/x/term"
 )
 
 // The host protocol, both ends of it. The client runs `hoist host VERB`
@@ -76,6 +79,9 @@ type call struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// terminal is stdin when it is a terminal (exec -t), for a command
+	// to run on.
+	terminal *os.File
 }
 
 // verb is a command that answers with a Response: the client sends A
@@ -169,7 +175,15 @@ func serve(ctx context.Context, base string, argv []string, stdin io.Reader, std
 		fmt.Fprintf(stderr, "hoist host: unknown verb %q\n", argv[0])
 		return exitUsage
 	}
-	in := bufio.NewReader(stdin)
+	terminal := asTerminal(stdin)
+	var in *bufio.Reader
+	if terminal != nil {
+		// Not a byte past the request line: what follows is typed for
+		// the command, which reads the terminal itself.
+		in = bufio.NewReader(byteReader{terminal})
+	} else {
+		in = bufio.NewReader(stdin)
+	}
 	req, err := readRequest(in)
 	if err == nil && !ValidApp(req.App) {
 		err = fmt.Errorf("invalid app name %q", req.App)
@@ -178,8 +192,21 @@ func serve(ctx context.Context, base string, argv []string, stdin io.Reader, std
 		writeError(stdout, err)
 		return 1
 	}
-	return h.handle(ctx, &call{layout: For(base, req.App), stdin: in, stdout: stdout, stderr: stderr}, req.Args)
+	return h.handle(ctx, &call{layout: For(base, req.App), stdin: in, stdout: stdout, stderr: stderr, terminal: terminal}, req.Args)
 }
+
+// asTerminal returns r when it is a terminal, else nil.
+func asTerminal(r io.Reader) *os.File {
+	if f, ok := r.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return f
+	}
+	return nil
+}
+
+// byteReader reads one byte at a time.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) Read(p []byte) (int, error) { return b.r.Read(p[:min(1, len(p))]) }
 
 func readRequest(r *bufio.Reader) (request, error) {
 	var req request

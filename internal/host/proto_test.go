@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/ptytest"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -264,5 +265,52 @@ func TestActivateLogReachesTheClient(t *testing.T) {
 	kept, err := os.ReadFile(l.activationLog(id1))
 	if err != nil || !strings.HasSuffix(string(kept), log.String()) {
 		t.Errorf("the host kept %q, %v; want it to end with what the client got", kept, err)
+	}
+}
+
+// Called on a terminal (exec -t), the host reads its request and not a
+// byte more: what follows was typed for the command, which reads the
+// terminal itself, and which gets it with echo and line editing on again.
+func TestTerminalRequest(t *testing.T) {
+	ptm, pts, err := ptytest.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptm.Close()
+	defer pts.Close()
+	// As the client asks for it: no echo, no line editing.
+	if err := ptytest.SetModes(pts, false); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := encodeRequest("hello", execArgs{Spec: Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up",
+		HealthTimeout: time.Second, HealthInterval: time.Second, KeepReleases: 2}, Argv: []string{"sh"}, Terminal: true})
+	if _, err := ptm.Write(append(line, "typed\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	// No current release: the verb stops once it has read its request.
+	if code := serve(context.Background(), t.TempDir(), []string{"exec"}, pts, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "no current release") {
+		t.Fatalf("serve = %d, %q; want the missing release named", code, stderr.String())
+	}
+	left := make(chan string, 1)
+	go func() {
+		rest := make([]byte, 64)
+		n, _ := pts.Read(rest)
+		left <- string(rest[:n])
+	}()
+	select {
+	case got := <-left:
+		if got != "typed\n" {
+			t.Errorf("left on the terminal: %q; want what was typed after the request", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing left on the terminal: the host read what was typed after its request")
+	}
+
+	if err := cookTerminal(pts); err != nil {
+		t.Fatal(err)
+	}
+	if echo, editing, err := ptytest.Modes(pts); err != nil || !echo || !editing {
+		t.Errorf("after cookTerminal: echo %v, line editing %v, %v; want both on", echo, editing, err)
 	}
 }

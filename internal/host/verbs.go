@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -45,6 +46,8 @@ func (a *activateArgs) Validate() error {
 type execArgs struct {
 	Spec Spec     `json:"spec"`
 	Argv []string `json:"argv"`
+	// Terminal runs the command on the terminal the host was called on.
+	Terminal bool `json:"terminal,omitempty"`
 }
 
 func (a *execArgs) Validate() error {
@@ -102,6 +105,12 @@ var (
 		return none{}, Boot(ctx, c.layout)
 	}}
 	execVerb = streamVerb[execArgs]{"exec", func(ctx context.Context, c *call, a execArgs) (int, error) {
+		if a.Terminal {
+			if c.terminal == nil {
+				return 0, errors.New("exec on a terminal: hoist host was not called on one")
+			}
+			return ExecTerminal(ctx, c.layout, &a.Spec, a.Argv, c.terminal)
+		}
 		return Exec(ctx, c.layout, &a.Spec, a.Argv, c.stdin, c.stdout, c.stderr)
 	}}
 	logsVerb = streamVerb[logsArgs]{"logs", func(ctx context.Context, c *call, a logsArgs) (int, error) {
