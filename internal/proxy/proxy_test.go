@@ -183,12 +183,17 @@ func (f *frontend) Close() {
 }
 
 func serveFront(t testing.TB, s *Server, tm Timeouts) *frontend {
+	return serveFrontPath(t, s, tm, true)
+}
+
+// serveFrontPath is serveFront with the fast loop on or off.
+func serveFrontPath(t testing.TB, s *Server, tm Timeouts, fast bool) *frontend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublicHTTP(s, s, ln, tm, nil),
+	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublicHTTP(s, s, ln, tm, nil, fast),
 		client: &http.Client{Transport: &http.Transport{}}}
 	go f.pub.Serve()
 	return f

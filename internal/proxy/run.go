@@ -81,21 +81,27 @@ func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
 // (fastpath.go), and an http.Server with handler for what the loop hands
 // over.
 type PublicHTTP struct {
-	fast *h1Server
+	fast *h1Server // nil: net/http serves ln alone
+	ln   net.Listener
 	srv  *http.Server
 }
 
 // NewPublicHTTP returns the plain-HTTP front of s on ln; handler is s,
-// or s wrapped (the ACME HTTP-01 challenge handler).
-func NewPublicHTTP(s *Server, handler http.Handler, ln net.Listener, t Timeouts, errLog *log.Logger) *PublicHTTP {
-	return &PublicHTTP{fast: newH1Server(s, ln, t), srv: PublicServer(handler, t, errLog)}
+// or s wrapped (the ACME HTTP-01 challenge handler). Without fast, the
+// net/http server takes every connection.
+func NewPublicHTTP(s *Server, handler http.Handler, ln net.Listener, t Timeouts, errLog *log.Logger, fast bool) *PublicHTTP {
+	p := &PublicHTTP{ln: ln, srv: PublicServer(handler, t, errLog)}
+	if fast {
+		p.fast = newH1Server(s, ln, t)
+	}
+	return p
 }
 
 // NewPublicHTTPS returns the HTTPS front of s on ln, a TCP listener:
 // connections that negotiate HTTP/1.1 take the fast loop, HTTP/2 ones
 // net/http's server.
 func NewPublicHTTPS(s *Server, ln net.Listener, conf *tls.Config, t Timeouts, errLog *log.Logger) *PublicHTTP {
-	p := NewPublicHTTP(s, s, ln, t, errLog)
+	p := NewPublicHTTP(s, s, ln, t, errLog, true)
 	p.fast.tlsConf = conf
 	p.srv.TLSConfig = conf
 	return p
@@ -103,6 +109,9 @@ func NewPublicHTTPS(s *Server, ln net.Listener, conf *tls.Config, t Timeouts, er
 
 // Serve serves until Shutdown; it returns http.ErrServerClosed then.
 func (p *PublicHTTP) Serve() error {
+	if p.fast == nil {
+		return p.srv.Serve(p.ln)
+	}
 	go p.srv.Serve(p.fast.handoff)
 	return p.fast.serve()
 }
@@ -110,7 +119,9 @@ func (p *PublicHTTP) Serve() error {
 // Shutdown stops accepting, closes idle connections and waits for those
 // answering a request, up to ctx.
 func (p *PublicHTTP) Shutdown(ctx context.Context) {
-	p.fast.shutdown(ctx)
+	if p.fast != nil {
+		p.fast.shutdown(ctx)
+	}
 	p.srv.Shutdown(ctx)
 }
 
@@ -144,7 +155,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Certs != nil {
 		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
 	}
-	pub := NewPublicHTTP(s, handler, ln, o.Timeouts, errLog)
+	pub := NewPublicHTTP(s, handler, ln, o.Timeouts, errLog, true)
 	errc := make(chan error, 4)
 	go func() { errc <- pub.Serve() }()
 

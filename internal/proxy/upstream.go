@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -101,7 +102,7 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 		pc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(pc.lastUsed) < idleTimeout {
+		if now.Sub(pc.lastUsed) < idleTimeout && quiet(pc.c) {
 			pc.reused = true
 			pc.ctx = ctx
 			p.busy[pc] = struct{}{}
@@ -123,12 +124,14 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 }
 
 // put gives a connection whose exchange ended cleanly back to the pool.
+// One holding bytes beyond the answer (a body to HEAD, more than the
+// Content-Length) is closed: they would be read as the next answer.
 func (p *connPool) put(pc *pconn) {
 	pc.lastUsed = time.Now()
 	p.mu.Lock()
 	delete(p.busy, pc)
 	pc.ctx = nil
-	if p.closed || len(p.idle) >= p.maxIdle || pc.aborted.Load() {
+	if p.closed || len(p.idle) >= p.maxIdle || pc.aborted.Load() || pc.br.Buffered() > 0 {
 		p.mu.Unlock()
 		pc.c.Close()
 		return
@@ -144,6 +147,28 @@ func (p *connPool) discard(pc *pconn) {
 	pc.ctx = nil
 	p.mu.Unlock()
 	pc.c.Close()
+}
+
+// quiet reports whether an idle connection has nothing to read: no
+// bytes the upstream sent after its last answer, and no end of stream.
+// It peeks without blocking, one syscall.
+func quiet(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var b [1]byte
+	ok = false
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = errno == syscall.EAGAIN
+		return true // never wait
+	})
+	return err == nil && ok
 }
 
 // watchdog cuts the exchanges whose client went away and those whose

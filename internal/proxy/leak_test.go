@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// paths are the two ways the proxy serves plain HTTP: with its fast loop
+// in front of net/http, and net/http alone.
+var paths = map[string]bool{"fast loop": true, "net/http": false}
+
+// newProxyPath is newProxy with the fast loop on or off.
+func newProxyPath(t testing.TB, opts Options, fast bool) (*Server, *frontend) {
+	t.Helper()
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = time.Hour
+	}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := serveFrontPath(t, s, Timeouts{}, fast)
+	t.Cleanup(func() { front.Close(); s.Close() })
+	return s, front
+}
+
+// TestUnreadUpstreamBytesNeverReused: bytes an upstream sends beyond its
+// answer (a body to HEAD, more than its Content-Length, bytes after the
+// end of a chunked answer, bytes that come later) must never be read as
+// the answer to the next request on that upstream connection, which may
+// be another client's.
+func TestUnreadUpstreamBytesNeverReused(t *testing.T) {
+	leaked := string(answer("LEAKED"))
+	tests := map[string]struct {
+		method string
+		first  string // the upstream's answer to the first request
+		later  bool   // the leaked bytes come after the answer, later
+	}{
+		"HEAD answered with a body": {"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(leaked)) + "\r\n\r\n" + leaked, false},
+		"more than Content-Length":  {"GET", string(answer("first")) + leaked, false},
+		"bytes after a chunked end": {"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n" + leaked, false},
+		"bytes after the answer":    {"GET", string(answer("first")), true},
+	}
+	for pathName, fast := range paths {
+		for name, tt := range tests {
+			t.Run(pathName+"/"+name, func(t *testing.T) {
+				sent := make(chan struct{})
+				up := newRawUpstream(t, func(r *http.Request) []byte {
+					if r.URL.Path == "/first" {
+						return []byte(tt.first)
+					}
+					return answer("second")
+				})
+				if tt.later {
+					up.after = func(r *http.Request) ([]byte, chan<- struct{}) {
+						if r.URL.Path != "/first" {
+							return nil, nil
+						}
+						return []byte(leaked), sent
+					}
+				} else {
+					close(sent)
+				}
+				s, front := newProxyPath(t, Options{}, fast)
+				setRoute(t, s, route("a", up.addr(), "a.test"))
+				addr := addrOf(front.URL)
+				// Clients that keep their connections: nothing they send
+				// tells the proxy to close its upstream connection.
+				if code, body := oneExchange(t, addr, tt.method+" /first HTTP/1.1\r\nHost: a.test\r\n\r\n", tt.method); code != 200 {
+					t.Fatalf("first client got %d %q", code, body)
+				}
+				<-sent
+				if code, body := oneExchange(t, addr, "GET /second HTTP/1.1\r\nHost: a.test\r\n\r\n", "GET"); code != 200 || body != "second" {
+					t.Errorf("second client got %d %q instead of its own answer", code, body)
+				}
+				if n := len(up.requests()); n != 2 {
+					t.Errorf("upstream got %d requests, want 2", n)
+				}
+			})
+		}
+	}
+}
+
+// oneExchange sends raw on a new connection to addr and reads one
+// answer, to method.
+func oneExchange(t *testing.T, addr, raw, method string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("answer body: %v", err)
+	}
+	return resp.StatusCode, string(b)
+}
