@@ -10,25 +10,6 @@ import (
 	"time"
 )
 
-// paths are the two ways the proxy serves plain HTTP: with its fast loop
-// in front of net/http, and net/http alone.
-var paths = map[string]bool{"fast loop": true, "net/http": false}
-
-// newProxyPath is newProxy with the fast loop on or off.
-func newProxyPath(t testing.TB, opts Options, fast bool) (*Server, *frontend) {
-	t.Helper()
-	if opts.HealthInterval == 0 {
-		opts.HealthInterval = time.Hour
-	}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := serveFrontPath(t, s, Timeouts{}, fast)
-	t.Cleanup(func() { front.Close(); s.Close() })
-	return s, front
-}
-
 // TestUnreadUpstreamBytesNeverReused: bytes an upstream sends beyond its
 // answer (a body to HEAD, more than its Content-Length, bytes after the
 // end of a chunked answer, bytes that come later) must never be read as
@@ -46,9 +27,9 @@ func TestUnreadUpstreamBytesNeverReused(t *testing.T) {
 		"bytes after a chunked end": {"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n" + leaked, false},
 		"bytes after the answer":    {"GET", string(answer("first")), true},
 	}
-	for pathName, fast := range paths {
+	bothPaths(t, func(t *testing.T, fast bool) {
 		for name, tt := range tests {
-			t.Run(pathName+"/"+name, func(t *testing.T) {
+			t.Run(name, func(t *testing.T) {
 				sent := make(chan struct{})
 				up := newRawUpstream(t, func(r *http.Request) []byte {
 					if r.URL.Path == "/first" {
@@ -66,7 +47,7 @@ func TestUnreadUpstreamBytesNeverReused(t *testing.T) {
 				} else {
 					close(sent)
 				}
-				s, front := newProxyPath(t, Options{}, fast)
+				s, front := newProxy(t, Options{}, fast)
 				setRoute(t, s, route("a", up.addr(), "a.test"))
 				addr := addrOf(front.URL)
 				// Clients that keep their connections: nothing they send
@@ -83,7 +64,7 @@ func TestUnreadUpstreamBytesNeverReused(t *testing.T) {
 				}
 			})
 		}
-	}
+	})
 }
 
 // oneExchange sends raw on a new connection to addr and reads one

@@ -82,7 +82,7 @@ var writerPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, u *upstream) {
 	proto := r.Header.Get("Upgrade")
 	ws := strings.EqualFold(proto, "websocket")
-	back, err := u.pool.dialer.DialContext(r.Context(), "tcp", u.addr)
+	back, err := dialer.DialContext(r.Context(), "tcp", u.addr)
 	if err != nil {
 		s.upstreamError(w, r, err)
 		return
@@ -131,13 +131,13 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 	}
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), proto) {
 		back.Close()
-		page(w, http.StatusBadGateway, "The application answered the upgrade with another protocol.")
+		page(w, http.StatusBadGateway)
 		return
 	}
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		back.Close()
-		page(w, http.StatusInternalServerError, "This connection cannot be upgraded.")
+		page(w, http.StatusInternalServerError)
 		return
 	}
 	if rec, ok := w.(*statusRecorder); ok {
