@@ -159,7 +159,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 		back.Close()
 		return
 	}
-	c := newWSConn(client, back, u, e.m, ws)
+	// The relay writes through progressConns: a side that stops reading
+	// cannot hold the other side's goroutine and the WebSocket forever.
+	t := s.opts.WriteTimeout
+	c := newWSConn(&progressConn{Conn: client, timeout: t}, &progressConn{Conn: back, timeout: t}, u, e.m, ws)
 	var early [2][]byte
 	if n := br.Buffered(); n > 0 {
 		early[toClient], _ = br.Peek(n)
