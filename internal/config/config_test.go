@@ -37,7 +37,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
 		KeepReleases: 5,
 	}
-	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{})); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{})); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(c.Build.Target, "linux/") {
@@ -75,6 +75,8 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"bad tls mode":          {valid + "proxy:\n  hosts: [a.test]\n  tls: maybe\n", `hoist.yml:11:8: proxy.tls: "maybe" is not a TLS mode`},
 		"tls without hosts":     {valid + "proxy:\n  tls: true\n", "hoist.yml:10:8: proxy.tls: TLS needs the names"},
 		"internal with acme ca": {valid + "proxy:\n  hosts: [a.test]\n  tls: internal\n  acme_ca: https://ca.test/dir\n", "hoist.yml:12:12: proxy.acme_ca: tls: internal issues"},
+		"bad body size":         {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: 10 furlongs\n", `hoist.yml:11:19: proxy.max_body_bytes: "10 furlongs" is not a size`},
+		"negative body size":    {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: -1\n", `hoist.yml:11:19: proxy.max_body_bytes: "-1" is not a size`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -117,6 +119,36 @@ func TestTLSModes(t *testing.T) {
 			}
 			if c.Proxy.TLS.Mode != tt.want || c.Proxy.TLS.On() != (tt.want != "") {
 				t.Errorf("tls: %s gave mode %q, want %q", tt.value, c.Proxy.TLS.Mode, tt.want)
+			}
+		})
+	}
+}
+
+func TestSizes(t *testing.T) {
+	tests := map[string]struct {
+		value string
+		want  int64
+	}{
+		"unset":          {"", 0},
+		"bytes":          {"1048576", 1 << 20},
+		"KiB":            {"512KiB", 512 << 10},
+		"MiB with space": {"64 MiB", 64 << 20},
+		"GiB":            {"2GiB", 2 << 30},
+		"MB is decimal":  {"1MB", 1_000_000},
+		"quoted":         {`"10MiB"`, 10 << 20},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			y := valid + "proxy:\n  hosts: [a.test]\n"
+			if tt.value != "" {
+				y += "  max_body_bytes: " + tt.value + "\n"
+			}
+			c, err := Parse("hoist.yml", []byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Proxy.MaxBodyBytes.Bytes != tt.want {
+				t.Errorf("max_body_bytes: %s gave %d, want %d", tt.value, c.Proxy.MaxBodyBytes.Bytes, tt.want)
 			}
 		})
 	}

@@ -219,7 +219,7 @@ func newProxy(t testing.TB, opts Options, fast bool) (*Server, *frontend) {
 
 func route(app, up string, hosts ...string) Route {
 	return Route{App: app, Hosts: hosts, Upstream: up, HealthPath: "/up",
-		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}}
+		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}, MaxBodyBytes: DefaultMaxBodyBytes}
 }
 
 func setRoute(t testing.TB, s *Server, r Route) {
@@ -313,7 +313,7 @@ func TestRouteValidate(t *testing.T) {
 		"defaults filled": {
 			route: Route{App: "a", Hosts: []string{"A.Example.COM."}, Upstream: "127.0.0.1:3000"},
 			want: Route{App: "a", Hosts: []string{"a.example.com"}, Upstream: "127.0.0.1:3000", HealthPath: "/up",
-				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}},
+				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}, MaxBodyBytes: DefaultMaxBodyBytes},
 		},
 		"no app":          {route: Route{Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
 		"app with slash":  {route: Route{App: "a/b", Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},

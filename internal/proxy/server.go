@@ -169,6 +169,15 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 		w.WriteHeader(499)
 		return
 	}
+	var be *bodyError
+	if errors.As(err, &be) {
+		// The client's body failed, not the upstream.
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		page(w, be.code())
+		return
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		page(w, http.StatusGatewayTimeout)
@@ -345,7 +354,7 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) *appMetrics {
 	case isUpgrade(r):
 		s.serveUpgrade(w, r, e, u)
 	default:
-		u.rp.ServeHTTP(w, r)
+		s.forward(w, r, e)
 	}
 	return e.m
 }
