@@ -258,6 +258,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.TLS = st
 		}
 	}
+	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
+		// Framing that could be read two ways ends the connection (RFC
+		// 9112 6.1), so that no bytes after it are taken for a request:
+		// net/http drops a Content-Length sent beside chunked, and ignores
+		// Transfer-Encoding on HTTP/1.0, before the handler can see them.
+		w.Header().Set("Connection", "close")
+	}
 	rec := recorderPool.Get().(*statusRecorder)
 	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout = w, 0, 0, s.opts.WriteTimeout
 	// Counted even if the handler is aborted with a panic (a cut answer).
