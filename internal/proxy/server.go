@@ -266,19 +266,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	rec := recorderPool.Get().(*statusRecorder)
-	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout = w, 0, 0, s.opts.WriteTimeout
+	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout, rec.app = w, 0, 0, s.opts.WriteTimeout, s.metrics.none
 	// Counted even if the handler is aborted with a panic (a cut answer).
-	app := s.metrics.none
 	defer func() {
 		l.status, l.bytes = rec.status, rec.bytes
 		if l.status == 0 {
 			l.status = http.StatusOK
 		}
-		rec.ResponseWriter = nil
+		app := rec.app
+		rec.ResponseWriter, rec.app = nil, nil
 		recorderPool.Put(rec)
 		s.record(app, &l)
 	}()
-	app = s.serve(rec, r)
+	s.serve(rec, r)
 }
 
 // requestLog is a finished request, as the metrics and the access log
@@ -332,15 +332,16 @@ func (s *Server) redirects(e *entry, host string) bool {
 	return e.route.TLS && s.opts.Certs != nil && s.opts.Certs.Has(host)
 }
 
-// serve answers r and returns the app it was counted for.
-func (s *Server) serve(w *statusRecorder, r *http.Request) *appMetrics {
+// serve answers r, and sets the app it is counted for in w.
+func (s *Server) serve(w *statusRecorder, r *http.Request) {
 	host := hostOf(r.Host)
 	e := s.pick(host, r.URL.Path)
 	if e == nil {
 		page(w, http.StatusNotFound)
-		return s.metrics.none
+		return
 	}
 	defer e.up.inflight.Add(-1)
+	w.app = e.m
 	if r.TLS == nil && s.redirects(e, host) {
 		target := "https://" + host
 		if s.opts.HTTPSPort != 443 {
@@ -348,7 +349,7 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) *appMetrics {
 		}
 		w.Header().Set("Connection", "close")
 		http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
-		return e.m
+		return
 	}
 	u := e.up
 	if e.route.HSTS && r.TLS != nil {
@@ -363,7 +364,6 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) *appMetrics {
 	default:
 		s.forward(w, r, e)
 	}
-	return e.m
 }
 
 // SetRoute makes r live: the new upstream must answer its health check
@@ -532,10 +532,11 @@ func (s *Server) Close() {
 	s.transport.CloseIdleConnections()
 }
 
-// statusRecorder remembers the status and size written, for logs and
-// metrics, and pushes the write deadline back before each write.
+// statusRecorder remembers the app, status and size written, for logs
+// and metrics, and pushes the write deadline back before each write.
 type statusRecorder struct {
 	http.ResponseWriter
+	app          *appMetrics
 	status       int
 	bytes        int64
 	writeTimeout time.Duration

@@ -115,6 +115,10 @@ func testWire(t *testing.T, fast bool) {
 		if !cut || strings.HasSuffix(out, "hello") {
 			t.Errorf("cut answer:\n%s", out)
 		}
+		// Counted for its app, though the answer was aborted.
+		if n := s.metrics.none.codes[2].Load(); n != 0 {
+			t.Errorf("%d answers counted for no app", n)
+		}
 	})
 	t.Run("date added when the upstream sent none", func(t *testing.T) {
 		out := rawExchange(t, addr, "GET /nodate HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
