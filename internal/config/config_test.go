@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,6 +235,27 @@ func FuzzParse(f *testing.F) {
 		c, err := Parse("f.yml", data)
 		if err == nil && (c.Version != 1 || c.App == "" || c.KeepReleases < 2) {
 			t.Fatalf("Parse accepted an invalid config: %+v", c)
+		}
+	})
+}
+
+// FuzzSize: a size is refused with an error, or read as a positive
+// number of bytes that its plain form reads back to.
+func FuzzSize(f *testing.F) {
+	for _, s := range []string{"1048576", "512KiB", "64 MiB", "1GB", "0", "-1", "9223372036854775807GiB", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		s := Size{raw: raw}
+		if s.parse() != nil {
+			return
+		}
+		if raw != "" && s.Bytes <= 0 {
+			t.Fatalf("%q read as %d bytes", raw, s.Bytes)
+		}
+		back := Size{raw: strconv.FormatInt(s.Bytes, 10)}
+		if raw != "" && (back.parse() != nil || back.Bytes != s.Bytes) {
+			t.Fatalf("%q read as %d, which reads back as %d", raw, s.Bytes, back.Bytes)
 		}
 	})
 }
