@@ -1158,6 +1158,7 @@ func benchmarkProxyHTTP(b *testing.B, fast bool) {
 	defer front.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
+	b.ResetTimer() // not the servers' start
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest("GET", front.URL+"/", nil)
@@ -1171,6 +1172,7 @@ func benchmarkProxyHTTP(b *testing.B, fast bool) {
 			resp.Body.Close()
 		}
 	})
+	b.StopTimer() // nor their shutdown
 }
 
 func BenchmarkLookup(b *testing.B) {
