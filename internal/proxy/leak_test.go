@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -90,4 +91,63 @@ func oneExchange(t *testing.T, addr, raw, method string) (int, string) {
 		t.Fatalf("answer body: %v", err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// TestUnreadUpstreamBytesUnderLoad: with many clients at once, a
+// connection is handed to the next request as soon as an answer ends;
+// bytes an upstream sent beyond its answer must still never reach that
+// request. Without guardedConn, http.Transport failed it under -race
+// (whose slower scheduling widens the transport's window).
+func TestUnreadUpstreamBytesUnderLoad(t *testing.T) { bothPaths(t, testUnreadUpstreamBytesUnderLoad) }
+
+func testUnreadUpstreamBytesUnderLoad(t *testing.T, fast bool) {
+	leaked := string(answer("LEAKED"))
+	up := newRawUpstream(t, func(r *http.Request) []byte {
+		if r.Method == http.MethodHead {
+			return []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(leaked)) + "\r\n\r\n" + leaked)
+		}
+		return answer("own")
+	})
+	s, front := newProxy(t, Options{}, fast)
+	setRoute(t, s, route("a", up.addr(), "a.test"))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			var err error
+			for i := 0; i < 100 && err == nil; i++ {
+				method := http.MethodGet
+				if (i+w)%2 == 0 {
+					method = http.MethodHead
+				}
+				err = leakCheck(client, front.URL, method)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// leakCheck sends one request and says if a GET got another's bytes.
+func leakCheck(client *http.Client, url, method string) error {
+	req, _ := http.NewRequest(method, url+"/", nil)
+	req.Host = "a.test"
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if method == http.MethodGet && (resp.StatusCode != 200 || string(b) != "own") {
+		return fmt.Errorf("a GET got %d %q instead of its own answer", resp.StatusCode, b)
+	}
+	return nil
 }

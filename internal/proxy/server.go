@@ -103,7 +103,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, buffers: &bufferPool{}, metrics: newMetrics(), drains: map[string][]*upstream{}}
 	s.transport = newTransport(opts.UpstreamHeaderTimeout)
-	s.health = &http.Client{Transport: newTransport(0), Timeout: 5 * time.Second,
+	s.health = &http.Client{Transport: guarded{newTransport(0)}, Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	routes, err := loadState(opts.StatePath)
 	if err != nil {
@@ -137,7 +137,7 @@ func (s *Server) newUpstream(app, addr string) *upstream {
 	u := &upstream{app: app, addr: addr, ws: map[*wsConn]struct{}{}, stop: func() {}}
 	u.healthy.Store(true)
 	u.rp = &httputil.ReverseProxy{
-		Transport:  s.transport,
+		Transport:  guarded{s.transport},
 		BufferPool: s.buffers,
 		// ReverseProxy flushes streamed responses (no Content-Length,
 		// event streams) at once by itself; a flush per write would cost

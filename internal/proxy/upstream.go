@@ -52,12 +52,11 @@ const maxAnswerHead = 16 << 10
 var dialer = &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
 
 // newTransport is the transport of net/http's path (and of the health
-// checks): loopback connections kept alive and reused. It never reuses
-// a connection with bytes left after an answer: its read loop closes a
-// connection that has any while idle.
+// checks): loopback connections kept alive and reused. Its connections
+// are guarded (guard.go): use it through guarded.
 func newTransport(headerTimeout time.Duration) *http.Transport {
 	return &http.Transport{
-		DialContext:            dialer.DialContext,
+		DialContext:            guardedDial(dialer.DialContext),
 		MaxIdleConns:           1024,
 		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        idleTimeout,
