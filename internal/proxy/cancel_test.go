@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -93,14 +94,28 @@ func testClientLeavesCancelsUpstream(t *testing.T, fast bool) {
 // waitInFlight waits (up to 3s) until the route's in-flight count is n.
 func waitInFlight(t *testing.T, s *Server, n int64) {
 	t.Helper()
+	waitStatus(t, s, fmt.Sprintf("%d in flight", n), func(rs RouteStatus) bool { return rs.InFlight == n })
+}
+
+// waitOpenWebSockets waits (up to 3s) until the route has n open
+// WebSockets.
+func waitOpenWebSockets(t *testing.T, s *Server, n int) {
+	t.Helper()
+	waitStatus(t, s, fmt.Sprintf("%d open WebSockets", n), func(rs RouteStatus) bool { return rs.OpenWebSockets == n })
+}
+
+// waitStatus waits (up to 3s) until the proxy's one route's status is
+// as want says.
+func waitStatus(t *testing.T, s *Server, what string, want func(RouteStatus) bool) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		st := s.Status(context.Background())
-		if len(st) == 1 && st[0].InFlight == n {
+		if len(st) == 1 && want(st[0]) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("in flight: %+v, want %d", st, n)
+			t.Fatalf("status: %+v, want %s", st, what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

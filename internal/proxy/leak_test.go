@@ -68,19 +68,29 @@ func TestUnreadUpstreamBytesNeverReused(t *testing.T) {
 	})
 }
 
-// oneExchange sends raw on a new connection to addr and reads one
-// answer, to method.
-func oneExchange(t *testing.T, addr, raw, method string) (int, string) {
+// sendRaw sends raw on a new connection to addr, which has 5 s for the
+// whole exchange: a bound in case the proxy waits for more, not what
+// decides a test.
+func sendRaw(t *testing.T, addr, raw string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
+	return c
+}
+
+// oneExchange sends raw on a new connection to addr and reads one
+// answer, to method.
+func oneExchange(t *testing.T, addr, raw, method string) (int, string) {
+	t.Helper()
+	c := sendRaw(t, addr, raw)
+	defer c.Close()
 	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("no answer: %v", err)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -132,17 +131,8 @@ func testSmuggling(t *testing.T, fast bool) {
 // returns the status of every answer read until the connection closed.
 func sendThenEnd(t *testing.T, addr, raw, host string) []int {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := sendRaw(t, addr, raw+"GET /end HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
 	defer c.Close()
-	// A bound in case the proxy waits for more: the answers so far are
-	// the outcome, whether or not the proxy closed.
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw+"GET /end HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
 	br := bufio.NewReader(c)
 	var codes []int
 	for {

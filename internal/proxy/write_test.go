@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -101,23 +100,6 @@ func testClientStopsReading(t *testing.T, fast bool) {
 				waitOpenWebSockets(t, s, 0)
 			}
 		})
-	}
-}
-
-// waitOpenWebSockets waits (up to 3s) until the route has n open
-// WebSockets.
-func waitOpenWebSockets(t *testing.T, s *Server, n int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		st := s.Status(context.Background())
-		if len(st) == 1 && st[0].OpenWebSockets == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status: %+v, want %d open WebSockets", st, n)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
