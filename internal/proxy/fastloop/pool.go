@@ -33,6 +33,7 @@ type pool struct {
 
 type pconn struct {
 	c        net.Conn
+	raw      syscall.RawConn // c's socket, to peek at it; nil if none
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
@@ -86,7 +87,7 @@ func (p *pool) get(client syscall.RawConn) (*pconn, error) {
 		pc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(pc.lastUsed) < idleTimeout && quiet(pc.c) {
+		if now.Sub(pc.lastUsed) < idleTimeout && quiet(pc.raw) {
 			pc.reused = true
 			pc.client = client
 			p.busy[pc] = struct{}{}
@@ -101,6 +102,9 @@ func (p *pool) get(client syscall.RawConn) (*pconn, error) {
 		return nil, err
 	}
 	pc := &pconn{c: c, br: bufio.NewReaderSize(c, p.headSize), bw: bufio.NewWriterSize(c, 4<<10), client: client}
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.raw, _ = sc.SyscallConn()
+	}
 	p.mu.Lock()
 	p.busy[pc] = struct{}{}
 	p.mu.Unlock()
@@ -128,18 +132,13 @@ func (p *pool) done(pc *pconn, reuse bool) {
 // quiet reports whether an idle connection has nothing to read: no
 // bytes the upstream sent after its last answer, and no end of stream.
 // It peeks without blocking, one syscall.
-func quiet(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+func quiet(rc syscall.RawConn) bool {
+	if rc == nil {
 		return false
 	}
 	var b [1]byte
-	ok = false
-	err = rc.Read(func(fd uintptr) bool {
+	ok := false
+	err := rc.Read(func(fd uintptr) bool {
 		_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		ok = errno == syscall.EAGAIN
 		return true // never wait
