@@ -5,25 +5,31 @@
 #      through Caddy (reverse_proxy), over plain HTTP and over HTTPS
 #      (keep-alive; ECDSA P-256 certificates: hoist's from its internal
 #      CA, nginx's and Caddy's self-signed by this script);
-#   2. a WebSocket echo round trip through each proxy;
+#   2. WebSocket echo round trips (5-byte messages, one at a time, as a
+#      LiveView interaction) through each proxy, over one WebSocket each,
+#      taking turns so that load from elsewhere hits every proxy alike;
 #   3. idle WebSockets held through hoist's proxy, and its resident
 #      memory (VmRSS) with none, half and all of them open.
 # It prints req/s and p99 for each, the ratios hoist/nginx and
 # hoist/Caddy, and checks them against the targets: hoist >= 0.8x nginx
-# and >= 2x Caddy in req/s, p99 <= 1.5x nginx's; 10,000 idle WebSockets
-# in < 150 MB.
+# and >= 2x Caddy in req/s, p99 <= 1.5x nginx's; WebSocket round trip
+# p50 and p99 <= 1.2x nginx's; 10,000 idle WebSockets in < 150 MB.
 #
 # Environment: DURATION (wrk run, default 10s), CONNS (default 50),
-# ROUNDS (runs of each wrk case, the median is kept; default 3),
-# WEBSOCKETS (default 10000; fewer if the open-files limit cannot hold
-# two descriptors a WebSocket), HOIST_BIN (a built hoist; default: build
-# ./cmd/hoist). Needs root for apt (wrk, nginx, openssl); installs Caddy
-# v2.10.2 with go install.
+# ROUNDS (runs of each wrk case, the median is kept; default 3), ECHOES
+# (WebSocket round trips through each proxy, default 5000), WEBSOCKETS
+# (default 10000; fewer if the open-files limit cannot hold two
+# descriptors a WebSocket), HOIST_BIN (a built hoist; default: build
+# ./cmd/hoist), KAMAL_PROXY_BIN (a built kamal-proxy: if set, it is timed
+# in the echo section too; it listens on all addresses, port 18083, but
+# is sent traffic on loopback only). Needs root for apt (wrk, nginx,
+# openssl); installs Caddy v2.10.2 with go install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
 conns=${CONNS:-50}
 rounds=${ROUNDS:-3}
+echoes=${ECHOES:-5000}
 want_ws=${WEBSOCKETS:-10000}
 
 need=()
@@ -113,7 +119,14 @@ https://:18445 {
 CADDY
 XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$gobin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 & pids+=($!)
 
-for port in 18000 18080 18081 18082 18443 18444 18445; do
+# Echo peers: name=address, hoist first.
+peers=hoist=127.0.0.1:18080,nginx=127.0.0.1:18081,caddy=127.0.0.1:18082
+if [ -n "${KAMAL_PROXY_BIN:-}" ]; then
+  HOME=$work XDG_RUNTIME_DIR=$work "$KAMAL_PROXY_BIN" run --http-port 18083 --https-port 18446 >"$work/kamal-proxy.log" 2>&1 & pids+=($!)
+  peers+=,kamal-proxy=127.0.0.1:18083
+fi
+
+for port in 18000 18080 18081 18082 18443 18444 18445 ${KAMAL_PROXY_BIN:+18083}; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 # bench.test over plain HTTP; secure.test over HTTPS (plain HTTP to it
@@ -122,6 +135,9 @@ curl -fsS --unix-socket "$work/proxy.sock" -X PUT http://proxy/v1/routes/bench \
   -d '{"hosts":["bench.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s"}' >/dev/null
 curl -fsS --unix-socket "$work/proxy.sock" -X PUT http://proxy/v1/routes/secure \
   -d '{"hosts":["secure.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s","tls":true}' >/dev/null
+if [ -n "${KAMAL_PROXY_BIN:-}" ]; then
+  HOME=$work XDG_RUNTIME_DIR=$work "$KAMAL_PROXY_BIN" deploy bench --target 127.0.0.1:18000 --host bench.test >/dev/null
+fi
 for i in $(seq 1 101); do
   curl -fsS -o /dev/null --cacert "$work/certs/internal-ca/root.pem" --resolve secure.test:18443:127.0.0.1 https://secure.test:18443/ 2>/dev/null && break
   [ "$i" = 101 ] && { echo "hoist's proxy got no certificate for secure.test" >&2; exit 1; }
@@ -171,11 +187,15 @@ for proto in http https; do
       p, h/n, (h/n >= 0.8 ? "met" : "MISSED"), h/c, (h/c >= 2 ? "met" : "MISSED"), hp/np, (hp/np <= 1.5 ? "met" : "MISSED") }'
 done
 
-echo "# WebSocket echo round trip (2000 round trips of a 5-byte message over one WebSocket)"
-for t in "hoist 18080" "nginx 18081" "caddy 18082"; do
-  set -- $t
-  "$work/wsidle" -addr 127.0.0.1:$2 -echo 2000 | awk -v t="$1" '{v[$1]=$2} END {printf "%-6s p50 %6.1f us  p99 %6.1f us\n", t, v["echo_p50_us"], v["echo_p99_us"]}'
-done
+echo "# WebSocket echo round trips ($echoes of a 5-byte message over one WebSocket through each proxy, taking turns)"
+"$work/wsidle" -peers "$peers" -echo "$echoes" > "$work/echo.txt"
+awk '$1 == "echo" {printf "%-11s p50 %6.1f us  p99 %6.1f us\n", $2, $3, $4}' "$work/echo.txt"
+awk '$1 == "echo" {p50[$2] = $3; p99[$2] = $4} END {
+  printf "echo  hoist/nginx p50 %.2f (target <= 1.2: %s)  p99 %.2f (target <= 1.2: %s)  hoist/caddy p50 %.2f  p99 %.2f\n",
+    p50["hoist"]/p50["nginx"], (p50["hoist"]/p50["nginx"] <= 1.2 ? "met" : "MISSED"),
+    p99["hoist"]/p99["nginx"], (p99["hoist"]/p99["nginx"] <= 1.2 ? "met" : "MISSED"),
+    p50["hoist"]/p50["caddy"], p99["hoist"]/p99["caddy"]
+  if ("kamal-proxy" in p50) printf "echo  hoist/kamal-proxy p50 %.2f  p99 %.2f\n", p50["hoist"]/p50["kamal-proxy"], p99["hoist"]/p99["kamal-proxy"] }' "$work/echo.txt"
 
 echo "# idle WebSockets through hoist's proxy (open-files limit $limit: $websockets of $want_ws fit, two descriptors each)"
 "$work/wsidle" -addr 127.0.0.1:18080 -n "$websockets" -pid "$hoist_pid" > "$work/ws.txt"
