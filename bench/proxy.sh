@@ -16,14 +16,15 @@
 # p50 and p99 <= 1.2x nginx's; 10,000 idle WebSockets in < 150 MB.
 #
 # Environment: DURATION (wrk run, default 10s), CONNS (default 50),
-# ROUNDS (runs of each wrk case, the median is kept; default 3), ECHOES
-# (WebSocket round trips through each proxy, default 5000), WEBSOCKETS
-# (default 10000; fewer if the open-files limit cannot hold two
-# descriptors a WebSocket), HOIST_BIN (a built hoist; default: build
-# ./cmd/hoist), KAMAL_PROXY_BIN (a built kamal-proxy: if set, it is timed
-# in the echo section too; it listens on all addresses, port 18083, but
-# is sent traffic on loopback only). Needs root for apt (wrk, nginx,
-# openssl); installs Caddy v2.10.2 with go install.
+# ROUNDS (runs of each wrk case and of the echo section, the median is
+# kept; default 3), ECHOES (WebSocket round trips through each proxy in
+# a run, default 5000), WEBSOCKETS (default 10000; fewer if the
+# open-files limit cannot hold two descriptors a WebSocket), HOIST_BIN (a
+# built hoist; default: build ./cmd/hoist), KAMAL_PROXY_BIN (a built
+# kamal-proxy: if set, it is timed in the echo section too; it listens
+# on all addresses, port 18083, but is sent traffic on loopback only).
+# Needs root for apt (wrk, nginx, openssl); installs Caddy v2.10.2 with
+# go install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
@@ -155,7 +156,8 @@ wrk1() {
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "error: $1: $(grep 'Non-2xx\|Socket errors' <<<"$out")" >&2; fi
   awk '/Requests\/sec/ {r=$2} $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; p=v} END {print r, p}' <<<"$out"
 }
-# median of the runs' req/s, with that run's p99
+# median of the lines, by their first number (wrk: the runs' req/s, with
+# that run's p99)
 median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 declare -A res
@@ -187,15 +189,19 @@ for proto in http https; do
       p, h/n, (h/n >= 0.8 ? "met" : "MISSED"), h/c, (h/c >= 2 ? "met" : "MISSED"), hp/np, (hp/np <= 1.5 ? "met" : "MISSED") }'
 done
 
-echo "# WebSocket echo round trips ($echoes of a 5-byte message over one WebSocket through each proxy, taking turns)"
-"$work/wsidle" -peers "$peers" -echo "$echoes" > "$work/echo.txt"
-awk '$1 == "echo" {printf "%-11s p50 %6.1f us  p99 %6.1f us\n", $2, $3, $4}' "$work/echo.txt"
-awk '$1 == "echo" {p50[$2] = $3; p99[$2] = $4} END {
+echo "# WebSocket echo round trips ($echoes of a 5-byte message over one WebSocket through each proxy, taking turns; median of $rounds runs)"
+for _ in $(seq 1 "$rounds"); do "$work/wsidle" -peers "$peers" -echo "$echoes" >> "$work/echo.txt"; done
+for peer in $(tr , '\n' <<<"$peers" | cut -d= -f1); do
+  p50=$(awk -v p="$peer" '$1 == "echo" && $2 == p {print $3}' "$work/echo.txt" | median)
+  p99=$(awk -v p="$peer" '$1 == "echo" && $2 == p {print $4}' "$work/echo.txt" | median)
+  printf '%-11s p50 %6.1f us  p99 %6.1f us\n' "$peer" "$p50" "$p99"
+done | tee "$work/echo-median.txt"
+awk '{p50[$1] = $3; p99[$1] = $6} END {
   printf "echo  hoist/nginx p50 %.2f (target <= 1.2: %s)  p99 %.2f (target <= 1.2: %s)  hoist/caddy p50 %.2f  p99 %.2f\n",
     p50["hoist"]/p50["nginx"], (p50["hoist"]/p50["nginx"] <= 1.2 ? "met" : "MISSED"),
     p99["hoist"]/p99["nginx"], (p99["hoist"]/p99["nginx"] <= 1.2 ? "met" : "MISSED"),
     p50["hoist"]/p50["caddy"], p99["hoist"]/p99["caddy"]
-  if ("kamal-proxy" in p50) printf "echo  hoist/kamal-proxy p50 %.2f  p99 %.2f\n", p50["hoist"]/p50["kamal-proxy"], p99["hoist"]/p99["kamal-proxy"] }' "$work/echo.txt"
+  if ("kamal-proxy" in p50) printf "echo  hoist/kamal-proxy p50 %.2f  p99 %.2f\n", p50["hoist"]/p50["kamal-proxy"], p99["hoist"]/p99["kamal-proxy"] }' "$work/echo-median.txt"
 
 echo "# idle WebSockets through hoist's proxy (open-files limit $limit: $websockets of $want_ws fit, two descriptors each)"
 "$work/wsidle" -addr 127.0.0.1:18080 -n "$websockets" -pid "$hoist_pid" > "$work/ws.txt"
