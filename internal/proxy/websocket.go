@@ -319,7 +319,8 @@ func (c *wsConn) pumpRaw(dir int, src syscall.RawConn) {
 	})
 }
 
-// pumpConn moves bytes from a connection that is not a plain socket (TLS).
+// pumpConn moves bytes from a connection that is not a plain socket
+// (TLS); it holds a buffer while it waits.
 func (c *wsConn) pumpConn(dir int, src net.Conn) {
 	for {
 		bp := relayBuffers.Get().(*[]byte)
@@ -340,10 +341,11 @@ func (c *wsConn) pumpConn(dir int, src net.Conn) {
 // mode (TLS, a pipe). A raw call skips the runtime's bookkeeping for a
 // call that may block (entersyscall), which costs little itself but
 // wakes the runtime's sysmon thread whenever the process was idle, as a
-// proxy between two messages is: a futex wake and two context switches
-// a hop, about a third of hoist's CPU per round trip. The sockets are
-// non-blocking, so the calls return at once; when one would block, it
-// says EAGAIN and the goroutine waits in the poller as net.Conn's do.
+// proxy between two messages is: a futex wake in the hop's path and two
+// more context switches (a fifth of the proxy's CPU per round trip,
+// docs/benchmarks.md). The sockets are non-blocking, so the calls return
+// at once; when one would block, it says EAGAIN and the goroutine waits
+// in the poller as net.Conn's do.
 func rawSocket(conn net.Conn) syscall.RawConn {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
