@@ -18,7 +18,7 @@
 # Environment: DURATION (wrk run, default 10s), CONNS (default 50),
 # ROUNDS (runs of each wrk case and of the echo section, the median is
 # kept; default 3), ECHOES (WebSocket round trips through each proxy in
-# a run, default 5000), WEBSOCKETS (default 10000; fewer if the
+# a run, default 10000), WEBSOCKETS (default 10000; fewer if the
 # open-files limit cannot hold two descriptors a WebSocket), HOIST_BIN (a
 # built hoist; default: build ./cmd/hoist), KAMAL_PROXY_BIN (a built
 # kamal-proxy: if set, it is timed in the echo section too; it listens
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
 conns=${CONNS:-50}
 rounds=${ROUNDS:-3}
-echoes=${ECHOES:-5000}
+echoes=${ECHOES:-10000}
 want_ws=${WEBSOCKETS:-10000}
 
 need=()
