@@ -7,7 +7,8 @@
 #      CA, nginx's and Caddy's self-signed by this script);
 #   2. WebSocket echo round trips (5-byte messages, one at a time, as a
 #      LiveView interaction) through each proxy, over one WebSocket each,
-#      taking turns so that load from elsewhere hits every proxy alike;
+#      taking turns (in an order drawn anew each turn) so that load from
+#      elsewhere hits every proxy alike;
 #   3. idle WebSockets held through hoist's proxy, and its resident
 #      memory (VmRSS) with none, half and all of them open.
 # It prints req/s and p99 for each, the ratios hoist/nginx and

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -39,8 +40,9 @@ func main() {
 }
 
 // echoPeers opens a WebSocket to each peer and times count round trips
-// over each, in rounds that visit every peer in turn (starting from a
-// different one each round), after a warm-up of count/10 untimed. It
+// over each, in rounds that visit every peer once, in an order drawn
+// anew each round (so that no peer always follows the same one, whose
+// leftover work could slow it), after a warm-up of count/10 untimed. It
 // prints "echo NAME P50_US P99_US" per peer.
 func echoPeers(list, host string, count int) error {
 	type peer struct {
@@ -62,9 +64,10 @@ func echoPeers(list, host string, count int) error {
 		ps = append(ps, &peer{name: name, c: c, rtts: make([]time.Duration, 0, count)})
 	}
 	warm := count / 10
+	order := rand.New(rand.NewPCG(1, 2)) // the same orders in every run
 	for i := range warm + count {
-		for j := range ps {
-			p := ps[(i+j)%len(ps)]
+		for _, j := range order.Perm(len(ps)) {
+			p := ps[j]
 			d, err := roundTrip(p.c)
 			if err != nil {
 				return fmt.Errorf("echo through %s: %w", p.name, err)
