@@ -71,10 +71,21 @@ func closeCode(payload []byte) uint16 {
 }
 
 // dialWSWith opens a WebSocket through the proxy, sending early in the
-// same write as the upgrade request.
-func dialWSWith(t testing.TB, front, host string, early []byte) (net.Conn, *bufio.Reader) {
+// same write as the upgrade request; rcvbuf, if not 0, is the client
+// socket's receive buffer, set before it connects.
+func dialWSWith(t testing.TB, front, host string, early []byte, rcvbuf int) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.Dial("tcp", front)
+	d := net.Dialer{}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var err error
+			c.Control(func(fd uintptr) {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			return err
+		}
+	}
+	conn, err := d.Dial("tcp", front)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,14 +126,17 @@ func TestRelayRoundTrips(t *testing.T) {
 	setRoute(t, s, r)
 
 	early := []byte("early bird")
-	conn, br := dialWSWith(t, addrOf(front.URL), "a.test", frame(0x2, early, true))
+	conn, br := dialWSWith(t, addrOf(front.URL), "a.test", frame(0x2, early, true), 4<<10)
 	for _, want := range [][]byte{[]byte(greeting), early} {
 		if _, p, err := readFrame(br); err != nil || !bytes.Equal(p, want) {
 			t.Fatalf("early bytes: got %q %v, want %q", p, err, want)
 		}
 	}
-	if err := relayOnSockets(s.table.Load().byApp("a").up); err != nil {
-		t.Error(err)
+	// Small buffers on the client's side of the proxy, and a small receive
+	// buffer on the client's (above): the proxy's writes of the longer
+	// messages are cut short and wait until the socket can take more.
+	if err := relayOnSockets(s.table.Load().byApp("a").up, 4<<10); err != nil {
+		t.Fatal(err)
 	}
 
 	const rounds, drainAt = 3000, 300
@@ -191,8 +205,8 @@ func checkGoingAway(t *testing.T, conn net.Conn, br *bufio.Reader, payload []byt
 }
 
 // relayOnSockets checks that u's WebSockets read and write both sides'
-// sockets themselves.
-func relayOnSockets(u *upstream) error {
+// sockets themselves, and sets the send buffer of their client sockets.
+func relayOnSockets(u *upstream, sndbuf int) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.ws) == 0 {
@@ -201,6 +215,13 @@ func relayOnSockets(u *upstream) error {
 	for c := range u.ws {
 		if c.dirs[toClient].raw == nil || c.dirs[toBackend].raw == nil {
 			return fmt.Errorf("a WebSocket relays through net.Conn, not its sockets")
+		}
+		var err error
+		c.dirs[toClient].raw.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndbuf)
+		})
+		if err != nil {
+			return fmt.Errorf("send buffer: %w", err)
 		}
 	}
 	return nil
@@ -213,7 +234,7 @@ func BenchmarkWebSocketRoundTrip(b *testing.B) {
 	up := newEchoUpstream(b)
 	s, front := newProxy(b, Options{})
 	setRoute(b, s, route("a", up.addr, "a.test"))
-	conn, br := dialWSWith(b, addrOf(front.URL), "a.test", nil)
+	conn, br := dialWSWith(b, addrOf(front.URL), "a.test", nil, 0)
 	conn.SetDeadline(time.Time{})
 	if _, _, err := readFrame(br); err != nil {
 		b.Fatal(err)
