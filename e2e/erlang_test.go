@@ -314,23 +314,7 @@ func (p *erlangProof) logsPrunedWithReleases() {
 // fail for the other's lock.
 func (p *erlangProof) concurrentDeploys() []string {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	type result struct {
-		stdout, stderr string
-		err            error
-	}
-	results := make([]result, 2)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := &results[i]
-			r.stdout, r.stderr, r.err = hoist(ctx, p.a.dir, "deploy")
-		}()
-	}
-	wg.Wait()
+	results := hoistAtOnce(p.a.dir, 2, "deploy")
 	var ids []string
 	for i, r := range results {
 		switch {

@@ -122,6 +122,31 @@ func hoistWithEnv(ctx context.Context, dir string, env []string, args ...string)
 	return out.String(), errb.String(), err
 }
 
+// hoistRun is what one hoist command did.
+type hoistRun struct {
+	stdout, stderr string
+	err            error
+}
+
+// hoistAtOnce runs n times hoist with args in dir, all at once, as from
+// n terminals, each for 3 minutes at most.
+func hoistAtOnce(dir string, n int, args ...string) []hoistRun {
+	runs := make([]hoistRun, n)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			r := &runs[i]
+			r.stdout, r.stderr, r.err = hoist(ctx, dir, args...)
+		}()
+	}
+	wg.Wait()
+	return runs
+}
+
 // mustHoist runs hoist and fails the test when it fails.
 func mustHoist(t *testing.T, dir string, args ...string) string {
 	t.Helper()

@@ -340,3 +340,18 @@ func FuzzSize(f *testing.F) {
 		}
 	})
 }
+
+// run.erlang.listen takes loopback or a network inside a private one.
+func TestErlangListenAccepts(t *testing.T) {
+	for _, listen := range []string{"loopback", "10.0.0.0/16", "172.16.5.0/24", "192.168.1.0/24", "100.64.0.0/10", "10.213.7.0/24"} {
+		t.Run(listen, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+"  erlang:\n    listen: "+listen+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Run.Erlang.Listen != listen {
+				t.Errorf("listen = %q, want %q", c.Run.Erlang.Listen, listen)
+			}
+		})
+	}
+}
