@@ -129,7 +129,11 @@ func (l Layout) epmdPort(id string, addr netip.Addr, http int) (int, error) {
 		return freePort(http, http+1)
 	}
 	port := clusterEPMDPort(l.App, id)
-	if !portFree(port) || port == http || port == http+1 {
+	if port == http || port == http+1 {
+		return 0, fmt.Errorf("port %d, the epmd port of release %s on every host (run.erlang.listen), is run.port or the one after it", port, id)
+	}
+	// A release activated again while it runs holds it already.
+	if l.readPorts(id).EPMD != port && !portFree(port) {
 		return 0, fmt.Errorf("port %d, the epmd port of release %s on every host (run.erlang.listen), is taken on this host", port, id)
 	}
 	return port, nil

@@ -104,6 +104,14 @@ func TestClusterEPMDPortIsTheReleases(t *testing.T) {
 	if _, err := l.epmdPort(id1, addr, 3000); err == nil || !strings.Contains(err.Error(), "is taken") {
 		t.Errorf("a taken epmd port gives %v, want an error saying so", err)
 	}
+	// Unless the release holds it: it is activated again while it runs.
+	install(t, l, id1)
+	if err := l.writePorts(id1, Ports{HTTP: 3000, EPMD: p1, Addr: addr}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := l.epmdPort(id1, addr, 3000); err != nil || p != p1 {
+		t.Errorf("the running release's own epmd port: %d, %v; want %d", p, err, p1)
+	}
 }
 
 func TestAddrIn(t *testing.T) {
