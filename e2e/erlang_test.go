@@ -38,8 +38,9 @@ func TestErlangReleasesDoneRight(t *testing.T) {
 	p := &erlangProof{t: t, hosts: hosts, conns: map[string]transport.Conn{}}
 	p.a = newElixirApp(t, "erl", 4020, hosts, elixirRootfs,
 		"proxy:\n  hosts: ["+name+"]\n  tls: internal\n  drain_timeout: 2s\nkeep_releases: 3\n")
-	// A release that never answers its health check fails in seconds.
-	p.a.edit(t, "hoist.yml", "timeout: 60s", "timeout: "+brokenHealthTimeout.String())
+	// A release that never answers its health check fails in seconds;
+	// one that does is seen at once.
+	p.a.edit(t, "hoist.yml", "timeout: 60s\n  interval: 500ms", "timeout: "+brokenHealthTimeout.String()+"\n  interval: 200ms")
 	for _, h := range hosts {
 		p.conns[h] = dialLab(t, h)
 	}
@@ -167,7 +168,7 @@ func (p *erlangProof) timed(step string, limit time.Duration, ok bool, args ...s
 		p.t.Fatalf("%s: hoist %s: %v (want ok=%v)\nstdout:\n%s\nstderr:\n%s", step, strings.Join(args, " "), err, ok, stdout, stderr)
 	}
 	if took > limit {
-		p.t.Errorf("%s took %.1fs, more than %s", step, took.Seconds(), limit)
+		p.t.Errorf("%s took %.1fs, more than %s:\n%s", step, took.Seconds(), limit, stderr)
 	}
 	if !ok {
 		return stderr
