@@ -95,7 +95,9 @@ func addrs(ss ...string) Targets {
 	return t
 }
 
-func rr(name, typ, data string) libdns.RR { return libdns.RR{Name: name, Type: typ, Data: data, TTL: DefaultTTL} }
+func rr(name, typ, data string) libdns.RR {
+	return libdns.RR{Name: name, Type: typ, Data: data, TTL: DefaultTTL}
+}
 
 const ours = "heritage=hoist,hoist/owner=shop"
 
@@ -117,13 +119,13 @@ func TestApply(t *testing.T) {
 			actions: map[string]Action{"example.com": Create, "www.example.com": Create},
 		},
 		"in step: nothing to do": {
-			zone: []libdns.RR{rr("www", "A", "10.0.0.1"), rr("_hoist.www", "TXT", ours)},
+			zone:  []libdns.RR{rr("www", "A", "10.0.0.1"), rr("_hoist.www", "TXT", ours)},
 			names: []string{"www.example.com"}, targets: addrs("10.0.0.1"),
 			want:    []string{"_hoist.www TXT " + ours, "www A 10.0.0.1"},
 			actions: map[string]Action{"www.example.com": None},
 		},
 		"follows a changed address": {
-			zone: []libdns.RR{rr("www", "A", "10.0.0.1"), rr("www", "A", "10.0.0.2"), rr("_hoist.www", "TXT", ours)},
+			zone:  []libdns.RR{rr("www", "A", "10.0.0.1"), rr("www", "A", "10.0.0.2"), rr("_hoist.www", "TXT", ours)},
 			names: []string{"www.example.com"}, targets: addrs("10.0.0.1", "10.0.0.3"),
 			want:    []string{"_hoist.www TXT " + ours, "www A 10.0.0.1", "www A 10.0.0.3"},
 			actions: map[string]Action{"www.example.com": Update},
