@@ -196,19 +196,22 @@ func hint(provider string, err error) string {
 		}
 		return false
 	}
-	creds := strings.Join(Variables(provider), ", ")
+	creds := "the credentials"
+	if vs := credentialVars(provider); len(vs) > 0 {
+		creds = strings.Join(vs, ", ")
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) ||
 		has("connection refused", "no route to host", "network is unreachable", "connection reset", "eof", "i/o timeout"):
 		return "the DNS provider did not answer; nothing after the last change listed was made. Run the command again when it is reachable: hoist picks up where it stopped"
-	case has("does not serve zone", "notzone", "nxdomain", "no such zone", "zone not found", "could not find zone", "no hosted zone"):
+	case has("does not serve zone", "hostedzonenotfound", "no zones found", "notzone", "nxdomain", "no such zone", "zone not found", "could not find zone", "no hosted zone"):
 		return "check dns.zone: the provider does not serve that zone for these credentials"
 	case has("notauth", "badsig", "badkey", "bad signature", "bad authentication", "tsig", "unauthorized", "authentication", "forbidden", "401", "403", "invalid access token", "refused", "signaturedoesnotmatch", "invalidclienttokenid", "credentials"):
 		return "the provider refused the credentials: check " + creds + " (environment or `hoist secrets`)"
 	case has("hosted zone", "not found", "404"):
 		return "check dns.zone: the provider does not serve that zone for these credentials"
 	}
-	return "check dns.provider, dns.zone and " + creds
+	return "check dns.provider, dns.zone, dns.settings and " + creds
 }
 
 // ApplyError is an apply that stopped at a failed step.

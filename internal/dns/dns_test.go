@@ -331,7 +331,7 @@ func TestProviderErrorsNameRecordProviderAndHint(t *testing.T) {
 		hint string
 	}{
 		"bad TSIG":           {errors.New(`dns response error code "NOTAUTH" (9)`), "RFC2136_KEY"},
-		"bad token":          {errors.New("GET https://api.dnsimple.com/v2/whoami: 401 Authentication failed"), "check RFC2136_KEY_NAME"},
+		"bad token":          {errors.New("GET https://api.dnsimple.com/v2/whoami: 401 Authentication failed"), "check RFC2136_KEY"},
 		"no such zone":       {errors.New(`dns response error code "NOTZONE" (10)`), "check dns.zone"},
 		"server unreachable": {fmt.Errorf("dial: %w", context.DeadlineExceeded), "did not answer"},
 		"provider panics":    {nil, "check dns.provider"},

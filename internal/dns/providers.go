@@ -11,7 +11,6 @@ import (
 
 	"github.com/libdns/cloudflare"
 	"github.com/libdns/dnsimple"
-	"github.com/libdns/route53"
 )
 
 // providers is every DNS provider hoist can drive, by the name hoist.yml
@@ -23,7 +22,7 @@ var providers = map[string]kind{
 	"cloudflare": kindOf[cloudflare.Provider]("CLOUDFLARE", nil, []string{"api_token"}),
 	"dnsimple":   kindOf[dnsimple.Provider]("DNSIMPLE", []string{"account_id", "api_url"}, []string{"api_access_token"}),
 	"rfc2136":    kindOf[rfc2136Provider]("RFC2136", []string{"server", "key_name", "key_alg"}, []string{"server", "key_name", "key"}),
-	"route53":    kindOf[route53.Provider]("AWS", []string{"region", "hosted_zone_id", "max_retries", "route53_max_wait", "wait_for_route53_sync"}, nil),
+	"route53":    kindOf[route53Provider]("AWS", []string{"region", "hosted_zone_id", "max_retries", "route53_max_wait", "wait_for_route53_sync", "skip_route53_sync_on_delete"}, nil),
 }
 
 // kind is one provider of the table: how to make it and fill it.
@@ -227,6 +226,22 @@ func Variables(provider string) []string {
 	var out []string
 	for _, f := range k.fields() {
 		out = append(out, f.env)
+	}
+	return out
+}
+
+// credentialVars are the variables of a provider's credentials, for
+// messages.
+func credentialVars(provider string) []string {
+	k, ok := providers[provider]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, f := range k.fields() {
+		if !k.isSetting(f.key) {
+			out = append(out, f.env)
+		}
 	}
 	return out
 }

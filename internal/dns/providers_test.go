@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/libdns/rfc2136"
-	"github.com/libdns/route53"
 )
 
 func TestEveryProviderIsComplete(t *testing.T) {
@@ -54,7 +53,7 @@ func TestGatherAndNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := r.(*route53.Provider)
+	got := &r.(*route53Provider).Provider
 	if got.Region != "eu-west-1" || got.MaxRetries != 2 || got.Route53MaxWait != 30*time.Second || !got.WaitForRoute53Sync {
 		t.Errorf("route53 provider filled as %+v", got)
 	}
