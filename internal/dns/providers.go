@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/libdns/cloudflare"
-	"github.com/libdns/dnsimple"
 )
 
 // providers is every DNS provider hoist can drive, by the name hoist.yml
@@ -20,7 +19,7 @@ import (
 // without.
 var providers = map[string]kind{
 	"cloudflare": kindOf[cloudflare.Provider]("CLOUDFLARE", nil, []string{"api_token"}),
-	"dnsimple":   kindOf[dnsimple.Provider]("DNSIMPLE", []string{"account_id", "api_url"}, []string{"api_access_token"}),
+	"dnsimple":   kindOf[dnsimpleProvider]("DNSIMPLE", []string{"account_id", "api_url"}, []string{"api_access_token"}),
 	"rfc2136":    kindOf[rfc2136Provider]("RFC2136", []string{"server", "key_name", "key_alg"}, []string{"server", "key_name", "key"}),
 	"route53":    kindOf[route53Provider]("AWS", []string{"region", "hosted_zone_id", "max_retries", "route53_max_wait", "wait_for_route53_sync", "skip_route53_sync_on_delete"}, nil),
 }
