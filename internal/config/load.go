@@ -312,7 +312,7 @@ func (c *Config) validate() error {
 	if c.KeepReleases < 2 {
 		return errAt("$.keep_releases", "must be at least 2, so that there is a release to roll back to")
 	}
-	return nil
+	return c.validateDNS()
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
