@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
@@ -50,7 +52,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		if err != nil {
 			return err
 		}
-		env = secrets.EnvFile(vals)
+		env = secrets.EnvFile(appSecrets(vals))
 	}
 	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild})
 	if err != nil {
@@ -71,6 +73,18 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	}
 	fmt.Fprintln(s.out, art.Manifest.ID)
 	return nil
+}
+
+// appSecrets are the secrets the app gets: all but hoist's own DNS
+// credentials.
+func appSecrets(vals map[string]string) map[string]string {
+	out := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if !strings.HasPrefix(k, dns.SecretPrefix) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {

@@ -96,6 +96,7 @@ func newRoot(s *streams) *cobra.Command {
 		newLockCmd(s, g),
 		newSecretsCmd(s, g),
 		newProxyCmd(s, g),
+		newDNSCmd(s, g),
 		newHostCmd(s),
 	)
 	return root

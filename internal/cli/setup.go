@@ -83,7 +83,16 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 		a.logf(s, h, "ready for %s (%s/%s, %s)", a.cfg.App, facts.OS, facts.Arch, glibc)
 		return nil
 	})
-	return report(s.err, results, "setup")
+	if err := report(s.err, results, "setup"); err != nil {
+		return err
+	}
+	if len(o.hosts) > 0 && a.cfg.DNS.KeepsRecords() {
+		// The records point at every host of hoist.yml, not at the few
+		// named here.
+		fmt.Fprintln(s.err, "dns: records left as they are with --host; `hoist dns apply` sets them")
+		return nil
+	}
+	return syncDNS(ctx, a.cfg, a.repo, s.err)
 }
 
 func (a *app) logf(s *streams, h, format string, args ...any) {

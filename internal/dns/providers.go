@@ -139,7 +139,7 @@ func CheckSettings(provider string, settings map[string]string) error {
 			return &SettingError{Key: key, Msg: fmt.Sprintf("%s has no setting %q; it has %s", provider, key, strings.Join(k.keys(), ", "))}
 		}
 		if !k.isSetting(key) {
-			return &SettingError{Key: key, Msg: fmt.Sprintf("%s is a credential: keep it out of hoist.yml, in the environment or in `hoist secrets set %s`", key, f.env)}
+			return &SettingError{Key: key, Msg: fmt.Sprintf("%s is a credential: keep it out of hoist.yml, in the environment as %s or in `hoist secrets set %s%s`", key, f.env, SecretPrefix, f.env)}
 		}
 		if err := f.set(reflect.New(k.typ), settings[key]); err != nil {
 			return &SettingError{Key: key, Msg: err.Error()}
@@ -161,18 +161,23 @@ func (k kind) keys() []string {
 	return out
 }
 
+// SecretPrefix starts the names of hoist secrets that hold DNS
+// credentials (HOIST_DNS_RFC2136_KEY): hoist reads them, and keeps them
+// out of the app's environment.
+const SecretPrefix = "HOIST_DNS_"
+
 // Credentials are a provider's values by field key, gathered from
 // hoist.yml's settings, hoist secrets and the environment. They travel
 // to the host whose proxy solves DNS-01 challenges.
 type Credentials map[string]string
 
-// Lookup finds a value by environment variable name: the environment
-// first, then hoist secrets.
+// Lookup finds a value by environment variable name (the environment
+// first, then hoist secrets under SecretPrefix + name).
 type Lookup func(name string) (string, bool)
 
 // Gather collects the values of provider's fields: the environment or
-// hoist secrets (by the field's variable, like DNSIMPLE_API_ACCESS_TOKEN)
-// win over hoist.yml's settings. A required field missing is an error
+// hoist secrets (by the field's variable, like DNSIMPLE_API_ACCESS_TOKEN,
+// through lookup) win over hoist.yml's settings. A required field missing is an error
 // that names its variable.
 func Gather(provider string, settings map[string]string, lookup Lookup) (Credentials, error) {
 	k, ok := providers[provider]
@@ -187,36 +192,54 @@ func Gather(provider string, settings map[string]string, lookup Lookup) (Credent
 			c[f.key] = v
 		}
 	}
-	var missing []string
+	e := &MissingError{Provider: provider}
 	for _, key := range k.required {
 		if c[key] == "" {
-			f, _ := k.field(key)
-			if k.isSetting(key) {
-				missing = append(missing, fmt.Sprintf("%s (or dns.settings.%s)", f.env, key))
-			} else {
-				missing = append(missing, f.env)
-			}
+			e.Keys = append(e.Keys, key)
 		}
 	}
-	if len(missing) > 0 {
-		return nil, &MissingError{Provider: provider, Vars: missing}
+	if len(e.Keys) > 0 {
+		return nil, e
 	}
 	return c, nil
 }
 
-// MissingError names the credentials a provider lacks.
+// MissingError names the fields a provider lacks, by their keys.
 type MissingError struct {
 	Provider string
-	Vars     []string
+	Keys     []string
 }
 
 func (e *MissingError) Error() string {
-	return fmt.Sprintf("DNS provider %s needs %s", e.Provider, strings.Join(e.Vars, ", "))
+	k := providers[e.Provider]
+	var parts []string
+	for _, key := range e.Keys {
+		f, _ := k.field(key)
+		if k.isSetting(key) {
+			parts = append(parts, fmt.Sprintf("%s (or dns.settings.%s)", f.env, key))
+		} else {
+			parts = append(parts, f.env)
+		}
+	}
+	return fmt.Sprintf("DNS provider %s needs %s", e.Provider, strings.Join(parts, ", "))
 }
 
-// Variables are the environment variables (and hoist secrets) a
-// provider reads, so that they can be kept out of the app's own
-// environment.
+// Secret is the hoist secret that can hold a missing credential: the
+// first that is not a setting, or else the first.
+func (e *MissingError) Secret() string {
+	k := providers[e.Provider]
+	key := e.Keys[0]
+	for _, x := range e.Keys {
+		if !k.isSetting(x) {
+			key = x
+			break
+		}
+	}
+	f, _ := k.field(key)
+	return SecretPrefix + f.env
+}
+
+// Variables are the environment variables a provider reads.
 func Variables(provider string) []string {
 	k, ok := providers[provider]
 	if !ok {

@@ -83,8 +83,8 @@ func TestCheckSettings(t *testing.T) {
 		"valid":              {"rfc2136", map[string]string{"server": "ns1.example.com:53", "key_name": "k"}, ""},
 		"unknown provider":   {"bind", nil, `unknown DNS provider "bind": hoist knows cloudflare, dnsimple, rfc2136, route53`},
 		"unknown setting":    {"dnsimple", map[string]string{"token": "x"}, `dnsimple has no setting "token"`},
-		"credential in yml":  {"cloudflare", map[string]string{"api_token": "x"}, "api_token is a credential: keep it out of hoist.yml, in the environment or in `hoist secrets set CLOUDFLARE_API_TOKEN`"},
-		"secret key in yml":  {"rfc2136", map[string]string{"key": "x"}, "`hoist secrets set RFC2136_KEY`"},
+		"credential in yml":  {"cloudflare", map[string]string{"api_token": "x"}, "api_token is a credential: keep it out of hoist.yml, in the environment as CLOUDFLARE_API_TOKEN or in `hoist secrets set HOIST_DNS_CLOUDFLARE_API_TOKEN`"},
+		"secret key in yml":  {"rfc2136", map[string]string{"key": "x"}, "`hoist secrets set HOIST_DNS_RFC2136_KEY`"},
 		"wrong type":         {"route53", map[string]string{"max_retries": "many"}, `AWS_MAX_RETRIES: "many" is not a whole number`},
 		"valid route53 wait": {"route53", map[string]string{"route53_max_wait": "2m", "region": "us-east-1"}, ""},
 	}

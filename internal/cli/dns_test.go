@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/secrets"
+)
+
+const dnsApp = `version: 1
+app: shop
+hosts: [10.0.0.1, web2]
+build:
+  command: make
+  output: d
+run:
+  command: ./x
+proxy:
+  hosts: [www.hoist.test, "*.apps.hoist.test"]
+dns:
+  provider: rfc2136
+  zone: hoist.test
+  addresses:
+    web2: [10.0.0.2, "2001:db8::2"]
+`
+
+func writeApp(t *testing.T, yml string) (string, *config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "hoist.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOIST_SECRETS_KEY", filepath.Join(t.TempDir(), "key.age"))
+	for _, v := range dns.Variables("rfc2136") {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	return dir, cfg
+}
+
+// TestDNSCredentials takes credentials from the environment first, then
+// from hoist secrets under HOIST_DNS_, and names what is missing.
+func TestDNSCredentials(t *testing.T) {
+	dir, cfg := writeApp(t, dnsApp)
+	_, err := dnsCredentials(cfg, dir)
+	if err == nil || !strings.Contains(err.Error(), "DNS provider rfc2136 needs RFC2136_SERVER (or dns.settings.server), RFC2136_KEY_NAME (or dns.settings.key_name), RFC2136_KEY") {
+		t.Fatalf("without credentials: %v", err)
+	}
+	st := secretsStore(cfg, dir)
+	if err := st.Save(map[string]string{"HOIST_DNS_RFC2136_KEY": "from-secrets", "HOIST_DNS_RFC2136_KEY_NAME": "k", "DATABASE_URL": "postgres://"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RFC2136_SERVER", "127.0.0.1:53")
+	t.Setenv("RFC2136_KEY_NAME", "from-env")
+	c, err := dnsCredentials(cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(dns.Credentials{"server": "127.0.0.1:53", "key_name": "from-env", "key": "from-secrets"}, c); diff != "" {
+		t.Errorf("credentials (-want +got):\n%s", diff)
+	}
+}
+
+// TestAppSecretsLeaveOutDNSCredentials: the app's environment file never
+// holds hoist's DNS credentials.
+func TestAppSecretsLeaveOutDNSCredentials(t *testing.T) {
+	got := string(secrets.EnvFile(appSecrets(map[string]string{"HOIST_DNS_CLOUDFLARE_API_TOKEN": "t", "SECRET_KEY_BASE": "s", "AWS_ACCESS_KEY_ID": "app's own"})))
+	if want := "AWS_ACCESS_KEY_ID=\"app's own\"\nSECRET_KEY_BASE=\"s\"\n"; got != want {
+		t.Errorf("env file = %q, want %q", got, want)
+	}
+}
+
+func TestDNSWantFromHostsAndAddresses(t *testing.T) {
+	_, cfg := writeApp(t, dnsApp)
+	got, err := dnsWant(t.Context(), cfg, cfg.Hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := dns.Records{dns.TypeA: {"10.0.0.1", "10.0.0.2"}, dns.TypeAAAA: {"2001:db8::2"}}
+	if diff := cmp.Diff(dns.Want{"www.hoist.test": r, "*.apps.hoist.test": r}, got); diff != "" {
+		t.Errorf("want (-want +got):\n%s", diff)
+	}
+}
+
+func TestDNSVerbErrors(t *testing.T) {
+	dir, _ := writeApp(t, dnsApp)
+	tests := map[string]struct {
+		yml, inStderr string
+		args          []string
+		code          int
+	}{
+		"no dns section": {strings.Split(dnsApp, "proxy:")[0], "hint: name the app's DNS provider and zone under dns:", []string{"dns", "plan"}, 1},
+		"no credentials": {dnsApp, "hint: export them, or keep them in hoist secrets under HOIST_DNS_, like `hoist secrets set HOIST_DNS_RFC2136_KEY`", []string{"dns", "status"}, 1},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte(tt.yml), 0o644)
+			stdout, stderr, err := run(t, dir, tt.args...)
+			if got := ExitCode(err); got != tt.code {
+				t.Errorf("exit code %d, want %d (err %v)", got, tt.code, err)
+			}
+			if !strings.Contains(stderr, tt.inStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr, tt.inStderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q", stdout)
+			}
+		})
+	}
+}
