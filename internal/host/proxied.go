@@ -58,6 +58,9 @@ type proxyIssuer struct {
 var (
 	ProxyIssuerPath    = filepath.Join(filepath.Dir(ProxyStorage), "issuer.json")
 	ProxyACMERootsPath = filepath.Join(filepath.Dir(ProxyStorage), "acme-roots.pem")
+	// ProxyTLSPlans holds each app's certificate plan (internal/certs),
+	// 0600: the issuer's holds the DNS provider's credentials.
+	ProxyTLSPlans = filepath.Join(filepath.Dir(ProxyStorage), "tls")
 )
 
 func (p proxyIssuer) flags() []string {
