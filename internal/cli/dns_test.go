@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/secrets"
@@ -116,5 +118,55 @@ func TestDNSVerbErrors(t *testing.T) {
 				t.Errorf("stdout = %q", stdout)
 			}
 		})
+	}
+}
+
+// TestCertPlans: the first host obtains every name, with the DNS
+// credentials for DNS-01; the others copy from it with the same secret
+// and no credentials.
+func TestCertPlans(t *testing.T) {
+	yml := strings.Replace(dnsApp, `hosts: [www.hoist.test, "*.apps.hoist.test"]`, `hosts: [www.hoist.test, "*.apps.hoist.test"]
+  tls: acme`, 1)
+	dir, cfg := writeApp(t, yml)
+	t.Setenv("RFC2136_SERVER", "10.0.0.53:53")
+	t.Setenv("RFC2136_KEY_NAME", "k")
+	t.Setenv("RFC2136_KEY", "c2VjcmV0")
+	s := &streams{out: io.Discard, err: io.Discard}
+	a := &app{cfg: cfg, repo: dir, hosts: cfg.Hosts}
+	plans, err := certPlans(t.Context(), s, a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, copier := plans["10.0.0.1"], plans["web2"]
+	if issuer == nil || copier == nil || issuer.PeerSecret == "" || issuer.PeerSecret != copier.PeerSecret {
+		t.Fatalf("plans %+v, %+v", issuer, copier)
+	}
+	wantIssuer := []certs.PlanName{{Name: "www.hoist.test", Challenge: "http-01", Peers: true}, {Name: "*.apps.hoist.test", Challenge: "dns-01", Peers: true}}
+	wantCopier := []certs.PlanName{{Name: "www.hoist.test", Challenge: "http-01", From: "10.0.0.1:9443"}, {Name: "*.apps.hoist.test", Challenge: "dns-01", From: "10.0.0.1:9443"}}
+	if diff := cmp.Diff(wantIssuer, issuer.Names); diff != "" {
+		t.Errorf("issuer's names (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantCopier, copier.Names); diff != "" {
+		t.Errorf("copier's names (-want +got):\n%s", diff)
+	}
+	if issuer.DNS == nil || issuer.DNS.Credentials["key"] != "c2VjcmV0" || copier.DNS != nil {
+		t.Errorf("DNS credentials: issuer %+v, copier %+v", issuer.DNS, copier.DNS)
+	}
+	again, _ := certPlans(t.Context(), s, a, false)
+	if again["web2"].PeerSecret == copier.PeerSecret {
+		t.Error("the peer secret did not change with the setup")
+	}
+	if p, _ := certPlans(t.Context(), s, a, true); p != nil {
+		t.Errorf("with --host on two hosts, plans %+v, want them left alone", p)
+	}
+	a.hosts = cfg.Hosts[:1]
+	one, _ := certPlans(t.Context(), s, a, false)
+	if p := one["10.0.0.1"]; p == nil || p.PeerSecret != "" || p.Names[0].Peers {
+		t.Errorf("one host: %+v", p)
+	}
+	a.cfg.Proxy.TLS = config.TLS{Mode: config.TLSInternal}
+	none, _ := certPlans(t.Context(), s, a, false)
+	if p := none["10.0.0.1"]; p == nil || len(p.Names) != 0 {
+		t.Errorf("tls: internal: %+v, want an empty plan (removes one left)", p)
 	}
 }
