@@ -238,21 +238,32 @@ func dnsWant(ctx context.Context, cfg *config.Config, hosts []string) (dns.Want,
 		return nil, usererr.New("no hosts to point %s at", strings.Join(cfg.Proxy.Hosts, ", ")).
 			WithHint("list them under hosts: in hoist.yml")
 	}
-	var addrs []netip.Addr
+	t, err := dnsTargets(ctx, cfg, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return dns.Desired(cfg.Proxy.Hosts, t)
+}
+
+// dnsTargets are where the app's names point: its hosts' addresses. It
+// is the one place to plug in what hoist provision records: the public
+// addresses of the hosts it made, or its balancer's DNS name
+// (dns.Targets.Balancer).
+func dnsTargets(ctx context.Context, cfg *config.Config, hosts []string) (dns.Targets, error) {
+	var t dns.Targets
 	for _, h := range hosts {
 		as, err := hostAddresses(ctx, cfg, h)
 		if err != nil {
-			return nil, err
+			return t, err
 		}
-		addrs = append(addrs, as...)
+		t.Addresses = append(t.Addresses, as...)
 	}
-	return dns.Desired(cfg.Proxy.Hosts, dns.Targets{Addresses: addrs})
+	return t, nil
 }
 
 // hostAddresses are the addresses a host's names point at: dns.addresses
 // for it, else the address hoist reaches it by (an ssh_config alias's
-// HostName, resolved). Provisioned hosts will come from provision's
-// recorded state here.
+// HostName, resolved).
 func hostAddresses(ctx context.Context, cfg *config.Config, h string) ([]netip.Addr, error) {
 	if list, ok := cfg.DNS.Addresses[h]; ok {
 		var out []netip.Addr
