@@ -107,16 +107,7 @@ func TestDNSVerbErrors(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte(tt.yml), 0o644)
-			stdout, stderr, err := run(t, dir, tt.args...)
-			if got := ExitCode(err); got != tt.code {
-				t.Errorf("exit code %d, want %d (err %v)", got, tt.code, err)
-			}
-			if !strings.Contains(stderr, tt.inStderr) {
-				t.Errorf("stderr %q does not contain %q", stderr, tt.inStderr)
-			}
-			if stdout != "" {
-				t.Errorf("stdout = %q", stdout)
-			}
+			wantFailure(t, dir, tt.args, tt.code, tt.inStderr)
 		})
 	}
 }

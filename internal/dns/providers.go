@@ -51,6 +51,9 @@ func Providers() []string {
 // Those of an embedded struct count as the provider's own, so that hoist
 // can wrap a provider to mend it (rfc2136.go).
 func (k kind) fields() []field {
+	if k.typ == nil {
+		return nil // not a provider of the table
+	}
 	var out []field
 	for _, f := range reflect.VisibleFields(k.typ) {
 		tag := strings.Split(f.Tag.Get("json"), ",")[0]
@@ -240,28 +243,17 @@ func (e *MissingError) Secret() string {
 }
 
 // Variables are the environment variables a provider reads.
-func Variables(provider string) []string {
-	k, ok := providers[provider]
-	if !ok {
-		return nil
-	}
-	var out []string
-	for _, f := range k.fields() {
-		out = append(out, f.env)
-	}
-	return out
-}
+func Variables(provider string) []string { return variables(provider, false) }
 
 // credentialVars are the variables of a provider's credentials, for
 // messages.
-func credentialVars(provider string) []string {
-	k, ok := providers[provider]
-	if !ok {
-		return nil
-	}
+func credentialVars(provider string) []string { return variables(provider, true) }
+
+func variables(provider string, credentialsOnly bool) []string {
+	k := providers[provider]
 	var out []string
 	for _, f := range k.fields() {
-		if !k.isSetting(f.key) {
+		if !credentialsOnly || !k.isSetting(f.key) {
 			out = append(out, f.env)
 		}
 	}
