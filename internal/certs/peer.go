@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -49,8 +50,37 @@ const DefaultPeerPort = 9443
 func peerSNI(app string) string { return app + ".peer.hoist.invalid" }
 
 // peerIdentity is the certificate both ends of app's channel present,
-// and its public key: an Ed25519 key derived from the secret.
+// and its public key: an Ed25519 key derived from the secret. It is
+// made once per app and secret, so that a stranger's handshakes cost
+// the issuer no more than a lookup.
 func peerIdentity(app, secret string) (tls.Certificate, ed25519.PublicKey, error) {
+	key := app + "\x00" + secret
+	identitiesMu.Lock()
+	defer identitiesMu.Unlock()
+	if id, ok := identities[key]; ok {
+		return id.cert, id.pub, nil
+	}
+	cert, pub, err := makePeerIdentity(app, secret)
+	if err == nil {
+		if len(identities) > 64 {
+			clear(identities) // secrets change with each setup: drop the old
+		}
+		identities[key] = identity{cert, pub}
+	}
+	return cert, pub, err
+}
+
+type identity struct {
+	cert tls.Certificate
+	pub  ed25519.PublicKey
+}
+
+var (
+	identitiesMu sync.Mutex
+	identities   = map[string]identity{}
+)
+
+func makePeerIdentity(app, secret string) (tls.Certificate, ed25519.PublicKey, error) {
 	raw, err := base64.StdEncoding.DecodeString(secret)
 	if err != nil || len(raw) < 16 {
 		return tls.Certificate{}, nil, fmt.Errorf("peer secret of %s: not base64 of at least 16 bytes", app)
