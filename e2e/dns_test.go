@@ -6,9 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -127,11 +127,13 @@ func TestDNSAndCertificatesOnTwoHosts(t *testing.T) {
 
 	// A host's address changes: the records follow at the next setup.
 	moved := netip.AddrFrom4([4]byte{addr[0], addr[1], addr[2], 222}).String()
-	conn := dialLab(t, hosts[1])
+	ns := labNamespace(t, hosts[1])
 	ip := func(verb string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return conn.Run(ctx, "ip addr "+verb+" "+moved+"/24 dev eth0", nil, io.Discard, io.Discard)
+		out, err := exec.Command("ip", "-n", ns, "addr", verb, moved+"/24", "dev", "eth0").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip addr %s %s in %s: %v: %s", verb, moved, ns, err, out)
+		}
+		return nil
 	}
 	if err := ip("add"); err != nil {
 		t.Fatal(err)
@@ -157,6 +159,28 @@ func TestDNSAndCertificatesOnTwoHosts(t *testing.T) {
 // wantStatus checks proxy status --json: on each host, each name has a
 // certificate from Pebble, obtained by its challenge on the first host
 // and copied from it on the second, with renewal due before expiry.
+// labNamespace is the network namespace of the lab host at addr: the
+// guest may not change its own addresses.
+func labNamespace(t *testing.T, addr string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		ns := strings.Fields(line + " ")[0]
+		if !strings.HasPrefix(ns, "hoist-"+labName+"-") {
+			continue
+		}
+		a, _ := exec.Command("ip", "-n", ns, "-4", "-o", "addr", "show").Output()
+		if strings.Contains(string(a), " "+addr+"/") {
+			return ns
+		}
+	}
+	t.Fatalf("no lab namespace holds %s", addr)
+	return ""
+}
+
 func wantStatus(t *testing.T, out string, hosts []string, shared, wild string) {
 	t.Helper()
 	var st []struct {
