@@ -264,7 +264,7 @@ func certRow(c certs.Status, now time.Time) string {
 		if c.Error != "" {
 			pending += ": " + c.Error
 		}
-		return "-\t" + pending + "\t\t"
+		return "-\t-\t" + pending + "\t-"
 	}
 	obtained := c.ObtainedBy
 	if !c.ObtainedAt.IsZero() {
