@@ -279,7 +279,8 @@ func (m *Manager) configFor(names []string) *certmagic.Config {
 func (m *Manager) configForLocked(name string) (*certmagic.Config, error) {
 	pn, ok := m.plans.byName[name]
 	switch {
-	case m.internal != nil || !ok:
+	case m.internal != nil || !ok || pn.From != "":
+		// A copy is never obtained here; its config only serves it.
 		return m.http, nil
 	case pn.Challenge == DNS01:
 		return m.dnsConfigLocked(pn.plan.App, pn.plan.DNS)

@@ -168,3 +168,35 @@ func TestPlansOfTwoApps(t *testing.T) {
 		t.Errorf("plans: %s", got)
 	}
 }
+
+// TestConfigForEachWay: a name is renewed by the config of its plan; a
+// copy (even of a DNS-01 name, whose credentials only the issuer holds)
+// by none that would obtain it.
+func TestConfigForEachWay(t *testing.T) {
+	plans := t.TempDir()
+	s := secret(t)
+	writePlan(t, plans, Plan{App: "shop", PeerSecret: s, DNS: &DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "127.0.0.1:53"}},
+		Names: []PlanName{{Name: "*.shop.test", Challenge: DNS01, Peers: true}, {Name: "www.shop.test", Challenge: HTTP01, Peers: true}}})
+	writePlan(t, plans, Plan{App: "blog", PeerSecret: s, Names: []PlanName{{Name: "*.blog.test", Challenge: DNS01, From: "10.0.0.2:9443"}}})
+	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.mu.Lock()
+	m.reloadLocked()
+	m.mu.Unlock()
+	dnsCfg := m.configFor([]string{"*.shop.test"})
+	if dnsCfg == m.http || dnsCfg == m.httpOnly {
+		t.Error("a DNS-01 name is renewed by an HTTP config")
+	}
+	if got := m.configFor([]string{"www.shop.test"}); got != m.httpOnly {
+		t.Error("a name others copy is not renewed by HTTP-01 alone")
+	}
+	if got := m.configFor([]string{"*.blog.test"}); got != m.http {
+		t.Error("a copied name got a config that would obtain it")
+	}
+	if got := m.configFor([]string{"other.test"}); got != m.http {
+		t.Error("a name of no plan is not obtained by HTTP-01 or TLS-ALPN-01")
+	}
+}
