@@ -163,6 +163,10 @@ func dnsPlan(ctx context.Context, g *globalOptions, takeOver []string, destroy b
 	if err != nil {
 		return nil, nil, err
 	}
+	if !destroy && cfg.DNS.On() && !cfg.DNS.KeepsRecords() {
+		return nil, nil, usererr.New("dns.records is false: hoist keeps no records for %s", cfg.App).
+			WithHint("`hoist dns destroy` removes those it made before")
+	}
 	z, err := openZone(cfg, repo)
 	if err != nil {
 		return nil, nil, err
@@ -231,9 +235,6 @@ func asUserError(err error) error {
 
 // dnsWant is the records that point the names of proxy.hosts at hosts.
 func dnsWant(ctx context.Context, cfg *config.Config, hosts []string) (dns.Want, error) {
-	if !cfg.DNS.KeepsRecords() {
-		return dns.Want{}, nil
-	}
 	if len(hosts) == 0 {
 		return nil, usererr.New("no hosts to point %s at", strings.Join(cfg.Proxy.Hosts, ", ")).
 			WithHint("list them under hosts: in hoist.yml")

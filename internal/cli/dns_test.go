@@ -102,6 +102,7 @@ func TestDNSVerbErrors(t *testing.T) {
 		code          int
 	}{
 		"no dns section": {strings.Split(dnsApp, "proxy:")[0], "hint: name the app's DNS provider and zone under dns:", []string{"dns", "plan"}, 1},
+		"records off":    {dnsApp + "  records: false\n", "dns.records is false: hoist keeps no records for shop", []string{"dns", "apply"}, 1},
 		"no credentials": {dnsApp, "hint: export them, or keep them in hoist secrets under HOIST_DNS_, like `hoist secrets set HOIST_DNS_RFC2136_KEY`", []string{"dns", "status"}, 1},
 	}
 	for name, tt := range tests {
