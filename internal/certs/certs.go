@@ -113,13 +113,15 @@ type Manager struct {
 	http, httpOnly *certmagic.Config
 	acme           *certmagic.ACMEIssuer // http's; nil with Internal
 
-	mu      sync.Mutex
-	plans   plans
-	planKey string                // the plans as last read, to see changes
-	dns     map[string]*dnsConfig // by app: DNS-01 through its provider
-	names   map[string]bool       // every name Manage was given
-	follows map[string]*follow    // names copied from an issuer
-	peerLn  net.Listener
+	mu         sync.Mutex
+	plans      plans
+	planKey    string                // the plans as last read
+	managedKey string                // the plans the names were last set up by
+	readAt     time.Time             // when the plans were read
+	dns        map[string]*dnsConfig // by app: DNS-01 through its provider
+	names      map[string]bool       // every name Manage was given
+	follows    map[string]*follow    // names copied from an issuer
+	peerLn     net.Listener
 
 	stop chan struct{}
 	done chan struct{}
@@ -296,13 +298,30 @@ func (m *Manager) configForLocked(name string) (*certmagic.Config, error) {
 // plan says another host obtains is copied from it instead. Wildcard
 // names are only managed by DNS-01 or the internal CA.
 func (m *Manager) Manage(ctx context.Context, names []string) error {
+	err := m.manage(ctx, m.refresh(names))
+	m.listenPeers()
+	return err
+}
+
+// refresh reads the plans and returns the names to set up: extra, and
+// every name given so far when the plans changed since they were last
+// set up.
+func (m *Manager) refresh(extra []string) []string {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.reloadLocked()
-	for _, n := range names {
+	for _, n := range extra {
 		m.names[n] = true
 	}
-	m.mu.Unlock()
-	return m.manage(ctx, names)
+	if m.planKey == m.managedKey {
+		return extra
+	}
+	m.managedKey = m.planKey
+	all := make([]string, 0, len(m.names))
+	for n := range m.names {
+		all = append(all, n)
+	}
+	return all
 }
 
 // manage sets each name up as its plan says. certmagic is called
@@ -341,18 +360,14 @@ func (m *Manager) manage(ctx context.Context, names []string) error {
 	return errors.Join(errs...)
 }
 
-// reloadLocked reads the plans again and reports whether they changed.
-func (m *Manager) reloadLocked() bool {
+// reloadLocked reads the plans again.
+func (m *Manager) reloadLocked() {
 	ps, err := loadPlans(m.opts.PlanDir)
 	if err != nil {
 		m.logger.Warn("certificate plans", zap.Error(err))
 	}
 	b, _ := json.Marshal(ps.byApp)
-	if string(b) == m.planKey {
-		return false
-	}
-	m.plans, m.planKey = ps, string(b)
-	return true
+	m.plans, m.planKey, m.readAt = ps, string(b), time.Now()
 }
 
 // issuerPlan is app's plan if this host obtains names for its peers.
@@ -366,7 +381,7 @@ func (m *Manager) issuerPlan(app string) *Plan {
 	return p
 }
 
-// loop reads the plans every PeerRetry, manages the names again when
+// loop reads the plans every PeerRetry, sets the names up again when
 // they changed, listens on the peer channel while this host obtains
 // certificates for others, and refreshes copies that are due.
 func (m *Manager) loop() {
@@ -377,19 +392,8 @@ func (m *Manager) loop() {
 	t := time.NewTicker(m.opts.PeerRetry)
 	defer t.Stop()
 	for {
-		m.mu.Lock()
-		changed := m.reloadLocked()
-		var names []string
-		if changed {
-			for n := range m.names {
-				names = append(names, n)
-			}
-		}
-		m.mu.Unlock()
-		if len(names) > 0 {
-			if err := m.manage(context.Background(), names); err != nil {
-				m.logger.Warn("certificates", zap.Error(err))
-			}
+		if err := m.manage(context.Background(), m.refresh(nil)); err != nil {
+			m.logger.Warn("certificates", zap.Error(err))
 		}
 		m.listenPeers()
 		m.refreshCopies()

@@ -183,9 +183,7 @@ func TestConfigForEachWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	m.mu.Lock()
-	m.reloadLocked()
-	m.mu.Unlock()
+	m.refresh(nil)
 	dnsCfg := m.configFor([]string{"*.shop.test"})
 	if dnsCfg == m.http || dnsCfg == m.httpOnly {
 		t.Error("a DNS-01 name is renewed by an HTTP config")

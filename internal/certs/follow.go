@@ -175,16 +175,23 @@ func (m *Manager) copyPath(name string) string {
 // relayChallenge answers an HTTP-01 challenge for a name this host
 // copies with the issuer's key authorization, and reports whether it
 // did. The CA may ask any host the name points at.
+//
+// It goes by the plan alone, read again first: the CA may ask before the
+// app's route is on this host, right after a setup that changed the
+// peer secret.
 func (m *Manager) relayChallenge(w http.ResponseWriter, r *http.Request, name, token string) bool {
 	m.mu.Lock()
-	f := m.follows[name]
+	if time.Since(m.readAt) > time.Second { // anyone may ask: read at most once a second
+		m.reloadLocked()
+	}
+	pn, ok := m.plans.byName[name]
 	m.mu.Unlock()
-	if f == nil {
+	if !ok || pn.From == "" {
 		return false
 	}
-	body, err := peerGet(r.Context(), f.from, f.app, f.secret, challengePath(name, token))
+	body, err := peerGet(r.Context(), pn.From, pn.plan.App, pn.plan.PeerSecret, challengePath(name, token))
 	if err != nil {
-		m.logger.Warn("relay HTTP-01 challenge", zap.String("name", name), zap.String("from", f.from), zap.Error(err))
+		m.logger.Warn("relay HTTP-01 challenge", zap.String("name", name), zap.String("from", pn.From), zap.Error(err))
 		return false
 	}
 	w.Header().Set("Content-Type", "text/plain")
