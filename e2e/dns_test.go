@@ -120,8 +120,12 @@ func TestDNSAndCertificatesOnTwoHosts(t *testing.T) {
 			serials[n] = leaf.SerialNumber.String()
 		}
 	}
-	if n := ca.Orders(t); n != 2 {
-		t.Errorf("Pebble took %d orders for two names on two hosts, want 2", n)
+	// Other tests' routes on these hosts may ask this CA too: count the
+	// orders of these names.
+	for _, n := range []string{shared, wild} {
+		if got := ca.OrdersFor(t, n); got != 1 {
+			t.Errorf("Pebble took %d orders for %s, served by two hosts; want 1", got, n)
+		}
 	}
 	wantStatus(t, run("proxy", "status", "--json"), hosts, shared, wild)
 

@@ -146,6 +146,27 @@ func (c *CA) Orders(t testing.TB) int {
 	return n
 }
 
+// OrdersFor is how many of Pebble's orders so far got as far as
+// checking name (*.x for a wildcard): with authorization reuse off, each
+// order checks each of its names once. For a CA shared with other
+// names, where Orders counts theirs too.
+func (c *CA) OrdersFor(t testing.TB, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, wild := strings.CutPrefix(name, "*.")
+	want := fmt.Sprintf(`Value:%q}`, base)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Pulled a task") && strings.Contains(line, want) && strings.Contains(line, fmt.Sprintf("Wildcard:%v}", wild)) {
+			n++
+		}
+	}
+	return n
+}
+
 // Roots fetches the root that Pebble's certificates chain to.
 func (c *CA) Roots(t testing.TB) *x509.CertPool {
 	t.Helper()

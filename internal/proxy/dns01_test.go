@@ -67,8 +67,8 @@ func TestDNS01Wildcard(t *testing.T) {
 	if c.ObtainedBy != "dns-01" || !strings.Contains(c.Issuer, "Pebble") || !c.RenewAt.After(time.Now()) || !c.RenewAt.Before(c.Expires) {
 		t.Errorf("status of %s: %+v", name, c)
 	}
-	if n := p.Orders(t); n != 1 {
-		t.Errorf("Pebble took %d orders, want 1", n)
+	if n, forName := p.Orders(t), p.OrdersFor(t, name); n != 1 || forName != 1 {
+		t.Errorf("Pebble took %d orders (%d for %s), want 1", n, forName, name)
 	}
 	// The challenge's record is gone once the certificate is in.
 	deadline := time.Now().Add(10 * time.Second)
@@ -128,8 +128,8 @@ func TestOneOrderForTwoHosts(t *testing.T) {
 	if first.SerialNumber.Cmp(copied.SerialNumber) != 0 {
 		t.Errorf("the hosts serve different certificates: %s and %s", first.SerialNumber, copied.SerialNumber)
 	}
-	if n := p.Orders(t); n != 1 {
-		t.Errorf("Pebble took %d orders for one name on two hosts, want 1", n)
+	if n, forName := p.Orders(t), p.OrdersFor(t, name); n != 1 || forName != 1 {
+		t.Errorf("Pebble took %d orders (%d for %s) for one name on two hosts, want 1", n, forName, name)
 	}
 	st, err := r2.client.Status(context.Background())
 	if err != nil {
