@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,6 +24,7 @@ import (
 type proxyOptions struct {
 	http, https, control, state, metrics  string
 	acmeCA, acmeEmail, acmeRoots, storage string
+	plans, peerListen                     string
 	defaultName                           string
 	tlsInternal, pprof, fastLoop          bool
 	trusted                               []string
@@ -69,6 +69,8 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.StringVar(&o.storage, "storage", host.ProxyStorage, "where certificates, keys and the internal CA are kept")
 	f.BoolVar(&o.tlsInternal, "tls-internal", false, "issue certificates from a local CA in --storage instead of an ACME CA (labs)")
 	f.StringVar(&o.defaultName, "tls-default-name", "", "certificate name served to TLS clients that send no server name (SNI)")
+	f.StringVar(&o.plans, "tls-plans", host.ProxyTLSPlans, "directory of the apps' certificate plans (challenges, DNS provider, peers), written by hoist setup")
+	f.StringVar(&o.peerListen, "peer-listen", fmt.Sprintf(":%d", certs.DefaultPeerPort), "where hosts that copy this host's certificates reach it")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
 	f.BoolVar(&o.accessLog, "access-log", true, "log every request as a JSON line on stderr (the journal)")
 	f.StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR whose X-Forwarded-* headers are kept (repeatable)")
@@ -127,7 +129,7 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	}
 	cm, err := certs.New(certs.Options{
 		CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage, Internal: o.tlsInternal,
-		DefaultServerName: o.defaultName,
+		DefaultServerName: o.defaultName, PlanDir: o.plans, PeerListen: o.peerListen,
 	})
 	if err != nil {
 		return err
@@ -211,10 +213,12 @@ func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptio
 }
 
 // printProxyStatus writes one line per route, then one per draining
-// upstream and per certificate.
+// upstream; then one per host and TLS name: the certificate's issuer,
+// expiry, how it was obtained and when renewal is due.
 func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS\tCERTIFICATES")
+	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS\tTLS")
+	var certRows []string
 	for _, hp := range out {
 		for _, r := range hp.Routes {
 			names := strings.Join(r.Hosts, ",") + strings.TrimSuffix(r.PathPrefix, "/")
@@ -222,33 +226,49 @@ func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
 			if !r.Healthy && r.HealthError != "" {
 				healthy += " (" + r.HealthError + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", hp.Host, r.App, names, r.Upstream, healthy, r.InFlight, r.OpenWebSockets, certSummary(r, now))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", hp.Host, r.App, names, r.Upstream, healthy, r.InFlight, r.OpenWebSockets, yesNo(r.TLS))
 			for _, d := range r.Draining {
 				fmt.Fprintf(tw, "%s\t%s\t\t%s\tdraining\t%d\t%d\t\n", hp.Host, r.App, d.Upstream, d.InFlight, d.OpenWebSockets)
+			}
+			for _, h := range r.Hosts {
+				if c, ok := r.Certificates[h]; ok {
+					certRows = append(certRows, hp.Host+"\t"+h+"\t"+certRow(c, now))
+				}
 			}
 		}
 	}
 	tw.Flush()
+	if len(certRows) == 0 {
+		return
+	}
+	fmt.Fprintln(s.out)
+	tw = tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tNAME\tISSUER\tEXPIRES\tOBTAINED\tRENEWAL DUE")
+	for _, row := range certRows {
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
 }
 
-func certSummary(r proxy.RouteStatus, now time.Time) string {
-	if !r.TLS {
-		return "-"
-	}
-	var parts []string
-	for _, h := range r.Hosts {
-		if strings.HasPrefix(h, "*.") {
-			continue
+// certRow is one certificate's issuer, expiry, how and when it came in,
+// and when renewal is due, tab-separated.
+func certRow(c certs.Status, now time.Time) string {
+	if c.Expires.IsZero() {
+		pending := "pending"
+		if c.Error != "" {
+			pending += ": " + c.Error
 		}
-		exp, ok := r.Certificates[h]
-		if !ok {
-			parts = append(parts, h+": pending")
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s: expires %s (%s)", h, exp.UTC().Format("2006-01-02"), roundDays(exp.Sub(now))))
+		return "-\t-\t" + pending + "\t-"
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, "; ")
+	obtained := c.ObtainedBy
+	if !c.ObtainedAt.IsZero() {
+		obtained += ", " + c.ObtainedAt.UTC().Format("2006-01-02 15:04")
+	}
+	if c.Error != "" {
+		obtained += " (last try: " + c.Error + ")"
+	}
+	return fmt.Sprintf("%s\t%s (%s)\t%s\t%s (%s)", c.Issuer, c.Expires.UTC().Format("2006-01-02"), roundDays(c.Expires.Sub(now)),
+		obtained, c.RenewAt.UTC().Format("2006-01-02"), roundDays(c.RenewAt.Sub(now)))
 }
 
 func roundDays(d time.Duration) string {

@@ -40,6 +40,9 @@ var (
 	// ProxyACMERootsPath the roots the proxy trusts the ACME CA's API with.
 	ProxyIssuerPath    = ProxyDir + "/issuer.json"
 	ProxyACMERootsPath = ProxyDir + "/acme-roots.pem"
+	// ProxyTLSPlans holds each app's certificate plan (internal/certs),
+	// 0600: the issuer's holds the DNS provider's credentials.
+	ProxyTLSPlans = ProxyDir + "/tls"
 	// ProxyRootPath is the internal CA's root certificate, for clients to
 	// trust, when the proxy runs with --tls-internal.
 	ProxyRootPath = certs.InternalRootPath(ProxyStorage)

@@ -57,6 +57,9 @@ func setup(ctx context.Context, l Layout, s *Spec) error {
 	if _, err := systemd.Systemctl(ctx, "enable", systemd.BootName(l.App)); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
+	if err := writeCertPlan(ProxyTLSPlans, s); err != nil {
+		return err
+	}
 	if s.Proxied() {
 		return installProxy(ctx, s)
 	}
