@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
-	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
