@@ -124,8 +124,7 @@ var (
 func (h *h1Server) serveConn(hc *h1Conn) {
 	defer h.wg.Done()
 	if h.tlsConf != nil {
-		// Nothing is lost by cutting a handshake short at shutdown.
-		hc.idle.Store(true)
+		// A handshake is not idle: its request would be lost.
 		tc := tls.Server(hc.c, h.tlsConf)
 		hc.c.SetDeadline(time.Now().Add(h.t.ReadHeader))
 		if err := tc.Handshake(); err != nil {
@@ -165,12 +164,15 @@ func (h *h1Server) serveConn(hc *h1Conn) {
 	}()
 	wait := h.t.ReadHeader // for the first request
 	var req h1Request
-	for {
+	for first := true; ; first = false {
 		// Shutdown sets closing, then cuts the idle connections' reads:
-		// in this order, either the read is cut or closing is seen.
-		hc.idle.Store(true)
+		// in this order, either the read is cut or closing is seen. A
+		// new connection is not idle: its client sent a request, or will,
+		// and would not send it again on another one, as it would after a
+		// kept-alive connection closed.
+		hc.idle.Store(!first)
 		c.SetReadDeadline(time.Now().Add(wait))
-		if h.closing.Load() {
+		if !first && h.closing.Load() {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
