@@ -42,8 +42,9 @@ type Options struct {
 	CA string
 	// Email is the ACME account's contact.
 	Email string
-	// RootsFile is a PEM file of extra roots to trust the CA's API with
-	// (a private CA, Pebble).
+	// Roots (PEM), or the PEM file RootsFile, are extra roots to trust
+	// the CA's API with (a private CA, Pebble).
+	Roots     []byte
 	RootsFile string
 	// HTTPPort and TLSALPNPort are where the proxy answers challenges, if
 	// not 80 and 443 (the CA still connects to 80 and 443; set them when
@@ -118,18 +119,10 @@ func New(o Options) (*Manager, error) {
 		m.cfg.Issuers = []certmagic.Issuer{ca}
 		return m, nil
 	}
-	var roots *x509.CertPool
-	if o.RootsFile != "" {
-		pem, err := os.ReadFile(o.RootsFile)
-		if err != nil {
-			m.cache.Stop()
-			return nil, fmt.Errorf("tls: read CA roots: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			m.cache.Stop()
-			return nil, fmt.Errorf("tls: %s holds no PEM certificate", o.RootsFile)
-		}
+	roots, err := o.roots()
+	if err != nil {
+		m.cache.Stop()
+		return nil, err
 	}
 	tmpl := certmagic.ACMEIssuer{
 		CA: o.CA, Email: o.Email, Agreed: true, TrustedRoots: roots,
@@ -145,6 +138,27 @@ func New(o Options) (*Manager, error) {
 	m.acme = certmagic.NewACMEIssuer(m.cfg, tmpl)
 	m.cfg.Issuers = []certmagic.Issuer{m.acme}
 	return m, nil
+}
+
+// roots returns the extra roots to trust the ACME CA with, nil for the
+// system's.
+func (o Options) roots() (*x509.CertPool, error) {
+	pem, name := o.Roots, "the given roots"
+	if o.RootsFile != "" {
+		b, err := os.ReadFile(o.RootsFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: read CA roots: %w", err)
+		}
+		pem, name = b, o.RootsFile
+	}
+	if len(pem) == 0 {
+		return nil, nil
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: %s hold no PEM certificate", name)
+	}
+	return roots, nil
 }
 
 // Manage starts obtaining (and then renewing) certificates for names in

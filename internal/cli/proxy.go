@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -26,6 +27,7 @@ import (
 type proxyOptions struct {
 	http, https, control, state, metrics  string
 	acmeCA, acmeEmail, acmeRoots, storage string
+	issuer                                string
 	defaultName                           string
 	tlsInternal, pprof                    bool
 	trusted                               []string
@@ -54,7 +56,12 @@ It listens on --http and --https, or on the sockets systemd passes
 when it is ready (Type=notify), and takes routes on the --control unix
 socket. Routes persist in --state. Certificates come from the ACME CA at
 --acme-ca (Let's Encrypt by default), or from a local CA kept in
---storage with --tls-internal (for labs: trust internal-ca/root.pem).`,
+--storage with --tls-internal (for labs: trust internal-ca/root.pem);
+hoist setup writes that choice to a file the proxy reads (--issuer).
+
+SIGHUP, or hoist proxy upgrade, upgrades it without a gap: the hoist
+binary on disk starts with the same arguments and takes the listening
+sockets over, while this process finishes its requests and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProxy(cmd.Context(), s, o) },
 	}
@@ -62,12 +69,13 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.StringVar(&o.http, "http", ":80", "public HTTP address, when systemd passes no socket")
 	f.StringVar(&o.https, "https", ":443", "public HTTPS address, when systemd passes no socket")
 	f.StringVar(&o.control, "control", host.ProxySocket, "control socket (JSON over HTTP)")
-	f.StringVar(&o.state, "state", "/var/lib/hoist/proxy/state.json", "where routes persist")
+	f.StringVar(&o.state, "state", host.ProxyStatePath, "where routes persist")
 	f.StringVar(&o.metrics, "metrics", "127.0.0.1:9180", "loopback address for Prometheus /metrics (\"\" for none)")
 	f.StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL (default Let's Encrypt)")
 	f.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
 	f.StringVar(&o.acmeRoots, "acme-root", "", "PEM file of roots to trust the ACME CA's API with (a private CA, Pebble)")
 	f.StringVar(&o.storage, "storage", host.ProxyStorage, "where certificates, keys and the internal CA are kept")
+	f.StringVar(&o.issuer, "issuer", "", "JSON file naming the certificate issuer, as hoist setup writes it (instead of --tls-internal and --acme-*)")
 	f.BoolVar(&o.tlsInternal, "tls-internal", false, "issue certificates from a local CA in --storage instead of an ACME CA (labs)")
 	f.StringVar(&o.defaultName, "tls-default-name", "", "certificate name served to TLS clients that send no server name (SNI)")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
@@ -92,6 +100,23 @@ instead of the configured hosts over SSH.`,
 	status.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
 	status.Flags().StringVar(&o.socket, "socket", "", "ask the proxy on this machine at this control socket")
 	status.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	upgrade := &cobra.Command{
+		Use:   "upgrade",
+		Short: "Upgrade the proxy on this machine without a gap (systemctl reload runs this)",
+		Long: `Have the proxy listening on --control start the hoist binary on disk with
+its own arguments and hand it the listening sockets. It returns once the
+new process serves; the old one finishes its requests and exits. If the
+new process fails to start, the old one keeps serving and this says why.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pid, err := (&proxy.Client{Socket: o.control}).Upgrade(cmd.Context())
+			if err == nil {
+				fmt.Fprintf(s.err, "proxy upgraded: process %d serves\n", pid)
+			}
+			return err
+		},
+	}
+	upgrade.Flags().StringVar(&o.control, "control", host.ProxySocket, "control socket of the proxy to upgrade")
 	ca := &cobra.Command{
 		Use:   "ca",
 		Short: "Print the root certificates of the hosts' internal CAs (tls: internal)",
@@ -103,7 +128,7 @@ to trust when proxy.tls is internal: for example
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProxyCA(cmd.Context(), s, g, o) },
 	}
 	ca.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
-	cmd.AddCommand(run, status, ca)
+	cmd.AddCommand(run, status, upgrade, ca)
 	return cmd
 }
 
@@ -116,18 +141,22 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 		}
 		trusted = append(trusted, p.Masked())
 	}
-	if o.tlsInternal && (o.acmeCA != "" || o.acmeRoots != "") {
-		return usage("--tls-internal issues certificates itself: drop --acme-ca and --acme-root")
+	issuer, err := proxyIssuer(o)
+	if err != nil {
+		return err
+	}
+	exe, err := selfPath()
+	if err != nil {
+		return err
 	}
 	log := slog.New(slog.NewJSONHandler(s.err, nil))
 	var access *slog.Logger
 	if o.accessLog {
 		access = log.With("log", "access")
 	}
-	cm, err := certs.New(certs.Options{
-		CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage, Internal: o.tlsInternal,
-		DefaultServerName: o.defaultName,
-	})
+	co := issuer.Options(o.storage)
+	co.DefaultServerName = o.defaultName
+	cm, err := certs.New(co)
 	if err != nil {
 		return err
 	}
@@ -138,9 +167,47 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	defer stop()
 	return proxy.Run(ctx, proxy.RunOptions{
 		HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Pprof: o.pprof, Log: log, Timeouts: o.timeouts,
+		Exec: append([]string{exe}, os.Args[1:]...), Issuer: issuer.Fingerprint(),
 		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: cm,
 			HealthInterval: o.healthInterval},
 	})
+}
+
+// proxyIssuer is the issuer the proxy runs with: from --issuer, or from
+// the flags given by hand.
+func proxyIssuer(o *proxyOptions) (certs.Issuer, error) {
+	if o.issuer != "" {
+		if o.tlsInternal || o.acmeCA != "" || o.acmeEmail != "" || o.acmeRoots != "" {
+			return certs.Issuer{}, usage("--issuer names the issuer already: drop --tls-internal and --acme-*")
+		}
+		return certs.ReadIssuer(o.issuer)
+	}
+	iss := certs.Issuer{Internal: o.tlsInternal, ACMEEmail: o.acmeEmail, ACMECA: o.acmeCA}
+	if o.acmeRoots != "" {
+		b, err := os.ReadFile(o.acmeRoots)
+		if err != nil {
+			return iss, usage("--acme-root: %v", err)
+		}
+		iss.ACMERoots = string(b)
+	}
+	if err := iss.Validate(); err != nil {
+		return iss, usage("%v: drop --acme-ca and --acme-root, or --tls-internal", err)
+	}
+	return iss, nil
+}
+
+// selfPath is this program's path as it was started, made absolute: an
+// upgrade runs what is there then (the binary setup installed since),
+// not this process's own executable.
+func selfPath() (string, error) {
+	p, err := exec.LookPath(os.Args[0])
+	if err == nil {
+		p, err = filepath.Abs(p)
+	}
+	if err != nil {
+		return "", fmt.Errorf("find own binary for upgrades: %w", err)
+	}
+	return p, nil
 }
 
 type hostProxy struct {
