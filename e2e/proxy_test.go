@@ -28,70 +28,26 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 
 	var (
-		served, failed atomic.Int64
-		mu             sync.Mutex
-		seen           = map[string]int{}
-		failures       []string
-		wsGoAway       atomic.Int64
-		wsAbnormal     []string
+		loops      []*clientLoop
+		mu         sync.Mutex
+		wsGoAway   atomic.Int64
+		wsAbnormal []string
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 10 * time.Second}
-			deadline := time.Now().Add(5 * time.Minute)
-			for n := 0; n < 1_000_000 && time.Now().Before(deadline); n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", "http://"+h+"/", nil)
-				req.Host = "zdt.test"
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					mu.Lock()
-					failures = append(failures, err.Error())
-					mu.Unlock()
-					continue
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				mu.Lock()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					failures = append(failures, fmt.Sprintf("%d %s", resp.StatusCode, body))
-				} else {
-					served.Add(1)
-					seen[strings.TrimPrefix(strings.TrimSpace(string(body)), "hello from release ")]++
-				}
-				mu.Unlock()
-			}
-		}()
+		l := &clientLoop{name: h}
+		loops = append(loops, l)
+		wg.Go(func() { l.run(&http.Client{Timeout: 10 * time.Second}, request("http://"+h+"/", "zdt.test"), stop) })
 		// A LiveView-like client: it holds a WebSocket, and reconnects
 		// when told to go away.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 100; i++ {
-				code, err := holdWebSocket(h, "zdt.test", stop)
-				switch {
-				case err == nil && code == 0:
-					return // stopped by the test while open
-				case code == 1001:
-					wsGoAway.Add(1)
-				default:
-					mu.Lock()
-					wsAbnormal = append(wsAbnormal, fmt.Sprintf("%s: code %d, %v", h, code, err))
-					mu.Unlock()
-					return
-				}
-			}
-		}()
+		wg.Go(func() {
+			holdWebSockets(h, "zdt.test", stop, &wsGoAway, func(s string) {
+				mu.Lock()
+				wsAbnormal = append(wsAbnormal, s)
+				mu.Unlock()
+			})
+		})
 	}
 
 	var bad string
@@ -123,11 +79,21 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	if bad == "" {
 		t.Error("could not tell which release failed")
 	}
+	var served, failed int64
+	seen := map[string]int{}
+	for _, l := range loops {
+		t.Log(l)
+		served += l.served.Load()
+		failed += l.failed.Load()
+		for body, n := range l.bodies {
+			seen[strings.TrimPrefix(body, "hello from release ")] += n
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d requests served by %d releases, %d WebSockets closed with 1001", served.Load(), len(seen), wsGoAway.Load())
-	if failed.Load() != 0 {
-		t.Errorf("%d requests failed, for example %v", failed.Load(), failures[:min(3, len(failures))])
+	t.Logf("%d requests served by %d releases, %d WebSockets closed with 1001", served, len(seen), wsGoAway.Load())
+	if failed != 0 {
+		t.Errorf("%d requests failed", failed)
 	}
 	if seen[bad] != 0 {
 		t.Errorf("the unhealthy release %s answered %d requests", bad, seen[bad])
@@ -135,8 +101,8 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	if len(wsAbnormal) != 0 {
 		t.Errorf("WebSockets ended abnormally: %v", wsAbnormal)
 	}
-	if served.Load() < 100 || wsGoAway.Load() < 4 {
-		t.Errorf("too little traffic to judge: %d requests, %d WebSocket hand-overs", served.Load(), wsGoAway.Load())
+	if served < 100 || wsGoAway.Load() < 4 {
+		t.Errorf("too little traffic to judge: %d requests, %d WebSocket hand-overs", served, wsGoAway.Load())
 	}
 	for _, h := range hosts {
 		req, _ := http.NewRequest("GET", "http://"+h+"/", nil)
