@@ -163,8 +163,10 @@ func (o Options) roots() (*x509.CertPool, error) {
 
 // Manage starts obtaining (and then renewing) certificates for names in
 // the background; handshakes for them succeed once a certificate is in.
-// Certificates already in storage are loaded at once. Wildcard names
-// are only managed with a DNS provider or the internal CA.
+// Certificates already in storage are in before it returns (within
+// loadTimeout), so that a proxy process that starts, after a restart or
+// in an upgrade, never fails a handshake for a name it has one for.
+// Wildcard names are only managed with a DNS provider or the internal CA.
 func (m *Manager) Manage(ctx context.Context, names []string) error {
 	var ok []string
 	for _, n := range names {
@@ -176,7 +178,31 @@ func (m *Manager) Manage(ctx context.Context, names []string) error {
 	if len(ok) == 0 {
 		return nil
 	}
-	return m.cfg.ManageAsync(ctx, ok)
+	if err := m.cfg.ManageAsync(ctx, ok); err != nil {
+		return err
+	}
+	// certmagic loads stored certificates in the background too.
+	deadline := time.Now().Add(loadTimeout)
+	for _, n := range ok {
+		for !m.Has(n) && m.stored(ctx, n) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// loadTimeout bounds Manage's wait for certificates to load from storage.
+const loadTimeout = 10 * time.Second
+
+// stored reports whether storage holds a certificate for name from one
+// of the manager's issuers.
+func (m *Manager) stored(ctx context.Context, name string) bool {
+	for _, iss := range m.cfg.Issuers {
+		if m.cfg.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(iss.IssuerKey(), name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // TLSConfig serves the managed certificates, answers TLS-ALPN-01

@@ -1,10 +1,12 @@
 package certs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // What setup writes, the proxy reads back the same; an issuer naming
@@ -67,5 +69,40 @@ func TestIssuerRoots(t *testing.T) {
 	o := Issuer{ACMECA: "https://ca.test/dir", ACMERoots: "not PEM"}.Options(t.TempDir())
 	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "hold no PEM certificate") {
 		t.Errorf("New with roots that are not PEM: %v", err)
+	}
+}
+
+// A new manager on the same storage, as a restarted or upgraded proxy
+// has, serves the stored certificate as soon as Manage returns: a
+// handshake right after never fails.
+func TestManageLoadsStoredAtOnce(t *testing.T) {
+	storage := t.TempDir()
+	first, err := New(Options{Storage: storage, Internal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Manage(context.Background(), []string{"a.test"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000 && !first.Has("a.test"); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	first.Close()
+	if !first.Has("a.test") {
+		t.Fatal("no certificate issued")
+	}
+	for i := 0; i < 20; i++ {
+		next, err := New(Options{Storage: storage, Internal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := next.Manage(context.Background(), []string{"a.test"}); err != nil {
+			t.Fatal(err)
+		}
+		has := next.Has("a.test")
+		next.Close()
+		if !has {
+			t.Fatalf("start %d: Manage returned before the stored certificate was in", i)
+		}
 	}
 }
