@@ -140,6 +140,11 @@ func newUpgrader(o RunOptions) *upgrader {
 // listener passes ln to successors under name, and returns it for this
 // process to serve until it hands over.
 func (u *upgrader) listener(name string, ln net.Listener) net.Listener {
+	if ul, ok := ln.(*net.UnixListener); ok {
+		// A successor may serve the socket: closing it never unlinks
+		// it; Run removes it when it stops serving it for good.
+		ul.SetUnlinkOnClose(false)
+	}
 	u.passed = append(u.passed, namedListener{name, ln})
 	sl := &stoppableListener{Listener: ln}
 	u.stops = append(u.stops, sl)
@@ -473,8 +478,8 @@ func controlListener(ls []inheritedListener, path string) (net.Listener, error) 
 }
 
 // stoppableListener stops a predecessor's server accepting without
-// closing (or unlinking) the socket its successor serves: Accept says
-// the server was closed.
+// closing the socket its successor serves: Accept says the server was
+// closed.
 type stoppableListener struct {
 	net.Listener
 	stopped atomic.Bool
@@ -490,9 +495,6 @@ func (l *stoppableListener) Accept() (net.Conn, error) {
 
 func (l *stoppableListener) stop() {
 	l.stopped.Store(true)
-	if ul, ok := l.Listener.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false)
-	}
 	l.Listener.Close()
 }
 
