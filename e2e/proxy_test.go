@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/loadtest"
 )
 
 // TestZeroDowntimeThroughProxy sends requests without pause and holds
@@ -28,17 +30,16 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 
 	var (
-		loops      []*clientLoop
 		mu         sync.Mutex
 		wsGoAway   atomic.Int64
 		wsAbnormal []string
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var clients []loadtest.Client
 	for _, h := range hosts {
-		l := &clientLoop{name: h}
-		loops = append(loops, l)
-		wg.Go(func() { l.run(&http.Client{Timeout: 10 * time.Second}, request("http://"+h+"/", "zdt.test"), stop) })
+		clients = append(clients, loadtest.Client{Name: h, HTTP: &http.Client{Timeout: 10 * time.Second},
+			Request: loadtest.Get("http://"+h+"/", "zdt.test")})
 		// A LiveView-like client: it holds a WebSocket, and reconnects
 		// when told to go away.
 		wg.Go(func() {
@@ -49,6 +50,8 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 			})
 		})
 	}
+
+	loops := loadtest.Start(&wg, stop, clients...)
 
 	var bad string
 	ids := []string{r1}
@@ -79,13 +82,12 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	if bad == "" {
 		t.Error("could not tell which release failed")
 	}
-	var served, failed int64
+	failed := loadtest.Failed(t, loops)
+	var served int64
 	seen := map[string]int{}
 	for _, l := range loops {
-		t.Log(l)
-		served += l.served.Load()
-		failed += l.failed.Load()
-		for body, n := range l.bodies {
+		served += l.Served.Load()
+		for body, n := range l.Bodies() {
 			seen[strings.TrimPrefix(body, "hello from release ")] += n
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/loadtest"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -35,8 +37,10 @@ const killGapBound = 3 * time.Second
 // proxy is reloaded (a new main process) and never restarted, and the
 // WebSocket is closed with 1001 and reconnects each time. Then the proxy's
 // main process is killed with SIGKILL: systemd restarts it, and clients
-// see at most one failed request each and a bounded gap. The proxy unit's
-// hardening score is checked too.
+// see at most one failed request each and a bounded gap. Before that, the
+// proxy's files are given to root, as older hoists left them, and the
+// proxy, restarted, serves on with them; and its unit's hardening score
+// is checked.
 func TestProxyUpgrade(t *testing.T) {
 	hosts := needLab(t)
 	h := hosts[0]
@@ -50,24 +54,39 @@ func TestProxyUpgrade(t *testing.T) {
 	if pem := mustHoist(t, secure.dir, "proxy", "ca"); !roots.AppendCertsFromPEM([]byte(pem)) {
 		t.Fatalf("hoist proxy ca printed no certificate:\n%s", pem)
 	}
-	getHTTPS(t, h, "zdus.test", roots) // the certificate is in
+	_, leaf := getHTTPS(t, h, "zdus.test", roots) // the certificate is in
 	wantExposure(t, h, "hoist-proxy.service", 2.0)
 	bins := upgradeBinaries(t, 3)
 
-	clients := func() []clientKind {
-		return []clientKind{
-			{"http keep-alive", &http.Client{Timeout: 10 * time.Second}, request("http://"+h+"/", "zdu.test")},
-			{"http one-shot", &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-				request("http://"+h+"/", "zdu.test")},
-			{"https h2", labHTTPS(h, roots, "zdus.test", true, true), request("https://zdus.test/", "zdus.test")},
-			{"https h1 one-shot", labHTTPS(h, roots, "zdus.test", false, false), request("https://zdus.test/", "zdus.test")},
+	t.Run("state left by root", func(t *testing.T) {
+		// Older hoists ran the proxy as root: its files were root's.
+		// systemd hands them to hoist-proxy (StateDirectory=) at start.
+		labRun(t, dialLab(t, h), "chown -R root:root /var/lib/hoist/proxy && systemctl restart hoist-proxy.service")
+		if _, got := getHTTPS(t, h, "zdus.test", roots); got.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+			t.Errorf("after the proxy took over root's files it serves certificate %s, want the stored %s", got.SerialNumber, leaf.SerialNumber)
+		}
+		plain.change(t)
+		id := strings.TrimSpace(mustHoist(t, plain.dir, "deploy")) // the proxy saves the new route
+		if got := plainServed(h, "zdu.test"); got != "hello from release "+id {
+			t.Errorf("after a deploy the proxy serves %q, want release %s", got, id)
+		}
+	})
+
+	clients := func() []loadtest.Client {
+		plainGet, secureGet := loadtest.Get("http://"+h+"/", "zdu.test"), loadtest.Get("https://zdus.test/", "zdus.test")
+		return []loadtest.Client{
+			{Name: "http keep-alive", HTTP: &http.Client{Timeout: 10 * time.Second}, Request: plainGet},
+			{Name: "http one-shot", HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+				Request: plainGet},
+			{Name: "https h2", HTTP: labHTTPS(h, roots, "zdus.test", true, true), Request: secureGet},
+			{Name: "https h1 one-shot", HTTP: labHTTPS(h, roots, "zdus.test", false, false), Request: secureGet},
 		}
 	}
 
 	t.Run("upgrades", func(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		loops := startLoops(clients(), stop, &wg)
+		loops := loadtest.Start(&wg, stop, clients()...)
 		var wsGoAway atomic.Int64
 		var mu sync.Mutex
 		var wsAbnormal []string
@@ -80,18 +99,18 @@ func TestProxyUpgrade(t *testing.T) {
 		})
 		stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
 		defer stopped()
-		waitServed(t, loops, 20, time.Minute)
+		loadtest.WaitServed(t, loops, 20, time.Minute)
 		conn := dialLab(t, h)
 		before := proxyService(t, conn)
 		// For comparison, a setup that changes nothing, under the same
 		// traffic: the gaps clients see then are the machine's noise.
-		longestGap(loops)
+		loadtest.LongestGap(loops)
 		mustHoist(t, plain.dir, "setup")
 		if now := proxyService(t, conn); now != before {
 			t.Errorf("a setup that changed nothing changed hoist-proxy from %+v to %+v", before, now)
 		}
-		waitServed(t, loops, 20, time.Minute)
-		idle := longestGap(loops)
+		loadtest.WaitServed(t, loops, 20, time.Minute)
+		idle := loadtest.LongestGap(loops)
 		for _, bin := range bins {
 			mustHoist(t, plain.dir, "setup", "--hoist-binary", bin)
 			after := proxyService(t, conn)
@@ -99,17 +118,14 @@ func TestProxyUpgrade(t *testing.T) {
 				t.Errorf("setup with a new binary: hoist-proxy went from %+v to %+v, want a new main process, no restart", before, after)
 			}
 			before = after
-			waitServed(t, loops, 20, time.Minute)
+			loadtest.WaitServed(t, loops, 20, time.Minute)
 		}
-		upgrading := longestGap(loops)
+		upgrading := loadtest.LongestGap(loops)
 		stopped()
 		t.Logf("longest gap between answers: %s across %d upgrades, %s across a setup that changed nothing",
 			upgrading.Round(time.Millisecond), len(bins), idle.Round(time.Millisecond))
-		for _, l := range loops {
-			t.Log(l)
-			if l.failed.Load() != 0 {
-				t.Errorf("%s: %d requests failed across the upgrades", l.name, l.failed.Load())
-			}
+		if n := loadtest.Failed(t, loops); n != 0 {
+			t.Errorf("%d requests failed across the upgrades", n)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -121,10 +137,10 @@ func TestProxyUpgrade(t *testing.T) {
 	t.Run("kill -9", func(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		loops := startLoops(clients(), stop, &wg)
+		loops := loadtest.Start(&wg, stop, clients()...)
 		stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
 		defer stopped()
-		waitServed(t, loops, 20, time.Minute)
+		loadtest.WaitServed(t, loops, 20, time.Minute)
 		conn := dialLab(t, h)
 		before := proxyService(t, conn)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -143,15 +159,10 @@ func TestProxyUpgrade(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		waitServed(t, loops, 20, time.Minute)
+		loadtest.WaitServed(t, loops, 20, time.Minute)
 		stopped()
-		var failed int64
-		var gap time.Duration
-		for _, l := range loops {
-			t.Log(l)
-			failed += l.failed.Load()
-			gap = max(gap, l.gap)
-		}
+		gap := loadtest.LongestGap(loops)
+		failed := loadtest.Failed(t, loops)
 		t.Logf("kill -9 of the proxy: %d requests failed, longest gap %s", failed, gap.Round(time.Millisecond))
 		if failed > int64(len(loops)) || gap > killGapBound {
 			t.Errorf("kill -9: %d requests failed (bound %d, one in flight per client) and the longest gap was %s (bound %s)",
@@ -160,21 +171,15 @@ func TestProxyUpgrade(t *testing.T) {
 	})
 }
 
-// clientKind is a client and the request it sends.
-type clientKind struct {
-	name   string
-	client *http.Client
-	req    func() *http.Request
-}
-
-func startLoops(kinds []clientKind, stop <-chan struct{}, wg *sync.WaitGroup) []*clientLoop {
-	var loops []*clientLoop
-	for _, k := range kinds {
-		l := &clientLoop{name: k.name}
-		loops = append(loops, l)
-		wg.Go(func() { l.run(k.client, k.req, stop) })
+// plainServed returns what the proxy at addr answers for host over HTTP.
+func plainServed(addr, host string) string {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(loadtest.Get("http://"+addr+"/", host)())
+	if err != nil {
+		return "error: " + err.Error()
 	}
-	return loops
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
 }
 
 // upgradeBinaries builds n hoist binaries that differ from hoistBin and

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/loadtest"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 )
 
@@ -242,65 +243,6 @@ func waitExit(pid int, within time.Duration) error {
 	}
 }
 
-// traffic sends requests without pause through one client until stop.
-type traffic struct {
-	name           string
-	served, failed atomic.Int64
-	mu             sync.Mutex
-	failures       []string
-}
-
-func (tr *traffic) run(c *http.Client, url, host, want string, stop <-chan struct{}, wg *sync.WaitGroup) {
-	defer wg.Done()
-	deadline := time.Now().Add(2 * time.Minute)
-	for n := 0; n < 1_000_000 && time.Now().Before(deadline); n++ {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		req, _ := http.NewRequest("GET", url, nil)
-		req.Host = host
-		resp, err := c.Do(req)
-		var body []byte
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
-				err = fmt.Errorf("%s: %q", resp.Status, body)
-			}
-		}
-		if err != nil {
-			tr.failed.Add(1)
-			tr.mu.Lock()
-			tr.failures = append(tr.failures, err.Error())
-			tr.mu.Unlock()
-			continue
-		}
-		tr.served.Add(1)
-	}
-}
-
-// waitServed waits until every client served n more requests.
-func waitServed(t *testing.T, trs []*traffic, n int64) {
-	t.Helper()
-	start := make([]int64, len(trs))
-	for i, tr := range trs {
-		start[i] = tr.served.Load()
-	}
-	for i := 0; i < 1000; i++ {
-		done := true
-		for j, tr := range trs {
-			done = done && tr.served.Load() >= start[j]+n
-		}
-		if done {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("clients stopped being served")
-}
-
 // TestUpgradeUnderTraffic upgrades three times, each new process taking
 // over from the last, while clients send requests without pause over
 // HTTP and HTTPS, with and without keep-alive: none fails. Each process
@@ -311,41 +253,32 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	r := startUpgradeRig(t)
 	// One tls.Config each: a transport for HTTP/2 adds "h2" to its own.
 	tlsConf := func() *tls.Config { return &tls.Config{RootCAs: r.roots, ServerName: "tls.test"} }
-	clients := map[string]*http.Client{
-		"http keep-alive":    {Timeout: 10 * time.Second},
-		"http one-shot":      {Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-		"https h2":           {Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf(), ForceAttemptHTTP2: true}},
-		"https h1 one-shot":  {Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf(), DisableKeepAlives: true}},
-		"https h1 keepalive": {Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf()}},
+	plain := func(name string, c *http.Client) loadtest.Client {
+		return loadtest.Client{Name: name, HTTP: c, Request: loadtest.Get("http://"+r.o.HTTP+"/", "plain.test"),
+			Want: "a xff=127.0.0.1 proto=http"}
+	}
+	secure := func(name string, tr *http.Transport) loadtest.Client {
+		return loadtest.Client{Name: name, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: tr},
+			Request: loadtest.Get("https://"+r.o.HTTPS+"/", "tls.test"), Want: "b xff=127.0.0.1 proto=https"}
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var trs []*traffic
-	for name, c := range clients {
-		tr := &traffic{name: name}
-		trs = append(trs, tr)
-		wg.Add(1)
-		if strings.HasPrefix(name, "https") {
-			go tr.run(c, "https://"+r.o.HTTPS+"/", "tls.test", "b xff=127.0.0.1 proto=https", stop, &wg)
-		} else {
-			go tr.run(c, "http://"+r.o.HTTP+"/", "plain.test", "a xff=127.0.0.1 proto=http", stop, &wg)
-		}
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
+	loops := loadtest.Start(&wg, stop,
+		plain("http keep-alive", &http.Client{Timeout: 10 * time.Second}),
+		plain("http one-shot", &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}),
+		secure("https h2", &http.Transport{TLSClientConfig: tlsConf(), ForceAttemptHTTP2: true}),
+		secure("https h1 one-shot", &http.Transport{TLSClientConfig: tlsConf(), DisableKeepAlives: true}),
+		secure("https h1 keep-alive", &http.Transport{TLSClientConfig: tlsConf()}),
+	)
+	stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopped()
 	conn, br := dialWS(t, r.o.HTTP, "plain.test")
 	defer conn.Close()
 	if got := echo(t, conn, br, "hi"); got != "a:hi" {
 		t.Fatalf("echo %q", got)
 	}
 
-	waitServed(t, trs, 20)
+	loadtest.WaitServed(t, loops, 20, 10*time.Second)
 	var pids []int
 	for i := 0; i < 3; i++ {
 		pids = append(pids, r.upgrade(t))
@@ -373,15 +306,11 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 			// The process it replaced is a child of the test process.
 			t.Errorf("the process before %d: %v", pids[i], err)
 		}
-		waitServed(t, trs, 20)
+		loadtest.WaitServed(t, loops, 20, 10*time.Second)
 	}
-	close(stop)
-	wg.Wait()
-	for _, tr := range trs {
-		t.Logf("%s: %d served, %d failed", tr.name, tr.served.Load(), tr.failed.Load())
-		if tr.failed.Load() != 0 {
-			t.Errorf("%s: %d requests failed, for example %q", tr.name, tr.failed.Load(), tr.failures[:min(3, len(tr.failures))])
-		}
+	stopped()
+	if n := loadtest.Failed(t, loops); n != 0 {
+		t.Errorf("%d requests failed across the upgrades", n)
 	}
 	// The metrics listener moved over too.
 	resp, err := http.Get("http://" + r.o.Metrics + "/metrics")
@@ -443,7 +372,7 @@ func TestUpgradeHoldsRouteChanges(t *testing.T) {
 		changed <- err
 	}()
 	// The change is under way once the proxy checks the new upstream.
-	waitHealthChecked(t, &checks)
+	waitFor(t, "the proxy to check the new upstream", func() bool { return checks.Load() > 0 })
 	wait := filepath.Join(t.TempDir(), "go")
 	t.Setenv(upgradeFailEnv, "wait:"+wait)
 	upgraded := make(chan error, 1)
@@ -462,7 +391,10 @@ func TestUpgradeHoldsRouteChanges(t *testing.T) {
 	if err := <-changed; err != nil {
 		t.Fatalf("route change: %v", err)
 	}
-	waitFile(t, wait+".waiting")
+	waitFor(t, "the new process to start", func() bool {
+		_, err := os.Stat(wait + ".waiting")
+		return err == nil
+	})
 	// The new process has started but does not serve yet: this change
 	// waits in the old one.
 	later := backend(t, "later", true)
@@ -503,29 +435,6 @@ func routeOf(rs []Route, app string) string {
 		}
 	}
 	return ""
-}
-
-// waitHealthChecked waits until the proxy asked a health path.
-func waitHealthChecked(t *testing.T, checks *atomic.Int64) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if checks.Load() > 0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("the proxy never checked the new upstream")
-}
-
-func waitFile(t *testing.T, path string) {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s never appeared", path)
 }
 
 // getVia fetches / for host from the proxy at addr.
