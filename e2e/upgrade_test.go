@@ -120,12 +120,12 @@ func TestProxyUpgrade(t *testing.T) {
 			before = after
 			loadtest.WaitServed(t, loops, 20, time.Minute)
 		}
-		upgrading := loadtest.LongestGap(loops)
 		stopped()
+		failed := loadtest.Failed(t, loops) // logs each loop's gap, before it is taken
 		t.Logf("longest gap between answers: %s across %d upgrades, %s across a setup that changed nothing",
-			upgrading.Round(time.Millisecond), len(bins), idle.Round(time.Millisecond))
-		if n := loadtest.Failed(t, loops); n != 0 {
-			t.Errorf("%d requests failed across the upgrades", n)
+			loadtest.LongestGap(loops).Round(time.Millisecond), len(bins), idle.Round(time.Millisecond))
+		if failed != 0 {
+			t.Errorf("%d requests failed across the upgrades", failed)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -161,8 +161,8 @@ func TestProxyUpgrade(t *testing.T) {
 		}
 		loadtest.WaitServed(t, loops, 20, time.Minute)
 		stopped()
-		gap := loadtest.LongestGap(loops)
 		failed := loadtest.Failed(t, loops)
+		gap := loadtest.LongestGap(loops)
 		t.Logf("kill -9 of the proxy: %d requests failed, longest gap %s", failed, gap.Round(time.Millisecond))
 		if failed > int64(len(loops)) || gap > killGapBound {
 			t.Errorf("kill -9: %d requests failed (bound %d, one in flight per client) and the longest gap was %s (bound %s)",
