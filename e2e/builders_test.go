@@ -20,9 +20,13 @@ import (
 // elixirPackages is the build tree of examples/hello-elixir.
 var elixirPackages = []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools"}
 
+// elixirRootfs is the build section that builds it with the rootfs builder.
+var elixirRootfs = "  builder: rootfs\n  distro: debian/bookworm\n  packages: [" + strings.Join(elixirPackages, ", ") + "]\n"
+
 // newElixirApp copies examples/hello-elixir into a fresh repository with
-// its secret key base set, and sets it up on hosts.
-func newElixirApp(t *testing.T, name string, port int, hosts []string, buildSection string) *appRepo {
+// its secret key base set and extra at the end of its hoist.yml, and sets
+// it up on hosts.
+func newElixirApp(t *testing.T, name string, port int, hosts []string, buildSection, extra string) *appRepo {
 	t.Helper()
 	a := &appRepo{dir: filepath.Join(work, "apps", name), name: name, port: port}
 	src := filepath.Join("..", "examples", "hello-elixir")
@@ -50,7 +54,7 @@ health:
   interval: 500ms
 hooks:
   before_switch: bin/hello_elixir eval "HelloElixir.Release.migrate()"
-`, name, strings.Join(hosts, ", "), buildSection, port))
+%s`, name, strings.Join(hosts, ", "), buildSection, port, extra))
 	a.git(t, "init", "-q", "-b", "main")
 	mustHoist(t, a.dir, "secrets", "gen", "SECRET_KEY_BASE")
 	a.commit(t, "initial")
@@ -64,7 +68,7 @@ hooks:
 // hook, and answers rpc through hoist exec.
 func TestElixirThroughRootfs(t *testing.T) {
 	hosts := needLab(t)
-	a := newElixirApp(t, "hello-elixir", 4000, hosts[:1], "  builder: rootfs\n  distro: debian/bookworm\n  packages: ["+strings.Join(elixirPackages, ", ")+"]\n")
+	a := newElixirApp(t, "hello-elixir", 4000, hosts[:1], elixirRootfs, "")
 	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 	a.wantServed(t, hosts[:1], r1)
 	if got := mustHoist(t, a.dir, "exec", "--", "bin/hello_elixir", "rpc", "IO.puts(:ok)"); got != "ok\n" {
@@ -108,7 +112,7 @@ func TestContainerBuilder(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tree, err := (&build.Rootfs{Distro: "debian/bookworm", Packages: elixirPackages, CacheDir: filepath.Join(work, "cache", "rootfs")}).Tree(ctx, io.Discard)
+	tree, err := (&build.Rootfs{Distro: "debian/bookworm", Packages: elixirPackages, CacheDir: filepath.Join(work, "cache", "rootfs")}).Tree(ctx, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +129,7 @@ func TestContainerBuilder(t *testing.T) {
 	if out, err := imp.CombinedOutput(); err != nil {
 		t.Fatalf("podman import: %v\n%s", err, out)
 	}
-	a := newElixirApp(t, "elixir-podman", 4001, hosts[1:2], "  builder: container\n  image: "+image+"\n")
+	a := newElixirApp(t, "elixir-podman", 4001, hosts[1:2], "  builder: container\n  image: "+image+"\n", "")
 	id := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 	a.wantServed(t, hosts[1:2], id)
 }

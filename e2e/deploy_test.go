@@ -168,6 +168,7 @@ type hostReleases struct {
 	Releases []struct {
 		ID      string `json:"id"`
 		Current bool   `json:"current"`
+		Failed  bool   `json:"failed"`
 	} `json:"releases"`
 	Error string `json:"error"`
 }

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hoistdev/hoist/internal/loadtest"
 )
 
 // TestZeroDowntimeThroughProxy sends requests without pause and holds
@@ -34,12 +32,10 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 		wsGoAway   atomic.Int64
 		wsAbnormal []string
 	)
+	tr := startTraffic(t, hosts, viaProxy("zdt.test"))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var clients []loadtest.Client
 	for _, h := range hosts {
-		clients = append(clients, loadtest.Client{Name: h, HTTP: &http.Client{Timeout: 10 * time.Second},
-			Request: loadtest.Get("http://"+h+"/", "zdt.test")})
 		// A LiveView-like client: it holds a WebSocket, and reconnects
 		// when told to go away.
 		wg.Go(func() {
@@ -50,8 +46,6 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 			})
 		})
 	}
-
-	loops := loadtest.Start(&wg, stop, clients...)
 
 	var bad string
 	ids := []string{r1}
@@ -78,33 +72,23 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
+	tr.finish()
 
 	if bad == "" {
 		t.Error("could not tell which release failed")
 	}
-	failed := loadtest.Failed(t, loops)
-	var served int64
-	seen := map[string]int{}
-	for _, l := range loops {
-		served += l.Served.Load()
-		for body, n := range l.Bodies() {
-			seen[strings.TrimPrefix(body, "hello from release ")] += n
-		}
+	tr.check(t, 100)
+	if n := tr.answers(bad); n != 0 {
+		t.Errorf("the unhealthy release %s answered %d requests", bad, n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d requests served by %d releases, %d WebSockets closed with 1001", served, len(seen), wsGoAway.Load())
-	if failed != 0 {
-		t.Errorf("%d requests failed", failed)
-	}
-	if seen[bad] != 0 {
-		t.Errorf("the unhealthy release %s answered %d requests", bad, seen[bad])
-	}
+	t.Logf("%d WebSockets closed with 1001", wsGoAway.Load())
 	if len(wsAbnormal) != 0 {
 		t.Errorf("WebSockets ended abnormally: %v", wsAbnormal)
 	}
-	if served < 100 || wsGoAway.Load() < 4 {
-		t.Errorf("too little traffic to judge: %d requests, %d WebSocket hand-overs", served, wsGoAway.Load())
+	if wsGoAway.Load() < 4 {
+		t.Errorf("too little traffic to judge: %d WebSocket hand-overs", wsGoAway.Load())
 	}
 	for _, h := range hosts {
 		req, _ := http.NewRequest("GET", "http://"+h+"/", nil)

@@ -49,7 +49,7 @@ func TestExecStartRoundTrip(t *testing.T) {
 	})
 
 	t.Run("release command", func(t *testing.T) {
-		unit, err := systemd.Template(systemd.App{Name: "e2e", User: "root", Root: dir, Port: 1,
+		unit, err := systemd.Template(systemd.App{Name: "e2e", User: "root", ReleaseDir: dir + "/releases/%i", Port: 1,
 			Command: `./dump $HOME %i %% "q" 'q' a\b ; -x ${PATH}`})
 		if err != nil {
 			t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,19 +66,21 @@ func TestProxyUpgrade(t *testing.T) {
 		}
 		plain.change(t)
 		id := strings.TrimSpace(mustHoist(t, plain.dir, "deploy")) // the proxy saves the new route
-		if got := plainServed(h, "zdu.test"); got != "hello from release "+id {
-			t.Errorf("after a deploy the proxy serves %q, want release %s", got, id)
+		if got, err := get(http.DefaultClient, "http://"+h+"/", "zdu.test"); err != nil || strings.TrimSpace(got) != "hello from release "+id {
+			t.Errorf("after a deploy the proxy serves %q, %v; want release %s", got, err, id)
 		}
 	})
 
-	clients := func() []loadtest.Client {
-		plainGet, secureGet := loadtest.Get("http://"+h+"/", "zdu.test"), loadtest.Get("https://zdus.test/", "zdus.test")
-		return []loadtest.Client{
-			{Name: "http keep-alive", HTTP: &http.Client{Timeout: 10 * time.Second}, Request: plainGet},
-			{Name: "http one-shot", HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-				Request: plainGet},
-			{Name: "https h2", HTTP: labHTTPS(h, roots, "zdus.test", true, true), Request: secureGet},
-			{Name: "https h1 one-shot", HTTP: labHTTPS(h, roots, "zdus.test", false, false), Request: secureGet},
+	clients := func() []*loadtest.Loop {
+		loop := func(name string, c *http.Client, url, host string) *loadtest.Loop {
+			return &loadtest.Loop{Name: name, Send: func() (string, error) { return get(c, url, host) }}
+		}
+		return []*loadtest.Loop{
+			loop("http keep-alive", &http.Client{Timeout: 10 * time.Second}, "http://"+h+"/", "zdu.test"),
+			loop("http one-shot", &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+				"http://"+h+"/", "zdu.test"),
+			loop("https h2", labHTTPS(h, roots, "zdus.test", true, true), "https://zdus.test/", "zdus.test"),
+			loop("https h1 one-shot", labHTTPS(h, roots, "zdus.test", false, false), "https://zdus.test/", "zdus.test"),
 		}
 	}
 
@@ -171,17 +172,6 @@ func TestProxyUpgrade(t *testing.T) {
 	})
 }
 
-// plainServed returns what the proxy at addr answers for host over HTTP.
-func plainServed(addr, host string) string {
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(loadtest.Get("http://"+addr+"/", host)())
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b))
-}
-
 // upgradeBinaries builds n hoist binaries that differ from hoistBin and
 // from each other only in their build id, as a new hoist release would.
 func upgradeBinaries(t *testing.T, n int) []string {
@@ -209,13 +199,13 @@ func upgradeBinaries(t *testing.T, n int) []string {
 	return bins
 }
 
-// unitState is what systemd says of a service.
-type unitState struct {
+// serviceState is what systemd says of a service.
+type serviceState struct {
 	pid, restarts int
 	state         string
 }
 
-func proxyService(t *testing.T, conn transport.Conn) unitState {
+func proxyService(t *testing.T, conn transport.Conn) serviceState {
 	t.Helper()
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -223,7 +213,7 @@ func proxyService(t *testing.T, conn transport.Conn) unitState {
 	if err := conn.Run(ctx, "systemctl show -p MainPID,NRestarts,ActiveState hoist-proxy.service", nil, &out, nil); err != nil {
 		t.Fatal(err)
 	}
-	var u unitState
+	var u serviceState
 	for _, line := range strings.Split(out.String(), "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
 		switch k {

@@ -32,3 +32,7 @@ for tool in pebble pebble-challtestsrv; do
   [ -x "$gobin/$tool" ] || go install "github.com/letsencrypt/pebble/v2/cmd/$tool@v2.10.1"
 done
 export PATH="$gobin:$PATH"
+
+# kumo, an AWS emulator on loopback, for the provisioning tests
+# (integration tier); the SDK's modules are not in the checksum database.
+[ -x "$gobin/kumo" ] || GONOSUMDB=github.com/aws/aws-sdk-go-v2 go install github.com/sivchari/kumo/cmd/kumo@v0.33.1

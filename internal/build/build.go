@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,7 +21,10 @@ import (
 // Job is one build: a clean checkout and what to run in it.
 type Job struct {
 	App string
-	// Dir is the clean checkout; the command runs at its root.
+	// Root is the clean checkout's top; Dir the app's directory in it,
+	// where the command runs. Builders that build elsewhere take all of
+	// Root along, so that build.include's directories are there too.
+	Root    string
 	Dir     string
 	Command string
 	Env     map[string]string
@@ -31,8 +35,13 @@ type Job struct {
 	// Mounts maps directories of the build environment (absolute caches)
 	// to directories on this machine that keep them between builds.
 	Mounts map[string]string
-	// Log receives the build's own output.
+	// Log receives hoist's own progress lines about the build.
 	Log io.Writer
+	// Out receives the build's own output: the command's, and that of the
+	// tools that prepare its environment (debootstrap, apt, the container
+	// engine). A *Tail keeps only its end, for the error of a failed
+	// build. Nil means Log.
+	Out io.Writer
 }
 
 // env returns the job's environment as KEY=VALUE, sorted, with GOOS and
@@ -53,6 +62,34 @@ func (j Job) env() []string {
 	}
 	return env
 }
+
+// output is where the build's own output goes.
+func (j Job) output() io.Writer {
+	if j.Out == nil {
+		return j.Log
+	}
+	return j.Out
+}
+
+// top is the checkout's top: Root, or Dir when the job has no Root.
+func (j Job) top() string {
+	if j.Root == "" {
+		return j.Dir
+	}
+	return j.Root
+}
+
+// rel is Dir relative to the top, slash-separated ("." at the top).
+func (j Job) rel() string {
+	r, err := filepath.Rel(j.top(), j.Dir)
+	if err != nil {
+		return "."
+	}
+	return filepath.ToSlash(r)
+}
+
+// workDir is where the command runs when Root is mounted at mount.
+func (j Job) workDir(mount string) string { return path.Join(mount, j.rel()) }
 
 // Builder runs a build job. Builders differ in where the command runs
 // (this machine, a root tree, a container, a build host); all of them
@@ -98,7 +135,7 @@ func CheckOutput(job Job) (string, error) {
 	fi, err := os.Stat(out)
 	if err != nil || !fi.IsDir() {
 		return "", usererr.New("the build left no %s directory", job.Output).
-			WithHint("build.command must write the release into build.output (%s), relative to the repository root", job.Output)
+			WithHint("build.command must write the release into build.output (%s), relative to the app's directory (where hoist.yml is)", job.Output)
 	}
 	entries, err := os.ReadDir(out)
 	if err != nil {

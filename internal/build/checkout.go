@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -13,7 +14,9 @@ import (
 
 // Source is a commit checked out in a scratch directory.
 type Source struct {
+	// Dir is the checkout's top; AppDir the app's directory in it.
 	Dir    string
+	AppDir string
 	Commit string // full hash
 	Ref    string // as the user named it
 }
@@ -32,54 +35,70 @@ func Resolve(ctx context.Context, repo, ref string) (string, error) {
 	return out, nil
 }
 
-// Prefix returns the path of dir inside its repository ("" at the top),
-// so that an app in a subdirectory of a monorepo builds there.
-func Prefix(ctx context.Context, dir string) (string, error) {
-	return git(ctx, dir, "rev-parse", "--show-prefix")
-}
-
-// TreeHash returns the git tree hash of dir (relative to the repository
-// top, "" for all of it) at commit: it changes exactly when a file under
-// it does.
-func TreeHash(ctx context.Context, repo, commit, dir string) (string, error) {
-	return git(ctx, repo, "rev-parse", "--verify", "--quiet", commit+":"+strings.TrimSuffix(dir, "/"))
-}
-
-// Dirty lists the paths with uncommitted changes in repo's working tree;
-// they are not part of the build.
-func Dirty(ctx context.Context, repo string) ([]string, error) {
-	out, err := git(ctx, repo, "status", "--porcelain", "--untracked-files=normal")
-	if err != nil {
-		return nil, err
-	}
-	var paths []string
-	for _, line := range strings.Split(out, "\n") {
-		if len(line) > 3 {
-			paths = append(paths, line[3:])
-		}
-	}
-	return paths, nil
-}
-
-// Checkout makes a clean copy of commit from repo in dir, which must not
-// exist. It shares the repository's objects instead of copying them, and
-// never touches the working copy or its index.
-func Checkout(ctx context.Context, repo, commit, ref, dir string) (*Source, error) {
-	if _, err := git(ctx, "", "clone", "--quiet", "--shared", "--no-checkout", repo, dir); err != nil {
+// Checkout makes a clean copy of what the build sees of commit (the
+// scope's directories, sparse) in dir, which must not exist. It shares
+// the repository's objects instead of copying them, and never touches
+// the working copy or its index. Submodules inside the scope are checked
+// out too, from the working copy's own clones of them where it has them.
+func Checkout(ctx context.Context, s Scope, commit, ref, dir string) (*Source, error) {
+	if _, err := git(ctx, "", "clone", "--quiet", "--shared", "--no-checkout", s.Top, dir); err != nil {
 		return nil, fmt.Errorf("checkout: %w", err)
 	}
-	if _, err := git(ctx, dir, "checkout", "--quiet", "--detach", commit); err != nil {
+	fail := func(what string, err error) (*Source, error) {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("checkout %s: %w", commit, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	// Submodules come along when the repository has them.
-	if _, err := os.Stat(dir + "/.gitmodules"); err == nil {
-		if _, err := git(ctx, dir, "submodule", "update", "--init", "--recursive", "--quiet"); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("checkout submodules: %w", err)
+	if s.Dirs != nil {
+		args := append([]string{"sparse-checkout", "set", "--cone", "--"}, s.Dirs...)
+		if _, err := git(ctx, dir, args...); err != nil {
+			return fail("checkout", err)
 		}
 	}
-	return &Source{Dir: dir, Commit: commit, Ref: ref}, nil
+	if _, err := git(ctx, dir, "checkout", "--quiet", "--detach", commit); err != nil {
+		return fail("checkout "+commit, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".gitmodules")); err == nil {
+		if err := checkoutSubmodules(ctx, s, dir); err != nil {
+			return fail("checkout submodules", err)
+		}
+	}
+	return &Source{Dir: dir, AppDir: filepath.Join(dir, filepath.FromSlash(s.App)), Commit: commit, Ref: ref}, nil
+}
+
+// checkoutSubmodules checks out the submodules the scope holds. Each is
+// cloned from the working copy's own clone of it (.git/modules/NAME)
+// when there is one, so that a build needs no network for what is
+// already on this machine; else from its configured URL.
+func checkoutSubmodules(ctx context.Context, s Scope, dir string) error {
+	pathspec := append([]string{"--"}, s.Dirs...)
+	if s.Dirs == nil {
+		pathspec = nil
+	}
+	if _, err := git(ctx, dir, append([]string{"submodule", "init"}, pathspec...)...); err != nil {
+		return err
+	}
+	names, err := git(ctx, dir, "config", "--file", ".gitmodules", "--name-only", "--get-regexp", `^submodule\..*\.path$`)
+	if err != nil {
+		return err
+	}
+	gitDir, err := git(ctx, s.Top, "rev-parse", "--absolute-git-dir")
+	if err != nil {
+		return err
+	}
+	for key := range strings.SplitSeq(names, "\n") {
+		name := strings.TrimSuffix(strings.TrimPrefix(key, "submodule."), ".path")
+		local := filepath.Join(gitDir, "modules", name)
+		if _, err := os.Stat(local); err == nil {
+			if _, err := git(ctx, dir, "config", "submodule."+name+".url", local); err != nil {
+				return err
+			}
+		}
+	}
+	// Local clones are file transport, which git refuses for submodules
+	// unless allowed.
+	args := append([]string{"-c", "protocol.file.allow=always", "submodule", "update", "--recursive", "--quiet"}, pathspec...)
+	_, err = git(ctx, dir, args...)
+	return err
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {

@@ -56,12 +56,12 @@ func (c *Container) Build(ctx context.Context, job Job) error {
 		image = "localhost/hoist-build-" + job.App + ":" + hex.EncodeToString(sum[:])[:12]
 		fmt.Fprintf(job.Log, "building the build image %s from %s\n", image, c.Dockerfile)
 		cmd := exec.CommandContext(ctx, engine, "build", "-t", image, "-f", df, filepath.Dir(df))
-		cmd.Stdout, cmd.Stderr = job.Log, job.Log
+		cmd.Stdout, cmd.Stderr = job.output(), job.output()
 		if err := cmd.Run(); err != nil {
-			return usererr.Wrap(err, "building the image from %s failed", c.Dockerfile)
+			return outputError(job, usererr.Wrap(err, "building the image from %s failed", c.Dockerfile))
 		}
 	}
-	args := []string{"run", "--rm", "--network=host", "-v", job.Dir + ":/build", "-w", "/build",
+	args := []string{"run", "--rm", "--network=host", "-v", job.top() + ":/build", "-w", job.workDir("/build"),
 		"-e", "HOME=/root", "-e", "LANG=C.UTF-8"}
 	for inside, host := range job.Mounts {
 		args = append(args, "-v", host+":"+inside)
@@ -71,6 +71,6 @@ func (c *Container) Build(ctx context.Context, job Job) error {
 	}
 	args = append(args, image, "/bin/sh", "-c", job.Command)
 	cmd := exec.CommandContext(ctx, engine, args...)
-	cmd.Stdout, cmd.Stderr = job.Log, job.Log
+	cmd.Stdout, cmd.Stderr = job.output(), job.output()
 	return commandError(ctx, job, cmd.Run())
 }

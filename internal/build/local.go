@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strings"
 
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -21,7 +22,7 @@ func (Local) Build(ctx context.Context, job Job) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", job.Command)
 	cmd.Dir = job.Dir
 	cmd.Env = append(os.Environ(), job.env()...)
-	cmd.Stdout, cmd.Stderr = job.Log, job.Log
+	cmd.Stdout, cmd.Stderr = job.output(), job.output()
 	return commandError(ctx, job, cmd.Run())
 }
 
@@ -33,6 +34,19 @@ func commandError(ctx context.Context, job Job, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return usererr.Wrap(err, "build command failed (%s)", job.Command).
-		WithHint("its output is above; run it in a clean checkout to reproduce")
+	return outputError(job, usererr.Wrap(err, "build command failed (%s)", job.Command))
 }
+
+// outputError adds to a failed build's error where its output is: the
+// last lines kept, or above on the terminal.
+func outputError(job Job, e *usererr.Error) *usererr.Error {
+	if t, ok := job.Out.(*Tail); ok {
+		if last := t.String(); last != "" {
+			return e.WithHint("its last lines:\n%s\n(--verbose shows all of a build's output)", indent(last))
+		}
+		return e.WithHint("it printed nothing")
+	}
+	return e.WithHint("its output is above; run it in a clean checkout to reproduce")
+}
+
+func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }

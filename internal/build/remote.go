@@ -42,20 +42,21 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 	if err != nil {
 		return err
 	}
-	dir := "/var/tmp/hoist-build/" + job.App + "-" + suffix
+	top := "/var/tmp/hoist-build/" + job.App + "-" + suffix
+	dir := job.workDir(top) // the app's directory in the checkout
 	cacheRoot := "/var/cache/hoist/builds/" + job.App + "/" + key
 	q := transport.Quote
 
 	fmt.Fprintf(job.Log, "sending the checkout to %s\n", r.Host)
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(release.WriteTar(pw, job.Dir, func(rel string) bool { return rel == ".git" }))
+		pw.CloseWithError(release.WriteTar(pw, job.top(), func(rel string) bool { return rel == ".git" }))
 	}()
-	if err := conn.Run(ctx, "mkdir -p "+q(dir)+" && tar --warning=no-timestamp -x -C "+q(dir), pr, job.Log, job.Log); err != nil {
+	if err := conn.Run(ctx, "mkdir -p "+q(top)+" && tar --warning=no-timestamp -x -C "+q(top), pr, job.Log, job.Log); err != nil {
 		pr.CloseWithError(err)
 		return fmt.Errorf("send checkout to %s: %w", r.Host, err)
 	}
-	defer conn.Run(context.WithoutCancel(ctx), "rm -rf "+q(dir), nil, io.Discard, io.Discard)
+	defer conn.Run(context.WithoutCancel(ctx), "rm -rf "+q(top), nil, io.Discard, io.Discard)
 
 	// Caches move in by rename before the command and back after it.
 	var restore, save []string
@@ -81,7 +82,7 @@ func (r *Remote) Build(ctx context.Context, job Job) error {
 	// may live inside one (mix's _build).
 	script += "cd " + q(dir) + " && env " + strings.Join(env, " ") + " sh -c " + q(job.Command)
 	fmt.Fprintf(job.Log, "building on %s\n", r.Host)
-	if err := conn.Run(ctx, script, nil, job.Log, job.Log); err != nil {
+	if err := conn.Run(ctx, script, nil, job.output(), job.output()); err != nil {
 		return commandError(ctx, job, err)
 	}
 	out := filepath.Join(job.Dir, job.Output)

@@ -40,7 +40,8 @@ func (r *Rootfs) sortedPackages() []string {
 }
 
 // Tree returns the cached root tree, building it when missing.
-func (r *Rootfs) Tree(ctx context.Context, log io.Writer) (string, error) {
+// log gets hoist's progress lines, out the tools' own output.
+func (r *Rootfs) Tree(ctx context.Context, log, out io.Writer) (string, error) {
 	if os.Geteuid() != 0 {
 		return "", usererr.New("the rootfs builder needs root: it makes and enters root trees").
 			WithHint("run hoist as root, or use builder: container or remote")
@@ -70,16 +71,16 @@ func (r *Rootfs) Tree(ctx context.Context, log io.Writer) (string, error) {
 		mirror = map[string]string{"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}[name]
 	}
 	fmt.Fprintf(log, "making the %s root tree with debootstrap (once per package list)\n", r.Distro)
-	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=ca-certificates", suite, tmp, mirror).CombinedOutput()
+	boot, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=ca-certificates", suite, tmp, mirror).CombinedOutput()
 	if err != nil {
-		return "", usererr.Wrap(err, "debootstrap %s failed", r.Distro).WithHint("its last lines:\n%s", lastLines(string(out), 8))
+		return "", usererr.Wrap(err, "debootstrap %s failed", r.Distro).WithHint("its last lines:\n%s", lastLines(string(boot), 8))
 	}
 	if len(r.Packages) > 0 {
 		fmt.Fprintf(log, "installing %s in the root tree\n", strings.Join(r.Packages, " "))
 		script := "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends " +
 			strings.Join(r.Packages, " ") + " >/dev/null && apt-get clean"
 		cmd := exec.CommandContext(ctx, "systemd-nspawn", "-q", "-D", tmp, "--register=no", "--keep-unit", "--as-pid2", "/bin/sh", "-c", script)
-		cmd.Stdout, cmd.Stderr = log, log
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
 			return "", usererr.Wrap(err, "installing build.packages in the %s tree failed", r.Distro).
 				WithHint("check the package names for %s", r.Distro)
@@ -92,13 +93,14 @@ func (r *Rootfs) Tree(ctx context.Context, log io.Writer) (string, error) {
 }
 
 // Build runs the command in a throwaway overlay of the tree, with the
-// checkout at /build and the absolute caches mounted.
+// checkout at /build (the app's directory in it as the working
+// directory) and the absolute caches mounted.
 func (r *Rootfs) Build(ctx context.Context, job Job) error {
-	tree, err := r.Tree(ctx, job.Log)
+	tree, err := r.Tree(ctx, job.Log, job.output())
 	if err != nil {
 		return err
 	}
-	scratch, err := os.MkdirTemp(filepath.Dir(job.Dir), "rootfs-")
+	scratch, err := os.MkdirTemp(filepath.Dir(job.top()), "rootfs-")
 	if err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
@@ -116,7 +118,7 @@ func (r *Rootfs) Build(ctx context.Context, job Job) error {
 	defer syscall.Unmount(merged, syscall.MNT_DETACH)
 	machine := "hoist-build-" + filepath.Base(scratch)[len("rootfs-"):]
 	args := []string{"-q", "-D", merged, "-M", machine, "--register=no", "--keep-unit", "--as-pid2",
-		"--bind=" + job.Dir + ":/build", "--chdir=/build", "--setenv=HOME=/root", "--setenv=LANG=C.UTF-8"}
+		"--bind=" + job.top() + ":/build", "--chdir=" + job.workDir("/build"), "--setenv=HOME=/root", "--setenv=LANG=C.UTF-8"}
 	for inside, host := range job.Mounts {
 		args = append(args, "--bind="+host+":"+inside)
 	}
@@ -125,7 +127,7 @@ func (r *Rootfs) Build(ctx context.Context, job Job) error {
 	}
 	args = append(args, "/bin/sh", "-c", job.Command)
 	cmd := exec.CommandContext(ctx, "systemd-nspawn", args...)
-	cmd.Stdout, cmd.Stderr = job.Log, job.Log
+	cmd.Stdout, cmd.Stderr = job.output(), job.output()
 	return commandError(ctx, job, cmd.Run())
 }
 

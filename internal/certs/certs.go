@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -110,7 +109,7 @@ func New(o Options) (*Manager, error) {
 		Logger:             logger,
 	})
 	if o.Internal {
-		ca, err := loadInternalCA(filepath.Join(o.Storage, "internal-ca"), o.InternalLifetime)
+		ca, err := loadInternalCA(o.Storage, o.InternalLifetime)
 		if err != nil {
 			m.cache.Stop()
 			return nil, err

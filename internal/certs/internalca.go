@@ -29,12 +29,22 @@ type internalCA struct {
 	lifetime time.Duration
 }
 
-// loadInternalCA reads the CA in dir (root.pem, root.key), or makes it.
-func loadInternalCA(dir string, lifetime time.Duration) (*internalCA, error) {
+// internalCADir is where the internal CA lives in a certificate storage.
+func internalCADir(storage string) string { return filepath.Join(storage, "internal-ca") }
+
+// InternalRootPath is the internal CA's root certificate (PEM) in a
+// certificate storage: what clients trust.
+func InternalRootPath(storage string) string {
+	return filepath.Join(internalCADir(storage), "root.pem")
+}
+
+// loadInternalCA reads the CA of storage (root.pem, root.key), or makes it.
+func loadInternalCA(storage string, lifetime time.Duration) (*internalCA, error) {
 	if lifetime <= 0 {
 		lifetime = 7 * 24 * time.Hour
 	}
-	certPath, keyPath := filepath.Join(dir, "root.pem"), filepath.Join(dir, "root.key")
+	dir := internalCADir(storage)
+	certPath, keyPath := InternalRootPath(storage), filepath.Join(dir, "root.key")
 	certPEM, err := os.ReadFile(certPath)
 	if errors.Is(err, os.ErrNotExist) {
 		if err := makeInternalCA(dir, certPath, keyPath); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -21,6 +22,9 @@ import (
 // globalOptions are the flags every verb shares.
 type globalOptions struct {
 	configPath string
+	// verbose shows what hoist otherwise keeps to itself when all goes
+	// well: builds' own output, hosts' activation logs.
+	verbose bool
 }
 
 // app is a loaded hoist.yml and what the verbs that act on hosts need.
@@ -45,15 +49,38 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	}
 	hosts := cfg.Hosts
 	if len(hostFlags) > 0 {
-		hosts = hostFlags
+		hosts = unique(hostFlags)
+	}
+	if len(hosts) == 0 && cfg.Infra.Provider != "" {
+		st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
+		if err != nil {
+			return nil, err
+		}
+		if hosts = st.Targets(); len(hosts) == 0 {
+			return nil, usererr.New("hoist has provisioned no hosts for %s (%s) yet", cfg.App, cfg.Infra.Env).
+				WithHint("run `hoist provision` first")
+		}
 	}
 	if len(hosts) == 0 {
 		return nil, usererr.New("no hosts to work on").
-			WithHint("list them under hosts: in %s, or pass --host ADDR", p)
+			WithHint("list them under hosts: in %s, pass --host ADDR, or add an infra section and run hoist provision", p)
 	}
 	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}}
 	a.dial = dialer(cfg, s.err, a.logMu)
 	return a, nil
+}
+
+// unique returns list without repeats, in its order.
+func unique(list []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // loadConfig reads hoist.yml and returns it with its directory.
@@ -86,17 +113,10 @@ func secretsStore(cfg *config.Config, repo string) secrets.Store {
 // dialer returns the SSH dial function for cfg.
 func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 	home := hoistHome()
-	ids := []string{}
-	if cfg.SSH.IdentityFile != "" {
-		ids = append(ids, expandHome(cfg.SSH.IdentityFile))
-	}
-	if lk := labKeyPath(home); fileExists(lk) {
-		ids = append(ids, lk)
-	}
 	opts := transport.Options{
 		User:          cfg.SSH.User,
 		Port:          cfg.SSH.Port,
-		IdentityFiles: ids,
+		IdentityFiles: identityFiles(cfg, home),
 		TrustFile:     filepath.Join(home, "known_hosts"),
 		Log:           &lockedWriter{w: log, mu: mu},
 	}
@@ -109,12 +129,28 @@ func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
 	}
 }
 
-// sudo reports whether host commands need sudo: the login is not root.
-func (a *app) sudo() bool { return a.cfg.SSH.User != "" && a.cfg.SSH.User != "root" }
+// identityFiles are the private keys hoist tries besides ssh's usual
+// ones: ssh.identity_file, the key of infra.public_key, the lab key and
+// the operator key hoist made for provisioned hosts.
+func identityFiles(cfg *config.Config, home string) []string {
+	var ids []string
+	if cfg.SSH.IdentityFile != "" {
+		ids = append(ids, expandHome(cfg.SSH.IdentityFile))
+	}
+	if p := cfg.Infra.PublicKey; p != "" {
+		ids = append(ids, strings.TrimSuffix(expandHome(p), ".pub"))
+	}
+	for _, k := range []string{labKeyPath(home), operatorKeyPath(home)} {
+		if fileExists(k) {
+			ids = append(ids, k)
+		}
+	}
+	return ids
+}
 
 // client returns the host client for conn.
 func (a *app) client(conn transport.Conn) *host.Client {
-	return &host.Client{Conn: conn, App: a.cfg.App, Sudo: a.sudo()}
+	return &host.Client{Conn: conn, App: a.cfg.App}
 }
 
 // hoistHome is where hoist keeps its own files on this machine: the

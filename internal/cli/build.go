@@ -36,7 +36,7 @@ func runBuild(ctx context.Context, s *streams, g *globalOptions, o *buildOptions
 		return err
 	}
 	dial := dialer(cfg, s.err, &sync.Mutex{})
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial, Rebuild: o.rebuild})
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial, Rebuild: o.rebuild, Verbose: g.verbose})
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
 )
@@ -64,7 +68,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		"missing config":     {[]string{"-c", "nope.yml", "status"}, 1, "hint: run `hoist init`"},
 		"bad lab size":       {[]string{"lab", "up", "--hosts", "0"}, 2, "--hosts must be between 1 and 50"},
 		"negative log lines": {[]string{"logs", "-n", "-1"}, 2, "-n must be 0 or more"},
-		"host verb bad app":  {[]string{"host", "status", "--app", "../etc"}, 2, "is not a valid app name"},
+		"unknown host verb":  {[]string{"host", "nope"}, 2, `unknown verb "nope"`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -99,5 +103,55 @@ func TestExitCodeMapping(t *testing.T) {
 				t.Errorf("ExitCode = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// A host named twice with --host is worked on once: two goroutines on
+// one host would run two activations there.
+func TestHostFlagsDeduplicated(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hoist.yml")
+	os.WriteFile(cfg, []byte("version: 1\napp: x\nhosts: [a]\nbuild:\n  command: make\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	var errb bytes.Buffer
+	a, err := loadApp(&globalOptions{configPath: cfg}, &streams{out: &bytes.Buffer{}, err: &errb}, []string{"b", "c", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"b", "c"}, a.hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+}
+
+// TestDeployNamesUnreachableHostsBeforeBuilding: with no host reachable,
+// deploy fails naming them, and never starts the build.
+func TestDeployNamesUnreachableHostsBeforeBuilding(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "built")
+	// A port on loopback where nothing listens: refused at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte("version: 1\napp: x\nbuild:\n  command: touch "+marker+" && mkdir -p d && touch d/x\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "one"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Setenv("HOIST_HOME", t.TempDir())
+	t.Setenv("HOIST_CACHE", t.TempDir())
+	_, stderr, err := run(t, dir, "deploy", "--host", "ssh://"+dead)
+	if err == nil {
+		t.Fatal("deploy to an unreachable host succeeded")
+	}
+	if !strings.Contains(stderr, dead+" cannot be reached") || !strings.Contains(stderr, "deploy failed on 1 of 1 host(s)") {
+		t.Errorf("stderr does not name the host:\n%s", stderr)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the build ran although no host could be reached")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
@@ -52,13 +53,20 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		}
 		env = secrets.EnvFile(vals)
 	}
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild})
+	so := a.shipOptions(s)
+	so.SendEnv, so.Env = sendEnv, env
+	// Hosts are reached before the build: one that is down is named now,
+	// not after a long build; with none reachable there is nothing to
+	// build for.
+	so.Members = so.Connect(ctx)
+	defer fleet.Close(so.Members)
+	if err := reachable(s, so.Members); err != nil {
+		return err
+	}
+	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild, Verbose: g.verbose})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.err, "built release %s (%d bytes, sha256 %s)\n", art.Manifest.ID, art.Manifest.Size, art.Manifest.SHA256[:16])
-	so := a.shipOptions(s)
-	so.SendEnv, so.Env = sendEnv, env
 	bars := newUploadBars(s.err, a.hosts)
 	if bars != nil {
 		so.Log, so.Meter = bars, bars.meter
@@ -74,6 +82,22 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	return nil
 }
 
+// reachable warns of each host that cannot be reached, and fails when
+// none can.
+func reachable(s *streams, members []fleet.Member) error {
+	var down []fleet.Result
+	for _, m := range members {
+		if m.Err != nil {
+			down = append(down, fleet.Result{Host: m.Host, Err: m.Err})
+			fmt.Fprintf(s.err, "%s %s cannot be reached: %v\n", paint(s.err, "warning:", yellow), m.Host, m.Err)
+		}
+	}
+	if len(down) == len(members) {
+		return report(s.err, down, "deploy")
+	}
+	return nil
+}
+
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Sudo: a.sudo()}
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu}
 }

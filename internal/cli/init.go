@@ -58,6 +58,10 @@ func runInit(_ context.Context, s *streams, o *initOptions) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	fmt.Fprintf(s.err, "wrote %s for the %s project %q; add your hosts, then run `hoist setup` and `hoist deploy`\n", path, p.Kind, p.App)
+	fmt.Fprintf(s.err, "wrote %s for the %s project %q\nnext:\n", path, p.Kind, p.App)
+	for _, sec := range p.Secrets {
+		fmt.Fprintf(s.err, "  hoist secrets gen %s\n", sec)
+	}
+	fmt.Fprintf(s.err, "  add your hosts to hoist.yml (or try `hoist lab up`), then `hoist setup` and `hoist deploy`\n")
 	return nil
 }

@@ -40,18 +40,15 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 	if err != nil {
 		return err
 	}
-	lines := make([]string, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+	lines, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (string, error) {
 		st, err := a.client(conn).Status(ctx)
 		if err != nil {
-			return err
+			return "", err
 		}
-		line := h + ": unlocked"
 		if st.Lock != nil {
-			line = fmt.Sprintf("%s: locked by %s since %s (%s)", h, st.Lock.Holder, st.Lock.Since.Local().Format("2006-01-02 15:04:05"), st.Lock.Op)
+			return fmt.Sprintf("%s: locked by %s since %s (%s)", h, st.Lock.Holder, st.Lock.Since.Local().Format("2006-01-02 15:04:05"), st.Lock.Op), nil
 		}
-		lines[indexOf(a.hosts, h)] = line
-		return nil
+		return h + ": unlocked", nil
 	})
 	for _, l := range lines {
 		if l != "" {

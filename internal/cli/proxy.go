@@ -160,8 +160,8 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.tlsInternal {
-		log.Info("internal CA", "root", filepath.Join(o.storage, "internal-ca", "root.pem"))
+	if issuer.Internal {
+		log.Info("internal CA", "root", certs.InternalRootPath(o.storage))
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -233,17 +233,12 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 		if err != nil {
 			return err
 		}
-		out = make([]hostProxy, len(a.hosts))
-		results = fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-			rs, err := a.client(conn).ProxyStatus(ctx)
-			out[indexOf(a.hosts, h)].Routes = rs
-			return err
+		var routes [][]proxy.RouteStatus
+		routes, results = fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]proxy.RouteStatus, error) {
+			return a.client(conn).ProxyStatus(ctx)
 		})
 		for i, r := range results {
-			out[i].Host = r.Host
-			if r.Err != nil {
-				out[i].Error = r.Err.Error()
-			}
+			out = append(out, hostProxy{Host: r.Host, Routes: routes[i], Error: errText(r.Err)})
 		}
 	}
 	for i := range out {
@@ -266,11 +261,8 @@ func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptio
 	if err != nil {
 		return err
 	}
-	roots := make([]string, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		pem, err := a.client(conn).ProxyRoot(ctx)
-		roots[indexOf(a.hosts, h)] = pem
-		return err
+	roots, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (string, error) {
+		return a.client(conn).ProxyRoot(ctx)
 	})
 	seen := map[string]bool{}
 	for _, pem := range roots {

@@ -41,41 +41,47 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 	if err != nil {
 		return err
 	}
-	out := make([]hostReleases, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		rs, err := a.client(conn).Releases(ctx)
-		out[indexOf(a.hosts, h)].Releases = rs
-		return err
+	rss, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]host.ReleaseInfo, error) {
+		return a.client(conn).Releases(ctx)
 	})
+	out := make([]hostReleases, len(results))
 	for i, r := range results {
-		out[i].Host = r.Host
+		out[i] = hostReleases{Host: r.Host, Releases: rss[i], Error: errText(r.Err)}
 		if out[i].Releases == nil {
 			out[i].Releases = []host.ReleaseInfo{}
-		}
-		if r.Err != nil {
-			out[i].Error = r.Err.Error()
 		}
 	}
 	if o.json {
 		return writeJSON(s, out)
 	}
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\t \tRELEASE\tCOMMIT\tBUILT")
+	fmt.Fprintln(tw, "HOST\tRELEASE\tCOMMIT\tBUILT\tSTATE")
 	for _, hr := range out {
 		for _, r := range hr.Releases {
-			mark := " "
-			if r.Current {
-				mark = "*"
-			}
 			commit := r.Commit
 			if len(commit) > 12 {
 				commit = commit[:12]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, mark, r.ID, dash(commit), r.BuiltAt.Local().Format("2006-01-02 15:04:05"))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, r.ID, dash(commit), r.BuiltAt.Local().Format("2006-01-02 15:04:05"), releaseState(r))
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return report(s.err, results, "releases")
+}
+
+// releaseState says whether a release serves, or failed and why.
+func releaseState(r host.ReleaseInfo) string {
+	switch {
+	case r.Current:
+		return "current"
+	case r.Failed:
+		reason := r.FailReason
+		if len(reason) > 60 {
+			reason = reason[:57] + "..."
+		}
+		return "failed: " + reason
+	}
+	return ""
 }

@@ -79,6 +79,7 @@ func newRoot(s *streams) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", "", "path to hoist.yml (default: ./hoist.yml)")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "show builds' own output and hosts' activation logs")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun `%s --help` for usage", err, c.CommandPath())}
 	})
@@ -97,6 +98,9 @@ func newRoot(s *streams) *cobra.Command {
 		newSecretsCmd(s, g),
 		newProxyCmd(s, g),
 		newHostCmd(s),
+		newPlanCmd(s, g),
+		newProvisionCmd(s, g),
+		newDestroyCmd(s, g),
 	)
 	return root
 }

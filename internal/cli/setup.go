@@ -29,7 +29,7 @@ func newSetupCmd(s *streams, g *globalOptions) *cobra.Command {
 		Short: "Prepare hosts: install hoist, the app's user, directories and units",
 		Long: "setup is safe to run again: it changes only what differs. It puts this\n" +
 			"hoist binary on each host (it runs there in its host role), creates the\n" +
-			"app's system user and /var/lib/hoist/APP, and installs its systemd units.",
+			"app's system user and " + host.DefaultBase + "/APP, and installs its systemd units.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSetup(cmd.Context(), s, g, o) },
 	}

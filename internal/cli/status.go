@@ -44,18 +44,14 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 	if err != nil {
 		return err
 	}
-	out := make([]hostStatus, len(a.hosts))
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		st, err := a.client(conn).Status(ctx)
-		if err == nil {
-			out[indexOf(a.hosts, h)].Status = st
-		}
-		return err
+	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*host.Status, error) {
+		return a.client(conn).Status(ctx)
 	})
+	out := make([]hostStatus, len(results))
 	for i, r := range results {
-		out[i].Host = r.Host
-		if r.Err != nil {
-			out[i].Error = r.Err.Error()
+		out[i] = hostStatus{Host: r.Host, Error: errText(r.Err)}
+		if r.Err == nil {
+			out[i].Status = sts[i]
 		}
 	}
 	if o.json {
@@ -91,13 +87,12 @@ func dash(s string) string {
 	return s
 }
 
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
+// errText is err's message, "" for none: the error field of --json.
+func errText(err error) string {
+	if err == nil {
+		return ""
 	}
-	return -1
+	return err.Error()
 }
 
 func writeJSON(s *streams, v any) error {

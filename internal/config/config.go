@@ -45,13 +45,76 @@ type Config struct {
 	// included; older ones are pruned after a deploy. Default 5, minimum 2
 	// so that there is always one to roll back to.
 	KeepReleases int `yaml:"keep_releases"`
+	// Infra says what hosts `hoist provision` makes for the app, and
+	// where; without it, hosts are made by someone else and listed in
+	// Hosts.
+	Infra Infra `yaml:"infra"`
 }
+
+// Infra is the infrastructure hoist makes for an app: hosts booted from
+// a plain image and configured by cloud-init with user data hoist
+// renders, and what fronts them.
+type Infra struct {
+	// Provider makes the hosts: "lab" (systemd-nspawn machines on this
+	// machine, from a bare cloud image) or "aws" (EC2). Empty: hoist
+	// provisions nothing.
+	Provider string `yaml:"provider"`
+	// Env names the environment (production, staging...). Everything
+	// hoist makes is tagged with the app and the environment, and destroy
+	// removes only what carries both. Default "production".
+	Env string `yaml:"env"`
+	// Region is the AWS region, for example eu-west-1. Required for aws.
+	Region string `yaml:"region"`
+	// Zones are the availability zones hosts and the balancer's subnets
+	// go in, each a letter after the region (eu-west-1a). Hosts are
+	// spread over them in turn. Default: the region's a zone, and its b
+	// zone too with an ALB, which needs two.
+	Zones []string `yaml:"zones"`
+	// InstanceType is the EC2 instance type. Default t3.micro.
+	InstanceType string `yaml:"instance_type"`
+	// Count is how many hosts. Default 1.
+	Count int `yaml:"count"`
+	// DiskGB is each host's root disk in GiB (gp3, encrypted). Default 8.
+	DiskGB int `yaml:"disk_gb"`
+	// Image is what hosts boot: debian-12 (default) or ubuntu-24.04,
+	// looked up in the region through AWS's public SSM parameters;
+	// ssm:/PATH for another public parameter; or an ami-... id of your own.
+	Image string `yaml:"image"`
+	// Balancer is what fronts the hosts: "none" (default) lets hoist's
+	// proxy on each host take HTTP and HTTPS itself, with certificates
+	// from ACME; "alb" puts an Application Load Balancer in front, over
+	// two zones, with HTTPS from an ACM certificate and HTTP redirected.
+	Balancer string `yaml:"balancer"`
+	// Certificate is the ARN of an ACM certificate for the ALB. Default:
+	// hoist requests one for proxy.hosts, validated by DNS.
+	Certificate string `yaml:"certificate"`
+	// SSHFrom are the networks (CIDR) allowed to reach SSH. Default: the
+	// public address of the machine running hoist provision, as a /32.
+	SSHFrom []string `yaml:"ssh_from"`
+	// User is the login user cloud-init makes on each host, with the
+	// operator's public key and passwordless sudo. Default "admin". hoist
+	// logs in as it when ssh.user is not set.
+	User string `yaml:"user"`
+	// PublicKey is the operator's public key file for that user. Default:
+	// the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub, else
+	// a key hoist makes in its own directory.
+	PublicKey string `yaml:"public_key"`
+}
+
+// Infra providers and fronts.
+const (
+	ProviderLab  = "lab"
+	ProviderAWS  = "aws"
+	BalancerNone = "none"
+	BalancerALB  = "alb"
+)
 
 // SSH holds connection settings shared by all hosts. ~/.ssh/config still
 // applies for anything not set here (User, Port, IdentityFile, ProxyJump).
 type SSH struct {
 	// User to log in as; it must be root or have passwordless sudo.
-	// Default: ssh_config's User, else root.
+	// Default: infra.user when hoist provisions the hosts; else
+	// ssh_config's User, else root.
 	User string `yaml:"user"`
 	// Port of the SSH server. Default: ssh_config's Port, else 22.
 	Port int `yaml:"port"`
@@ -90,12 +153,21 @@ type Build struct {
 	// keyed by the lockfiles (mix.lock, go.sum, Cargo.lock,
 	// package-lock.json...), so that a dependency change starts afresh.
 	Caches []string `yaml:"caches"`
-	// Command is run with sh -c at the root of the clean checkout. It must
-	// leave a self-contained release in Output.
+	// Command is run with sh -c in the app's directory (where hoist.yml
+	// is) of the clean checkout. It must leave a self-contained release
+	// in Output.
 	Command string `yaml:"command"`
-	// Output is the directory, relative to the checkout, that becomes the
-	// release. It must exist and be non-empty after Command.
+	// Output is the directory, relative to the app's directory, that
+	// becomes the release. It must exist and be non-empty after Command.
 	Output string `yaml:"output"`
+	// Include are more directories of the repository that the build
+	// needs, relative to the app's directory (for example ../shared or
+	// ../../assets). When hoist.yml is in a subdirectory of a larger
+	// repository, the clean checkout holds only the app's directory,
+	// these, and the files directly inside each directory above them
+	// (a top-level go.mod or package.json); a release is reused for a
+	// commit that changed none of that.
+	Include []string `yaml:"include"`
 	// Env adds variables to the build command's environment.
 	Env map[string]string `yaml:"env"`
 	// Target is the OS/architecture the release is built for, as GOOS/GOARCH
@@ -202,6 +274,43 @@ func (c *Config) Defaults() {
 	}
 	if c.KeepReleases == 0 {
 		c.KeepReleases = 5
+	}
+	c.Infra.defaults()
+	if c.SSH.User == "" && c.Infra.Provider != "" {
+		c.SSH.User = c.Infra.User // the user cloud-init made on the hosts
+	}
+}
+
+func (in *Infra) defaults() {
+	if in.Provider == "" {
+		return
+	}
+	if in.Env == "" {
+		in.Env = "production"
+	}
+	if in.InstanceType == "" {
+		in.InstanceType = "t3.micro"
+	}
+	if in.Count == 0 {
+		in.Count = 1
+	}
+	if in.DiskGB == 0 {
+		in.DiskGB = 8
+	}
+	if in.Image == "" {
+		in.Image = "debian-12"
+	}
+	if in.Balancer == "" {
+		in.Balancer = BalancerNone
+	}
+	if in.User == "" {
+		in.User = "admin"
+	}
+	if len(in.Zones) == 0 && in.Region != "" {
+		in.Zones = []string{in.Region + "a"}
+		if in.Balancer == BalancerALB {
+			in.Zones = append(in.Zones, in.Region+"b")
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 const valid = `version: 1
@@ -50,31 +52,46 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		yaml string
 		want string // prefix of the error: file:line:col: message
 	}{
-		"unknown top-level key": {valid + "prot: 3\n", `hoist.yml:9:1: unknown field "prot"`},
-		"unknown nested key":    {strings.Replace(valid, "  output: dist", "  outptu: dist", 1), `hoist.yml:6:3: unknown field "outptu"`},
-		"wrong type":            {valid + "keep_releases: many\n", "hoist.yml:9:16: "},
-		"bad app name":          {strings.Replace(valid, "app: hello", "app: Hello_World", 1), `hoist.yml:2:6: app: "Hello_World" is not a valid app name`},
-		"missing version":       {strings.Replace(valid, "version: 1\n", "", 1), "hoist.yml:1:1: version: missing"},
-		"future version":        {strings.Replace(valid, "version: 1", "version: 2", 1), "hoist.yml:1:10: version: version 2 is not supported"},
-		"missing run command":   {strings.Replace(valid, "  command: ./hello\n", "  port: 3000\n", 1), "hoist.yml:8:3: run.command: missing"},
-		"bad port":              {valid + "  port: 70000\n", "hoist.yml:9:9: run.port: 70000 is not a TCP port"},
-		"bad duration":          {valid + "health:\n  timeout: soon\n", `hoist.yml:10:12: health.timeout: "soon" is not a duration`},
-		"output escapes":        {strings.Replace(valid, "output: dist", "output: ../x", 1), `hoist.yml:6:11: build.output: "../x" must be a directory inside the checkout`},
-		"unknown builder":       {strings.Replace(valid, "build:\n", "build:\n  builder: magic\n", 1), `hoist.yml:5:12: build.builder: unknown builder "magic"`},
-		"rootfs without distro": {strings.Replace(valid, "build:\n", "build:\n  builder: rootfs\n", 1), "hoist.yml:5:3: build.distro: missing"},
-		"bad distro":            {strings.Replace(valid, "build:\n", "build:\n  builder: rootfs\n  distro: arch\n", 1), `hoist.yml:6:11: build.distro: "arch" is not NAME/RELEASE`},
-		"bad package":           {strings.Replace(valid, "build:\n", "build:\n  builder: rootfs\n  distro: debian/bookworm\n  packages: [\"a;rm\"]\n", 1), `hoist.yml:7:14: build.packages[0]: "a;rm" is not a package name`},
-		"escaping cache":        {strings.Replace(valid, "build:\n", "build:\n  caches: [../x]\n", 1), `hoist.yml:5:12: build.caches[0]: "../x" is not a cache directory`},
-		"remote without host":   {strings.Replace(valid, "build:\n", "build:\n  builder: remote\n", 1), "hoist.yml:5:3: build.host: missing"},
-		"reserved env":          {valid + "  env:\n    PORT: 1\n", "hoist.yml:10:11: run.env.PORT: PORT is set by hoist"},
-		"keep one release":      {valid + "keep_releases: 1\n", "hoist.yml:9:16: keep_releases: must be at least 2"},
-		"bad host":              {strings.Replace(valid, "10.0.0.1", `"a b"`, 1), `hoist.yml:3:9: hosts[0]: "a b" is not a host`},
-		"empty file":            {"", "hoist.yml: file is empty"},
-		"syntax error":          {"version: 1\napp: [\n", "hoist.yml:"},
-		"duplicate key":         {valid + "app: again\n", `hoist.yml:9:1: mapping key "app" already defined`},
-		"bad tls mode":          {valid + "proxy:\n  hosts: [a.test]\n  tls: maybe\n", `hoist.yml:11:8: proxy.tls: "maybe" is not a TLS mode`},
-		"tls without hosts":     {valid + "proxy:\n  tls: true\n", "hoist.yml:10:8: proxy.tls: TLS needs the names"},
-		"internal with acme ca": {valid + "proxy:\n  hosts: [a.test]\n  tls: internal\n  acme_ca: https://ca.test/dir\n", "hoist.yml:12:12: proxy.acme_ca: tls: internal issues"},
+		"unknown top-level key":    {valid + "prot: 3\n", `hoist.yml:9:1: unknown field "prot"`},
+		"unknown nested key":       {strings.Replace(valid, "  output: dist", "  outptu: dist", 1), `hoist.yml:6:3: unknown field "outptu"`},
+		"wrong type":               {valid + "keep_releases: many\n", "hoist.yml:9:16: "},
+		"bad app name":             {strings.Replace(valid, "app: hello", "app: Hello_World", 1), `hoist.yml:2:6: app: "Hello_World" is not a valid app name`},
+		"missing version":          {strings.Replace(valid, "version: 1\n", "", 1), "hoist.yml:1:1: version: missing"},
+		"future version":           {strings.Replace(valid, "version: 1", "version: 2", 1), "hoist.yml:1:10: version: version 2 is not supported"},
+		"missing run command":      {strings.Replace(valid, "  command: ./hello\n", "  port: 3000\n", 1), "hoist.yml:8:3: run.command: missing"},
+		"bad port":                 {valid + "  port: 70000\n", "hoist.yml:9:9: run.port: 70000 is not a TCP port"},
+		"bad duration":             {valid + "health:\n  timeout: soon\n", `hoist.yml:10:12: health.timeout: "soon" is not a duration`},
+		"output escapes":           {strings.Replace(valid, "output: dist", "output: ../x", 1), `hoist.yml:6:11: build.output: "../x" must be a directory inside the checkout`},
+		"unknown builder":          {strings.Replace(valid, "build:\n", "build:\n  builder: magic\n", 1), `hoist.yml:5:12: build.builder: unknown builder "magic"`},
+		"rootfs without distro":    {strings.Replace(valid, "build:\n", "build:\n  builder: rootfs\n", 1), "hoist.yml:5:3: build.distro: missing"},
+		"bad distro":               {strings.Replace(valid, "build:\n", "build:\n  builder: rootfs\n  distro: arch\n", 1), `hoist.yml:6:11: build.distro: "arch" is not NAME/RELEASE`},
+		"bad package":              {strings.Replace(valid, "build:\n", "build:\n  builder: rootfs\n  distro: debian/bookworm\n  packages: [\"a;rm\"]\n", 1), `hoist.yml:7:14: build.packages[0]: "a;rm" is not a package name`},
+		"escaping cache":           {strings.Replace(valid, "build:\n", "build:\n  caches: [../x]\n", 1), `hoist.yml:5:12: build.caches[0]: "../x" is not a cache directory`},
+		"remote without host":      {strings.Replace(valid, "build:\n", "build:\n  builder: remote\n", 1), "hoist.yml:5:3: build.host: missing"},
+		"reserved env":             {valid + "  env:\n    PORT: 1\n", "hoist.yml:10:11: run.env.PORT: PORT is set by hoist"},
+		"node name in env":         {valid + "  env:\n    RELEASE_NODE: app\n", "hoist.yml:10:19: run.env.RELEASE_NODE: RELEASE_NODE is set by hoist"},
+		"keep one release":         {valid + "keep_releases: 1\n", "hoist.yml:9:16: keep_releases: must be at least 2"},
+		"bad host":                 {strings.Replace(valid, "10.0.0.1", `"a b"`, 1), `hoist.yml:3:9: hosts[0]: "a b" is not a host`},
+		"host listed twice":        {strings.Replace(valid, "deploy@web2:2222", "10.0.0.1", 1), `hoist.yml:3:19: hosts[1]: 10.0.0.1 is listed twice`},
+		"empty file":               {"", "hoist.yml: file is empty"},
+		"syntax error":             {"version: 1\napp: [\n", "hoist.yml:"},
+		"duplicate key":            {valid + "app: again\n", `hoist.yml:9:1: mapping key "app" already defined`},
+		"bad tls mode":             {valid + "proxy:\n  hosts: [a.test]\n  tls: maybe\n", `hoist.yml:11:8: proxy.tls: "maybe" is not a TLS mode`},
+		"tls without hosts":        {valid + "proxy:\n  tls: true\n", "hoist.yml:10:8: proxy.tls: TLS needs the names"},
+		"internal with acme ca":    {valid + "proxy:\n  hosts: [a.test]\n  tls: internal\n  acme_ca: https://ca.test/dir\n", "hoist.yml:12:12: proxy.acme_ca: tls: internal issues"},
+		"infra without provider":   {valid + "infra:\n  count: 2\n", "hoist.yml:10:3: infra.provider: missing"},
+		"unknown provider":         {valid + "infra:\n  provider: gcp\n", `hoist.yml:10:13: infra.provider: unknown provider "gcp"`},
+		"aws without region":       {valid + "infra:\n  provider: aws\n", "hoist.yml:10:3: infra.region: missing"},
+		"bad region":               {valid + "infra:\n  provider: aws\n  region: moon\n", `hoist.yml:11:11: infra.region: "moon" is not an AWS region`},
+		"zone of another region":   {valid + "infra:\n  provider: aws\n  region: eu-west-1\n  zones: [us-east-1a]\n", `hoist.yml:12:11: infra.zones[0]: "us-east-1a" is not a zone of eu-west-1`},
+		"alb in one zone":          {valid + "proxy:\n  hosts: [a.test]\ninfra:\n  provider: aws\n  region: eu-west-1\n  zones: [eu-west-1a]\n  balancer: alb\n", "hoist.yml:14:10: infra.zones: an ALB needs subnets in at least two zones"},
+		"alb without names":        {valid + "infra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:12:13: infra.balancer: an ALB serves HTTPS"},
+		"alb with the proxy's tls": {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:11:8: proxy.tls: behind an ALB"},
+		"alb on the lab":           {valid + "infra:\n  provider: lab\n  balancer: alb\n", "hoist.yml:11:13: infra.balancer: the lab has no load balancer"},
+		"hard-coded bad image":     {valid + "infra:\n  provider: aws\n  region: eu-west-1\n  image: debian\n", `hoist.yml:12:10: infra.image: "debian" is not an image`},
+		"bad ssh network":          {valid + "infra:\n  provider: lab\n  ssh_from: [10.0.0.1]\n", `hoist.yml:11:14: infra.ssh_from[0]: "10.0.0.1" is not a network`},
+		"too many hosts":           {valid + "infra:\n  provider: lab\n  count: 99\n", "hoist.yml:11:10: infra.count: 99 hosts"},
+		"root login":               {valid + "infra:\n  provider: lab\n  user: root\n", `hoist.yml:11:9: infra.user: "root" is not a login user`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -122,6 +139,33 @@ func TestTLSModes(t *testing.T) {
 	}
 }
 
+func TestInfraDefaults(t *testing.T) {
+	tests := map[string]struct {
+		infra string
+		want  Infra
+	}{
+		"none": {"", Infra{}},
+		"lab": {"infra:\n  provider: lab\n", Infra{Provider: "lab", Env: "production", InstanceType: "t3.micro", Count: 1, DiskGB: 8,
+			Image: "debian-12", Balancer: "none", User: "admin"}},
+		"aws alone": {"infra:\n  provider: aws\n  region: eu-west-1\n", Infra{Provider: "aws", Env: "production", Region: "eu-west-1",
+			Zones: []string{"eu-west-1a"}, InstanceType: "t3.micro", Count: 1, DiskGB: 8, Image: "debian-12", Balancer: "none", User: "admin"}},
+		"aws behind an alb": {"proxy:\n  hosts: [a.test]\ninfra:\n  provider: aws\n  region: us-east-1\n  balancer: alb\n  env: staging\n  instance_type: t2.micro\n  image: ssm:/aws/service/x\n",
+			Infra{Provider: "aws", Env: "staging", Region: "us-east-1", Zones: []string{"us-east-1a", "us-east-1b"}, InstanceType: "t2.micro",
+				Count: 1, DiskGB: 8, Image: "ssm:/aws/service/x", Balancer: "alb", User: "admin"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+tt.infra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.Infra); diff != "" {
+				t.Errorf("infra (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestLoadMissingFileHasHint(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "hoist.yml"))
 	if err == nil || !strings.Contains(err.Error(), "no hoist.yml") {
@@ -129,39 +173,72 @@ func TestLoadMissingFileHasHint(t *testing.T) {
 	}
 }
 
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestDetectAndRenderParse guesses each kind of project, renders its
+// hoist.yml (compared with testdata/init/KIND.golden; -update rewrites
+// them) and parses it back.
 func TestDetectAndRenderParse(t *testing.T) {
+	elixirPackages := []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"}
 	tests := map[string]struct {
-		file, content string
-		want          Project
+		files map[string]string
+		want  Project
 	}{
-		"go": {"go.mod", "module github.com/acme/Web_Shop\n\ngo 1.22\n", Project{Kind: "go", App: "web-shop",
-			Build: "CGO_ENABLED=0 go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop"}},
-		"elixir": {"mix.exs", "def project do\n [app: :correct_horse,\n version: \"0.1.0\"]\n", Project{Kind: "elixir", App: "correct-horse",
+		"go": {map[string]string{"go.mod": "module github.com/acme/Web_Shop\n\ngo 1.22\n"}, Project{Kind: "go", App: "web-shop",
+			Build: "CGO_ENABLED=0 go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop", Port: 3000}},
+		"elixir": {map[string]string{"mix.exs": "def project do\n [app: :correct_horse,\n version: \"0.1.0\"]\n"}, Project{Kind: "elixir", App: "correct-horse",
 			Build: "mix do deps.get --only prod, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start",
-			Builder: "rootfs", Distro: "debian/bookworm", Packages: []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"},
+			Builder: "rootfs", Distro: "debian/bookworm", Packages: elixirPackages, Port: 4000,
 			Caches: []string{"deps", "_build"}, BuildEnv: map[string]string{"MIX_ENV": "prod"}, RunEnv: map[string]string{"RELEASE_TMP": "/tmp"}}},
-		"rust": {"Cargo.toml", "[package]\nname = \"api_server\"\n", Project{Kind: "rust", App: "api-server",
-			Build: "cargo build --release --locked && mkdir -p dist && cp target/release/api_server dist/", Output: "dist", Command: "./api_server"}},
-		"unknown": {"README", "hi", Project{Kind: "unknown", App: "app-1", Build: "make release", Output: "dist", Command: "./app-1"}},
+		"phoenix": {map[string]string{
+			"mix.exs":       "def project do\n [app: :correct_horse]\n defp deps do\n [{:phoenix, \"~> 1.7.14\"}]\n",
+			"assets/app.js": "",
+		}, Project{Kind: "elixir", App: "correct-horse",
+			Build: "mix do deps.get --only prod, compile, assets.deploy, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start",
+			Builder: "rootfs", Distro: "debian/bookworm", Packages: elixirPackages, Port: 4000, Phoenix: true, Secrets: []string{"SECRET_KEY_BASE"},
+			Caches: []string{"deps", "_build"}, BuildEnv: map[string]string{"MIX_ENV": "prod"},
+			RunEnv: map[string]string{"RELEASE_TMP": "/tmp", "PHX_SERVER": "true", "PHX_HOST": "correct-horse.example.com"}}},
+		"rust": {map[string]string{"Cargo.toml": "[package]\nname = \"api_server\"\n"}, Project{Kind: "rust", App: "api-server",
+			Build: "cargo build --release --locked && mkdir -p dist && cp target/release/api_server dist/", Output: "dist", Command: "./api_server", Port: 3000}},
+		"unknown": {map[string]string{"README": "hi"}, Project{Kind: "unknown", App: "app-1", Build: "make release", Output: "dist", Command: "./app-1", Port: 3000}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "1")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, tt.file), []byte(tt.content), 0o644); err != nil {
-				t.Fatal(err)
+			for f, content := range tt.files {
+				p := filepath.Join(dir, f)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			p := Detect(dir)
 			if diff := cmp.Diff(tt.want, p); diff != "" {
 				t.Errorf("Detect (-want +got):\n%s", diff)
 			}
-			c, err := Parse("hoist.yml", p.Render())
-			if err != nil {
-				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, p.Render())
+			rendered := p.Render()
+			golden := filepath.Join("testdata", "init", name+".golden")
+			if *update {
+				os.MkdirAll(filepath.Dir(golden), 0o755)
+				if err := os.WriteFile(golden, rendered, 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command || !cmp.Equal(c.Build.Caches, p.Caches) || c.Run.Env["RELEASE_TMP"] != p.RunEnv["RELEASE_TMP"] {
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to write it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(rendered)); diff != "" {
+				t.Errorf("rendered hoist.yml differs from %s (-want +got):\n%s", golden, diff)
+			}
+			c, err := Parse("hoist.yml", rendered)
+			if err != nil {
+				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, rendered)
+			}
+			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command || c.Run.Port != p.Port ||
+				!cmp.Equal(c.Build.Caches, p.Caches) || !cmp.Equal(c.Run.Env, p.RunEnv, cmpopts.EquateEmpty()) {
 				t.Errorf("rendered config lost values: %+v", c)
 			}
 		})

@@ -22,6 +22,13 @@ type Project struct {
 	Caches   []string
 	BuildEnv map[string]string
 	RunEnv   map[string]string
+	Port     int // the port the app serves on
+	// Phoenix is set for a Phoenix app: the release must be told to
+	// serve (PHX_SERVER) and needs a secret key base.
+	Phoenix bool
+	// Secrets are the secrets the app needs before its first deploy,
+	// for `hoist secrets gen`.
+	Secrets []string
 }
 
 // Detect guesses the project in dir from go.mod, mix.exs or Cargo.toml.
@@ -35,17 +42,18 @@ func Detect(dir string) Project {
 		return Project{Kind: "go", App: name,
 			Build:   "CGO_ENABLED=0 go build -trimpath -o dist/" + name + " .",
 			Output:  "dist",
-			Command: "./" + name}
+			Command: "./" + name, Port: 3000}
 	case exists(dir, "mix.exs"):
 		otp := strings.ReplaceAll(name, "-", "_")
 		if m := firstMatch(dir, "mix.exs", `app:\s*:([a-z_0-9]+)`); m != "" {
 			otp = m
 			name = appNameFrom(m)
 		}
-		return Project{Kind: "elixir", App: name,
+		p := Project{Kind: "elixir", App: name,
 			Build:   "mix do deps.get --only prod, release --overwrite --path dist",
 			Output:  "dist",
 			Command: "bin/" + otp + " start",
+			Port:    4000,
 			// The release bundles ERTS, linked against the build system's
 			// libraries: build it in the hosts' distribution.
 			Builder:  "rootfs",
@@ -53,7 +61,22 @@ func Detect(dir string) Project {
 			Packages: []string{"elixir", "erlang-dev", "erlang-inets", "erlang-os-mon", "erlang-runtime-tools", "git", "ca-certificates"},
 			Caches:   []string{"deps", "_build"},
 			BuildEnv: map[string]string{"MIX_ENV": "prod"},
-			RunEnv:   map[string]string{"RELEASE_TMP": "/tmp"}}
+			// The release writes its runtime configuration there; the rest
+			// of the file system is read-only for the app.
+			RunEnv: map[string]string{"RELEASE_TMP": "/tmp"}}
+		if firstMatch(dir, "mix.exs", `(\{:phoenix,)`) != "" {
+			p.Phoenix = true
+			if exists(dir, "assets") {
+				p.Build = "mix do deps.get --only prod, compile, assets.deploy, release --overwrite --path dist"
+			}
+			// A release serves HTTP only when told to (phx.gen.release).
+			p.RunEnv["PHX_SERVER"] = "true"
+			// The endpoint's URL host, which LiveView checks WebSocket
+			// origins against: the name in proxy.hosts.
+			p.RunEnv["PHX_HOST"] = name + ".example.com"
+			p.Secrets = []string{"SECRET_KEY_BASE"}
+		}
+		return p
 	case exists(dir, "Cargo.toml"):
 		bin := name
 		if m := firstMatch(dir, "Cargo.toml", `(?m)^name\s*=\s*"([^"]+)"`); m != "" {
@@ -63,9 +86,9 @@ func Detect(dir string) Project {
 		return Project{Kind: "rust", App: name,
 			Build:   "cargo build --release --locked && mkdir -p dist && cp target/release/" + bin + " dist/",
 			Output:  "dist",
-			Command: "./" + bin}
+			Command: "./" + bin, Port: 3000}
 	}
-	return Project{Kind: "unknown", App: name, Build: "make release", Output: "dist", Command: "./" + name}
+	return Project{Kind: "unknown", App: name, Build: "make release", Output: "dist", Command: "./" + name, Port: 3000}
 }
 
 func exists(dir, name string) bool {
@@ -155,9 +178,21 @@ build:
 
 run:
   # Starts the app, relative to the release directory. It must serve
-  # HTTP on $PORT; $HOIST_RELEASE names the running release.
+  # HTTP on $PORT; $HOIST_RELEASE names the running release. Behind the
+  # proxy below, each release gets its own port (this one or the next),
+  # and the app need only listen on 127.0.0.1.
+{{- if eq .Kind "elixir"}}
+  # An OTP release: each release runs under its own node name
+  # (RELEASE_NODE, set by hoist), so two can run side by side during a
+  # switch, and ` + "`hoist exec -- bin/APP rpc ...`" + ` reaches the current one.
+{{- end}}
+{{- if .Phoenix}}
+  # In config/runtime.exs, listen on loopback only:
+  #   http: [ip: {127, 0, 0, 1}, port: String.to_integer(System.get_env("PORT") || "4000")]
+  # and set PHX_HOST below to the name the app is served under.
+{{- end}}
   command: {{.Command}}
-  port: 3000
+  port: {{.Port}}
   # Plain settings; keep secrets out of this file (hoist secrets).
 {{- if .RunEnv}}
   env:
@@ -171,9 +206,30 @@ run:
 health:
   # A new release must answer GET on this path with 2xx before it
   # becomes current; otherwise the previous release keeps serving.
+{{- if .Phoenix}}
+  # Phoenix has no such route by default: add one to the router, e.g.
+  #   get "/up", HealthController, :show   (answering 200 "ok")
+{{- end}}
   path: /up
   timeout: 30s
   interval: 1s
+
+# hoist's own edge proxy on each host: HTTPS with certificates from
+# Let's Encrypt, WebSockets, and new releases switched in with no
+# downtime. Name the app's host names (their DNS records pointing at the
+# hosts) to turn it on:
+# proxy:
+#   hosts: [{{.App}}.example.com]
+#   tls: acme
+#   acme_email: you@example.com
+{{- if .Secrets}}
+
+# Secrets live encrypted in hoist.secrets, never in this file. Before the
+# first deploy:
+{{- range .Secrets}}
+#   hoist secrets gen {{.}}
+{{- end}}
+{{- end}}
 
 # Releases kept on each host for ` + "`hoist rollback`" + `.
 keep_releases: 5

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path"
+	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -175,10 +178,16 @@ func (c *Config) validate() error {
 	if !appName.MatchString(c.App) || strings.HasSuffix(c.App, "-") {
 		return errAt("$.app", "%q is not a valid app name: use lowercase letters, digits and dashes, starting with a letter, at most 32 characters", c.App)
 	}
+	seen := map[string]bool{}
 	for i, h := range c.Hosts {
 		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " \t/") {
 			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%q is not a host: expected an address, a name or user@host:port", h)
 		}
+		// Deployed to twice at once, a host would run two activations.
+		if seen[h] {
+			return errAt(fmt.Sprintf("$.hosts[%d]", i), "%s is listed twice", h)
+		}
+		seen[h] = true
 	}
 	if c.SSH.Port < 0 || c.SSH.Port > 65535 {
 		return errAt("$.ssh.port", "%d is not a TCP port", c.SSH.Port)
@@ -211,6 +220,11 @@ func (c *Config) validate() error {
 			return errAt(fmt.Sprintf("$.build.caches[%d]", i), "%q is not a cache directory: name one inside the checkout or an absolute path in the build environment", p)
 		}
 	}
+	for i, p := range c.Build.Include {
+		if p == "" || path.IsAbs(p) {
+			return errAt(fmt.Sprintf("$.build.include[%d]", i), "%q is not a directory of the repository: give it relative to hoist.yml's directory, like ../shared", p)
+		}
+	}
 	for i, p := range c.Build.Packages {
 		if p == "" || strings.ContainsAny(p, " \t;&|$`'\"") {
 			return errAt(fmt.Sprintf("$.build.packages[%d]", i), "%q is not a package name", p)
@@ -240,8 +254,11 @@ func (c *Config) validate() error {
 		if !envName.MatchString(k) {
 			return errAt("$.run.env."+k, "%q is not a valid environment variable name", k)
 		}
-		if k == "PORT" || k == "HOIST_RELEASE" {
+		switch k {
+		case "PORT", "HOIST_RELEASE":
 			return errAt("$.run.env."+k, "%s is set by hoist; set run.port instead of PORT", k)
+		case "RELEASE_NODE", "ERL_EPMD_PORT":
+			return errAt("$.run.env."+k, "%s is set by hoist: each release is an Erlang node of its own, so that two can run side by side", k)
 		}
 	}
 	for k := range c.Build.Env {
@@ -306,6 +323,99 @@ func (c *Config) validate() error {
 	}
 	if c.KeepReleases < 2 {
 		return errAt("$.keep_releases", "must be at least 2, so that there is a release to roll back to")
+	}
+	return c.Infra.validate(c)
+}
+
+var (
+	envNamePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,15}$`)
+	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	typePattern    = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
+	amiPattern     = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+	userPattern    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+)
+
+// Images hoist knows by name, looked up through AWS's public SSM
+// parameters.
+var KnownImages = []string{"debian-12", "ubuntu-24.04", "ubuntu-22.04"}
+
+func (in *Infra) validate(c *Config) error {
+	switch in.Provider {
+	case "":
+		if !reflect.ValueOf(*in).IsZero() {
+			return errAt("$.infra.provider", "missing; write lab or aws, or drop the infra section")
+		}
+		return nil
+	case ProviderLab, ProviderAWS:
+	default:
+		return errAt("$.infra.provider", "unknown provider %q: expected lab or aws", in.Provider)
+	}
+	if !envNamePattern.MatchString(in.Env) {
+		return errAt("$.infra.env", "%q is not an environment name: lowercase letters, digits and dashes, starting with a letter, at most 16", in.Env)
+	}
+	if in.Count < 1 || in.Count > 20 {
+		return errAt("$.infra.count", "%d hosts: hoist provisions from 1 to 20", in.Count)
+	}
+	if in.DiskGB < 8 || in.DiskGB > 16384 {
+		return errAt("$.infra.disk_gb", "%d GiB: the images need at least 8, EBS allows at most 16384", in.DiskGB)
+	}
+	if !userPattern.MatchString(in.User) || in.User == "root" {
+		return errAt("$.infra.user", "%q is not a login user name (and root logs in only through sudo)", in.User)
+	}
+	if !slices.Contains(KnownImages, in.Image) && !amiPattern.MatchString(in.Image) &&
+		!(strings.HasPrefix(in.Image, "ssm:/") && !strings.ContainsAny(in.Image, " \t")) {
+		return errAt("$.infra.image", "%q is not an image: write %s, ssm:/PATH of a public parameter, or an ami-... id", in.Image, strings.Join(KnownImages, ", "))
+	}
+	switch in.Balancer {
+	case BalancerNone:
+		if in.Certificate != "" {
+			return errAt("$.infra.certificate", "a certificate is for the balancer; with balancer: none the proxy gets its own from ACME")
+		}
+	case BalancerALB:
+		if in.Provider == ProviderLab {
+			return errAt("$.infra.balancer", "the lab has no load balancer: write balancer: none, or provider: aws")
+		}
+		if in.Certificate == "" && len(c.Proxy.Hosts) == 0 {
+			return errAt("$.infra.balancer", "an ALB serves HTTPS with a certificate for the app's names: list them in proxy.hosts, or give infra.certificate")
+		}
+		if c.Proxy.TLS.On() {
+			return errAt("$.proxy.tls", "behind an ALB the balancer serves HTTPS with its ACM certificate and sends plain HTTP to the hosts: write tls: false")
+		}
+		if in.Certificate != "" && !strings.HasPrefix(in.Certificate, "arn:aws") {
+			return errAt("$.infra.certificate", "%q is not an ACM certificate ARN (arn:aws:acm:...)", in.Certificate)
+		}
+	default:
+		return errAt("$.infra.balancer", "unknown balancer %q: expected none or alb", in.Balancer)
+	}
+	for i, n := range in.SSHFrom {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return errAt(fmt.Sprintf("$.infra.ssh_from[%d]", i), "%q is not a network: write it as CIDR, like 203.0.113.7/32", n)
+		}
+	}
+	if in.Provider != ProviderAWS {
+		return nil
+	}
+	if in.Region == "" {
+		return errAt("$.infra.region", "missing; the AWS region to make the hosts in, for example eu-west-1")
+	}
+	if !regionPattern.MatchString(in.Region) {
+		return errAt("$.infra.region", "%q is not an AWS region name like eu-west-1", in.Region)
+	}
+	if !typePattern.MatchString(in.InstanceType) {
+		return errAt("$.infra.instance_type", "%q is not an EC2 instance type like t3.micro", in.InstanceType)
+	}
+	seen := map[string]bool{}
+	for i, z := range in.Zones {
+		if len(z) != len(in.Region)+1 || !strings.HasPrefix(z, in.Region) || z[len(z)-1] < 'a' || z[len(z)-1] > 'z' {
+			return errAt(fmt.Sprintf("$.infra.zones[%d]", i), "%q is not a zone of %s: write %sa, %sb...", z, in.Region, in.Region, in.Region)
+		}
+		if seen[z] {
+			return errAt(fmt.Sprintf("$.infra.zones[%d]", i), "%s is listed twice", z)
+		}
+		seen[z] = true
+	}
+	if in.Balancer == BalancerALB && len(in.Zones) < 2 {
+		return errAt("$.infra.zones", "an ALB needs subnets in at least two zones: list two")
 	}
 	return nil
 }

@@ -19,8 +19,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/filelock"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/release"
@@ -32,6 +34,8 @@ import (
 type Artifact struct {
 	Manifest *release.Manifest
 	Path     string // the .tar.zst payload
+	// Reused is set when the release was packed by an earlier build.
+	Reused bool
 }
 
 // BuildOptions says what to build and where.
@@ -47,9 +51,14 @@ type BuildOptions struct {
 	Dial fleet.DialFunc
 	// Rebuild builds even when a release of the same source exists.
 	Rebuild bool
+	// Verbose shows the build's own output as it comes; otherwise only
+	// its last lines are shown, and only if it fails.
+	Verbose bool
 }
 
-// Build checks out the commit, builds it, and packs the release.
+// Build checks out the commit, builds it, and packs the release; or
+// returns the release already packed from the same source, when nothing
+// the build sees has changed since.
 func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	cfg := o.Config
 	ref := o.Ref
@@ -60,33 +69,41 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	if o.Now != nil {
 		now = o.Now
 	}
-	commit, err := build.Resolve(ctx, o.Repo, ref)
+	scope, err := build.Locate(ctx, o.Repo, cfg.Build.Include)
+	if err != nil {
+		return nil, err
+	}
+	commit, err := build.Resolve(ctx, scope.Top, ref)
 	if err != nil {
 		return nil, err
 	}
 	if ref == "HEAD" {
-		if dirty, err := build.Dirty(ctx, o.Repo); err == nil && len(dirty) > 0 {
-			fmt.Fprintf(o.Log, "warning: %d uncommitted change(s) are not shipped (%s); hoist builds commit %s\n",
-				len(dirty), summarize(dirty, 3), commit[:12])
-		}
+		warnDirty(ctx, o.Log, scope, o.Repo)
 	}
 	builder, err := build.New(cfg.Build, build.Deps{CacheDir: o.WorkDir, Dial: o.Dial})
 	if err != nil {
 		return nil, err
 	}
-	prefix, err := build.Prefix(ctx, o.Repo)
+	// The same sources built the same way give the same release: a build
+	// of a commit that changed nothing the build sees reuses the packed
+	// one.
+	key, err := artifactKey(ctx, cfg, builder, scope, commit)
 	if err != nil {
 		return nil, err
 	}
-	// The same source tree built the same way gives the same release: a
-	// second build of an unchanged app reuses the packed one.
-	key, err := artifactKey(ctx, cfg, builder, o.Repo, commit, prefix)
+	// One build per key at a time: a second deploy of the same commit
+	// waits for the first and takes its release, so that one release id
+	// never names two different tarballs.
+	unlock, err := lockKey(ctx, o.WorkDir, cfg.App, key)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	if !o.Rebuild {
 		if art := findArtifact(o.WorkDir, cfg.App, key); art != nil {
-			fmt.Fprintf(o.Log, "reusing release %s, built from the same source tree and build settings (--rebuild builds again)\n", art.Manifest.ID)
+			art.Reused = true
+			fmt.Fprintf(o.Log, "reusing release %s, built from commit %s: %s (--rebuild builds again)\n",
+				art.Manifest.ID, short(art.Manifest.Commit), reuseReason(art.Manifest.Commit, commit, scope))
 			return art, nil
 		}
 	}
@@ -95,19 +112,21 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 	if err := os.MkdirAll(builds, 0o755); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	// A scratch space of its own: two builds of one commit may run at once.
 	scratch, err := os.MkdirTemp(builds, id+"-")
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(scratch)
-	fmt.Fprintf(o.Log, "building %s (%s) with the %s builder\n", commit[:12], ref, builder.Name())
-	src, err := build.Checkout(ctx, o.Repo, commit, ref, filepath.Join(scratch, "src"))
+	fmt.Fprintf(o.Log, "building commit %s (%s) with the %s builder\n", short(commit), ref, builder.Name())
+	src, err := build.Checkout(ctx, scope, commit, ref, filepath.Join(scratch, "src"))
 	if err != nil {
 		return nil, err
 	}
-	job := build.Job{App: cfg.App, Dir: filepath.Join(src.Dir, prefix), Command: cfg.Build.Command, Env: cfg.Build.Env,
+	job := build.Job{App: cfg.App, Root: src.Dir, Dir: src.AppDir, Command: cfg.Build.Command, Env: cfg.Build.Env,
 		Output: cfg.Build.Output, Target: cfg.Build.Target, Log: o.Log}
+	if !o.Verbose {
+		job.Out = build.NewTail(buildTailLines)
+	}
 	// The remote builder keeps its caches on the build host.
 	if len(cfg.Build.Caches) > 0 && builder.Name() != "remote" {
 		key, err := build.CacheKey(job.Dir, builder.Identity())
@@ -152,21 +171,75 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 		return nil, err
 	}
 	recordArtifact(o.WorkDir, cfg.App, key, art)
+	fmt.Fprintf(o.Log, "built release %s from commit %s (%s, sha256 %s)\n", id, short(commit), byteSize(art.Manifest.Size), art.Manifest.SHA256[:16])
 	return art, nil
 }
 
-// artifactKey names what a build depends on: the source tree of the
-// app's directory at the commit, the build settings and the builder.
-func artifactKey(ctx context.Context, cfg *config.Config, b build.Builder, repo, commit, prefix string) (string, error) {
-	tree, err := build.TreeHash(ctx, repo, commit, prefix)
+// buildTailLines is how much of a quiet build's output a failure shows.
+const buildTailLines = 30
+
+// artifactKey names what a build depends on: what the build sees of
+// the commit, the build settings and the builder.
+func artifactKey(ctx context.Context, cfg *config.Config, b build.Builder, scope build.Scope, commit string) (string, error) {
+	src, err := scope.Key(ctx, commit)
 	if err != nil {
 		return "", err
 	}
 	settings, _ := json.Marshal(cfg.Build) // plain struct: cannot fail
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", cfg.App, tree, b.Identity(), settings)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", cfg.App, src, b.Identity(), settings)
 	return hex.EncodeToString(h.Sum(nil))[:24], nil
 }
+
+// reuseReason says why a release built from commit built can serve
+// commit want.
+func reuseReason(built, want string, scope build.Scope) string {
+	if built == want {
+		return "the same commit"
+	}
+	return "nothing under " + scope.Describe() + " changed since"
+}
+
+// warnDirty names the uncommitted changes that are not shipped: those
+// the build would see one by one, the others (another app's) in a count.
+func warnDirty(ctx context.Context, log io.Writer, scope build.Scope, appDir string) {
+	mine, others, err := scope.Dirty(ctx)
+	if err != nil {
+		return
+	}
+	if len(mine) > 0 {
+		rel := make([]string, len(mine))
+		for i, p := range mine {
+			rel[i] = relTo(scope.Top, appDir, p)
+		}
+		fmt.Fprintf(log, "warning: %d uncommitted change(s) are not shipped: %s\n", len(mine), summarize(rel, 3))
+	}
+	if len(others) > 0 {
+		fmt.Fprintf(log, "note: %d uncommitted change(s) elsewhere in the repository are outside this app's build\n", len(others))
+	}
+}
+
+// relTo names p (relative to the repository top) as seen from appDir.
+func relTo(top, appDir, p string) string {
+	r, err := filepath.Rel(appDir, filepath.Join(top, filepath.FromSlash(p)))
+	if err != nil {
+		return p
+	}
+	return r
+}
+
+// lockKey takes the build lock of one source key; a build of it by
+// another hoist on this machine is waited for (up to an hour: builds of
+// large apps are slow, and the wait ends with ctx).
+func lockKey(ctx context.Context, workDir, app, key string) (func(), error) {
+	l, err := filelock.Acquire(ctx, filepath.Join(workDir, "builds", app, key+".lock"), time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	return l.Release, nil
+}
+
+func short(commit string) string { return commit[:min(12, len(commit))] }
 
 // artifactPath names a packed release by id and checksum: two builds of
 // one commit in the same second share an id, never a file.
@@ -200,10 +273,7 @@ func recordArtifact(workDir, app, key string, art *Artifact) {
 	p := artifactIndex(workDir, app, key)
 	if os.MkdirAll(filepath.Dir(p), 0o755) == nil {
 		// Best effort: without the index, the next build builds again.
-		tmp := p + ".tmp"
-		if os.WriteFile(tmp, art.Manifest.Marshal(), 0o644) == nil {
-			os.Rename(tmp, p)
-		}
+		_ = atomicfile.Write(p, art.Manifest.Marshal(), 0o644)
 	}
 }
 
@@ -271,13 +341,22 @@ type ShipOptions struct {
 	Dial   fleet.DialFunc
 	Log    io.Writer
 	LogMu  *sync.Mutex
-	Sudo   bool
 	// SendEnv says to replace each host's secret environment file with
 	// Env before the release starts.
 	SendEnv bool
 	Env     []byte
 	// Meter, when set, follows each host's upload (a progress bar).
 	Meter func(host string, have, total int64) Meter
+	// Members are the hosts already dialled (Connect), in the order of
+	// Hosts; nil dials them.
+	Members []fleet.Member
+}
+
+// Connect dials every host of o, so that a deploy can name the hosts it
+// cannot reach before it spends time on a build. The caller closes them
+// with fleet.Close.
+func (o ShipOptions) Connect(ctx context.Context) []fleet.Member {
+	return fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
 }
 
 // Meter follows one upload: Reader counts what is sent through it, Done
@@ -344,11 +423,12 @@ func (o ShipOptions) logf(h string) func(string, ...any) {
 // all and the other is refused before it changes anything. A host that
 // cannot be reached is reported and the others go ahead.
 func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx context.Context, h string, c *host.Client) error) []fleet.Result {
-	members := fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
-	defer fleet.Close(members)
-	client := func(m fleet.Member) *host.Client {
-		return &host.Client{Conn: m.Conn, App: o.Config.App, Sudo: o.Sudo}
+	members := o.Members
+	if members == nil {
+		members = o.Connect(ctx)
+		defer fleet.Close(members)
 	}
+	client := func(conn transport.Conn) *host.Client { return &host.Client{Conn: conn, App: o.Config.App} }
 	order := make([]int, len(members))
 	for i := range order {
 		order[i] = i
@@ -360,7 +440,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		for _, i := range held {
-			if err := client(members[i]).Unlock(uctx, lk.Holder, false); err != nil {
+			if err := client(members[i].Conn).Unlock(uctx, lk.Holder, false); err != nil {
 				o.logf(members[i].Host)("warning: release lock: %v", err)
 			}
 		}
@@ -369,7 +449,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		if members[i].Err != nil {
 			continue
 		}
-		err := client(members[i]).Lock(ctx, lk)
+		err := client(members[i].Conn).Lock(ctx, lk)
 		if err == nil {
 			held = append(held, i)
 			continue
@@ -387,7 +467,7 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 	}
 	defer release()
 	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		return fn(ctx, h, &host.Client{Conn: conn, App: o.Config.App, Sudo: o.Sudo})
+		return fn(ctx, h, client(conn))
 	})
 }
 

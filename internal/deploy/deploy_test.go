@@ -59,7 +59,7 @@ func TestBuildShipsTheCommitNotTheWorkingCopy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if !strings.Contains(log.String(), "1 uncommitted change(s) are not shipped (msg.txt)") {
+	if !strings.Contains(log.String(), "1 uncommitted change(s) are not shipped: msg.txt") {
 		t.Errorf("no warning about the dirty tree:\n%s", log.String())
 	}
 	if !strings.HasPrefix(art.Manifest.ID, "20261125T010000Z-") || !release.ValidID(art.Manifest.ID) {
@@ -109,5 +109,56 @@ func TestBuildRefusals(t *testing.T) {
 	_, err := Build(context.Background(), BuildOptions{Config: testConfig(t, "true", "d"), Repo: t.TempDir(), WorkDir: t.TempDir(), Log: &bytes.Buffer{}})
 	if err == nil || !strings.Contains(err.Error(), "not in a git repository") {
 		t.Errorf("outside git: %v", err)
+	}
+}
+
+// TestBuildOutputQuietUnlessVerboseOrFailed keeps the build's own output
+// off the terminal when it succeeds, shows its last lines when it fails,
+// and all of it with Verbose.
+func TestBuildOutputQuietUnlessVerboseOrFailed(t *testing.T) {
+	repo := gitRepo(t, map[string]string{"a": "a"})
+	noisy := "for i in $(seq 1 100); do echo build line $i; done; "
+	tests := map[string]struct {
+		command       string
+		verbose       bool
+		wantErr       bool
+		inLog, notLog []string
+		inHint        []string
+		notHint       []string
+	}{
+		"quiet success":  {command: noisy + "mkdir -p out && touch out/x", notLog: []string{"build line 1\n", "build line 100"}},
+		"verbose":        {command: noisy + "mkdir -p out && touch out/x", verbose: true, inLog: []string{"build line 1\n", "build line 100\n"}},
+		"quiet failure":  {command: noisy + "echo it broke; exit 2", wantErr: true, notLog: []string{"build line 1\n"}, inHint: []string{"build line 100", "it broke", "--verbose"}, notHint: []string{"build line 1\n"}},
+		"silent failure": {command: "exit 2", wantErr: true, inHint: []string{"it printed nothing"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var log bytes.Buffer
+			_, err := Build(context.Background(), BuildOptions{Config: testConfig(t, tt.command, "out"), Repo: repo, WorkDir: t.TempDir(), Log: &log, Verbose: tt.verbose})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v\n%s", err, log.String())
+			}
+			for _, s := range tt.inLog {
+				if !strings.Contains(log.String(), s) {
+					t.Errorf("log lacks %q:\n%s", s, log.String())
+				}
+			}
+			for _, s := range tt.notLog {
+				if strings.Contains(log.String(), s) {
+					t.Errorf("log has %q:\n%s", s, log.String())
+				}
+			}
+			hint := usererr.HintOf(err)
+			for _, s := range tt.inHint {
+				if !strings.Contains(hint, s) {
+					t.Errorf("hint lacks %q:\n%s", s, hint)
+				}
+			}
+			for _, s := range tt.notHint {
+				if strings.Contains(hint, s) {
+					t.Errorf("hint has %q:\n%s", s, hint)
+				}
+			}
+		})
 	}
 }

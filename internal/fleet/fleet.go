@@ -25,9 +25,23 @@ type Result struct {
 // Each runs fn for every host, at most parallel at a time, each with its
 // own connection, and returns the results in the order of hosts.
 func Each(ctx context.Context, hosts []string, parallel int, dial DialFunc, fn func(ctx context.Context, host string, conn transport.Conn) error) []Result {
+	_, results := Map(ctx, hosts, parallel, dial, noValue(fn))
+	return results
+}
+
+// Map is Each for an fn that gives a value: values[i] is what fn gave
+// on hosts[i] (the zero value where it did not run), results[i] how it
+// went there. Each host has its own slot, so fn needs no lock to report.
+func Map[T any](ctx context.Context, hosts []string, parallel int, dial DialFunc, fn func(ctx context.Context, host string, conn transport.Conn) (T, error)) (values []T, results []Result) {
 	members := Connect(ctx, hosts, parallel, dial)
 	defer Close(members)
-	return EachMember(ctx, members, parallel, fn)
+	return MapMembers(ctx, members, parallel, fn)
+}
+
+func noValue(fn func(ctx context.Context, host string, conn transport.Conn) error) func(context.Context, string, transport.Conn) (struct{}, error) {
+	return func(ctx context.Context, host string, conn transport.Conn) (struct{}, error) {
+		return struct{}{}, fn(ctx, host, conn)
+	}
 }
 
 // Member is a host and its connection, or why there is none.
@@ -52,20 +66,27 @@ func Connect(ctx context.Context, hosts []string, parallel int, dial DialFunc) [
 // EachMember runs fn for every connected member, at most parallel at a
 // time; a member without a connection keeps its dial error.
 func EachMember(ctx context.Context, members []Member, parallel int, fn func(ctx context.Context, host string, conn transport.Conn) error) []Result {
+	_, results := MapMembers(ctx, members, parallel, noValue(fn))
+	return results
+}
+
+// MapMembers is Map on members already connected.
+func MapMembers[T any](ctx context.Context, members []Member, parallel int, fn func(ctx context.Context, host string, conn transport.Conn) (T, error)) ([]T, []Result) {
+	values := make([]T, len(members))
 	results := make([]Result, len(members))
 	for i, m := range members {
 		results[i] = Result{Host: m.Host, Err: m.Err}
 	}
 	bounded(ctx, len(members), parallel, func(i int) {
 		if members[i].Err == nil {
-			results[i].Err = fn(ctx, members[i].Host, members[i].Conn)
+			values[i], results[i].Err = fn(ctx, members[i].Host, members[i].Conn)
 		}
 	}, func(i int, err error) {
 		if results[i].Err == nil {
 			results[i].Err = err
 		}
 	})
-	return results
+	return values, results
 }
 
 // Close closes the members' connections.

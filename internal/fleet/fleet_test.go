@@ -19,6 +19,7 @@ type nopConn struct{ addr string }
 
 func (c nopConn) Run(context.Context, string, io.Reader, io.Writer, io.Writer) error { return nil }
 func (c nopConn) Addr() string                                                       { return c.addr }
+func (c nopConn) User() string                                                       { return "root" }
 func (c nopConn) Close() error                                                       { return nil }
 
 func TestEachBoundsParallelismAndKeepsOrder(t *testing.T) {
@@ -70,5 +71,40 @@ func TestPrefixWriter(t *testing.T) {
 	w.Flush()
 	if got, want := buf.String(), "h1 | one\nh1 | two\nh1 | three\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// Map keeps each host's value at its host's index, whatever order the
+// hosts finish in, and a host that cannot be reached has the zero value.
+func TestMapReturnsValuesByIndex(t *testing.T) {
+	hosts := []string{"slow", "down", "fast"}
+	dial := func(_ context.Context, h string) (transport.Conn, error) {
+		if h == "down" {
+			return nil, errors.New("cannot reach down:22")
+		}
+		return nopConn{h}, nil
+	}
+	fastDone := make(chan struct{})
+	values, results := Map(context.Background(), hosts, 3, dial, func(_ context.Context, h string, _ transport.Conn) (string, error) {
+		if h == "slow" {
+			<-fastDone // finish after fast
+			return "value of slow", nil
+		}
+		defer close(fastDone)
+		return "value of fast", errors.New("fast failed")
+	})
+	if diff := cmp.Diff([]string{"value of slow", "", "value of fast"}, values); diff != "" {
+		t.Errorf("values (-want +got):\n%s", diff)
+	}
+	var errs []string
+	for _, r := range results {
+		msg := ""
+		if r.Err != nil {
+			msg = r.Err.Error()
+		}
+		errs = append(errs, r.Host+": "+msg)
+	}
+	if diff := cmp.Diff([]string{"slow: ", "down: cannot reach down:22", "fast: fast failed"}, errs); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
 	}
 }

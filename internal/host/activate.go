@@ -55,7 +55,9 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 		return afterSwitch(ctx, l, s, id, log)
 	}
 	// Without the proxy the app serves run.port itself.
-	os.Remove(l.portFile(id))
+	if _, err := l.newPorts(id, s.Port); err != nil {
+		return err
+	}
 	prev := l.CurrentID()
 	running, err := runningReleases(ctx, l)
 	if err != nil {
@@ -89,6 +91,11 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 
 // afterSwitch prunes old releases and runs the after_switch hook.
 func afterSwitch(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) error {
+	// A release that failed once (a missing secret, since set) and now
+	// serves is a good one.
+	if err := clearFailed(l, id); err != nil {
+		fmt.Fprintf(log, "warning: %v\n", err)
+	}
 	if err := Prune(l, s.KeepReleases); err != nil {
 		fmt.Fprintf(log, "warning: prune: %v\n", err)
 	}
@@ -102,10 +109,7 @@ func afterSwitch(ctx context.Context, l Layout, s *Spec, id string, log io.Write
 
 // revert stops the failed release and restarts the previous one.
 func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log io.Writer) error {
-	unit := systemd.InstanceName(l.App, id)
-	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
-	_, _ = systemd.Systemctl(ctx, "stop", unit)
-	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
+	he := stopFailed(ctx, l, id, reason, log)
 	if prev != "" && prev != id {
 		fmt.Fprintf(log, "restarting previous release %s\n", prev)
 		prevUnit := systemd.InstanceName(l.App, prev)
@@ -116,6 +120,19 @@ func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log
 			// caller's "previous release keeps serving" holds.
 			he.Reason += "; and the previous release " + prev + " is not healthy either: " + why
 		}
+	}
+	return he
+}
+
+// stopFailed stops a release that did not turn healthy, marks it failed
+// and returns the error that says why, with its journal.
+func stopFailed(ctx context.Context, l Layout, id, reason string, log io.Writer) *HealthError {
+	unit := systemd.InstanceName(l.App, id)
+	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	_, _ = systemd.Systemctl(ctx, "stop", unit)
+	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
+	if err := markFailed(l, id, reason); err != nil {
+		fmt.Fprintf(log, "warning: %v\n", err)
 	}
 	return he
 }
@@ -189,26 +206,69 @@ func instanceID(app, unit string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(unit, "hoist-"+app+"@"), ".service")
 }
 
-// Prune removes the oldest releases so that keep remain, never the
-// current one.
+// Prune removes releases beyond keep: failed releases first (all but
+// the newest failure, kept for inspection), then the oldest good ones,
+// never the current one. Each pruned release's port file and failed mark
+// go with it, as do port files left by releases already gone.
 func Prune(l Layout, keep int) error {
 	ids, err := l.ReleaseIDs()
 	if err != nil {
 		return err
 	}
 	cur := l.CurrentID()
-	excess := len(ids) - keep
+	failed := failedReleases(l)
+	var doomed []string
+	newestFailure := ""
 	for _, id := range ids {
-		if excess <= 0 {
-			break
+		if _, ok := failed[id]; ok && id != cur {
+			if newestFailure != "" {
+				doomed = append(doomed, newestFailure)
+			}
+			newestFailure = id
 		}
-		if id == cur {
+	}
+	// The current release counts first, then the newest good ones.
+	good := 0
+	if cur != "" {
+		good = 1
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		id := ids[i]
+		if _, ok := failed[id]; ok || id == cur {
 			continue
 		}
+		if good++; good > keep {
+			doomed = append(doomed, id)
+		}
+	}
+	for _, id := range doomed {
 		if err := os.RemoveAll(l.Release(id)); err != nil {
 			return fmt.Errorf("prune %s: %w", id, err)
 		}
-		excess--
+		os.Remove(l.failedFile(id))
+	}
+	return prunePortFiles(l)
+}
+
+// prunePortFiles removes the port files of releases no longer on disk.
+func prunePortFiles(l Layout) error {
+	entries, err := os.ReadDir(l.Ports())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prune port files: %w", err)
+	}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".env")
+		if !ok {
+			continue
+		}
+		if _, err := os.Stat(l.Release(id)); errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(l.portFile(id)); err != nil {
+				return fmt.Errorf("prune port files: %w", err)
+			}
+		}
 	}
 	return nil
 }
@@ -218,6 +278,9 @@ func Boot(ctx context.Context, l Layout) error {
 	id := l.CurrentID()
 	if id == "" {
 		return nil
+	}
+	if err := l.renewEPMD(id); err != nil {
+		return err
 	}
 	_, err := systemd.Systemctl(ctx, "start", "--no-block", systemd.InstanceName(l.App, id))
 	return err

@@ -4,163 +4,165 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// Client calls `hoist host` commands on one host over a transport.
+// Client calls `hoist host` verbs on one host over a transport. A login
+// that is not root runs them with `sudo -n`.
 type Client struct {
 	Conn transport.Conn
 	App  string
-	// Sudo prefixes commands with `sudo -n` for a non-root login.
-	Sudo bool
 }
 
-func (c *Client) command(verb string, args ...string) string {
-	parts := []string{BinPath, "host", verb, "--app", c.App}
-	parts = append(parts, args...)
-	for i, p := range parts {
-		parts[i] = transport.Quote(p)
-	}
-	cmd := strings.Join(parts, " ")
-	if c.Sudo {
-		cmd = "sudo -n " + cmd
-	}
-	return cmd
+func (c *Client) command(name string) string {
+	return transport.Sudo(c.Conn) + transport.Quote(BinPath) + " host " + transport.Quote(name)
 }
 
-// call runs a host verb and decodes its Response into out.
-func (c *Client) call(ctx context.Context, stdin io.Reader, out any, verb string, args ...string) error {
+// stdin is the request line for args, then payload if there is one.
+func (c *Client) stdin(args any, payload io.Reader) (io.Reader, error) {
+	line, err := encodeRequest(c.App, args)
+	if err != nil {
+		return nil, err
+	}
+	if payload == nil {
+		return bytes.NewReader(line), nil
+	}
+	return io.MultiReader(bytes.NewReader(line), payload), nil
+}
+
+// invoke runs verb v with args on the host, payload after them on stdin,
+// and returns its result.
+func invoke[A, R any](ctx context.Context, c *Client, v verb[A, R], args A, payload io.Reader) (R, error) {
+	var result R
+	in, err := c.stdin(args, payload)
+	if err != nil {
+		return result, err
+	}
 	var stdout, stderr bytes.Buffer
-	err := c.Conn.Run(ctx, c.command(verb, args...), stdin, &stdout, &stderr)
+	err = c.Conn.Run(ctx, c.command(v.name), in, &stdout, &stderr)
 	if stdout.Len() > 0 {
 		// The host answered: its Response says more than the exit status.
-		if derr := decodeResponse(stdout.Bytes(), out); derr != nil || err == nil {
-			return derr
+		if derr := decodeResponse(stdout.Bytes(), &result); derr != nil || err == nil {
+			return result, derr
 		}
 	}
 	if err != nil {
-		var ee *transport.ExitError
-		if errors.As(err, &ee) && ee.Code == 127 {
-			return fmt.Errorf("hoist is not installed on %s: %w", c.Conn.Addr(), err)
-		}
-		if msg := strings.TrimSpace(stderr.String()); msg != "" && !strings.Contains(err.Error(), msg) {
-			return fmt.Errorf("%w: %s", err, truncate(msg, 2000))
-		}
+		return result, c.runError(err, stderr.String())
+	}
+	return result, nil
+}
+
+// invokeStream runs stream verb v: its output is the command's own, and
+// a *transport.ExitError carries the command's exit status.
+func invokeStream[A any](ctx context.Context, c *Client, v streamVerb[A], args A, stdin io.Reader, stdout, stderr io.Writer) error {
+	in, err := c.stdin(args, stdin)
+	if err != nil {
 		return err
 	}
-	return nil
+	return c.Conn.Run(ctx, c.command(v.name), in, stdout, stderr)
 }
 
-func specJSON(s *Spec) io.Reader {
-	b, _ := json.Marshal(s)
-	return bytes.NewReader(b)
-}
-
-func manifestArg(m *release.Manifest) string {
-	b, _ := json.Marshal(m)
-	return base64.RawURLEncoding.EncodeToString(b)
+func (c *Client) runError(err error, stderr string) error {
+	if msg := strings.TrimSpace(stderr); msg != "" && !strings.Contains(err.Error(), msg) {
+		err = fmt.Errorf("%w: %s", err, truncate(msg, 2000))
+	}
+	var ee *transport.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.Code == 127:
+		return fmt.Errorf("hoist is not installed on %s: %w", c.Conn.Addr(), err)
+	case errors.As(err, &ee) && ee.Code == exitUsage:
+		// Only a hoist that speaks another protocol gets its usage wrong.
+		return usererr.Wrap(err, "hoist on %s does not understand this hoist's request", c.Conn.Addr()).
+			WithHint("put this hoist on the host: run hoist setup")
+	}
+	return err
 }
 
 // Setup prepares the host for the app.
 func (c *Client) Setup(ctx context.Context, s *Spec) (HostFacts, error) {
-	var f HostFacts
-	return f, c.call(ctx, specJSON(s), &f, "setup")
+	return invoke(ctx, c, setupVerb, *s, nil)
 }
 
 // UploadState asks what the host holds of release m.
 func (c *Client) UploadState(ctx context.Context, m *release.Manifest) (UploadState, error) {
-	var st UploadState
-	err := c.call(ctx, nil, &st, "upload-state", "--manifest", manifestArg(m))
-	return st, err
+	return invoke(ctx, c, uploadStateVerb, *m, nil)
 }
 
 // Receive sends the payload from offset on; r must be positioned there.
 func (c *Client) Receive(ctx context.Context, m *release.Manifest, offset int64, r io.Reader) error {
-	return c.call(ctx, r, nil, "receive", "--manifest", manifestArg(m), "--offset", strconv.FormatInt(offset, 10))
+	_, err := invoke(ctx, c, receiveVerb, receiveArgs{Manifest: *m, Offset: offset}, r)
+	return err
 }
 
 // Lock takes the deploy lock.
 func (c *Client) Lock(ctx context.Context, lk Lock) error {
-	return c.call(ctx, nil, nil, "lock", "--holder", lk.Holder, "--op", lk.Op)
+	_, err := invoke(ctx, c, lockVerb, lockArgs{Holder: lk.Holder, Op: lk.Op}, nil)
+	return err
 }
 
 // Unlock releases the deploy lock held by holder, or any holder if force.
 func (c *Client) Unlock(ctx context.Context, holder string, force bool) error {
-	args := []string{"--holder", holder}
-	if force {
-		args = append(args, "--force")
-	}
-	return c.call(ctx, nil, nil, "unlock", args...)
+	_, err := invoke(ctx, c, unlockVerb, unlockArgs{Holder: holder, Force: force}, nil)
+	return err
 }
 
 // SetEnv replaces the app's secret environment file on the host.
 func (c *Client) SetEnv(ctx context.Context, content []byte) error {
-	return c.call(ctx, bytes.NewReader(content), nil, "env")
+	_, err := invoke(ctx, c, envVerb, content, nil)
+	return err
 }
 
 // Activate makes release id current behind its health check.
 func (c *Client) Activate(ctx context.Context, s *Spec, id string) error {
-	return c.call(ctx, specJSON(s), nil, "activate", "--id", id)
+	_, err := invoke(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id}, nil)
+	return err
 }
 
 // Status reads the app's state.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	var st Status
-	return &st, c.call(ctx, nil, &st, "status")
+	return invoke(ctx, c, statusVerb, none{}, nil)
 }
 
 // Releases lists the releases on the host.
 func (c *Client) Releases(ctx context.Context) ([]ReleaseInfo, error) {
-	var rs []ReleaseInfo
-	return rs, c.call(ctx, nil, &rs, "releases")
+	return invoke(ctx, c, releasesVerb, none{}, nil)
 }
 
 // Previous returns the release a rollback without an id goes to.
 func (c *Client) Previous(ctx context.Context) (string, error) {
-	var id string
-	return id, c.call(ctx, nil, &id, "previous")
+	return invoke(ctx, c, previousVerb, none{}, nil)
 }
 
 // ProxyStatus lists the routes of the host's edge proxy.
 func (c *Client) ProxyStatus(ctx context.Context) ([]proxy.RouteStatus, error) {
-	var rs []proxy.RouteStatus
-	return rs, c.call(ctx, nil, &rs, "proxy-status")
+	return invoke(ctx, c, proxyStatusVerb, none{}, nil)
 }
 
 // ProxyRoot returns the root certificate (PEM) of the host's proxy's
 // internal CA.
 func (c *Client) ProxyRoot(ctx context.Context) (string, error) {
-	var pem string
-	return pem, c.call(ctx, nil, &pem, "proxy-root")
+	return invoke(ctx, c, proxyRootVerb, none{}, nil)
 }
 
 // Exec runs argv in the current release with the app's user and env;
 // the streams are the remote command's own (no Response envelope).
 func (c *Client) Exec(ctx context.Context, s *Spec, argv []string, stdout, stderr io.Writer) error {
-	b, _ := json.Marshal(s)
-	args := append([]string{"--spec", base64.RawURLEncoding.EncodeToString(b), "--"}, argv...)
-	return c.Conn.Run(ctx, c.command("exec", args...), nil, stdout, stderr)
+	return invokeStream(ctx, c, execVerb, execArgs{Spec: *s, Argv: argv}, nil, stdout, stderr)
 }
 
 // Logs streams the app's journal.
 func (c *Client) Logs(ctx context.Context, lines int, follow bool, stdout, stderr io.Writer) error {
-	args := []string{"-n", strconv.Itoa(lines)}
-	if follow {
-		args = append(args, "-f")
-	}
-	return c.Conn.Run(ctx, c.command("logs", args...), nil, stdout, stderr)
+	return invokeStream(ctx, c, logsVerb, logsArgs{Lines: lines, Follow: follow}, nil, stdout, stderr)
 }
 
 // InstallBinary puts the hoist binary at path local onto the host at
@@ -173,18 +175,14 @@ func (c *Client) InstallBinary(ctx context.Context, local string) (bool, error) 
 	sum := sha256.Sum256(data)
 	want := hex.EncodeToString(sum[:])
 	var out bytes.Buffer
-	sudo := ""
-	if c.Sudo {
-		sudo = "sudo -n "
-	}
-	_ = c.Conn.Run(ctx, sudo+"sha256sum "+BinPath+" 2>/dev/null || true", nil, &out, io.Discard)
+	_ = c.Conn.Run(ctx, transport.Sudo(c.Conn)+"sha256sum "+BinPath+" 2>/dev/null || true", nil, &out, io.Discard)
 	if strings.HasPrefix(out.String(), want) {
 		return false, nil
 	}
 	tmp := BinPath + ".new"
 	script := fmt.Sprintf("set -e; umask 022; cat > %[1]s; chmod 755 %[1]s; sync %[1]s; mv -f %[1]s %[2]s", tmp, BinPath)
-	if c.Sudo {
-		script = fmt.Sprintf("sudo -n sh -c %s", transport.Quote(script))
+	if sudo := transport.Sudo(c.Conn); sudo != "" {
+		script = sudo + "sh -c " + transport.Quote(script)
 	}
 	if err := c.Conn.Run(ctx, script, bytes.NewReader(data), io.Discard, io.Discard); err != nil {
 		return false, fmt.Errorf("install hoist on %s: %w", c.Conn.Addr(), err)

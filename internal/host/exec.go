@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/secrets"
+	"github.com/hoistdev/hoist/internal/systemd"
 )
 
 // Exec runs argv in the current release, as the app's user, with the
@@ -71,22 +72,10 @@ func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, st
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	env := []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"HOME=/nonexistent",
-		"PORT=" + strconv.Itoa(s.Port),
-		"HOIST_APP=" + l.App,
-		"HOIST_RELEASE=" + id,
-		"STATE_DIRECTORY=" + l.StateDir(),
-	}
-	for k, v := range s.Env {
-		env = append(env, k+"="+v)
-	}
-	secret, err := readEnvFile(l.EnvFile())
+	env, err := l.execEnv(s, id)
 	if err != nil {
 		return 0, err
 	}
-	env = append(env, secret...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	if strings.Contains(argv[0], "/") && !strings.HasPrefix(argv[0], "/") {
 		cmd.Path = l.Release(id) + "/" + strings.TrimPrefix(argv[0], "./")
@@ -103,6 +92,27 @@ func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, st
 		return 0, fmt.Errorf("exec %s: %w", argv[0], err)
 	}
 	return 0, nil
+}
+
+// execEnv is the environment of a command run in release id: its
+// unit's, in the order systemd applies it (a later value wins).
+func (l Layout) execEnv(s *Spec, id string) ([]string, error) {
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/nonexistent", "STATE_DIRECTORY=" + l.StateDir()}
+	env = append(env, systemd.ReleaseEnv(l.App, id, s.Port)...)
+	for k, v := range s.Env {
+		env = append(env, k+"="+v)
+	}
+	secret, err := readEnvFile(l.EnvFile())
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, secret...)
+	// Absent before the release first starts: then it gets run.port.
+	ports, err := readEnvFile(l.portFile(id))
+	if err != nil {
+		return nil, err
+	}
+	return append(env, ports...), nil
 }
 
 // readEnvFile reads KEY=VALUE lines as systemd's EnvironmentFile does,

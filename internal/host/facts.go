@@ -31,14 +31,6 @@ func Facts() HostFacts {
 	return f
 }
 
-// FactsFile is where setup records the host's facts.
-func FactsFile(base string) string {
-	if base == "" {
-		base = DefaultBase
-	}
-	return filepath.Join(base, "host.json")
-}
-
 // RecordFacts writes this host's facts for later reads (status).
 func RecordFacts(base string) (HostFacts, error) {
 	f := Facts()

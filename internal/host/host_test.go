@@ -189,16 +189,14 @@ func TestLock(t *testing.T) {
 func TestProtocolCarriesStructuredErrors(t *testing.T) {
 	var buf bytes.Buffer
 	he := &HealthError{ID: id1, Reason: "GET /up answered 500", Journal: "boom"}
-	if err := WriteError(&buf, he); err != nil {
-		t.Fatal(err)
-	}
+	writeError(&buf, he)
 	err := decodeResponse(buf.Bytes(), nil)
 	var got *HealthError
 	if !errors.As(err, &got) || got.Journal != "boom" {
 		t.Fatalf("decoded %v, want the HealthError back", err)
 	}
 	buf.Reset()
-	if err := WriteResult(&buf, UploadState{Have: 7}); err != nil {
+	if err := writeResult(&buf, UploadState{Have: 7}); err != nil {
 		t.Fatal(err)
 	}
 	var st UploadState
@@ -271,5 +269,78 @@ func TestCheckTarget(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFailedReleasesAreNotReleases: a failed release is listed as
+// failed, skipped by a rollback without an id, not counted toward keep,
+// and pruned first (all but the newest failure); port files go with
+// their releases.
+func TestFailedReleasesAreNotReleases(t *testing.T) {
+	const (
+		id4 = "20261125T040000Z-dddddddddddd"
+		id5 = "20261125T050000Z-eeeeeeeeeeee"
+		id6 = "20261125T060000Z-ffffffffffff"
+	)
+	l := For(t.TempDir(), "hello")
+	install(t, l, id1, id2, id3, id4, id5, id6)
+	// id2 and id4 and id6 failed; id5 is current.
+	for _, id := range []string{id2, id4, id6} {
+		if err := markFailed(l, id, "GET /up answered 500"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := swapSymlink("releases/"+id5, l.Current()); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(l.Root, "ports"), 0o755)
+	for _, id := range []string{id1, id2, id3, id4, id5, id6, "20251125T000000Z-000000000000"} {
+		os.WriteFile(l.portFile(id), []byte("PORT=3000\n"), 0o644)
+	}
+	if prev, err := PreviousID(l); err != nil || prev != id3 {
+		t.Errorf("PreviousID = %q, %v; want %s (skipping the failed %s)", prev, err, id3, id4)
+	}
+	rs, err := ListReleases(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, r := range rs {
+		if r.Failed {
+			failed = append(failed, r.ID)
+			if r.FailReason != "GET /up answered 500" {
+				t.Errorf("%s: reason %q", r.ID, r.FailReason)
+			}
+		}
+	}
+	if diff := cmp.Diff([]string{id2, id4, id6}, failed); diff != "" {
+		t.Errorf("failed releases (-want +got):\n%s", diff)
+	}
+	// keep 2: the good ones are id1, id3, id5 (current): id1 goes; of the
+	// failed, only the newest (id6) stays.
+	if err := Prune(l, 2); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := l.ReleaseIDs()
+	if diff := cmp.Diff([]string{id3, id5, id6}, ids); diff != "" {
+		t.Errorf("after prune (-want +got):\n%s", diff)
+	}
+	ports, _ := os.ReadDir(filepath.Join(l.Root, "ports"))
+	var left []string
+	for _, e := range ports {
+		left = append(left, e.Name())
+	}
+	if diff := cmp.Diff([]string{id3 + ".env", id5 + ".env", id6 + ".env"}, left); diff != "" {
+		t.Errorf("port files after prune (-want +got):\n%s", diff)
+	}
+	if _, ok := failedReleases(l)[id2]; ok {
+		t.Errorf("the pruned %s is still marked failed", id2)
+	}
+	// A failed release that later serves is a good one again.
+	if err := clearFailed(l, id6); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := failedReleases(l)[id6]; ok {
+		t.Error("mark not cleared")
 	}
 }

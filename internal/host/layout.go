@@ -10,22 +10,62 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
-// DefaultBase is where app directories live on a host.
-const DefaultBase = "/var/lib/hoist"
+// Every path hoist uses on a host is named here, and docs/hosts.md lists
+// them all.
+const (
+	// BinPath is where setup installs the hoist binary.
+	BinPath = "/usr/local/bin/hoist"
+	// DefaultBase holds the apps' directories, the host's facts and the
+	// edge proxy's files.
+	DefaultBase = "/var/lib/hoist"
+	// ProxyUser is the system user the edge proxy runs as; it owns
+	// ProxyDir (systemd's StateDirectory=) and ProxySocket.
+	ProxyUser = "hoist-proxy"
+	// ProxySocket is the edge proxy's control socket.
+	ProxySocket = "/run/hoist/proxy.sock"
+	// ProxyDir holds the edge proxy's files; ProxyStorage its certificates
+	// and keys, and its internal CA; ProxyStatePath its routes.
+	ProxyDir       = DefaultBase + "/proxy"
+	ProxyStorage   = ProxyDir + "/certificates"
+	ProxyStatePath = ProxyDir + "/state.json"
+	// appStateBase is where systemd makes an app's StateDirectory.
+	appStateBase = "/var/lib"
+)
 
-// BinPath is where setup installs the hoist binary on a host.
-const BinPath = "/usr/local/bin/hoist"
+var (
+	// UnitDir is where hoist writes its units; tests point it elsewhere.
+	UnitDir = "/etc/systemd/system"
+	// ProxyIssuerPath keeps the proxy's issuer between setups; the
+	// proxy reads it when it starts.
+	ProxyIssuerPath = ProxyDir + "/issuer.json"
+	// ProxyRootPath is the internal CA's root certificate, for clients to
+	// trust, when the proxy runs with --tls-internal.
+	ProxyRootPath = certs.InternalRootPath(ProxyStorage)
+)
+
+// FactsFile is where setup records the host's facts, under base (""
+// means DefaultBase).
+func FactsFile(base string) string {
+	if base == "" {
+		base = DefaultBase
+	}
+	return filepath.Join(base, "host.json")
+}
 
 // Layout names the paths of one app on a host:
 //
-//	BASE/APP/releases/ID/     unpacked releases, never changed once in place
-//	BASE/APP/current          symlink to releases/ID: the release that serves
-//	BASE/APP/uploads/         partial and complete uploads
-//	BASE/APP/shared/env       secret environment, 0600 root, read by systemd
-//	BASE/APP/deploy.lock      who deploys, since when
+//	BASE/APP/releases/ID/       unpacked releases, never changed once in place
+//	BASE/APP/current            symlink to releases/ID: the release that serves
+//	BASE/APP/uploads/ID.tar.zst.part  uploads, resumed where they stopped
+//	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
+//	BASE/APP/ports/ID.env       what each release was given: PORT
+//	BASE/APP/deploy.lock        who deploys, since when
+//	BASE/APP/failed/ID.json     a release that failed its health check: when, why
+//	/var/lib/hoist-APP/         the app's own writable directory
 type Layout struct {
 	App  string
 	Root string
@@ -39,16 +79,37 @@ func For(base, app string) Layout {
 	return Layout{App: app, Root: filepath.Join(base, app)}
 }
 
+// Base is the directory that holds the app's: DefaultBase on a host.
+func (l Layout) Base() string { return filepath.Dir(l.Root) }
+
 func (l Layout) Releases() string         { return filepath.Join(l.Root, "releases") }
 func (l Layout) Release(id string) string { return filepath.Join(l.Root, "releases", id) }
 func (l Layout) Current() string          { return filepath.Join(l.Root, "current") }
 func (l Layout) Uploads() string          { return filepath.Join(l.Root, "uploads") }
-func (l Layout) Shared() string           { return filepath.Join(l.Root, "shared") }
-func (l Layout) EnvFile() string          { return filepath.Join(l.Root, "shared", "env") }
-func (l Layout) LockFile() string         { return filepath.Join(l.Root, "deploy.lock") }
+func (l Layout) partFile(id string) string {
+	return filepath.Join(l.Uploads(), id+".tar.zst.part")
+}
+func (l Layout) Shared() string   { return filepath.Join(l.Root, "shared") }
+func (l Layout) EnvFile() string  { return filepath.Join(l.Root, "shared", "env") }
+func (l Layout) LockFile() string { return filepath.Join(l.Root, "deploy.lock") }
+func (l Layout) Ports() string    { return filepath.Join(l.Root, "ports") }
+
+// failedDir marks the releases that failed their health check, one
+// failedFile each.
+func (l Layout) failedDir() string           { return filepath.Join(l.Root, "failed") }
+func (l Layout) failedFile(id string) string { return filepath.Join(l.failedDir(), id+".json") }
+
+// portFile holds what release id was given when it was started:
+// systemd reads it as an EnvironmentFile, exec reads it too.
+func (l Layout) portFile(id string) string { return filepath.Join(l.Ports(), id+".env") }
 
 // User is the system user the app runs as.
 func (l Layout) User() string { return "hoist-" + l.App }
+
+// StateDirName is the app's StateDirectory= for systemd, and StateDir
+// the directory it names: the one the app may write to.
+func (l Layout) StateDirName() string { return "hoist-" + l.App }
+func (l Layout) StateDir() string     { return filepath.Join(appStateBase, l.StateDirName()) }
 
 // CurrentID returns the id of the current release, or "" when none is.
 func (l Layout) CurrentID() string {

@@ -1,15 +1,44 @@
 package host
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
-// Every `hoist host` command writes one Response as JSON on stdout, so
-// that the client tells a host's answer from an SSH or shell failure, and
-// gets structured errors (a held lock, a failed health check) back.
+// The host protocol, both ends of it. The client runs `hoist host VERB`
+// over SSH; the verb's arguments come first on stdin, as one JSON line
+// (a request), then the verb's payload if it has one (a release being
+// uploaded, a command's stdin). Most verbs answer with one JSON Response
+// on stdout, so that the client tells a host's answer from an SSH or
+// shell failure and gets structured errors (a held lock, a failed health
+// check) back; stream verbs (exec, logs) write the command's own output
+// and exit with its status. stderr carries progress.
+//
+// Each verb is defined once, in verbs.go, with its argument and result
+// types: the client encodes what the host decodes. Nothing older is
+// spoken: setup puts the client's own hoist on every host.
+
+// request is the first line a verb reads on stdin.
+type request struct {
+	App  string          `json:"app"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// exitUsage is the exit status of `hoist host` called wrongly: by a
+// hoist that speaks another protocol.
+const exitUsage = 2
+
+// maxRequest bounds the request line: the largest argument is a secret
+// env file (4 MiB, base64 in JSON).
+const maxRequest = 8 << 20
+
+// Response is what a verb that is not a stream writes on stdout.
 type Response struct {
 	OK     bool            `json:"ok"`
 	Result json.RawMessage `json:"result,omitempty"`
@@ -37,8 +66,159 @@ func (e *RemoteError) Unwrap() error {
 	return nil
 }
 
-// WriteResult writes a successful response.
-func WriteResult(w io.Writer, v any) error {
+// none is the arguments or result of a verb that has none.
+type none struct{}
+
+// call is one verb being served on the host: the app's layout and the
+// streams left after the request line.
+type call struct {
+	layout Layout
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// verb is a command that answers with a Response: the client sends A
+// and gets R.
+type verb[A, R any] struct {
+	name  string
+	serve func(ctx context.Context, c *call, args A) (R, error)
+}
+
+// streamVerb is a command whose output is a command's own: it exits with
+// that command's status.
+type streamVerb[A any] struct {
+	name  string
+	serve func(ctx context.Context, c *call, args A) (code int, err error)
+}
+
+// handler is a verb of either kind, for the host's table.
+type handler interface {
+	verbName() string
+	handle(ctx context.Context, c *call, args json.RawMessage) int
+}
+
+func (v verb[A, R]) verbName() string    { return v.name }
+func (v streamVerb[A]) verbName() string { return v.name }
+func (v verb[A, R]) handle(ctx context.Context, c *call, raw json.RawMessage) int {
+	args, err := decodeArgs[A](raw)
+	var result R
+	if err == nil {
+		result, err = v.serve(ctx, c, args)
+	}
+	if err != nil {
+		writeError(c.stdout, err)
+		return 1
+	}
+	if err := writeResult(c.stdout, result); err != nil {
+		fmt.Fprintf(c.stderr, "hoist host %s: %v\n", v.name, err)
+		return 1
+	}
+	return 0
+}
+
+func (v streamVerb[A]) handle(ctx context.Context, c *call, raw json.RawMessage) int {
+	args, err := decodeArgs[A](raw)
+	code := 0
+	if err == nil {
+		code, err = v.serve(ctx, c, args)
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "hoist host %s: %v\n", v.name, err)
+		return 1
+	}
+	return code
+}
+
+// validator is arguments that can check themselves once decoded.
+type validator interface{ Validate() error }
+
+// decodeArgs decodes a verb's arguments strictly: both ends are the same
+// hoist, so an unknown field is a bug, not an older client.
+func decodeArgs[A any](raw json.RawMessage) (A, error) {
+	var args A
+	if len(raw) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&args); err != nil {
+			return args, fmt.Errorf("decode arguments: %w", err)
+		}
+	}
+	if v, ok := any(&args).(validator); ok {
+		if err := v.Validate(); err != nil {
+			return args, err
+		}
+	}
+	return args, nil
+}
+
+// Main serves `hoist host VERB`: argv is what follows `hoist host`. It
+// returns the process's exit status.
+func Main(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
+}
+
+// serve is Main with the apps' directories under base.
+func serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(argv) != 1 {
+		fmt.Fprintln(stderr, "usage: hoist host VERB, with its request on stdin (hoist runs this over SSH)")
+		return exitUsage
+	}
+	h, ok := verbs[argv[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "hoist host: unknown verb %q\n", argv[0])
+		return exitUsage
+	}
+	in := bufio.NewReader(stdin)
+	req, err := readRequest(in)
+	if err == nil && !ValidApp(req.App) {
+		err = fmt.Errorf("invalid app name %q", req.App)
+	}
+	if err != nil {
+		writeError(stdout, err)
+		return 1
+	}
+	return h.handle(ctx, &call{layout: For(base, req.App), stdin: in, stdout: stdout, stderr: stderr}, req.Args)
+}
+
+func readRequest(r *bufio.Reader) (request, error) {
+	var req request
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxRequest {
+			return req, fmt.Errorf("request longer than %d bytes", maxRequest)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+			return req, fmt.Errorf("read request: %w", err)
+		}
+		break
+	}
+	if err := json.Unmarshal(line, &req); err != nil {
+		return req, fmt.Errorf("decode request: %w", err)
+	}
+	return req, nil
+}
+
+// encodeRequest is the request line for args of app.
+func encodeRequest(app string, args any) ([]byte, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("encode arguments: %w", err)
+	}
+	line, err := json.Marshal(request{App: app, Args: b})
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	return append(line, '\n'), nil
+}
+
+// writeResult writes a successful response.
+func writeResult(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
@@ -46,8 +226,8 @@ func WriteResult(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(Response{OK: true, Result: b})
 }
 
-// WriteError writes a failed response.
-func WriteError(w io.Writer, err error) error {
+// writeError writes a failed response.
+func writeError(w io.Writer, err error) {
 	re := &RemoteError{Message: err.Error()}
 	var le *LockedError
 	if errors.As(err, &le) {
@@ -57,7 +237,7 @@ func WriteError(w io.Writer, err error) error {
 	if errors.As(err, &he) {
 		re.Health = he
 	}
-	return json.NewEncoder(w).Encode(Response{Error: re})
+	_ = json.NewEncoder(w).Encode(Response{Error: re}) // the client sees a broken pipe by itself
 }
 
 // decodeResponse reads a Response and decodes its result into v.
@@ -85,4 +265,16 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// verbTable indexes handlers by name; a name defined twice is a bug.
+func verbTable(hs ...handler) map[string]handler {
+	m := make(map[string]handler, len(hs))
+	for _, h := range hs {
+		if _, dup := m[h.verbName()]; dup || strings.TrimSpace(h.verbName()) == "" {
+			panic("host: verb " + h.verbName() + " defined twice or without a name")
+		}
+		m[h.verbName()] = h
+	}
+	return m
 }

@@ -19,25 +19,6 @@ import (
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// The edge proxy on a host: the system user it runs as, its control
-// socket, and the directory of its own (systemd's StateDirectory=, which
-// the proxy's user owns).
-const (
-	ProxyUser   = "hoist-proxy"
-	ProxySocket = "/run/hoist/proxy.sock"
-	ProxyDir    = "/var/lib/hoist/proxy"
-)
-
-// What the proxy keeps in ProxyDir: its routes, its certificates (with
-// the internal CA's root, for clients to trust, when the issuer is
-// internal), and the issuer setup chose.
-var (
-	ProxyStatePath  = filepath.Join(ProxyDir, "state.json")
-	ProxyStorage    = filepath.Join(ProxyDir, "certificates")
-	ProxyRootPath   = filepath.Join(ProxyStorage, "internal-ca", "root.pem")
-	ProxyIssuerPath = filepath.Join(ProxyDir, "issuer.json")
-)
-
 // ProxyRoot returns the PEM root certificate of the proxy's internal CA.
 func ProxyRoot() (string, error) {
 	b, err := os.ReadFile(ProxyRootPath)
@@ -150,19 +131,6 @@ func proxyStale(running proxy.Process, bin string, issuer certs.Issuer) string {
 // procDir is where proxyStale finds a process's executable.
 var procDir = "/proc"
 
-func (l Layout) portFile(id string) string { return filepath.Join(l.Root, "ports", id+".env") }
-
-// releasePort reads the port a release was given, 0 if none.
-func (l Layout) releasePort(id string) int {
-	b, err := os.ReadFile(l.portFile(id))
-	if err != nil {
-		return 0
-	}
-	v, _ := strings.CutPrefix(strings.TrimSpace(string(b)), "PORT=")
-	n, _ := strconv.Atoi(v)
-	return n
-}
-
 // activateProxied starts release id beside the running one, on the
 // other of the app's two ports, waits for its health check, switches the
 // proxy to it, waits for the old release to drain, and stops it. If the
@@ -177,27 +145,24 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	for _, r := range running {
 		if r != id {
 			olds = append(olds, r)
-			used[l.releasePort(r)] = true
+			used[l.heldPort(r, s.Port)] = true
 		}
 	}
 	port := s.Port
 	if used[port] {
 		port = s.Port + 1
 	}
-	if err := os.MkdirAll(filepath.Join(l.Root, "ports"), 0o755); err != nil {
-		return fmt.Errorf("activate: %w", err)
-	}
-	if err := writeFileAtomic(l.portFile(id), []byte("PORT="+strconv.Itoa(port)+"\n"), 0o644); err != nil {
+	if _, err := l.newPorts(id, port); err != nil {
 		return err
 	}
 	unit := systemd.InstanceName(l.App, id)
 	fmt.Fprintf(log, "starting release %s on port %d beside %v\n", id, port, olds)
 	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
-		return failNew(ctx, l, id, err.Error())
+		return failNew(ctx, l, id, err.Error(), log)
 	}
 	if reason := waitHealthy(ctx, unit, port, s); reason != "" {
-		return failNew(ctx, l, id, reason)
+		return failNew(ctx, l, id, reason, log)
 	}
 	pc := &proxy.Client{Socket: ProxySocket}
 	upstream := "127.0.0.1:" + strconv.Itoa(port)
@@ -207,14 +172,14 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
 	})
 	if err != nil {
-		return failNew(ctx, l, id, "the proxy refused it: "+err.Error())
+		return failNew(ctx, l, id, "the proxy refused it: "+err.Error(), log)
 	}
 	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
 		return err
 	}
 	fmt.Fprintf(log, "release %s is current\n", id)
 	for _, old := range olds {
-		addr := "127.0.0.1:" + strconv.Itoa(l.releasePort(old))
+		addr := "127.0.0.1:" + strconv.Itoa(l.heldPort(old, s.Port))
 		dctx, cancel := context.WithTimeout(ctx, s.DrainTimeout+10*time.Second)
 		if err := pc.WaitDrained(dctx, addr, s.DrainTimeout+5*time.Second); err != nil {
 			fmt.Fprintf(log, "warning: %v\n", err)
@@ -228,10 +193,6 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 }
 
 // failNew stops a release that did not make it; the old one still serves.
-func failNew(ctx context.Context, l Layout, id, reason string) error {
-	unit := systemd.InstanceName(l.App, id)
-	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
-	_, _ = systemd.Systemctl(ctx, "stop", unit)
-	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
-	return he
+func failNew(ctx context.Context, l Layout, id, reason string, log io.Writer) error {
+	return stopFailed(ctx, l, id, reason, log)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/systemd"
@@ -30,7 +29,7 @@ func ReadStatus(ctx context.Context, l Layout) (*Status, error) {
 		return nil, err
 	}
 	st.Lock = lk
-	if b, err := os.ReadFile(FactsFile(filepath.Dir(l.Root))); err == nil {
+	if b, err := os.ReadFile(FactsFile(l.Base())); err == nil {
 		var f HostFacts
 		if json.Unmarshal(b, &f) == nil {
 			st.Host = &f
@@ -56,6 +55,10 @@ type ReleaseInfo struct {
 	Commit  string    `json:"commit"`
 	BuiltAt time.Time `json:"built_at"`
 	Current bool      `json:"current"`
+	// Failed is set for a release that failed its health check; it is
+	// not a rollback target and does not count toward keep_releases.
+	Failed     bool   `json:"failed,omitempty"`
+	FailReason string `json:"fail_reason,omitempty"`
 }
 
 // ListReleases lists the releases on this host, oldest first.
@@ -65,9 +68,11 @@ func ListReleases(l Layout) ([]ReleaseInfo, error) {
 		return nil, err
 	}
 	cur := l.CurrentID()
+	failed := failedReleases(l)
 	out := make([]ReleaseInfo, 0, len(ids))
 	for _, id := range ids {
-		ri := ReleaseInfo{ID: id, Current: id == cur}
+		f, isFailed := failed[id]
+		ri := ReleaseInfo{ID: id, Current: id == cur, Failed: isFailed, FailReason: f.Reason}
 		if m, err := l.Manifest(id); err == nil {
 			ri.Commit, ri.BuiltAt = m.Commit, m.BuiltAt
 		}
@@ -76,20 +81,24 @@ func ListReleases(l Layout) ([]ReleaseInfo, error) {
 	return out, nil
 }
 
-// PreviousID returns the newest release older than the current one, for
-// a rollback without an id; "" when there is none.
+// PreviousID returns the newest good release older than the current
+// one, for a rollback without an id; "" when there is none. Failed
+// releases are skipped.
 func PreviousID(l Layout) (string, error) {
 	ids, err := l.ReleaseIDs()
 	if err != nil {
 		return "", err
 	}
 	cur := l.CurrentID()
+	failed := failedReleases(l)
 	prev := ""
 	for _, id := range ids {
 		if id == cur {
 			break
 		}
-		prev = id
+		if _, ok := failed[id]; !ok {
+			prev = id
+		}
 	}
 	if cur == "" {
 		return "", nil

@@ -20,8 +20,6 @@ type UploadState struct {
 	Unpacked bool `json:"unpacked"`
 }
 
-func (l Layout) partFile(id string) string { return filepath.Join(l.Uploads(), id+".tar.zst.part") }
-
 // Upload reports what the host holds of release m.
 func Upload(l Layout, m *release.Manifest) (UploadState, error) {
 	if err := checkManifest(l, m); err != nil {
@@ -29,7 +27,9 @@ func Upload(l Layout, m *release.Manifest) (UploadState, error) {
 	}
 	if have, err := l.Manifest(m.ID); err == nil {
 		if have.SHA256 != m.SHA256 {
-			return UploadState{}, fmt.Errorf("release %s is already on this host with another checksum", m.ID)
+			// Two builds of one commit in the same second (two machines
+			// deploying at once) share an id but not their bytes.
+			return UploadState{}, fmt.Errorf("release %s is already on this host with other contents (sha256 %.12s, not %.12s): it was built twice; deploy with --rebuild to give this build an id of its own", m.ID, have.SHA256, m.SHA256)
 		}
 		return UploadState{Unpacked: true}, nil
 	}

@@ -14,13 +14,10 @@ import (
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
-// UnitDir is where hoist writes its units.
-var UnitDir = "/etc/systemd/system"
-
 // Setup prepares a host for app: its system user, its directories, its
 // units. Running it again changes only what differs.
 func Setup(ctx context.Context, l Layout, s *Spec) (HostFacts, error) {
-	facts, err := RecordFacts(filepath.Dir(l.Root))
+	facts, err := RecordFacts(l.Base())
 	if err != nil {
 		return facts, err
 	}
@@ -84,8 +81,9 @@ func ensureUser(ctx context.Context, name string) error {
 // systemd if any did. It reports whether anything changed.
 func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 	a := systemd.App{
-		Name: l.App, User: l.User(), Root: l.Root, Command: s.Command, Port: s.Port,
-		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath,
+		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.portFile("%i"),
+		StateDirectory: l.StateDirName(), Command: s.Command, Port: s.Port,
+		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App),
 	}
 	tmpl, err := systemd.Template(a)
 	if err != nil {
@@ -134,9 +132,6 @@ func SetEnv(l Layout, content []byte) (bool, error) {
 	}
 	return true, writeFileAtomic(l.EnvFile(), content, 0o600)
 }
-
-// StateDir is the one directory the app may write to.
-func (l Layout) StateDir() string { return "/var/lib/hoist-" + l.App }
 
 func ensureStateDir(l Layout) error {
 	u, err := user.Lookup(l.User())

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
@@ -60,16 +59,4 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("spec of %s keeps fewer than 2 releases", s.App)
 	}
 	return nil
-}
-
-// DecodeSpec reads and validates a JSON spec.
-func DecodeSpec(b []byte) (*Spec, error) {
-	var s Spec
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("decode spec: %w", err)
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return &s, nil
 }

@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,12 +53,25 @@ func TestLabUpDown(t *testing.T) {
 		defer cancel()
 		Down(ctx, o)
 	})
+	// As `flock FILE hoist lab up` would: a descriptor the machines must
+	// not keep, or the lock lasts as long as they run.
+	held := filepath.Join(dir, "held.lock")
+	heldFD, err := syscall.Open(held, syscall.O_RDWR|syscall.O_CREAT, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(heldFD)
 	start := time.Now()
 	hosts, err := Up(ctx, o, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("Up of 2 new hosts took %s", time.Since(start).Round(time.Millisecond))
+	for _, h := range hosts {
+		if fds := openFiles(t, h.PID); slices.Contains(fds, held) {
+			t.Errorf("%s's systemd-nspawn (pid %d) holds %s: %v", h.Name, h.PID, held, fds)
+		}
+	}
 	if len(hosts) != 2 || hosts[0].Addr == hosts[1].Addr {
 		t.Fatalf("Up returned %+v", hosts)
 	}
@@ -207,4 +223,21 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
+}
+
+// openFiles lists what pid's descriptors point at.
+func openFiles(t *testing.T, pid int) []string {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+			out = append(out, target)
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/filelock"
+	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -44,6 +47,15 @@ type Options struct {
 	KnownHostsPath string
 	// Log receives progress for people.
 	Log io.Writer
+	// UserData, when set, boots new hosts from the bare cloud image
+	// (EnsureCloudImage) instead of the lab's own tree: no lab key and no
+	// host key are put in, and cloud-init configures each host on its
+	// first boot from a NoCloud seed holding UserData's answer. Their host
+	// keys are then for the caller to record.
+	UserData func(Host) ([]byte, error)
+	// Labels are kept in the lab's state, so that whoever made the lab
+	// knows it again (LabelsOf); Up refuses a lab whose labels differ.
+	Labels map[string]string
 
 	// forceCopy makes hosts' trees copies even where overlayfs works, so
 	// tests can exercise the fallback.
@@ -212,11 +224,11 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
-	l, err := lock(ctx, lockPath(o), lockTimeout)
+	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
 	if err != nil {
 		return nil, err
 	}
-	defer l.unlock()
+	defer l.Release()
 	st, err := loadState(o.StateDir)
 	if err != nil {
 		return nil, err
@@ -225,15 +237,15 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		fmt.Fprintf(o.Log, "lab %s keeps its subnet %s\n", o.Name, st.Subnet)
 		o.Subnet = st.Subnet
 	}
-	st.Name, st.Subnet = o.Name, o.Subnet
+	if o.Labels != nil && len(st.Hosts) > 0 && !maps.Equal(st.Labels, o.Labels) {
+		return nil, usererr.New("lab %s holds hosts made for %v, not %v", o.Name, st.Labels, o.Labels).
+			WithHint("`hoist lab down --name %s` removes it", o.Name)
+	}
+	st.Name, st.Subnet, st.Labels = o.Name, o.Subnet, o.Labels
 	if err := checkSubnetFree(o); err != nil {
 		return nil, err
 	}
-	base, err := ensureBase(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := ensureKey(o.KeyPath)
+	base, pub, err := baseAndKey(ctx, o)
 	if err != nil {
 		return nil, err
 	}
@@ -272,17 +284,7 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 			return nil, err
 		}
 	}
-	// Recorded every time, so a known_hosts file that lost them, or a new
-	// KnownHostsPath, is brought up to date.
-	keys := map[string]string{}
-	for i, h := range st.Hosts {
-		k, err := (&machine{Host: h, index: i}).hostKey(o)
-		if err != nil {
-			return nil, err
-		}
-		keys[h.Addr] = k
-	}
-	if err := setKnownHosts(o.KnownHostsPath, keys); err != nil {
+	if err := recordHostKeys(o, st); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(bootTimeout)
@@ -293,6 +295,86 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		}
 	}
 	return st.Hosts, nil
+}
+
+// baseAndKey returns the tree new hosts are made from and the public key
+// that logs in to them: the lab's tree and key, or the bare cloud image
+// and no key.
+func baseAndKey(ctx context.Context, o Options) (string, string, error) {
+	if o.UserData != nil {
+		img, err := EnsureCloudImage(ctx, o)
+		return img, "", err
+	}
+	base, err := ensureBase(ctx, o)
+	if err != nil {
+		return "", "", err
+	}
+	pub, err := transport.EnsureKey(o.KeyPath, "hoist-lab")
+	return base, pub, err
+}
+
+// recordHostKeys writes every host's key to KnownHostsPath, every time,
+// so that a known_hosts file that lost them, or a new KnownHostsPath, is
+// brought up to date. Hosts from the cloud image have the keys their user
+// data gave, which the caller knows and records.
+func recordHostKeys(o Options, st *state) error {
+	if o.UserData != nil {
+		return nil
+	}
+	keys := map[string]string{}
+	for i, h := range st.Hosts {
+		k, err := (&machine{Host: h, index: i}).hostKey(o)
+		if err != nil {
+			return err
+		}
+		keys[h.Addr] = k
+	}
+	return transport.SetKnownHosts(o.KnownHostsPath, keys)
+}
+
+// LabelsOf returns the labels the lab was made with, and whether it
+// exists (has hosts).
+func LabelsOf(o Options) (map[string]string, bool, error) {
+	if err := o.defaults(); err != nil {
+		return nil, false, err
+	}
+	st, err := loadState(o.StateDir)
+	if err != nil {
+		return nil, false, err
+	}
+	return st.Labels, len(st.Hosts) > 0, nil
+}
+
+// Trim stops and removes the lab's hosts past the first n, and what
+// they used (tree, namespace, veth, known_hosts lines).
+func Trim(ctx context.Context, o Options, n int) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	st, err := loadState(o.StateDir)
+	if err != nil {
+		return err
+	}
+	forget := map[string]string{}
+	for len(st.Hosts) > n {
+		i := len(st.Hosts) - 1
+		h := st.Hosts[i]
+		fmt.Fprintf(o.Log, "removing %s\n", h.Name)
+		if err := (&machine{Host: h, index: i}).destroy(ctx, o); err != nil {
+			return err
+		}
+		forget[h.Addr] = ""
+		st.Hosts = st.Hosts[:i]
+		if err := saveState(o.StateDir, st); err != nil {
+			return err
+		}
+	}
+	return transport.SetKnownHosts(o.KnownHostsPath, forget)
 }
 
 // Status reports the lab's hosts: running means the recorded nspawn
@@ -323,11 +405,11 @@ func Down(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	l, err := lock(ctx, lockPath(o), lockTimeout)
+	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
 	if err != nil {
 		return err
 	}
-	defer l.unlock()
+	defer l.Release()
 	st, err := loadState(o.StateDir)
 	if err != nil {
 		return err
@@ -344,7 +426,7 @@ func Down(ctx context.Context, o Options) error {
 		}
 		forget[h.Addr] = ""
 	}
-	if err := setKnownHosts(o.KnownHostsPath, forget); err != nil {
+	if err := transport.SetKnownHosts(o.KnownHostsPath, forget); err != nil {
 		errs = append(errs, err)
 	}
 	// Namespaces the state no longer names (a lost or older state file).

@@ -6,11 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 func TestInterfaceNamesFitLinuxLimit(t *testing.T) {
@@ -103,88 +100,6 @@ func TestHostAddr(t *testing.T) {
 	}
 }
 
-func TestReplaceKnownHosts(t *testing.T) {
-	// A hashed entry for 10.0.0.5, as ssh-keygen -H writes it.
-	hashed := knownhosts.HashHostname("10.0.0.5")
-	tests := map[string]struct {
-		in   string
-		keys map[string]string
-		want string
-	}{
-		"add to empty": {
-			in:   "",
-			keys: map[string]string{"10.0.0.5": "ssh-ed25519 NEW"},
-			want: "10.0.0.5 ssh-ed25519 NEW\n",
-		},
-		"replace plain and bracketed, keep others": {
-			in:   "other ssh-ed25519 A\n10.0.0.5 ssh-ed25519 OLD\n[10.0.0.5]:22 ssh-rsa OLD2\n10.0.0.50 ssh-ed25519 B\n",
-			keys: map[string]string{"10.0.0.5": "ssh-ed25519 NEW"},
-			want: "other ssh-ed25519 A\n10.0.0.50 ssh-ed25519 B\n10.0.0.5 ssh-ed25519 NEW\n",
-		},
-		"replace hashed": {
-			in:   hashed + " ssh-ed25519 OLD\n",
-			keys: map[string]string{"10.0.0.5": "ssh-ed25519 NEW"},
-			want: "10.0.0.5 ssh-ed25519 NEW\n",
-		},
-		"line naming several hosts": {
-			in:   "10.0.0.6,10.0.0.5 ssh-ed25519 OLD\n",
-			keys: map[string]string{"10.0.0.5": "ssh-ed25519 NEW"},
-			want: "10.0.0.5 ssh-ed25519 NEW\n",
-		},
-		"other port is another host": {
-			in:   "[10.0.0.5]:2222 ssh-ed25519 KEEP\n",
-			keys: map[string]string{"10.0.0.5": "ssh-ed25519 NEW"},
-			want: "[10.0.0.5]:2222 ssh-ed25519 KEEP\n10.0.0.5 ssh-ed25519 NEW\n",
-		},
-		"forget": {
-			in:   "# comment\n10.0.0.5 ssh-ed25519 OLD\n@revoked 10.0.0.9 ssh-ed25519 R\n",
-			keys: map[string]string{"10.0.0.5": ""},
-			want: "# comment\n@revoked 10.0.0.9 ssh-ed25519 R\n",
-		},
-		"forget last line": {
-			in:   "10.0.0.5 ssh-ed25519 OLD\n",
-			keys: map[string]string{"10.0.0.5": ""},
-			want: "",
-		},
-		"several, sorted": {
-			in:   "10.0.0.12 ssh-ed25519 OLD\n",
-			keys: map[string]string{"10.0.0.12": "ssh-ed25519 B", "10.0.0.11": "ssh-ed25519 A"},
-			want: "10.0.0.11 ssh-ed25519 A\n10.0.0.12 ssh-ed25519 B\n",
-		},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, replaceKnownHosts(tc.in, tc.keys)); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestSetKnownHostsFile(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "sub", "known_hosts")
-	if err := setKnownHosts(p, map[string]string{"10.0.0.5": ""}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); !os.IsNotExist(err) {
-		t.Fatalf("forgetting in a missing file made it: %v", err)
-	}
-	if err := setKnownHosts(p, map[string]string{"10.0.0.5": "ssh-ed25519 AAAA"}); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %v", fi.Mode())
-	}
-	if leftovers, _ := filepath.Glob(filepath.Join(dir, "sub", ".*tmp*")); len(leftovers) != 0 {
-		t.Errorf("temporary files left: %v", leftovers)
-	}
-}
-
 func TestStateRoundTrip(t *testing.T) {
 	tests := map[string]*state{
 		"empty": {Name: "x", Subnet: "10.213.9.0/24", Hosts: []Host{}},
@@ -221,32 +136,6 @@ func TestStateRoundTrip(t *testing.T) {
 			t.Error("a corrupt state file was accepted")
 		}
 	})
-}
-
-func TestKeyIsMadeOnceAndParses(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "lab", "id_ed25519")
-	pub1, err := ensureKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(p + ".pub")
-	pub2, err := ensureKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Fields(pub1)[1] != strings.Fields(pub2)[1] {
-		t.Error("ensureKey made a second key")
-	}
-	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
-		t.Errorf("key mode %v", fi.Mode())
-	}
-	b, err := os.ReadFile(p + ".pub")
-	if err != nil {
-		t.Fatalf("the .pub was not made again: %v", err)
-	}
-	if _, _, _, _, err := ssh.ParseAuthorizedKey(b); err != nil {
-		t.Errorf("%s: %v", p+".pub", err)
-	}
 }
 
 func TestIsNspawnOf(t *testing.T) {
@@ -310,24 +199,4 @@ func TestCopyFallback(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(m, "root", "etc", "mine")); err != nil {
 		t.Error("a second prepare copied the tree again and lost the machine's files")
 	}
-}
-
-func TestLockExcludes(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "x.lock")
-	ctx := context.Background()
-	l, err := lock(ctx, p, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// flock locks belong to open files, so a second open in this process
-	// contends like another hoist would.
-	if _, err := lock(ctx, p, 300*time.Millisecond); err == nil {
-		t.Fatal("a held lock was taken again")
-	}
-	l.unlock()
-	l2, err := lock(ctx, p, time.Second)
-	if err != nil {
-		t.Fatalf("lock after unlock: %v", err)
-	}
-	l2.unlock()
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type machine struct {
@@ -29,7 +31,11 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 		return err
 	}
 	if !m.prepared(o) {
-		if err := m.personalize(root, pub); err != nil {
+		give := func() error { return m.personalize(root, pub) }
+		if o.UserData != nil {
+			give = func() error { return m.seed(root, o) }
+		}
+		if err := give(); err != nil {
 			return err
 		}
 		if err := touch(filepath.Join(dir, preparedMarker)); err != nil {
@@ -55,9 +61,7 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 	}
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: the machine outlives this hoist process.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startDetached(cmd); err != nil {
 		return fmt.Errorf("boot %s: %w", m.Name, err)
 	}
 	m.PID = cmd.Process.Pid
@@ -103,7 +107,7 @@ func hostHasCgroup2() bool {
 // personalize gives a fresh tree its identity: hostname, machine id, an
 // SSH host key of its own, and the lab key for root.
 func (m *machine) personalize(root, pub string) error {
-	hostKey, hostPub, err := newHostKey()
+	hostKey, hostPub, err := transport.NewHostKey()
 	if err != nil {
 		return err
 	}
@@ -294,4 +298,31 @@ func waitNetnsEmpty(ns string, d time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startDetached starts cmd in a session of its own, so that it outlives
+// this process, with only the descriptors cmd names. Go opens its own
+// files close-on-exec, but not what this process inherited: a machine
+// started under `flock` would hold the lock for as long as it runs.
+func startDetached(cmd *exec.Cmd) error {
+	if err := closeInheritedOnExec(); err != nil {
+		return err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd.Start()
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec.
+// Those Go opened are already; marking them again is harmless.
+func closeInheritedOnExec() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open descriptors: %w", err)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,32 +13,36 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/filelock"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // basePackages are what a lab host needs beyond minbase: systemd as init,
-// sshd, and the tools hoist's host role calls.
-const basePackages = "systemd,systemd-sysv,openssh-server,dbus,iproute2,ca-certificates"
+// sshd, the tools hoist's host role calls, and sudo for logins that are
+// not root, as on a real server.
+const basePackages = "systemd,systemd-sysv,openssh-server,dbus,iproute2,ca-certificates,sudo"
 
 // baseReady is a file every complete base tree has; a tree without it is
 // not used.
 const baseReady = "usr/lib/systemd/systemd"
 
 // ensureBase returns the cached base tree for o.Suite, making it with
-// debootstrap when missing. It is built in base-SUITE.partial and renamed
+// debootstrap when missing. It is named by its package list too, so that
+// a changed list makes a new tree. It is built in BASE.partial and renamed
 // when complete, so a killed run never leaves a half tree as the cache; a
 // lock keeps two labs from building it at once.
 func ensureBase(ctx context.Context, o Options) (string, error) {
-	base := filepath.Join(o.CacheDir, "base-"+o.Suite)
+	sum := sha256.Sum256([]byte(basePackages))
+	base := filepath.Join(o.CacheDir, "base-"+o.Suite+"-"+hex.EncodeToString(sum[:4]))
 	if exists(filepath.Join(base, baseReady)) {
 		return base, nil
 	}
 	// debootstrap has been seen to take minutes on a slow mirror.
-	l, err := lock(ctx, base+".lock", 15*time.Minute)
+	l, err := filelock.Acquire(ctx, base+".lock", 15*time.Minute)
 	if err != nil {
 		return "", err
 	}
-	defer l.unlock()
+	defer l.Release()
 	if exists(filepath.Join(base, baseReady)) {
 		return base, nil // another hoist built it while we waited
 	}

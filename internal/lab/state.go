@@ -20,6 +20,8 @@ type state struct {
 	Name   string `json:"name"`
 	Subnet string `json:"subnet"`
 	Hosts  []Host `json:"hosts"`
+	// Labels say who made the lab (Options.Labels).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

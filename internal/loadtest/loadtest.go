@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// Loop is one client's requests: an answer 200 whose body starts with
-// Want is served, anything else failed.
+// Loop is one client sending requests one at a time: Send makes one
+// and returns the body of a good answer, or why the answer is not.
 type Loop struct {
 	Name           string
-	Want           string
+	Send           func() (string, error)
 	Served, Failed atomic.Int64
 
 	mu       sync.Mutex
@@ -28,33 +28,24 @@ type Loop struct {
 	gap      time.Duration // the longest time with nothing served
 }
 
-// Run sends the requests newReq makes through c until stop is closed,
-// for at most 5 minutes and a million requests.
-func (l *Loop) Run(c *http.Client, newReq func() *http.Request, stop <-chan struct{}) {
+// Run sends requests until stop is closed, for at most 10 minutes and
+// a million requests.
+func (l *Loop) Run(stop <-chan struct{}) {
 	l.mu.Lock()
 	l.bodies, l.lastOK = map[string]int{}, time.Now()
 	l.mu.Unlock()
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	for n := 0; n < 1_000_000 && time.Now().Before(deadline); n++ {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		resp, err := c.Do(newReq())
-		var body []byte
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), l.Want) {
-				err = fmt.Errorf("%s: %q", resp.Status, body)
-			}
-		}
-		l.record(err, body)
+		l.record(l.Send())
 	}
 }
 
-func (l *Loop) record(err error, body []byte) {
+func (l *Loop) record(body string, err error) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -64,7 +55,7 @@ func (l *Loop) record(err error, body []byte) {
 		return
 	}
 	l.Served.Add(1)
-	l.bodies[strings.TrimSpace(string(body))]++
+	l.bodies[strings.TrimSpace(body)]++
 	l.gap = max(l.gap, now.Sub(l.lastOK))
 	l.lastOK = now
 }
@@ -98,33 +89,48 @@ func (l *Loop) String() string {
 		l.Name, l.Served.Load(), l.Failed.Load(), l.failures[:min(3, len(l.failures))], l.gap.Round(time.Millisecond))
 }
 
-// Start runs each loop with its client and request in a goroutine of wg.
-func Start(wg *sync.WaitGroup, stop <-chan struct{}, clients ...Client) []*Loop {
-	var loops []*Loop
-	for _, c := range clients {
-		l := &Loop{Name: c.Name, Want: c.Want}
-		loops = append(loops, l)
-		wg.Go(func() { l.Run(c.HTTP, c.Request, stop) })
+// Start runs each loop in a goroutine of wg, until stop, and returns
+// them.
+func Start(wg *sync.WaitGroup, stop <-chan struct{}, loops ...*Loop) []*Loop {
+	for _, l := range loops {
+		wg.Go(func() { l.Run(stop) })
 	}
 	return loops
 }
 
-// Client is a loop to start: a client, the request it sends, and the
-// start of the body it wants back.
-type Client struct {
-	Name    string
-	HTTP    *http.Client
-	Request func() *http.Request
-	Want    string
+// Get sends GET url through c with Host host ("" for the URL's) and
+// returns the body of a 200 answer, or a *StatusError.
+func Get(c *http.Client, url, host string) (string, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return "", err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", &StatusError{Code: resp.StatusCode, Body: string(b)}
+	}
+	return string(b), nil
 }
 
-// Get returns a GET of url with Host host.
-func Get(url, host string) func() *http.Request {
-	return func() *http.Request {
-		req, _ := http.NewRequest("GET", url, nil)
-		req.Host = host
-		return req
-	}
+// StatusError is an answer other than 200.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%d %s", e.Code, strings.TrimSpace(e.Body))
 }
 
 // WaitServed waits until every loop served n more requests, or fails t.

@@ -253,13 +253,22 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	r := startUpgradeRig(t)
 	// One tls.Config each: a transport for HTTP/2 adds "h2" to its own.
 	tlsConf := func() *tls.Config { return &tls.Config{RootCAs: r.roots, ServerName: "tls.test"} }
-	plain := func(name string, c *http.Client) loadtest.Client {
-		return loadtest.Client{Name: name, HTTP: c, Request: loadtest.Get("http://"+r.o.HTTP+"/", "plain.test"),
-			Want: "a xff=127.0.0.1 proto=http"}
+	// A loop wants the backend's answer, which names it and the scheme.
+	loop := func(name string, c *http.Client, url, host, want string) *loadtest.Loop {
+		return &loadtest.Loop{Name: name, Send: func() (string, error) {
+			body, err := loadtest.Get(c, url, host)
+			if err == nil && !strings.HasPrefix(body, want) {
+				err = fmt.Errorf("answer %q, want %q...", body, want)
+			}
+			return body, err
+		}}
 	}
-	secure := func(name string, tr *http.Transport) loadtest.Client {
-		return loadtest.Client{Name: name, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: tr},
-			Request: loadtest.Get("https://"+r.o.HTTPS+"/", "tls.test"), Want: "b xff=127.0.0.1 proto=https"}
+	plain := func(name string, c *http.Client) *loadtest.Loop {
+		return loop(name, c, "http://"+r.o.HTTP+"/", "plain.test", "a xff=127.0.0.1 proto=http")
+	}
+	secure := func(name string, tr *http.Transport) *loadtest.Loop {
+		return loop(name, &http.Client{Timeout: 10 * time.Second, Transport: tr}, "https://"+r.o.HTTPS+"/", "tls.test",
+			"b xff=127.0.0.1 proto=https")
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -83,14 +83,64 @@ func ListUnits(ctx context.Context, pattern string) ([]string, error) {
 	return names, nil
 }
 
-// JournalTail returns the last n lines of a unit's journal, for error
-// messages.
+// JournalTail returns, for error messages, the last n lines a unit's own
+// processes logged, then the last few lines systemd logged about it, with
+// repeats folded: systemd's own lines ("Failed to kill control group",
+// restart notices) must not push the app's error out of the window.
 func JournalTail(ctx context.Context, unit string, n int) string {
-	out, err := run(ctx, "journalctl", "--unit", unit, "--lines", fmt.Sprint(n), "--no-pager", "--output", "short-iso", "--quiet")
-	if err != nil && out == "" {
+	args := []string{"--lines", fmt.Sprint(n), "--no-pager", "--output", "short-iso", "--quiet"}
+	own, err := run(ctx, "journalctl", append(args, "_SYSTEMD_UNIT="+unit)...)
+	if err != nil && own == "" {
 		return "(journal unavailable: " + err.Error() + ")"
 	}
-	return out
+	about, _ := run(ctx, "journalctl", append(args, "UNIT="+unit, "_PID=1")...)
+	return joinJournal(own, foldRepeats(about, systemdLines))
+}
+
+// systemdLines is how many of systemd's lines about a unit are shown.
+const systemdLines = 6
+
+// joinJournal puts the app's lines first and systemd's after them.
+func joinJournal(own, about string) string {
+	switch {
+	case own == "" && about == "":
+		return "(nothing in the journal)"
+	case about == "":
+		return own
+	case own == "":
+		return "(the release logged nothing)\n-- systemd:\n" + about
+	}
+	return own + "\n-- systemd:\n" + about
+}
+
+// foldRepeats keeps the last max lines of journal output, a run of lines
+// that differ only in their timestamp folded into its last with a count.
+func foldRepeats(out string, max int) string {
+	if out == "" {
+		return ""
+	}
+	var lines []string
+	var counts []int
+	prev := ""
+	for line := range strings.SplitSeq(out, "\n") {
+		// short-iso: "2026-11-25T01:02:03+0000 host unit[pid]: message"
+		_, msg, _ := strings.Cut(line, " ")
+		if len(lines) > 0 && msg == prev {
+			lines[len(lines)-1] = line
+			counts[len(counts)-1]++
+			continue
+		}
+		lines, counts, prev = append(lines, line), append(counts, 1), msg
+	}
+	if len(lines) > max {
+		lines, counts = lines[len(lines)-max:], counts[len(counts)-max:]
+	}
+	for i, c := range counts {
+		if c > 1 {
+			lines[i] += fmt.Sprintf(" (%d times)", c)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // ExitCgroup is the status systemd gives a service it could not place in

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 )
@@ -15,8 +16,13 @@ type App struct {
 	Name string // app name, as in hoist.yml
 	// User is the system user the app runs as.
 	User string
-	// Root is the app's directory on the host; releases live in Root/releases.
-	Root string
+	// ReleaseDir is the directory of release %i, and PortFile what it was
+	// given when it started (its port); both name the release as %i.
+	ReleaseDir string
+	PortFile   string
+	// StateDirectory is the app's writable directory, relative to
+	// /var/lib, as systemd's StateDirectory= takes it.
+	StateDirectory string
 	// Command starts the app; a first word with a slash is relative to the
 	// release directory.
 	Command string
@@ -25,8 +31,10 @@ type App struct {
 	// which systemd reads before it drops privileges.
 	Env     map[string]string
 	EnvFile string
-	// HoistBin is the hoist binary on the host, used by the boot unit.
-	HoistBin string
+	// HoistBin is the hoist binary on the host, used by the boot unit,
+	// which gives it BootRequest on stdin.
+	HoistBin    string
+	BootRequest string
 }
 
 // TemplateName is the unit template that runs one release: instance %i is
@@ -57,27 +65,25 @@ StartLimitBurst=5
 Type=simple
 User={{.User}}
 Group={{.User}}
-WorkingDirectory={{.Root}}/releases/%i
+WorkingDirectory={{.ReleaseDir}}
 ExecStart={{.ExecStart}}
-Environment=PORT={{.Port}}
-Environment=HOIST_APP={{.Name}}
-Environment=HOIST_RELEASE=%i
 {{- range .Env}}
 Environment={{.}}
 {{- end}}
 EnvironmentFile=-{{.EnvFile}}
-# Behind the proxy, each release gets its own port, written here.
-EnvironmentFile=-{{.Root}}/ports/%i.env
+# What the release was given when it started: behind the proxy its own
+# PORT, and for an OTP release its own epmd (ERL_EPMD_PORT).
+EnvironmentFile=-{{.PortFile}}
 Restart=on-failure
 RestartSec=1s
 TimeoutStopSec=30s
-StateDirectory=hoist-{{.Name}}
+StateDirectory={{.StateDirectory}}
 StateDirectoryMode=0750
 UMask=0027
 
 # Hardening: the app sees a read-only system, no home directories, a
 # private /tmp and /dev, and cannot gain privileges. It may write only to
-# its state directory (/var/lib/hoist-{{.Name}}, $STATE_DIRECTORY).
+# its state directory (/var/lib/{{.StateDirectory}}, $STATE_DIRECTORY).
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
@@ -112,23 +118,40 @@ Wants=network-online.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart={{.HoistBin}} host boot --app {{.Name}}
+ExecStart={{.HoistBin}} host boot
+StandardInput=data
+StandardInputText={{.BootRequest}}
 
 [Install]
 WantedBy=multi-user.target
 `))
 
+// ReleaseEnv is the environment hoist gives release id of app, before
+// run.env, the secrets and the release's port file: the unit sets it
+// (with id "%i") and exec sets it again.
+func ReleaseEnv(app, id string, port int) []string {
+	return []string{
+		"PORT=" + strconv.Itoa(port),
+		"HOIST_APP=" + app,
+		"HOIST_RELEASE=" + id,
+		// An OTP release (mix release) names its Erlang node after
+		// RELEASE_NODE: one per release, so that two run side by side.
+		"RELEASE_NODE=" + app + "-" + id,
+	}
+}
+
 // Template renders the release unit template.
 func Template(a App) ([]byte, error) {
-	execStart, err := releaseExecStart(a.Root, a.Command)
+	execStart, err := releaseExecStart(a.ReleaseDir, a.Command)
 	if err != nil {
 		return nil, fmt.Errorf("render unit: run command: %w", err)
 	}
-	env := make([]string, 0, len(a.Env))
+	plain := make([]string, 0, len(a.Env))
 	for k, v := range a.Env {
-		env = append(env, quote(k+"="+v))
+		plain = append(plain, quote(k+"="+v))
 	}
-	sort.Strings(env)
+	sort.Strings(plain)
+	env := append(ReleaseEnv(a.Name, "%i", a.Port), plain...)
 	var b bytes.Buffer
 	err = templateUnit.Execute(&b, struct {
 		App
@@ -152,26 +175,36 @@ func Boot(a App) ([]byte, error) {
 
 // releaseExecStart turns a run command into an ExecStart= value: its
 // words are passed as written (no shell, no variables); a first word
-// with a slash is made absolute inside the release, whose directory
-// systemd fills in for %i; a bare name is left for systemd to find in
-// its search path.
-func releaseExecStart(root, command string) (string, error) {
+// with a slash is made absolute inside releaseDir, in which %i stands
+// for the release id (the one specifier it may hold); a bare name is
+// left for systemd to find in its search path.
+func releaseExecStart(releaseDir, command string) (string, error) {
 	words := strings.Fields(command)
 	if len(words) == 0 || !strings.Contains(words[0], "/") || strings.HasPrefix(words[0], "/") {
 		return ExecStart(words)
 	}
-	rel := "/" + strings.TrimPrefix(words[0], "./")
+	file := "/" + strings.TrimPrefix(words[0], "./")
 	// Checked whole, with a stand-in for the release id.
-	if err := checkProgram(root + "/releases/x" + rel); err != nil {
+	if err := checkProgram(strings.ReplaceAll(releaseDir, "%i", "x") + file); err != nil {
 		return "", err
 	}
 	rest, err := ExecStart(append([]string{"/x"}, words[1:]...))
 	if err != nil {
 		return "", err
 	}
-	dir, q1 := escapeWord(root + "/releases/")
-	file, q2 := escapeWord(rel)
-	return quoteWord(dir+"%i"+file, q1 || q2) + strings.TrimPrefix(rest, "/x"), nil
+	parts := append(strings.Split(releaseDir, "%i"), "")
+	quoted := false
+	for i, p := range parts {
+		if i == len(parts)-1 {
+			p = file
+		}
+		var q bool
+		parts[i], q = escapeWord(p)
+		quoted = quoted || q && p != "" // an empty part is no empty word
+	}
+	// The release directory's %i stays a specifier; the file's would not.
+	dir := strings.Join(parts[:len(parts)-1], "%i")
+	return quoteWord(dir+parts[len(parts)-1], quoted) + strings.TrimPrefix(rest, "/x"), nil
 }
 
 // quote makes s one Environment= assignment: double quotes, with

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -29,9 +30,10 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 var hello = App{
-	Name: "hello", User: "hoist-hello", Root: "/var/lib/hoist/hello", Command: "./hello --greeting 100%",
+	Name: "hello", User: "hoist-hello", ReleaseDir: "/var/lib/hoist/hello/releases/%i", PortFile: "/var/lib/hoist/hello/ports/%i.env",
+	StateDirectory: "hoist-hello", Command: "./hello --greeting 100%",
 	Port: 3000, Env: map[string]string{"LOG_LEVEL": "info", "QUOTE": `say "hi" \ 50%`},
-	EnvFile: "/var/lib/hoist/hello/shared/env", HoistBin: "/usr/local/bin/hoist",
+	EnvFile: "/var/lib/hoist/hello/shared/env", HoistBin: "/usr/local/bin/hoist", BootRequest: `{"app":"hello","args":{}}`,
 }
 
 func TestTemplateGolden(t *testing.T) {
@@ -53,7 +55,8 @@ func TestBootGolden(t *testing.T) {
 // hostile is an app whose command and names hold everything systemd
 // would otherwise read as syntax.
 var hostile = App{
-	Name: "hostile", User: "hoist-hostile", Root: "/var/lib/hoist/hostile",
+	Name: "hostile", User: "hoist-hostile", ReleaseDir: "/var/lib/hoist/hostile/releases/%i",
+	PortFile: "/var/lib/hoist/hostile/ports/%i.env", StateDirectory: "hoist-hostile",
 	Command: `bin/my%app --pct 100% --env $HOME ${PATH} --quote "a" 'b' --back \n\ --semi ; --spec %i%n`,
 	Port:    3000, Env: map[string]string{"A": "%h $HOME"}, EnvFile: "/var/lib/hoist/hostile/shared/env",
 	HoistBin: "/usr/local/bin/hoist",
@@ -165,12 +168,13 @@ func TestReleaseExecStart(t *testing.T) {
 		"bare name":      {"node server.js", "node server.js"},
 		"percent arg":    {"./app 50%", "/r/releases/%i/app 50%%"},
 		"odd file":       {"./my%app 'x'", `/r/releases/%i/my%%app "'x'"`},
+		"specifier file": {"./%i", `/r/releases/%i/%%i`},
 		"quoted program": {"./a'b", ""},
 		"empty":          {"", ""},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := releaseExecStart("/r", tt.cmd)
+			got, err := releaseExecStart("/r/releases/%i", tt.cmd)
 			if tt.want == "" {
 				if err == nil {
 					t.Errorf("releaseExecStart(%q) = %s, want an error", tt.cmd, got)
@@ -189,5 +193,40 @@ func TestNames(t *testing.T) {
 	want := []string{"hoist-a@.service", "hoist-a@R.service", "hoist-a.service", "hoist-a@*.service"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Error(diff)
+	}
+}
+
+func TestJournalFolding(t *testing.T) {
+	about := strings.Join([]string{
+		"2026-11-25T01:00:00+0000 h systemd[1]: hoist-a@1.service: Main process exited, code=exited, status=1/FAILURE",
+		"2026-11-25T01:00:01+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument",
+		"2026-11-25T01:00:02+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument",
+		"2026-11-25T01:00:03+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument",
+		"2026-11-25T01:00:04+0000 h systemd[1]: hoist-a@1.service: Scheduled restart job, restart counter is at 1.",
+	}, "\n")
+	tests := map[string]struct {
+		own, about string
+		max        int
+		want       string
+	}{
+		"app first, repeats folded": {own: "2026-11-25T01:00:00+0000 h hello[9]: cannot open database", about: about, max: 6, want: strings.Join([]string{
+			"2026-11-25T01:00:00+0000 h hello[9]: cannot open database",
+			"-- systemd:",
+			"2026-11-25T01:00:00+0000 h systemd[1]: hoist-a@1.service: Main process exited, code=exited, status=1/FAILURE",
+			"2026-11-25T01:00:03+0000 h systemd[1]: hoist-a@1.service: Failed to kill control group, ignoring: Invalid argument (3 times)",
+			"2026-11-25T01:00:04+0000 h systemd[1]: hoist-a@1.service: Scheduled restart job, restart counter is at 1.",
+		}, "\n")},
+		"systemd's last lines only": {own: "x", about: about, max: 1, want: "x\n-- systemd:\n" +
+			"2026-11-25T01:00:04+0000 h systemd[1]: hoist-a@1.service: Scheduled restart job, restart counter is at 1."},
+		"app silent": {about: "2026-11-25T01:00:00+0000 h systemd[1]: started", max: 6,
+			want: "(the release logged nothing)\n-- systemd:\n2026-11-25T01:00:00+0000 h systemd[1]: started"},
+		"nothing": {max: 6, want: "(nothing in the journal)"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := joinJournal(tt.own, foldRepeats(tt.about, tt.max)); got != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
+			}
+		})
 	}
 }

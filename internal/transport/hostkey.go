@@ -66,7 +66,16 @@ func (h *hostKeys) err() error {
 	return h.fault
 }
 
+// HostKeyError is a host key that was refused: changed, unknown where
+// nothing is trusted on first use, or unreadable known_hosts. Callers
+// that wait for a host to come up stop at once on it.
+type HostKeyError struct{ Err error }
+
+func (e *HostKeyError) Error() string { return e.Err.Error() }
+func (e *HostKeyError) Unwrap() error { return e.Err }
+
 func (h *hostKeys) refuse(err error) error {
+	err = &HostKeyError{Err: err}
 	h.mu.Lock()
 	h.fault = err
 	h.mu.Unlock()

@@ -30,6 +30,9 @@ type Conn interface {
 	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error
 	// Addr is the host as the user named it, for messages.
 	Addr() string
+	// User is the user the session logged in as, however it was named
+	// (user@host, Options.User, ~/.ssh/config): it decides sudo.
+	User() string
 	Close() error
 }
 
@@ -97,6 +100,19 @@ type SSH struct {
 }
 
 func (s *SSH) Addr() string { return s.addr }
+
+// User is the user the connection logged in as.
+func (s *SSH) User() string { return s.client.User() }
+
+// Sudo is what prefixes a command that needs root on conn's host:
+// `sudo -n ` unless the session logged in as root. Such a login must have
+// passwordless sudo.
+func Sudo(conn Conn) string {
+	if conn.User() == "root" {
+		return ""
+	}
+	return "sudo -n "
+}
 
 // Close closes the connection and any jump hosts.
 func (s *SSH) Close() error {

@@ -288,3 +288,33 @@ func mustPub(t *testing.T, keyFile string) ssh.PublicKey {
 	}
 	return s.PublicKey()
 }
+
+// The user a connection logged in as is what decides sudo on the host,
+// wherever it was named: user@host, Options (hoist.yml's ssh.user) or
+// ~/.ssh/config.
+func TestUserIsTheLogin(t *testing.T) {
+	f := newFixture(t)
+	host, port, _ := net.SplitHostPort(f.srv.addr)
+	cfg := filepath.Join(f.home, "config")
+	os.WriteFile(cfg, []byte("Host configured\n  HostName "+host+"\n  Port "+port+"\n  User carol\n"), 0o600)
+	tests := map[string]struct {
+		target, optUser, sshConfig, want string
+	}{
+		"nobody named":              {f.srv.addr, "", "none", "root"},
+		"ssh.user":                  {f.srv.addr, "alice", "none", "alice"},
+		"user@host":                 {"bob@" + f.srv.addr, "", "none", "bob"},
+		"user@host over ssh.user":   {"bob@" + f.srv.addr, "alice", "none", "bob"},
+		"ssh_config":                {"configured", "", cfg, "carol"},
+		"ssh.user over ssh_config":  {"configured", "alice", cfg, "alice"},
+		"user@host over ssh_config": {"bob@configured", "", cfg, "bob"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			o := f.opts()
+			o.User, o.SSHConfigFile = tt.optUser, tt.sshConfig
+			if got := dial(t, tt.target, o).User(); got != tt.want {
+				t.Errorf("logged in as %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,4 +1,8 @@
-package lab
+// Package filelock takes exclusive flock(2) locks on files, so that two
+// hoist processes on one machine take turns: at a lab, at a build of one
+// source. The kernel drops a lock when its process dies, so a killed
+// hoist never leaves one behind.
+package filelock
 
 import (
 	"context"
@@ -10,12 +14,15 @@ import (
 	"time"
 )
 
-// fileLock is an exclusive flock(2) on a file. The kernel drops it when
-// the process dies, so a killed hoist never leaves a lab locked.
-type fileLock struct{ f *os.File }
+// Lock is a held lock.
+type Lock struct{ f *os.File }
 
-// lock takes an exclusive lock on path, waiting at most wait.
-func lock(ctx context.Context, path string, wait time.Duration) (*fileLock, error) {
+// poll is how often a held lock is tried again.
+const poll = 200 * time.Millisecond
+
+// Acquire takes an exclusive lock on path (made if missing), waiting at
+// most wait or until ctx ends.
+func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -27,7 +34,7 @@ func lock(ctx context.Context, path string, wait time.Duration) (*fileLock, erro
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return &fileLock{f}, nil
+			return &Lock{f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
@@ -41,12 +48,13 @@ func lock(ctx context.Context, path string, wait time.Duration) (*fileLock, erro
 		case <-ctx.Done():
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }
 
-func (l *fileLock) unlock() {
+// Release lets the next process take the lock.
+func (l *Lock) Release() {
 	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	l.f.Close()
 }

@@ -1,0 +1,184 @@
+package provision
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+// pricesJSON is the embedded price table: AWS list prices, with their
+// source and the date they were taken. A file given to LoadPrices
+// overrides any of it.
+//
+//go:embed prices.json
+var pricesJSON []byte
+
+// Prices is a price table.
+type Prices struct {
+	Source        string                  `json:"source"`
+	AsOf          string                  `json:"as_of"`
+	HoursPerMonth float64                 `json:"hours_per_month"`
+	Regions       map[string]RegionPrices `json:"regions"`
+}
+
+// RegionPrices are one region's prices in USD.
+type RegionPrices struct {
+	Instances       map[string]float64 `json:"instances"` // per hour, on demand, Linux
+	PublicIPv4Hour  float64            `json:"public_ipv4_hour"`
+	GP3GBMonth      float64            `json:"gp3_gb_month"`
+	ALBHour         float64            `json:"alb_hour"`
+	LCUHour         float64            `json:"lcu_hour"`
+	HostedZoneMonth float64            `json:"hosted_zone_month"`
+}
+
+// LCUAssumed is the balancer's average load in LCUs that the plan
+// prices. One LCU is 25 new connections a second, 3,000 active
+// connections, 1 GB of traffic an hour or 1,000 rule evaluations a
+// second, whichever is highest: a small site stays under it.
+const LCUAssumed = 1.0
+
+// LoadPrices returns the embedded table, with file's entries (same
+// form, any subset) laid over it when file is not "".
+func LoadPrices(file string) (*Prices, error) {
+	var p Prices
+	if err := json.Unmarshal(pricesJSON, &p); err != nil {
+		return nil, fmt.Errorf("embedded prices: %w", err)
+	}
+	if file == "" {
+		return &p, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usererr.Wrap(err, "cannot read the price file")
+	}
+	var o Prices
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, usererr.Wrap(err, "price file %s", file).WithHint("it has the form of internal/provision/prices.json; docs/provision.md shows it")
+	}
+	p.overlay(&o, file)
+	return &p, nil
+}
+
+func (p *Prices) overlay(o *Prices, file string) {
+	p.Source = "your price file " + file + " over " + p.Source
+	if o.Source != "" {
+		p.Source = o.Source + " (" + file + "), over " + p.Source
+	}
+	if o.AsOf != "" {
+		p.AsOf = o.AsOf
+	}
+	if o.HoursPerMonth > 0 {
+		p.HoursPerMonth = o.HoursPerMonth
+	}
+	for name, r := range o.Regions {
+		base := p.Regions[name]
+		if base.Instances == nil {
+			base.Instances = map[string]float64{}
+		}
+		for k, v := range r.Instances {
+			base.Instances[k] = v
+		}
+		for _, f := range []struct{ dst, src *float64 }{
+			{&base.PublicIPv4Hour, &r.PublicIPv4Hour}, {&base.GP3GBMonth, &r.GP3GBMonth}, {&base.ALBHour, &r.ALBHour},
+			{&base.LCUHour, &r.LCUHour}, {&base.HostedZoneMonth, &r.HostedZoneMonth},
+		} {
+			if *f.src > 0 {
+				*f.dst = *f.src
+			}
+		}
+		p.Regions[name] = base
+	}
+}
+
+// Cost is a topology's monthly cost, line by line.
+type Cost struct {
+	Currency string     `json:"currency"`
+	Lines    []CostLine `json:"lines"`
+	Total    float64    `json:"total"`
+	Source   string     `json:"source,omitempty"`
+	AsOf     string     `json:"as_of,omitempty"`
+	// Assumptions are what the figures rest on beyond list prices.
+	Assumptions []string `json:"assumptions,omitempty"`
+}
+
+// CostLine is one item: Quantity × Unit at UnitPrice.
+type CostLine struct {
+	Item      string  `json:"item"`
+	Quantity  float64 `json:"quantity"`
+	Unit      string  `json:"unit"`
+	UnitPrice float64 `json:"unit_price"`
+	Monthly   float64 `json:"monthly"`
+}
+
+// Comparison is one front's monthly total for the same hosts.
+type Comparison struct {
+	Balancer string  `json:"balancer"`
+	Total    float64 `json:"total"`
+	Current  bool    `json:"current"`
+}
+
+// Estimate prices the spec's topology for a month.
+func Estimate(s Spec, p *Prices) (Cost, error) {
+	if s.Provider != config.ProviderAWS {
+		return Cost{Currency: "USD", Lines: []CostLine{}, Assumptions: []string{"lab hosts run on this machine and cost nothing"}}, nil
+	}
+	r, ok := p.Regions[s.Region]
+	if !ok {
+		return Cost{}, usererr.New("no prices for region %s in hoist's table", s.Region).
+			WithHint("give them in a price file with --prices (docs/provision.md shows its form)")
+	}
+	hourly, ok := r.Instances[s.InstanceType]
+	if !ok {
+		return Cost{}, usererr.New("no price for %s in %s in hoist's table", s.InstanceType, s.Region).
+			WithHint("give it in a price file with --prices (docs/provision.md shows its form)")
+	}
+	h := p.HoursPerMonth
+	n := float64(s.Count)
+	c := Cost{Currency: "USD", Source: p.Source, AsOf: p.AsOf}
+	c.add(fmt.Sprintf("%s instance", s.InstanceType), n*h, "instance-hours", hourly)
+	c.add("public IPv4 address of each instance", n*h, "address-hours", r.PublicIPv4Hour)
+	c.add(fmt.Sprintf("gp3 disk, %d GiB each", s.DiskGB), n*float64(s.DiskGB), "GiB-months", r.GP3GBMonth)
+	if s.Balancer == config.BalancerALB {
+		zones := float64(max(2, len(s.Zones)))
+		c.add("application load balancer", h, "hours", r.ALBHour)
+		c.add(fmt.Sprintf("load balancer capacity, %.0f LCU assumed", LCUAssumed), LCUAssumed*h, "LCU-hours", r.LCUHour)
+		c.add("public IPv4 address of the balancer in each zone", zones*h, "address-hours", r.PublicIPv4Hour)
+		c.Assumptions = append(c.Assumptions, fmt.Sprintf("the balancer averages %.0f LCU (25 new connections/s, 3,000 active connections, 1 GB/h or 1,000 rule evaluations/s); more traffic costs $%.3f per LCU-hour", LCUAssumed, r.LCUHour))
+	}
+	c.Assumptions = append(c.Assumptions, fmt.Sprintf("a month is %.0f hours; traffic out of AWS is not counted", h))
+	return c, nil
+}
+
+func (c *Cost) add(item string, qty float64, unit string, price float64) {
+	l := CostLine{Item: item, Quantity: qty, Unit: unit, UnitPrice: price, Monthly: cents(qty * price)}
+	c.Lines = append(c.Lines, l)
+	c.Total = cents(c.Total + l.Monthly)
+}
+
+func cents(v float64) float64 { return math.Round(v*100) / 100 }
+
+// Compare prices the spec with each front.
+func Compare(s Spec, p *Prices) ([]Comparison, error) {
+	if s.Provider != config.ProviderAWS {
+		return nil, nil
+	}
+	var out []Comparison
+	for _, b := range []string{config.BalancerNone, config.BalancerALB} {
+		alt := s
+		alt.Balancer = b
+		if b == config.BalancerALB && len(alt.Zones) < 2 {
+			alt.Zones = append(append([]string(nil), alt.Zones...), s.Region+"b")
+		}
+		c, err := Estimate(alt, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Comparison{Balancer: b, Total: c.Total, Current: b == s.Balancer})
+	}
+	return out, nil
+}
