@@ -36,9 +36,10 @@ import (
 //  3. the predecessor stops accepting, passes the route changes it held
 //     back on to the successor, closes its WebSockets with 1001 Going
 //     Away, finishes its requests in flight and exits. The successor sees
-//     the second pipe close then (or when it dies): until that, it answers no drain wait and
-//     starts no upgrade of its own, so at most two processes run and a
-//     deploy never stops an upstream the predecessor still serves.
+//     the second pipe close then (or when the predecessor dies): until
+//     that, it answers no drain wait and starts no upgrade of its own, so
+//     at most two processes run and a deploy never stops an upstream the
+//     predecessor still serves.
 //
 // A successor that is not ready within readyTimeout, or exits first, is
 // killed, and the predecessor carries on as if nothing had happened.
@@ -129,7 +130,7 @@ func newUpgrader(o RunOptions) *upgrader {
 	u.readyPipe = os.NewFile(uintptr(readyFD), "upgrade-ready")
 	parent := os.NewFile(uintptr(parentFD), "upgrade-parent")
 	go func() {
-		// The predecessor never writes: this ends when it exits.
+		// The predecessor never writes: this ends when it has finished.
 		io.Copy(io.Discard, parent)
 		parent.Close()
 		close(u.predGone)
