@@ -49,7 +49,7 @@ func (o upgradeOptions) run(cm *certs.Manager) RunOptions {
 		HTTP: o.HTTP, HTTPS: o.HTTPS, Control: o.Control, Metrics: o.Metrics,
 		Options: Options{StatePath: o.State, Certs: cm, HealthInterval: 200 * time.Millisecond},
 		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Exec:    []string{os.Args[0]}, Issuer: "test",
+		Exec:    []string{os.Args[0]}, Issuer: "test", FastLoop: true, // as hoist proxy run
 	}
 }
 

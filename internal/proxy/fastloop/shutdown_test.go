@@ -1,44 +1,39 @@
-package proxy
+package fastloop
 
 import (
 	"bufio"
 	"context"
-	stdtls "crypto/tls"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hoistdev/hoist/internal/certs"
 )
+
+// oneRoute sends every request to one upstream.
+type oneRoute string
+
+func (r oneRoute) Route(string, string, bool) (Target, bool) { return Target{Addr: string(r)}, true }
+func (oneRoute) Done(Target, *Finished)                      {}
 
 // A connection accepted before a graceful shutdown (an upgrade hands
 // over, or the proxy stops) that has not sent its request yet, or is in
 // its TLS handshake, is served, not cut: clients retry a request on a
 // kept-alive connection the server closed, never on a new one.
 func TestShutdownServesNewConnections(t *testing.T) {
-	a := backend(t, "a", true)
-	s, err := New(Options{HealthInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	cm, err := certs.New(certs.Options{Storage: t.TempDir(), Internal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cm.Close()
-	r := route("a", a.addr(), "a.test")
-	setRoute(t, s, r)
-	if err := cm.Manage(context.Background(), []string{"a.test"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the certificate", func() bool { return cm.Has("a.test") })
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "answered")
+	}))
+	defer upstream.Close()
+	// Only for its certificate, for example.com and 127.0.0.1.
+	certs := httptest.NewTLSServer(http.NotFoundHandler())
+	defer certs.Close()
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(cm.InternalRoot())
+	roots.AddCert(certs.Certificate())
 	for _, secure := range []bool{false, true} {
 		name := map[bool]string{false: "http", true: "https"}[secure]
 		t.Run(name, func(t *testing.T) {
@@ -46,29 +41,31 @@ func TestShutdownServesNewConnections(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pub := NewPublicHTTP(s, s, ln, Timeouts{}, quietLog())
+			cfg := Config{Router: oneRoute(strings.TrimPrefix(upstream.URL, "http://")),
+				ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxAnswerHead: 64 << 10,
+				Page: func(int) string { return "" }}
 			if secure {
-				pub = NewPublicHTTPS(s, ln, cm.TLSConfig(), Timeouts{}, quietLog())
+				cfg.TLS = &tls.Config{Certificates: certs.TLS.Certificates, NextProtos: []string{"http/1.1"}}
 			}
-			go pub.Serve()
-			var conn net.Conn
-			conn, err = net.Dial("tcp", ln.Addr().String())
+			s := New(ln, cfg)
+			go s.Serve()
+			conn, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
 			waitFor(t, "the connection accepted", func() bool {
-				pub.fast.mu.Lock()
-				defer pub.fast.mu.Unlock()
-				return len(pub.fast.conns) == 1
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return len(s.conns) == 1
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			done := make(chan struct{})
-			go func() { pub.Shutdown(ctx); close(done) }()
-			waitFor(t, "the shutdown started", pub.fast.closing.Load)
+			go func() { s.Shutdown(ctx); close(done) }()
+			waitFor(t, "the shutdown started", s.closing.Load)
 			if secure {
-				tc := stdtls.Client(conn, &stdtls.Config{RootCAs: roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}})
+				tc := tls.Client(conn, &tls.Config{RootCAs: roots, ServerName: "example.com", NextProtos: []string{"http/1.1"}})
 				if err := tc.Handshake(); err != nil {
 					t.Fatalf("handshake during the shutdown: %v", err)
 				}
@@ -81,7 +78,7 @@ func TestShutdownServesNewConnections(t *testing.T) {
 				t.Fatalf("request on a connection accepted before the shutdown: %v", err)
 			}
 			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "a ") {
+			if resp.StatusCode != 200 || string(body) != "answered" {
 				t.Errorf("answer: %s %q", resp.Status, body)
 			}
 			select {
