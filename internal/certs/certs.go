@@ -53,8 +53,9 @@ type Options struct {
 	CA string
 	// Email is the ACME account's contact.
 	Email string
-	// RootsFile is a PEM file of extra roots to trust the CA's API with
-	// (a private CA, Pebble).
+	// Roots (PEM), or the PEM file RootsFile, are extra roots to trust
+	// the CA's API with (a private CA, Pebble).
+	Roots     []byte
 	RootsFile string
 	// HTTPPort and TLSALPNPort are where the proxy answers challenges, if
 	// not 80 and 443 (the CA still connects to 80 and 443; set them when
@@ -184,16 +185,11 @@ func (m *Manager) setUp() error {
 		m.httpOnly = m.http
 		return nil
 	}
-	if o.RootsFile != "" {
-		pem, err := os.ReadFile(o.RootsFile)
-		if err != nil {
-			return fmt.Errorf("tls: read CA roots: %w", err)
-		}
-		m.roots = x509.NewCertPool()
-		if !m.roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("tls: %s holds no PEM certificate", o.RootsFile)
-		}
+	roots, err := o.roots()
+	if err != nil {
+		return err
 	}
+	m.roots = roots
 	m.http = m.newConfig("http-01")
 	m.acme = certmagic.NewACMEIssuer(m.http, m.issuerTemplate(o.DisableHTTP01, o.DisableTLSALPN01, nil))
 	m.http.Issuers = []certmagic.Issuer{m.acme}
@@ -292,11 +288,34 @@ func (m *Manager) configForLocked(name string) (*certmagic.Config, error) {
 	return m.http, nil
 }
 
+// roots returns the extra roots to trust the ACME CA with, nil for the
+// system's.
+func (o Options) roots() (*x509.CertPool, error) {
+	pem, name := o.Roots, "the given roots"
+	if o.RootsFile != "" {
+		b, err := os.ReadFile(o.RootsFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: read CA roots: %w", err)
+		}
+		pem, name = b, o.RootsFile
+	}
+	if len(pem) == 0 {
+		return nil, nil
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: %s hold no PEM certificate", name)
+	}
+	return roots, nil
+}
+
 // Manage starts obtaining (and then renewing) certificates for names in
 // the background; handshakes for them succeed once a certificate is in.
-// Certificates already in storage are loaded at once. A name the app's
-// plan says another host obtains is copied from it instead. Wildcard
-// names are only managed by DNS-01 or the internal CA.
+// Certificates already in storage are in before it returns (within
+// loadTimeout), so that a proxy process that starts, after a restart or
+// in an upgrade, never fails a handshake for a name it has one for. A
+// name the app's plan says another host obtains is copied from it
+// instead. Wildcard names are only managed by DNS-01 or the internal CA.
 func (m *Manager) Manage(ctx context.Context, names []string) error {
 	err := m.manage(ctx, m.refresh(names))
 	m.listenPeers()
@@ -328,6 +347,7 @@ func (m *Manager) refresh(extra []string) []string {
 // without m.mu held: it calls back into configFor.
 func (m *Manager) manage(ctx context.Context, names []string) error {
 	var errs []error
+	deadline := time.Now().Add(loadTimeout)
 	for _, n := range names {
 		m.mu.Lock()
 		pn, planned := m.plans.byName[n]
@@ -355,9 +375,34 @@ func (m *Manager) manage(ctx context.Context, names []string) error {
 		m.dropCopies(n)
 		if err := cfg.ManageAsync(context.WithoutCancel(ctx), []string{n}); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		awaitStored(ctx, m, cfg, n, deadline)
 	}
 	return errors.Join(errs...)
+}
+
+// loadTimeout bounds manage's wait for certificates to load from storage.
+const loadTimeout = 10 * time.Second
+
+// awaitStored waits, until deadline, for a certificate of name that is
+// in storage to be loaded: certmagic loads stored certificates in the
+// background.
+func awaitStored(ctx context.Context, m *Manager, cfg *certmagic.Config, name string, deadline time.Time) {
+	for !m.Has(name) && stored(ctx, cfg, name) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stored reports whether cfg's storage holds a certificate for name
+// from one of its issuers.
+func stored(ctx context.Context, cfg *certmagic.Config, name string) bool {
+	for _, iss := range cfg.Issuers {
+		if cfg.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(iss.IssuerKey(), name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // reloadLocked reads the plans again.

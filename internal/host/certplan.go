@@ -12,10 +12,6 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 )
 
-// ProxyUser is the user the edge proxy runs as once it does not run as
-// root; while there is no such user, the proxy runs as root.
-const ProxyUser = "hoist-proxy"
-
 // writeCertPlan keeps the app's certificate plan in dir for the proxy:
 // 0600, owned by the proxy's user and written atomically, since the
 // plan of the host that obtains the certificates holds the DNS
