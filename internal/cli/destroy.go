@@ -54,6 +54,10 @@ func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOpt
 			return err
 		}
 	}
+	// The app's names stop pointing at what is about to go.
+	if err := syncDNS(ctx, in.cfg, in.repo, s.err, true); err != nil {
+		return err
+	}
 	gone, err := provision.Destroy(ctx, in.opts)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -172,7 +173,7 @@ func dnsPlan(ctx context.Context, g *globalOptions, takeOver []string, destroy b
 	}
 	want := dns.Want{}
 	if !destroy {
-		if want, err = dnsWant(ctx, cfg, cfg.Hosts); err != nil {
+		if want, err = dnsWant(ctx, cfg); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -232,25 +233,43 @@ func asUserError(err error) error {
 	return err
 }
 
-// dnsWant is the records that point the names of proxy.hosts at hosts.
-func dnsWant(ctx context.Context, cfg *config.Config, hosts []string) (dns.Want, error) {
+// dnsWant is the records that point the names of proxy.hosts at the
+// app's hosts.
+func dnsWant(ctx context.Context, cfg *config.Config) (dns.Want, error) {
+	hosts, st, err := appHosts(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if len(hosts) == 0 {
 		return nil, usererr.New("no hosts to point %s at", strings.Join(cfg.Proxy.Hosts, ", ")).
-			WithHint("list them under hosts: in hoist.yml")
+			WithHint("list them under hosts: in hoist.yml, or provision them (infra:)")
 	}
-	t, err := dnsTargets(ctx, cfg, hosts)
+	t, err := dnsTargets(ctx, cfg, hosts, st)
 	if err != nil {
 		return nil, err
 	}
 	return dns.Desired(cfg.Proxy.Hosts, t)
 }
 
-// dnsTargets are where the app's names point: its hosts' addresses. It
-// is the one place to plug in what hoist provision records: the public
-// addresses of the hosts it made, or its balancer's DNS name
-// (dns.Targets.Balancer).
-func dnsTargets(ctx context.Context, cfg *config.Config, hosts []string) (dns.Targets, error) {
+// dnsTargets are where the app's names point: the balancer hoist
+// provision made, else the public addresses of the hosts it made, else
+// the addresses of hoist.yml's hosts.
+func dnsTargets(ctx context.Context, cfg *config.Config, hosts []string, st *provision.State) (dns.Targets, error) {
 	var t dns.Targets
+	if st != nil {
+		if st.Balancer != nil && st.Balancer.DNSName != "" {
+			t.Balancer = st.Balancer.DNSName
+			return t, nil
+		}
+		for _, h := range st.Hosts {
+			a, err := netip.ParseAddr(h.Addr())
+			if err != nil {
+				return t, fmt.Errorf("provisioned host %s has no address yet: %w", h.Name, err)
+			}
+			t.Addresses = append(t.Addresses, a.Unmap())
+		}
+		return t, nil
+	}
 	for _, h := range hosts {
 		as, err := hostAddresses(ctx, cfg, h)
 		if err != nil {
@@ -310,8 +329,9 @@ func summary(p *dns.Plan) string {
 	return fmt.Sprintf("%d name(s) in step", len(p.Names))
 }
 
-// syncDNS applies the app's records after setup, with progress on log.
-func syncDNS(ctx context.Context, cfg *config.Config, repo string, log io.Writer) error {
+// syncDNS applies the app's records after setup and provision, or
+// removes them (remove) before destroy, with progress on log.
+func syncDNS(ctx context.Context, cfg *config.Config, repo string, log io.Writer, remove bool) error {
 	if !cfg.DNS.KeepsRecords() {
 		return nil
 	}
@@ -319,9 +339,11 @@ func syncDNS(ctx context.Context, cfg *config.Config, repo string, log io.Writer
 	if err != nil {
 		return err
 	}
-	want, err := dnsWant(ctx, cfg, cfg.Hosts)
-	if err != nil {
-		return err
+	want := dns.Want{}
+	if !remove {
+		if want, err = dnsWant(ctx, cfg); err != nil {
+			return err
+		}
 	}
 	p, err := z.Plan(ctx, want, nil)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
@@ -82,13 +83,47 @@ func TestAppSecretsLeaveOutDNSCredentials(t *testing.T) {
 
 func TestDNSWantFromHostsAndAddresses(t *testing.T) {
 	_, cfg := writeDNSApp(t, dnsApp)
-	got, err := dnsWant(t.Context(), cfg, cfg.Hosts)
+	got, err := dnsWant(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := dns.Records{dns.TypeA: {"10.0.0.1", "10.0.0.2"}, dns.TypeAAAA: {"2001:db8::2"}}
 	if diff := cmp.Diff(dns.Want{"www.hoist.test": r, "*.apps.hoist.test": r}, got); diff != "" {
 		t.Errorf("want (-want +got):\n%s", diff)
+	}
+}
+
+// TestDNSWantFromProvision points the names at what hoist provision
+// recorded: its hosts' addresses, or its balancer (CNAME).
+func TestDNSWantFromProvision(t *testing.T) {
+	yml := strings.Replace(dnsApp, "hosts: [10.0.0.1, web2]\n", "", 1) + "infra:\n  provider: lab\n  count: 2\n"
+	tests := map[string]struct {
+		balancer *provision.Balancer
+		want     dns.Records
+	}{
+		"hosts":    {nil, dns.Records{dns.TypeA: {"10.213.1.11", "10.213.1.12"}}},
+		"balancer": {&provision.Balancer{Name: "lb", DNSName: "lb-1.eu-west-1.elb.amazonaws.com"}, dns.Records{dns.TypeCNAME: {"lb-1.eu-west-1.elb.amazonaws.com."}}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, cfg := writeDNSApp(t, yml)
+			st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Hosts = []provision.Host{{Name: "shop-production-0", PrivateAddr: "10.213.1.11"}, {Name: "shop-production-1", PrivateAddr: "10.213.1.12"}}
+			st.Balancer = tt.balancer
+			if err := st.Save(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := dnsWant(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(dns.Want{"www.hoist.test": tt.want, "*.apps.hoist.test": tt.want}, got); diff != "" {
+				t.Errorf("want (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -105,7 +105,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 		fmt.Fprintln(s.err, "dns: records left as they are with --host; `hoist dns apply` sets them")
 		return nil
 	}
-	return syncDNS(ctx, a.cfg, a.repo, s.err)
+	return syncDNS(ctx, a.cfg, a.repo, s.err, false)
 }
 
 func (a *app) logf(s *streams, h, format string, args ...any) {

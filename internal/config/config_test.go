@@ -102,6 +102,7 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"credential in yml":        {valid + "dns:\n  provider: cloudflare\n  zone: a.test\n  settings:\n    api_token: x\n", "hoist.yml:13:16: dns.settings.api_token: api_token is a credential"},
 		"bad dns address":          {valid + "dns:\n  provider: rfc2136\n  zone: a.test\n  addresses:\n    web1: [10.0.0.300]\n", `hoist.yml:13:12: dns.addresses.web1[0]: "10.0.0.300" is not an IP address`},
 		"name outside the zone":    {valid + "proxy:\n  hosts: [a.test, b.example]\ndns:\n  provider: rfc2136\n  zone: a.test\n", "hoist.yml:10:19: proxy.hosts[1]: b.example is not in dns.zone a.test"},
+		"apex behind an alb":       {valid + "proxy:\n  hosts: [a.test]\ndns:\n  provider: rfc2136\n  zone: a.test\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:10:11: proxy.hosts[0]: a.test is the zone's apex"},
 		"wildcard by http-01":      {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n  challenge: http-01\n", `hoist.yml:10:11: proxy.hosts[0]: *.a.test: a wildcard name can only be checked by DNS-01`},
 		"wildcard without dns":     {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n", "hoist.yml:10:11: proxy.hosts[0]: *.a.test needs the DNS-01 challenge, which needs a DNS provider"},
 		"bad challenge":            {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenge: dns\n", `hoist.yml:12:14: proxy.challenge: "dns" is not a challenge`},

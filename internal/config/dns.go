@@ -78,6 +78,11 @@ func (c *Config) validateDNSProvider() error {
 			if !dns.InZone(h, d.Zone) {
 				return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%s is not in dns.zone %s, where hoist keeps the names' records; set dns.records: false to keep them yourself", h, d.Zone)
 			}
+			// Names point at a balancer by CNAME, which the zone's apex
+			// cannot hold beside its SOA and NS records.
+			if c.Infra.Balancer == BalancerALB && strings.TrimSuffix(strings.ToLower(h), ".") == d.Zone {
+				return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%s is the zone's apex, which cannot point at the balancer by CNAME: serve www.%s (and redirect the apex elsewhere), or use hoist's proxy on each host (infra.balancer: none)", h, d.Zone)
+			}
 		}
 	}
 	return nil

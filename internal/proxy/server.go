@@ -334,6 +334,9 @@ func (s *Server) redirects(e *entry, host string) bool {
 
 // serve answers r, and sets the app it is counted for in w.
 func (s *Server) serve(w *statusRecorder, r *http.Request) {
+	if s.balancerCheck(w, r) {
+		return
+	}
 	host := hostOf(r.Host)
 	e := s.pick(host, r.URL.Path)
 	if e == nil {
