@@ -351,7 +351,10 @@ func (c *Config) validate() error {
 	if c.KeepReleases < 2 {
 		return errAt("$.keep_releases", "must be at least 2, so that there is a release to roll back to")
 	}
-	return c.Infra.validate(c)
+	if err := c.Infra.validate(c); err != nil {
+		return err
+	}
+	return c.validateDNS()
 }
 
 var (
