@@ -31,7 +31,7 @@ import (
 // running is the serving release's, in its unit; the second rollback
 // reaches the release before last. Each host keeps every activation's
 // log, pruned with its release. Then two deploys of one commit at once,
-// and a third that succeeds.
+// and a third that succeeds, its release going on serving, untouched.
 func TestErlangReleasesDoneRight(t *testing.T) {
 	hosts := needLab(t)
 	const name = "erl.test"
@@ -90,18 +90,11 @@ func TestErlangReleasesDoneRight(t *testing.T) {
 	p.rollback("rollback 2")
 	p.check("rollback 2", good[2])
 
-	tr.finish()
-	tr.check(t, 200)
-	for _, id := range good {
-		if tr.answers(id) == 0 {
-			t.Errorf("release %s never answered through the proxy", id)
-		}
-	}
 	p.logsPrunedWithReleases()
 
 	// Two deploys of one commit at once (two terminals, or CI and a
-	// person), then a third: one release id names one content, and the
-	// third succeeds.
+	// person), then a third: one release id names one content, the third
+	// succeeds, and the release it deploys again goes on serving.
 	p.a.write(t, "CHANGES", "at once\n")
 	p.a.commit(t, "at once")
 	ids := p.concurrentDeploys()
@@ -110,6 +103,19 @@ func TestErlangReleasesDoneRight(t *testing.T) {
 		t.Errorf("the third deploy shipped %s, the two before it %v: one commit, two releases", third, ids)
 	}
 	p.check("the third deploy", third)
+	for _, h := range hosts {
+		if out := p.run(h, "tail -n 2 /var/lib/hoist/erl/activations/"+third+".log"); !strings.Contains(out, "goes on serving") {
+			t.Errorf("%s restarted the release deployed again:\n%s", h, out)
+		}
+	}
+
+	tr.finish()
+	tr.check(t, 200)
+	for _, id := range append(good, third) {
+		if tr.answers(id) == 0 {
+			t.Errorf("release %s never answered through the proxy", id)
+		}
+	}
 }
 
 // brokenHealthTimeout is the example's health.timeout in the proof;
@@ -174,7 +180,7 @@ func (p *erlangProof) timed(step string, limit time.Duration, ok bool, args ...s
 		return stderr
 	}
 	for _, h := range p.hosts {
-		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(h) + `: +[0-9.]+s waiting for GET /up on port 402[01]`).MatchString(stderr) {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(h) + `: +[0-9.]+s done$`).MatchString(stderr) {
 			p.t.Errorf("%s: --verbose shows no activation log of %s:\n%s", step, h, stderr)
 		}
 	}

@@ -4,6 +4,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -421,14 +422,38 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 }
 
 // activate activates release id on host h, showing its activation log
-// when o is verbose.
+// when o is verbose, and else only what it warns of.
 func (o ShipOptions) activate(ctx context.Context, h string, c *host.Client, spec *host.Spec, id string) error {
-	if !o.Verbose {
-		return c.Activate(ctx, spec, id, nil)
-	}
 	log := &fleet.PrefixWriter{W: o.Log, Prefix: h + ": ", Mu: o.LogMu}
 	defer log.Flush()
-	return c.Activate(ctx, spec, id, log)
+	if o.Verbose {
+		return c.Activate(ctx, spec, id, log)
+	}
+	return c.Activate(ctx, spec, id, &warnings{w: log})
+}
+
+// warnings passes on the lines of an activation log that warn
+// ("  1.2s warning: ...").
+type warnings struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (f *warnings) Write(p []byte) (int, error) {
+	f.buf = append(f.buf, p...)
+	for {
+		i := bytes.IndexByte(f.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := f.buf[:i+1]
+		if _, msg, ok := bytes.Cut(bytes.TrimLeft(line, " "), []byte("s ")); ok && bytes.HasPrefix(msg, []byte("warning:")) {
+			if _, err := f.w.Write(line); err != nil {
+				return 0, err
+			}
+		}
+		f.buf = f.buf[i+1:]
+	}
 }
 
 func (o ShipOptions) logf(h string) func(string, ...any) {

@@ -168,20 +168,20 @@ func (activatingHost) User() string { return "root" }
 func (activatingHost) Close() error { return nil }
 func (activatingHost) Run(_ context.Context, _ string, stdin io.Reader, stdout, stderr io.Writer) error {
 	io.Copy(io.Discard, stdin)
-	io.WriteString(stderr, "   0.1s starting release X\n   1.2s healthy after 1.1s\n")
+	io.WriteString(stderr, "   0.1s starting release X\n   0.2s warning: prune: no space left\n   1.2s healthy after 1.1s\n")
 	io.WriteString(stdout, `{"ok":true}`+"\n")
 	return nil
 }
 
 // With --verbose, a host's activation log is shown line by line with the
-// host's name; without, nothing of it.
+// host's name; without, only its warnings.
 func TestActivationLogOnlyWhenVerbose(t *testing.T) {
 	for name, tt := range map[string]struct {
 		verbose bool
 		want    string
 	}{
-		"verbose": {true, "h1:    0.1s starting release X\nh1:    1.2s healthy after 1.1s\n"},
-		"quiet":   {false, ""},
+		"verbose": {true, "h1:    0.1s starting release X\nh1:    0.2s warning: prune: no space left\nh1:    1.2s healthy after 1.1s\n"},
+		"quiet":   {false, "h1:    0.2s warning: prune: no space left\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var log bytes.Buffer

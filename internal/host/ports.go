@@ -94,6 +94,26 @@ func (l Layout) writePorts(id string, p Ports) error {
 	return writeFileAtomic(l.portFile(id), []byte(strings.Join(env, "\n")+"\n"), 0o644)
 }
 
+// startedAsNow reports whether release id started after the app's
+// units and secrets last changed: its port file, written as it starts,
+// is newer than both (each is written only when it changes).
+func (l Layout) startedAsNow(id string) bool {
+	started, err := os.Stat(l.portFile(id))
+	if err != nil {
+		return false
+	}
+	for _, p := range []string{l.EnvFile(), filepath.Join(UnitDir, systemd.TemplateName(l.App))} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // no secrets: none changed
+		}
+		if err != nil || !fi.ModTime().Before(started.ModTime()) {
+			return false
+		}
+	}
+	return true
+}
+
 // heldPort is the HTTP port running release id holds. A release started
 // without the proxy has no port file and holds run.port.
 func (l Layout) heldPort(id string, runPort int) int {

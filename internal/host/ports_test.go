@@ -8,8 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/systemd"
 )
 
 // A release started without the proxy has no port file, yet holds
@@ -206,5 +209,52 @@ func TestExecEnvIsTheUnits(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s=%q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// A release that started after the units and secrets last changed runs
+// with them: deployed again, it need not restart.
+func TestStartedAsNow(t *testing.T) {
+	saved := UnitDir
+	UnitDir = t.TempDir()
+	t.Cleanup(func() { UnitDir = saved })
+	start := time.Now().Add(-time.Hour)
+	before, after := start.Add(-time.Minute), start.Add(time.Minute)
+	tests := map[string]struct {
+		env, unit time.Time // zero: no such file
+		ports     bool
+		want      bool
+	}{
+		"both older":          {before, before, true, true},
+		"no secrets":          {time.Time{}, before, true, true},
+		"secrets changed":     {after, before, true, false},
+		"units changed":       {before, after, true, false},
+		"never started by us": {before, before, false, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := For(t.TempDir(), "hello")
+			os.MkdirAll(l.Shared(), 0o700)
+			os.MkdirAll(l.Ports(), 0o755)
+			files := map[string]time.Time{l.EnvFile(): tt.env, filepath.Join(UnitDir, systemd.TemplateName("hello")): tt.unit}
+			if tt.ports {
+				files[l.portFile(id1)] = start
+			}
+			for p, at := range files {
+				os.Remove(p)
+				if at.IsZero() {
+					continue
+				}
+				if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(p, at, at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := l.startedAsNow(id1); got != tt.want {
+				t.Errorf("startedAsNow = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,6 +140,17 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	running, err := runningReleases(ctx, l)
 	if err != nil {
 		return err
+	}
+	if slices.Contains(running, id) {
+		// The same release deployed again (a commit that changed nothing
+		// the build sees, a revert to the release that serves): it cannot
+		// start beside itself.
+		if len(running) == 1 && id == l.CurrentID() && l.startedAsNow(id) {
+			fmt.Fprintf(log, "release %s is current and runs with these units and secrets: it goes on serving\n", id)
+			return nil
+		}
+		fmt.Fprintf(log, "warning: restarting release %s in place, since its units or secrets changed after it started: "+
+			"requests to it fail until it is up again (a new release, deploy --rebuild, starts beside it)\n", id)
 	}
 	used := map[int]bool{}
 	var olds []string
