@@ -50,6 +50,7 @@ type RemoteError struct {
 	Message string       `json:"message"`
 	Lock    *Lock        `json:"lock,omitempty"`   // set when a lock is held
 	Health  *HealthError `json:"health,omitempty"` // set when a release failed its check
+	Relay   *RelayError  `json:"relay,omitempty"`  // set when a relay failed a transfer
 }
 
 func (e *RemoteError) Error() string { return e.Message }
@@ -62,6 +63,8 @@ func (e *RemoteError) Unwrap() error {
 		return &LockedError{Lock: *e.Lock}
 	case e.Health != nil:
 		return e.Health
+	case e.Relay != nil:
+		return e.Relay
 	}
 	return nil
 }
@@ -236,6 +239,10 @@ func writeError(w io.Writer, err error) {
 	var he *HealthError
 	if errors.As(err, &he) {
 		re.Health = he
+	}
+	var rl *RelayError
+	if errors.As(err, &rl) {
+		re.Relay = rl
 	}
 	_ = json.NewEncoder(w).Encode(Response{Error: re}) // the client sees a broken pipe by itself
 }

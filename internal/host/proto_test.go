@@ -59,24 +59,26 @@ func newFakeClient(t *testing.T, user string) (*Client, *fakeConn, Layout) {
 func TestProtocolBothEnds(t *testing.T) {
 	c, _, l := newFakeClient(t, "root")
 	ctx := context.Background()
-	m, payload := packed(t, "hello", id1)
+	r := build(t, "hello", id1, map[string][]byte{"app*": []byte("#!/bin/sh\n")})
+	m := r.m
 
-	st, err := c.UploadState(ctx, m)
-	if err != nil || st != (UploadState{}) {
-		t.Fatalf("UploadState of a new release = %+v, %v", st, err)
+	st, err := c.ShipState(ctx, m)
+	if err != nil || st.Unpacked || st.Need != nil {
+		t.Fatalf("ShipState of a new release = %+v, %v", st, err)
 	}
-	half := int64(len(payload) / 2)
-	if err := c.Receive(ctx, m, 0, bytes.NewReader(payload[:half])); err == nil || !strings.Contains(err.Error(), "connection ended") {
-		t.Fatalf("a cut upload: %v", err)
+	need, err := c.ShipIndex(ctx, m, "", r.indexDelta(t, nil))
+	if err != nil || need.Bytes != 10 {
+		t.Fatalf("ShipIndex = %+v, %v", need, err)
 	}
-	if st, err := c.UploadState(ctx, m); err != nil || st.Have != half {
-		t.Fatalf("UploadState after the cut = %+v, %v; want %d bytes", st, err, half)
+	full := r.transfer(t, need)
+	if _, err := c.Receive(ctx, m, bytes.NewReader(full[:len(full)/2])); err == nil || !strings.Contains(err.Error(), "connection ended") {
+		t.Fatalf("a cut transfer: %v", err)
 	}
-	if err := c.Receive(ctx, m, half, bytes.NewReader(payload[half:])); err != nil {
-		t.Fatal(err)
+	if got, err := c.Receive(ctx, m, bytes.NewReader(full)); err != nil || got.Files != 1 {
+		t.Fatalf("Receive = %+v, %v", got, err)
 	}
-	if st, err := c.UploadState(ctx, m); err != nil || !st.Unpacked {
-		t.Fatalf("UploadState after the upload = %+v, %v", st, err)
+	if st, err := c.ShipState(ctx, m); err != nil || !st.Unpacked {
+		t.Fatalf("ShipState after the transfer = %+v, %v", st, err)
 	}
 
 	if err := c.SetEnv(ctx, []byte("SECRET=1\n")); err != nil {

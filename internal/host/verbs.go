@@ -15,9 +15,11 @@ import (
 // The verbs of the host protocol (proto.go), each with its arguments,
 // its result and what the host does.
 
-type receiveArgs struct {
+type shipIndexArgs struct {
 	Manifest release.Manifest `json:"manifest"`
-	Offset   int64            `json:"offset"` // the payload on stdin starts here
+	// Base is the index sum of the kept release whose index the payload
+	// is a delta from; "" for none.
+	Base string `json:"base,omitempty"`
 }
 
 type lockArgs struct {
@@ -63,11 +65,23 @@ var (
 	setupVerb = verb[Spec, HostFacts]{"setup", func(ctx context.Context, c *call, s Spec) (HostFacts, error) {
 		return Setup(ctx, c.layout, &s)
 	}}
-	uploadStateVerb = verb[release.Manifest, UploadState]{"upload-state", func(_ context.Context, c *call, m release.Manifest) (UploadState, error) {
-		return Upload(c.layout, &m)
+	shipStateVerb = verb[release.Manifest, ShipState]{"ship-state", func(_ context.Context, c *call, m release.Manifest) (ShipState, error) {
+		return ShipStateOf(c.layout, &m)
 	}}
-	receiveVerb = verb[receiveArgs, none]{"receive", func(_ context.Context, c *call, a receiveArgs) (none, error) {
-		return none{}, Receive(c.layout, &a.Manifest, a.Offset, c.stdin)
+	// shipIndexVerb takes the release's index on stdin.
+	shipIndexVerb = verb[shipIndexArgs, Need]{"ship-index", func(_ context.Context, c *call, a shipIndexArgs) (Need, error) {
+		return ShipIndex(c.layout, &a.Manifest, a.Base, c.stdin)
+	}}
+	// receiveVerb takes a transfer of the release's objects on stdin.
+	receiveVerb = verb[release.Manifest, Received]{"receive", func(_ context.Context, c *call, m release.Manifest) (Received, error) {
+		return ReceiveTransfer(c.layout, &m, c.stdin)
+	}}
+	// relayServeVerb prints a RelayOffer, then serves until stdin ends.
+	relayServeVerb = streamVerb[relayServeArgs]{"relay-serve", func(ctx context.Context, c *call, a relayServeArgs) (int, error) {
+		return 0, ServeRelay(ctx, c.layout, a, c.stdin, c.stdout, c.stderr)
+	}}
+	relayFetchVerb = verb[relayFetchArgs, Received]{"relay-fetch", func(ctx context.Context, c *call, a relayFetchArgs) (Received, error) {
+		return FetchFromRelay(ctx, c.layout, a)
 	}}
 	// envVerb replaces the secret env file and says whether it changed.
 	envVerb = verb[[]byte, bool]{"env", func(_ context.Context, c *call, content []byte) (bool, error) {
@@ -109,7 +123,7 @@ var (
 	}}
 )
 
-var verbs = verbTable(setupVerb, uploadStateVerb, receiveVerb, envVerb, lockVerb, unlockVerb, activateVerb,
+var verbs = verbTable(setupVerb, shipStateVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb,
 	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb)
 
 // journal writes the app's journal, all its releases, to c.stdout.

@@ -26,12 +26,13 @@ type Source interface {
 // from its objects. It refuses what Unpack refuses (paths outside dest,
 // through a symlink), then reads every file back and checks it against
 // x before it returns: a release assembled without error is whole.
-func Assemble(x *Index, dest string, src Source) error {
+func Assemble(x *Index, dest string, src Source) (Assembled, error) {
+	var a Assembled
 	if err := x.Validate(); err != nil {
-		return err
+		return a, err
 	}
 	if err := os.Mkdir(dest, 0o755); err != nil {
-		return fmt.Errorf("assemble: %w", err)
+		return a, fmt.Errorf("assemble: %w", err)
 	}
 	var dirs []int // entry indexes, to get their modes once filled
 	for i, e := range x.Entries {
@@ -45,34 +46,49 @@ func Assemble(x *Index, dest string, src Source) error {
 		case TypeSymlink:
 			err = os.Symlink(e.Link, target)
 		case TypeFile:
-			err = placeFile(target, e, src)
+			var linked bool
+			linked, err = placeFile(target, e, src)
+			a.Files++
+			if linked {
+				a.Linked++
+			}
 		}
 		if err != nil {
-			return fmt.Errorf("assemble %s: %w", e.Path, err)
+			return a, fmt.Errorf("assemble %s: %w", e.Path, err)
 		}
 	}
 	for _, i := range dirs {
 		e := x.Entries[i]
 		if err := os.Chmod(filepath.Join(dest, filepath.FromSlash(e.Path)), fs.FileMode(e.Mode)|0o700); err != nil {
-			return fmt.Errorf("assemble: %w", err)
+			return a, fmt.Errorf("assemble: %w", err)
 		}
 	}
 	if err := Verify(x, dest); err != nil {
-		return err
+		return a, err
 	}
-	return syncDir(dest)
+	return a, syncDir(dest)
+}
+
+// Assembled counts the files of an assembled release, and those of them
+// that were hard-linked.
+type Assembled struct {
+	Files, Linked int
 }
 
 // placeFile hard-links an identical file, or writes the file from its
 // objects and syncs it.
-func placeFile(target string, e Entry, src Source) error {
+func placeFile(target string, e Entry, src Source) (linked bool, err error) {
 	if p := src.FileWith(e.Sum, e.Mode); p != "" {
 		err := os.Link(p, target)
 		if err == nil || !errors.Is(err, syscall.EXDEV) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EMLINK) {
-			return err
+			return err == nil, err
 		}
 		// Another filesystem, or links refused: copy instead.
 	}
+	return false, writeObjects(target, e, src)
+}
+
+func writeObjects(target string, e Entry, src Source) error {
 	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(e.Mode))
 	if err != nil {
 		return err

@@ -103,7 +103,7 @@ func TestIndexDirAndAssemble(t *testing.T) {
 	// Assembled from objects alone, and again with files to link.
 	objs := dirObjects(t, src, x)
 	dest := filepath.Join(t.TempDir(), "r")
-	if err := Assemble(x, dest, objs); err != nil {
+	if _, err := Assemble(x, dest, objs); err != nil {
 		t.Fatal(err)
 	}
 	if err := Verify(x, dest); err != nil {
@@ -115,8 +115,8 @@ func TestIndexDirAndAssemble(t *testing.T) {
 	}
 	objs.files = map[string]string{x.Entries[1].Sum: filepath.Join(dest, "bin", "app")}
 	linked := filepath.Join(t.TempDir(), "r")
-	if err := Assemble(x, linked, objs); err != nil {
-		t.Fatal(err)
+	if a, err := Assemble(x, linked, objs); err != nil || a.Linked != 1 || a.Files != 3 {
+		t.Fatalf("Assemble = %+v, %v; want 1 of 3 files linked", a, err)
 	}
 	a, _ := os.Stat(filepath.Join(dest, "bin", "app"))
 	b, _ := os.Stat(filepath.Join(linked, "bin", "app"))
@@ -182,7 +182,7 @@ func TestAssembleRefuses(t *testing.T) {
 	for name, x := range tests {
 		t.Run(name, func(t *testing.T) {
 			base := t.TempDir()
-			if err := Assemble(&x, filepath.Join(base, "r"), src); err == nil {
+			if _, err := Assemble(&x, filepath.Join(base, "r"), src); err == nil {
 				t.Fatal("Assemble accepted it")
 			}
 			entries, _ := os.ReadDir(base)
@@ -210,7 +210,7 @@ func FuzzParseIndexAssemble(f *testing.F) {
 			return
 		}
 		base := t.TempDir()
-		_ = Assemble(x, filepath.Join(base, "r"), objects)
+		_, _ = Assemble(x, filepath.Join(base, "r"), objects)
 		entries, _ := os.ReadDir(base)
 		for _, e := range entries {
 			if e.Name() != "r" {
