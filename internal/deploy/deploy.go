@@ -36,6 +36,10 @@ type Artifact struct {
 	Path     string // the .tar.zst payload
 	// Reused is set when the release was packed by an earlier build.
 	Reused bool
+
+	indexOnce sync.Once
+	index     *release.Index
+	indexErr  error
 }
 
 // BuildOptions says what to build and where.
@@ -252,18 +256,21 @@ func artifactIndex(workDir, app, key string) string {
 }
 
 // findArtifact returns the packed release recorded under key, if its
-// payload is still there and intact in size.
+// payload is still there and intact in size, with its file index.
 func findArtifact(workDir, app, key string) *Artifact {
 	b, err := os.ReadFile(artifactIndex(workDir, app, key))
 	if err != nil {
 		return nil
 	}
 	m, err := release.ParseManifest(b)
-	if err != nil {
-		return nil
+	if err != nil || m.Index == "" {
+		return nil // packed by a hoist that made no file index
 	}
 	art := &Artifact{Manifest: m, Path: artifactPath(workDir, m)}
 	if fi, err := os.Stat(art.Path); err != nil || fi.Size() != m.Size {
+		return nil
+	}
+	if _, err := art.Index(); err != nil {
 		return nil
 	}
 	return art
@@ -294,14 +301,23 @@ func pack(cfg *config.Config, dir, id string, src *build.Source, needs release.N
 	if err != nil {
 		return nil, err
 	}
+	x, err := release.IndexDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	goos, goarch, _ := strings.Cut(cfg.Build.Target, "/")
 	m := &release.Manifest{App: cfg.App, ID: id, Commit: src.Commit, Ref: src.Ref, SHA256: sum, Size: size,
-		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC}
-	path := artifactPath(workDir, m)
-	if err := os.Rename(f.Name(), path); err != nil {
+		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC, Index: x.Sum()}
+	art := &Artifact{Manifest: m, Path: artifactPath(workDir, m)}
+	// The index first: an artifact is found by its payload, and a
+	// payload is used only with its index.
+	if err := atomicfile.Write(art.indexPath(), x.Marshal(), 0o644); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	return &Artifact{Manifest: m, Path: path}, nil
+	if err := os.Rename(f.Name(), art.Path); err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	return art, nil
 }
 
 func summarize(items []string, n int) string {
