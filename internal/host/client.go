@@ -204,6 +204,11 @@ func (c *Client) Activate(ctx context.Context, s *Spec, id string) error {
 	return err
 }
 
+// Check asks the current release for its health once and returns its id.
+func (c *Client) Check(ctx context.Context, s *Spec) (string, error) {
+	return invoke(ctx, c, checkVerb, *s, nil)
+}
+
 // Status reads the app's state.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return invoke(ctx, c, statusVerb, none{}, nil)

@@ -158,11 +158,12 @@ func decodeArgs[A any](raw json.RawMessage) (A, error) {
 // Main serves `hoist host VERB`: argv is what follows `hoist host`. It
 // returns the process's exit status.
 func Main(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
+	return Serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
 }
 
-// serve is Main with the apps' directories under base.
-func serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Serve is Main with the apps' directories under base: a host in a
+// directory, for tests of the client side.
+func Serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(argv) != 1 {
 		fmt.Fprintln(stderr, "usage: hoist host VERB, with its request on stdin (hoist runs this over SSH)")
 		return exitUsage

@@ -43,7 +43,7 @@ func (c *fakeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout,
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	if code := serve(ctx, c.base, words[2:], stdin, stdout, stderr); code != 0 {
+	if code := Serve(ctx, c.base, words[2:], stdin, stdout, stderr); code != 0 {
 		return &transport.ExitError{Host: "fake", Cmd: cmd, Code: code}
 	}
 	return nil
@@ -170,7 +170,7 @@ func TestServeRefusals(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := serve(context.Background(), t.TempDir(), tt.argv, strings.NewReader(tt.stdin), &stdout, &stderr)
+			code := Serve(context.Background(), t.TempDir(), tt.argv, strings.NewReader(tt.stdin), &stdout, &stderr)
 			if code != tt.code {
 				t.Errorf("exit status %d, want %d", code, tt.code)
 			}

@@ -96,6 +96,10 @@ var (
 	activateVerb = verb[activateArgs, none]{"activate", func(ctx context.Context, c *call, a activateArgs) (none, error) {
 		return none{}, Activate(ctx, c.layout, &a.Spec, a.ID, c.stderr)
 	}}
+	// checkVerb asks the current release for its health once.
+	checkVerb = verb[Spec, string]{"check", func(ctx context.Context, c *call, s Spec) (string, error) {
+		return Check(ctx, c.layout, &s)
+	}}
 	statusVerb = verb[none, *Status]{"status", func(ctx context.Context, c *call, _ none) (*Status, error) {
 		return ReadStatus(ctx, c.layout)
 	}}
@@ -123,7 +127,7 @@ var (
 	}}
 )
 
-var verbs = verbTable(setupVerb, shipStateVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb,
+var verbs = verbTable(setupVerb, shipStateVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb, checkVerb,
 	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb)
 
 // journal writes the app's journal, all its releases, to c.stdout.
