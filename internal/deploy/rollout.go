@@ -182,11 +182,16 @@ func (o ShipOptions) rollout(ctx context.Context, out *Outcome, id string, ready
 	spec := Spec(o.Config)
 	var switched []*target
 	canaries := min(o.Config.Deploy.Canary.Hosts, len(ready))
-	for gi, g := range groups(len(ready), o.Config.Deploy, o.Balancer != nil) {
+	turns := groups(len(ready), o.Config.Deploy, o.Balancer != nil)
+	for gi, g := range turns {
+		for _, i := range g {
+			ready[i].report.Group = gi + 1
+		}
+	}
+	for gi, g := range turns {
 		group := make([]*target, len(g))
 		for k, i := range g {
 			group[k] = ready[i]
-			group[k].report.Group = gi + 1
 		}
 		if gi > 0 || canaries > 0 {
 			o.logf(fmt.Sprintf("group %d", gi+1))("switching %d host(s)", len(group))

@@ -156,6 +156,12 @@ func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader
 		f.Flush()
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	var logMu sync.Mutex // connections end at once; their lines must not mix
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(log, format, args...)
+	}
 	sem := make(chan struct{}, relayConns)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -180,10 +186,10 @@ func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader
 			defer stop()
 			n, bytes, err := serveRelayConn(tls.Server(conn, cfg), a.Token, serves, src)
 			if err != nil {
-				fmt.Fprintf(log, "relay to %s: %v\n", conn.RemoteAddr(), err)
+				logf("relay to %s: %v\n", conn.RemoteAddr(), err)
 				return
 			}
-			fmt.Fprintf(log, "relayed %d objects (%s) to %s\n", n, byteCount(bytes), conn.RemoteAddr())
+			logf("relayed %d objects (%s) to %s\n", n, byteCount(bytes), conn.RemoteAddr())
 		}()
 	}
 }
