@@ -433,6 +433,7 @@ func Down(ctx context.Context, o Options) error {
 	for _, ns := range leftoverNetns(o.Name) {
 		ipCmd(ctx, "netns", "del", ns)
 	}
+	ipCmd(ctx, "link", "del", ifbName(o.Name)) // ShapeUplink's, if it made one
 	if err := ipCmd(ctx, "link", "del", bridgeName(o.Name)); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 		errs = append(errs, err)
 	}
