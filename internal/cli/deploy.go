@@ -22,6 +22,7 @@ type deployOptions struct {
 	rebuild bool
 	full    bool
 	json    bool
+	stage   bool
 }
 
 func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -42,6 +43,7 @@ func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd.Flags().BoolVar(&o.rebuild, "rebuild", false, "build even if a release of the same source exists")
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
 	cmd.Flags().BoolVar(&o.full, "full", false, "send every host the whole release, whatever it already holds")
+	cmd.Flags().BoolVar(&o.stage, "stage", false, "only put the release on the hosts; none switches (a later deploy of the same commit does)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print what happened on each host as JSON (docs/config.md#deploy)")
 	return cmd
 }
@@ -65,7 +67,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	}
 	so := a.shipOptions(s)
 	so.SendEnv, so.Env = sendEnv, env
-	so.WorkDir, so.Full = cacheDir(), o.full
+	so.WorkDir, so.Full, so.Stage = cacheDir(), o.full, o.stage
 	if so.Balancer, err = a.balancer(ctx, &lockedWriter{w: s.err, mu: a.logMu}); err != nil {
 		return err
 	}

@@ -373,6 +373,8 @@ type ShipOptions struct {
 	// Balancer, when set, fronts the hosts: each leaves it while it
 	// switches.
 	Balancer Balancer
+	// Stage only puts the release on the hosts: none switches.
+	Stage bool
 }
 
 // Connect dials every host of o, so that a deploy can name the hosts it

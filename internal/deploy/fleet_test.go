@@ -491,3 +491,24 @@ func TestGroups(t *testing.T) {
 		})
 	}
 }
+
+// TestStageSwitchesNothing: --stage puts the release on the hosts, and
+// a later deploy of it only switches them.
+func TestStageSwitchesNothing(t *testing.T) {
+	fl, hosts := newFakeFleet(t, 2)
+	a := newAppRepo(t, "")
+	art := a.build(t, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC))
+	out, log := a.ship(t, fl, hosts, art, func(o *ShipOptions) { o.Stage = true })
+	if diff := cmp.Diff([]string{"web01 staged", "web02 staged"}, statuses(out)); diff != "" || len(fleet.Failed(out.Results())) != 0 {
+		t.Fatalf("statuses (-want +got):\n%s\n%s", diff, log)
+	}
+	if len(fl.events) != 0 {
+		t.Errorf("staging switched: %v", fl.events)
+	}
+	out, log = a.ship(t, fl, hosts, art, nil)
+	for _, r := range out.Hosts {
+		if r.Status != StatusDeployed || r.Transfer.From != "already there" {
+			t.Errorf("%s: %s, %+v\n%s", r.Host, r.Status, r.Transfer, log)
+		}
+	}
+}

@@ -22,6 +22,7 @@ const (
 	StatusFailed         = "failed"          // its switch failed; it serves the previous release
 	StatusRolledBack     = "rolled back"     // it switched, then went back when another host failed
 	StatusNotSwitched    = "not switched"    // it has the release; the deploy stopped before its turn
+	StatusStaged         = "staged"          // it has the release, as asked (--stage)
 )
 
 // HostReport is what a deploy did on one host.
@@ -57,7 +58,7 @@ func (out *Outcome) Results() []fleet.Result {
 	rs := make([]fleet.Result, len(out.Hosts))
 	for i, r := range out.Hosts {
 		rs[i] = fleet.Result{Host: r.Host, Err: r.Err}
-		if r.Err == nil && r.Status != StatusDeployed {
+		if r.Err == nil && r.Status != StatusDeployed && r.Status != StatusStaged {
 			rs[i].Err = usererr.New("%s: %s", r.Status, out.Stopped)
 		}
 	}
@@ -112,6 +113,14 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 		}
 	}
 	o.distribute(ctx, s, ts)
+	if o.Stage {
+		for _, t := range ts {
+			if t.report.Err == nil {
+				t.report.Status = StatusStaged
+			}
+		}
+		return out
+	}
 	var ready []*target
 	for _, t := range ts {
 		if t.report.Err != nil {
