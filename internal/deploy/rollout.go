@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/config"
@@ -231,19 +230,13 @@ func (o ShipOptions) rollout(ctx context.Context, out *Outcome, id string, ready
 // switchGroup switches a group's hosts at once and returns one that
 // failed, or nil.
 func (o ShipOptions) switchGroup(ctx context.Context, spec *host.Spec, id string, group []*target) *target {
-	var wg sync.WaitGroup
-	for _, t := range group {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := o.switchHost(ctx, spec, id, t); err != nil {
-				t.report.fail(StatusFailed, err)
-				return
-			}
-			t.report.Status, t.report.Serving = StatusDeployed, id
-		}()
-	}
-	wg.Wait()
+	each(group, len(group), func(t *target) {
+		if err := o.switchHost(ctx, spec, id, t); err != nil {
+			t.report.fail(StatusFailed, err)
+			return
+		}
+		t.report.Status, t.report.Serving = StatusDeployed, id
+	})
 	for _, t := range group {
 		if t.report.Err != nil {
 			return t
@@ -320,26 +313,17 @@ func (o ShipOptions) undo(ctx context.Context, switched []*target) {
 	if o.Balancer != nil {
 		parallel = 1
 	}
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for _, t := range switched {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			prev := t.report.Previous
-			if prev == "" {
-				t.report.fail(StatusFailed, errors.New("switched, and there is no earlier release to go back to"))
-				return
-			}
-			o.logf(t.host)("going back to %s", prev)
-			if err := o.switchHost(ctx, spec, prev, t); err != nil {
-				t.report.fail(StatusFailed, fmt.Errorf("going back to %s failed: %w", prev, err))
-				return
-			}
-			t.report.Status, t.report.Serving = StatusRolledBack, prev
-		}()
-	}
-	wg.Wait()
+	each(switched, parallel, func(t *target) {
+		prev := t.report.Previous
+		if prev == "" {
+			t.report.fail(StatusFailed, errors.New("switched, and there is no earlier release to go back to"))
+			return
+		}
+		o.logf(t.host)("going back to %s", prev)
+		if err := o.switchHost(ctx, spec, prev, t); err != nil {
+			t.report.fail(StatusFailed, fmt.Errorf("going back to %s failed: %w", prev, err))
+			return
+		}
+		t.report.Status, t.report.Serving = StatusRolledBack, prev
+	})
 }

@@ -53,20 +53,11 @@ const relayLife = time.Hour
 // path between hosts). A target whose transfer fails gets its error in
 // its report; the others go on.
 func (o ShipOptions) distribute(ctx context.Context, s *shipment, ts []*target) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(1, o.Config.SSH.Parallel))
-	for _, t := range ts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := o.prepare(ctx, s, t); err != nil {
-				t.report.fail(StatusTransferFailed, err)
-			}
-		}()
-	}
-	wg.Wait()
+	each(ts, o.Config.SSH.Parallel, func(t *target) {
+		if err := o.prepare(ctx, s, t); err != nil {
+			t.report.fail(StatusTransferFailed, err)
+		}
+	})
 	var pending []*target
 	for _, t := range ts {
 		if t.report.Err == nil && !t.done {
@@ -120,17 +111,24 @@ func (o ShipOptions) prepare(ctx context.Context, s *shipment, t *target) error 
 
 // sendEach sends every target its objects from this machine.
 func (o ShipOptions) sendEach(ctx context.Context, s *shipment, ts []*target) {
+	each(ts, o.Config.SSH.Parallel, func(t *target) {
+		if err := o.send(ctx, s, t); err != nil {
+			t.report.fail(StatusTransferFailed, err)
+		}
+	})
+}
+
+// each runs fn for every target, at most parallel at once, and waits.
+func each(ts []*target, parallel int, fn func(t *target)) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(1, o.Config.SSH.Parallel))
+	sem := make(chan struct{}, max(1, parallel))
 	for _, t := range ts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := o.send(ctx, s, t); err != nil {
-				t.report.fail(StatusTransferFailed, err)
-			}
+			fn(t)
 		}()
 	}
 	wg.Wait()

@@ -189,7 +189,7 @@ func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader
 				logf("relay to %s: %v\n", conn.RemoteAddr(), err)
 				return
 			}
-			logf("relayed %d objects (%s) to %s\n", n, byteCount(bytes), conn.RemoteAddr())
+			logf("relayed %d objects (%s) to %s\n", n, ByteSize(bytes), conn.RemoteAddr())
 		}()
 	}
 }
@@ -281,34 +281,9 @@ func relayCertificate() (tls.Certificate, string, error) {
 // then assembles the release. The index must be on the host already
 // (ShipIndex).
 func FetchFromRelay(ctx context.Context, l Layout, a relayFetchArgs) (Received, error) {
-	m := &a.Manifest
-	if err := checkShipManifest(l, m); err != nil {
-		return Received{}, err
-	}
-	if done, err := unpacked(l, m); done || err != nil {
-		return Received{}, err
-	}
-	x, err := uploadedIndex(l, m)
-	if err != nil {
-		return Received{}, fmt.Errorf("fetch %s: the host has no index of it yet: %w", m.ID, err)
-	}
-	st, err := openStore(l)
-	if err != nil {
-		return Received{}, err
-	}
-	if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
-		return Received{}, err
-	}
-	got, err := fetchInto(ctx, a, x, st)
-	if cerr := st.pack.close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return got, err
-	}
-	as, err := assembleRelease(l, m, x)
-	got.Files, got.Linked = as.Files, as.Linked
-	return got, err
+	return receiveRelease(l, &a.Manifest, func(x *release.Index, st *store) (Received, error) {
+		return fetchInto(ctx, a, x, st)
+	})
 }
 
 func fetchInto(ctx context.Context, a relayFetchArgs, x *release.Index, st *store) (Received, error) {
@@ -354,7 +329,7 @@ func fetchInto(ctx context.Context, a relayFetchArgs, x *release.Index, st *stor
 	}
 	got, err := receiveInto(x, st, conn)
 	if err != nil {
-		return got, &RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, byteCount(got.Bytes), err)}
+		return got, &RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, ByteSize(got.Bytes), err)}
 	}
 	return got, nil
 }

@@ -244,6 +244,21 @@ func missingAny(e release.Entry, st *store) bool {
 // the host's pack, then assembles the release. A cut transfer keeps what
 // arrived whole, for the next attempt.
 func ReceiveTransfer(l Layout, m *release.Manifest, r io.Reader) (Received, error) {
+	return receiveRelease(l, m, func(x *release.Index, st *store) (Received, error) {
+		got, err := receiveInto(x, st, r)
+		if errors.Is(err, errCut) {
+			return got, fmt.Errorf("receive %s: the connection ended after %d objects (%s); run the deploy again to resume", m.ID, got.Objects, ByteSize(got.Bytes))
+		}
+		if err != nil {
+			return got, fmt.Errorf("receive %s: %w", m.ID, err)
+		}
+		return got, nil
+	})
+}
+
+// receiveRelease fills the host's pack for release m, whose index it
+// holds, with fill, then assembles the release.
+func receiveRelease(l Layout, m *release.Manifest, fill func(*release.Index, *store) (Received, error)) (Received, error) {
 	if err := checkShipManifest(l, m); err != nil {
 		return Received{}, err
 	}
@@ -261,15 +276,12 @@ func ReceiveTransfer(l Layout, m *release.Manifest, r io.Reader) (Received, erro
 	if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
 		return Received{}, err
 	}
-	got, err := receiveInto(x, st, r)
+	got, err := fill(x, st)
 	if cerr := st.pack.close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		if errors.Is(err, errCut) {
-			return got, fmt.Errorf("receive %s: the connection ended after %d objects (%s); run the deploy again to resume", m.ID, got.Objects, byteCount(got.Bytes))
-		}
-		return got, fmt.Errorf("receive %s: %w", m.ID, err)
+		return got, err
 	}
 	a, err := assembleRelease(l, m, x)
 	got.Files, got.Linked = a.Files, a.Linked
@@ -363,7 +375,7 @@ func assembleRelease(l Layout, m *release.Manifest, x *release.Index) (release.A
 	}
 	defer st.pack.close()
 	if n := needOf(x, st); len(n.Missing) > 0 {
-		return a, fmt.Errorf("receive %s: the transfer ended with %d objects (%s) still missing", m.ID, len(n.MissingObjects(x.Objects())), byteCount(n.Bytes))
+		return a, fmt.Errorf("receive %s: the transfer ended with %d objects (%s) still missing", m.ID, len(n.MissingObjects(x.Objects())), ByteSize(n.Bytes))
 	}
 	if err := os.MkdirAll(l.Releases(), 0o755); err != nil {
 		return a, fmt.Errorf("assemble %s: %w", m.ID, err)
@@ -398,7 +410,8 @@ func clearUploads(l Layout) {
 	}
 }
 
-func byteCount(n int64) string {
+// ByteSize says n bytes for people: 512 B, 10.1 KiB, 4.5 MiB.
+func ByteSize(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
