@@ -34,6 +34,11 @@ go build -o "$work/hoist" ./cmd/hoist
 h() { "$work/hoist" "$@"; }
 log=$work/log
 cleanup() {
+  local rc=$?
+  if [ "$rc" != 0 ] && [ -f "$log" ]; then
+    echo "failed; the end of the log:" >&2
+    tail -n 40 "$log" >&2
+  fi
   h lab down --name "$lab" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
