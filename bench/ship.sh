@@ -90,6 +90,7 @@ declare -A port=([elixir]=4000 [go]=3001 [assets]=3002 [fanout1]=3003 [fanout12]
 for c in "${cases[@]}"; do
   app "$c" "${example[$c]}" "${port[$c]}" "${hosts[0]}" "${hosts[1]}" "${hosts[2]}"
   if [ "$c" = assets ]; then assets "$work/apps/$c"; fi
+  if [ "$c" = elixir ]; then (cd "$work/apps/$c" && h secrets gen SECRET_KEY_BASE >>"$log" 2>&1 && commit . secrets); fi
 done
 for n in 1 12; do
   app "fanout$n" hello "${port[fanout$n]}" "${hosts[@]:12-n:n}"
@@ -134,8 +135,8 @@ for c in "${cases[@]}"; do
   echo "size $c $size $content" >>"$results"
   measure "hoist $c" deployed "$dir" --stage --host "${hosts[0]}" >>"$results"
   measure "full $c" deployed "$dir" --stage --full --host "${hosts[1]}" >>"$results"
-  onhost "${hosts[2]}" "rm -rf /tmp/rsync-$c && cp -al /var/lib/hoist/$c/releases/${prev[$c]} /tmp/rsync-$c"
-  measure "rsync $c" rsync -az -e "ssh $sshopts" "$work/tree-$c/" "root@${hosts[2]}:/tmp/rsync-$c/" >>"$results"
+  onhost "${hosts[2]}" "rm -rf /var/lib/hoist/rsync-$c && cp -al /var/lib/hoist/$c/releases/${prev[$c]} /var/lib/hoist/rsync-$c"
+  measure "rsync $c" rsync -az -e "ssh $sshopts" "$work/tree-$c/" "root@${hosts[2]}:/var/lib/hoist/rsync-$c/" >>"$results"
 done
 for n in 1 12; do
   measure "fanout $n" deployed "$work/apps/fanout$n" >>"$results"

@@ -287,9 +287,19 @@ func (o ShipOptions) relayLog(h string) io.Writer {
 }
 
 // fetch has t fetch what it needs from src.
-func (o ShipOptions) fetch(ctx context.Context, s *shipment, t *target, src *source) error {
+func (o ShipOptions) fetch(ctx context.Context, s *shipment, t *target, src *source) (err error) {
 	start := time.Now()
 	o.logf(t.host)("fetching %s from %s", byteSize(t.need.Bytes), src.host)
+	if o.Meter != nil && t.need.Bytes > 0 {
+		// The host fetches on its own; its bar fills when it is done.
+		meter := o.Meter(t.host, 0, t.need.Bytes)
+		defer func() {
+			if err == nil {
+				meter.Add(t.need.Bytes)
+			}
+			meter.Done(err)
+		}()
+	}
 	got, err := t.client.FetchFromRelay(ctx, s.art.Manifest, src.relay.Offer, src.token)
 	if err != nil {
 		return err
