@@ -238,10 +238,8 @@ func (o ShipOptions) relayAll(ctx context.Context, s *shipment, pending []*targe
 					if attempts[t]++; attempts[t] < 3 {
 						o.logf(t.host)("relay %s failed (%s); trying another", src.host, re.Reason)
 						pending = append(pending, t)
-					} else if err := o.prepare(ctx, s, t); err != nil {
-						t.report.fail(StatusTransferFailed, err)
 					} else {
-						direct = append(direct, t) // what arrived stays; the rest from here
+						direct = append(direct, t)
 					}
 				default:
 					t.report.fail(StatusTransferFailed, err)
@@ -250,7 +248,18 @@ func (o ShipOptions) relayAll(ctx context.Context, s *shipment, pending []*targe
 		}
 		wg.Wait()
 	}
-	o.sendEach(ctx, s, direct)
+	// What arrived from a relay stays; the rest goes from here.
+	var ready []*target
+	for _, t := range direct {
+		if attempts[t] > 0 {
+			if err := o.prepare(ctx, s, t); err != nil {
+				t.report.fail(StatusTransferFailed, err)
+				continue
+			}
+		}
+		ready = append(ready, t)
+	}
+	o.sendEach(ctx, s, ready)
 }
 
 // source is a host serving the release to others.
