@@ -45,7 +45,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "booting 12 lab hosts" >&2
-mapfile -t hosts < <(h lab up --name "$lab" --hosts 12)
+h lab up --name "$lab" --hosts 12 >"$work/hosts"
+mapfile -t hosts <"$work/hosts"
 br=hlb-$lab
 sshopts="-i $HOIST_HOME/lab/id_ed25519 -o UserKnownHostsFile=$HOIST_HOME/known_hosts -o StrictHostKeyChecking=yes -o LogLevel=ERROR"
 onhost() { local host=$1; shift; ssh $sshopts "root@$host" "$@"; }

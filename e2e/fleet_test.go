@@ -152,8 +152,6 @@ func TestFleetRollout(t *testing.T) {
 	const app, name = "fleet", "fleet.test"
 	a := newApp(t, app, 3400, hosts, "proxy:\n  hosts: ["+name+"]\n  drain_timeout: 2s\n"+
 		"deploy:\n  max_in_flight: 3\n  canary: {hosts: 1, watch: 3s}\nssh:\n  parallel: 12\n")
-	// The health check fails on a host that holds this file.
-	a.edit(t, "main.go", `fmt.Fprintln(w, "ok")`, `if _, err := os.Stat("/var/lib/hoist-fleet/fail"); err == nil { w.WriteHeader(500); return }; fmt.Fprintln(w, "ok")`)
 	mustHoist(t, a.dir, "setup")
 
 	out, stderr, err := deployJSON(t, a.dir)
@@ -196,10 +194,12 @@ func TestFleetRollout(t *testing.T) {
 	r2 := strings.TrimSpace(currents(t, app, hosts[:1])[hosts[0]])
 
 	t.Run("failure midway is undone everywhere", func(t *testing.T) {
+		// This release fails its health check on a host that holds the
+		// file; the release it replaces does not look.
 		bad := hosts[6] // in the third group
 		dialLab(t, bad).Run(context.Background(), "touch /var/lib/hoist-fleet/fail", nil, io.Discard, io.Discard)
 		defer dialLab(t, bad).Run(context.Background(), "rm -f /var/lib/hoist-fleet/fail", nil, io.Discard, io.Discard)
-		a.change(t)
+		a.edit(t, "main.go", `fmt.Fprintln(w, "ok")`, `if _, err := os.Stat("/var/lib/hoist-fleet/fail"); err == nil { w.WriteHeader(500); return }; fmt.Fprintln(w, "ok")`)
 		out, stderr, err := deployJSON(t, a.dir)
 		if err == nil {
 			t.Fatalf("a deploy with a failing host succeeded\n%s", stderr)
@@ -338,11 +338,13 @@ func TestFleetRelayKilled(t *testing.T) {
 		}
 	}
 
-	// The seed boots again; the next deploy completes.
+	// The seed boots again, still locked by the deploy that lost it:
+	// released by hand, as the error says; then the next deploy completes.
 	if _, err := lab.Up(ctx, fleetOptions(), fleetHosts); err != nil {
 		t.Fatal(err)
 	}
 	tc("qdisc", "del", "dev", "eth0", "root")
+	mustHoist(t, a.dir, "lock", "release", "--host", hosts[0])
 	again, stderr, err := deployJSON(t, a.dir)
 	if err != nil || byStatus(again)[deploy.StatusDeployed] != len(hosts) {
 		t.Fatalf("deploy after the seed came back: %v %v\n%s", err, byStatus(again), stderr)
