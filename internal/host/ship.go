@@ -78,9 +78,6 @@ func (n *Need) MissingObjects(objs []release.Object) []release.Object {
 // maxIndexSize bounds an index a host accepts.
 const maxIndexSize = MaxDeltaFile
 
-func (l Layout) indexUpload(id string) string { return filepath.Join(l.Uploads(), id+".index") }
-func (l Layout) packFile(id string) string    { return filepath.Join(l.Uploads(), id+".pack") }
-
 // ShipStateOf reports what the host holds of release m.
 func ShipStateOf(l Layout, m *release.Manifest) (ShipState, error) {
 	if err := checkShipManifest(l, m); err != nil {
