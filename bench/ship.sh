@@ -109,6 +109,10 @@ for c in "${cases[@]}"; do
   (cd "$work/apps/$c" && h build >>"$log" 2>&1)
 done
 for n in 1 12; do (cd "$work/apps/fanout$n" && h build >>"$log" 2>&1); done
+# rsync on the host it copies to: Debian's own, as on this machine.
+mkdir -p "$work/debs" && (cd "$work/debs" && apt-get download -qq rsync libpopt0 libxxhash0 >>"$log" 2>&1)
+scp $sshopts -q "$work"/debs/*.deb "root@${hosts[2]}:/tmp/"
+onhost "${hosts[2]}" 'dpkg -i /tmp/*.deb >/dev/null'
 
 h lab up --name "$lab" --hosts 12 --uplink "$uplink" >/dev/null
 echo "uplink limited to $uplink each way" >&2
