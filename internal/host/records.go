@@ -40,10 +40,21 @@ type RecordWriter struct {
 	bw *bufio.Writer
 }
 
-// NewRecordWriter starts a transfer on w.
+// NewRecordWriter starts a transfer on w, over an uplink: compressed
+// as well as zstd's default level does at speed.
 func NewRecordWriter(w io.Writer) (*RecordWriter, error) {
+	return newRecordWriter(w, zstd.SpeedDefault)
+}
+
+// newRelayWriter starts a transfer between hosts, whose network is
+// faster than they compress: the fastest level.
+func newRelayWriter(w io.Writer) (*RecordWriter, error) {
+	return newRecordWriter(w, zstd.SpeedFastest)
+}
+
+func newRecordWriter(w io.Writer, level zstd.EncoderLevel) (*RecordWriter, error) {
 	cw := &countingWriter{w: w}
-	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(level))
 	if err != nil {
 		return nil, fmt.Errorf("transfer: %w", err)
 	}

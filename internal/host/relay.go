@@ -213,7 +213,7 @@ func serveRelayConn(conn *tls.Conn, token string, serves map[string]int64, src *
 		return 0, 0, errors.New("refused: wrong token")
 	}
 	conn.SetReadDeadline(time.Time{})
-	w, err := NewRecordWriter(conn)
+	w, err := newRelayWriter(conn)
 	if err != nil {
 		return 0, 0, err
 	}
