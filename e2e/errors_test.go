@@ -128,8 +128,8 @@ func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
 	}
 	a.wantServed(t, hosts[:1], r1)
 	c := &host.Client{Conn: dialLab(t, hosts[0]), App: a.name}
-	st, err := c.ShipState(ctx, art.Manifest)
-	if err != nil || st.Unpacked || st.Need == nil || st.Need.Have == 0 {
+	st, err := c.ShipIndex(ctx, art.Manifest, "", nil)
+	if err != nil || st.Unpacked || !st.Resumed || st.Need == nil || st.Need.Have == 0 {
 		t.Fatalf("after the cut the host holds %+v, %v; want part of the release", st, err)
 	}
 

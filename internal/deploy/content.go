@@ -152,8 +152,15 @@ type shipment struct {
 	// full ignores what hosts hold: every object is sent (--full).
 	full bool
 
-	basesMu sync.Mutex
-	bases   map[string][]byte // delta bases read so far, by sum
+	mu      sync.Mutex
+	indexes map[string][]byte     // the index as a delta from each base sent so far
+	deltas  map[[2]string]*future // file and base sums → the delta between them
+}
+
+// future is a delta being made, or made.
+type future struct {
+	done  chan struct{}
+	delta []byte // nil when it cannot be made here
 }
 
 func newShipment(art *Artifact, workDir string, full bool) (*shipment, error) {
@@ -161,40 +168,115 @@ func newShipment(art *Artifact, workDir string, full bool) (*shipment, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &shipment{art: art, x: x, full: full, bases: map[string][]byte{}}
+	s := &shipment{art: art, x: x, full: full, indexes: map[string][]byte{}, deltas: map[[2]string]*future{}}
 	if !full {
 		s.locals = localArtifacts(workDir, art.Manifest.App)
+		if _, base := s.guess(); base != nil {
+			s.startDeltas(base)
+		}
 	}
 	return s, nil
 }
 
-// base returns the delta bases of need this machine has.
-func (s *shipment) base(need host.Need) map[string][]byte {
-	s.basesMu.Lock()
-	defer s.basesMu.Unlock()
-	missing := map[string]bool{}
-	for _, d := range need.Deltas {
-		if _, ok := s.bases[d.Base]; !ok {
-			missing[d.Base] = true
+// guess is the release hosts most likely hold: the newest other release
+// packed here. The index is sent as a delta from it, and the deltas of
+// the large files that changed since are made while the hosts answer.
+func (s *shipment) guess() (string, *release.Index) {
+	for i := len(s.locals) - 1; i >= 0; i-- {
+		a := s.locals[i]
+		if a.Manifest.Index == s.art.Manifest.Index {
+			continue
+		}
+		if x, err := a.Index(); err == nil {
+			return a.Manifest.Index, x
 		}
 	}
-	if len(missing) > 0 {
-		for sum, b := range baseFiles(s.locals, missing) {
-			s.bases[sum] = b
+	return "", nil
+}
+
+// indexDelta is the index as a delta from the index whose canonical
+// bytes are dict, made once for all hosts.
+func (s *shipment) indexDelta(base string, dict []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.indexes[base]; ok {
+		return d, nil
+	}
+	d, err := host.EncodeDelta(dict, s.x.Marshal())
+	if err == nil {
+		s.indexes[base] = d
+	}
+	return d, err
+}
+
+// startDeltas makes, in the background, the deltas of the large files
+// that changed since base: the ones hosts holding base will ask for.
+func (s *shipment) startDeltas(base *release.Index) {
+	old := map[string]release.Entry{}
+	for _, e := range base.Entries {
+		old[e.Path] = e
+	}
+	pairs := map[string]string{} // new file sum → old file sum
+	wanted := map[string]bool{}
+	var mine []*future
+	s.mu.Lock()
+	for _, e := range s.x.Entries {
+		o, ok := old[e.Path]
+		if e.Type != release.TypeFile || len(e.Chunks) == 0 || e.Size > host.MaxDeltaFile || !ok ||
+			o.Type != release.TypeFile || o.Sum == e.Sum || o.Size > host.MaxDeltaFile {
+			continue
 		}
-		for sum := range missing {
-			if _, ok := s.bases[sum]; !ok {
-				s.bases[sum] = nil // looked for, not here
+		pairs[e.Sum], wanted[o.Sum] = o.Sum, true
+		f := &future{done: make(chan struct{})}
+		s.deltas[[2]string{e.Sum, o.Sum}] = f
+		mine = append(mine, f)
+	}
+	s.mu.Unlock()
+	if len(pairs) == 0 {
+		return
+	}
+	go func() {
+		bases := baseFiles(s.locals, wanted)
+		_ = s.art.eachFile(s.x, func(e release.Entry) bool { return pairs[e.Sum] != "" }, func(e release.Entry, r io.Reader) error {
+			f := s.future(e.Sum, pairs[e.Sum])
+			if data, err := io.ReadAll(r); err == nil && bases[pairs[e.Sum]] != nil {
+				f.delta, _ = host.EncodeDelta(bases[pairs[e.Sum]], data)
+			}
+			close(f.done)
+			return nil
+		})
+		for _, f := range mine {
+			select {
+			case <-f.done:
+			default:
+				close(f.done) // a file the payload did not hold: no delta
 			}
 		}
-	}
-	out := map[string][]byte{}
-	for _, d := range need.Deltas {
-		if b := s.bases[d.Base]; b != nil {
-			out[d.Base] = b
+	}()
+}
+
+func (s *shipment) future(file, base string) *future {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deltas[[2]string{file, base}]
+}
+
+// delta is the delta that makes file e (content data) from base, made
+// in the background or now; nil when this machine lacks the base.
+func (s *shipment) delta(e release.Entry, baseSum string, data []byte) []byte {
+	f := s.future(e.Sum, baseSum)
+	if f == nil {
+		s.mu.Lock()
+		f = &future{done: make(chan struct{})}
+		s.deltas[[2]string{e.Sum, baseSum}] = f
+		s.mu.Unlock()
+		if base := baseFiles(s.locals, map[string]bool{baseSum: true})[baseSum]; base != nil {
+			f.delta, _ = host.EncodeDelta(base, data)
 		}
+		close(f.done)
 	}
-	return out
+	<-f.done
+	return f.delta
 }
 
 // transferStats is what a transfer wrote.
@@ -215,7 +297,6 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 	for _, d := range need.Deltas {
 		deltaOf[d.File] = d.Base
 	}
-	bases := s.base(need)
 	wants := func(e release.Entry) bool {
 		if len(e.Chunks) == 0 {
 			return missing[e.Sum]
@@ -228,16 +309,12 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 		return false
 	}
 	err := s.art.eachFile(s.x, wants, func(e release.Entry, r io.Reader) error {
-		if base := bases[deltaOf[e.Sum]]; base != nil {
-			sent, err := s.tryDelta(w, e, deltaOf[e.Sum], base, r, missing)
-			if err != nil || sent {
-				if sent {
-					st.Deltas++
-					progress(e.Size)
-				}
-				return err
+		if base := deltaOf[e.Sum]; base != "" && !s.full {
+			sent, err := s.tryDelta(w, e, base, r, missing, progress)
+			if sent {
+				st.Deltas++
 			}
-			return nil
+			return err
 		}
 		n, err := writeObjects(w, e, r, missing, progress)
 		st.Objects += n
@@ -251,12 +328,8 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 
 // tryDelta sends e as a delta from base when that is smaller than its
 // missing objects compressed; otherwise it sends the objects.
-func (s *shipment) tryDelta(w *host.RecordWriter, e release.Entry, baseSum string, base []byte, r io.Reader, missing map[string]bool) (bool, error) {
+func (s *shipment) tryDelta(w *host.RecordWriter, e release.Entry, baseSum string, r io.Reader, missing map[string]bool, progress func(int64)) (bool, error) {
 	data, err := io.ReadAll(r)
-	if err != nil {
-		return false, err
-	}
-	delta, err := host.EncodeDelta(base, data)
 	if err != nil {
 		return false, err
 	}
@@ -268,13 +341,16 @@ func (s *shipment) tryDelta(w *host.RecordWriter, e release.Entry, baseSum strin
 		}
 		off += c.Size
 	}
-	if len(delta) < compressedSize(plain) {
+	// A delta a tenth of the plain bytes beats them compressed without
+	// compressing them to see.
+	if delta := s.delta(e, baseSum, data); delta != nil && (len(delta)*10 < len(plain) || len(delta) < compressedSize(plain)) {
 		for _, c := range e.Chunks {
 			delete(missing, c.Sum)
 		}
+		progress(e.Size)
 		return true, w.Delta(e.Sum, baseSum, delta)
 	}
-	_, err = writeObjects(w, e, bytes.NewReader(data), missing, func(int64) {})
+	_, err = writeObjects(w, e, bytes.NewReader(data), missing, progress)
 	return false, err
 }
 

@@ -46,10 +46,12 @@ type fakeFleet struct {
 	// failCheck makes the canary check of host fail.
 	fail      map[string]string
 	failCheck map[string]bool
+	// calls counts the verbs hosts were called with.
+	calls map[string]int
 }
 
 func newFakeFleet(t *testing.T, n int) (*fakeFleet, []string) {
-	fl := &fakeFleet{hosts: map[string]*fakeHost{}, fail: map[string]string{}, failCheck: map[string]bool{}}
+	fl := &fakeFleet{hosts: map[string]*fakeHost{}, fail: map[string]string{}, failCheck: map[string]bool{}, calls: map[string]int{}}
 	var names []string
 	for i := range n {
 		h := &fakeHost{name: fmt.Sprintf("web%02d", i+1), base: t.TempDir(), fl: fl}
@@ -88,6 +90,9 @@ func (h *fakeHost) Run(ctx context.Context, cmd string, stdin io.Reader, stdout,
 		return fmt.Errorf("%s: unexpected command %q", h.name, cmd)
 	}
 	verb := words[2]
+	h.fl.mu.Lock()
+	h.fl.calls[verb]++
+	h.fl.mu.Unlock()
 	in := bufio.NewReader(stdin)
 	switch verb {
 	case "activate", "check", "status", "relay-fetch":
@@ -315,7 +320,12 @@ func TestShipRelaysAndSendsDeltas(t *testing.T) {
 	}
 
 	r2 := a.change(t, 1)
+	fl.calls = map[string]int{}
 	out, log = a.ship(t, fl, hosts, r2, func(o *ShipOptions) { o.Config.Deploy.Relay = new(bool) })
+	// The index goes from the release hosts hold, in one round trip.
+	if fl.calls["ship-index"] != len(hosts) {
+		t.Errorf("%d ship-index calls for %d hosts", fl.calls["ship-index"], len(hosts))
+	}
 	if diff := cmp.Diff(want(hosts, func(int) string { return StatusDeployed }), statuses(out)); diff != "" {
 		t.Fatalf("statuses (-want +got):\n%s\n%s", diff, log)
 	}

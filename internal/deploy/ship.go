@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/release"
 )
 
 // Transfer is how a release reached one host.
@@ -74,39 +76,50 @@ func (o ShipOptions) distribute(ctx context.Context, s *shipment, ts []*target) 
 // prepare sends t its index (unless it has it) and learns what it needs.
 func (o ShipOptions) prepare(ctx context.Context, s *shipment, t *target) error {
 	m := s.art.Manifest
-	st, err := t.client.ShipState(ctx, m)
-	if err != nil {
-		return err
+	base, x := s.guess()
+	st, err := o.shipIndex(ctx, s, t, base, x)
+	if err == nil && st.Rebase {
+		base, dict := baseIndex(s.locals, st.Bases)
+		st, err = o.shipIndexBytes(ctx, s, t, base, dict)
 	}
-	if st.Unpacked {
+	switch {
+	case err != nil:
+		return err
+	case st.Unpacked:
 		t.done = true
 		t.report.Transfer = &Transfer{From: "already there"}
 		o.logf(t.host)("release %s is already on the host", m.ID)
 		return nil
+	case st.Need == nil:
+		return fmt.Errorf("%s did not say what it needs of %s", t.host, m.ID)
 	}
-	if st.Need != nil && !s.full {
-		t.need = *st.Need
-		o.logf(t.host)("resuming: the host holds %s of %s", byteSize(t.need.Have), byteSize(t.need.Have+t.need.Bytes))
-		return nil
-	}
-	bases := st.Bases
-	if s.full {
-		bases = nil
-	}
-	base, dict := baseIndex(s.locals, bases)
-	delta, err := host.EncodeDelta(dict, s.x.Marshal())
-	if err != nil {
-		return err
-	}
-	if t.need, err = t.client.ShipIndex(ctx, m, base, delta); err != nil {
-		return err
-	}
-	t.sent += int64(len(delta))
+	t.need = *st.Need
 	if s.full {
 		// Every object, whatever the host holds.
 		t.need = host.Need{Missing: []host.Range{{From: 0, To: len(s.x.Objects())}}, Bytes: s.x.ContentSize()}
+	} else if st.Resumed {
+		o.logf(t.host)("resuming: the host holds %s of %s", byteSize(t.need.Have), byteSize(t.need.Have+t.need.Bytes))
 	}
 	return nil
+}
+
+// shipIndex sends t the index as a delta from base (an index sum; its
+// index x), "" and nil for none.
+func (o ShipOptions) shipIndex(ctx context.Context, s *shipment, t *target, base string, x *release.Index) (host.ShipState, error) {
+	var dict []byte
+	if x != nil {
+		dict = x.Marshal()
+	}
+	return o.shipIndexBytes(ctx, s, t, base, dict)
+}
+
+func (o ShipOptions) shipIndexBytes(ctx context.Context, s *shipment, t *target, base string, dict []byte) (host.ShipState, error) {
+	delta, err := s.indexDelta(base, dict)
+	if err != nil {
+		return host.ShipState{}, err
+	}
+	t.sent += int64(len(delta))
+	return t.client.ShipIndex(ctx, s.art.Manifest, base, delta)
 }
 
 // sendEach sends every target its objects from this machine.

@@ -96,14 +96,10 @@ func (c *Client) Setup(ctx context.Context, s *Spec) (HostFacts, error) {
 	return invoke(ctx, c, setupVerb, *s, nil)
 }
 
-// ShipState asks what the host holds of release m.
-func (c *Client) ShipState(ctx context.Context, m *release.Manifest) (ShipState, error) {
-	return invoke(ctx, c, shipStateVerb, *m, nil)
-}
-
 // ShipIndex sends release m's index, encoded by EncodeDelta from the
-// index whose sum is base ("" for none), and returns what the host needs.
-func (c *Client) ShipIndex(ctx context.Context, m *release.Manifest, base string, delta []byte) (Need, error) {
+// index whose sum is base ("" for none), and returns what the host holds
+// and needs of the release.
+func (c *Client) ShipIndex(ctx context.Context, m *release.Manifest, base string, delta []byte) (ShipState, error) {
 	return invoke(ctx, c, shipIndexVerb, shipIndexArgs{Manifest: *m, Base: base}, bytes.NewReader(delta))
 }
 

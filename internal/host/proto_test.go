@@ -62,23 +62,19 @@ func TestProtocolBothEnds(t *testing.T) {
 	r := build(t, "hello", id1, map[string][]byte{"app*": []byte("#!/bin/sh\n")})
 	m := r.m
 
-	st, err := c.ShipState(ctx, m)
-	if err != nil || st.Unpacked || st.Need != nil {
-		t.Fatalf("ShipState of a new release = %+v, %v", st, err)
+	st, err := c.ShipIndex(ctx, m, "", r.indexDelta(t, nil))
+	if err != nil || st.Unpacked || st.Need == nil || st.Need.Bytes != 10 {
+		t.Fatalf("ShipIndex = %+v, %v", st, err)
 	}
-	need, err := c.ShipIndex(ctx, m, "", r.indexDelta(t, nil))
-	if err != nil || need.Bytes != 10 {
-		t.Fatalf("ShipIndex = %+v, %v", need, err)
-	}
-	full := r.transfer(t, need)
+	full := r.transfer(t, *st.Need)
 	if _, err := c.Receive(ctx, m, bytes.NewReader(full[:len(full)/2])); err == nil || !strings.Contains(err.Error(), "connection ended") {
 		t.Fatalf("a cut transfer: %v", err)
 	}
 	if got, err := c.Receive(ctx, m, bytes.NewReader(full)); err != nil || got.Files != 1 {
 		t.Fatalf("Receive = %+v, %v", got, err)
 	}
-	if st, err := c.ShipState(ctx, m); err != nil || !st.Unpacked {
-		t.Fatalf("ShipState after the transfer = %+v, %v", st, err)
+	if st, err := c.ShipIndex(ctx, m, "", nil); err != nil || !st.Unpacked {
+		t.Fatalf("ShipIndex after the transfer = %+v, %v", st, err)
 	}
 
 	if err := c.SetEnv(ctx, []byte("SECRET=1\n")); err != nil {

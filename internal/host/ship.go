@@ -11,23 +11,27 @@ import (
 )
 
 // Shipping a release to a host sends only what it lacks. The client
-// sends the release's index (as a delta from the index of a release the
-// host holds, when it can); the host answers with the objects it needs,
+// sends the release's index (as a delta from the index of a release it
+// expects the host to hold); the host answers with the objects it needs,
 // counting the files of its kept releases and the objects of an earlier,
 // cut transfer; the client (or a relay host) sends those; the host
 // assembles the release from them and from hard links to the files it
 // already had, checks every file, and renames it into place.
 
-// ShipState is what a host holds of a release before it is sent.
+// ShipState is what a host holds of a release, once it was sent its
+// index.
 type ShipState struct {
 	// Unpacked is true when the release is already in place.
 	Unpacked bool `json:"unpacked,omitempty"`
-	// Need is set when the host already holds the release's index (an
-	// earlier transfer was cut): what it still needs.
-	Need *Need `json:"need,omitempty"`
-	// Bases are the index sums of the kept releases, newest first: what
-	// the index may travel as a delta from.
-	Bases []string `json:"bases,omitempty"`
+	// Need is what the host lacks of the release, once it holds its index
+	// (from this call, or from an earlier, cut transfer: Resumed).
+	Need    *Need `json:"need,omitempty"`
+	Resumed bool  `json:"resumed,omitempty"`
+	// Rebase says the host does not hold the base the index was sent
+	// from: send it again from one of Bases, the index sums of its kept
+	// releases, newest first, or from none.
+	Rebase bool     `json:"rebase,omitempty"`
+	Bases  []string `json:"bases,omitempty"`
 }
 
 // Need is what a host lacks of a release.
@@ -78,30 +82,6 @@ func (n *Need) MissingObjects(objs []release.Object) []release.Object {
 // maxIndexSize bounds an index a host accepts.
 const maxIndexSize = MaxDeltaFile
 
-// ShipStateOf reports what the host holds of release m.
-func ShipStateOf(l Layout, m *release.Manifest) (ShipState, error) {
-	if err := checkShipManifest(l, m); err != nil {
-		return ShipState{}, err
-	}
-	if done, err := unpacked(l, m); done || err != nil {
-		return ShipState{Unpacked: done}, err
-	}
-	st, err := openStore(l)
-	if err != nil {
-		return ShipState{}, err
-	}
-	out := ShipState{Bases: st.indexes}
-	if x, err := uploadedIndex(l, m); err == nil {
-		if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
-			return ShipState{}, err
-		}
-		defer st.pack.close()
-		n := needOf(x, st)
-		out.Need = &n
-	}
-	return out, nil
-}
-
 // checkShipManifest is checkManifest, and a release that names its index.
 func checkShipManifest(l Layout, m *release.Manifest) error {
 	if err := checkManifest(l, m); err != nil {
@@ -140,49 +120,68 @@ func uploadedIndex(l Layout, m *release.Manifest) (*release.Index, error) {
 	return release.ParseIndex(b)
 }
 
-// ShipIndex takes release m's index, compressed, as a delta from the
+// ShipIndex takes release m's index, compressed as a delta from the
 // index of a kept release whose index sum is base ("" for none), keeps
-// it, and says what the host needs.
-func ShipIndex(l Layout, m *release.Manifest, base string, r io.Reader) (Need, error) {
+// it, and says what the host needs. A host that has the release, or its
+// index from an earlier transfer, ignores what it was sent; one that
+// does not hold base asks for the index again (Rebase).
+func ShipIndex(l Layout, m *release.Manifest, base string, r io.Reader) (ShipState, error) {
 	if err := checkShipManifest(l, m); err != nil {
-		return Need{}, err
+		return ShipState{}, err
+	}
+	if done, err := unpacked(l, m); done || err != nil {
+		return ShipState{Unpacked: done}, err
 	}
 	st, err := openStore(l)
 	if err != nil {
-		return Need{}, err
+		return ShipState{}, err
 	}
-	var dict []byte
-	if base != "" {
-		if dict, err = baseIndex(l, base); err != nil {
-			return Need{}, err
+	x, err := uploadedIndex(l, m)
+	resumed := err == nil
+	if !resumed {
+		var dict []byte
+		if base != "" {
+			if dict, err = baseIndex(l, base); err != nil {
+				return ShipState{Rebase: true, Bases: st.indexes}, nil
+			}
+		}
+		if x, err = receiveIndex(l, m, dict, r); err != nil {
+			return ShipState{}, err
 		}
 	}
+	if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
+		return ShipState{}, err
+	}
+	defer st.pack.close()
+	n := needOf(x, st)
+	return ShipState{Need: &n, Resumed: resumed}, nil
+}
+
+// receiveIndex reads release m's index, a delta from dict, checks it
+// against the manifest and keeps it in uploads/.
+func receiveIndex(l Layout, m *release.Manifest, dict []byte, r io.Reader) (*release.Index, error) {
 	delta, err := io.ReadAll(io.LimitReader(r, maxIndexSize+1))
 	if err != nil {
-		return Need{}, fmt.Errorf("receive index: %w", err)
+		return nil, fmt.Errorf("receive index: %w", err)
 	}
 	b, err := applyDelta(dict, delta, maxIndexSize)
 	if err != nil {
-		return Need{}, fmt.Errorf("receive index: %w", err)
+		return nil, fmt.Errorf("receive index: %w", err)
 	}
 	if release.SumBytes(b) != m.Index {
-		return Need{}, fmt.Errorf("the index of %s arrived corrupted: its sha256 is not the manifest's", m.ID)
+		return nil, fmt.Errorf("the index of %s arrived corrupted: its sha256 is not the manifest's", m.ID)
 	}
 	x, err := release.ParseIndex(b)
 	if err != nil {
-		return Need{}, err
+		return nil, err
 	}
 	if err := os.MkdirAll(l.Uploads(), 0o700); err != nil {
-		return Need{}, fmt.Errorf("receive index: %w", err)
+		return nil, fmt.Errorf("receive index: %w", err)
 	}
 	if err := writeFileAtomic(l.indexUpload(m.ID), b, 0o600); err != nil {
-		return Need{}, err
+		return nil, err
 	}
-	if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
-		return Need{}, err
-	}
-	defer st.pack.close()
-	return needOf(x, st), nil
+	return x, nil
 }
 
 // baseIndex is the canonical index of the kept release whose index sum

@@ -107,15 +107,25 @@ func (b *built) indexDelta(t *testing.T, base []byte) []byte {
 // nothing would, and returns what arrived.
 func ship(t *testing.T, l Layout, b *built) Received {
 	t.Helper()
-	need, err := ShipIndex(l, b.m, "", bytes.NewReader(b.indexDelta(t, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReceiveTransfer(l, b.m, bytes.NewReader(b.transfer(t, need)))
+	got, err := ReceiveTransfer(l, b.m, bytes.NewReader(b.transfer(t, sendIndex(t, l, b, "", nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// sendIndex sends b's index as a delta from base (whose canonical
+// bytes are dict) and returns what the host needs.
+func sendIndex(t *testing.T, l Layout, b *built, base string, dict []byte) Need {
+	t.Helper()
+	st, err := ShipIndex(l, b.m, base, bytes.NewReader(b.indexDelta(t, dict)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Need == nil {
+		t.Fatalf("ship-index: %+v", st)
+	}
+	return *st.Need
 }
 
 func noise(seed uint64, n int) []byte {
@@ -138,9 +148,9 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	l := For(t.TempDir(), "hello")
 	assets := noise(1, 3<<20)
 	r1 := build(t, "hello", id1, map[string][]byte{"app*": []byte("v1"), "assets/big.bin": assets, "assets/a.css": []byte("a{}")})
-	st, err := ShipStateOf(l, r1.m)
-	if err != nil || st.Unpacked || st.Need != nil || len(st.Bases) != 0 {
-		t.Fatalf("a new host: %+v, %v", st, err)
+	st, err := ShipIndex(l, r1.m, r1.x.Sum(), bytes.NewReader(r1.indexDelta(t, r1.x.Marshal())))
+	if err != nil || !st.Rebase || len(st.Bases) != 0 {
+		t.Fatalf("a new host, sent an index from a base it lacks: %+v, %v", st, err)
 	}
 	got := ship(t, l, r1)
 	if got.Files != 3 || got.Linked != 0 || got.Bytes != int64(len(assets))+5 {
@@ -148,14 +158,11 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	}
 
 	r2 := build(t, "hello", id2, map[string][]byte{"app*": []byte("v2"), "assets/big.bin": assets, "assets/a.css": []byte("a{}")})
-	st, err = ShipStateOf(l, r2.m)
-	if err != nil || len(st.Bases) != 1 || st.Bases[0] != r1.x.Sum() {
+	st, err = ShipIndex(l, r2.m, "0000000000000000000000000000000000000000000000000000000000000000", nil)
+	if err != nil || !st.Rebase || len(st.Bases) != 1 || st.Bases[0] != r1.x.Sum() {
 		t.Fatalf("state: %+v, %v; want r1's index as the base", st, err)
 	}
-	need, err := ShipIndex(l, r2.m, st.Bases[0], bytes.NewReader(r2.indexDelta(t, r1.x.Marshal())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	need := sendIndex(t, l, r2, st.Bases[0], r1.x.Marshal())
 	if need.Bytes != 2 || need.Have != int64(len(assets))+3 {
 		t.Fatalf("need %+v, want only app's 2 bytes", need)
 	}
@@ -177,7 +184,7 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	if m, err := l.Manifest(id2); err != nil || m.Index != r2.m.Index {
 		t.Errorf("manifest in place: %+v, %v", m, err)
 	}
-	if st, err := ShipStateOf(l, r2.m); err != nil || !st.Unpacked {
+	if st, err := ShipIndex(l, r2.m, "", nil); err != nil || !st.Unpacked {
 		t.Errorf("after: %+v, %v", st, err)
 	}
 	if left, _ := os.ReadDir(l.Uploads()); len(left) != 0 {
@@ -190,20 +197,17 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 func TestShipResumesACutTransfer(t *testing.T) {
 	l := For(t.TempDir(), "hello")
 	r := build(t, "hello", id1, map[string][]byte{"a": noise(2, 600<<10), "b": noise(3, 600<<10)})
-	need, err := ShipIndex(l, r.m, "", bytes.NewReader(r.indexDelta(t, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	need := sendIndex(t, l, r, "", nil)
 	full := r.transfer(t, need)
-	_, err = ReceiveTransfer(l, r.m, bytes.NewReader(full[:len(full)*2/3]))
+	_, err := ReceiveTransfer(l, r.m, bytes.NewReader(full[:len(full)*2/3]))
 	if err == nil || !strings.Contains(err.Error(), "connection ended") {
 		t.Fatalf("a cut transfer: %v", err)
 	}
 	if _, err := os.Stat(l.Release(id1)); !os.IsNotExist(err) {
 		t.Fatal("a half-received release is in place")
 	}
-	st, err := ShipStateOf(l, r.m)
-	if err != nil || st.Need == nil || st.Need.Have == 0 || st.Need.Bytes >= need.Bytes {
+	st, err := ShipIndex(l, r.m, "", nil)
+	if err != nil || !st.Resumed || st.Need == nil || st.Need.Have == 0 || st.Need.Bytes >= need.Bytes {
 		t.Fatalf("after the cut: %+v, %v; want part of it held", st, err)
 	}
 	if _, err := ReceiveTransfer(l, r.m, bytes.NewReader(r.transfer(t, *st.Need))); err != nil {
@@ -225,18 +229,16 @@ func TestShipRefuses(t *testing.T) {
 			return err
 		},
 		"corrupt object": func(t *testing.T, l Layout) error {
-			need, _ := ShipIndex(l, r.m, "", bytes.NewReader(r.indexDelta(t, nil)))
-			tr := r.transfer(t, need)
+			sendIndex(t, l, r, "", nil)
 			var buf bytes.Buffer
 			w, _ := NewRecordWriter(&buf)
 			w.Object(r.x.Entries[0].Sum, []byte("v2"))
 			w.End()
-			_ = tr
 			_, err := ReceiveTransfer(l, r.m, &buf)
 			return err
 		},
 		"object of another release": func(t *testing.T, l Layout) error {
-			ShipIndex(l, r.m, "", bytes.NewReader(r.indexDelta(t, nil)))
+			sendIndex(t, l, r, "", nil)
 			var buf bytes.Buffer
 			w, _ := NewRecordWriter(&buf)
 			w.Object(other.x.Entries[0].Sum, []byte("not ours"))
@@ -256,7 +258,7 @@ func TestShipRefuses(t *testing.T) {
 		"no index in the manifest": func(t *testing.T, l Layout) error {
 			old := *r.m
 			old.Index = ""
-			_, err := ShipStateOf(l, &old)
+			_, err := ShipIndex(l, &old, "", bytes.NewReader(r.indexDelta(t, nil)))
 			return err
 		},
 	}
@@ -284,10 +286,7 @@ func TestShipDelta(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2 := build(t, "hello", id2, map[string][]byte{"app*": edited(bin)})
-	need, err := ShipIndex(l, r2.m, r1.x.Sum(), bytes.NewReader(r2.indexDelta(t, r1.x.Marshal())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	need := sendIndex(t, l, r2, r1.x.Sum(), r1.x.Marshal())
 	newFile, oldFile := r2.x.Entries[0], r1.x.Entries[0]
 	if len(need.Deltas) != 1 || need.Deltas[0] != (Delta{File: newFile.Sum, Base: oldFile.Sum}) {
 		t.Fatalf("deltas %+v, want app from its old version", need.Deltas)
@@ -343,9 +342,7 @@ func TestRelay(t *testing.T) {
 	if err := jsonLine(outR, &offer); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ShipIndex(dst, r.m, "", bytes.NewReader(r.indexDelta(t, nil))); err != nil {
-		t.Fatal(err)
-	}
+	sendIndex(t, dst, r, "", nil)
 	args := relayFetchArgs{Manifest: *r.m, Addr: offer.Addr, Fingerprint: offer.Fingerprint, Token: token}
 	bad := args
 	bad.Token = strings.Repeat("x", 64)
@@ -374,7 +371,7 @@ func TestRelay(t *testing.T) {
 	}
 	// Stopped, it answers no more: a host that cannot reach a relay says so.
 	other := For(t.TempDir(), "hello")
-	ShipIndex(other, r.m, "", bytes.NewReader(r.indexDelta(t, nil)))
+	sendIndex(t, other, r, "", nil)
 	if _, err := FetchFromRelay(ctx, other, args); !errors.As(err, &re) || re.Reached {
 		t.Errorf("a relay that is gone: %v", err)
 	}

@@ -65,11 +65,8 @@ var (
 	setupVerb = verb[Spec, HostFacts]{"setup", func(ctx context.Context, c *call, s Spec) (HostFacts, error) {
 		return Setup(ctx, c.layout, &s)
 	}}
-	shipStateVerb = verb[release.Manifest, ShipState]{"ship-state", func(_ context.Context, c *call, m release.Manifest) (ShipState, error) {
-		return ShipStateOf(c.layout, &m)
-	}}
 	// shipIndexVerb takes the release's index on stdin.
-	shipIndexVerb = verb[shipIndexArgs, Need]{"ship-index", func(_ context.Context, c *call, a shipIndexArgs) (Need, error) {
+	shipIndexVerb = verb[shipIndexArgs, ShipState]{"ship-index", func(_ context.Context, c *call, a shipIndexArgs) (ShipState, error) {
 		return ShipIndex(c.layout, &a.Manifest, a.Base, c.stdin)
 	}}
 	// receiveVerb takes a transfer of the release's objects on stdin.
@@ -127,7 +124,7 @@ var (
 	}}
 )
 
-var verbs = verbTable(setupVerb, shipStateVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb, checkVerb,
+var verbs = verbTable(setupVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb, checkVerb,
 	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb)
 
 // journal writes the app's journal, all its releases, to c.stdout.
