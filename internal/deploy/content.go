@@ -310,10 +310,11 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 	}
 	err := s.art.eachFile(s.x, wants, func(e release.Entry, r io.Reader) error {
 		if base := deltaOf[e.Sum]; base != "" && !s.full {
-			sent, err := s.tryDelta(w, e, base, r, missing, progress)
+			sent, n, err := s.tryDelta(w, e, base, r, missing, progress)
 			if sent {
 				st.Deltas++
 			}
+			st.Objects += n
 			return err
 		}
 		n, err := writeObjects(w, e, r, missing, progress)
@@ -327,11 +328,12 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 }
 
 // tryDelta sends e as a delta from base when that is smaller than its
-// missing objects compressed; otherwise it sends the objects.
-func (s *shipment) tryDelta(w *host.RecordWriter, e release.Entry, baseSum string, r io.Reader, missing map[string]bool, progress func(int64)) (bool, error) {
+// missing objects compressed; otherwise it sends the objects, and says
+// how many.
+func (s *shipment) tryDelta(w *host.RecordWriter, e release.Entry, baseSum string, r io.Reader, missing map[string]bool, progress func(int64)) (bool, int, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	var plain []byte
 	var off int64
@@ -348,10 +350,10 @@ func (s *shipment) tryDelta(w *host.RecordWriter, e release.Entry, baseSum strin
 			delete(missing, c.Sum)
 		}
 		progress(e.Size)
-		return true, w.Delta(e.Sum, baseSum, delta)
+		return true, 0, w.Delta(e.Sum, baseSum, delta)
 	}
-	_, err = writeObjects(w, e, bytes.NewReader(data), missing, progress)
-	return false, err
+	n, err := writeObjects(w, e, bytes.NewReader(data), missing, progress)
+	return false, n, err
 }
 
 // compressedSize is how large b is compressed as the transfer would.
