@@ -161,6 +161,9 @@ type shipment struct {
 type future struct {
 	done  chan struct{}
 	delta []byte // nil when it cannot be made here
+	// data is the file's content, kept so that sending it does not read
+	// the payload again.
+	data []byte
 }
 
 func newShipment(art *Artifact, workDir string, full bool) (*shipment, error) {
@@ -241,6 +244,7 @@ func (s *shipment) startDeltas(base *release.Index) {
 			f := s.future(e.Sum, pairs[e.Sum])
 			if data, err := io.ReadAll(r); err == nil && bases[pairs[e.Sum]] != nil {
 				f.delta, _ = host.EncodeDelta(bases[pairs[e.Sum]], data)
+				f.data = data
 			}
 			close(f.done)
 			return nil
@@ -307,6 +311,26 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 			}
 		}
 		return false
+	}
+	// Files made ready in the background go first, from memory; the
+	// payload is read only for the others, if any.
+	for _, e := range s.x.Entries {
+		f := s.future(e.Sum, deltaOf[e.Sum])
+		if e.Type != release.TypeFile || f == nil || !wants(e) {
+			continue
+		}
+		<-f.done
+		if f.data == nil {
+			continue
+		}
+		sent, n, err := s.tryDelta(w, e, deltaOf[e.Sum], bytes.NewReader(f.data), missing, progress)
+		if sent {
+			st.Deltas++
+		}
+		st.Objects += n
+		if err != nil {
+			return st, err
+		}
 	}
 	err := s.art.eachFile(s.x, wants, func(e release.Entry, r io.Reader) error {
 		if base := deltaOf[e.Sum]; base != "" && !s.full {

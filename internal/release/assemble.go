@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"syscall"
 )
 
@@ -129,8 +131,10 @@ func copyObject(w io.Writer, src Source, c Chunk) error {
 }
 
 // Verify checks the tree at dir against x: every entry is there with
-// its type, and every file has x's size and checksum.
+// its type, and every file has x's size and checksum. Files are read on
+// all processors at once.
 func Verify(x *Index, dir string) error {
+	var files []Entry
 	for _, e := range x.Entries {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
 		fi, err := os.Lstat(p)
@@ -150,14 +154,36 @@ func Verify(x *Index, dir string) error {
 			if !fi.Mode().IsRegular() || fi.Size() != e.Size {
 				return fmt.Errorf("verify: %s is not a file of %d bytes", e.Path, e.Size)
 			}
-			sum, err := FileSum(p)
-			if err != nil {
-				return fmt.Errorf("verify: %w", err)
-			}
-			if sum != e.Sum {
-				return fmt.Errorf("verify: %s has sha256 %.12s, the index says %.12s", e.Path, sum, e.Sum)
-			}
+			files = append(files, e)
 		}
+	}
+	errs := make([]error, len(files))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = verifyFile(dir, files[i])
+			}
+		}()
+	}
+	for i := range files {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func verifyFile(dir string, e Entry) error {
+	sum, err := FileSum(filepath.Join(dir, filepath.FromSlash(e.Path)))
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if sum != e.Sum {
+		return fmt.Errorf("verify: %s has sha256 %.12s, the index says %.12s", e.Path, sum, e.Sum)
 	}
 	return nil
 }
