@@ -10,7 +10,7 @@
 #      alone, checks included), hoist sending the whole release
 #      (--stage --full), and `rsync -az` of the release directory into a
 #      copy of the previous release on the host (ROUNDS rounds of hoist
-#      and rsync, default 3, the median kept; the full upload once);
+#      and rsync, default 5, the median kept; the full upload once);
 #   2. the wall time of a first deploy (transfer, start, health check,
 #      switch) of (c) to 1 host and to 12 hosts.
 #
@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d /usr/local/go/bin ] && export PATH="/usr/local/go/bin:$PATH"
 uplink=${UPLINK:-20mbit}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 lab=shipb
 command -v rsync >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null; }
 
@@ -163,20 +163,24 @@ for r in rows:
     if r[0] != "size":
         runs.setdefault((r[0], r[1]), []).append((int(r[2]), int(r[3]), float(r[4])))
 def median(v): return sorted(v)[len(v) // 2]
-# Each measure's median time, with the bytes of that round.
+# Each measure's median time, with the bytes of that round, and the
+# range of its times.
 m = {k: median([(t, s, r) for s, r, t in v]) for k, v in runs.items()}
 m = {k: (s, r, t) for k, (t, s, r) in m.items()}
+spread = {k: (min(t for _, _, t in v), max(t for _, _, t in v)) for k, v in runs.items()}
 def kib(n): return f"{n/1024:,.1f} KiB" if n < 1 << 20 else f"{n/(1<<20):,.2f} MiB"
 names = {"elixir": "(a) Elixir example", "go": "(b) Go example", "assets": "(c) Go + 50 MB of assets"}
 print(f"Uplink {sys.argv[2]} each way. Sent/received: bytes through the uplink (TCP and SSH included); time: the median of {len(runs[('hoist', 'go')])} rounds (the full upload: one).\n")
-print("| case | release (packed / files) | how | sent | received | time | sent, of the release |")
+print("| case | release (packed / files) | how | sent | received | time (range) | sent, of the release |")
 print("|---|---|---|---|---|---|---|")
 ok = True
 for c in ["elixir", "go", "assets"]:
     packed, files = size[c]
     for how, label in [("hoist", "hoist"), ("full", "hoist --full"), ("rsync", "rsync -az")]:
         s, r, t = m[(how, c)]
-        print(f"| {names[c]} | {kib(packed)} / {kib(files)} | {label} | {kib(s)} | {kib(r)} | {t:.2f} s | {100*s/packed:.2f}% |")
+        lo, hi = spread[(how, c)]
+        times = f"{t:.2f} s" if lo == hi else f"{t:.2f} s ({lo:.2f}–{hi:.2f})"
+        print(f"| {names[c]} | {kib(packed)} / {kib(files)} | {label} | {kib(s)} | {kib(r)} | {times} | {100*s/packed:.2f}% |")
     hs, _, ht = m[("hoist", c)]
     rs, _, rt = m[("rsync", c)]
     if hs > rs or ht > rt:
