@@ -29,7 +29,7 @@ type built struct {
 
 // build makes release id of app from files (path → content; a path
 // ending in * is made executable).
-func build(t *testing.T, app, id string, files map[string][]byte) *built {
+func build(t testing.TB, app, id string, files map[string][]byte) *built {
 	t.Helper()
 	dir := t.TempDir()
 	for p, content := range files {
@@ -76,7 +76,7 @@ func build(t *testing.T, app, id string, files map[string][]byte) *built {
 }
 
 // transfer is a complete transfer of the objects need names.
-func (b *built) transfer(t *testing.T, need Need) []byte {
+func (b *built) transfer(t testing.TB, need Need) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := NewRecordWriter(&buf)
@@ -94,7 +94,7 @@ func (b *built) transfer(t *testing.T, need Need) []byte {
 	return buf.Bytes()
 }
 
-func (b *built) indexDelta(t *testing.T, base []byte) []byte {
+func (b *built) indexDelta(t testing.TB, base []byte) []byte {
 	t.Helper()
 	d, err := EncodeDelta(base, b.x.Marshal())
 	if err != nil {
@@ -383,4 +383,25 @@ func jsonLine(r io.Reader, v any) error {
 		return err
 	}
 	return json.Unmarshal(line, v)
+}
+
+// FuzzReceiveTransfer feeds a host arbitrary transfers: it never panics,
+// and a release it puts in place is exactly the one its index names.
+func FuzzReceiveTransfer(f *testing.F) {
+	r := build(f, "hello", id1, map[string][]byte{"a": []byte("x"), "big": noise(7, 300<<10)})
+	f.Add(r.transfer(f, Need{Missing: []Range{{From: 0, To: len(r.x.Objects())}}}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l := For(t.TempDir(), "hello")
+		sendIndex(t, l, r, "", nil)
+		if _, err := ReceiveTransfer(l, r.m, bytes.NewReader(b)); err != nil {
+			if _, serr := os.Stat(l.Release(id1)); serr == nil {
+				t.Fatalf("a failed transfer left a release: %v", err)
+			}
+			return
+		}
+		if err := release.Verify(r.x, l.Release(id1)); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
