@@ -120,17 +120,21 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 		}
 		return out
 	}
-	var ready []*target
-	for _, t := range ts {
+	each(ts, o.Config.SSH.Parallel, func(t *target) {
 		if t.report.Err != nil {
-			continue
+			return
 		}
 		if err := o.beforeSwitch(ctx, t); err != nil {
 			t.report.fail(StatusTransferFailed, err)
-			continue
+			return
 		}
 		t.report.Status, t.report.Serving = StatusNotSwitched, t.report.Previous
-		ready = append(ready, t)
+	})
+	var ready []*target
+	for _, t := range ts {
+		if t.report.Err == nil {
+			ready = append(ready, t)
+		}
 	}
 	o.rollout(ctx, out, art.Manifest.ID, ready)
 	return out
