@@ -108,7 +108,7 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 	var ts []*target
 	for i, m := range members {
 		if m.Err == nil {
-			ts = append(ts, &target{i: i, host: m.Host, client: o.client(m), report: out.Hosts[i]})
+			ts = append(ts, &target{host: m.Host, client: o.client(m), report: out.Hosts[i]})
 		}
 	}
 	o.distribute(ctx, s, ts)

@@ -33,7 +33,6 @@ type Transfer struct {
 
 // target is one locked host during a deploy.
 type target struct {
-	i      int
 	host   string
 	client *host.Client
 	need   host.Need
