@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/release"
 )
@@ -122,9 +123,17 @@ func baseIndex(locals []*Artifact, bases []string) (string, []byte) {
 // baseFiles reads, from the releases packed on this machine, the files
 // with the sums wanted: the bases of deltas. A base not found here is
 // left out, and its file travels as objects.
-func baseFiles(locals []*Artifact, wanted map[string]bool) map[string][]byte {
+func baseFiles(workDir string, locals []*Artifact, wanted map[string]bool) map[string][]byte {
 	found := map[string][]byte{}
+	for sum := range wanted {
+		if b := keptFile(workDir, sum); b != nil {
+			found[sum] = b
+		}
+	}
 	for _, a := range locals {
+		if len(found) == len(wanted) {
+			break
+		}
 		x, err := a.Index()
 		if err != nil {
 			continue
@@ -136,19 +145,64 @@ func baseFiles(locals []*Artifact, wanted map[string]bool) map[string][]byte {
 				}
 				return nil
 			})
-		if len(found) == len(wanted) {
-			break
-		}
 	}
 	return found
+}
+
+// Large files that may travel as deltas are kept here as they are, by
+// sha256, when a release is packed: a delta needs the new file and the
+// old one whole, and reading them out of a payload means decompressing
+// all that comes before them.
+func keptFilesDir(workDir string) string { return filepath.Join(workDir, "files") }
+
+// deltaCandidate says whether a file of the index may travel as a delta.
+func deltaCandidate(e release.Entry) bool {
+	return e.Type == release.TypeFile && len(e.Chunks) > 0 && e.Size <= host.MaxDeltaFile
+}
+
+// keepFiles keeps the delta candidates of the tree at dir (indexed as x).
+func keepFiles(workDir, dir string, x *release.Index) error {
+	kept := keptFilesDir(workDir)
+	if err := os.MkdirAll(kept, 0o755); err != nil {
+		return fmt.Errorf("keep files: %w", err)
+	}
+	for _, e := range x.Entries {
+		dst := filepath.Join(kept, e.Sum)
+		if !deltaCandidate(e) || fileExists(dst) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(e.Path)))
+		if err != nil {
+			return fmt.Errorf("keep files: %w", err)
+		}
+		if err := atomicfile.Write(dst, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keptFile reads a kept file and checks it; nil when it is not kept.
+func keptFile(workDir, sum string) []byte {
+	b, err := os.ReadFile(filepath.Join(keptFilesDir(workDir), sum))
+	if err != nil || release.SumBytes(b) != sum {
+		return nil
+	}
+	return b
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // shipment is one release on its way: what hosts are sent is worked
 // out per host from what they hold.
 type shipment struct {
-	art    *Artifact
-	x      *release.Index
-	locals []*Artifact
+	art     *Artifact
+	x       *release.Index
+	workDir string
+	locals  []*Artifact
 	// full ignores what hosts hold: every object is sent (--full).
 	full bool
 
@@ -171,7 +225,7 @@ func newShipment(art *Artifact, workDir string, full bool) (*shipment, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &shipment{art: art, x: x, full: full, indexes: map[string][]byte{}, deltas: map[[2]string]*future{}}
+	s := &shipment{art: art, x: x, workDir: workDir, full: full, indexes: map[string][]byte{}, deltas: map[[2]string]*future{}}
 	if !full {
 		s.locals = localArtifacts(workDir, art.Manifest.App)
 		if _, base := s.guess(); base != nil {
@@ -225,8 +279,7 @@ func (s *shipment) startDeltas(base *release.Index) {
 	s.mu.Lock()
 	for _, e := range s.x.Entries {
 		o, ok := old[e.Path]
-		if e.Type != release.TypeFile || len(e.Chunks) == 0 || e.Size > host.MaxDeltaFile || !ok ||
-			o.Type != release.TypeFile || o.Sum == e.Sum || o.Size > host.MaxDeltaFile {
+		if !deltaCandidate(e) || !ok || o.Type != release.TypeFile || o.Sum == e.Sum || o.Size > host.MaxDeltaFile {
 			continue
 		}
 		pairs[e.Sum], wanted[o.Sum] = o.Sum, true
@@ -239,14 +292,29 @@ func (s *shipment) startDeltas(base *release.Index) {
 		return
 	}
 	go func() {
-		bases := baseFiles(s.locals, wanted)
-		_ = s.art.eachFile(s.x, func(e release.Entry) bool { return pairs[e.Sum] != "" }, func(e release.Entry, r io.Reader) error {
+		bases := baseFiles(s.workDir, s.locals, wanted)
+		finish := func(e release.Entry, data []byte) {
 			f := s.future(e.Sum, pairs[e.Sum])
-			if data, err := io.ReadAll(r); err == nil && bases[pairs[e.Sum]] != nil {
-				f.delta, _ = host.EncodeDelta(bases[pairs[e.Sum]], data)
+			if base := bases[pairs[e.Sum]]; base != nil && data != nil {
+				f.delta, _ = host.EncodeDelta(base, data)
 				f.data = data
 			}
 			close(f.done)
+		}
+		unkept := map[string]bool{}
+		for _, e := range s.x.Entries {
+			if pairs[e.Sum] == "" {
+				continue
+			}
+			if data := keptFile(s.workDir, e.Sum); data != nil {
+				finish(e, data)
+			} else {
+				unkept[e.Sum] = true
+			}
+		}
+		_ = s.art.eachFile(s.x, func(e release.Entry) bool { return unkept[e.Sum] }, func(e release.Entry, r io.Reader) error {
+			data, _ := io.ReadAll(r)
+			finish(e, data)
 			return nil
 		})
 		for _, f := range mine {
@@ -274,7 +342,7 @@ func (s *shipment) delta(e release.Entry, baseSum string, data []byte) []byte {
 		f = &future{done: make(chan struct{})}
 		s.deltas[[2]string{e.Sum, baseSum}] = f
 		s.mu.Unlock()
-		if base := baseFiles(s.locals, map[string]bool{baseSum: true})[baseSum]; base != nil {
+		if base := baseFiles(s.workDir, s.locals, map[string]bool{baseSum: true})[baseSum]; base != nil {
 			f.delta, _ = host.EncodeDelta(base, data)
 		}
 		close(f.done)

@@ -305,6 +305,9 @@ func pack(cfg *config.Config, dir, id string, src *build.Source, needs release.N
 	if err != nil {
 		return nil, err
 	}
+	if err := keepFiles(workDir, dir, x); err != nil {
+		return nil, err
+	}
 	goos, goarch, _ := strings.Cut(cfg.Build.Target, "/")
 	m := &release.Manifest{App: cfg.App, ID: id, Commit: src.Commit, Ref: src.Ref, SHA256: sum, Size: size,
 		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC, Index: x.Sum()}
