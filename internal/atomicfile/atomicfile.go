@@ -12,6 +12,16 @@ import (
 
 // Write replaces path with data and mode.
 func Write(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, -1, -1)
+}
+
+// WriteOwned replaces path with data and mode, owned by uid and gid from
+// the start: a secret for another user is never readable by anyone else.
+func WriteOwned(path string, data []byte, mode os.FileMode, uid, gid int) error {
+	return write(path, data, mode, uid, gid)
+}
+
+func write(path string, data []byte, mode os.FileMode, uid, gid int) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -22,6 +32,9 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Chmod(mode)
+	}
+	if err == nil && uid >= 0 {
+		err = f.Chown(uid, gid)
 	}
 	if err == nil {
 		err = f.Sync()

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
@@ -63,7 +65,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		if err != nil {
 			return err
 		}
-		env = secrets.EnvFile(vals)
+		env = secrets.EnvFile(appSecrets(vals))
 	}
 	so := a.shipOptions(s)
 	so.SendEnv, so.Env = sendEnv, env
@@ -138,6 +140,18 @@ func reachable(s *streams, members []fleet.Member) error {
 		return report(s.err, down, "deploy")
 	}
 	return nil
+}
+
+// appSecrets are the secrets the app gets: all but hoist's own DNS
+// credentials.
+func appSecrets(vals map[string]string) map[string]string {
+	out := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if !strings.HasPrefix(k, dns.SecretPrefix) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {

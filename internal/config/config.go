@@ -45,6 +45,10 @@ type Config struct {
 	// Deploy says how a release goes out to the hosts: how many switch at
 	// once, a canary first, hosts passing the release on to each other.
 	Deploy Deploy `yaml:"deploy"`
+	// DNS keeps the address records of proxy.hosts at the app's DNS
+	// provider in step with its hosts, and lets the proxies solve DNS-01
+	// challenges through the same provider.
+	DNS DNS `yaml:"dns"`
 	// KeepReleases is how many releases stay on each host, the current one
 	// included; older ones are pruned after a deploy. Default 5, minimum 2
 	// so that there is always one to roll back to.
@@ -319,6 +323,10 @@ type Proxy struct {
 	TLS TLS `yaml:"tls"`
 	// HSTS adds Strict-Transport-Security to HTTPS answers.
 	HSTS bool `yaml:"hsts"`
+	// MaxBodyBytes bounds a request's body: bigger requests are answered
+	// 413 by the proxy and never reach the app. Write it as bytes, or
+	// with a unit (512KiB, 64MiB, 1GiB, or 1MB for 10^6). Default 64MiB.
+	MaxBodyBytes Size `yaml:"max_body_bytes"`
 	// ACMEEmail is the contact for the ACME account.
 	ACMEEmail string `yaml:"acme_email"`
 	// ACMECA is the ACME directory URL, for a staging or private CA.
@@ -326,6 +334,89 @@ type Proxy struct {
 	// ACMERoot is a PEM file, relative to hoist.yml, of root
 	// certificates to trust the ACME CA's API with: a private CA's.
 	ACMERoot string `yaml:"acme_root"`
+	// Challenge is how the ACME CA checks that the app's hosts serve its
+	// names: "http-01" (HTTP-01 or TLS-ALPN-01, answered by the proxies),
+	// "dns-01" (a TXT record set through the dns section's provider), or
+	// "auto" (the default): DNS-01 for wildcards and for names whose
+	// records hoist does not point at the hosts (dns.records: false, a
+	// CDN or NAT in front), HTTP-01 otherwise.
+	Challenge string `yaml:"challenge"`
+	// Challenges choose the challenge of single names, overriding
+	// Challenge: {"cdn.example.com": "dns-01"}.
+	Challenges map[string]string `yaml:"challenges"`
+}
+
+// DNS is the app's DNS provider and zone. Credentials never go here:
+// hoist reads them from the environment or from hoist secrets.
+type DNS struct {
+	// Provider is the DNS provider's name: cloudflare, dnsimple, rfc2136
+	// (any DNS server that takes RFC 2136 updates signed with TSIG) or
+	// route53.
+	Provider string `yaml:"provider"`
+	// Zone is the DNS zone that holds the names of proxy.hosts, like
+	// example.com.
+	Zone string `yaml:"zone"`
+	// Records keeps the A and AAAA records of every name of proxy.hosts
+	// pointing at the app's hosts: set by hoist setup and hoist dns
+	// apply, removed by hoist dns destroy. Default true; false leaves
+	// the records to the user (a CDN in front) and uses the provider only
+	// for DNS-01.
+	Records *bool `yaml:"records"`
+	// TTL of the records hoist writes. Default 5m.
+	TTL Duration `yaml:"ttl"`
+	// Owner is written in the ownership record beside each name hoist
+	// sets, and hoist changes only names marked with it. Default: the
+	// app's name.
+	Owner string `yaml:"owner"`
+	// Addresses are the addresses a host's names point at, by the host
+	// as hosts lists it, when they are not the address hoist reaches it
+	// by (a private address, an SSH alias).
+	Addresses map[string][]string `yaml:"addresses"`
+	// Settings are the provider's settings that are not credentials, by
+	// the provider's own field names: rfc2136's server, key_name and
+	// key_alg; route53's region or hosted_zone_id; dnsimple's account_id.
+	Settings map[string]string `yaml:"settings"`
+	// Resolvers are the DNS servers (host or host:port) the proxies ask
+	// to see that a DNS-01 record is visible before the CA looks.
+	// Default: the hosts' own resolvers.
+	Resolvers []string `yaml:"resolvers"`
+}
+
+// On reports whether hoist.yml names a DNS provider.
+func (d DNS) On() bool { return d.Provider != "" }
+
+// KeepsRecords reports whether hoist keeps the address records.
+func (d DNS) KeepsRecords() bool { return d.On() && (d.Records == nil || *d.Records) }
+
+// OwnerOr is the ownership mark: Owner, or the app's name.
+func (d DNS) OwnerOr(app string) string {
+	if d.Owner != "" {
+		return d.Owner
+	}
+	return app
+}
+
+// Challenge names.
+const (
+	ChallengeAuto = "auto"
+	ChallengeHTTP = "http-01"
+	ChallengeDNS  = "dns-01"
+)
+
+// ChallengeFor is the challenge the ACME CA uses for one of the proxy's
+// names: "dns-01" or "http-01".
+func (c *Config) ChallengeFor(name string) string {
+	if ch := c.Proxy.Challenges[name]; ch != "" {
+		return ch
+	}
+	switch c.Proxy.Challenge {
+	case ChallengeHTTP, ChallengeDNS:
+		return c.Proxy.Challenge
+	}
+	if strings.HasPrefix(name, "*.") || (c.DNS.On() && !c.DNS.KeepsRecords()) {
+		return ChallengeDNS
+	}
+	return ChallengeHTTP
 }
 
 // Defaults fills in unset fields. Load calls it; it is exported for tests
@@ -351,6 +442,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Hooks.Timeout.raw == "" && c.Hooks.Timeout.Duration == 0 {
 		c.Hooks.Timeout.Duration = 5 * time.Minute
+	}
+	if c.DNS.TTL.raw == "" && c.DNS.TTL.Duration == 0 {
+		c.DNS.TTL.Duration = 5 * time.Minute
 	}
 	if c.Proxy.DrainTimeout.raw == "" && c.Proxy.DrainTimeout.Duration == 0 {
 		c.Proxy.DrainTimeout.Duration = 30 * time.Second
@@ -459,6 +553,40 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 
 // MarshalYAML writes the duration as Go's time.Duration text.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Size is a number of bytes written like 1048576, 512KiB or 64MiB. It
+// is parsed during validation so that a bad value is reported with its
+// position.
+type Size struct {
+	Bytes int64
+	raw   string
+}
+
+// UnmarshalYAML keeps the raw text for validate.
+func (s *Size) UnmarshalYAML(b []byte) error {
+	s.raw = strings.Trim(strings.TrimSpace(string(b)), `"'`)
+	return nil
+}
+
+// MarshalYAML writes the number of bytes.
+func (s Size) MarshalYAML() (any, error) { return s.Bytes, nil }
+
+var sizeUnits = map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+func (s *Size) parse() error {
+	if s.raw == "" {
+		return nil
+	}
+	num := strings.TrimRight(s.raw, "BKMGi ")
+	unit := strings.TrimSpace(s.raw[len(num):])
+	n, err := strconv.ParseInt(num, 10, 64)
+	mult, ok := sizeUnits[unit]
+	if err != nil || !ok || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size; write it like 1048576, 512KiB or 64MiB", s.raw)
+	}
+	s.Bytes = n * mult
+	return nil
+}
 
 func (d *Duration) parse() error {
 	if d.raw == "" {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,9 +39,10 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
 		Deploy:       Deploy{Canary: Canary{Watch: Duration{Duration: time.Minute}}},
+		DNS:          DNS{TTL: Duration{Duration: 5 * time.Minute}},
 		KeepReleases: 5,
 	}
-	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Amount{})); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{}, Amount{})); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(c.Build.Target, "linux/") {
@@ -97,6 +99,19 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"bad ssh network":          {valid + "infra:\n  provider: lab\n  ssh_from: [10.0.0.1]\n", `hoist.yml:11:14: infra.ssh_from[0]: "10.0.0.1" is not a network`},
 		"too many hosts":           {valid + "infra:\n  provider: lab\n  count: 99\n", "hoist.yml:11:10: infra.count: 99 hosts"},
 		"root login":               {valid + "infra:\n  provider: lab\n  user: root\n", `hoist.yml:11:9: infra.user: "root" is not a login user`},
+		"bad body size":            {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: 10 furlongs\n", `hoist.yml:11:19: proxy.max_body_bytes: "10 furlongs" is not a size`},
+		"negative body size":       {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: -1\n", `hoist.yml:11:19: proxy.max_body_bytes: "-1" is not a size`},
+		"unknown dns provider":     {valid + "dns:\n  provider: bind\n  zone: a.test\n", `hoist.yml:10:13: dns.provider: unknown DNS provider "bind"`},
+		"dns without provider":     {valid + "dns:\n  zone: a.test\n", "hoist.yml:10:3: dns.provider: missing"},
+		"dns without zone":         {valid + "dns:\n  provider: rfc2136\n", "hoist.yml:10:3: dns.zone: missing"},
+		"credential in yml":        {valid + "dns:\n  provider: cloudflare\n  zone: a.test\n  settings:\n    api_token: x\n", "hoist.yml:13:16: dns.settings.api_token: api_token is a credential"},
+		"bad dns address":          {valid + "dns:\n  provider: rfc2136\n  zone: a.test\n  addresses:\n    web1: [10.0.0.300]\n", `hoist.yml:13:12: dns.addresses.web1[0]: "10.0.0.300" is not an IP address`},
+		"name outside the zone":    {valid + "proxy:\n  hosts: [a.test, b.example]\ndns:\n  provider: rfc2136\n  zone: a.test\n", "hoist.yml:10:19: proxy.hosts[1]: b.example is not in dns.zone a.test"},
+		"apex behind an alb":       {valid + "proxy:\n  hosts: [a.test]\ndns:\n  provider: rfc2136\n  zone: a.test\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:10:11: proxy.hosts[0]: a.test is the zone's apex"},
+		"wildcard by http-01":      {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n  challenge: http-01\n", `hoist.yml:10:11: proxy.hosts[0]: *.a.test: a wildcard name can only be checked by DNS-01`},
+		"wildcard without dns":     {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n", "hoist.yml:10:11: proxy.hosts[0]: *.a.test needs the DNS-01 challenge, which needs a DNS provider"},
+		"bad challenge":            {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenge: dns\n", `hoist.yml:12:14: proxy.challenge: "dns" is not a challenge`},
+		"challenge of a stranger":  {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenges:\n    b.test: dns-01\n", "hoist.yml:13:5: proxy.challenges.b.test: b.test is not one of proxy.hosts"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -166,6 +181,65 @@ func TestInfraDefaults(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, c.Infra); diff != "" {
 				t.Errorf("infra (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSizes(t *testing.T) {
+	tests := map[string]struct {
+		value string
+		want  int64
+	}{
+		"unset":          {"", 0},
+		"bytes":          {"1048576", 1 << 20},
+		"KiB":            {"512KiB", 512 << 10},
+		"MiB with space": {"64 MiB", 64 << 20},
+		"GiB":            {"2GiB", 2 << 30},
+		"MB is decimal":  {"1MB", 1_000_000},
+		"quoted":         {`"10MiB"`, 10 << 20},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			y := valid + "proxy:\n  hosts: [a.test]\n"
+			if tt.value != "" {
+				y += "  max_body_bytes: " + tt.value + "\n"
+			}
+			c, err := Parse("hoist.yml", []byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Proxy.MaxBodyBytes.Bytes != tt.want {
+				t.Errorf("max_body_bytes: %s gave %d, want %d", tt.value, c.Proxy.MaxBodyBytes.Bytes, tt.want)
+			}
+		})
+	}
+}
+
+func TestChallengeFor(t *testing.T) {
+	const tls = "proxy:\n  hosts: [a.test, \"*.w.a.test\", cdn.a.test]\n  tls: acme\n"
+	const rfc = "dns:\n  provider: rfc2136\n  zone: a.test\n"
+	tests := map[string]struct {
+		yaml string
+		want map[string]string
+	}{
+		"auto with records kept": {tls + rfc, map[string]string{"a.test": ChallengeHTTP, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeHTTP}},
+		"auto without records":   {tls + rfc + "  records: false\n", map[string]string{"a.test": ChallengeDNS, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeDNS}},
+		"dns-01 for all":         {tls + "  challenge: dns-01\n" + rfc, map[string]string{"a.test": ChallengeDNS, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeDNS}},
+		"per name":               {tls + "  challenges:\n    cdn.a.test: dns-01\n" + rfc, map[string]string{"a.test": ChallengeHTTP, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeDNS}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, h := range c.Proxy.Hosts {
+				got[h] = c.ChallengeFor(h)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("challenges (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -317,4 +391,25 @@ func TestDeployAmounts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzSize: a size is refused with an error, or read as a positive
+// number of bytes that its plain form reads back to.
+func FuzzSize(f *testing.F) {
+	for _, s := range []string{"1048576", "512KiB", "64 MiB", "1GB", "0", "-1", "9223372036854775807GiB", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		s := Size{raw: raw}
+		if s.parse() != nil {
+			return
+		}
+		if raw != "" && s.Bytes <= 0 {
+			t.Fatalf("%q read as %d bytes", raw, s.Bytes)
+		}
+		back := Size{raw: strconv.FormatInt(s.Bytes, 10)}
+		if raw != "" && (back.parse() != nil || back.Bytes != s.Bytes) {
+			t.Fatalf("%q read as %d, which reads back as %d", raw, s.Bytes, back.Bytes)
+		}
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/certs"
 )
 
 // Spec is what the client tells a host about an app: enough to write its
@@ -28,12 +30,19 @@ type Spec struct {
 	TLS          bool          `json:"tls,omitempty"`
 	// TLSInternal has the host's proxy issue certificates from its own
 	// CA instead of an ACME CA.
-	TLSInternal bool   `json:"tls_internal,omitempty"`
-	HSTS        bool   `json:"hsts,omitempty"`
-	ACMEEmail   string `json:"acme_email,omitempty"`
-	ACMECA      string `json:"acme_ca,omitempty"`
+	TLSInternal bool `json:"tls_internal,omitempty"`
+	HSTS        bool `json:"hsts,omitempty"`
+	// MaxBodyBytes bounds request bodies (0: the proxy's default).
+	MaxBodyBytes int64  `json:"max_body_bytes,omitempty"`
+	ACMEEmail    string `json:"acme_email,omitempty"`
+	ACMECA       string `json:"acme_ca,omitempty"`
 	// ACMERoots are PEM roots to trust the ACME CA's API with.
 	ACMERoots string `json:"acme_roots,omitempty"`
+	// Certs is how this host's proxy gets the app's certificates: the
+	// challenges, the DNS provider's credentials on the host that
+	// obtains them, the peers. Only setup sends it; nil leaves the plan
+	// on the host as it is, and a plan without names removes it.
+	Certs *certs.Plan `json:"certs,omitempty"`
 }
 
 // Proxied reports whether the app runs behind the edge proxy.

@@ -30,7 +30,7 @@ func TestACMEChallenges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := startRun(t, cm, p.HTTPPort, p.TLSPort)
+			r := startRun(t, cm, p.HTTPPort, p.TLSPort, true)
 			host := strings.ReplaceAll(name, "-", "") + ".hoist.test"
 			a := backend(t, "a", true)
 			if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
@@ -38,7 +38,7 @@ func TestACMEChallenges(t *testing.T) {
 			}
 			roots := p.Roots(t)
 			resp, body, leaf := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
-			checkServing(t, r, host, roots, resp, body)
+			checkServing(t, r, host, name, roots, resp, body)
 			if time.Until(leaf.NotAfter) < 24*time.Hour || leaf.DNSNames[0] != host {
 				t.Errorf("certificate for %v until %s", leaf.DNSNames, leaf.NotAfter)
 			}
@@ -59,7 +59,7 @@ func TestACMERenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, cm, p.HTTPPort, p.TLSPort)
+	r := startRun(t, cm, p.HTTPPort, p.TLSPort, true)
 	host := "renew.hoist.test"
 	a := backend(t, "a", true)
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {

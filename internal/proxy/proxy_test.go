@@ -37,11 +37,27 @@ type testBackend struct {
 	served  atomic.Int64 // requests other than health checks
 	// closes receives the close code of each close frame a WebSocket got.
 	closes chan uint16
+	// slow gets a value when a request to /slow has arrived, so that a
+	// test waits for it instead of sleeping.
+	slow chan struct{}
+}
+
+// waitSlow waits until n requests to /slow have arrived at b.
+func (b *testBackend) waitSlow(t testing.TB, n int) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for i := 0; i < n; i++ {
+		select {
+		case <-b.slow:
+		case <-timeout:
+			t.Fatalf("%d of %d requests to /slow reached %s within 5s", i, n, b.name)
+		}
+	}
 }
 
 func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Server)) *testBackend {
 	t.Helper()
-	b := &testBackend{name: name, closes: make(chan uint16, 16)}
+	b := &testBackend{name: name, closes: make(chan uint16, 16), slow: make(chan struct{}, 64)}
 	b.healthy.Store(healthy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +71,10 @@ func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Se
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		b.served.Add(1)
+		select {
+		case b.slow <- struct{}{}:
+		default: // nobody counts them
+		}
 		time.Sleep(500 * time.Millisecond)
 		fmt.Fprint(w, name+" slow done")
 	})
@@ -182,19 +202,28 @@ func (f *frontend) Close() {
 	f.client.CloseIdleConnections()
 }
 
-func serveFront(t testing.TB, s *Server, tm Timeouts) *frontend {
+// serveFront serves s on a loopback port, with the fast loop in front
+// of net/http or not.
+func serveFront(t testing.TB, s *Server, tm Timeouts, fast bool) *frontend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublicHTTP(s, s, ln, tm, nil),
+	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublic(s, s, ln, nil, tm, nil, fast),
 		client: &http.Client{Transport: &http.Transport{}}}
 	go f.pub.Serve()
 	return f
 }
 
-func newProxy(t testing.TB, opts Options) (*Server, *frontend) {
+// bothPaths runs test with the fast loop in front of net/http and with
+// net/http alone: the proxy must answer alike.
+func bothPaths(t *testing.T, test func(t *testing.T, fast bool)) {
+	t.Run("fast loop", func(t *testing.T) { test(t, true) })
+	t.Run("net/http", func(t *testing.T) { test(t, false) })
+}
+
+func newProxy(t testing.TB, opts Options, fast bool) (*Server, *frontend) {
 	t.Helper()
 	if opts.HealthInterval == 0 {
 		opts.HealthInterval = 100 * time.Millisecond
@@ -203,14 +232,14 @@ func newProxy(t testing.TB, opts Options) (*Server, *frontend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := serveFront(t, s, Timeouts{})
+	front := serveFront(t, s, Timeouts{}, fast)
 	t.Cleanup(func() { front.Close(); s.Close() })
 	return s, front
 }
 
 func route(app, up string, hosts ...string) Route {
 	return Route{App: app, Hosts: hosts, Upstream: up, HealthPath: "/up",
-		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}}
+		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}, MaxBodyBytes: DefaultMaxBodyBytes}
 }
 
 func setRoute(t testing.TB, s *Server, r Route) {
@@ -222,6 +251,15 @@ func setRoute(t testing.TB, s *Server, r Route) {
 
 func get(t testing.TB, c *http.Client, front *frontend, host, path string, hdr ...string) (int, string) {
 	t.Helper()
+	code, body, err := tryGet(c, front, host, path, hdr...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body
+}
+
+// tryGet is get for goroutines: it returns its error.
+func tryGet(c *http.Client, front *frontend, host, path string, hdr ...string) (int, string, error) {
 	req, _ := http.NewRequest("GET", front.URL+path, nil)
 	req.Host = host
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -232,16 +270,18 @@ func get(t testing.TB, c *http.Client, front *frontend, host, path string, hdr .
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
-func TestRouting(t *testing.T) {
+func TestRouting(t *testing.T) { bothPaths(t, testRouting) }
+
+func testRouting(t *testing.T, fast bool) {
 	a, b, c, d := backend(t, "a", true), backend(t, "b", true), backend(t, "c", true), backend(t, "d", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	setRoute(t, s, route("b", b.addr(), "*.b.test"))
 	api := route("c", c.addr(), "a.test", "*.b.test")
@@ -302,7 +342,7 @@ func TestRouteValidate(t *testing.T) {
 		"defaults filled": {
 			route: Route{App: "a", Hosts: []string{"A.Example.COM."}, Upstream: "127.0.0.1:3000"},
 			want: Route{App: "a", Hosts: []string{"a.example.com"}, Upstream: "127.0.0.1:3000", HealthPath: "/up",
-				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}},
+				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}, MaxBodyBytes: DefaultMaxBodyBytes},
 		},
 		"no app":          {route: Route{Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
 		"app with slash":  {route: Route{App: "a/b", Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
@@ -335,7 +375,7 @@ func TestRouteValidate(t *testing.T) {
 
 func TestRouteConflict(t *testing.T) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
-	s, _ := newProxy(t, Options{})
+	s, _ := newProxy(t, Options{}, true)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	if _, err := s.SetRoute(context.Background(), route("b", b.addr(), "A.test")); err == nil || !strings.Contains(err.Error(), "already served by app a") {
 		t.Errorf("a second app on the same host and prefix: %v", err)
@@ -345,7 +385,9 @@ func TestRouteConflict(t *testing.T) {
 	setRoute(t, s, other) // another prefix is fine
 }
 
-func TestForwardedHeaders(t *testing.T) {
+func TestForwardedHeaders(t *testing.T) { bothPaths(t, testForwardedHeaders) }
+
+func testForwardedHeaders(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	tests := map[string]struct {
@@ -369,7 +411,7 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			s, front := newProxy(t, Options{TrustedProxies: tt.trusted})
+			s, front := newProxy(t, Options{TrustedProxies: tt.trusted}, fast)
 			setRoute(t, s, route("a", a.addr(), "a.test"))
 			_, body := get(t, nil, front, "a.test", "/", tt.sent...)
 			if diff := cmp.Diff(tt.want, body); diff != "" {
@@ -381,9 +423,11 @@ func TestForwardedHeaders(t *testing.T) {
 
 // TestUpstreamDown: an upstream that stops answers 502 at once, then
 // 503 once its health checks have failed; it recovers by itself.
-func TestUpstreamDown(t *testing.T) {
+func TestUpstreamDown(t *testing.T) { bothPaths(t, testUpstreamDown) }
+
+func testUpstreamDown(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{HealthInterval: 50 * time.Millisecond})
+	s, front := newProxy(t, Options{HealthInterval: 50 * time.Millisecond}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	a.healthy.Store(false)
 	ln := a.Listener
@@ -413,7 +457,9 @@ func TestUpstreamDown(t *testing.T) {
 
 // TestUpstreamHangs: an upstream that accepts and never answers gets a
 // 504 after the header timeout, not a hang.
-func TestUpstreamHangs(t *testing.T) {
+func TestUpstreamHangs(t *testing.T) { bothPaths(t, testUpstreamHangs) }
+
+func testUpstreamHangs(t *testing.T, fast bool) {
 	block := make(chan struct{})
 	defer close(block)
 	a := backend(t, "a", true, func(srv *http.Server) {
@@ -424,7 +470,7 @@ func TestUpstreamHangs(t *testing.T) {
 			<-block
 		})
 	})
-	s, front := newProxy(t, Options{UpstreamHeaderTimeout: 300 * time.Millisecond})
+	s, front := newProxy(t, Options{UpstreamHeaderTimeout: 300 * time.Millisecond}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	start := time.Now()
 	code, _ := get(t, nil, front, "a.test", "/")
@@ -433,9 +479,11 @@ func TestUpstreamHangs(t *testing.T) {
 	}
 }
 
-func TestUnhealthySwitchRefused(t *testing.T) {
+func TestUnhealthySwitchRefused(t *testing.T) { bothPaths(t, testUnhealthySwitchRefused) }
+
+func testUnhealthySwitchRefused(t *testing.T, fast bool) {
 	good, bad := backend(t, "good", true), backend(t, "bad", false)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", good.addr(), "a.test"))
 	r := route("a", bad.addr(), "a.test")
 	r.HealthTimeout = Duration{500 * time.Millisecond}
@@ -520,14 +568,22 @@ func load(t *testing.T, front *frontend, workers int, stop chan struct{}) (wait 
 // TestSwitchUnderLoad switches upstreams while clients send requests
 // without pause: none fails, a slow request on the old upstream
 // finishes during the drain, and afterwards only the new one serves.
-func TestSwitchUnderLoad(t *testing.T) {
+func TestSwitchUnderLoad(t *testing.T) { bothPaths(t, testSwitchUnderLoad) }
+
+func testSwitchUnderLoad(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	ctx := context.Background()
 	setRoute(t, s, route("a", old.addr(), "a.test"))
 	slow := make(chan string, 1)
-	go func() { _, body := get(t, nil, front, "a.test", "/slow"); slow <- body }()
-	time.Sleep(100 * time.Millisecond)
+	go func() {
+		_, body, err := tryGet(nil, front, "a.test", "/slow")
+		if err != nil {
+			body = err.Error()
+		}
+		slow <- body
+	}()
+	old.waitSlow(t, 1)
 
 	stop := make(chan struct{})
 	wait := load(t, front, 4, stop)
@@ -564,16 +620,24 @@ func TestSwitchUnderLoad(t *testing.T) {
 
 // TestDrainWaitsForSlowRequests: WaitDrained returns only once the
 // requests in flight on the old upstream are done.
-func TestDrainWaitsForSlowRequests(t *testing.T) {
+func TestDrainWaitsForSlowRequests(t *testing.T) { bothPaths(t, testDrainWaitsForSlowRequests) }
+
+func testDrainWaitsForSlowRequests(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", old.addr(), "a.test"))
 	var wg sync.WaitGroup
 	bodies := make([]string, 3)
 	for i := range bodies {
-		wg.Go(func() { _, bodies[i] = get(t, nil, front, "a.test", "/slow") })
+		wg.Go(func() {
+			_, body, err := tryGet(nil, front, "a.test", "/slow")
+			if err != nil {
+				body = err.Error()
+			}
+			bodies[i] = body
+		})
 	}
-	time.Sleep(100 * time.Millisecond)
+	old.waitSlow(t, len(bodies))
 	start := time.Now()
 	setRoute(t, s, route("a", next.addr(), "a.test"))
 	st := s.Status(context.Background())
@@ -596,15 +660,17 @@ func TestDrainWaitsForSlowRequests(t *testing.T) {
 
 // TestDrainTimeoutReported: a request longer than the drain timeout is
 // reported by WaitDrained.
-func TestDrainTimeoutReported(t *testing.T) {
+func TestDrainTimeoutReported(t *testing.T) { bothPaths(t, testDrainTimeoutReported) }
+
+func testDrainTimeoutReported(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	r := route("a", old.addr(), "a.test")
 	r.DrainTimeout = Duration{100 * time.Millisecond}
 	setRoute(t, s, r)
 	done := make(chan struct{})
-	go func() { get(t, nil, front, "a.test", "/slow"); close(done) }()
-	time.Sleep(100 * time.Millisecond)
+	go func() { tryGet(nil, front, "a.test", "/slow"); close(done) }()
+	old.waitSlow(t, 1)
 	r.Upstream = next.addr()
 	setRoute(t, s, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -651,9 +717,11 @@ func echo(t *testing.T, conn net.Conn, br *bufio.Reader, msg string) string {
 // working through the drain timeout, then both sides get a close frame
 // with 1001 Going Away, and the connection ends. New WebSockets go to
 // the new upstream.
-func TestWebSocketGoingAway(t *testing.T) {
+func TestWebSocketGoingAway(t *testing.T) { bothPaths(t, testWebSocketGoingAway) }
+
+func testWebSocketGoingAway(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	r := route("a", old.addr(), "a.test")
 	r.DrainTimeout = Duration{700 * time.Millisecond}
 	setRoute(t, s, r)
@@ -709,9 +777,11 @@ func TestWebSocketGoingAway(t *testing.T) {
 
 // TestWebSocketRefused: an upstream that answers the upgrade with
 // something else passes its answer on.
-func TestWebSocketRefused(t *testing.T) {
+func TestWebSocketRefused(t *testing.T) { bothPaths(t, testWebSocketRefused) }
+
+func testWebSocketRefused(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	conn, err := net.Dial("tcp", addrOf(front.URL))
 	if err != nil {
@@ -736,7 +806,7 @@ func TestGoAwayBetweenFrames(t *testing.T) {
 	cl, clPeer := net.Pipe()
 	bk, bkPeer := net.Pipe()
 	u := &upstream{ws: map[*wsConn]struct{}{}}
-	c := newWSConn(cl, bk, u, &appMetrics{}, true)
+	c := newWSConn(cl, bk, u, &appMetrics{}, true, 0)
 	u.register(c)
 	got := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(clPeer); got <- b }()
@@ -816,10 +886,12 @@ func split(b []byte, n int) [][]byte {
 
 func addrOf(url string) string { return strings.TrimPrefix(url, "http://") }
 
-func TestStateSurvivesRestart(t *testing.T) {
+func TestStateSurvivesRestart(t *testing.T) { bothPaths(t, testStateSurvivesRestart) }
+
+func testStateSurvivesRestart(t *testing.T, fast bool) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
 	state := filepath.Join(t.TempDir(), "proxy", "state.json")
-	s, _ := newProxy(t, Options{StatePath: state})
+	s, _ := newProxy(t, Options{StatePath: state}, fast)
 	ra := route("a", a.addr(), "a.test")
 	rb := route("b", b.addr(), "b.test")
 	rb.PathPrefix = "/b"
@@ -842,7 +914,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Errorf("state file (-want +got):\n%s", diff)
 	}
 
-	s2, front := newProxy(t, Options{StatePath: state})
+	s2, front := newProxy(t, Options{StatePath: state}, fast)
 	if diff := cmp.Diff([]Route{ra, rb}, s2.Routes()); diff != "" {
 		t.Errorf("restored routes (-want +got):\n%s", diff)
 	}
@@ -858,9 +930,11 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestControlSocket(t *testing.T) {
+func TestControlSocket(t *testing.T) { bothPaths(t, testControlSocket) }
+
+func testControlSocket(t *testing.T, fast bool) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	sock := filepath.Join(t.TempDir(), "c.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -937,13 +1011,15 @@ func TestControlSocket(t *testing.T) {
 
 // TestSlowloris: a client that sends its headers slowly is cut off by
 // the read-header timeout, and a head over the limit is refused.
-func TestSlowloris(t *testing.T) {
+func TestSlowloris(t *testing.T) { bothPaths(t, testSlowloris) }
+
+func testSlowloris(t *testing.T, fast bool) {
 	s, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	front := serveFront(t, s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10})
+	front := serveFront(t, s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10}, fast)
 	defer front.Close()
 	addr := strings.TrimPrefix(front.URL, "http://")
 
@@ -977,10 +1053,12 @@ func TestSlowloris(t *testing.T) {
 	}
 }
 
-func TestMetricsAndAccessLog(t *testing.T) {
+func TestMetricsAndAccessLog(t *testing.T) { bothPaths(t, testMetricsAndAccessLog) }
+
+func testMetricsAndAccessLog(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
 	var logBuf syncBuffer
-	s, front := newProxy(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&logBuf, nil))})
+	s, front := newProxy(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&logBuf, nil))}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	get(t, nil, front, "a.test", "/")
 	get(t, nil, front, "a.test", "/")
@@ -1038,7 +1116,9 @@ func (s *syncBuffer) String() string {
 // TestPooledConnections: keep-alive connections to the upstream are
 // reused, and one the upstream closed while idle is replaced without
 // failing the request.
-func TestPooledConnections(t *testing.T) {
+func TestPooledConnections(t *testing.T) { bothPaths(t, testPooledConnections) }
+
+func testPooledConnections(t *testing.T, fast bool) {
 	var conns atomic.Int64
 	a := backend(t, "a", true, func(srv *http.Server) {
 		srv.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -1047,7 +1127,7 @@ func TestPooledConnections(t *testing.T) {
 			}
 		}
 	})
-	s, front := newProxy(t, Options{HealthInterval: time.Hour})
+	s, front := newProxy(t, Options{HealthInterval: time.Hour}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	before := conns.Load()
 	for range 20 {
@@ -1077,9 +1157,11 @@ func TestPooledConnections(t *testing.T) {
 	}
 }
 
-func TestShutdownClosesWebSockets(t *testing.T) {
+func TestShutdownClosesWebSockets(t *testing.T) { bothPaths(t, testShutdownClosesWebSockets) }
+
+func testShutdownClosesWebSockets(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	conn, br := dialWS(t, addrOf(front.URL), "a.test")
 	defer conn.Close()
@@ -1094,7 +1176,14 @@ func TestShutdownClosesWebSockets(t *testing.T) {
 	}
 }
 
+// BenchmarkProxyHTTP is a plain GET through the proxy, the hot path:
+// the fast loop's, and net/http's.
 func BenchmarkProxyHTTP(b *testing.B) {
+	b.Run("fast loop", func(b *testing.B) { benchmarkProxyHTTP(b, true) })
+	b.Run("net/http", func(b *testing.B) { benchmarkProxyHTTP(b, false) })
+}
+
+func benchmarkProxyHTTP(b *testing.B, fast bool) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
 	s, err := New(Options{HealthInterval: time.Hour})
@@ -1106,10 +1195,11 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	if _, err := s.SetRoute(context.Background(), r); err != nil {
 		b.Fatal(err)
 	}
-	front := serveFront(b, s, Timeouts{})
+	front := serveFront(b, s, Timeouts{}, fast)
 	defer front.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
+	b.ResetTimer() // not the servers' start
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest("GET", front.URL+"/", nil)
@@ -1123,6 +1213,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+	b.StopTimer() // nor their shutdown
 }
 
 func BenchmarkLookup(b *testing.B) {

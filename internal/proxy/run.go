@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,7 +28,16 @@ type RunOptions struct {
 	Pprof bool
 	Options
 	Timeouts Timeouts
+	// FastLoop serves plain GET and HEAD requests with the proxy's own
+	// HTTP/1.1 loop (internal/proxy/fastloop), in front of net/http.
+	FastLoop bool
 	Log      *slog.Logger
+	// Exec is the command line an upgrade starts (upgrade.go): the hoist
+	// binary on disk with this process's arguments. None: no upgrades.
+	Exec []string
+	// Issuer fingerprints the certificate issuer settings, for setup to
+	// tell whether the proxy runs with the ones on disk.
+	Issuer string
 }
 
 // Timeouts guard the public listeners against slow and idle clients.
@@ -77,40 +85,55 @@ func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
 	}
 }
 
-// PublicHTTP serves plain HTTP on a listener: the proxy's fast loop
-// (fastpath.go), and an http.Server with handler for what the loop hands
-// over.
+// PublicHTTP serves a public listener: net/http's server, with the fast
+// loop in front of it if asked.
 type PublicHTTP struct {
-	fast *h1Server
-	srv  *http.Server
+	srv   *http.Server
+	ln    net.Listener // the public listener
+	front front        // nil: srv serves ln itself
+	tls   bool
 }
 
-// NewPublicHTTP returns the plain-HTTP front of s on ln; handler is s,
-// or s wrapped (the ACME HTTP-01 challenge handler).
-func NewPublicHTTP(s *Server, handler http.Handler, ln net.Listener, t Timeouts, errLog *log.Logger) *PublicHTTP {
-	return &PublicHTTP{fast: newH1Server(s, ln, t), srv: PublicServer(handler, t, errLog)}
+// front is a server in front of net/http's: it serves the public
+// listener and hands net/http's server, through Handoff, the
+// connections it does not serve itself.
+type front interface {
+	Serve() error
+	Shutdown(context.Context)
+	Handoff() net.Listener
 }
 
-// NewPublicHTTPS returns the HTTPS front of s on ln, a TCP listener:
-// connections that negotiate HTTP/1.1 take the fast loop, HTTP/2 ones
-// net/http's server.
-func NewPublicHTTPS(s *Server, ln net.Listener, conf *tls.Config, t Timeouts, errLog *log.Logger) *PublicHTTP {
-	p := NewPublicHTTP(s, s, ln, t, errLog)
-	p.fast.tlsConf = conf
+// NewPublic returns the front of s on ln, a TCP listener: plain HTTP,
+// or HTTPS with conf. handler is s, or s wrapped (the ACME HTTP-01
+// challenge handler).
+func NewPublic(s *Server, handler http.Handler, ln net.Listener, conf *tls.Config, t Timeouts, errLog *log.Logger, fast bool) *PublicHTTP {
+	p := &PublicHTTP{srv: PublicServer(handler, t, errLog), ln: ln, tls: conf != nil}
 	p.srv.TLSConfig = conf
+	if fast {
+		p.front = s.fastLoop(ln, conf, t)
+	}
 	return p
 }
 
 // Serve serves until Shutdown; it returns http.ErrServerClosed then.
 func (p *PublicHTTP) Serve() error {
-	go p.srv.Serve(p.fast.handoff)
-	return p.fast.serve()
+	switch {
+	case p.front != nil:
+		// Connections come from the front with their TLS handshake done.
+		go p.srv.Serve(p.front.Handoff())
+		return p.front.Serve()
+	case p.tls:
+		return p.srv.ServeTLS(p.ln, "", "")
+	}
+	return p.srv.Serve(p.ln)
 }
 
 // Shutdown stops accepting, closes idle connections and waits for those
 // answering a request, up to ctx.
 func (p *PublicHTTP) Shutdown(ctx context.Context) {
-	p.fast.shutdown(ctx)
+	if p.front != nil {
+		p.front.Shutdown(ctx)
+	}
 	p.srv.Shutdown(ctx)
 }
 
@@ -120,6 +143,8 @@ func (p *PublicHTTP) Shutdown(ctx context.Context) {
 // the second HTTPS, or by FileDescriptorName= "http" and "https") when
 // there are any, so that a restart of the proxy never closes the
 // listening sockets, and tells systemd when it is ready (Type=notify).
+// An upgrade (upgrade.go) hands all its sockets to a new process; Run
+// then finishes its requests and returns nil.
 func Run(ctx context.Context, o RunOptions) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -136,15 +161,18 @@ func Run(ctx context.Context, o RunOptions) error {
 	defer s.Close()
 	errLog := slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)
 	inherited := systemdListeners()
+	up := newUpgrader(o)
+	defer up.finished()
 	ln, err := publicListener(inherited, "http", 0, o.HTTP)
 	if err != nil {
 		return err
 	}
+	ln = up.listener("http", ln)
 	var handler http.Handler = s
 	if o.Certs != nil {
 		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
 	}
-	pub := NewPublicHTTP(s, handler, ln, o.Timeouts, errLog)
+	pub := NewPublic(s, handler, ln, nil, o.Timeouts, errLog, o.FastLoop)
 	errc := make(chan error, 4)
 	go func() { errc <- pub.Serve() }()
 
@@ -154,22 +182,22 @@ func Run(ctx context.Context, o RunOptions) error {
 		if err != nil {
 			return err
 		}
-		sec = NewPublicHTTPS(s, tln, o.Certs.TLSConfig(), o.Timeouts, errLog)
+		tln = up.listener("https", tln)
+		sec = NewPublic(s, s, tln, o.Certs.TLSConfig(), o.Timeouts, errLog, o.FastLoop)
 		go func() { errc <- sec.Serve() }()
 	}
 
-	if err := os.MkdirAll(filepath.Dir(o.Control), 0o755); err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	os.Remove(o.Control)
-	old := syscall.Umask(0o077)
-	cl, err := net.Listen("unix", o.Control)
-	syscall.Umask(old)
+	cl, err := controlListener(inherited, o.Control)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return err
 	}
-	defer os.Remove(o.Control)
-	ctl := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	defer func() {
+		if !up.handedOver() { // the successor serves it now
+			os.Remove(o.Control)
+		}
+	}()
+	ctl := &http.Server{Handler: up.controlHandler(s.ControlHandler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	cl = up.listener("control", cl)
 	go func() { errc <- ctl.Serve(cl) }()
 
 	var met *http.Server
@@ -178,10 +206,11 @@ func Run(ctx context.Context, o RunOptions) error {
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			return fmt.Errorf("metrics address %q: give a loopback address, like 127.0.0.1:9180", o.Metrics)
 		}
-		ml, err := net.Listen("tcp", o.Metrics)
+		ml, err := inheritedOr(inherited, "metrics", o.Metrics)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
+		ml = up.listener("metrics", ml)
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.Handle("/{$}", s.MetricsHandler())
@@ -193,22 +222,34 @@ func Run(ctx context.Context, o RunOptions) error {
 		met = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 		go func() { errc <- met.Serve(ml) }()
 	}
-	notify("READY=1")
+	up.ready()
 	o.Log.Info("proxy ready", "http", ln.Addr().String(), "https", o.Certs != nil, "control", o.Control,
-		"metrics", o.Metrics, "routes", len(s.Routes()), "socket_activated", len(inherited) > 0)
+		"metrics", o.Metrics, "routes", len(s.Routes()), "socket_activated", len(inherited) > 0,
+		"upgraded", up.readyPipe != nil)
+	up.onSignal(ctx)
 	var runErr error
 	select {
 	case <-ctx.Done():
+	case <-up.handed:
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = err
 		}
 	}
-	notify("STOPPING=1")
-	o.Log.Info("proxy stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), o.Timeouts.withDefaults().Shutdown)
 	defer cancel()
-	ctl.Close()
+	if up.handedOver() {
+		o.Log.Info("proxy handed over; finishing requests in flight", "successor", up.successor.Load())
+		sctx, cancel = up.bound(sctx)
+		defer cancel()
+		ctlDone := make(chan struct{})
+		go func() { ctl.Shutdown(sctx); close(ctlDone) }() // answers in flight, route changes passed on
+		defer func() { <-ctlDone }()
+	} else {
+		notify("STOPPING=1")
+		o.Log.Info("proxy stopping")
+		ctl.Close()
+	}
 	if met != nil {
 		met.Close()
 	}
@@ -237,7 +278,7 @@ func systemdListeners() []inheritedListener {
 	if inheritedCache != nil {
 		return inheritedCache
 	}
-	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() {
+	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() && !startedByUpgrade() {
 		return nil
 	}
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))

@@ -27,7 +27,7 @@ type running struct {
 	stop                func() error
 }
 
-func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int) *running {
+func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int, fast bool) *running {
 	t.Helper()
 	dir := t.TempDir()
 	notifySock := filepath.Join(dir, "notify.sock")
@@ -41,9 +41,10 @@ func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int) *running
 	errc := make(chan error, 1)
 	o := RunOptions{
 		HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort), HTTPS: fmt.Sprintf("127.0.0.1:%d", httpsPort),
-		Control: filepath.Join(dir, "proxy.sock"),
-		Options: Options{StatePath: filepath.Join(dir, "state.json"), Certs: cm, HealthInterval: 200 * time.Millisecond},
-		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Control:  filepath.Join(dir, "proxy.sock"),
+		Options:  Options{StatePath: filepath.Join(dir, "state.json"), Certs: cm, HealthInterval: 200 * time.Millisecond},
+		Log:      slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		FastLoop: fast,
 	}
 	go func() { errc <- Run(ctx, o) }()
 	nl.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -123,8 +124,9 @@ func servedCert(port int, name string, roots *x509.CertPool) (*x509.Certificate,
 }
 
 // checkServing checks what a TLS route answers over HTTPS (HTTP/2,
-// HSTS, the forwarded proto) and plain HTTP (a redirect).
-func checkServing(t *testing.T, r *running, name string, roots *x509.CertPool, resp *http.Response, body string) {
+// HSTS, the forwarded proto) and plain HTTP (a redirect), and the
+// certificate's status: obtained by how, renewal due before expiry.
+func checkServing(t *testing.T, r *running, name, how string, roots *x509.CertPool, resp *http.Response, body string) {
 	t.Helper()
 	if !strings.HasPrefix(body, "a xff=127.0.0.1 proto=https host="+name) || resp.ProtoMajor != 2 ||
 		resp.Header.Get("Strict-Transport-Security") == "" {
@@ -145,7 +147,7 @@ func checkServing(t *testing.T, r *running, name string, roots *x509.CertPool, r
 	if err != nil || len(st) != 1 {
 		t.Fatalf("status: %v %v", st, err)
 	}
-	if exp, ok := st[0].Certificates[name]; !ok || time.Until(exp) <= 0 {
+	if c, ok := st[0].Certificates[name]; !ok || time.Until(c.Expires) <= 0 || c.ObtainedBy != how || !c.RenewAt.After(time.Now()) || !c.RenewAt.Before(c.Expires) {
 		t.Errorf("status: certificate expiry %v for %s", st[0].Certificates, name)
 	}
 }
@@ -159,13 +161,15 @@ func tlsRoute(app, upstream, name string) Route {
 // TestInternalCA serves HTTPS with a certificate from the proxy's own
 // CA, run the way systemd runs it (Run: READY=1, control socket), and
 // serves the same certificate from storage after a restart.
-func TestInternalCA(t *testing.T) {
+func TestInternalCA(t *testing.T) { bothPaths(t, testInternalCA) }
+
+func testInternalCA(t *testing.T, fast bool) {
 	storage := t.TempDir()
 	cm, err := certs.New(certs.Options{Storage: storage, Internal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, cm, pebbletest.FreePort(t), pebbletest.FreePort(t))
+	r := startRun(t, cm, pebbletest.FreePort(t), pebbletest.FreePort(t), fast)
 	a := backend(t, "a", true)
 	name := "lab.hoist.test"
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), name)); err != nil {
@@ -176,10 +180,11 @@ func TestInternalCA(t *testing.T) {
 		t.Fatal("no internal root")
 	}
 	resp, body, leaf := waitHTTPS(t, r.httpsPort, name, roots, 20*time.Second)
-	checkServing(t, r, name, roots, resp, body)
+	checkServing(t, r, name, "internal CA", roots, resp, body)
 
-	// HTTP/1.1 over TLS: a GET takes the fast loop, a POST is handed to
-	// net/http on the same kind of connection; both are told it is HTTPS.
+	// HTTP/1.1 over TLS: a GET takes the fast loop (if on), a POST is
+	// handed to net/http on the same kind of connection; both are told
+	// it is HTTPS.
 	h1 := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &stdtls.Config{RootCAs: roots, ServerName: name, NextProtos: []string{"http/1.1"}},
 	}}
