@@ -122,10 +122,16 @@ type Relay struct {
 	done  chan error
 }
 
-// Stop ends the relay and waits for it.
+// Stop ends the relay and waits for it a while: a relay host that lost
+// its power answers nothing until the SSH keepalive gives up on it.
 func (r *Relay) Stop() error {
 	r.stop.Close()
-	return <-r.done
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("the relay did not stop within 10s")
+	}
 }
 
 // ServeRelay starts a relay of release id on the host, listening on
