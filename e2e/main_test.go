@@ -33,6 +33,8 @@ var (
 	labOnce  sync.Once
 	labHosts []string
 	labErr   error
+	// labsUp are the other labs tests booted, taken down at the end.
+	labsUp []string
 )
 
 func TestMain(m *testing.M) {
@@ -68,9 +70,11 @@ func mainRun(m *testing.M) int {
 	if labHosts != nil || labErr != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if _, stderr, err := hoist(ctx, "", "lab", "down", "--name", labName); err != nil {
-			fmt.Fprintf(os.Stderr, "lab down: %v\n%s", err, stderr)
-			code = 1
+		for _, name := range append([]string{labName}, labsUp...) {
+			if _, stderr, err := hoist(ctx, "", "lab", "down", "--name", name); err != nil {
+				fmt.Fprintf(os.Stderr, "lab down %s: %v\n%s", name, err, stderr)
+				code = 1
+			}
 		}
 	}
 	return code

@@ -2,15 +2,19 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
@@ -18,6 +22,9 @@ type deployOptions struct {
 	ref     string
 	hosts   []string
 	rebuild bool
+	full    bool
+	json    bool
+	stage   bool
 }
 
 func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -25,16 +32,21 @@ func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Build a commit and make it the current release on every host",
-		Long: "deploy builds REF (default HEAD) from a clean checkout, uploads the\n" +
-			"release to every host, starts it, waits for its health check and only\n" +
-			"then makes it current. A release that fails its check never becomes\n" +
-			"current: the previous one keeps serving.",
+		Long: "deploy builds REF (default HEAD) from a clean checkout, sends every\n" +
+			"host what it lacks of the release (hosts pass it on to each other), then\n" +
+			"switches the hosts to it as hoist.yml's deploy section says: each starts\n" +
+			"it, waits for its health check and only then makes it current. When a\n" +
+			"host fails, the deploy stops and every host that switched goes back to\n" +
+			"its previous release.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd.Context(), s, g, o) },
 	}
 	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to deploy")
 	cmd.Flags().BoolVar(&o.rebuild, "rebuild", false, "build even if a release of the same source exists")
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
+	cmd.Flags().BoolVar(&o.full, "full", false, "send every host the whole release, whatever it already holds")
+	cmd.Flags().BoolVar(&o.stage, "stage", false, "only put the release on the hosts; none switches (a later deploy of the same commit does)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what happened on each host as JSON (docs/config.md#deploy)")
 	return cmd
 }
 
@@ -57,6 +69,10 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	}
 	so := a.shipOptions(s, g)
 	so.SendEnv, so.Env = sendEnv, env
+	so.WorkDir, so.Full, so.Stage = cacheDir(), o.full, o.stage
+	if so.Balancer, err = a.balancer(ctx, &lockedWriter{w: s.err, mu: a.logMu}); err != nil {
+		return err
+	}
 	// Hosts are reached before the build: one that is down is named now,
 	// not after a long build; with none reachable there is nothing to
 	// build for.
@@ -73,15 +89,41 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if bars != nil {
 		so.Log, so.Meter = bars, bars.meter
 	}
-	results := deploy.Ship(ctx, so, art)
+	out := deploy.Ship(ctx, so, art)
 	if bars != nil {
 		bars.wait()
 	}
-	if err := report(s.err, results, "deploy of "+art.Manifest.ID); err != nil {
+	if o.json {
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	}
+	printOutcome(s.err, out)
+	if err := report(s.err, out.Results(), "deploy of "+art.Manifest.ID); err != nil {
 		return err
 	}
-	fmt.Fprintln(s.out, art.Manifest.ID)
+	if !o.json {
+		fmt.Fprintln(s.out, art.Manifest.ID)
+	}
 	return nil
+}
+
+// printOutcome says, when a deploy stopped, why and what each host
+// serves now.
+func printOutcome(w io.Writer, out *deploy.Outcome) {
+	if out.Stopped == "" {
+		return
+	}
+	fmt.Fprintf(w, "%s the deploy stopped: %s\n", paint(w, "error:", red), out.Stopped)
+	for _, r := range out.Hosts {
+		line := fmt.Sprintf("  %-24s %s", r.Host, r.Status)
+		if r.Serving != "" {
+			line += ", serves " + r.Serving
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // reachable warns of each host that cannot be reached, and fails when
@@ -114,4 +156,21 @@ func appSecrets(vals map[string]string) map[string]string {
 
 func (a *app) shipOptions(s *streams, g *globalOptions) deploy.ShipOptions {
 	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Verbose: g.verbose}
+}
+
+// balancer is the load balancer provisioning made in front of the
+// hosts, or nil when there is none.
+func (a *app) balancer(ctx context.Context, log io.Writer) (deploy.Balancer, error) {
+	if a.cfg.Infra.Balancer != config.BalancerALB {
+		return nil, nil
+	}
+	st, err := provision.LoadState(hoistHome(), a.cfg.App, a.cfg.Infra.Env)
+	if err != nil {
+		return nil, err
+	}
+	b, err := provision.NewALBTargets(ctx, st, provision.ALBOptions{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }

@@ -12,9 +12,10 @@ import (
 )
 
 type labOptions struct {
-	name  string
-	hosts int
-	json  bool
+	name   string
+	hosts  int
+	json   bool
+	uplink string
 }
 
 func newLabCmd(s *streams) *cobra.Command {
@@ -40,6 +41,7 @@ func newLabCmd(s *streams) *cobra.Command {
 		},
 	}
 	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
+	up.Flags().StringVar(&o.uplink, "uplink", "", "limit traffic between this machine and the hosts to this rate, like 20mbit (off: no limit); hosts talk to each other at full speed")
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the lab's hosts and whether they run and answer SSH",
@@ -74,6 +76,15 @@ func runLabUp(ctx context.Context, s *streams, o *labOptions) error {
 	hosts, err := lab.Up(ctx, labOpts(s, o), o.hosts)
 	if err != nil {
 		return err
+	}
+	if o.uplink != "" {
+		rate := o.uplink
+		if rate == "off" {
+			rate = ""
+		}
+		if err := lab.ShapeUplink(ctx, labOpts(s, o), rate); err != nil {
+			return err
+		}
 	}
 	for _, h := range hosts {
 		fmt.Fprintln(s.out, h.Addr)

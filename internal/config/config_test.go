@@ -38,10 +38,11 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Health:       Health{Path: "/up", Timeout: Duration{Duration: 30 * time.Second}, Interval: Duration{Duration: time.Second}},
 		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
+		Deploy:       Deploy{Canary: Canary{Watch: Duration{Duration: time.Minute}}},
 		DNS:          DNS{TTL: Duration{Duration: 5 * time.Minute}},
 		KeepReleases: 5,
 	}
-	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{})); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{}, Amount{})); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(c.Build.Target, "linux/") {
@@ -82,6 +83,10 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"empty file":               {"", "hoist.yml: file is empty"},
 		"syntax error":             {"version: 1\napp: [\n", "hoist.yml:"},
 		"duplicate key":            {valid + "app: again\n", `hoist.yml:9:1: mapping key "app" already defined`},
+		"bad max_in_flight":        {valid + "deploy:\n  max_in_flight: 0\n", `hoist.yml:10:18: deploy.max_in_flight: "0" is not a number of hosts`},
+		"bad percentage":           {valid + "deploy:\n  max_in_flight: 150%\n", `hoist.yml:10:18: deploy.max_in_flight: "150%" is not`},
+		"negative canary":          {valid + "deploy:\n  canary: {hosts: -1}\n", `hoist.yml:10:19: deploy.canary.hosts: must be 0`},
+		"bad canary watch":         {valid + "deploy:\n  canary: {hosts: 1, watch: long}\n", `hoist.yml:10:29: deploy.canary.watch: "long" is not a duration`},
 		"bad tls mode":             {valid + "proxy:\n  hosts: [a.test]\n  tls: maybe\n", `hoist.yml:11:8: proxy.tls: "maybe" is not a TLS mode`},
 		"tls without hosts":        {valid + "proxy:\n  tls: true\n", "hoist.yml:10:8: proxy.tls: TLS needs the names"},
 		"internal with acme ca":    {valid + "proxy:\n  hosts: [a.test]\n  tls: internal\n  acme_ca: https://ca.test/dir\n", "hoist.yml:12:12: proxy.acme_ca: tls: internal issues"},
@@ -359,6 +364,37 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted an invalid config: %+v", c)
 		}
 	})
+}
+
+func TestDeployAmounts(t *testing.T) {
+	tests := map[string]struct {
+		yaml string
+		of12 int // hosts at once out of 12
+	}{
+		"unset: all at once":  {"", 12},
+		"a number":            {"deploy:\n  max_in_flight: 3\n", 3},
+		"a percentage":        {"deploy:\n  max_in_flight: 25%\n", 3},
+		"a small percentage":  {"deploy:\n  max_in_flight: \"1%\"\n", 1},
+		"more than there are": {"deploy:\n  max_in_flight: 40\n", 12},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 12
+			if c.Deploy.MaxInFlight.Set() {
+				got = c.Deploy.MaxInFlight.Of(12)
+			}
+			if got != tt.of12 {
+				t.Errorf("%d of 12 hosts at once, want %d", got, tt.of12)
+			}
+			if !c.Deploy.RelayOn() || c.Deploy.Canary.Watch.Duration != time.Minute {
+				t.Errorf("defaults: %+v", c.Deploy)
+			}
+		})
+	}
 }
 
 // FuzzSize: a size is refused with an error, or read as a positive

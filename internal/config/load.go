@@ -351,6 +351,18 @@ func (c *Config) validate() error {
 	if c.KeepReleases < 2 {
 		return errAt("$.keep_releases", "must be at least 2, so that there is a release to roll back to")
 	}
+	if err := c.Deploy.MaxInFlight.parse(); err != nil {
+		return errAt("$.deploy.max_in_flight", "%v", err)
+	}
+	if c.Deploy.Canary.Hosts < 0 {
+		return errAt("$.deploy.canary.hosts", "must be 0 (no canary) or more")
+	}
+	if err := c.Deploy.Canary.Watch.parse(); err != nil {
+		return errAt("$.deploy.canary.watch", "%v", err)
+	}
+	if c.Deploy.Canary.Watch.Duration < 0 {
+		return errAt("$.deploy.canary.watch", "must not be negative")
+	}
 	if err := c.Infra.validate(c); err != nil {
 		return err
 	}

@@ -313,3 +313,30 @@ func Boot(ctx context.Context, l Layout) error {
 	_, err := systemd.Systemctl(ctx, "start", "--no-block", systemd.InstanceName(l.App, id))
 	return err
 }
+
+// Check asks the current release for its health once, as Activate's
+// check does: the unit must run and the health path answer 2xx. It
+// returns the current release's id.
+func Check(ctx context.Context, l Layout, s *Spec) (string, error) {
+	id := l.CurrentID()
+	if id == "" {
+		return "", errors.New("no release is current")
+	}
+	unit := systemd.InstanceName(l.App, id)
+	if u, err := systemd.Show(ctx, unit); err != nil || u.ActiveState != "active" {
+		return id, &HealthError{ID: id, Reason: "the service is not running", Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(l.heldPort(id, s.Port)) + s.HealthPath
+	client := &http.Client{Timeout: min(max(s.HealthInterval*2, time.Second), 5*time.Second)}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return id, &HealthError{ID: id, Reason: "GET " + s.HealthPath + ": " + shortNetErr(err)}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return id, &HealthError{ID: id, Reason: "GET " + s.HealthPath + " answered " + resp.Status, Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	}
+	return id, nil
+}

@@ -61,9 +61,10 @@ func FactsFile(base string) string {
 
 // Layout names the paths of one app on a host:
 //
-//	BASE/APP/releases/ID/       unpacked releases, never changed once in place
+//	BASE/APP/releases/ID/       releases, each with its manifest and index, never changed once in place
 //	BASE/APP/current            symlink to releases/ID: the release that serves
-//	BASE/APP/uploads/ID.tar.zst.part  uploads, resumed where they stopped
+//	BASE/APP/uploads/ID.index   the index of a release being received
+//	BASE/APP/uploads/ID.pack    its objects that arrived, kept to resume
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
 //	BASE/APP/ports/ID.env       what each release was given: PORT, its epmd and node name
 //	BASE/APP/deploy.lock        who deploys, since when
@@ -90,13 +91,15 @@ func (l Layout) Releases() string         { return filepath.Join(l.Root, "releas
 func (l Layout) Release(id string) string { return filepath.Join(l.Root, "releases", id) }
 func (l Layout) Current() string          { return filepath.Join(l.Root, "current") }
 func (l Layout) Uploads() string          { return filepath.Join(l.Root, "uploads") }
-func (l Layout) partFile(id string) string {
-	return filepath.Join(l.Uploads(), id+".tar.zst.part")
-}
-func (l Layout) Shared() string   { return filepath.Join(l.Root, "shared") }
-func (l Layout) EnvFile() string  { return filepath.Join(l.Root, "shared", "env") }
-func (l Layout) LockFile() string { return filepath.Join(l.Root, "deploy.lock") }
-func (l Layout) Ports() string    { return filepath.Join(l.Root, "ports") }
+
+// indexUpload and packFile hold a release being received: its index,
+// and the objects that arrived (shipping, ship.go).
+func (l Layout) indexUpload(id string) string { return filepath.Join(l.Uploads(), id+".index") }
+func (l Layout) packFile(id string) string    { return filepath.Join(l.Uploads(), id+".pack") }
+func (l Layout) Shared() string               { return filepath.Join(l.Root, "shared") }
+func (l Layout) EnvFile() string              { return filepath.Join(l.Root, "shared", "env") }
+func (l Layout) LockFile() string             { return filepath.Join(l.Root, "deploy.lock") }
+func (l Layout) Ports() string                { return filepath.Join(l.Root, "ports") }
 
 // failedDir marks the releases that failed their health check, one
 // failedFile each.

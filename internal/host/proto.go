@@ -53,6 +53,7 @@ type RemoteError struct {
 	Message string       `json:"message"`
 	Lock    *Lock        `json:"lock,omitempty"`   // set when a lock is held
 	Health  *HealthError `json:"health,omitempty"` // set when a release failed its check
+	Relay   *RelayError  `json:"relay,omitempty"`  // set when a relay failed a transfer
 }
 
 func (e *RemoteError) Error() string { return e.Message }
@@ -65,6 +66,8 @@ func (e *RemoteError) Unwrap() error {
 		return &LockedError{Lock: *e.Lock}
 	case e.Health != nil:
 		return e.Health
+	case e.Relay != nil:
+		return e.Relay
 	}
 	return nil
 }
@@ -161,11 +164,12 @@ func decodeArgs[A any](raw json.RawMessage) (A, error) {
 // Main serves `hoist host VERB`: argv is what follows `hoist host`. It
 // returns the process's exit status.
 func Main(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
+	return Serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
 }
 
-// serve is Main with the apps' directories under base.
-func serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Serve is Main with the apps' directories under base: a host in a
+// directory, for tests of the client side.
+func Serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(argv) != 1 {
 		fmt.Fprintln(stderr, "usage: hoist host VERB, with its request on stdin (hoist runs this over SSH)")
 		return exitUsage
@@ -263,6 +267,10 @@ func writeError(w io.Writer, err error) {
 	var he *HealthError
 	if errors.As(err, &he) {
 		re.Health = he
+	}
+	var rl *RelayError
+	if errors.As(err, &rl) {
+		re.Relay = rl
 	}
 	_ = json.NewEncoder(w).Encode(Response{Error: re}) // the client sees a broken pipe by itself
 }

@@ -47,7 +47,7 @@ func (c *fakeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout,
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	if code := serve(ctx, c.base, words[2:], stdin, stdout, stderr); code != 0 {
+	if code := Serve(ctx, c.base, words[2:], stdin, stdout, stderr); code != 0 {
 		return &transport.ExitError{Host: "fake", Cmd: cmd, Code: code}
 	}
 	return nil
@@ -63,24 +63,22 @@ func newFakeClient(t *testing.T, user string) (*Client, *fakeConn, Layout) {
 func TestProtocolBothEnds(t *testing.T) {
 	c, _, l := newFakeClient(t, "root")
 	ctx := context.Background()
-	m, payload := packed(t, "hello", id1)
+	r := build(t, "hello", id1, map[string][]byte{"app*": []byte("#!/bin/sh\n")})
+	m := r.m
 
-	st, err := c.UploadState(ctx, m)
-	if err != nil || st != (UploadState{}) {
-		t.Fatalf("UploadState of a new release = %+v, %v", st, err)
+	st, err := c.ShipIndex(ctx, m, "", r.indexDelta(t, nil))
+	if err != nil || st.Unpacked || st.Need == nil || st.Need.Bytes != 10 {
+		t.Fatalf("ShipIndex = %+v, %v", st, err)
 	}
-	half := int64(len(payload) / 2)
-	if err := c.Receive(ctx, m, 0, bytes.NewReader(payload[:half])); err == nil || !strings.Contains(err.Error(), "connection ended") {
-		t.Fatalf("a cut upload: %v", err)
+	full := r.transfer(t, *st.Need)
+	if _, err := c.Receive(ctx, m, bytes.NewReader(full[:len(full)/2])); err == nil || !strings.Contains(err.Error(), "connection ended") {
+		t.Fatalf("a cut transfer: %v", err)
 	}
-	if st, err := c.UploadState(ctx, m); err != nil || st.Have != half {
-		t.Fatalf("UploadState after the cut = %+v, %v; want %d bytes", st, err, half)
+	if got, err := c.Receive(ctx, m, bytes.NewReader(full)); err != nil || got.Files != 1 {
+		t.Fatalf("Receive = %+v, %v", got, err)
 	}
-	if err := c.Receive(ctx, m, half, bytes.NewReader(payload[half:])); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := c.UploadState(ctx, m); err != nil || !st.Unpacked {
-		t.Fatalf("UploadState after the upload = %+v, %v", st, err)
+	if st, err := c.ShipIndex(ctx, m, "", nil); err != nil || !st.Unpacked {
+		t.Fatalf("ShipIndex after the transfer = %+v, %v", st, err)
 	}
 
 	if err := c.SetEnv(ctx, []byte("SECRET=1\n")); err != nil {
@@ -172,7 +170,7 @@ func TestServeRefusals(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := serve(context.Background(), t.TempDir(), tt.argv, strings.NewReader(tt.stdin), &stdout, &stderr)
+			code := Serve(context.Background(), t.TempDir(), tt.argv, strings.NewReader(tt.stdin), &stdout, &stderr)
 			if code != tt.code {
 				t.Errorf("exit status %d, want %d", code, tt.code)
 			}
@@ -289,7 +287,7 @@ func TestTerminalRequest(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	// No current release: the verb stops once it has read its request.
-	if code := serve(context.Background(), t.TempDir(), []string{"exec"}, pts, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "no current release") {
+	if code := Serve(context.Background(), t.TempDir(), []string{"exec"}, pts, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "no current release") {
 		t.Fatalf("serve = %d, %q; want the missing release named", code, stderr.String())
 	}
 	left := make(chan string, 1)

@@ -16,9 +16,11 @@ import (
 // The verbs of the host protocol (proto.go), each with its arguments,
 // its result and what the host does.
 
-type receiveArgs struct {
+type shipIndexArgs struct {
 	Manifest release.Manifest `json:"manifest"`
-	Offset   int64            `json:"offset"` // the payload on stdin starts here
+	// Base is the index sum of the kept release whose index the payload
+	// is a delta from; "" for none.
+	Base string `json:"base,omitempty"`
 }
 
 type lockArgs struct {
@@ -66,11 +68,20 @@ var (
 	setupVerb = verb[Spec, HostFacts]{"setup", func(ctx context.Context, c *call, s Spec) (HostFacts, error) {
 		return Setup(ctx, c.layout, &s)
 	}}
-	uploadStateVerb = verb[release.Manifest, UploadState]{"upload-state", func(_ context.Context, c *call, m release.Manifest) (UploadState, error) {
-		return Upload(c.layout, &m)
+	// shipIndexVerb takes the release's index on stdin.
+	shipIndexVerb = verb[shipIndexArgs, ShipState]{"ship-index", func(_ context.Context, c *call, a shipIndexArgs) (ShipState, error) {
+		return ShipIndex(c.layout, &a.Manifest, a.Base, c.stdin)
 	}}
-	receiveVerb = verb[receiveArgs, none]{"receive", func(_ context.Context, c *call, a receiveArgs) (none, error) {
-		return none{}, Receive(c.layout, &a.Manifest, a.Offset, c.stdin)
+	// receiveVerb takes a transfer of the release's objects on stdin.
+	receiveVerb = verb[release.Manifest, Received]{"receive", func(_ context.Context, c *call, m release.Manifest) (Received, error) {
+		return ReceiveTransfer(c.layout, &m, c.stdin)
+	}}
+	// relayServeVerb prints a RelayOffer, then serves until stdin ends.
+	relayServeVerb = streamVerb[relayServeArgs]{"relay-serve", func(ctx context.Context, c *call, a relayServeArgs) (int, error) {
+		return 0, ServeRelay(ctx, c.layout, a, c.stdin, c.stdout, c.stderr)
+	}}
+	relayFetchVerb = verb[relayFetchArgs, Received]{"relay-fetch", func(ctx context.Context, c *call, a relayFetchArgs) (Received, error) {
+		return FetchFromRelay(ctx, c.layout, a)
 	}}
 	// envVerb replaces the secret env file and says whether it changed.
 	envVerb = verb[[]byte, bool]{"env", func(_ context.Context, c *call, content []byte) (bool, error) {
@@ -84,6 +95,10 @@ var (
 	}}
 	activateVerb = verb[activateArgs, none]{"activate", func(ctx context.Context, c *call, a activateArgs) (none, error) {
 		return none{}, activateLogged(ctx, c.layout, &a.Spec, a.ID, c.stderr)
+	}}
+	// checkVerb asks the current release for its health once.
+	checkVerb = verb[Spec, string]{"check", func(ctx context.Context, c *call, s Spec) (string, error) {
+		return Check(ctx, c.layout, &s)
 	}}
 	statusVerb = verb[none, *Status]{"status", func(ctx context.Context, c *call, _ none) (*Status, error) {
 		return ReadStatus(ctx, c.layout)
@@ -118,7 +133,7 @@ var (
 	}}
 )
 
-var verbs = verbTable(setupVerb, uploadStateVerb, receiveVerb, envVerb, lockVerb, unlockVerb, activateVerb,
+var verbs = verbTable(setupVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb, checkVerb,
 	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb)
 
 // journal writes the app's journal, all its releases, to c.stdout.
