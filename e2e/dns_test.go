@@ -60,7 +60,7 @@ func TestDNSAndCertificatesOnTwoHosts(t *testing.T) {
 		return fmt.Sprintf("proxy:\n  hosts: [%s, %q]\n  tls: acme\n  acme_ca: %s\n  acme_root: ca.pem\n"+
 			"dns:\n  provider: rfc2136\n  zone: dnse2e.test\n  ttl: 60s\n  resolvers: [%s]\n", shared, wild, ca.Directory, bind.Addr)
 	}
-	a := newApp(t, "dnsapp", 3500, hosts, section())
+	a := newApp(t, "dnsapp", 3520, hosts, section())
 	a.write(t, "ca.pem", string(caPEM))
 	a.commit(t, "ca")
 	env := append(slices.Clone(hoistEnv), bind.Env()...)

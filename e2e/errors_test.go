@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,5 +211,27 @@ func TestOtherArchitectureRefusedBeforeUpload(t *testing.T) {
 	}
 	if strings.Contains(stderr, "uploading") {
 		t.Errorf("hoist uploaded a release the host cannot run:\n%s", stderr)
+	}
+}
+
+// A port another app already listens on is refused before the release
+// starts: otherwise the health check is answered by the other app and
+// the proxy is switched to it. The other app serves on untouched.
+func TestPortHeldByAnotherAppIsRefused(t *testing.T) {
+	hosts := needLab(t)
+	squat := newApp(t, "squat", 3130, hosts[:1], "")
+	mustHoist(t, squat.dir, "setup")
+	want := strings.TrimSpace(mustHoist(t, squat.dir, "deploy"))
+	clash := newApp(t, "clash", 3130, hosts[:1], "proxy:\n  hosts: [clash.test]\n")
+	mustHoist(t, clash.dir, "setup")
+	stderr := failHoist(t, clash.dir, "deploy")
+	if !strings.Contains(stderr, "port 3130 is held by hello") || !strings.Contains(stderr, "run.port") {
+		t.Errorf("deploy onto a port another app holds: stderr does not name the port, its holder and what to do:\n%s", stderr)
+	}
+	if got := squat.served(hosts[0]); got != "hello from release "+want {
+		t.Errorf("the app that holds the port serves %q, want its release %s", got, want)
+	}
+	if got, err := get(http.DefaultClient, "http://"+hosts[0]+"/", "clash.test"); err == nil {
+		t.Errorf("the proxy routes clash.test to %q", got)
 	}
 }

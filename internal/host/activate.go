@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,11 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 			if err := stopRelease(ctx, l, r, log); err != nil {
 				return err
 			}
+		}
+	}
+	if !slices.Contains(running, id) {
+		if err := claimPort(ctx, s.Port); err != nil {
+			return revert(ctx, l, s, id, prev, err.Error(), log)
 		}
 	}
 	unit := systemd.InstanceName(l.App, id)

@@ -1,18 +1,21 @@
 package host
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/hoistdev/hoist/internal/systemd"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // Ports are what hoist gave a release when it started it. They are kept
@@ -245,4 +248,36 @@ func portFree(port int) bool {
 	}
 	ln.Close()
 	return true
+}
+
+// claimPort refuses to start a release on port when another program
+// listens there: the release could not bind it, and its health check
+// would be answered by that program, switching the app to it.
+func claimPort(ctx context.Context, port int) error {
+	if portFree(port) {
+		return nil
+	}
+	holder := portHolder(ctx, port)
+	if holder == "" {
+		holder = "another program"
+	}
+	return usererr.New("port %d is held by %s on this host: the release would not get it, and the health check would reach that program", port, holder).
+		WithHint("stop what listens there, or give this app another run.port in hoist.yml (behind the proxy, a release uses run.port and run.port+1)")
+}
+
+// portHolder names what listens on TCP port, as ss(8) reports it, or ""
+// when it cannot tell.
+func portHolder(ctx context.Context, port int) string {
+	out, err := exec.CommandContext(ctx, "ss", "-Hltnp", "sport = :"+strconv.Itoa(port)).Output()
+	if err != nil {
+		return ""
+	}
+	// users:(("python3",pid=812,fd=3))
+	_, users, ok := strings.Cut(string(out), "users:((")
+	if !ok {
+		return ""
+	}
+	name, rest, _ := strings.Cut(users, ",")
+	pid, _, _ := strings.Cut(strings.TrimPrefix(rest, "pid="), ",")
+	return fmt.Sprintf("%s (pid %s)", strings.Trim(name, `"`), pid)
 }

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/systemd"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // A release started without the proxy has no port file, yet holds
@@ -256,5 +258,27 @@ func TestStartedAsNow(t *testing.T) {
 				t.Errorf("startedAsNow = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A port another program listens on is refused before a release starts,
+// naming the port and what to do; a free one is taken.
+func TestClaimPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := ln.Addr().(*net.TCPAddr).Port
+	err = claimPort(context.Background(), held)
+	if err == nil || !strings.Contains(err.Error(), "port "+strconv.Itoa(held)+" is held by") || !strings.Contains(usererr.HintOf(err), "run.port") {
+		t.Fatalf("claimPort(held %d) = %v (hint %q); want the port named and run.port in the hint", held, err, usererr.HintOf(err))
+	}
+	free, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := claimPort(context.Background(), free); err != nil {
+		t.Errorf("claimPort(free %d) = %v", free, err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/term"
+
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // The host protocol, both ends of it. The client runs `hoist host VERB`
@@ -54,22 +56,27 @@ type RemoteError struct {
 	Lock    *Lock        `json:"lock,omitempty"`   // set when a lock is held
 	Health  *HealthError `json:"health,omitempty"` // set when a release failed its check
 	Relay   *RelayError  `json:"relay,omitempty"`  // set when a relay failed a transfer
+	Hint    string       `json:"hint,omitempty"`   // what to do, when the host knows
 }
 
 func (e *RemoteError) Error() string { return e.Message }
 
-// Unwrap exposes the structured cause, so errors.As finds *LockedError
-// and *HealthError on the client too.
-func (e *RemoteError) Unwrap() error {
+// Unwrap exposes the structured causes, so errors.As finds *LockedError,
+// *HealthError and the hint's *usererr.Error on the client too.
+func (e *RemoteError) Unwrap() []error {
+	var errs []error
 	switch {
 	case e.Lock != nil:
-		return &LockedError{Lock: *e.Lock}
+		errs = append(errs, &LockedError{Lock: *e.Lock})
 	case e.Health != nil:
-		return e.Health
+		errs = append(errs, e.Health)
 	case e.Relay != nil:
-		return e.Relay
+		errs = append(errs, e.Relay)
 	}
-	return nil
+	if e.Hint != "" {
+		errs = append(errs, &usererr.Error{Msg: e.Message, Hint: e.Hint})
+	}
+	return errs
 }
 
 // none is the arguments or result of a verb that has none.
@@ -259,7 +266,7 @@ func writeResult(w io.Writer, v any) error {
 
 // writeError writes a failed response.
 func writeError(w io.Writer, err error) {
-	re := &RemoteError{Message: err.Error()}
+	re := &RemoteError{Message: err.Error(), Hint: usererr.HintOf(err)}
 	var le *LockedError
 	if errors.As(err, &le) {
 		re.Lock = &le.Lock

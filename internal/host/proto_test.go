@@ -312,3 +312,29 @@ func TestTerminalRequest(t *testing.T) {
 		t.Errorf("after cookTerminal: echo %v, line editing %v, %v; want both on", echo, editing, err)
 	}
 }
+
+// What a host says to do about its error reaches the person at the
+// terminal, beside the structured cause.
+func TestRemoteErrorKeepsHint(t *testing.T) {
+	for name, sent := range map[string]error{
+		"user error": usererr.New("port 3130 is held by hello").WithHint("give this app another run.port"),
+		"locked with a hint": fmt.Errorf("activate: %w", &usererr.Error{Msg: "locked", Hint: "wait for it",
+			Err: &LockedError{Lock: Lock{Holder: "ann"}}}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			writeError(&b, sent)
+			got := decodeResponse(b.Bytes(), nil)
+			if got == nil || got.Error() != sent.Error() {
+				t.Fatalf("decoded %v, want %v", got, sent)
+			}
+			if h := usererr.HintOf(got); h != usererr.HintOf(sent) {
+				t.Errorf("hint %q, want %q", h, usererr.HintOf(sent))
+			}
+			var le *LockedError
+			if errors.As(sent, &le) != errors.As(got, &le) {
+				t.Errorf("errors.As(*LockedError) differs: sent %v, got %v", errors.As(sent, &le), errors.As(got, &le))
+			}
+		})
+	}
+}

@@ -164,6 +164,11 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if used[port] {
 		port = s.Port + 1
 	}
+	if !slices.Contains(running, id) {
+		if err := claimPort(ctx, port); err != nil {
+			return err
+		}
+	}
 	if _, err := l.newPorts(id, port, s.ErlangNetwork); err != nil {
 		return err
 	}

@@ -88,7 +88,8 @@ func TestLabUpDown(t *testing.T) {
 	for _, h := range hosts {
 		out := runSSH(t, o, h.Addr, "hostname; timeout 60 systemctl is-system-running --wait; systemctl is-active multi-user.target")
 		if want := h.Name + "\nrunning\nactive\n"; out != want {
-			t.Errorf("%s answered %q, want %q", h.Addr, out, want)
+			failed := runSSH(t, o, h.Addr, "systemctl --failed --no-legend; journalctl -b -p warning --no-pager | tail -n 30")
+			t.Errorf("%s answered %q, want %q; failed units and warnings:\n%s", h.Addr, out, want, failed)
 		}
 	}
 
