@@ -162,26 +162,41 @@ func (c cutConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 
 // TestFullDiskKeepsServing fills the host's upload space: the deploy
 // fails with a clear error and the previous release keeps serving.
+// A full disk fails the deploy wherever it strikes — while the release
+// is received (a whole upload), or while it is assembled from what the
+// host holds (a delta) — and the host serves its previous release, with
+// nothing half-written left beside it.
 func TestFullDiskKeepsServing(t *testing.T) {
 	hosts := needLab(t)
 	a := newApp(t, "fulldisk", 3105, hosts[:1], "")
+	conn := dialLab(t, hosts[0])
+	// The app's directory on a disk of its own, filled once the first
+	// release is in, up to 2 MiB: too little for the next release.
+	root := "/var/lib/hoist/fulldisk"
+	labRun(t, conn, "mkdir -p "+root+" && mount -t tmpfs -o size=40m,mode=0755 tmpfs "+root)
+	t.Cleanup(func() {
+		conn.Run(context.Background(), "systemctl stop 'hoist-fulldisk@*'; umount -l "+root, nil, io.Discard, io.Discard)
+	})
 	mustHoist(t, a.dir, "setup")
 	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
-	conn := dialLab(t, hosts[0])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	uploads := "/var/lib/hoist/fulldisk/uploads"
-	if err := conn.Run(ctx, "mount -t tmpfs -o size=64k tmpfs "+uploads, nil, io.Discard, io.Discard); err != nil {
-		t.Fatalf("mount a small tmpfs on the host: %v", err)
-	}
-	defer conn.Run(context.Background(), "umount "+uploads, nil, io.Discard, io.Discard)
-
+	labRun(t, conn, "fallocate -l $(( $(df --output=avail -B1 "+root+" | tail -n 1) - 2*1024*1024 )) "+root+"/ballast")
 	a.change(t)
-	stderr := failHoist(t, a.dir, "deploy")
-	if !strings.Contains(stderr, "no space left on device") {
-		t.Errorf("stderr does not say the disk is full:\n%s", stderr)
+
+	for name, args := range map[string][]string{
+		"receiving a whole release": {"deploy", "--full"},
+		"assembling from a delta":   {"deploy"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			stderr := failHoist(t, a.dir, args...)
+			if !strings.Contains(stderr, "no space left on device") {
+				t.Errorf("stderr does not say the disk is full:\n%s", stderr)
+			}
+			a.wantServed(t, hosts[:1], r1)
+			if left := strings.TrimSpace(string(labRun(t, conn, "ls -A "+root+"/releases"))); left != r1 {
+				t.Errorf("releases/ holds %q after the failed deploy, want only %s", left, r1)
+			}
+		})
 	}
-	a.wantServed(t, hosts[:1], r1)
 }
 
 func dialLab(t *testing.T, addr string) transport.Conn {
