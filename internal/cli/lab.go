@@ -12,9 +12,10 @@ import (
 )
 
 type labOptions struct {
-	name  string
-	hosts int
-	json  bool
+	name     string
+	hosts    int
+	json     bool
+	packages []string
 }
 
 func newLabCmd(s *streams) *cobra.Command {
@@ -40,6 +41,7 @@ func newLabCmd(s *streams) *cobra.Command {
 		},
 	}
 	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
+	up.Flags().StringSliceVar(&o.packages, "packages", nil, "Debian packages the hosts can install with apt (downloaded once into a local repository: lab hosts reach no mirror)")
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the lab's hosts and whether they run and answer SSH",
@@ -64,6 +66,7 @@ func labOpts(s *streams, o *labOptions) lab.Options {
 		KeyPath:        labKeyPath(home),
 		KnownHostsPath: filepath.Join(home, "known_hosts"),
 		Log:            s.err,
+		Packages:       o.packages,
 	}
 }
 
