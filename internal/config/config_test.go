@@ -256,15 +256,19 @@ func TestDocsCoverEveryField(t *testing.T) {
 		for i := 0; i < typ.NumField(); i++ {
 			f := typ.Field(i)
 			key := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if key == "" {
+			if key == "" || key == "-" {
 				continue
 			}
 			full := prefix + key
 			if !strings.Contains(string(doc), "`"+full+"`") {
 				t.Errorf("docs/config.md does not document `%s`", full)
 			}
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}):
 				walk(full+".", f.Type)
+			case f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Struct:
+				// A map of named entries (accessories.NAME.service).
+				walk(full+".NAME.", f.Type.Elem())
 			}
 		}
 	}
