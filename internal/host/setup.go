@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"strconv"
 
 	"github.com/hoistdev/hoist/internal/systemd"
@@ -102,23 +101,7 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 // writeUnits writes the units whose content differs and reloads systemd
 // if any did; it reports whether anything changed.
 func writeUnits(ctx context.Context, units map[string][]byte) (bool, error) {
-	changed := false
-	for name, content := range units {
-		p := filepath.Join(UnitDir, name)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, content) {
-			continue
-		}
-		if err := writeFileAtomic(p, content, 0o644); err != nil {
-			return false, err
-		}
-		changed = true
-	}
-	if changed {
-		if _, err := systemd.Systemctl(ctx, "daemon-reload"); err != nil {
-			return false, fmt.Errorf("install units: %w", err)
-		}
-	}
-	return changed, nil
+	return systemd.WriteUnits(ctx, UnitDir, units)
 }
 
 // SetEnv replaces the app's secret environment file, 0600 root, when its
