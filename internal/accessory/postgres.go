@@ -90,10 +90,10 @@ func postgresBeforeInstall() error {
 	return atomicfile.Write(pgNoMain, []byte("# Written by hoist: each accessory is a cluster of its own.\ncreate_main_cluster = false\n"), 0o644)
 }
 
-func (pg *postgres) unit() string     { return "postgresql@" + pg.ver + "-" + pg.cluster + ".service" }
-func (pg *postgres) confDir() string  { return filepath.Join(pgEtc, pg.ver, pg.cluster) }
-func (pg *postgres) dataDir() string  { return filepath.Join(pgData, pg.ver, pg.cluster) }
-func (pg *postgres) version() string  { return pg.ver }
+func (pg *postgres) unit() string           { return "postgresql@" + pg.ver + "-" + pg.cluster + ".service" }
+func (pg *postgres) confDir() string        { return filepath.Join(pgEtc, pg.ver, pg.cluster) }
+func (pg *postgres) dataDir() string        { return filepath.Join(pgData, pg.ver, pg.cluster) }
+func (pg *postgres) version() string        { return pg.ver }
 func (pg *postgres) bin(name string) string { return filepath.Join(pgLib, pg.ver, "bin", name) }
 
 func (pg *postgres) create(ctx context.Context, log io.Writer) error {

@@ -59,11 +59,11 @@ func TestDestinationErrorsNameTheirFile(t *testing.T) {
 		over string
 		want string
 	}{
-		"unknown key in the overlay":  {"proxy:\n  hostz: [a]\n", `hoist.staging.yml:2:3: unknown field "hostz"`},
-		"wrong type in the overlay":   {"keep_releases: many\n", "hoist.staging.yml:1:16: "},
-		"bad value in the overlay":    {"accessories:\n  db:\n    listen: 1.1.1.1\n", "hoist.staging.yml:3:13: accessories.db.listen: 1.1.1.1 is not a private address"},
-		"overlay's change refused":    {"accessories:\n  db:\n    service: redis\n", "hoist.staging.yml:2:3: accessories.db: database and backup are for postgresql"},
-		"empty overlay":               {"", ""},
+		"unknown key in the overlay": {"proxy:\n  hostz: [a]\n", `hoist.staging.yml:2:3: unknown field "hostz"`},
+		"wrong type in the overlay":  {"keep_releases: many\n", "hoist.staging.yml:1:16: "},
+		"bad value in the overlay":   {"accessories:\n  db:\n    listen: 1.1.1.1\n", "hoist.staging.yml:3:13: accessories.db.listen: 1.1.1.1 is not a private address"},
+		"overlay's change refused":   {"accessories:\n  db:\n    service: redis\n", "hoist.staging.yml:2:3: accessories.db: database and backup are for postgresql"},
+		"empty overlay":              {"", ""},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
