@@ -379,7 +379,7 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
 			}
 		}
 		o.logf(h)("activating %s", art.Manifest.ID)
-		return c.Activate(ctx, spec, art.Manifest.ID)
+		return c.Activate(ctx, spec, art.Manifest.ID, "deploy")
 	})
 }
 
@@ -403,7 +403,7 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 			target = prev
 		}
 		o.logf(h)("rolling back to %s", target)
-		return c.Activate(ctx, spec, target)
+		return c.Activate(ctx, spec, target, "rollback")
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/hoistdev/hoist/internal/accessory"
 )
 
 // The host protocol, both ends of it. The client runs `hoist host VERB`
@@ -26,8 +28,13 @@ import (
 
 // request is the first line a verb reads on stdin.
 type request struct {
-	App  string          `json:"app"`
-	Args json.RawMessage `json:"args,omitempty"`
+	App string `json:"app"`
+	// Destination is the app's destination the client works on; a host
+	// set up for another refuses the request (destination.go).
+	Destination string `json:"destination,omitempty"`
+	// Actor is who asks, for the audit trail.
+	Actor *Actor          `json:"actor,omitempty"`
+	Args  json.RawMessage `json:"args,omitempty"`
 }
 
 // exitUsage is the exit status of `hoist host` called wrongly: by a
@@ -50,6 +57,9 @@ type RemoteError struct {
 	Message string       `json:"message"`
 	Lock    *Lock        `json:"lock,omitempty"`   // set when a lock is held
 	Health  *HealthError `json:"health,omitempty"` // set when a release failed its check
+	// Confirm is set when a restore would replace data and was not
+	// confirmed.
+	Confirm *accessory.ConfirmError `json:"confirm,omitempty"`
 }
 
 func (e *RemoteError) Error() string { return e.Message }
@@ -62,6 +72,8 @@ func (e *RemoteError) Unwrap() error {
 		return &LockedError{Lock: *e.Lock}
 	case e.Health != nil:
 		return e.Health
+	case e.Confirm != nil:
+		return e.Confirm
 	}
 	return nil
 }
@@ -69,13 +81,15 @@ func (e *RemoteError) Unwrap() error {
 // none is the arguments or result of a verb that has none.
 type none struct{}
 
-// call is one verb being served on the host: the app's layout and the
-// streams left after the request line.
+// call is one verb being served on the host: the app's layout, who
+// asks, and the streams left after the request line.
 type call struct {
-	layout Layout
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	layout      Layout
+	destination string
+	actor       Actor
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
 }
 
 // verb is a command that answers with a Response: the client sends A
@@ -174,11 +188,19 @@ func serve(ctx context.Context, base string, argv []string, stdin io.Reader, std
 	if err == nil && !ValidApp(req.App) {
 		err = fmt.Errorf("invalid app name %q", req.App)
 	}
+	l := For(base, req.App)
+	if err == nil {
+		err = checkDestination(l, req.Destination)
+	}
 	if err != nil {
 		writeError(stdout, err)
 		return 1
 	}
-	return h.handle(ctx, &call{layout: For(base, req.App), stdin: in, stdout: stdout, stderr: stderr}, req.Args)
+	c := &call{layout: l, destination: req.Destination, stdin: in, stdout: stdout, stderr: stderr}
+	if req.Actor != nil {
+		c.actor = *req.Actor
+	}
+	return h.handle(ctx, c, req.Args)
 }
 
 func readRequest(r *bufio.Reader) (request, error) {
@@ -204,13 +226,14 @@ func readRequest(r *bufio.Reader) (request, error) {
 	return req, nil
 }
 
-// encodeRequest is the request line for args of app.
-func encodeRequest(app string, args any) ([]byte, error) {
+// encode is the request line r with args.
+func (r request) encode(args any) ([]byte, error) {
 	b, err := json.Marshal(args)
 	if err != nil {
 		return nil, fmt.Errorf("encode arguments: %w", err)
 	}
-	line, err := json.Marshal(request{App: app, Args: b})
+	r.Args = b
+	line, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
@@ -236,6 +259,10 @@ func writeError(w io.Writer, err error) {
 	var he *HealthError
 	if errors.As(err, &he) {
 		re.Health = he
+	}
+	var ce *accessory.ConfirmError
+	if errors.As(err, &ce) {
+		re.Confirm = ce
 	}
 	_ = json.NewEncoder(w).Encode(Response{Error: re}) // the client sees a broken pipe by itself
 }

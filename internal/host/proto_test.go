@@ -185,8 +185,8 @@ func TestServeRefusals(t *testing.T) {
 
 // The boot unit's stdin is a request like the client's.
 func TestBootRequest(t *testing.T) {
-	req, err := readRequest(bufio.NewReader(strings.NewReader(BootRequest("hello") + "\n")))
-	if err != nil || req.App != "hello" {
+	req, err := readRequest(bufio.NewReader(strings.NewReader(BootRequest("hello", "staging") + "\n")))
+	if err != nil || req.App != "hello" || req.Destination != "staging" {
 		t.Fatalf("BootRequest decodes to %+v, %v", req, err)
 	}
 	if _, err := decodeArgs[none](req.Args); err != nil {

@@ -79,10 +79,14 @@ func ensureUser(ctx context.Context, name string) error {
 // installUnits writes the app's units where they differ and reloads
 // systemd if any did. It reports whether anything changed.
 func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
+	dest, _, err := recordedDestination(l)
+	if err != nil {
+		return false, err
+	}
 	a := systemd.App{
 		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.portFile("%i"),
 		StateDirectory: l.StateDirName(), Command: s.Command, Port: s.Port,
-		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App),
+		Env: s.Env, EnvFile: l.EnvFile(), AccessoriesEnvFile: l.AccessoriesEnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App, dest),
 	}
 	tmpl, err := systemd.Template(a)
 	if err != nil {
@@ -107,13 +111,23 @@ func writeUnits(ctx context.Context, units map[string][]byte) (bool, error) {
 // SetEnv replaces the app's secret environment file, 0600 root, when its
 // content differs. Releases read it when they start.
 func SetEnv(l Layout, content []byte) (bool, error) {
-	if old, err := os.ReadFile(l.EnvFile()); err == nil && bytes.Equal(old, content) {
+	return setSecretFile(l, l.EnvFile(), content)
+}
+
+// SetAccessoriesEnv replaces the file of the accessories' URLs, as
+// SetEnv does the secrets'.
+func SetAccessoriesEnv(l Layout, content []byte) (bool, error) {
+	return setSecretFile(l, l.AccessoriesEnvFile(), content)
+}
+
+func setSecretFile(l Layout, path string, content []byte) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
 		return false, nil
 	}
 	if err := os.MkdirAll(l.Shared(), 0o700); err != nil {
 		return false, fmt.Errorf("set env: %w", err)
 	}
-	return true, writeFileAtomic(l.EnvFile(), content, 0o600)
+	return true, writeFileAtomic(path, content, 0o600)
 }
 
 func ensureStateDir(l Layout) error {

@@ -28,9 +28,11 @@ type App struct {
 	Command string
 	Port    int
 	// Env holds plain variables; EnvFile holds the secret ones (0600, root),
-	// which systemd reads before it drops privileges.
-	Env     map[string]string
-	EnvFile string
+	// which systemd reads before it drops privileges, after
+	// AccessoriesEnvFile, the accessories' URLs (so a secret wins).
+	Env                map[string]string
+	EnvFile            string
+	AccessoriesEnvFile string
 	// HoistBin is the hoist binary on the host, used by the boot unit,
 	// which gives it BootRequest on stdin.
 	HoistBin    string
@@ -69,6 +71,9 @@ WorkingDirectory={{.ReleaseDir}}
 ExecStart={{.ExecStart}}
 {{- range .Env}}
 Environment={{.}}
+{{- end}}
+{{- if .AccessoriesEnvFile}}
+EnvironmentFile=-{{.AccessoriesEnvFile}}
 {{- end}}
 EnvironmentFile=-{{.EnvFile}}
 # What the release was given when it started: behind the proxy its own
