@@ -16,6 +16,7 @@ type deployOptions struct {
 	ref     string
 	hosts   []string
 	rebuild bool
+	json    bool
 }
 
 func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -33,6 +34,7 @@ func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to deploy")
 	cmd.Flags().BoolVar(&o.rebuild, "rebuild", false, "build even if a release of the same source exists")
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
+	jsonFlag(cmd, &o.json)
 	return cmd
 }
 
@@ -75,11 +77,45 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if bars != nil {
 		bars.wait()
 	}
-	if err := report(s.err, results, "deploy of "+art.Manifest.ID); err != nil {
+	err = report(s.err, results, "deploy of "+art.Manifest.ID)
+	if o.json {
+		m := art.Manifest
+		if jerr := writeJSON(s, deployResult{Release: m.ID, Commit: m.Commit, Reused: art.Reused, Hosts: hostResults(results)}); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(s.out, art.Manifest.ID)
 	return nil
+}
+
+// deployResult is what `hoist deploy --json` prints.
+type deployResult struct {
+	Release string       `json:"release"`
+	Commit  string       `json:"commit"`
+	Reused  bool         `json:"reused"`
+	Hosts   []hostResult `json:"hosts"`
+}
+
+// hostResult is how an operation went on one host.
+type hostResult struct {
+	Host string `json:"host"`
+	OK   bool   `json:"ok"`
+	// Release is the host's current release after the operation, where
+	// the operation changes it.
+	Release string `json:"release,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func hostResults(results []fleet.Result) []hostResult {
+	out := make([]hostResult, len(results))
+	for i, r := range results {
+		out[i] = hostResult{Host: r.Host, OK: r.Err == nil, Error: errText(r.Err)}
+	}
+	return out
 }
 
 // reachable warns of each host that cannot be reached, and fails when
@@ -99,5 +135,5 @@ func reachable(s *streams, members []fleet.Member) error {
 }
 
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu}
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Client: a.client}
 }

@@ -64,13 +64,21 @@ func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOpt
 
 // confirm asks for the app's name to be typed.
 func confirm(s *streams, app string) error {
-	fmt.Fprintf(s.err, "type the app's name (%s) to destroy it: ", app)
-	line, err := bufio.NewReader(s.in).ReadString('\n')
-	if strings.TrimSpace(line) == app {
+	line, ok, err := askTyped(s, fmt.Sprintf("type the app's name (%s) to destroy it: ", app), app)
+	if ok {
 		return nil
 	}
-	if err != nil && strings.TrimSpace(line) == "" {
+	if err != nil && line == "" {
 		return usererr.New("destroy needs the app's name typed, and none came").WithHint("type it, or pass --yes")
 	}
-	return usererr.New("%q is not %s: nothing was destroyed", strings.TrimSpace(line), app)
+	return usererr.New("%q is not %s: nothing was destroyed", line, app)
+}
+
+// askTyped asks question on stderr and reads a line from stdin: ok when
+// it is want.
+func askTyped(s *streams, question, want string) (line string, ok bool, err error) {
+	fmt.Fprint(s.err, question)
+	line, err = bufio.NewReader(s.in).ReadString('\n')
+	line = strings.TrimSpace(line)
+	return line, line == want, err
 }

@@ -41,6 +41,7 @@ func newLabCmd(s *streams) *cobra.Command {
 		},
 	}
 	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
+	jsonFlag(up, &o.json)
 	up.Flags().StringSliceVar(&o.packages, "packages", nil, "Debian packages the hosts can install with apt (downloaded once into a local repository: lab hosts reach no mirror)")
 	status := &cobra.Command{
 		Use:   "status",
@@ -77,6 +78,9 @@ func runLabUp(ctx context.Context, s *streams, o *labOptions) error {
 	hosts, err := lab.Up(ctx, labOpts(s, o), o.hosts)
 	if err != nil {
 		return err
+	}
+	if o.json {
+		return writeJSON(s, hosts)
 	}
 	for _, h := range hosts {
 		fmt.Fprintln(s.out, h.Addr)

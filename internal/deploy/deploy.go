@@ -350,6 +350,9 @@ type ShipOptions struct {
 	// Members are the hosts already dialled (Connect), in the order of
 	// Hosts; nil dials them.
 	Members []fleet.Member
+	// Client makes the host client of a connection (with the
+	// destination and who deploys); nil makes a plain one.
+	Client func(transport.Conn) *host.Client
 }
 
 // Connect dials every host of o, so that a deploy can name the hosts it
@@ -428,7 +431,10 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		members = o.Connect(ctx)
 		defer fleet.Close(members)
 	}
-	client := func(conn transport.Conn) *host.Client { return &host.Client{Conn: conn, App: o.Config.App} }
+	client := o.Client
+	if client == nil {
+		client = func(conn transport.Conn) *host.Client { return &host.Client{Conn: conn, App: o.Config.App} }
+	}
 	order := make([]int, len(members))
 	for i := range order {
 		order[i] = i
