@@ -84,7 +84,9 @@ func newAccessoryCmd(s *streams, g *globalOptions) *cobra.Command {
 			"host and prints its name; --fetch copies it to --to (default: here) and\n" +
 			"prints the local path. Old backups beyond backup.keep are removed.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runAccessoryBackup(cmd.Context(), s, g, o, args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAccessoryBackup(cmd.Context(), s, g, o, args[0])
+		},
 	}
 	backup.Flags().BoolVar(&o.fetch, "fetch", false, "copy the backup off the host, to --to")
 	backup.Flags().StringVar(&o.to, "to", ".", "directory fetched backups go to")
@@ -93,7 +95,9 @@ func newAccessoryCmd(s *streams, g *globalOptions) *cobra.Command {
 		Use:   "backups NAME",
 		Short: "List a PostgreSQL accessory's backups on its host, oldest first",
 		Args:  cobra.ExactArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return runAccessoryBackups(cmd.Context(), s, g, o, args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAccessoryBackups(cmd.Context(), s, g, o, args[0])
+		},
 	}
 	jsonFlag(backups, &o.json)
 	fetch := &cobra.Command{
@@ -122,7 +126,9 @@ func newAccessoryCmd(s *streams, g *globalOptions) *cobra.Command {
 			"confirmed (--yes, or typing its name on a terminal); a backup of it is made\n" +
 			"first.",
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return runAccessoryRestore(cmd.Context(), s, g, o, args[0], args[1]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAccessoryRestore(cmd.Context(), s, g, o, args[0], args[1])
+		},
 	}
 	restore.Flags().BoolVar(&o.yes, "yes", false, "replace a database that holds data without asking")
 	cmd.AddCommand(status, logs, restart, backup, backups, fetch, restore)

@@ -99,7 +99,9 @@ func (l Layout) LockFile() string { return filepath.Join(l.Root, "deploy.lock") 
 // AccessoriesEnvFile holds the URLs of the app's accessories, passwords
 // included: a secret file like EnvFile, which the units read before it
 // so that a secret of the same name wins.
-func (l Layout) AccessoriesEnvFile() string { return filepath.Join(l.Root, "shared", "accessories.env") }
+func (l Layout) AccessoriesEnvFile() string {
+	return filepath.Join(l.Root, "shared", "accessories.env")
+}
 
 // AuditLog is the app's audit trail on this host.
 func (l Layout) AuditLog() string { return filepath.Join(l.Root, "audit.log") }
@@ -120,7 +122,7 @@ func (l Layout) Accessory(name string) accessory.Place {
 		BackupRequest: unitRequest(l.App, dest, accessoryArgs{Name: name}),
 	}
 }
-func (l Layout) Ports() string    { return filepath.Join(l.Root, "ports") }
+func (l Layout) Ports() string { return filepath.Join(l.Root, "ports") }
 
 // failedDir marks the releases that failed their health check, one
 // failedFile each.
