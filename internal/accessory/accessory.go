@@ -74,7 +74,7 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("accessory %s: unknown service %q", s.Name, s.Service)
 	case !packagePattern.MatchString(s.Package):
 		return fmt.Errorf("accessory %s: invalid package %q", s.Name, s.Package)
-	case s.Port < 1 || s.Port > 65535:
+	case s.Port < 1024 || s.Port > 65535:
 		return fmt.Errorf("accessory %s: invalid port %d", s.Name, s.Port)
 	case !envPattern.MatchString(s.Env):
 		return fmt.Errorf("accessory %s: invalid variable %q", s.Name, s.Env)
@@ -152,10 +152,14 @@ func Setup(ctx context.Context, s *Spec, p Place, log io.Writer) (Connection, er
 		return Connection{}, err
 	}
 	svc := services[s.Service]
+	// Before anything is installed or made: a port another program holds.
+	if err := checkPort(ctx, s, svc.owns); err != nil {
+		return Connection{}, err
+	}
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return Connection{}, fmt.Errorf("accessory %s: %w", s.Name, err)
 	}
-	fresh, err := ensurePackage(ctx, s.Package, svc.beforeInstall, log)
+	fresh, err := ensurePackage(ctx, s.Name, s.Package, svc.beforeInstall, log)
 	if err != nil {
 		return Connection{}, err
 	}
@@ -199,19 +203,13 @@ func Setup(ctx context.Context, s *Spec, p Place, log io.Writer) (Connection, er
 	return Connection{Env: s.Env, URL: e.url(password)}, nil
 }
 
-// start starts the unit, or restarts it when its settings changed; a
-// port another program holds is refused before anything starts.
+// start starts the unit, or restarts it when its settings changed.
 func start(ctx context.Context, s *Spec, e engine, changed bool, log io.Writer) error {
 	u, err := systemd.Show(ctx, e.unit())
 	if err != nil {
 		return err
 	}
 	running := u.ActiveState == "active" || u.ActiveState == "activating"
-	if !running || changed {
-		if err := checkPort(ctx, s, e.unit()); err != nil {
-			return err
-		}
-	}
 	if _, err := systemd.Systemctl(ctx, "enable", e.unit()); err != nil {
 		return fmt.Errorf("accessory %s: %w", s.Name, err)
 	}

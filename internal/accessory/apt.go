@@ -10,16 +10,16 @@ import (
 	"time"
 )
 
-// InstallError says that a package could not be installed.
+// InstallError says that an accessory's package could not be installed.
 type InstallError struct {
-	Package string
+	Name, Package string
 	// Output is the end of apt-get's output.
 	Output string
 }
 
 func (e *InstallError) Error() string {
-	return fmt.Sprintf("the package %s cannot be installed on this host; nothing was changed:\n%s\n"+
-		"check accessories' service and package in hoist.yml, and that the host's apt sources (apt-get update) offer it", e.Package, e.Output)
+	return fmt.Sprintf("accessory %s: the package %s cannot be installed on this host, so the accessory was not set up:\n%s\n"+
+		"check accessories.%s's service and package in hoist.yml, and that the host's apt sources (apt-get update) offer it", e.Name, e.Package, e.Output, e.Name)
 }
 
 // installTimeout bounds apt-get: a mirror that hangs must not hang setup.
@@ -27,7 +27,7 @@ const installTimeout = 15 * time.Minute
 
 // ensurePackage installs pkg with apt-get unless it is installed, and
 // reports whether it installed it. before runs first when it does.
-func ensurePackage(ctx context.Context, pkg string, before func() error, log io.Writer) (bool, error) {
+func ensurePackage(ctx context.Context, name, pkg string, before func() error, log io.Writer) (bool, error) {
 	if packageInstalled(ctx, pkg) {
 		return false, nil
 	}
@@ -52,11 +52,11 @@ func ensurePackage(ctx context.Context, pkg string, before func() error, log io.
 			if msg == "" {
 				msg = err.Error()
 			}
-			return false, &InstallError{Package: pkg, Output: "apt-get " + args[0] + ": " + msg}
+			return false, &InstallError{Name: name, Package: pkg, Output: "apt-get " + args[0] + ": " + msg}
 		}
 	}
 	if !packageInstalled(ctx, pkg) {
-		return false, &InstallError{Package: pkg, Output: "apt-get reported success, but dpkg does not list it as installed"}
+		return false, &InstallError{Name: name, Package: pkg, Output: "apt-get reported success, but dpkg does not list it as installed"}
 	}
 	return true, nil
 }

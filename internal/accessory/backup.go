@@ -154,7 +154,7 @@ func Verify(r io.Reader, file string) (Meta, int64, error) {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return bad(fmt.Sprintf("it is cut short: it ends after %d bytes of SQL, before its gzip trailer", n))
 	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.As(err, &corrupt):
-		return bad("its content is damaged (gzip: " + err.Error() + ")")
+		return bad("its content is damaged (" + err.Error() + ")")
 	case err != nil:
 		return Meta{}, 0, fmt.Errorf("read backup %s: %w", file, err)
 	}
@@ -289,7 +289,7 @@ type ConfirmError struct {
 }
 
 func (e *ConfirmError) Error() string {
-	return fmt.Sprintf("database %s holds %d tables and other relations, which the restore would replace; nothing was changed: confirm with --yes (a backup of what is there now is kept first)", e.Database, e.Tables)
+	return fmt.Sprintf("database %s is not empty (%d tables, views or sequences), and the restore would replace it; nothing was changed: confirm with --yes (a backup of what is there now is kept first)", e.Database, e.Tables)
 }
 
 // RoomError says that the disk is too small for a restore.

@@ -34,10 +34,9 @@ func (e *PortError) Error() string {
 func (e *PortError) Unwrap() error { return e.Err }
 
 // checkPort refuses an address and port the accessory cannot listen on:
-// another program's, or an address the host does not have. It is called
-// only while the accessory's own unit is stopped or about to restart on
-// changed settings.
-func checkPort(ctx context.Context, s *Spec, unit string) error {
+// another program's, or an address the host does not have. A port its
+// own unit holds (owns says which) is its own.
+func checkPort(ctx context.Context, s *Spec, owns func(s *Spec, unit string) bool) error {
 	l, err := net.Listen("tcp", net.JoinHostPort(s.Listen, strconv.Itoa(s.Port)))
 	if err == nil {
 		return l.Close()
@@ -45,8 +44,8 @@ func checkPort(ctx context.Context, s *Spec, unit string) error {
 	pe := &PortError{Name: s.Name, Addr: s.Listen, Port: s.Port, Err: err}
 	if errors.Is(err, syscall.EADDRINUSE) {
 		pe.Holder = portHolder(ctx, s.Port)
-		if pe.Holder == unit {
-			return nil // the accessory itself, restarting on new settings
+		if owns(s, pe.Holder) {
+			return nil // the accessory itself, already running
 		}
 	}
 	return pe

@@ -50,6 +50,11 @@ func pgCluster(s *Spec) string { return strings.ReplaceAll(s.Instance(), "-", "_
 
 func newPostgres(s *Spec) (engine, error) { return openPostgres(s) }
 
+// postgresOwns reports whether unit runs s's cluster, of any version.
+func postgresOwns(s *Spec, unit string) bool {
+	return strings.HasPrefix(unit, "postgresql@") && strings.HasSuffix(unit, "-"+pgCluster(s)+".service")
+}
+
 func openPostgres(s *Spec) (*postgres, error) {
 	cluster := pgCluster(s)
 	ver, err := pgVersion(cluster)
@@ -240,6 +245,13 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname NOT IN ('pg_cata
 		return 0, err
 	}
 	return strconv.Atoi(out)
+}
+
+// databaseExists reports whether database db exists: one dropped by
+// hand is restored all the same.
+func (pg *postgres) databaseExists(ctx context.Context, db string) (bool, error) {
+	out, err := pg.psql(ctx, "postgres", strings.NewReader("SELECT count(*) FROM pg_database WHERE datname = "+quoteLiteral(db)+";\n"))
+	return out == "1", err
 }
 
 func quoteIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -43,9 +43,15 @@ func Restore(ctx context.Context, s *Spec, p Place, file string, confirm bool, l
 		return err
 	}
 	db := s.Database
-	n, err := pg.userTables(ctx, db)
+	exists, err := pg.databaseExists(ctx, db)
 	if err != nil {
 		return err
+	}
+	n := 0
+	if exists {
+		if n, err = pg.userTables(ctx, db); err != nil {
+			return err
+		}
 	}
 	if n > 0 {
 		if !confirm {
@@ -63,7 +69,7 @@ func Restore(ctx context.Context, s *Spec, p Place, file string, confirm bool, l
 		pg.psql(ctx, "postgres", strings.NewReader("DROP DATABASE IF EXISTS "+quoteIdent(scratch)+";\n"))
 		return fmt.Errorf("restore of %s failed: %w; the database was not changed", file, err)
 	}
-	if err := pg.swap(ctx, scratch); err != nil {
+	if err := pg.swap(ctx, scratch, exists); err != nil {
 		return err
 	}
 	fmt.Fprintf(log, "%s restored from %s\n", db, file)
@@ -94,12 +100,16 @@ func (pg *postgres) load(ctx context.Context, path, scratch string) error {
 }
 
 // swap gives scratch the database's name and drops the database it
-// replaces. The app's connections to it are closed; no new one is let in
-// meanwhile.
-func (pg *postgres) swap(ctx context.Context, scratch string) error {
+// replaces, if it exists. The app's connections to it are closed; no new
+// one is let in meanwhile.
+func (pg *postgres) swap(ctx context.Context, scratch string, exists bool) error {
 	db := pg.s.Database
 	old := db + "__replaced"
 	lit, id := quoteLiteral(db), quoteIdent(db)
+	if !exists {
+		_, err := pg.psql(ctx, "postgres", strings.NewReader(fmt.Sprintf("ALTER DATABASE %s RENAME TO %s;\n", quoteIdent(scratch), id)))
+		return err
+	}
 	if _, err := pg.psql(ctx, "postgres", strings.NewReader(fmt.Sprintf(`DROP DATABASE IF EXISTS %[3]s WITH (FORCE);
 ALTER DATABASE %[1]s WITH ALLOW_CONNECTIONS false;
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %[2]s AND pid <> pg_backend_pid();

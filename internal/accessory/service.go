@@ -38,12 +38,15 @@ type service struct {
 	beforeInstall func() error
 	afterInstall  func(ctx context.Context) error
 	engine        func(s *Spec) (engine, error)
+	// owns reports whether unit is the one that runs accessory s, before
+	// its package is even installed.
+	owns func(s *Spec, unit string) bool
 }
 
 var services = map[string]*service{
-	config.ServicePostgreSQL: {beforeInstall: postgresBeforeInstall, engine: newPostgres},
-	config.ServiceRedis:      {afterInstall: disableDefault(redisFlavor), engine: newRedis(redisFlavor)},
-	config.ServiceValkey:     {afterInstall: disableDefault(valkeyFlavor), engine: newRedis(valkeyFlavor)},
+	config.ServicePostgreSQL: {beforeInstall: postgresBeforeInstall, engine: newPostgres, owns: postgresOwns},
+	config.ServiceRedis:      {afterInstall: disableDefault(redisFlavor), engine: newRedis(redisFlavor), owns: redisFlavor.owns},
+	config.ServiceValkey:     {afterInstall: disableDefault(valkeyFlavor), engine: newRedis(valkeyFlavor), owns: valkeyFlavor.owns},
 }
 
 // disableDefault stops the instance the distribution's package starts

@@ -3,8 +3,8 @@ package accessory
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -164,13 +164,15 @@ func writeUnits(ctx context.Context, dir string, units map[string][]byte) (bool,
 
 // nextElapse is when a timer fires next; zero when unknown.
 func nextElapse(ctx context.Context, timer string) time.Time {
-	out, err := systemd.Systemctl(ctx, "show", timer, "--property=NextElapseUSecRealtime", "--timestamp=unix", "--value")
+	out, err := systemd.Systemctl(ctx, "list-timers", "--all", "--output=json", timer)
 	if err != nil {
 		return time.Time{}
 	}
-	sec, err := strconv.ParseInt(strings.TrimPrefix(out, "@"), 10, 64)
-	if err != nil || sec <= 0 {
+	var timers []struct {
+		Next int64 `json:"next"` // µs since the epoch
+	}
+	if json.Unmarshal([]byte(out), &timers) != nil || len(timers) != 1 || timers[0].Next <= 0 {
 		return time.Time{}
 	}
-	return time.Unix(sec, 0).UTC()
+	return time.UnixMicro(timers[0].Next).UTC().Truncate(time.Second)
 }

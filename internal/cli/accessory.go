@@ -348,7 +348,11 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 		err := c.RestoreAccessory(ctx, name, file, o.yes)
 		var ce *accessory.ConfirmError
 		if errors.As(err, &ce) && !o.yes {
-			question := fmt.Sprintf("%s on %s holds %d tables and other relations; type its name to replace it with %s: ", ce.Database, h, ce.Tables, file)
+			question := fmt.Sprintf("%s on %s is not empty (%d tables, views or sequences); type its name to replace it with %s: ", ce.Database, h, ce.Tables, file)
+			if !interactive(s) {
+				return usererr.New("not restored: %s on %s is not empty, and was left as it is", ce.Database, h).
+					WithHint("pass --yes to replace it (a backup of it is made first)")
+			}
 			if _, ok, _ := askTyped(s, question, ce.Database); !ok {
 				return usererr.New("not restored: %s was left as it is", ce.Database).
 					WithHint("pass --yes to replace a database that holds data (a backup of it is made first)")
@@ -360,6 +364,13 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 		}
 		return err
 	})
+}
+
+// interactive reports whether a person can answer a question: stdin and
+// stderr are terminals.
+func interactive(s *streams) bool {
+	f, ok := s.in.(*os.File)
+	return ok && isTerminal(f) && isTerminal(s.err)
 }
 
 // sendBackup uploads a local backup to the accessory's host.

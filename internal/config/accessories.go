@@ -38,8 +38,8 @@ func (c *Config) validateAccessories() error {
 		if !debPackage.MatchString(a.Package) {
 			return errAt(at(".package"), "%q is not a Debian package name", a.Package)
 		}
-		if a.Port < 1 || a.Port > 65535 {
-			return errAt(at(".port"), "%d is not a TCP port", a.Port)
+		if a.Port < 1024 || a.Port > 65535 {
+			return errAt(at(".port"), "%d is not a port an accessory can have: from 1024 to 65535 (lower ones are for root)", a.Port)
 		}
 		if err := a.validateNetwork(at); err != nil {
 			return err

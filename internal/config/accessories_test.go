@@ -52,7 +52,7 @@ func TestAccessoryErrorsNamePosition(t *testing.T) {
 		"listen not address":  {acc + "    listen: everywhere\n", `hoist.yml:12:13: accessories.db.listen: "everywhere" is not loopback`},
 		"allow on loopback":   {acc + "    allow: [10.0.0.0/8]\n", "hoist.yml:12:12: accessories.db.allow: an accessory listening on loopback"},
 		"public allow":        {acc + "    listen: 10.0.0.5\n    allow: [0.0.0.0/0]\n", "hoist.yml:13:13: accessories.db.allow[0]: 0.0.0.0/0 is not a private network"},
-		"port too big":        {acc + "    port: 70000\n", "hoist.yml:12:11: accessories.db.port: 70000 is not a TCP port"},
+		"port too big":        {acc + "    port: 70000\n", "hoist.yml:12:11: accessories.db.port: 70000 is not a port an accessory can have"},
 		"bad package":         {acc + "    package: \"pg; rm -rf /\"\n", `hoist.yml:12:14: accessories.db.package: "pg; rm -rf /" is not a Debian package name`},
 		"bad database":        {acc + "    database: Shop-DB\n", `hoist.yml:12:15: accessories.db.database: "Shop-DB" is not a database name`},
 		"bad schedule":        {acc + "    backup:\n      schedule: \"daily; reboot\"\n", `hoist.yml:13:17: accessories.db.backup.schedule: "daily; reboot" is not a schedule`},
