@@ -59,14 +59,14 @@ func newRedis(f flavor) func(s *Spec) (engine, error) {
 	}
 }
 
-func (r *redis) unit() string     { return r.f.unit(r.s) }
+func (r *redis) unit() string { return r.f.unit(r.s) }
 
 // unit is the instance of f's template that runs s.
 func (f flavor) unit(s *Spec) string { return f.name + "-server@" + s.Instance() + ".service" }
 
 func (f flavor) owns(s *Spec, unit string) bool { return unit == f.unit(s) }
-func (r *redis) confFile() string { return filepath.Join(r.f.etc, r.f.name+"-"+r.s.Instance()+".conf") }
-func (r *redis) dataDir() string  { return filepath.Join(r.f.data, r.s.Instance()) }
+func (r *redis) confFile() string               { return filepath.Join(r.f.etc, r.f.name+"-"+r.s.Instance()+".conf") }
+func (r *redis) dataDir() string                { return filepath.Join(r.f.data, r.s.Instance()) }
 
 func (r *redis) version() string {
 	out, err := exec.Command(r.f.name+"-server", "--version").Output()
