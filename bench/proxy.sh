@@ -17,7 +17,9 @@
 # ROUNDS (runs of each wrk case, the median is kept; default 3),
 # WEBSOCKETS (default 10000; fewer if the open-files limit cannot hold
 # two descriptors a WebSocket), HOIST_BIN (a built hoist; default: build
-# ./cmd/hoist). Needs root for apt (wrk, nginx, openssl); installs Caddy
+# ./cmd/hoist), HOIST_BASE_BIN (another hoist build, say main's, run as
+# one more target, "base", in the same rounds: an A/B of a change on a
+# machine whose load moves the absolute figures). Needs root for apt (wrk, nginx, openssl); installs Caddy
 # v2.10.2 with go install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,9 +64,21 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 "$work/backend" -addr 127.0.0.1:18000 & pids+=($!)
-"$work/hoist" proxy run --http 127.0.0.1:18080 --https 127.0.0.1:18443 --control "$work/proxy.sock" \
-  --state "$work/state.json" --storage "$work/certs" --tls-internal --tls-default-name secure.test \
-  --metrics "" --access-log=false 2>"$work/hoist.log" & hoist_pid=$!; pids+=($hoist_pid)
+# hoist_proxy BIN NAME HTTP_PORT HTTPS_PORT starts a hoist proxy with its
+# own control socket, state and certificates under $work/NAME.d.
+hoist_proxy() {
+  mkdir -p "$work/$2.d"
+  "$1" proxy run --http 127.0.0.1:$3 --https 127.0.0.1:$4 --control "$work/$2.d/proxy.sock" \
+    --state "$work/$2.d/state.json" --storage "$work/$2.d/certs" --tls-internal --tls-default-name secure.test \
+    --metrics "" --access-log=false 2>"$work/$2.d/proxy.log" &
+}
+hoist_proxy "$work/hoist" hoist 18080 18443; hoist_pid=$!; pids+=($hoist_pid)
+ports=(18000 18080 18081 18082 18443 18444 18445)
+if [ -n "${HOIST_BASE_BIN:-}" ]; then
+  cp "$HOIST_BASE_BIN" "$work/hoist-base"
+  hoist_proxy "$work/hoist-base" base 18090 18453; pids+=($!)
+  ports+=(18090 18453)
+fi
 
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
@@ -113,20 +127,26 @@ https://:18445 {
 CADDY
 XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$gobin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 & pids+=($!)
 
-for port in 18000 18080 18081 18082 18443 18444 18445; do
+for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 # bench.test over plain HTTP; secure.test over HTTPS (plain HTTP to it
 # would be redirected).
-curl -fsS --unix-socket "$work/proxy.sock" -X PUT http://proxy/v1/routes/bench \
-  -d '{"hosts":["bench.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s"}' >/dev/null
-curl -fsS --unix-socket "$work/proxy.sock" -X PUT http://proxy/v1/routes/secure \
-  -d '{"hosts":["secure.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s","tls":true}' >/dev/null
-for i in $(seq 1 101); do
-  curl -fsS -o /dev/null --cacert "$work/certs/internal-ca/root.pem" --resolve secure.test:18443:127.0.0.1 https://secure.test:18443/ 2>/dev/null && break
-  [ "$i" = 101 ] && { echo "hoist's proxy got no certificate for secure.test" >&2; exit 1; }
-  sleep 0.2
-done
+# hoist_routes NAME HTTPS_PORT sets the routes of the proxy NAME and
+# waits for its certificate.
+hoist_routes() {
+  curl -fsS --unix-socket "$work/$1.d/proxy.sock" -X PUT http://proxy/v1/routes/bench \
+    -d '{"hosts":["bench.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s"}' >/dev/null
+  curl -fsS --unix-socket "$work/$1.d/proxy.sock" -X PUT http://proxy/v1/routes/secure \
+    -d '{"hosts":["secure.test"],"upstream":"127.0.0.1:18000","health_path":"/up","health_timeout":"10s","drain_timeout":"5s","tls":true}' >/dev/null
+  for i in $(seq 1 101); do
+    curl -fsS -o /dev/null --cacert "$work/$1.d/certs/internal-ca/root.pem" --resolve secure.test:$2:127.0.0.1 https://secure.test:$2/ 2>/dev/null && break
+    [ "$i" = 101 ] && { echo "hoist's proxy ($1) got no certificate for secure.test" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+hoist_routes hoist 18443
+[ -z "${HOIST_BASE_BIN:-}" ] || hoist_routes base 18453
 
 echo "# $(date -u +%FT%TZ), $(nproc) cores, wrk -t1 -c$conns -d$duration, keep-alive, loopback, median of $rounds runs"
 echo "# versions: $(nginx -v 2>&1 | sed 's/.*: //'), caddy $(go version -m "$gobin/caddy" | awk '$2=="github.com/caddyserver/caddy/v2" {print $3; exit}'), $(go version | cut -d' ' -f3), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
@@ -145,6 +165,9 @@ median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 declare -A res
 cases=("http direct http://127.0.0.1:18000/" "http hoist http://127.0.0.1:18080/" "http nginx http://127.0.0.1:18081/" "http caddy http://127.0.0.1:18082/"
        "https hoist https://127.0.0.1:18443/" "https nginx https://127.0.0.1:18444/" "https caddy https://127.0.0.1:18445/")
+if [ -n "${HOIST_BASE_BIN:-}" ]; then
+  cases+=("http base http://127.0.0.1:18090/" "https base https://127.0.0.1:18453/")
+fi
 # Rounds go through every case in turn, so that a burst of load from
 # elsewhere on the machine hits all targets alike, not one.
 declare -A runs
@@ -169,6 +192,11 @@ for proto in http https; do
   awk -v p="$proto" -v h="$h" -v n="$n" -v c="$c" -v hp="$hp" -v np="$np" 'BEGIN {
     printf "%-5s hoist/nginx req/s %.2f (target >= 0.8: %s)  hoist/caddy req/s %.2f (target >= 2: %s)  hoist/nginx p99 %.2f (target <= 1.5: %s)\n",
       p, h/n, (h/n >= 0.8 ? "met" : "MISSED"), h/c, (h/c >= 2 ? "met" : "MISSED"), hp/np, (hp/np <= 1.5 ? "met" : "MISSED") }'
+  if [ -n "${HOIST_BASE_BIN:-}" ]; then
+    read -r b bp <<<"${res[$proto/base]}"
+    awk -v p="$proto" -v h="$h" -v n="$n" -v c="$c" -v b="$b" -v hp="$hp" -v bp="$bp" 'BEGIN {
+      printf "%-5s hoist/base req/s %.2f  p99 %.2f; base/nginx req/s %.2f  base/caddy req/s %.2f\n", p, h/b, hp/bp, b/n, b/c }'
+  fi
 done
 
 echo "# WebSocket echo round trip (2000 round trips of a 5-byte message over one WebSocket)"

@@ -26,10 +26,10 @@ type proxyOptions struct {
 	http, https, control, state, metrics  string
 	acmeCA, acmeEmail, acmeRoots, storage string
 	defaultName                           string
-	tlsInternal, pprof                    bool
+	tlsInternal, pprof, fastLoop          bool
 	trusted                               []string
 	accessLog                             bool
-	healthInterval                        time.Duration
+	healthInterval, writeTimeout          time.Duration
 	timeouts                              proxy.Timeouts
 
 	hosts  []string
@@ -77,6 +77,8 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.DurationVar(&o.timeouts.Read, "read-timeout", 5*time.Minute, "time a client has to send a whole request")
 	f.DurationVar(&o.timeouts.Idle, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection is kept")
 	f.IntVar(&o.timeouts.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request head accepted (431 past it)")
+	f.DurationVar(&o.writeTimeout, "write-timeout", time.Minute, "time a client that stops reading has for each write (extended while it reads)")
+	f.BoolVar(&o.fastLoop, "fast-loop", true, "serve plain GET and HEAD requests with the proxy's own HTTP/1.1 loop (false: net/http serves all)")
 
 	status := &cobra.Command{
 		Use:   "status",
@@ -137,8 +139,9 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	defer stop()
 	return proxy.Run(ctx, proxy.RunOptions{
 		HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Pprof: o.pprof, Log: log, Timeouts: o.timeouts,
+		FastLoop: o.fastLoop,
 		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: cm,
-			HealthInterval: o.healthInterval},
+			HealthInterval: o.healthInterval, WriteTimeout: o.writeTimeout},
 	})
 }
 

@@ -7,6 +7,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -354,6 +355,10 @@ type Proxy struct {
 	TLS TLS `yaml:"tls"`
 	// HSTS adds Strict-Transport-Security to HTTPS answers.
 	HSTS bool `yaml:"hsts"`
+	// MaxBodyBytes bounds a request's body: bigger requests are answered
+	// 413 by the proxy and never reach the app. Write it as bytes, or
+	// with a unit (512KiB, 64MiB, 1GiB, or 1MB for 10^6). Default 64MiB.
+	MaxBodyBytes Size `yaml:"max_body_bytes"`
 	// ACMEEmail is the contact for the ACME account.
 	ACMEEmail string `yaml:"acme_email"`
 	// ACMECA is the ACME directory URL, for a staging or private CA.
@@ -495,6 +500,40 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 
 // MarshalYAML writes the duration as Go's time.Duration text.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Size is a number of bytes written like 1048576, 512KiB or 64MiB. It
+// is parsed during validation so that a bad value is reported with its
+// position.
+type Size struct {
+	Bytes int64
+	raw   string
+}
+
+// UnmarshalYAML keeps the raw text for validate.
+func (s *Size) UnmarshalYAML(b []byte) error {
+	s.raw = strings.Trim(strings.TrimSpace(string(b)), `"'`)
+	return nil
+}
+
+// MarshalYAML writes the number of bytes.
+func (s Size) MarshalYAML() (any, error) { return s.Bytes, nil }
+
+var sizeUnits = map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+func (s *Size) parse() error {
+	if s.raw == "" {
+		return nil
+	}
+	num := strings.TrimRight(s.raw, "BKMGi ")
+	unit := strings.TrimSpace(s.raw[len(num):])
+	n, err := strconv.ParseInt(num, 10, 64)
+	mult, ok := sizeUnits[unit]
+	if err != nil || !ok || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size; write it like 1048576, 512KiB or 64MiB", s.raw)
+	}
+	s.Bytes = n * mult
+	return nil
+}
 
 func (d *Duration) parse() error {
 	if d.raw == "" {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
 		KeepReleases: 5,
 	}
-	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{})); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{})); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(c.Build.Target, "linux/") {
@@ -92,6 +93,8 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"bad ssh network":          {valid + "infra:\n  provider: lab\n  ssh_from: [10.0.0.1]\n", `hoist.yml:11:14: infra.ssh_from[0]: "10.0.0.1" is not a network`},
 		"too many hosts":           {valid + "infra:\n  provider: lab\n  count: 99\n", "hoist.yml:11:10: infra.count: 99 hosts"},
 		"root login":               {valid + "infra:\n  provider: lab\n  user: root\n", `hoist.yml:11:9: infra.user: "root" is not a login user`},
+		"bad body size":            {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: 10 furlongs\n", `hoist.yml:11:19: proxy.max_body_bytes: "10 furlongs" is not a size`},
+		"negative body size":       {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: -1\n", `hoist.yml:11:19: proxy.max_body_bytes: "-1" is not a size`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -161,6 +164,36 @@ func TestInfraDefaults(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, c.Infra); diff != "" {
 				t.Errorf("infra (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSizes(t *testing.T) {
+	tests := map[string]struct {
+		value string
+		want  int64
+	}{
+		"unset":          {"", 0},
+		"bytes":          {"1048576", 1 << 20},
+		"KiB":            {"512KiB", 512 << 10},
+		"MiB with space": {"64 MiB", 64 << 20},
+		"GiB":            {"2GiB", 2 << 30},
+		"MB is decimal":  {"1MB", 1_000_000},
+		"quoted":         {`"10MiB"`, 10 << 20},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			y := valid + "proxy:\n  hosts: [a.test]\n"
+			if tt.value != "" {
+				y += "  max_body_bytes: " + tt.value + "\n"
+			}
+			c, err := Parse("hoist.yml", []byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Proxy.MaxBodyBytes.Bytes != tt.want {
+				t.Errorf("max_body_bytes: %s gave %d, want %d", tt.value, c.Proxy.MaxBodyBytes.Bytes, tt.want)
 			}
 		})
 	}
@@ -283,6 +316,27 @@ func FuzzParse(f *testing.F) {
 		c, err := Parse("f.yml", data)
 		if err == nil && (c.Version != 1 || c.App == "" || c.KeepReleases < 2) {
 			t.Fatalf("Parse accepted an invalid config: %+v", c)
+		}
+	})
+}
+
+// FuzzSize: a size is refused with an error, or read as a positive
+// number of bytes that its plain form reads back to.
+func FuzzSize(f *testing.F) {
+	for _, s := range []string{"1048576", "512KiB", "64 MiB", "1GB", "0", "-1", "9223372036854775807GiB", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		s := Size{raw: raw}
+		if s.parse() != nil {
+			return
+		}
+		if raw != "" && s.Bytes <= 0 {
+			t.Fatalf("%q read as %d bytes", raw, s.Bytes)
+		}
+		back := Size{raw: strconv.FormatInt(s.Bytes, 10)}
+		if raw != "" && (back.parse() != nil || back.Bytes != s.Bytes) {
+			t.Fatalf("%q read as %d, which reads back as %d", raw, s.Bytes, back.Bytes)
 		}
 	})
 }

@@ -329,6 +329,9 @@ func (c *Config) validate() error {
 	if err := c.Proxy.DrainTimeout.parse(); err != nil {
 		return errAt("$.proxy.drain_timeout", "%v", err)
 	}
+	if err := c.Proxy.MaxBodyBytes.parse(); err != nil {
+		return errAt("$.proxy.max_body_bytes", "%v", err)
+	}
 	for i, h := range c.Proxy.Hosts {
 		if h == "" || strings.ContainsAny(h, "/: ") || (strings.Contains(h, "*") && (!strings.HasPrefix(h, "*.") || strings.Count(h, "*") > 1)) {
 			return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%q is not a host name: write app.example.com or *.example.com", h)

@@ -157,6 +157,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 		App: l.App, Hosts: s.ProxyHosts, PathPrefix: s.PathPrefix, Upstream: upstream,
 		HealthPath: s.HealthPath, HealthTimeout: proxy.Duration{Duration: s.HealthTimeout},
 		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
+		MaxBodyBytes: s.MaxBodyBytes,
 	})
 	if err != nil {
 		return failNew(ctx, l, id, "the proxy refused it: "+err.Error(), log)

@@ -28,10 +28,12 @@ type Spec struct {
 	TLS          bool          `json:"tls,omitempty"`
 	// TLSInternal has the host's proxy issue certificates from its own
 	// CA instead of an ACME CA.
-	TLSInternal bool   `json:"tls_internal,omitempty"`
-	HSTS        bool   `json:"hsts,omitempty"`
-	ACMEEmail   string `json:"acme_email,omitempty"`
-	ACMECA      string `json:"acme_ca,omitempty"`
+	TLSInternal bool `json:"tls_internal,omitempty"`
+	HSTS        bool `json:"hsts,omitempty"`
+	// MaxBodyBytes bounds request bodies (0: the proxy's default).
+	MaxBodyBytes int64  `json:"max_body_bytes,omitempty"`
+	ACMEEmail    string `json:"acme_email,omitempty"`
+	ACMECA       string `json:"acme_ca,omitempty"`
 	// ACMERoots are PEM roots to trust the ACME CA's API with.
 	ACMERoots string `json:"acme_roots,omitempty"`
 }

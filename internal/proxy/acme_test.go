@@ -30,7 +30,7 @@ func TestACMEChallenges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := startRun(t, cm, p.HTTPPort, p.TLSPort)
+			r := startRun(t, cm, p.HTTPPort, p.TLSPort, true)
 			host := strings.ReplaceAll(name, "-", "") + ".hoist.test"
 			a := backend(t, "a", true)
 			if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {
@@ -59,7 +59,7 @@ func TestACMERenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, cm, p.HTTPPort, p.TLSPort)
+	r := startRun(t, cm, p.HTTPPort, p.TLSPort, true)
 	host := "renew.hoist.test"
 	a := backend(t, "a", true)
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), host)); err != nil {

@@ -10,8 +10,8 @@ import (
 // drain retires u, which the table no longer points to: it waits until
 // nothing is in flight to u and no WebSocket is open through it, up to
 // timeout, then closes the WebSockets still open with 1001 Going Away
-// (clients reconnect, to the new upstream), and closes u's idle
-// connections. It returns at once; WaitDrained waits for it.
+// (clients reconnect, to the new upstream). It returns at once;
+// WaitDrained waits for it.
 func (s *Server) drain(u *upstream, timeout time.Duration) {
 	u.mu.Lock()
 	if u.done == nil {
@@ -39,7 +39,6 @@ func (s *Server) drain(u *upstream, timeout time.Duration) {
 			}
 		}
 		u.closeWebSockets()
-		u.pool.closeIdle(true)
 		u.mu.Lock()
 		u.timedOut = u.inflight.Load()
 		close(u.done)

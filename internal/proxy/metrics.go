@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +101,7 @@ func (s *Server) writeMetrics(out io.Writer) {
 	for _, a := range apps {
 		for c := range a.codes {
 			if v := a.codes[c].Load(); v > 0 {
-				fmt.Fprintf(w, "hoist_proxy_requests_total{app=%s,code=\"%s\"} %d\n", strconv.Quote(a.app), statusClasses[c], v)
+				fmt.Fprintf(w, "hoist_proxy_requests_total{app=%s,code=\"%s\"} %d\n", label(a.app), statusClasses[c], v)
 			}
 		}
 	}
@@ -109,7 +109,7 @@ func (s *Server) writeMetrics(out io.Writer) {
 	fmt.Fprintln(w, "# TYPE hoist_proxy_request_duration_seconds histogram")
 	for _, a := range apps {
 		var cum uint64
-		q := strconv.Quote(a.app)
+		q := label(a.app)
 		for i, b := range buckets {
 			cum += a.hist[i].Load()
 			fmt.Fprintf(w, "hoist_proxy_request_duration_seconds_bucket{app=%s,le=\"%g\"} %d\n", q, b, cum)
@@ -123,27 +123,22 @@ func (s *Server) writeMetrics(out io.Writer) {
 	fmt.Fprintln(w, "# HELP hoist_proxy_upstream_healthy Whether each app's current upstream passes its health checks.")
 	fmt.Fprintln(w, "# TYPE hoist_proxy_upstream_healthy gauge")
 	for _, e := range t.all {
-		fmt.Fprintf(w, "hoist_proxy_upstream_healthy{app=%s,upstream=%s} %d\n", strconv.Quote(e.route.App), strconv.Quote(e.up.addr), b2i(e.up.healthy.Load()))
+		fmt.Fprintf(w, "hoist_proxy_upstream_healthy{app=%s,upstream=%s} %d\n", label(e.route.App), label(e.up.addr), b2i(e.up.healthy.Load()))
 	}
 	fmt.Fprintln(w, "# HELP hoist_proxy_in_flight_requests Requests being proxied, by app.")
 	fmt.Fprintln(w, "# TYPE hoist_proxy_in_flight_requests gauge")
 	for _, e := range t.all {
-		fmt.Fprintf(w, "hoist_proxy_in_flight_requests{app=%s} %d\n", strconv.Quote(e.route.App), e.up.inflight.Load())
+		fmt.Fprintf(w, "hoist_proxy_in_flight_requests{app=%s} %d\n", label(e.route.App), e.up.inflight.Load())
 	}
+	// No total beside it: sum(hoist_proxy_open_websockets) is one.
 	fmt.Fprintln(w, "# HELP hoist_proxy_open_websockets WebSockets open through the proxy, by app.")
 	fmt.Fprintln(w, "# TYPE hoist_proxy_open_websockets gauge")
-	var total int64
 	for _, a := range apps {
 		if a.app == "-" {
 			continue
 		}
-		v := a.websockets.Load()
-		total += v
-		fmt.Fprintf(w, "hoist_proxy_open_websockets{app=%s} %d\n", strconv.Quote(a.app), v)
+		fmt.Fprintf(w, "hoist_proxy_open_websockets{app=%s} %d\n", label(a.app), a.websockets.Load())
 	}
-	fmt.Fprintln(w, "# HELP hoist_proxy_open_websockets_total_current WebSockets open through the proxy.")
-	fmt.Fprintln(w, "# TYPE hoist_proxy_open_websockets_total_current gauge")
-	fmt.Fprintf(w, "hoist_proxy_open_websockets_total_current %d\n", total)
 	if s.opts.Certs != nil {
 		fmt.Fprintln(w, "# HELP hoist_proxy_certificate_expiry_seconds When each served certificate expires (Unix time).")
 		fmt.Fprintln(w, "# TYPE hoist_proxy_certificate_expiry_seconds gauge")
@@ -153,12 +148,20 @@ func (s *Server) writeMetrics(out io.Writer) {
 			}
 			for _, h := range e.route.exactHosts() {
 				if exp, ok := s.opts.Certs.Expiry(h); ok {
-					fmt.Fprintf(w, "hoist_proxy_certificate_expiry_seconds{name=%s} %d\n", strconv.Quote(h), exp.Unix())
+					fmt.Fprintf(w, "hoist_proxy_certificate_expiry_seconds{name=%s} %d\n", label(h), exp.Unix())
 				}
 			}
 		}
 	}
 }
+
+// labelEscaper escapes a label value as the text exposition format
+// says: backslash, double quote and newline, and nothing else (UTF-8
+// goes as it is).
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+// label is a label value, quoted and escaped.
+func label(v string) string { return `"` + labelEscaper.Replace(v) + `"` }
 
 func b2i(b bool) int {
 	if b {

@@ -182,19 +182,28 @@ func (f *frontend) Close() {
 	f.client.CloseIdleConnections()
 }
 
-func serveFront(t testing.TB, s *Server, tm Timeouts) *frontend {
+// serveFront serves s on a loopback port, with the fast loop in front
+// of net/http or not.
+func serveFront(t testing.TB, s *Server, tm Timeouts, fast bool) *frontend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublicHTTP(s, s, ln, tm, nil),
+	f := &frontend{URL: "http://" + ln.Addr().String(), pub: NewPublic(s, s, ln, nil, tm, nil, fast),
 		client: &http.Client{Transport: &http.Transport{}}}
 	go f.pub.Serve()
 	return f
 }
 
-func newProxy(t testing.TB, opts Options) (*Server, *frontend) {
+// bothPaths runs test with the fast loop in front of net/http and with
+// net/http alone: the proxy must answer alike.
+func bothPaths(t *testing.T, test func(t *testing.T, fast bool)) {
+	t.Run("fast loop", func(t *testing.T) { test(t, true) })
+	t.Run("net/http", func(t *testing.T) { test(t, false) })
+}
+
+func newProxy(t testing.TB, opts Options, fast bool) (*Server, *frontend) {
 	t.Helper()
 	if opts.HealthInterval == 0 {
 		opts.HealthInterval = 100 * time.Millisecond
@@ -203,14 +212,14 @@ func newProxy(t testing.TB, opts Options) (*Server, *frontend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := serveFront(t, s, Timeouts{})
+	front := serveFront(t, s, Timeouts{}, fast)
 	t.Cleanup(func() { front.Close(); s.Close() })
 	return s, front
 }
 
 func route(app, up string, hosts ...string) Route {
 	return Route{App: app, Hosts: hosts, Upstream: up, HealthPath: "/up",
-		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}}
+		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}, MaxBodyBytes: DefaultMaxBodyBytes}
 }
 
 func setRoute(t testing.TB, s *Server, r Route) {
@@ -239,9 +248,11 @@ func get(t testing.TB, c *http.Client, front *frontend, host, path string, hdr .
 	return resp.StatusCode, string(b)
 }
 
-func TestRouting(t *testing.T) {
+func TestRouting(t *testing.T) { bothPaths(t, testRouting) }
+
+func testRouting(t *testing.T, fast bool) {
 	a, b, c, d := backend(t, "a", true), backend(t, "b", true), backend(t, "c", true), backend(t, "d", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	setRoute(t, s, route("b", b.addr(), "*.b.test"))
 	api := route("c", c.addr(), "a.test", "*.b.test")
@@ -302,7 +313,7 @@ func TestRouteValidate(t *testing.T) {
 		"defaults filled": {
 			route: Route{App: "a", Hosts: []string{"A.Example.COM."}, Upstream: "127.0.0.1:3000"},
 			want: Route{App: "a", Hosts: []string{"a.example.com"}, Upstream: "127.0.0.1:3000", HealthPath: "/up",
-				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}},
+				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}, MaxBodyBytes: DefaultMaxBodyBytes},
 		},
 		"no app":          {route: Route{Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
 		"app with slash":  {route: Route{App: "a/b", Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
@@ -335,7 +346,7 @@ func TestRouteValidate(t *testing.T) {
 
 func TestRouteConflict(t *testing.T) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
-	s, _ := newProxy(t, Options{})
+	s, _ := newProxy(t, Options{}, true)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	if _, err := s.SetRoute(context.Background(), route("b", b.addr(), "A.test")); err == nil || !strings.Contains(err.Error(), "already served by app a") {
 		t.Errorf("a second app on the same host and prefix: %v", err)
@@ -345,7 +356,9 @@ func TestRouteConflict(t *testing.T) {
 	setRoute(t, s, other) // another prefix is fine
 }
 
-func TestForwardedHeaders(t *testing.T) {
+func TestForwardedHeaders(t *testing.T) { bothPaths(t, testForwardedHeaders) }
+
+func testForwardedHeaders(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	tests := map[string]struct {
@@ -369,7 +382,7 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			s, front := newProxy(t, Options{TrustedProxies: tt.trusted})
+			s, front := newProxy(t, Options{TrustedProxies: tt.trusted}, fast)
 			setRoute(t, s, route("a", a.addr(), "a.test"))
 			_, body := get(t, nil, front, "a.test", "/", tt.sent...)
 			if diff := cmp.Diff(tt.want, body); diff != "" {
@@ -381,9 +394,11 @@ func TestForwardedHeaders(t *testing.T) {
 
 // TestUpstreamDown: an upstream that stops answers 502 at once, then
 // 503 once its health checks have failed; it recovers by itself.
-func TestUpstreamDown(t *testing.T) {
+func TestUpstreamDown(t *testing.T) { bothPaths(t, testUpstreamDown) }
+
+func testUpstreamDown(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{HealthInterval: 50 * time.Millisecond})
+	s, front := newProxy(t, Options{HealthInterval: 50 * time.Millisecond}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	a.healthy.Store(false)
 	ln := a.Listener
@@ -413,7 +428,9 @@ func TestUpstreamDown(t *testing.T) {
 
 // TestUpstreamHangs: an upstream that accepts and never answers gets a
 // 504 after the header timeout, not a hang.
-func TestUpstreamHangs(t *testing.T) {
+func TestUpstreamHangs(t *testing.T) { bothPaths(t, testUpstreamHangs) }
+
+func testUpstreamHangs(t *testing.T, fast bool) {
 	block := make(chan struct{})
 	defer close(block)
 	a := backend(t, "a", true, func(srv *http.Server) {
@@ -424,7 +441,7 @@ func TestUpstreamHangs(t *testing.T) {
 			<-block
 		})
 	})
-	s, front := newProxy(t, Options{UpstreamHeaderTimeout: 300 * time.Millisecond})
+	s, front := newProxy(t, Options{UpstreamHeaderTimeout: 300 * time.Millisecond}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	start := time.Now()
 	code, _ := get(t, nil, front, "a.test", "/")
@@ -433,9 +450,11 @@ func TestUpstreamHangs(t *testing.T) {
 	}
 }
 
-func TestUnhealthySwitchRefused(t *testing.T) {
+func TestUnhealthySwitchRefused(t *testing.T) { bothPaths(t, testUnhealthySwitchRefused) }
+
+func testUnhealthySwitchRefused(t *testing.T, fast bool) {
 	good, bad := backend(t, "good", true), backend(t, "bad", false)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", good.addr(), "a.test"))
 	r := route("a", bad.addr(), "a.test")
 	r.HealthTimeout = Duration{500 * time.Millisecond}
@@ -520,9 +539,11 @@ func load(t *testing.T, front *frontend, workers int, stop chan struct{}) (wait 
 // TestSwitchUnderLoad switches upstreams while clients send requests
 // without pause: none fails, a slow request on the old upstream
 // finishes during the drain, and afterwards only the new one serves.
-func TestSwitchUnderLoad(t *testing.T) {
+func TestSwitchUnderLoad(t *testing.T) { bothPaths(t, testSwitchUnderLoad) }
+
+func testSwitchUnderLoad(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	ctx := context.Background()
 	setRoute(t, s, route("a", old.addr(), "a.test"))
 	slow := make(chan string, 1)
@@ -564,9 +585,11 @@ func TestSwitchUnderLoad(t *testing.T) {
 
 // TestDrainWaitsForSlowRequests: WaitDrained returns only once the
 // requests in flight on the old upstream are done.
-func TestDrainWaitsForSlowRequests(t *testing.T) {
+func TestDrainWaitsForSlowRequests(t *testing.T) { bothPaths(t, testDrainWaitsForSlowRequests) }
+
+func testDrainWaitsForSlowRequests(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", old.addr(), "a.test"))
 	var wg sync.WaitGroup
 	bodies := make([]string, 3)
@@ -596,9 +619,11 @@ func TestDrainWaitsForSlowRequests(t *testing.T) {
 
 // TestDrainTimeoutReported: a request longer than the drain timeout is
 // reported by WaitDrained.
-func TestDrainTimeoutReported(t *testing.T) {
+func TestDrainTimeoutReported(t *testing.T) { bothPaths(t, testDrainTimeoutReported) }
+
+func testDrainTimeoutReported(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	r := route("a", old.addr(), "a.test")
 	r.DrainTimeout = Duration{100 * time.Millisecond}
 	setRoute(t, s, r)
@@ -651,9 +676,11 @@ func echo(t *testing.T, conn net.Conn, br *bufio.Reader, msg string) string {
 // working through the drain timeout, then both sides get a close frame
 // with 1001 Going Away, and the connection ends. New WebSockets go to
 // the new upstream.
-func TestWebSocketGoingAway(t *testing.T) {
+func TestWebSocketGoingAway(t *testing.T) { bothPaths(t, testWebSocketGoingAway) }
+
+func testWebSocketGoingAway(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	r := route("a", old.addr(), "a.test")
 	r.DrainTimeout = Duration{700 * time.Millisecond}
 	setRoute(t, s, r)
@@ -709,9 +736,11 @@ func TestWebSocketGoingAway(t *testing.T) {
 
 // TestWebSocketRefused: an upstream that answers the upgrade with
 // something else passes its answer on.
-func TestWebSocketRefused(t *testing.T) {
+func TestWebSocketRefused(t *testing.T) { bothPaths(t, testWebSocketRefused) }
+
+func testWebSocketRefused(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	conn, err := net.Dial("tcp", addrOf(front.URL))
 	if err != nil {
@@ -816,10 +845,12 @@ func split(b []byte, n int) [][]byte {
 
 func addrOf(url string) string { return strings.TrimPrefix(url, "http://") }
 
-func TestStateSurvivesRestart(t *testing.T) {
+func TestStateSurvivesRestart(t *testing.T) { bothPaths(t, testStateSurvivesRestart) }
+
+func testStateSurvivesRestart(t *testing.T, fast bool) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
 	state := filepath.Join(t.TempDir(), "proxy", "state.json")
-	s, _ := newProxy(t, Options{StatePath: state})
+	s, _ := newProxy(t, Options{StatePath: state}, fast)
 	ra := route("a", a.addr(), "a.test")
 	rb := route("b", b.addr(), "b.test")
 	rb.PathPrefix = "/b"
@@ -842,7 +873,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Errorf("state file (-want +got):\n%s", diff)
 	}
 
-	s2, front := newProxy(t, Options{StatePath: state})
+	s2, front := newProxy(t, Options{StatePath: state}, fast)
 	if diff := cmp.Diff([]Route{ra, rb}, s2.Routes()); diff != "" {
 		t.Errorf("restored routes (-want +got):\n%s", diff)
 	}
@@ -858,9 +889,11 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestControlSocket(t *testing.T) {
+func TestControlSocket(t *testing.T) { bothPaths(t, testControlSocket) }
+
+func testControlSocket(t *testing.T, fast bool) {
 	a, b := backend(t, "a", true), backend(t, "b", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	sock := filepath.Join(t.TempDir(), "c.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -937,13 +970,15 @@ func TestControlSocket(t *testing.T) {
 
 // TestSlowloris: a client that sends its headers slowly is cut off by
 // the read-header timeout, and a head over the limit is refused.
-func TestSlowloris(t *testing.T) {
+func TestSlowloris(t *testing.T) { bothPaths(t, testSlowloris) }
+
+func testSlowloris(t *testing.T, fast bool) {
 	s, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	front := serveFront(t, s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10})
+	front := serveFront(t, s, Timeouts{ReadHeader: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10}, fast)
 	defer front.Close()
 	addr := strings.TrimPrefix(front.URL, "http://")
 
@@ -977,10 +1012,12 @@ func TestSlowloris(t *testing.T) {
 	}
 }
 
-func TestMetricsAndAccessLog(t *testing.T) {
+func TestMetricsAndAccessLog(t *testing.T) { bothPaths(t, testMetricsAndAccessLog) }
+
+func testMetricsAndAccessLog(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
 	var logBuf syncBuffer
-	s, front := newProxy(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&logBuf, nil))})
+	s, front := newProxy(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&logBuf, nil))}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	get(t, nil, front, "a.test", "/")
 	get(t, nil, front, "a.test", "/")
@@ -1038,7 +1075,9 @@ func (s *syncBuffer) String() string {
 // TestPooledConnections: keep-alive connections to the upstream are
 // reused, and one the upstream closed while idle is replaced without
 // failing the request.
-func TestPooledConnections(t *testing.T) {
+func TestPooledConnections(t *testing.T) { bothPaths(t, testPooledConnections) }
+
+func testPooledConnections(t *testing.T, fast bool) {
 	var conns atomic.Int64
 	a := backend(t, "a", true, func(srv *http.Server) {
 		srv.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -1047,7 +1086,7 @@ func TestPooledConnections(t *testing.T) {
 			}
 		}
 	})
-	s, front := newProxy(t, Options{HealthInterval: time.Hour})
+	s, front := newProxy(t, Options{HealthInterval: time.Hour}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	before := conns.Load()
 	for range 20 {
@@ -1077,9 +1116,11 @@ func TestPooledConnections(t *testing.T) {
 	}
 }
 
-func TestShutdownClosesWebSockets(t *testing.T) {
+func TestShutdownClosesWebSockets(t *testing.T) { bothPaths(t, testShutdownClosesWebSockets) }
+
+func testShutdownClosesWebSockets(t *testing.T, fast bool) {
 	a := backend(t, "a", true)
-	s, front := newProxy(t, Options{})
+	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", a.addr(), "a.test"))
 	conn, br := dialWS(t, addrOf(front.URL), "a.test")
 	defer conn.Close()
@@ -1094,7 +1135,14 @@ func TestShutdownClosesWebSockets(t *testing.T) {
 	}
 }
 
+// BenchmarkProxyHTTP is a plain GET through the proxy, the hot path:
+// the fast loop's, and net/http's.
 func BenchmarkProxyHTTP(b *testing.B) {
+	b.Run("fast loop", func(b *testing.B) { benchmarkProxyHTTP(b, true) })
+	b.Run("net/http", func(b *testing.B) { benchmarkProxyHTTP(b, false) })
+}
+
+func benchmarkProxyHTTP(b *testing.B, fast bool) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
 	s, err := New(Options{HealthInterval: time.Hour})
@@ -1106,10 +1154,11 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	if _, err := s.SetRoute(context.Background(), r); err != nil {
 		b.Fatal(err)
 	}
-	front := serveFront(b, s, Timeouts{})
+	front := serveFront(b, s, Timeouts{}, fast)
 	defer front.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
+	b.ResetTimer() // not the servers' start
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest("GET", front.URL+"/", nil)
@@ -1123,6 +1172,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+	b.StopTimer() // nor their shutdown
 }
 
 func BenchmarkLookup(b *testing.B) {

@@ -14,7 +14,8 @@ import (
 //
 //	{"hosts": ["app.example.com", "*.example.org"], "path_prefix": "/api",
 //	 "upstream": "127.0.0.1:3001", "health_path": "/up",
-//	 "health_timeout": "30s", "drain_timeout": "30s", "tls": true, "hsts": true}
+//	 "health_timeout": "30s", "drain_timeout": "30s", "tls": true, "hsts": true,
+//	 "max_body_bytes": 67108864}
 type Route struct {
 	App string `json:"app"`
 	// Hosts are exact names (app.example.com) or one-label wildcards
@@ -41,12 +42,21 @@ type Route struct {
 	TLS bool `json:"tls,omitempty"`
 	// HSTS adds Strict-Transport-Security to HTTPS answers.
 	HSTS bool `json:"hsts,omitempty"`
+	// MaxBodyBytes bounds a request's body: 413 beyond it, at once for a
+	// declared Content-Length, when it is crossed for a chunked body.
+	// Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 }
 
-// Default timeouts of a route.
+// Defaults of a route.
 const (
 	DefaultHealthTimeout = 30 * time.Second
 	DefaultDrainTimeout  = 30 * time.Second
+	// DefaultMaxBodyBytes is 64 MiB: more than forms, JSON and photos
+	// from a phone need, and little enough that one client cannot keep
+	// an app busy taking in an endless upload. An app that takes large
+	// uploads raises it.
+	DefaultMaxBodyBytes = 64 << 20
 )
 
 // Duration is a time.Duration that reads and writes as "30s" in JSON.
@@ -108,6 +118,9 @@ func (r *Route) Validate() error {
 	}
 	if r.DrainTimeout.Duration <= 0 {
 		r.DrainTimeout.Duration = DefaultDrainTimeout
+	}
+	if r.MaxBodyBytes <= 0 {
+		r.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	return nil
 }

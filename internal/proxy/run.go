@@ -29,6 +29,9 @@ type RunOptions struct {
 	Pprof bool
 	Options
 	Timeouts Timeouts
+	// FastLoop serves plain GET and HEAD requests with the proxy's own
+	// HTTP/1.1 loop (internal/proxy/fastloop), in front of net/http.
+	FastLoop bool
 	Log      *slog.Logger
 }
 
@@ -77,40 +80,55 @@ func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
 	}
 }
 
-// PublicHTTP serves plain HTTP on a listener: the proxy's fast loop
-// (fastpath.go), and an http.Server with handler for what the loop hands
-// over.
+// PublicHTTP serves a public listener: net/http's server, with the fast
+// loop in front of it if asked.
 type PublicHTTP struct {
-	fast *h1Server
-	srv  *http.Server
+	srv   *http.Server
+	ln    net.Listener // the public listener
+	front front        // nil: srv serves ln itself
+	tls   bool
 }
 
-// NewPublicHTTP returns the plain-HTTP front of s on ln; handler is s,
-// or s wrapped (the ACME HTTP-01 challenge handler).
-func NewPublicHTTP(s *Server, handler http.Handler, ln net.Listener, t Timeouts, errLog *log.Logger) *PublicHTTP {
-	return &PublicHTTP{fast: newH1Server(s, ln, t), srv: PublicServer(handler, t, errLog)}
+// front is a server in front of net/http's: it serves the public
+// listener and hands net/http's server, through Handoff, the
+// connections it does not serve itself.
+type front interface {
+	Serve() error
+	Shutdown(context.Context)
+	Handoff() net.Listener
 }
 
-// NewPublicHTTPS returns the HTTPS front of s on ln, a TCP listener:
-// connections that negotiate HTTP/1.1 take the fast loop, HTTP/2 ones
-// net/http's server.
-func NewPublicHTTPS(s *Server, ln net.Listener, conf *tls.Config, t Timeouts, errLog *log.Logger) *PublicHTTP {
-	p := NewPublicHTTP(s, s, ln, t, errLog)
-	p.fast.tlsConf = conf
+// NewPublic returns the front of s on ln, a TCP listener: plain HTTP,
+// or HTTPS with conf. handler is s, or s wrapped (the ACME HTTP-01
+// challenge handler).
+func NewPublic(s *Server, handler http.Handler, ln net.Listener, conf *tls.Config, t Timeouts, errLog *log.Logger, fast bool) *PublicHTTP {
+	p := &PublicHTTP{srv: PublicServer(handler, t, errLog), ln: ln, tls: conf != nil}
 	p.srv.TLSConfig = conf
+	if fast {
+		p.front = s.fastLoop(ln, conf, t)
+	}
 	return p
 }
 
 // Serve serves until Shutdown; it returns http.ErrServerClosed then.
 func (p *PublicHTTP) Serve() error {
-	go p.srv.Serve(p.fast.handoff)
-	return p.fast.serve()
+	switch {
+	case p.front != nil:
+		// Connections come from the front with their TLS handshake done.
+		go p.srv.Serve(p.front.Handoff())
+		return p.front.Serve()
+	case p.tls:
+		return p.srv.ServeTLS(p.ln, "", "")
+	}
+	return p.srv.Serve(p.ln)
 }
 
 // Shutdown stops accepting, closes idle connections and waits for those
 // answering a request, up to ctx.
 func (p *PublicHTTP) Shutdown(ctx context.Context) {
-	p.fast.shutdown(ctx)
+	if p.front != nil {
+		p.front.Shutdown(ctx)
+	}
 	p.srv.Shutdown(ctx)
 }
 
@@ -144,7 +162,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Certs != nil {
 		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
 	}
-	pub := NewPublicHTTP(s, handler, ln, o.Timeouts, errLog)
+	pub := NewPublic(s, handler, ln, nil, o.Timeouts, errLog, o.FastLoop)
 	errc := make(chan error, 4)
 	go func() { errc <- pub.Serve() }()
 
@@ -154,7 +172,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		if err != nil {
 			return err
 		}
-		sec = NewPublicHTTPS(s, tln, o.Certs.TLSConfig(), o.Timeouts, errLog)
+		sec = NewPublic(s, s, tln, o.Certs.TLSConfig(), o.Timeouts, errLog, o.FastLoop)
 		go func() { errc <- sec.Serve() }()
 	}
 

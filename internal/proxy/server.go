@@ -60,6 +60,10 @@ type Options struct {
 	// UpstreamHeaderTimeout bounds the wait for an upstream's response
 	// head (default 60s; negative for none).
 	UpstreamHeaderTimeout time.Duration
+	// WriteTimeout bounds each write to a client that stops reading
+	// (default 60s): it is extended after every write that progresses,
+	// so long downloads and event streams go on.
+	WriteTimeout time.Duration
 }
 
 // Server is the proxy: an http.Handler for the public listeners and the
@@ -67,7 +71,7 @@ type Options struct {
 type Server struct {
 	opts      Options
 	table     atomic.Pointer[table]
-	transport *http.Transport // requests with a body
+	transport *http.Transport // net/http's path to the upstreams
 	buffers   *bufferPool
 	health    *http.Client
 	metrics   *metrics
@@ -94,9 +98,12 @@ func New(opts Options) (*Server, error) {
 	if opts.HTTPSPort == 0 {
 		opts.HTTPSPort = 443
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 60 * time.Second
+	}
 	s := &Server{opts: opts, buffers: &bufferPool{}, metrics: newMetrics(), drains: map[string][]*upstream{}}
 	s.transport = newTransport(opts.UpstreamHeaderTimeout)
-	s.health = &http.Client{Transport: newTransport(0), Timeout: 5 * time.Second,
+	s.health = &http.Client{Transport: guarded{newTransport(0)}, Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	routes, err := loadState(opts.StatePath)
 	if err != nil {
@@ -129,9 +136,8 @@ func (s *Server) newEntry(r Route, u *upstream) *entry {
 func (s *Server) newUpstream(app, addr string) *upstream {
 	u := &upstream{app: app, addr: addr, ws: map[*wsConn]struct{}{}, stop: func() {}}
 	u.healthy.Store(true)
-	u.pool = newConnPool(addr, s.transport, s.opts.UpstreamHeaderTimeout)
 	u.rp = &httputil.ReverseProxy{
-		Transport:  u.pool,
+		Transport:  guarded{s.transport},
 		BufferPool: s.buffers,
 		// ReverseProxy flushes streamed responses (no Content-Length,
 		// event streams) at once by itself; a flush per write would cost
@@ -163,12 +169,21 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 		w.WriteHeader(499)
 		return
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		page(w, http.StatusGatewayTimeout, "The application took too long to answer.")
+	var be *bodyError
+	if errors.As(err, &be) {
+		// The client's body failed, not the upstream.
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		page(w, be.code())
 		return
 	}
-	page(w, http.StatusBadGateway, "The application is not answering. Try again in a moment.")
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		page(w, http.StatusGatewayTimeout)
+		return
+	}
+	page(w, http.StatusBadGateway)
 }
 
 // forwarded sets X-Forwarded-For/-Proto/-Host on an outgoing request.
@@ -232,83 +247,122 @@ func (s *Server) trusted(ip string) bool {
 	return false
 }
 
-// ServeHTTP routes one request.
+// ServeHTTP routes one request: net/http's path, for every request the
+// fast loop (internal/proxy/fastloop) does not serve, or all of them
+// without it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	l := requestLog{method: r.Method, host: r.Host, path: r.URL.Path, remote: r.RemoteAddr, proto: r.Proto, start: time.Now()}
 	if r.TLS == nil {
-		// A TLS connection the fast loop handed over (fastpath.go).
+		// A TLS connection a front handed over after its handshake.
 		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
 			r.TLS = st
 		}
 	}
-	rec := recorderPool.Get().(*statusRecorder)
-	rec.ResponseWriter, rec.status, rec.bytes = w, 0, 0
-	app := s.serve(rec, r)
-	status, size := rec.status, rec.bytes
-	if status == 0 {
-		status = http.StatusOK
+	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
+		// Framing that could be read two ways ends the connection (RFC
+		// 9112 6.1), so that no bytes after it are taken for a request:
+		// net/http drops a Content-Length sent beside chunked, and ignores
+		// Transfer-Encoding on HTTP/1.0, before the handler can see them.
+		w.Header().Set("Connection", "close")
 	}
-	rec.ResponseWriter = nil
-	recorderPool.Put(rec)
-	d := time.Since(start)
-	app.observe(status, d)
+	rec := recorderPool.Get().(*statusRecorder)
+	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout, rec.app = w, 0, 0, s.opts.WriteTimeout, s.metrics.none
+	// Counted even if the handler is aborted with a panic (a cut answer).
+	defer func() {
+		l.status, l.bytes = rec.status, rec.bytes
+		if l.status == 0 {
+			l.status = http.StatusOK
+		}
+		app := rec.app
+		rec.ResponseWriter, rec.app = nil, nil
+		recorderPool.Put(rec)
+		s.record(app, &l)
+	}()
+	s.serve(rec, r)
+}
+
+// requestLog is a finished request, as the metrics and the access log
+// see it.
+type requestLog struct {
+	method, host, path, remote, proto string
+	status                            int
+	bytes                             int64 // body bytes written to the client
+	start                             time.Time
+}
+
+// record counts a finished request in its app's metrics and writes its
+// access log line: both paths, net/http's and the fast loop's, report
+// here.
+func (s *Server) record(m *appMetrics, l *requestLog) {
+	d := time.Since(l.start)
+	m.observe(l.status, d)
 	if s.opts.AccessLog != nil {
 		s.opts.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
-			slog.String("app", app.app), slog.String("host", r.Host), slog.String("method", r.Method),
-			slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", size),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
-			slog.String("proto", r.Proto))
+			slog.String("app", m.app), slog.String("host", l.host), slog.String("method", l.method),
+			slog.String("path", l.path), slog.Int("status", l.status), slog.Int64("bytes", l.bytes),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", l.remote),
+			slog.String("proto", l.proto))
 	}
 }
 
 var recorderPool = sync.Pool{New: func() any { return &statusRecorder{} }}
 
-// serve answers r and returns the app it was counted for.
-func (s *Server) serve(w *statusRecorder, r *http.Request) *appMetrics {
-	host := hostOf(r.Host)
+// pick looks up the route for host (lower case, no port) and path, and
+// counts a request in flight to its upstream; nil if no route serves
+// them. The caller ends the count.
+func (s *Server) pick(host, path string) *entry {
 	for {
-		e := s.table.Load().lookup(host, r.URL.Path)
+		e := s.table.Load().lookup(host, path)
 		if e == nil {
-			page(w, http.StatusNotFound, "No application is served at this address.")
-			return s.metrics.none
+			return nil
 		}
-		if e.route.TLS && r.TLS == nil && s.opts.Certs != nil && s.opts.Certs.Has(host) {
-			target := "https://" + host
-			if s.opts.HTTPSPort != 443 {
-				target += ":" + strconv.Itoa(s.opts.HTTPSPort)
-			}
-			w.Header().Set("Connection", "close")
-			http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
-			return e.m
+		e.up.inflight.Add(1)
+		if !e.up.draining.Load() {
+			return e
 		}
-		u := e.up
-		u.inflight.Add(1)
-		if u.draining.Load() {
-			// Swapped out between the lookup and the count: the new table
-			// has its successor.
-			u.inflight.Add(-1)
-			continue
-		}
-		s.serveUpstream(w, r, e, u)
-		return e.m
+		// Swapped out between the lookup and the count: the new table
+		// has its successor.
+		e.up.inflight.Add(-1)
 	}
 }
 
-// serveUpstream answers r from u, counted in u's in-flight requests
-// (even if the handler is aborted with a panic).
-func (s *Server) serveUpstream(w *statusRecorder, r *http.Request, e *entry, u *upstream) {
-	defer u.inflight.Add(-1)
+// redirects reports whether a plain-HTTP request for host on e goes to
+// HTTPS instead: the route has TLS and its certificate is in.
+func (s *Server) redirects(e *entry, host string) bool {
+	return e.route.TLS && s.opts.Certs != nil && s.opts.Certs.Has(host)
+}
+
+// serve answers r, and sets the app it is counted for in w.
+func (s *Server) serve(w *statusRecorder, r *http.Request) {
+	host := hostOf(r.Host)
+	e := s.pick(host, r.URL.Path)
+	if e == nil {
+		page(w, http.StatusNotFound)
+		return
+	}
+	defer e.up.inflight.Add(-1)
+	w.app = e.m
+	if r.TLS == nil && s.redirects(e, host) {
+		target := "https://" + host
+		if s.opts.HTTPSPort != 443 {
+			target += ":" + strconv.Itoa(s.opts.HTTPSPort)
+		}
+		w.Header().Set("Connection", "close")
+		http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
+		return
+	}
+	u := e.up
 	if e.route.HSTS && r.TLS != nil {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	switch {
 	case !u.healthy.Load():
 		w.Header().Set("Retry-After", "5")
-		page(w, http.StatusServiceUnavailable, "The application is not available right now. Try again in a moment.")
+		page(w, http.StatusServiceUnavailable)
 	case isUpgrade(r):
 		s.serveUpgrade(w, r, e, u)
 	default:
-		s.forward(w, r, u)
+		s.forward(w, r, e)
 	}
 }
 
@@ -478,18 +532,21 @@ func (s *Server) Close() {
 	s.transport.CloseIdleConnections()
 }
 
-// statusRecorder remembers the status and size written, for logs and
-// metrics.
+// statusRecorder remembers the app, status and size written, for logs
+// and metrics, and pushes the write deadline back before each write.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	app          *appMetrics
+	status       int
+	bytes        int64
+	writeTimeout time.Duration
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
+	r.progress()
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -497,24 +554,58 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.progress()
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
 }
 
+// progress gives the client writeTimeout more to take what is written
+// next (the buffered writes, and the flush after them).
+func (r *statusRecorder) progress() {
+	http.NewResponseController(r.ResponseWriter).SetWriteDeadline(time.Now().Add(r.writeTimeout))
+}
+
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// page writes a small HTML error page.
-func page(w http.ResponseWriter, code int, msg string) {
+// page writes one of the proxy's own small HTML error pages.
+func page(w http.ResponseWriter, code int) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	io.WriteString(w, pageBody(code, msg))
+	io.WriteString(w, pageBody(code))
 }
 
-func pageBody(code int, msg string) string {
+// pageMessages say what went wrong, for each status the proxy answers
+// itself.
+var pageMessages = map[int]string{
+	http.StatusBadRequest:            "The request could not be read.",
+	http.StatusNotFound:              "No application is served at this address.",
+	http.StatusRequestEntityTooLarge: "The request body is larger than this application accepts.",
+	http.StatusInternalServerError:   "This connection cannot be upgraded.",
+	http.StatusBadGateway:            "The application is not answering. Try again in a moment.",
+	http.StatusServiceUnavailable:    "The application is not available right now. Try again in a moment.",
+	http.StatusGatewayTimeout:        "The application took too long to answer.",
+}
+
+func pageBody(code int) string {
 	text := http.StatusText(code)
-	return fmt.Sprintf("<!doctype html><title>%d %s</title><h1>%d %s</h1><p>%s</p>\n", code, text, code, text, msg)
+	return fmt.Sprintf("<!doctype html><title>%d %s</title><h1>%d %s</h1><p>%s</p>\n", code, text, code, text, pageMessages[code])
+}
+
+type tlsStateKey struct{}
+
+// connContext is the public http.Server's ConnContext. A front that
+// did the TLS handshake itself hands net/http a wrapped connection,
+// which hides the *tls.Conn from it: the wrapper says the state, and
+// ServeHTTP sets it as Request.TLS.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(interface{ TLSConnectionState() *tls.ConnectionState }); ok {
+		if st := tc.TLSConnectionState(); st != nil {
+			return context.WithValue(ctx, tlsStateKey{}, st)
+		}
+	}
+	return ctx
 }

@@ -27,7 +27,7 @@ type running struct {
 	stop                func() error
 }
 
-func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int) *running {
+func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int, fast bool) *running {
 	t.Helper()
 	dir := t.TempDir()
 	notifySock := filepath.Join(dir, "notify.sock")
@@ -41,9 +41,10 @@ func startRun(t *testing.T, cm *certs.Manager, httpPort, httpsPort int) *running
 	errc := make(chan error, 1)
 	o := RunOptions{
 		HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort), HTTPS: fmt.Sprintf("127.0.0.1:%d", httpsPort),
-		Control: filepath.Join(dir, "proxy.sock"),
-		Options: Options{StatePath: filepath.Join(dir, "state.json"), Certs: cm, HealthInterval: 200 * time.Millisecond},
-		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Control:  filepath.Join(dir, "proxy.sock"),
+		Options:  Options{StatePath: filepath.Join(dir, "state.json"), Certs: cm, HealthInterval: 200 * time.Millisecond},
+		Log:      slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		FastLoop: fast,
 	}
 	go func() { errc <- Run(ctx, o) }()
 	nl.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -159,13 +160,15 @@ func tlsRoute(app, upstream, name string) Route {
 // TestInternalCA serves HTTPS with a certificate from the proxy's own
 // CA, run the way systemd runs it (Run: READY=1, control socket), and
 // serves the same certificate from storage after a restart.
-func TestInternalCA(t *testing.T) {
+func TestInternalCA(t *testing.T) { bothPaths(t, testInternalCA) }
+
+func testInternalCA(t *testing.T, fast bool) {
 	storage := t.TempDir()
 	cm, err := certs.New(certs.Options{Storage: storage, Internal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRun(t, cm, pebbletest.FreePort(t), pebbletest.FreePort(t))
+	r := startRun(t, cm, pebbletest.FreePort(t), pebbletest.FreePort(t), fast)
 	a := backend(t, "a", true)
 	name := "lab.hoist.test"
 	if _, err := r.client.SetRoute(context.Background(), tlsRoute("a", a.addr(), name)); err != nil {
@@ -178,8 +181,9 @@ func TestInternalCA(t *testing.T) {
 	resp, body, leaf := waitHTTPS(t, r.httpsPort, name, roots, 20*time.Second)
 	checkServing(t, r, name, roots, resp, body)
 
-	// HTTP/1.1 over TLS: a GET takes the fast loop, a POST is handed to
-	// net/http on the same kind of connection; both are told it is HTTPS.
+	// HTTP/1.1 over TLS: a GET takes the fast loop (if on), a POST is
+	// handed to net/http on the same kind of connection; both are told
+	// it is HTTPS.
 	h1 := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &stdtls.Config{RootCAs: roots, ServerName: name, NextProtos: []string{"http/1.1"}},
 	}}

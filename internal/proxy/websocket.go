@@ -82,7 +82,7 @@ var writerPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, u *upstream) {
 	proto := r.Header.Get("Upgrade")
 	ws := strings.EqualFold(proto, "websocket")
-	back, err := u.pool.dialer.DialContext(r.Context(), "tcp", u.addr)
+	back, err := dialer.DialContext(r.Context(), "tcp", u.addr)
 	if err != nil {
 		s.upstreamError(w, r, err)
 		return
@@ -131,13 +131,13 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 	}
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), proto) {
 		back.Close()
-		page(w, http.StatusBadGateway, "The application answered the upgrade with another protocol.")
+		page(w, http.StatusBadGateway)
 		return
 	}
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		back.Close()
-		page(w, http.StatusInternalServerError, "This connection cannot be upgraded.")
+		page(w, http.StatusInternalServerError)
 		return
 	}
 	if rec, ok := w.(*statusRecorder); ok {
@@ -159,7 +159,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 		back.Close()
 		return
 	}
-	c := newWSConn(client, back, u, e.m, ws)
+	// The relay writes through progressConns: a side that stops reading
+	// cannot hold the other side's goroutine and the WebSocket forever.
+	t := s.opts.WriteTimeout
+	c := newWSConn(&progressConn{Conn: client, timeout: t}, &progressConn{Conn: back, timeout: t}, u, e.m, ws)
 	var early [2][]byte
 	if n := br.Buffered(); n > 0 {
 		early[toClient], _ = br.Peek(n)

@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// stallingUpstream answers its health checks, and holds every other
+// request without answering: it says on arrived when one came, and on
+// closed when the proxy closed that request's connection.
+func stallingUpstream(t *testing.T) (addr string, arrived, closed chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	arrived, closed = make(chan struct{}, 8), make(chan struct{}, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/up" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+						continue
+					}
+					arrived <- struct{}{}
+					io.Copy(io.Discard, br) // until the proxy closes it
+					closed <- struct{}{}
+					return
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), arrived, closed
+}
+
+// TestClientLeavesCancelsUpstream: a client that leaves while its
+// request waits on a slow upstream frees the upstream at once, not at
+// the upstream header timeout.
+func TestClientLeavesCancelsUpstream(t *testing.T) { bothPaths(t, testClientLeavesCancelsUpstream) }
+
+func testClientLeavesCancelsUpstream(t *testing.T, fast bool) {
+	addr, arrived, closed := stallingUpstream(t)
+	s, front := newProxy(t, Options{HealthInterval: time.Hour}, fast)
+	setRoute(t, s, route("a", addr, "a.test"))
+	tests := map[string]string{
+		"GET":  "GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n",
+		"POST": "POST /slow HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\n\r\nhi",
+	}
+	for name, raw := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addrOf(front.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(c, raw); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-arrived:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the request never reached the upstream")
+			}
+			c.Close()
+			left := time.Now()
+			select {
+			case <-closed:
+				t.Logf("upstream connection closed %s after the client left", time.Since(left).Round(time.Millisecond))
+			case <-time.After(3 * time.Second):
+				t.Fatal("the upstream connection was still open 3s after the client left")
+			}
+			waitInFlight(t, s, 0)
+		})
+	}
+}
+
+// waitInFlight waits (up to 3s) until the route's in-flight count is n.
+func waitInFlight(t *testing.T, s *Server, n int64) {
+	t.Helper()
+	waitStatus(t, s, fmt.Sprintf("%d in flight", n), func(rs RouteStatus) bool { return rs.InFlight == n })
+}
+
+// waitOpenWebSockets waits (up to 3s) until the route has n open
+// WebSockets.
+func waitOpenWebSockets(t *testing.T, s *Server, n int) {
+	t.Helper()
+	waitStatus(t, s, fmt.Sprintf("%d open WebSockets", n), func(rs RouteStatus) bool { return rs.OpenWebSockets == n })
+}
+
+// waitStatus waits (up to 3s) until the proxy's one route's status is
+// as want says.
+func waitStatus(t *testing.T, s *Server, what string, want func(RouteStatus) bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		st := s.Status(context.Background())
+		if len(st) == 1 && want(st[0]) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status: %+v, want %s", st, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

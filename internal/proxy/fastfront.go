@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net"
+	"strings"
+
+	"github.com/hoistdev/hoist/internal/proxy/fastloop"
+)
+
+// This file is the only one that knows of the fast loop: without it
+// (and the one line in NewPublic that calls fastLoop), net/http serves
+// every request, and the proxy is whole.
+
+// fastLoop returns the fast loop for ln, in front of net/http's server.
+func (s *Server) fastLoop(ln net.Listener, conf *tls.Config, t Timeouts) front {
+	t = t.withDefaults()
+	return fastloop.New(ln, fastloop.Config{
+		Router: loopRouter{s}, TLS: conf,
+		ReadHeaderTimeout: t.ReadHeader, IdleTimeout: t.Idle, WriteTimeout: s.opts.WriteTimeout,
+		UpstreamHeaderTimeout: s.opts.UpstreamHeaderTimeout, MaxAnswerHead: maxAnswerHead,
+		Page: pageBody,
+	})
+}
+
+// loopRouter routes the fast loop's requests with the proxy's table,
+// and records them as net/http's path does.
+type loopRouter struct{ s *Server }
+
+// Route takes a request to a healthy upstream that is not redirected
+// to HTTPS and is no ACME challenge; net/http's path answers the rest.
+func (r loopRouter) Route(hostport, path string, tls bool) (fastloop.Target, bool) {
+	if strings.HasPrefix(path, "/.well-known/acme-challenge/") {
+		return fastloop.Target{}, false
+	}
+	host := hostOf(hostport)
+	e := r.s.pick(host, path)
+	if e == nil {
+		return fastloop.Target{}, false
+	}
+	if !e.up.healthy.Load() || !tls && r.s.redirects(e, host) {
+		e.up.inflight.Add(-1)
+		return fastloop.Target{}, false
+	}
+	return fastloop.Target{Addr: e.up.addr, HSTS: e.route.HSTS && tls, Ref: e}, true
+}
+
+func (r loopRouter) Done(t fastloop.Target, f *fastloop.Finished) {
+	e := t.Ref.(*entry)
+	e.up.inflight.Add(-1)
+	r.s.record(e.m, &requestLog{method: f.Method, host: f.Host, path: f.Path, remote: f.Remote, proto: "HTTP/1.1",
+		status: f.Status, bytes: f.Bytes, start: f.Start})
+}
