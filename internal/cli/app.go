@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
+	"unicode/utf8"
 	"strings"
 	"sync"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/provision"
+	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -110,7 +113,38 @@ func loadConfig(g *globalOptions) (*config.Config, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("config path: %w", err)
 	}
-	return cfg, filepath.Dir(abs), nil
+	repo := filepath.Dir(abs)
+	if cfg.Proxy.Pages, err = readErrorPages(repo, cfg.Proxy.ErrorPages); err != nil {
+		return nil, "", err
+	}
+	return cfg, repo, nil
+}
+
+// readErrorPages reads the app's own error pages from dir, relative to
+// repo: 502.html, 503.html, 504.html, whichever it has.
+func readErrorPages(repo, dir string) (map[int]string, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	pages := map[int]string{}
+	for _, code := range proxy.PageCodes {
+		p := filepath.Join(repo, dir, strconv.Itoa(code)+".html")
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, usererr.Wrap(err, "proxy.error_pages")
+		}
+		if len(b) > proxy.MaxPageBytes || !utf8.Valid(b) {
+			return nil, usererr.New("proxy.error_pages: %s must be UTF-8 of at most %d KiB", p, proxy.MaxPageBytes>>10)
+		}
+		pages[code] = string(b)
+	}
+	if len(pages) == 0 {
+		return nil, usererr.New("proxy.error_pages: %s holds none of 502.html, 503.html, 504.html", filepath.Join(repo, dir))
+	}
+	return pages, nil
 }
 
 // secretsStore is the app's encrypted secrets and the key outside the

@@ -67,6 +67,7 @@ func TestDayTwoRefusals(t *testing.T) {
 		"accessory of staging":            {[]string{"-d", "staging", "accessory", "logs", "cache"}, []string{"destination staging has no accessory cache"}},
 		"restore of nothing":              {[]string{"accessory", "restore", "db", "no/such.sql.gz"}, []string{"is neither a local file nor a backup's name"}},
 		"negative audit lines":            {[]string{"audit", "-n", "-1"}, []string{"-n must be 0 or more"}},
+		"maintenance without the proxy":   {[]string{"maintenance", "on", "--message", "x"}, []string{"maintenance mode is the edge proxy's, and hoist.yml puts no proxy in front of shop", "hint: list the app's names in proxy.hosts"}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -80,6 +81,24 @@ func TestDayTwoRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReadErrorPages(t *testing.T) {
+	repo := t.TempDir()
+	os.MkdirAll(filepath.Join(repo, "errors"), 0o755)
+	os.WriteFile(filepath.Join(repo, "errors", "503.html"), []byte("<p>{{message}}</p>"), 0o644)
+	pages, err := readErrorPages(repo, "errors")
+	if err != nil || len(pages) != 1 || pages[503] != "<p>{{message}}</p>" {
+		t.Errorf("pages = %v, %v", pages, err)
+	}
+	os.MkdirAll(filepath.Join(repo, "empty"), 0o755)
+	if _, err := readErrorPages(repo, "empty"); err == nil || !strings.Contains(err.Error(), "holds none of 502.html, 503.html, 504.html") {
+		t.Errorf("a directory without pages: %v", err)
+	}
+	os.WriteFile(filepath.Join(repo, "errors", "502.html"), []byte(strings.Repeat("x", 65<<10)), 0o644)
+	if _, err := readErrorPages(repo, "errors"); err == nil || !strings.Contains(err.Error(), "at most 64 KiB") {
+		t.Errorf("a page too big: %v", err)
 	}
 }
 

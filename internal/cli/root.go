@@ -104,6 +104,7 @@ func newRoot(s *streams) *cobra.Command {
 		newDestroyCmd(s, g),
 		newAccessoryCmd(s, g),
 		newAuditCmd(s, g),
+		newMaintenanceCmd(s, g),
 	)
 	return root
 }

@@ -359,6 +359,14 @@ type Proxy struct {
 	// 413 by the proxy and never reach the app. Write it as bytes, or
 	// with a unit (512KiB, 64MiB, 1GiB, or 1MB for 10^6). Default 64MiB.
 	MaxBodyBytes Size `yaml:"max_body_bytes"`
+	// ErrorPages is a directory of the repository, relative to hoist.yml,
+	// with the app's own pages for what the proxy answers for it:
+	// 502.html, 503.html, 504.html, any of them. In 503.html, which is
+	// also the maintenance page, {{message}} is the maintenance message.
+	ErrorPages string `yaml:"error_pages"`
+	// Pages are the pages read from ErrorPages, by status, once the
+	// config is loaded with its repository.
+	Pages map[int]string `yaml:"-"`
 	// ACMEEmail is the contact for the ACME account.
 	ACMEEmail string `yaml:"acme_email"`
 	// ACMECA is the ACME directory URL, for a staging or private CA.

@@ -357,6 +357,12 @@ func (c *Config) validate() error {
 	if c.Proxy.ACMECA != "" && !strings.HasPrefix(c.Proxy.ACMECA, "https://") {
 		return errAt("$.proxy.acme_ca", "%q is not an https:// ACME directory URL", c.Proxy.ACMECA)
 	}
+	if p := c.Proxy.ErrorPages; p != "" && (path.IsAbs(p) || strings.HasPrefix(path.Clean(p), "..")) {
+		return errAt("$.proxy.error_pages", "%q must be a directory of the repository, relative to hoist.yml", p)
+	}
+	if c.Proxy.ErrorPages != "" && len(c.Proxy.Hosts) == 0 {
+		return errAt("$.proxy.error_pages", "the pages are the proxy's answers for the app: list its names in proxy.hosts")
+	}
 	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
 		return errAt("$.proxy.path_prefix", "%q must start with /", c.Proxy.PathPrefix)
 	}

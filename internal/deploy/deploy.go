@@ -320,7 +320,7 @@ func Spec(cfg *config.Config) *host.Spec {
 		BeforeSwitch: cfg.Hooks.BeforeSwitch, AfterSwitch: cfg.Hooks.AfterSwitch, HookTimeout: cfg.Hooks.Timeout.Duration,
 		ProxyHosts: cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
 		TLS: cfg.Proxy.TLS.On(), TLSInternal: cfg.Proxy.TLS.Mode == config.TLSInternal, HSTS: cfg.Proxy.HSTS, ACMEEmail: cfg.Proxy.ACMEEmail, ACMECA: cfg.Proxy.ACMECA,
-		MaxBodyBytes: cfg.Proxy.MaxBodyBytes.Bytes,
+		MaxBodyBytes: cfg.Proxy.MaxBodyBytes.Bytes, ErrorPages: cfg.Proxy.Pages,
 	}
 }
 

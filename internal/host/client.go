@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/proxy"
@@ -170,6 +171,13 @@ func (c *Client) Exec(ctx context.Context, s *Spec, argv []string, stdout, stder
 // Logs streams the app's journal.
 func (c *Client) Logs(ctx context.Context, lines int, follow bool, stdout, stderr io.Writer) error {
 	return invokeStream(ctx, c, logsVerb, logsArgs{Lines: lines, Follow: follow}, nil, stdout, stderr)
+}
+
+// Maintenance turns the app's maintenance mode on, with message and
+// retryAfter, or off.
+func (c *Client) Maintenance(ctx context.Context, on bool, message string, retryAfter time.Duration) error {
+	_, err := invoke(ctx, c, maintenanceVerb, maintenanceArgs{On: on, Message: message, RetryAfter: retryAfter}, nil)
+	return err
 }
 
 // Audit returns the newest lines of the app's audit trail (0: all).

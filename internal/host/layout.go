@@ -63,6 +63,7 @@ func FactsFile(base string) string {
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
 //	BASE/APP/shared/accessories.env  the accessories' URLs, 0600 root, read by systemd
 //	BASE/APP/destination        the destination the app is set up for
+//	BASE/APP/maintenance.json   the maintenance mode, while it is on
 //	BASE/APP/audit.log          the audit trail: one JSON line per operation
 //	BASE/APP/accessories/NAME/  an accessory's spec, password and backups, 0700 root
 //	BASE/APP/ports/ID.env       what each release was given: PORT
@@ -107,6 +108,10 @@ func (l Layout) AccessoriesEnvFile() string {
 func (l Layout) AuditLog() string { return filepath.Join(l.Root, "audit.log") }
 
 func (l Layout) destinationFile() string { return filepath.Join(l.Root, "destination") }
+
+// maintenanceFile holds the app's maintenance mode while it is on, so
+// that the route of every release deployed meanwhile has it.
+func (l Layout) maintenanceFile() string { return filepath.Join(l.Root, "maintenance.json") }
 
 // accessories holds the app's accessories on this host, one directory
 // each.

@@ -36,6 +36,9 @@ type Spec struct {
 	ACMECA       string `json:"acme_ca,omitempty"`
 	// ACMERoots are PEM roots to trust the ACME CA's API with.
 	ACMERoots string `json:"acme_roots,omitempty"`
+	// ErrorPages are the app's own pages for the proxy's 502, 503 and
+	// 504, by status.
+	ErrorPages map[int]string `json:"error_pages,omitempty"`
 }
 
 // Proxied reports whether the app runs behind the edge proxy.

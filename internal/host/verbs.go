@@ -98,6 +98,14 @@ type accessoryLogsArgs struct {
 	Follow bool   `json:"follow,omitempty"`
 }
 
+// maintenanceArgs turn maintenance on, with its message and
+// Retry-After, or off.
+type maintenanceArgs struct {
+	On         bool          `json:"on"`
+	Message    string        `json:"message,omitempty"`
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+}
+
 type auditArgs struct {
 	// Lines is how many of the newest lines; 0 for all.
 	Lines int `json:"lines,omitempty"`
@@ -167,6 +175,16 @@ var (
 	}}
 	logsVerb = streamVerb[logsArgs]{"logs", func(ctx context.Context, c *call, a logsArgs) (int, error) {
 		return journal(ctx, c, a)
+	}}
+	maintenanceVerb = verb[maintenanceArgs, none]{"maintenance", func(ctx context.Context, c *call, a maintenanceArgs) (none, error) {
+		var m *proxy.Maintenance
+		op := "maintenance off"
+		if a.On {
+			m, op = &proxy.Maintenance{Message: a.Message, RetryAfter: proxy.Duration{Duration: a.RetryAfter}}, "maintenance on"
+		}
+		err := SetMaintenance(ctx, c.layout, m)
+		c.audit(op, c.layout.CurrentID(), a.Message, err)
+		return none{}, err
 	}}
 	auditVerb = verb[auditArgs, []AuditEntry]{"audit", func(_ context.Context, c *call, a auditArgs) ([]AuditEntry, error) {
 		return ReadAudit(c.layout, a.Lines)
@@ -243,7 +261,7 @@ var (
 )
 
 var verbs = verbTable(setupVerb, uploadStateVerb, receiveVerb, envVerb, lockVerb, unlockVerb, activateVerb,
-	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb, auditVerb,
+	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb, auditVerb, maintenanceVerb,
 	accessorySetupVerb, accessoryEnvVerb, accessoryStatusVerb, accessoryRestartVerb, accessoryBackupVerb,
 	accessoryBackupsVerb, accessoryReceiveVerb, accessoryRestoreVerb, accessoryFetchVerb, accessoryLogsVerb)
 
