@@ -10,9 +10,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"unicode/utf8"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
