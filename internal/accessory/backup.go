@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/bytesize"
 )
 
 // A backup of a PostgreSQL accessory is pg_dump's plain SQL, gzipped:
@@ -300,7 +301,7 @@ type RoomError struct {
 
 func (e *RoomError) Error() string {
 	return fmt.Sprintf("the restore needs about %s free under %s, which has %s; nothing was changed: make room, or restore on a larger disk",
-		byteSize(e.Need), e.Dir, byteSize(e.Free))
+		bytesize.String(int64(e.Need)), e.Dir, bytesize.String(int64(e.Free)))
 }
 
 // roomFor is what a restore of sqlBytes of SQL needs free: the data it
@@ -326,14 +327,4 @@ func diskFree(dir string) (uint64, error) {
 		return 0, err
 	}
 	return st.Bavail * uint64(st.Bsize), nil
-}
-
-func byteSize(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/transport"
@@ -249,7 +250,7 @@ func runAccessoryBackup(ctx context.Context, s *streams, g *globalOptions, o *ac
 			return err
 		}
 		res = backupResult{Host: h, BackupInfo: bi}
-		fmt.Fprintf(s.err, "%s: backed up %s to %s (%s)\n", h, name, bi.File, byteCount(bi.Size))
+		fmt.Fprintf(s.err, "%s: backed up %s to %s (%s)\n", h, name, bi.File, bytesize.String(bi.Size))
 		if o.fetch {
 			res.Local, err = fetchBackup(ctx, c, name, bi.File, o.to)
 		}
@@ -320,7 +321,7 @@ func runAccessoryBackups(ctx context.Context, s *streams, g *globalOptions, o *a
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKUP\tMADE\tSIZE")
 	for _, b := range out.Backups {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.File, b.Created.Local().Format("2006-01-02 15:04:05"), byteCount(b.Size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.File, b.Created.Local().Format("2006-01-02 15:04:05"), bytesize.String(b.Size))
 	}
 	return tw.Flush()
 }
@@ -389,14 +390,4 @@ func sendBackup(ctx context.Context, c *host.Client, name, local string) (access
 		file = name + "-uploaded-" + time.Now().UTC().Format("20060102T150405Z") + accessory.BackupExt
 	}
 	return c.SendBackup(ctx, name, file, fi.Size(), f)
-}
-
-func byteCount(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

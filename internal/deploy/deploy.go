@@ -21,6 +21,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/build"
+	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/filelock"
 	"github.com/hoistdev/hoist/internal/fleet"
@@ -171,7 +172,7 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 		return nil, err
 	}
 	recordArtifact(o.WorkDir, cfg.App, key, art)
-	fmt.Fprintf(o.Log, "built release %s from commit %s (%s, sha256 %s)\n", id, short(commit), byteSize(art.Manifest.Size), art.Manifest.SHA256[:16])
+	fmt.Fprintf(o.Log, "built release %s from commit %s (%s, sha256 %s)\n", id, short(commit), bytesize.String(art.Manifest.Size), art.Manifest.SHA256[:16])
 	return art, nil
 }
 
@@ -508,9 +509,9 @@ func (o ShipOptions) upload(ctx context.Context, h string, c *host.Client, art *
 		return fmt.Errorf("upload: %w", err)
 	}
 	if st.Have > 0 {
-		logf("resuming upload at %s of %s", byteSize(st.Have), byteSize(art.Manifest.Size))
+		logf("resuming upload at %s of %s", bytesize.String(st.Have), bytesize.String(art.Manifest.Size))
 	} else {
-		logf("uploading %s (%s)", art.Manifest.ID, byteSize(art.Manifest.Size))
+		logf("uploading %s (%s)", art.Manifest.ID, bytesize.String(art.Manifest.Size))
 	}
 	var r io.Reader = f
 	if o.Meter != nil {
@@ -520,14 +521,4 @@ func (o ShipOptions) upload(ctx context.Context, h string, c *host.Client, art *
 	}
 	err = c.Receive(ctx, art.Manifest, st.Have, r)
 	return err
-}
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -452,8 +452,17 @@ func (s *Server) SetMaintenance(app string, m *Maintenance) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	entries := slices.DeleteFunc(slices.Clone(old.all), func(e *entry) bool { return e == prev })
-	next := newTable(append(entries, s.newEntry(r, prev.up)))
+	return s.replaceEntry(old, prev, s.newEntry(r, prev.up))
+}
+
+// replaceEntry makes the routes those of old without drop, and with add
+// if it is not nil; the caller holds s.mu.
+func (s *Server) replaceEntry(old *table, drop, add *entry) error {
+	entries := slices.DeleteFunc(slices.Clone(old.all), func(e *entry) bool { return e == drop })
+	if add != nil {
+		entries = append(entries, add)
+	}
+	next := newTable(entries)
 	if err := saveState(s.opts.StatePath, routesOf(next)); err != nil {
 		return err
 	}
@@ -470,12 +479,9 @@ func (s *Server) DeleteRoute(app string) error {
 	if prev == nil {
 		return fmt.Errorf("no route for %s", app)
 	}
-	entries := slices.DeleteFunc(slices.Clone(old.all), func(e *entry) bool { return e == prev })
-	next := newTable(entries)
-	if err := saveState(s.opts.StatePath, routesOf(next)); err != nil {
+	if err := s.replaceEntry(old, prev, nil); err != nil {
 		return err
 	}
-	s.table.Store(next)
 	prev.up.stop()
 	s.drain(prev.up, prev.route.DrainTimeout.Duration)
 	return nil

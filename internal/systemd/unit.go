@@ -91,7 +91,13 @@ UMask=0027
 # its state directory (/var/lib/{{.StateDirectory}}, $STATE_DIRECTORY).
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
+` + Sandbox))
+
+// Sandbox is the hardening every service hoist writes or drops in
+// shares: no home directories, a private /tmp and /dev, the kernel's
+// settings out of reach, no capabilities, network sockets only, the
+// system calls of a service. Each unit adds what it may write.
+const Sandbox = `ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectKernelTunables=yes
@@ -112,7 +118,7 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
-`))
+`
 
 var bootUnit = template.Must(template.New("boot").Parse(`# Written by hoist; changes are overwritten on the next deploy.
 [Unit]
