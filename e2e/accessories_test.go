@@ -322,3 +322,62 @@ func TestAccessoryRefusals(t *testing.T) {
 		t.Errorf("the accessory that was set up stopped:\n%s", got)
 	}
 }
+
+// TestAccessoryOnAPrivateNetwork: PostgreSQL on one lab host, listening
+// on its private address, serves the app on the other; a machine outside
+// the allowed networks (this one, on the lab's bridge) is refused.
+func TestAccessoryOnAPrivateNetwork(t *testing.T) {
+	hosts := needLab(t)
+	app, db := hosts[0], hosts[1]
+	a := newNotesApp(t, "remote", 3730, hosts[:1], fmt.Sprintf(`accessories:
+  db:
+    service: postgresql
+    host: %s
+    port: 5450
+    listen: %s
+    allow: [%s/32]
+`, db, db, app))
+	mustHoist(t, a.dir, "setup")
+	mustHoist(t, a.dir, "deploy")
+	a.addNote(t, app, "across the private network")
+	if got := a.notes(t, app); got != "across the private network\n" {
+		t.Errorf("notes = %q", got)
+	}
+	if got := onHost(t, db, "ss -Hltn 'sport = :5450' | awk '{print $4}'"); got != db+":5450\n" {
+		t.Errorf("PostgreSQL listens on %q, want %s:5450 only", got, db)
+	}
+	if got := onHost(t, app, "grep -o '@[^/]*/' /var/lib/hoist/remote/shared/accessories.env"); got != "@"+db+":5450/\n" {
+		t.Errorf("the app reaches its database at %q", got)
+	}
+	// This machine is on the lab's bridge, outside allow: systemd's
+	// address filter drops it where it can attach (not in the lab's
+	// containers), pg_hba.conf refuses it anyway.
+	if msg := pgStartup(t, net.JoinHostPort(db, "5450"), "remote", "remote"); !strings.Contains(msg, "no pg_hba.conf entry") && !strings.HasPrefix(msg, "no connection") {
+		t.Errorf("a peer outside allow was answered %q, want it refused", msg)
+	}
+}
+
+// pgStartup sends PostgreSQL's startup message (protocol 3.0, no TLS)
+// and returns the server's first answer as text, or why there was none.
+func pgStartup(t *testing.T, addr, user, db string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "no connection: " + err.Error()
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	body := []byte{0, 3, 0, 0} // protocol 3.0
+	for _, kv := range []string{"user", user, "database", db} {
+		body = append(append(body, kv...), 0)
+	}
+	body = append(body, 0)
+	msg := append([]byte{0, 0, 0, 0}, body...)
+	n := len(msg)
+	msg[0], msg[1], msg[2], msg[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	if _, err := c.Write(msg); err != nil {
+		return "write: " + err.Error()
+	}
+	answer, _ := io.ReadAll(io.LimitReader(c, 4096))
+	return string(answer)
+}
