@@ -5,27 +5,35 @@
 #      through Caddy (reverse_proxy), over plain HTTP and over HTTPS
 #      (keep-alive; ECDSA P-256 certificates: hoist's from its internal
 #      CA, nginx's and Caddy's self-signed by this script);
-#   2. a WebSocket echo round trip through each proxy;
+#   2. WebSocket echo round trips (5-byte messages, one at a time, as a
+#      LiveView interaction) through each proxy, over one WebSocket each,
+#      taking turns (in an order drawn anew each turn) so that load from
+#      elsewhere hits every proxy alike;
 #   3. idle WebSockets held through hoist's proxy, and its resident
 #      memory (VmRSS) with none, half and all of them open.
 # It prints req/s and p99 for each, the ratios hoist/nginx and
 # hoist/Caddy, and checks them against the targets: hoist >= 0.8x nginx
-# and >= 2x Caddy in req/s, p99 <= 1.5x nginx's; 10,000 idle WebSockets
-# in < 150 MB.
+# and >= 2x Caddy in req/s, p99 <= 1.5x nginx's; WebSocket round trip
+# p50 and p99 <= 1.2x nginx's; 10,000 idle WebSockets in < 150 MB.
 #
 # Environment: DURATION (wrk run, default 10s), CONNS (default 50),
-# ROUNDS (runs of each wrk case, the median is kept; default 3),
-# WEBSOCKETS (default 10000; fewer if the open-files limit cannot hold
-# two descriptors a WebSocket), HOIST_BIN (a built hoist; default: build
-# ./cmd/hoist), HOIST_BASE_BIN (another hoist build, say main's, run as
-# one more target, "base", in the same rounds: an A/B of a change on a
-# machine whose load moves the absolute figures). Needs root for apt (wrk, nginx, openssl); installs Caddy
-# v2.10.2 with go install.
+# ROUNDS (runs of each wrk case and of the echo section, the median is
+# kept; default 3), ECHOES (WebSocket round trips through each proxy in
+# a run, default 10000), WEBSOCKETS (default 10000; fewer if the
+# open-files limit cannot hold two descriptors a WebSocket), HOIST_BIN (a
+# built hoist; default: build ./cmd/hoist), HOIST_BASE_BIN (another hoist
+# build, say main's, run as one more target, "base", in the same rounds:
+# an A/B of a change on a machine whose load moves the absolute figures),
+# KAMAL_PROXY_BIN (a built kamal-proxy: if set, it is timed in the echo
+# section too; it listens on all addresses, port 18083, but is sent
+# traffic on loopback only). Needs root for apt (wrk, nginx, openssl);
+# installs Caddy v2.10.2 with go install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
 conns=${CONNS:-50}
 rounds=${ROUNDS:-3}
+echoes=${ECHOES:-10000}
 want_ws=${WEBSOCKETS:-10000}
 
 need=()
@@ -127,6 +135,15 @@ https://:18445 {
 CADDY
 XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$gobin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 & pids+=($!)
 
+# Echo peers: name=address, hoist first.
+peers=hoist=127.0.0.1:18080,nginx=127.0.0.1:18081,caddy=127.0.0.1:18082
+[ -z "${HOIST_BASE_BIN:-}" ] || peers+=,base=127.0.0.1:18090
+if [ -n "${KAMAL_PROXY_BIN:-}" ]; then
+  HOME=$work XDG_RUNTIME_DIR=$work "$KAMAL_PROXY_BIN" run --http-port 18083 --https-port 18446 >"$work/kamal-proxy.log" 2>&1 & pids+=($!)
+  peers+=,kamal-proxy=127.0.0.1:18083
+  ports+=(18083)
+fi
+
 for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
@@ -147,6 +164,9 @@ hoist_routes() {
 }
 hoist_routes hoist 18443
 [ -z "${HOIST_BASE_BIN:-}" ] || hoist_routes base 18453
+if [ -n "${KAMAL_PROXY_BIN:-}" ]; then
+  HOME=$work XDG_RUNTIME_DIR=$work "$KAMAL_PROXY_BIN" deploy bench --target 127.0.0.1:18000 --host bench.test >/dev/null
+fi
 
 echo "# $(date -u +%FT%TZ), $(nproc) cores, wrk -t1 -c$conns -d$duration, keep-alive, loopback, median of $rounds runs"
 echo "# versions: $(nginx -v 2>&1 | sed 's/.*: //'), caddy $(go version -m "$gobin/caddy" | awk '$2=="github.com/caddyserver/caddy/v2" {print $3; exit}'), $(go version | cut -d' ' -f3), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
@@ -159,7 +179,8 @@ wrk1() {
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "error: $1: $(grep 'Non-2xx\|Socket errors' <<<"$out")" >&2; fi
   awk '/Requests\/sec/ {r=$2} $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; p=v} END {print r, p}' <<<"$out"
 }
-# median of the runs' req/s, with that run's p99
+# median of the lines, by their first number (wrk: the runs' req/s, with
+# that run's p99)
 median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 declare -A res
@@ -199,11 +220,20 @@ for proto in http https; do
   fi
 done
 
-echo "# WebSocket echo round trip (2000 round trips of a 5-byte message over one WebSocket)"
-for t in "hoist 18080" "nginx 18081" "caddy 18082"; do
-  set -- $t
-  "$work/wsidle" -addr 127.0.0.1:$2 -echo 2000 | awk -v t="$1" '{v[$1]=$2} END {printf "%-6s p50 %6.1f us  p99 %6.1f us\n", t, v["echo_p50_us"], v["echo_p99_us"]}'
-done
+echo "# WebSocket echo round trips ($echoes of a 5-byte message over one WebSocket through each proxy, taking turns; median of $rounds runs)"
+for _ in $(seq 1 "$rounds"); do "$work/wsidle" -peers "$peers" -echo "$echoes" >> "$work/echo.txt"; done
+for peer in $(tr , '\n' <<<"$peers" | cut -d= -f1); do
+  p50=$(awk -v p="$peer" '$1 == "echo" && $2 == p {print $3}' "$work/echo.txt" | median)
+  p99=$(awk -v p="$peer" '$1 == "echo" && $2 == p {print $4}' "$work/echo.txt" | median)
+  printf '%-11s p50 %6.1f us  p99 %6.1f us\n' "$peer" "$p50" "$p99"
+done | tee "$work/echo-median.txt"
+awk '{p50[$1] = $3; p99[$1] = $6} END {
+  printf "echo  hoist/nginx p50 %.2f (target <= 1.2: %s)  p99 %.2f (target <= 1.2: %s)  hoist/caddy p50 %.2f  p99 %.2f\n",
+    p50["hoist"]/p50["nginx"], (p50["hoist"]/p50["nginx"] <= 1.2 ? "met" : "MISSED"),
+    p99["hoist"]/p99["nginx"], (p99["hoist"]/p99["nginx"] <= 1.2 ? "met" : "MISSED"),
+    p50["hoist"]/p50["caddy"], p99["hoist"]/p99["caddy"]
+  if ("kamal-proxy" in p50) printf "echo  hoist/kamal-proxy p50 %.2f  p99 %.2f\n", p50["hoist"]/p50["kamal-proxy"], p99["hoist"]/p99["kamal-proxy"]
+  if ("base" in p50) printf "echo  hoist/base p50 %.2f  p99 %.2f\n", p50["hoist"]/p50["base"], p99["hoist"]/p99["base"] }' "$work/echo-median.txt"
 
 echo "# idle WebSockets through hoist's proxy (open-files limit $limit: $websockets of $want_ws fit, two descriptors each)"
 "$work/wsidle" -addr 127.0.0.1:18080 -n "$websockets" -pid "$hoist_pid" > "$work/ws.txt"

@@ -36,6 +36,10 @@ func TestProvisionLab(t *testing.T) {
 	opPriv, opPub := operatorKeyFiles(t)
 	a := newApp(t, app, 3400, nil, fmt.Sprintf("proxy:\n  hosts: [%s]\n  tls: internal\ninfra:\n  provider: lab\n  count: 2\n  public_key: %s\n", name, opPub))
 	labName := provision.LabName(provision.Spec{App: app, Env: "production"})
+	// A run that was killed leaves its machines: start clean.
+	downCtx, cancelDown := context.WithTimeout(context.Background(), 3*time.Minute)
+	hoist(downCtx, "", "lab", "down", "--name", labName)
+	cancelDown()
 	t.Cleanup(func() {
 		// Whatever happened, leave no machine behind.
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

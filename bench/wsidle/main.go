@@ -1,8 +1,10 @@
 // Command wsidle measures WebSockets through a proxy. With -n it opens N
 // WebSockets, holds them idle, and prints the resident memory of a
 // process (the proxy, -pid) with none, half and all of them open. With
-// -echo it times round trips of a small message over one WebSocket.
-// The backend must echo raw frames back (bench/backend does, at /ws).
+// -echo it times round trips of a small message over one WebSocket to
+// each of -peers, taking turns, so that load from elsewhere on the
+// machine hits every peer alike. The backend must echo raw frames back
+// (bench/backend does, at /ws).
 package main
 
 import (
@@ -10,51 +12,112 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:18080", "proxy address")
+	addr := flag.String("addr", "127.0.0.1:18080", "proxy address (-n)")
 	host := flag.String("host", "bench.test", "Host header")
 	n := flag.Int("n", 0, "idle WebSockets to hold")
 	pid := flag.Int("pid", 0, "process whose resident memory to report")
-	echo := flag.Int("echo", 0, "round trips to time over one WebSocket")
+	echo := flag.Int("echo", 0, "round trips to time over one WebSocket to each peer")
+	peers := flag.String("peers", "proxy=127.0.0.1:18080", "name=address,... of the proxies to time (-echo)")
 	flag.Parse()
 	if *echo > 0 {
-		c, err := open(*addr, *host)
-		if err != nil {
-			log.Fatalf("websocket: %v", err)
+		if err := echoPeers(*peers, *host, *echo); err != nil {
+			log.Fatal(err)
 		}
-		roundTrips(c, *echo)
-		c.Close()
 	}
 	if *n > 0 {
 		hold(*addr, *host, *n, *pid)
 	}
 }
 
-// roundTrips prints the p50 and p99 round trip of a masked 5-byte frame.
+// echoPeers opens a WebSocket to each peer and times count round trips
+// over each, in rounds that visit every peer once, in an order drawn
+// anew each round (so that no peer always follows the same one, whose
+// leftover work could slow it), after a warm-up of count/10 untimed. It
+// prints "echo NAME P50_US P99_US" per peer.
+func echoPeers(list, host string, count int) error {
+	type peer struct {
+		name string
+		c    net.Conn
+		rtts []time.Duration
+	}
+	var ps []*peer
+	for nameAddr := range strings.SplitSeq(list, ",") {
+		name, addr, ok := strings.Cut(nameAddr, "=")
+		if !ok {
+			return fmt.Errorf("peer %q: want name=address", nameAddr)
+		}
+		c, err := open(addr, host)
+		if err != nil {
+			return fmt.Errorf("websocket to %s: %w", name, err)
+		}
+		defer c.Close()
+		ps = append(ps, &peer{name: name, c: c, rtts: make([]time.Duration, 0, count)})
+	}
+	warm := count / 10
+	order := rand.New(rand.NewPCG(1, 2)) // the same orders in every run
+	for i := range warm + count {
+		for _, j := range order.Perm(len(ps)) {
+			p := ps[j]
+			d, err := roundTrip(p.c)
+			if err != nil {
+				return fmt.Errorf("echo through %s: %w", p.name, err)
+			}
+			if i >= warm {
+				p.rtts = append(p.rtts, d)
+			}
+		}
+	}
+	for _, p := range ps {
+		p50, p99 := percentiles(p.rtts)
+		fmt.Printf("echo %s %.1f %.1f\n", p.name, us(p50), us(p99))
+	}
+	return nil
+}
+
+// echoFrame is a masked 5-byte text frame; the backend sends it back as
+// it came.
+var echoFrame = [...]byte{0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1}
+
+// roundTrip times one message there and back.
+func roundTrip(c net.Conn) (time.Duration, error) {
+	var buf [len(echoFrame)]byte
+	start := time.Now()
+	if _, err := c.Write(echoFrame[:]); err != nil {
+		return 0, err
+	}
+	if _, err := readFull(c, buf[:]); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// roundTrips prints the p50 and p99 of count round trips over c.
 func roundTrips(c net.Conn, count int) {
 	rtts := make([]time.Duration, 0, count)
-	frame := []byte{0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1}
-	buf := make([]byte, len(frame))
 	for range count {
-		start := time.Now()
-		if _, err := c.Write(frame); err != nil {
+		d, err := roundTrip(c)
+		if err != nil {
 			log.Fatal(err)
 		}
-		if _, err := readFull(c, buf); err != nil {
-			log.Fatal(err)
-		}
-		rtts = append(rtts, time.Since(start))
+		rtts = append(rtts, d)
 	}
-	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	fmt.Printf("echo_p50_us %.1f\necho_p99_us %.1f\n", us(rtts[len(rtts)/2]), us(rtts[len(rtts)*99/100]))
+	p50, p99 := percentiles(rtts)
+	fmt.Printf("echo_p50_us %.1f\necho_p99_us %.1f\n", us(p50), us(p99))
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100]
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }

@@ -91,7 +91,7 @@ func (e *engine) connect(ctx context.Context, h *Host) (transport.Conn, error) {
 				WithHint("run hoist provision again to resume; the host may still be booting")
 		}
 		if attempt%10 == 0 {
-			fmt.Fprintf(e.o.Log, "%s: waiting for SSH at %s\n", h.Name, h.Addr())
+			fmt.Fprintf(e.o.Log, "%s: waiting for SSH at %s (%v)\n", h.Name, h.Addr(), last)
 		}
 		select {
 		case <-ctx.Done():

@@ -765,7 +765,7 @@ func TestGoAwayBetweenFrames(t *testing.T) {
 	cl, clPeer := net.Pipe()
 	bk, bkPeer := net.Pipe()
 	u := &upstream{ws: map[*wsConn]struct{}{}}
-	c := newWSConn(cl, bk, u, &appMetrics{}, true)
+	c := newWSConn(cl, bk, u, &appMetrics{}, true, 0)
 	u.register(c)
 	got := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(clPeer); got <- b }()

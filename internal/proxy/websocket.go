@@ -12,16 +12,19 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // WebSockets (and other HTTP/1.1 upgrades) are proxied by hand rather
-// than by httputil.ReverseProxy, for two reasons. A drain must be able to
-// close one cleanly: each direction's bytes pass through a small frame
-// scanner, so a close frame is written between frames, never inside
-// one. And an idle WebSocket must cost little: after the handshake the
-// handler returns, two goroutines relay the bytes, and they wait for
+// than by httputil.ReverseProxy, for three reasons. A drain must be able
+// to close one cleanly: each direction's bytes pass through a small
+// frame scanner, so a close frame is written between frames, never
+// inside one. An idle WebSocket must cost little: after the handshake
+// the handler returns, two goroutines relay the bytes, and they wait for
 // data without holding a buffer (a buffer is borrowed from a pool only
-// while bytes are being moved).
+// while bytes are being moved). And a round trip (a LiveView
+// interaction) must be quick: on plain sockets the relay reads and
+// writes with raw system calls (see rawSocket).
 
 // closeGrace is how long a closing WebSocket waits for the client's own
 // close frame (or for a frame in progress to end) before the
@@ -159,10 +162,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 		back.Close()
 		return
 	}
-	// The relay writes through progressConns: a side that stops reading
-	// cannot hold the other side's goroutine and the WebSocket forever.
-	t := s.opts.WriteTimeout
-	c := newWSConn(&progressConn{Conn: client, timeout: t}, &progressConn{Conn: back, timeout: t}, u, e.m, ws)
+	c := newWSConn(client, back, u, e.m, ws, s.opts.WriteTimeout)
 	var early [2][]byte
 	if n := br.Buffered(); n > 0 {
 		early[toClient], _ = br.Peek(n)
@@ -174,8 +174,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 	}
 	e.m.websockets.Add(1)
 	live := u.register(c)
-	go c.pump(toClient, back, early[toClient])
-	go c.pump(toBackend, client, early[toBackend])
+	go c.pump(toClient, early[toClient])
+	go c.pump(toBackend, early[toBackend])
 	if !live {
 		go c.goAway()
 	}
@@ -199,11 +199,14 @@ type wsConn struct {
 	done chan struct{} // closed by close
 }
 
-func newWSConn(client, back net.Conn, u *upstream, m *appMetrics, websocket bool) *wsConn {
+// newWSConn relays between client and back. A side that stops reading
+// is cut off once a write to it has made no progress for writeTimeout,
+// so that it cannot hold the other side's goroutine and the WebSocket
+// forever.
+func newWSConn(client, back net.Conn, u *upstream, m *appMetrics, websocket bool, writeTimeout time.Duration) *wsConn {
 	c := &wsConn{client: client, back: back, up: u, m: m, websocket: websocket, done: make(chan struct{})}
-	c.dirs[toClient].dst, c.dirs[toBackend].dst = client, back
-	c.dirs[toClient].closeFrame = closeGoingAway
-	c.dirs[toBackend].closeFrame = maskedGoingAway()
+	c.dirs[toClient].init(client, closeGoingAway, writeTimeout)
+	c.dirs[toBackend].init(back, maskedGoingAway(), writeTimeout)
 	return c
 }
 
@@ -212,10 +215,75 @@ func newWSConn(client, back net.Conn, u *upstream, m *appMetrics, websocket bool
 type direction struct {
 	mu         sync.Mutex
 	dst        net.Conn
+	raw        syscall.RawConn // dst's socket, if rawSocket allows it
 	scan       frameScanner
 	closeFrame []byte
 	want       bool // a close frame is to be sent at the next frame boundary
 	sent       bool // it was: nothing more is forwarded this way
+
+	// What write has left to write, and how it ended; writeRaw, made
+	// once, writes it, so that a write allocates nothing.
+	out      []byte
+	outErr   error
+	writeRaw func(fd uintptr) bool
+	// timeout bounds a raw write that waits for dst to take more;
+	// waiting is set while such a deadline is on dst.
+	timeout time.Duration
+	waiting bool
+}
+
+func (d *direction) init(dst net.Conn, closeFrame []byte, timeout time.Duration) {
+	d.dst, d.closeFrame, d.timeout = dst, closeFrame, timeout
+	if d.raw = rawSocket(dst); d.raw != nil {
+		d.writeRaw = d.writeOut
+	} else if timeout > 0 {
+		d.dst = &progressConn{Conn: dst, timeout: timeout}
+	}
+}
+
+// write writes b whole to dst; d.mu is held.
+func (d *direction) write(b []byte) error {
+	if d.raw == nil {
+		_, err := d.dst.Write(b)
+		return err
+	}
+	d.out, d.outErr = b, nil
+	err := d.raw.Write(d.writeRaw)
+	d.out = nil
+	if d.waiting {
+		// The deadline was only for this write's wait.
+		d.waiting = false
+		d.dst.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		return err
+	}
+	return d.outErr
+}
+
+// writeOut is RawConn.Write's function: it writes d.out until done, or
+// until the socket is full (false: wait until it can take more).
+func (d *direction) writeOut(fd uintptr) bool {
+	for len(d.out) > 0 {
+		n, err := sysWrite(fd, d.out)
+		switch err {
+		case nil:
+			d.out = d.out[n:]
+		case syscall.EAGAIN:
+			// The peer is not reading: wait, but not forever. A deadline
+			// is set only here, so a write that goes straight out costs
+			// no timer.
+			if d.timeout > 0 && !d.waiting {
+				d.waiting = true
+				d.dst.SetWriteDeadline(time.Now().Add(d.timeout))
+			}
+			return false
+		default:
+			d.outErr = err
+			return true
+		}
+	}
+	return true
 }
 
 // register adds c to u's WebSockets, unless u's drain already closed
@@ -230,61 +298,114 @@ func (u *upstream) register(c *wsConn) bool {
 // relayBuffers lend the relay its buffers only while bytes move.
 var relayBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// pump moves bytes from src to the other side until src ends or the
-// connection is closed, then closes both sides.
-func (c *wsConn) pump(dir int, src net.Conn, early []byte) {
+// pump moves the bytes for dir from the other side's connection until
+// it ends or the connection is closed, then closes both sides.
+func (c *wsConn) pump(dir int, early []byte) {
 	defer c.close()
 	if len(early) > 0 {
 		if c.forward(dir, early) != nil {
 			return
 		}
 	}
-	var raw syscall.RawConn
-	if sc, ok := src.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			raw = rc
-		}
+	from := &c.dirs[1-dir]
+	if from.raw != nil {
+		c.pumpRaw(dir, from.raw)
+	} else {
+		c.pumpConn(dir, from.dst)
 	}
-	for {
-		var bp *[]byte
-		var n int
-		var rerr error
-		if raw != nil {
-			// Wait until readable, holding no buffer while idle.
-			err := raw.Read(func(fd uintptr) bool {
-				b := relayBuffers.Get().(*[]byte)
-				for {
-					n, rerr = syscall.Read(int(fd), *b)
-					if rerr != syscall.EINTR {
-						break
-					}
-				}
-				if rerr == syscall.EAGAIN {
-					relayBuffers.Put(b)
-					return false
-				}
-				bp = b
+}
+
+// pumpRaw moves bytes from a socket: one RawConn.Read for the life of
+// the connection, whose function reads until the socket is empty and
+// then returns false, so that the goroutine waits for the next bytes in
+// the poller, holding no buffer.
+func (c *wsConn) pumpRaw(dir int, src syscall.RawConn) {
+	var done bool
+	src.Read(func(fd uintptr) bool {
+		bp := relayBuffers.Get().(*[]byte)
+		defer relayBuffers.Put(bp)
+		for {
+			n, err := sysRead(fd, *bp)
+			switch {
+			case err == syscall.EAGAIN:
+				return false
+			case err != nil || n == 0:
+				done = true
+			default:
+				done = c.forward(dir, (*bp)[:n]) != nil
+			}
+			if done {
 				return true
-			})
-			if err != nil {
-				return
 			}
-			if rerr == nil && n == 0 {
-				rerr = io.EOF
-			}
-		} else {
-			bp = relayBuffers.Get().(*[]byte)
-			n, rerr = src.Read(*bp)
 		}
+	})
+}
+
+// pumpConn moves bytes from a connection that is not a plain socket
+// (TLS); it holds a buffer while it waits.
+func (c *wsConn) pumpConn(dir int, src net.Conn) {
+	for {
+		bp := relayBuffers.Get().(*[]byte)
+		n, rerr := src.Read(*bp)
 		var werr error
 		if n > 0 {
 			werr = c.forward(dir, (*bp)[:n])
 		}
-		if bp != nil {
-			relayBuffers.Put(bp)
-		}
+		relayBuffers.Put(bp)
 		if rerr != nil || werr != nil {
 			return
+		}
+	}
+}
+
+// rawSocket returns conn's socket, for the relay to read and write with
+// raw system calls, or nil when conn is not a socket in non-blocking
+// mode (TLS, a pipe). A raw call skips the runtime's bookkeeping for a
+// call that may block (entersyscall), which costs little itself but
+// wakes the runtime's sysmon thread whenever the process was idle, as a
+// proxy between two messages is: a futex wake in the hop's path and two
+// more context switches (a fifth of the proxy's CPU per round trip,
+// docs/benchmarks.md). The sockets are non-blocking, so the calls return
+// at once; when one would block, it says EAGAIN and the goroutine waits
+// in the poller as net.Conn's do.
+func rawSocket(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	nonblocking := false
+	err = rc.Control(func(fd uintptr) {
+		fl, _, errno := syscall.RawSyscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		nonblocking = errno == 0 && fl&syscall.O_NONBLOCK != 0
+	})
+	if err != nil || !nonblocking {
+		return nil
+	}
+	return rc
+}
+
+// sysRead and sysWrite are read(2) and write(2) on a non-blocking socket.
+func sysRead(fd uintptr, b []byte) (int, error) {
+	return rawIO(syscall.SYS_READ, fd, b)
+}
+
+func sysWrite(fd uintptr, b []byte) (int, error) {
+	return rawIO(syscall.SYS_WRITE, fd, b)
+}
+
+func rawIO(trap, fd uintptr, b []byte) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		switch errno {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+		default:
+			return 0, errno
 		}
 	}
 }
@@ -298,13 +419,12 @@ func (c *wsConn) forward(dir int, b []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !c.websocket {
-		_, err := d.dst.Write(b)
-		return err
+		return d.write(b)
 	}
 	for len(b) > 0 {
 		n, ended := d.scan.scan(b)
 		if !d.sent {
-			if _, err := d.dst.Write(b[:n]); err != nil {
+			if err := d.write(b[:n]); err != nil {
 				return err
 			}
 		}
@@ -325,7 +445,7 @@ func (c *wsConn) forward(dir int, b []byte) error {
 
 func (d *direction) sendClose() {
 	d.dst.SetWriteDeadline(time.Now().Add(closeGrace))
-	d.dst.Write(d.closeFrame)
+	d.write(d.closeFrame)
 	d.sent = true
 }
 

@@ -29,6 +29,10 @@ type pool struct {
 	busy     map[*pconn]struct{}
 	closed   bool
 	watching bool
+	// dozing is set while the watchdog, with nothing in flight, sleeps
+	// until the oldest idle connection expires; wake brings it back.
+	dozing bool
+	wake   chan struct{}
 }
 
 type pconn struct {
@@ -59,6 +63,7 @@ func newPool(addr string, headerTimeout time.Duration, headSize int) *pool {
 	return &pool{
 		addr: addr, headerTimeout: headerTimeout, headSize: headSize, maxIdle: 512,
 		dialer: &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second},
+		wake:   make(chan struct{}, 1),
 	}
 }
 
@@ -82,6 +87,12 @@ func (p *pool) get(client syscall.RawConn) (*pconn, error) {
 			p.busy = map[*pconn]struct{}{}
 		}
 		go p.watchdog()
+	} else if p.dozing {
+		p.dozing = false
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		pc := p.idle[n-1]
@@ -162,20 +173,29 @@ func left(raw syscall.RawConn) bool {
 // upstream takes longer than headerTimeout to answer, and closes idle
 // connections past idleTimeout. One goroutine per upstream that looks a
 // few times a second costs less than a timer and a check on every
-// request; it ends once the pool is empty.
+// request. With nothing in flight it only waits for the oldest idle
+// connection to expire (or for a request): a timer that fires while the
+// proxy is otherwise idle wakes the runtime and costs the next request's
+// latency (a WebSocket's round trip). It ends once the pool is empty.
 func (p *pool) watchdog() {
 	every := watchEvery
 	if p.headerTimeout > 0 && p.headerTimeout/4 < every {
 		every = max(p.headerTimeout/4, 10*time.Millisecond)
 	}
-	t := time.NewTicker(every)
+	t := time.NewTimer(every)
 	defer t.Stop()
-	for range t.C {
+	for {
+		// Wait first: the exchange that started the watchdog is not
+		// marked busy yet.
+		select {
+		case <-t.C:
+		case <-p.wake:
+		}
 		now := time.Now()
 		p.mu.Lock()
 		p.idle = closeExpired(p.idle, now)
 		if len(p.busy) == 0 && len(p.idle) == 0 {
-			p.watching = false
+			p.watching, p.dozing = false, false
 			p.mu.Unlock()
 			return
 		}
@@ -189,7 +209,13 @@ func (p *pool) watchdog() {
 				pc.c.SetDeadline(aLongTimeAgo)
 			}
 		}
+		wait := every
+		if len(p.busy) == 0 {
+			wait = p.idle[0].lastUsed.Add(idleTimeout).Sub(now)
+			p.dozing = true
+		}
 		p.mu.Unlock()
+		t.Reset(wait)
 	}
 }
 
