@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -76,19 +77,18 @@ func routes(db *pgxpool.Pool, release, redisURL string) *http.ServeMux {
 		fmt.Fprintf(w, "notes from release %s: %d notes\n", release, n)
 	})
 	mux.HandleFunc("GET /notes", func(w http.ResponseWriter, r *http.Request) {
+		// Read whole before answering: an error can come with any row.
 		rows, err := db.Query(r.Context(), "SELECT body FROM notes ORDER BY id")
+		var notes []string
+		if err == nil {
+			notes, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var body string
-			if err := rows.Scan(&body); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			fmt.Fprintln(w, body)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
 		}
 	})
 	mux.HandleFunc("POST /notes", func(w http.ResponseWriter, r *http.Request) {
