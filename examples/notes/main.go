@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -70,7 +71,7 @@ func routes(db *pgxpool.Pool, release, redisURL string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		var n int
-		if err := db.QueryRow(r.Context(), "SELECT count(*) FROM notes").Scan(&n); err != nil {
+		if err := retryRead(func() error { return db.QueryRow(r.Context(), "SELECT count(*) FROM notes").Scan(&n) }); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -78,11 +79,14 @@ func routes(db *pgxpool.Pool, release, redisURL string) *http.ServeMux {
 	})
 	mux.HandleFunc("GET /notes", func(w http.ResponseWriter, r *http.Request) {
 		// Read whole before answering: an error can come with any row.
-		rows, err := db.Query(r.Context(), "SELECT body FROM notes ORDER BY id")
 		var notes []string
-		if err == nil {
-			notes, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		}
+		err := retryRead(func() error {
+			rows, err := db.Query(r.Context(), "SELECT body FROM notes ORDER BY id")
+			if err == nil {
+				notes, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+			return err
+		})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -125,4 +129,21 @@ func routes(db *pgxpool.Pool, release, redisURL string) *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// retryRead runs a read again, up to twice, when the server closed the
+// connection it ran on: a restore (hoist accessory restore) or a restart
+// of PostgreSQL ends the pool's connections, and a read is safe to
+// repeat on a new one.
+func retryRead(read func() error) error {
+	err := read()
+	for i := 0; i < 2 && closedByServer(err); i++ {
+		err = read()
+	}
+	return err
+}
+
+func closedByServer(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57P01" || pgconn.SafeToRetry(err)
 }
