@@ -119,8 +119,25 @@ func TestMaintenanceUnderTraffic(t *testing.T) {
 		t.Errorf("the client did not see both releases serve, before and after: %v", tr.seen)
 	}
 
+	// Back to the first release, as --json says.
+	var back []struct {
+		Host    string `json:"host"`
+		OK      bool   `json:"ok"`
+		Release string `json:"release"`
+	}
+	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "rollback", "--json")), &back); err != nil || len(back) != 1 || !back[0].OK || back[0].Release != first {
+		t.Errorf("rollback --json: %+v %v, want release %s", back, err, first)
+	}
+	var locks []struct {
+		Host string          `json:"host"`
+		Lock json.RawMessage `json:"lock"`
+	}
+	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "lock", "status", "--json")), &locks); err != nil || len(locks) != 1 || string(locks[0].Lock) != "null" {
+		t.Errorf("lock status --json: %+v %v", locks, err)
+	}
+
 	audit := mustHoist(t, a.dir, "audit")
-	for _, op := range []string{"maintenance on", "maintenance off"} {
+	for _, op := range []string{"maintenance on", "maintenance off", "rollback"} {
 		if !strings.Contains(audit, op) {
 			t.Errorf("the audit trail has no %q:\n%s", op, audit)
 		}
