@@ -153,19 +153,9 @@ func TestDeployLifecycle(t *testing.T) {
 			t.Errorf("exec printed %q, want %q", got, want)
 		}
 		// The unit's hardening, as systemd scores it (docs/hosts.md).
-		var sec strings.Builder
-		conn := dialLab(t, hosts[0])
+		wantExposure(t, hosts[0], "hoist-hello@"+cur+".service", 2.0)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := conn.Run(ctx, "systemd-analyze security --no-pager hoist-hello@"+cur+".service | tail -n 1", nil, &sec, nil); err != nil {
-			t.Fatal(err)
-		}
-		var score float64
-		line := strings.TrimSpace(sec.String())
-		if _, err := fmt.Sscanf(line[strings.LastIndex(line, ": ")+2:], "%g", &score); err != nil || score > 2.0 {
-			t.Errorf("systemd-analyze security: %q, want an exposure of at most 2.0", line)
-		}
-		t.Logf("systemd-analyze security: %s", line)
 		_, _, err := hoist(ctx, a.dir, "exec", "--", "sh", "-c", "exit 7")
 		if code := exitCode(err); code != 7 {
 			t.Errorf("exec of `exit 7` exited %d", code)
@@ -216,6 +206,24 @@ func status(t *testing.T, a *appRepo) []hostStatus {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// wantExposure checks the exposure systemd-analyze security gives unit
+// on host, 0 (confined) to 10 (not at all), is at most limit.
+func wantExposure(t *testing.T, host, unit string, limit float64) {
+	t.Helper()
+	var sec strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := dialLab(t, host).Run(ctx, "systemd-analyze security --no-pager "+unit+" | tail -n 1", nil, &sec, nil); err != nil {
+		t.Fatal(err)
+	}
+	var score float64
+	line := strings.TrimSpace(sec.String())
+	if _, err := fmt.Sscanf(line[strings.LastIndex(line, ": ")+2:], "%g", &score); err != nil || score > limit {
+		t.Errorf("systemd-analyze security: %q, want an exposure of at most %g", line, limit)
+	}
+	t.Logf("systemd-analyze security: %s", line)
 }
 
 func exitCode(err error) int {

@@ -39,7 +39,7 @@ func maintenanceAware(name string) send {
 		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
 			return "maintenance " + resp.Header.Get("Retry-After") + " " + b, nil
 		}
-		return "", &statusError{code: resp.StatusCode, body: b}
+		return "", &statusError{Code: resp.StatusCode, Body: b}
 	}
 }
 
@@ -113,10 +113,10 @@ func TestMaintenanceUnderTraffic(t *testing.T) {
 	tr.finish()
 	tr.check(t, 50)
 	if tr.answers(want) == 0 {
-		t.Errorf("the client never saw the maintenance page: %v", tr.seen)
+		t.Errorf("the client never saw the maintenance page: %v", tr.seen())
 	}
 	if tr.answers(first) == 0 || tr.answers(second) == 0 {
-		t.Errorf("the client did not see both releases serve, before and after: %v", tr.seen)
+		t.Errorf("the client did not see both releases serve, before and after: %v", tr.seen())
 	}
 
 	// Back to the first release, as --json says.

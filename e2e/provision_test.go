@@ -125,7 +125,7 @@ func TestProvisionLab(t *testing.T) {
 	}
 
 	// destroy asks for the app's name; a wrong one destroys nothing.
-	if _, stderr, err := hoistIn(ctx, a.dir, "nope\n", "destroy"); err == nil || !strings.Contains(stderr, "nothing was destroyed") {
+	if _, stderr, err := hoistIn(ctx, a.dir, "nope\n", "destroy"); err == nil || !strings.Contains(stderr, "nothing was changed") {
 		t.Fatalf("destroy with a wrong name: %v\n%s", err, stderr)
 	}
 	if len(readProvisionState(t, app).Hosts) != 2 {

@@ -38,24 +38,13 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	for _, h := range hosts {
 		// A LiveView-like client: it holds a WebSocket, and reconnects
 		// when told to go away.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 100; i++ {
-				code, err := holdWebSocket(h, "zdt.test", stop)
-				switch {
-				case err == nil && code == 0:
-					return // stopped by the test while open
-				case code == 1001:
-					wsGoAway.Add(1)
-				default:
-					mu.Lock()
-					wsAbnormal = append(wsAbnormal, fmt.Sprintf("%s: code %d, %v", h, code, err))
-					mu.Unlock()
-					return
-				}
-			}
-		}()
+		wg.Go(func() {
+			holdWebSockets(h, "zdt.test", stop, &wsGoAway, func(s string) {
+				mu.Lock()
+				wsAbnormal = append(wsAbnormal, s)
+				mu.Unlock()
+			})
+		})
 	}
 
 	var bad string

@@ -34,7 +34,7 @@ func TestProxyTurnedOnForDeployedApp(t *testing.T) {
 	tr := startTraffic(t, hosts, func(c *http.Client, addr string) (string, error) {
 		body, err := get(c, "http://"+addr+"/", name)
 		var se *statusError
-		if err == nil || routed.Load() || !errors.As(err, &se) || se.code != http.StatusNotFound {
+		if err == nil || routed.Load() || !errors.As(err, &se) || se.Code != http.StatusNotFound {
 			routed.Store(routed.Load() || err == nil)
 			return body, err
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/certs"
 )
 
 // TestHTTPSWithInternalCA deploys an app with tls: internal behind the
@@ -63,8 +65,8 @@ func TestHTTPSWithInternalCA(t *testing.T) {
 	var st []struct {
 		Host   string `json:"host"`
 		Routes []struct {
-			App          string               `json:"app"`
-			Certificates map[string]time.Time `json:"certificates"`
+			App          string                  `json:"app"`
+			Certificates map[string]certs.Status `json:"certificates"`
 		} `json:"routes"`
 	}
 	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "proxy", "status", "--json")), &st); err != nil {
@@ -74,8 +76,8 @@ func TestHTTPSWithInternalCA(t *testing.T) {
 		found := false
 		for _, r := range hs.Routes {
 			if r.App == "tlsi" {
-				exp := r.Certificates[name]
-				found = time.Until(exp) > 24*time.Hour
+				c := r.Certificates[name]
+				found = time.Until(c.Expires) > 24*time.Hour && c.ObtainedBy == "internal CA"
 			}
 		}
 		if !found {

@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 need=()
-for pair in git:git debootstrap:debootstrap systemd-nspawn:systemd-container ip:iproute2 ssh:openssh-client curl:curl podman:podman runc:runc; do
+for pair in git:git debootstrap:debootstrap systemd-nspawn:systemd-container ip:iproute2 ssh:openssh-client curl:curl podman:podman runc:runc /usr/sbin/named:bind9; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
@@ -31,6 +31,8 @@ gobin=$(go env GOPATH)/bin
 for tool in pebble pebble-challtestsrv; do
   [ -x "$gobin/$tool" ] || go install "github.com/letsencrypt/pebble/v2/cmd/$tool@v2.10.1"
 done
+# kumo, an emulator of AWS's APIs, for the Route 53 tests.
+[ -x "$gobin/kumo" ] || GONOSUMDB=github.com/aws/aws-sdk-go-v2 go install github.com/sivchari/kumo/cmd/kumo@v0.33.1
 export PATH="$gobin:$PATH"
 
 # kumo, an AWS emulator on loopback, for the provisioning tests

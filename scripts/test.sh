@@ -42,7 +42,10 @@ for t in "${tiers[@]}"; do
   echo "== $t tier" >&2
   start=$(date +%s)
   case "$t" in
-    unit)        go test -count=1 -timeout 10m ./... "$@" ;;
+    unit)        go test -count=1 -timeout 10m ./... "$@"
+                 # The proxy's concurrency (pools, drains, relays) under the
+                 # race detector, which some of its tests need to see a bug.
+                 go test -race -count=1 -timeout 10m ./internal/proxy/... "$@" ;;
     integration) go test -count=1 -timeout 20m -tags integration $(tagged integration) "$@" ;;
     lab)         go test -count=1 -timeout 75m -tags lab $(tagged lab) "$@" ;;
   esac

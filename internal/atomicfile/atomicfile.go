@@ -15,8 +15,9 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	return WriteOwned(path, data, mode, -1, -1)
 }
 
-// WriteOwned replaces path with data, mode and owner (-1 keeps the
-// writer's): the file is never visible with another owner.
+// WriteOwned replaces path with data and mode, owned by uid and gid from
+// the start (-1 keeps the writer's): a secret for another user is never
+// readable by anyone else.
 func WriteOwned(path string, data []byte, mode os.FileMode, uid, gid int) error {
 	f, err := Create(path, mode)
 	if err != nil {

@@ -60,18 +60,10 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	if p == "" {
 		p = config.FileName
 	}
-	hosts := cfg.Hosts
-	if len(hostFlags) > 0 {
-		hosts = unique(hostFlags)
-	}
-	if len(hosts) == 0 && cfg.Infra.Provider != "" {
-		st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
-		if err != nil {
+	hosts := unique(hostFlags)
+	if len(hosts) == 0 {
+		if hosts, _, err = appHosts(cfg); err != nil {
 			return nil, err
-		}
-		if hosts = st.Targets(); len(hosts) == 0 {
-			return nil, usererr.New("hoist has provisioned no hosts for %s (%s) yet", cfg.App, cfg.Infra.Env).
-				WithHint("run `hoist provision` first")
 		}
 	}
 	if len(hosts) == 0 {
@@ -84,6 +76,24 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	}
 	a.dial = dialer(cfg, s.err, a.logMu)
 	return a, nil
+}
+
+// appHosts are the app's hosts: hoist.yml's, or else those hoist
+// provision made (with the state that records them; nil otherwise).
+func appHosts(cfg *config.Config) ([]string, *provision.State, error) {
+	if len(cfg.Hosts) > 0 || cfg.Infra.Provider == "" {
+		return cfg.Hosts, nil, nil
+	}
+	st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
+	if err != nil {
+		return nil, nil, err
+	}
+	hosts := st.Targets()
+	if len(hosts) == 0 {
+		return nil, nil, usererr.New("hoist has provisioned no hosts for %s (%s) yet", cfg.App, cfg.Infra.Env).
+			WithHint("run `hoist provision` first")
+	}
+	return hosts, st, nil
 }
 
 // unique returns list without repeats, in its order.

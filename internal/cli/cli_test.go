@@ -72,17 +72,24 @@ func TestErrorsAndExitCodes(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			stdout, stderr, err := run(t, dir, tt.args...)
-			if got := ExitCode(err); got != tt.code {
-				t.Errorf("exit code %d, want %d (err %v)", got, tt.code, err)
-			}
-			if !strings.Contains(stderr, tt.inStderr) {
-				t.Errorf("stderr %q does not contain %q", stderr, tt.inStderr)
-			}
-			if stdout != "" {
-				t.Errorf("stdout should stay empty on error, got %q", stdout)
-			}
+			wantFailure(t, dir, tt.args, tt.code, tt.inStderr)
 		})
+	}
+}
+
+// wantFailure runs hoist and checks its exit code, that stderr says
+// inStderr, and that stdout stays empty.
+func wantFailure(t *testing.T, dir string, args []string, code int, inStderr string) {
+	t.Helper()
+	stdout, stderr, err := run(t, dir, args...)
+	if got := ExitCode(err); got != code {
+		t.Errorf("exit code %d, want %d (err %v)", got, code, err)
+	}
+	if !strings.Contains(stderr, inStderr) {
+		t.Errorf("stderr %q does not contain %q", stderr, inStderr)
+	}
+	if stdout != "" {
+		t.Errorf("stdout should stay empty on error, got %q", stdout)
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
@@ -53,7 +55,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		if err != nil {
 			return err
 		}
-		env = secrets.EnvFile(vals)
+		env = secrets.EnvFile(appSecrets(vals))
 	}
 	so := a.shipOptions(s)
 	so.SendEnv, so.Env = sendEnv, env
@@ -132,6 +134,18 @@ func reachable(s *streams, members []fleet.Member) error {
 		return report(s.err, down, "deploy")
 	}
 	return nil
+}
+
+// appSecrets are the secrets the app gets: all but hoist's own DNS
+// credentials.
+func appSecrets(vals map[string]string) map[string]string {
+	out := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if !strings.HasPrefix(k, dns.SecretPrefix) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (a *app) shipOptions(s *streams) deploy.ShipOptions {

@@ -50,9 +50,13 @@ func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOpt
 		fmt.Fprintf(s.err, "  - %s %s %s\n", r.Kind, r.Name, r.ID)
 	}
 	if !o.yes {
-		if err := confirm(s, spec.App); err != nil {
+		if err := confirm(s, spec.App, "destroy it"); err != nil {
 			return err
 		}
+	}
+	// The app's names stop pointing at what is about to go.
+	if err := syncDNS(ctx, in.cfg, in.repo, s.err, true); err != nil {
+		return err
 	}
 	gone, err := provision.Destroy(ctx, in.opts)
 	if err != nil {
@@ -62,16 +66,18 @@ func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOpt
 	return nil
 }
 
-// confirm asks for the app's name to be typed.
-func confirm(s *streams, app string) error {
-	line, ok, err := askTyped(s, fmt.Sprintf("type the app's name (%s) to destroy it: ", app), app)
+// confirm asks for the app's name to be typed before what cannot be
+// undone (what: "destroy it"); --yes skips it. With nothing typed (no
+// terminal, an empty pipe) it is a usage error that names --yes.
+func confirm(s *streams, app, what string) error {
+	typed, ok, err := askTyped(s, fmt.Sprintf("type the app's name (%s) to %s: ", app, what), app)
 	if ok {
 		return nil
 	}
-	if err != nil && line == "" {
-		return usererr.New("destroy needs the app's name typed, and none came").WithHint("type it, or pass --yes")
+	if err != nil && typed == "" {
+		return usage("nothing was typed: type the app's name (%s), or pass --yes", app)
 	}
-	return usererr.New("%q is not %s: nothing was destroyed", line, app)
+	return usererr.New("%q is not %s: nothing was changed", typed, app)
 }
 
 // askTyped asks question on stderr and reads a line from stdin: ok when

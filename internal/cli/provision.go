@@ -72,6 +72,10 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 			return err
 		}
 	}
+	// The names follow the hosts (or the balancer) as they are now.
+	if err := syncDNS(ctx, in.cfg, in.repo, s.err, false); err != nil {
+		return err
+	}
 	if o.json {
 		hosts := st.Targets()
 		if hosts == nil {
@@ -106,6 +110,7 @@ func printBalancer(s *streams, b *provision.Balancer) {
 // infra is a loaded hoist.yml with an infra section, ready for the engine.
 type infra struct {
 	cfg  *config.Config
+	repo string // hoist.yml's directory
 	opts provision.Options
 }
 
@@ -114,7 +119,7 @@ type infra struct {
 // With detect, an unset infra.ssh_from on AWS is found out: this
 // machine's public address.
 func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string, detect bool) (*infra, error) {
-	cfg, _, err := loadConfig(g)
+	cfg, repo, err := loadConfig(g)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +167,7 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string,
 		IdentityFiles:   identityFiles(cfg, home),
 		Log:             s.err,
 	}
-	return &infra{cfg: cfg, opts: provision.Options{
+	return &infra{cfg: cfg, repo: repo, opts: provision.Options{
 		Spec: spec, Provider: prov, State: st, KnownHosts: knownHosts,
 		AuthorizedKeys: []string{pub}, Prices: p, Log: s.err,
 		Dial: func(ctx context.Context, target string) (transport.Conn, error) {

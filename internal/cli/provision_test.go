@@ -126,7 +126,7 @@ func TestDestroyConfirmation(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			var errb strings.Builder
-			err := confirm(&streams{in: strings.NewReader(tt.typed), err: &errb}, "horse")
+			err := confirm(&streams{in: strings.NewReader(tt.typed), err: &errb}, "horse", "destroy it")
 			if (err == nil) != tt.ok {
 				t.Errorf("confirm(%q) = %v", tt.typed, err)
 			}

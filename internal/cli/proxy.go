@@ -6,8 +6,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
-	"sort"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,6 +26,7 @@ import (
 type proxyOptions struct {
 	http, https, control, state, metrics  string
 	acmeCA, acmeEmail, acmeRoots, storage string
+	plans, peerListen, issuer             string
 	defaultName                           string
 	tlsInternal, pprof, fastLoop          bool
 	trusted                               []string
@@ -53,7 +55,12 @@ It listens on --http and --https, or on the sockets systemd passes
 when it is ready (Type=notify), and takes routes on the --control unix
 socket. Routes persist in --state. Certificates come from the ACME CA at
 --acme-ca (Let's Encrypt by default), or from a local CA kept in
---storage with --tls-internal (for labs: trust internal-ca/root.pem).`,
+--storage with --tls-internal (for labs: trust internal-ca/root.pem);
+hoist setup writes that choice to a file the proxy reads (--issuer).
+
+SIGHUP, or hoist proxy upgrade, upgrades it without a gap: the hoist
+binary on disk starts with the same arguments and takes the listening
+sockets over, while this process finishes its requests and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProxy(cmd.Context(), s, o) },
 	}
@@ -67,8 +74,11 @@ socket. Routes persist in --state. Certificates come from the ACME CA at
 	f.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact")
 	f.StringVar(&o.acmeRoots, "acme-root", "", "PEM file of roots to trust the ACME CA's API with (a private CA, Pebble)")
 	f.StringVar(&o.storage, "storage", host.ProxyStorage, "where certificates, keys and the internal CA are kept")
+	f.StringVar(&o.issuer, "issuer", "", "JSON file naming the certificate issuer, as hoist setup writes it (instead of --tls-internal and --acme-*)")
 	f.BoolVar(&o.tlsInternal, "tls-internal", false, "issue certificates from a local CA in --storage instead of an ACME CA (labs)")
 	f.StringVar(&o.defaultName, "tls-default-name", "", "certificate name served to TLS clients that send no server name (SNI)")
+	f.StringVar(&o.plans, "tls-plans", host.ProxyTLSPlans, "directory of the apps' certificate plans (challenges, DNS provider, peers), written by hoist setup")
+	f.StringVar(&o.peerListen, "peer-listen", fmt.Sprintf(":%d", certs.DefaultPeerPort), "where hosts that copy this host's certificates reach it")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
 	f.BoolVar(&o.accessLog, "access-log", true, "log every request as a JSON line on stderr (the journal)")
 	f.StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR whose X-Forwarded-* headers are kept (repeatable)")
@@ -93,6 +103,23 @@ instead of the configured hosts over SSH.`,
 	status.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
 	status.Flags().StringVar(&o.socket, "socket", "", "ask the proxy on this machine at this control socket")
 	status.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	upgrade := &cobra.Command{
+		Use:   "upgrade",
+		Short: "Upgrade the proxy on this machine without a gap (systemctl reload runs this)",
+		Long: `Have the proxy listening on --control start the hoist binary on disk with
+its own arguments and hand it the listening sockets. It returns once the
+new process serves; the old one finishes its requests and exits. If the
+new process fails to start, the old one keeps serving and this says why.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pid, err := (&proxy.Client{Socket: o.control}).Upgrade(cmd.Context())
+			if err == nil {
+				fmt.Fprintf(s.err, "proxy upgraded: process %d serves\n", pid)
+			}
+			return err
+		},
+	}
+	upgrade.Flags().StringVar(&o.control, "control", host.ProxySocket, "control socket of the proxy to upgrade")
 	ca := &cobra.Command{
 		Use:   "ca",
 		Short: "Print the root certificates of the hosts' internal CAs (tls: internal)",
@@ -104,7 +131,7 @@ to trust when proxy.tls is internal: for example
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProxyCA(cmd.Context(), s, g, o) },
 	}
 	ca.Flags().StringArrayVar(&o.hosts, "host", nil, "ask this host instead of the config's (repeatable)")
-	cmd.AddCommand(run, status, ca)
+	cmd.AddCommand(run, status, upgrade, ca)
 	return cmd
 }
 
@@ -117,32 +144,74 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 		}
 		trusted = append(trusted, p.Masked())
 	}
-	if o.tlsInternal && (o.acmeCA != "" || o.acmeRoots != "") {
-		return usage("--tls-internal issues certificates itself: drop --acme-ca and --acme-root")
+	issuer, err := proxyIssuer(o)
+	if err != nil {
+		return err
+	}
+	exe, err := selfPath()
+	if err != nil {
+		return err
 	}
 	log := slog.New(slog.NewJSONHandler(s.err, nil))
 	var access *slog.Logger
 	if o.accessLog {
 		access = log.With("log", "access")
 	}
-	cm, err := certs.New(certs.Options{
-		CA: o.acmeCA, Email: o.acmeEmail, RootsFile: o.acmeRoots, Storage: o.storage, Internal: o.tlsInternal,
-		DefaultServerName: o.defaultName,
-	})
+	co := issuer.Options(o.storage)
+	co.DefaultServerName = o.defaultName
+	co.PlanDir, co.PeerListen = o.plans, o.peerListen
+	cm, err := certs.New(co)
 	if err != nil {
 		return err
 	}
-	if o.tlsInternal {
+	if issuer.Internal {
 		log.Info("internal CA", "root", certs.InternalRootPath(o.storage))
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return proxy.Run(ctx, proxy.RunOptions{
 		HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Pprof: o.pprof, Log: log, Timeouts: o.timeouts,
-		FastLoop: o.fastLoop,
+		Exec: append([]string{exe}, os.Args[1:]...), Issuer: issuer.Fingerprint(), FastLoop: o.fastLoop,
 		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: cm,
 			HealthInterval: o.healthInterval, WriteTimeout: o.writeTimeout},
 	})
+}
+
+// proxyIssuer is the issuer the proxy runs with: from --issuer, or from
+// the flags given by hand.
+func proxyIssuer(o *proxyOptions) (certs.Issuer, error) {
+	if o.issuer != "" {
+		if o.tlsInternal || o.acmeCA != "" || o.acmeEmail != "" || o.acmeRoots != "" {
+			return certs.Issuer{}, usage("--issuer names the issuer already: drop --tls-internal and --acme-*")
+		}
+		return certs.ReadIssuer(o.issuer)
+	}
+	iss := certs.Issuer{Internal: o.tlsInternal, ACMEEmail: o.acmeEmail, ACMECA: o.acmeCA}
+	if o.acmeRoots != "" {
+		b, err := os.ReadFile(o.acmeRoots)
+		if err != nil {
+			return iss, usage("--acme-root: %v", err)
+		}
+		iss.ACMERoots = string(b)
+	}
+	if err := iss.Validate(); err != nil {
+		return iss, usage("%v: drop --acme-ca and --acme-root, or --tls-internal", err)
+	}
+	return iss, nil
+}
+
+// selfPath is this program's path as it was started, made absolute: an
+// upgrade runs what is there then (the binary setup installed since),
+// not this process's own executable.
+func selfPath() (string, error) {
+	p, err := exec.LookPath(os.Args[0])
+	if err == nil {
+		p, err = filepath.Abs(p)
+	}
+	if err != nil {
+		return "", fmt.Errorf("find own binary for upgrades: %w", err)
+	}
+	return p, nil
 }
 
 type hostProxy struct {
@@ -211,10 +280,12 @@ func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptio
 }
 
 // printProxyStatus writes one line per route, then one per draining
-// upstream and per certificate.
+// upstream; then one per host and TLS name: the certificate's issuer,
+// expiry, how it was obtained and when renewal is due.
 func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS\tCERTIFICATES")
+	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS\tTLS")
+	var certRows []string
 	for _, hp := range out {
 		for _, r := range hp.Routes {
 			names := strings.Join(r.Hosts, ",") + strings.TrimSuffix(r.PathPrefix, "/")
@@ -222,33 +293,49 @@ func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
 			if !r.Healthy && r.HealthError != "" {
 				healthy += " (" + r.HealthError + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", hp.Host, r.App, names, r.Upstream, healthy, r.InFlight, r.OpenWebSockets, certSummary(r, now))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", hp.Host, r.App, names, r.Upstream, healthy, r.InFlight, r.OpenWebSockets, yesNo(r.TLS))
 			for _, d := range r.Draining {
 				fmt.Fprintf(tw, "%s\t%s\t\t%s\tdraining\t%d\t%d\t\n", hp.Host, r.App, d.Upstream, d.InFlight, d.OpenWebSockets)
+			}
+			for _, h := range r.Hosts {
+				if c, ok := r.Certificates[h]; ok {
+					certRows = append(certRows, hp.Host+"\t"+h+"\t"+certRow(c, now))
+				}
 			}
 		}
 	}
 	tw.Flush()
+	if len(certRows) == 0 {
+		return
+	}
+	fmt.Fprintln(s.out)
+	tw = tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tNAME\tISSUER\tEXPIRES\tOBTAINED\tRENEWAL DUE")
+	for _, row := range certRows {
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
 }
 
-func certSummary(r proxy.RouteStatus, now time.Time) string {
-	if !r.TLS {
-		return "-"
-	}
-	var parts []string
-	for _, h := range r.Hosts {
-		if strings.HasPrefix(h, "*.") {
-			continue
+// certRow is one certificate's issuer, expiry, how and when it came in,
+// and when renewal is due, tab-separated.
+func certRow(c certs.Status, now time.Time) string {
+	if c.Expires.IsZero() {
+		pending := "pending"
+		if c.Error != "" {
+			pending += ": " + c.Error
 		}
-		exp, ok := r.Certificates[h]
-		if !ok {
-			parts = append(parts, h+": pending")
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s: expires %s (%s)", h, exp.UTC().Format("2006-01-02"), roundDays(exp.Sub(now))))
+		return "-\t-\t" + pending + "\t-"
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, "; ")
+	obtained := c.ObtainedBy
+	if !c.ObtainedAt.IsZero() {
+		obtained += ", " + c.ObtainedAt.UTC().Format("2006-01-02 15:04")
+	}
+	if c.Error != "" {
+		obtained += " (last try: " + c.Error + ")"
+	}
+	return fmt.Sprintf("%s\t%s (%s)\t%s\t%s (%s)", c.Issuer, c.Expires.UTC().Format("2006-01-02"), roundDays(c.Expires.Sub(now)),
+		obtained, c.RenewAt.UTC().Format("2006-01-02"), roundDays(c.RenewAt.Sub(now)))
 }
 
 func roundDays(d time.Duration) string {

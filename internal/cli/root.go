@@ -98,6 +98,7 @@ func newRoot(s *streams) *cobra.Command {
 		newLockCmd(s, g),
 		newSecretsCmd(s, g),
 		newProxyCmd(s, g),
+		newDNSCmd(s, g),
 		newHostCmd(s),
 		newPlanCmd(s, g),
 		newProvisionCmd(s, g),

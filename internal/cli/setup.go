@@ -2,16 +2,23 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/accessory"
+	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
@@ -55,6 +62,10 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if spec.ACMERoots, err = acmeRoots(a); err != nil {
 		return err
 	}
+	plans, err := certPlans(ctx, s, a, len(o.hosts) > 0)
+	if err != nil {
+		return err
+	}
 	byHost, err := a.accessoriesByHost()
 	if err != nil {
 		return err
@@ -66,7 +77,9 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 			return nil, err
 		}
 		if slices.Contains(a.hosts, h) {
-			facts, err := a.client(conn).Setup(ctx, spec)
+			hs := *spec
+			hs.Certs = plans[h]
+			facts, err := a.client(conn).Setup(ctx, &hs)
 			if err != nil {
 				return nil, err
 			}
@@ -85,7 +98,16 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	for _, c := range conns {
 		all = append(all, c...)
 	}
-	return report(s.err, a.sendAccessoriesEnv(ctx, members, all), "setup")
+	if err := report(s.err, a.sendAccessoriesEnv(ctx, members, all), "setup"); err != nil {
+		return err
+	}
+	if len(o.hosts) > 0 && a.cfg.DNS.KeepsRecords() {
+		// The records point at every host of hoist.yml, not at the few
+		// named here.
+		fmt.Fprintln(s.err, "dns: records left as they are with --host; `hoist dns apply` sets them")
+		return nil
+	}
+	return syncDNS(ctx, a.cfg, a.repo, s.err, false)
 }
 
 // installHoist puts bin on host h unless it has the same bytes; check
@@ -115,6 +137,78 @@ func (a *app) logf(s *streams, h, format string, args ...any) {
 	a.logMu.Lock()
 	defer a.logMu.Unlock()
 	fmt.Fprintf(s.err, "%s: %s\n", h, fmt.Sprintf(format, args...))
+}
+
+// certPlans are the certificate plans of the hosts: with tls: acme, the
+// first host of hoist.yml obtains each name (by its challenge, with the
+// DNS provider's credentials for DNS-01) and the others copy it from
+// that host over the peer channel, with a secret made new at each setup;
+// otherwise none, and a plan left from before is removed. With --host on
+// an app of several hosts the plans are left as they are: the secret
+// must reach every host at once.
+func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[string]*certs.Plan, error) {
+	cfg := a.cfg
+	plans := map[string]*certs.Plan{}
+	if cfg.Proxy.TLS.Mode != config.TLSACME {
+		for _, h := range a.hosts {
+			plans[h] = &certs.Plan{}
+		}
+		return plans, nil
+	}
+	if hostFlags && len(cfg.Hosts) > 1 {
+		fmt.Fprintln(s.err, "certificates: the hosts' plans are left as they are with --host; run hoist setup without it to change them")
+		return nil, nil
+	}
+	var names []certs.PlanName
+	var dnsPlan *certs.DNSPlan
+	for _, n := range cfg.Proxy.Hosts {
+		ch := cfg.ChallengeFor(n)
+		names = append(names, certs.PlanName{Name: n, Challenge: ch})
+		if ch == config.ChallengeDNS && dnsPlan == nil {
+			creds, err := dnsCredentials(cfg, a.repo)
+			if err != nil {
+				return nil, err
+			}
+			dnsPlan = &certs.DNSPlan{Provider: cfg.DNS.Provider, Zone: cfg.DNS.Zone, Credentials: creds, Resolvers: cfg.DNS.Resolvers}
+		}
+	}
+	issuer := a.hosts[0]
+	plans[issuer] = &certs.Plan{Names: names, DNS: dnsPlan}
+	if len(a.hosts) == 1 {
+		return plans, nil
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	addrs, err := hostAddresses(ctx, cfg, issuer)
+	if err != nil {
+		return nil, err
+	}
+	from := net.JoinHostPort(preferV4(addrs).String(), strconv.Itoa(certs.DefaultPeerPort))
+	peerSecret := base64.StdEncoding.EncodeToString(secret)
+	plans[issuer].PeerSecret = peerSecret
+	for i := range plans[issuer].Names {
+		plans[issuer].Names[i].Peers = true
+	}
+	for _, h := range a.hosts[1:] {
+		p := &certs.Plan{PeerSecret: peerSecret}
+		for _, n := range names {
+			p.Names = append(p.Names, certs.PlanName{Name: n.Name, Challenge: n.Challenge, From: from})
+		}
+		plans[h] = p
+	}
+	return plans, nil
+}
+
+// preferV4 is the first IPv4 address of addrs, or else the first.
+func preferV4(addrs []netip.Addr) netip.Addr {
+	for _, a := range addrs {
+		if a.Is4() {
+			return a
+		}
+	}
+	return addrs[0]
 }
 
 func selfPlatform() string { return runtime.GOOS + "/" + runtime.GOARCH }

@@ -43,6 +43,10 @@ type Config struct {
 	// Proxy puts hoist's edge proxy in front of the app on each host, for
 	// deploys without downtime.
 	Proxy Proxy `yaml:"proxy"`
+	// DNS keeps the address records of proxy.hosts at the app's DNS
+	// provider in step with its hosts, and lets the proxies solve DNS-01
+	// challenges through the same provider.
+	DNS DNS `yaml:"dns"`
 	// KeepReleases is how many releases stay on each host, the current one
 	// included; older ones are pruned after a deploy. Default 5, minimum 2
 	// so that there is always one to roll back to.
@@ -374,6 +378,89 @@ type Proxy struct {
 	// ACMERoot is a PEM file, relative to hoist.yml, of root
 	// certificates to trust the ACME CA's API with: a private CA's.
 	ACMERoot string `yaml:"acme_root"`
+	// Challenge is how the ACME CA checks that the app's hosts serve its
+	// names: "http-01" (HTTP-01 or TLS-ALPN-01, answered by the proxies),
+	// "dns-01" (a TXT record set through the dns section's provider), or
+	// "auto" (the default): DNS-01 for wildcards and for names whose
+	// records hoist does not point at the hosts (dns.records: false, a
+	// CDN or NAT in front), HTTP-01 otherwise.
+	Challenge string `yaml:"challenge"`
+	// Challenges choose the challenge of single names, overriding
+	// Challenge: {"cdn.example.com": "dns-01"}.
+	Challenges map[string]string `yaml:"challenges"`
+}
+
+// DNS is the app's DNS provider and zone. Credentials never go here:
+// hoist reads them from the environment or from hoist secrets.
+type DNS struct {
+	// Provider is the DNS provider's name: cloudflare, dnsimple, rfc2136
+	// (any DNS server that takes RFC 2136 updates signed with TSIG) or
+	// route53.
+	Provider string `yaml:"provider"`
+	// Zone is the DNS zone that holds the names of proxy.hosts, like
+	// example.com.
+	Zone string `yaml:"zone"`
+	// Records keeps the A and AAAA records of every name of proxy.hosts
+	// pointing at the app's hosts: set by hoist setup and hoist dns
+	// apply, removed by hoist dns destroy. Default true; false leaves
+	// the records to the user (a CDN in front) and uses the provider only
+	// for DNS-01.
+	Records *bool `yaml:"records"`
+	// TTL of the records hoist writes. Default 5m.
+	TTL Duration `yaml:"ttl"`
+	// Owner is written in the ownership record beside each name hoist
+	// sets, and hoist changes only names marked with it. Default: the
+	// app's name.
+	Owner string `yaml:"owner"`
+	// Addresses are the addresses a host's names point at, by the host
+	// as hosts lists it, when they are not the address hoist reaches it
+	// by (a private address, an SSH alias).
+	Addresses map[string][]string `yaml:"addresses"`
+	// Settings are the provider's settings that are not credentials, by
+	// the provider's own field names: rfc2136's server, key_name and
+	// key_alg; route53's region or hosted_zone_id; dnsimple's account_id.
+	Settings map[string]string `yaml:"settings"`
+	// Resolvers are the DNS servers (host or host:port) the proxies ask
+	// to see that a DNS-01 record is visible before the CA looks.
+	// Default: the hosts' own resolvers.
+	Resolvers []string `yaml:"resolvers"`
+}
+
+// On reports whether hoist.yml names a DNS provider.
+func (d DNS) On() bool { return d.Provider != "" }
+
+// KeepsRecords reports whether hoist keeps the address records.
+func (d DNS) KeepsRecords() bool { return d.On() && (d.Records == nil || *d.Records) }
+
+// OwnerOr is the ownership mark: Owner, or the app's name.
+func (d DNS) OwnerOr(app string) string {
+	if d.Owner != "" {
+		return d.Owner
+	}
+	return app
+}
+
+// Challenge names.
+const (
+	ChallengeAuto = "auto"
+	ChallengeHTTP = "http-01"
+	ChallengeDNS  = "dns-01"
+)
+
+// ChallengeFor is the challenge the ACME CA uses for one of the proxy's
+// names: "dns-01" or "http-01".
+func (c *Config) ChallengeFor(name string) string {
+	if ch := c.Proxy.Challenges[name]; ch != "" {
+		return ch
+	}
+	switch c.Proxy.Challenge {
+	case ChallengeHTTP, ChallengeDNS:
+		return c.Proxy.Challenge
+	}
+	if strings.HasPrefix(name, "*.") || (c.DNS.On() && !c.DNS.KeepsRecords()) {
+		return ChallengeDNS
+	}
+	return ChallengeHTTP
 }
 
 // Defaults fills in unset fields. Load calls it; it is exported for tests
@@ -399,6 +486,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Hooks.Timeout.raw == "" && c.Hooks.Timeout.Duration == 0 {
 		c.Hooks.Timeout.Duration = 5 * time.Minute
+	}
+	if c.DNS.TTL.raw == "" && c.DNS.TTL.Duration == 0 {
+		c.DNS.TTL.Duration = 5 * time.Minute
 	}
 	if c.Proxy.DrainTimeout.raw == "" && c.Proxy.DrainTimeout.Duration == 0 {
 		c.Proxy.DrainTimeout.Duration = 30 * time.Second

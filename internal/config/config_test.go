@@ -38,6 +38,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Health:       Health{Path: "/up", Timeout: Duration{Duration: 30 * time.Second}, Interval: Duration{Duration: time.Second}},
 		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
+		DNS:          DNS{TTL: Duration{Duration: 5 * time.Minute}},
 		KeepReleases: 5,
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{})); diff != "" {
@@ -97,6 +98,17 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"root login":               {valid + "infra:\n  provider: lab\n  user: root\n", `hoist.yml:11:9: infra.user: "root" is not a login user`},
 		"bad body size":            {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: 10 furlongs\n", `hoist.yml:11:19: proxy.max_body_bytes: "10 furlongs" is not a size`},
 		"negative body size":       {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: -1\n", `hoist.yml:11:19: proxy.max_body_bytes: "-1" is not a size`},
+		"unknown dns provider":     {valid + "dns:\n  provider: bind\n  zone: a.test\n", `hoist.yml:10:13: dns.provider: unknown DNS provider "bind"`},
+		"dns without provider":     {valid + "dns:\n  zone: a.test\n", "hoist.yml:10:3: dns.provider: missing"},
+		"dns without zone":         {valid + "dns:\n  provider: rfc2136\n", "hoist.yml:10:3: dns.zone: missing"},
+		"credential in yml":        {valid + "dns:\n  provider: cloudflare\n  zone: a.test\n  settings:\n    api_token: x\n", "hoist.yml:13:16: dns.settings.api_token: api_token is a credential"},
+		"bad dns address":          {valid + "dns:\n  provider: rfc2136\n  zone: a.test\n  addresses:\n    web1: [10.0.0.300]\n", `hoist.yml:13:12: dns.addresses.web1[0]: "10.0.0.300" is not an IP address`},
+		"name outside the zone":    {valid + "proxy:\n  hosts: [a.test, b.example]\ndns:\n  provider: rfc2136\n  zone: a.test\n", "hoist.yml:10:19: proxy.hosts[1]: b.example is not in dns.zone a.test"},
+		"apex behind an alb":       {valid + "proxy:\n  hosts: [a.test]\ndns:\n  provider: rfc2136\n  zone: a.test\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:10:11: proxy.hosts[0]: a.test is the zone's apex"},
+		"wildcard by http-01":      {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n  challenge: http-01\n", `hoist.yml:10:11: proxy.hosts[0]: *.a.test: a wildcard name can only be checked by DNS-01`},
+		"wildcard without dns":     {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n", "hoist.yml:10:11: proxy.hosts[0]: *.a.test needs the DNS-01 challenge, which needs a DNS provider"},
+		"bad challenge":            {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenge: dns\n", `hoist.yml:12:14: proxy.challenge: "dns" is not a challenge`},
+		"challenge of a stranger":  {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenges:\n    b.test: dns-01\n", "hoist.yml:13:5: proxy.challenges.b.test: b.test is not one of proxy.hosts"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -196,6 +208,35 @@ func TestSizes(t *testing.T) {
 			}
 			if c.Proxy.MaxBodyBytes.Bytes != tt.want {
 				t.Errorf("max_body_bytes: %s gave %d, want %d", tt.value, c.Proxy.MaxBodyBytes.Bytes, tt.want)
+			}
+		})
+	}
+}
+
+func TestChallengeFor(t *testing.T) {
+	const tls = "proxy:\n  hosts: [a.test, \"*.w.a.test\", cdn.a.test]\n  tls: acme\n"
+	const rfc = "dns:\n  provider: rfc2136\n  zone: a.test\n"
+	tests := map[string]struct {
+		yaml string
+		want map[string]string
+	}{
+		"auto with records kept": {tls + rfc, map[string]string{"a.test": ChallengeHTTP, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeHTTP}},
+		"auto without records":   {tls + rfc + "  records: false\n", map[string]string{"a.test": ChallengeDNS, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeDNS}},
+		"dns-01 for all":         {tls + "  challenge: dns-01\n" + rfc, map[string]string{"a.test": ChallengeDNS, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeDNS}},
+		"per name":               {tls + "  challenges:\n    cdn.a.test: dns-01\n" + rfc, map[string]string{"a.test": ChallengeHTTP, "*.w.a.test": ChallengeDNS, "cdn.a.test": ChallengeDNS}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, h := range c.Proxy.Hosts {
+				got[h] = c.ChallengeFor(h)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("challenges (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -384,7 +384,10 @@ func (c *Config) validate() error {
 	if err := c.validateAccessories(); err != nil {
 		return err
 	}
-	return c.Infra.validate(c)
+	if err := c.Infra.validate(c); err != nil {
+		return err
+	}
+	return c.validateDNS()
 }
 
 var (

@@ -65,17 +65,8 @@ func TestBuildShipsTheCommitNotTheWorkingCopy(t *testing.T) {
 	if !strings.HasPrefix(art.Manifest.ID, "20261125T010000Z-") || !release.ValidID(art.Manifest.ID) {
 		t.Errorf("release id %q", art.Manifest.ID)
 	}
-	f, err := os.Open(art.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dest := filepath.Join(t.TempDir(), "r")
-	if err := release.Unpack(f, dest); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dest, "msg.txt")); string(b) != "committed\n" {
-		t.Errorf("release holds %q, want the committed file", b)
+	if got := releaseFile(t, art, "msg.txt"); got != "committed\n" {
+		t.Errorf("release holds %q, want the committed file", got)
 	}
 	if b, _ := os.ReadFile(filepath.Join(repo, "msg.txt")); string(b) != "uncommitted\n" {
 		t.Errorf("the working copy was changed to %q", b)

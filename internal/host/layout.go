@@ -23,6 +23,9 @@ const (
 	// DefaultBase holds the apps' directories, the host's facts and the
 	// edge proxy's files.
 	DefaultBase = "/var/lib/hoist"
+	// ProxyUser is the system user the edge proxy runs as; it owns
+	// ProxyDir (systemd's StateDirectory=) and ProxySocket.
+	ProxyUser = "hoist-proxy"
 	// ProxySocket is the edge proxy's control socket.
 	ProxySocket = "/run/hoist/proxy.sock"
 	// ProxyDir holds the edge proxy's files; ProxyStorage its certificates
@@ -37,10 +40,12 @@ const (
 var (
 	// UnitDir is where hoist writes its units; tests point it elsewhere.
 	UnitDir = "/etc/systemd/system"
-	// ProxyIssuerPath keeps the proxy's issuer between setups, and
-	// ProxyACMERootsPath the roots the proxy trusts the ACME CA's API with.
-	ProxyIssuerPath    = ProxyDir + "/issuer.json"
-	ProxyACMERootsPath = ProxyDir + "/acme-roots.pem"
+	// ProxyIssuerPath keeps the proxy's issuer between setups; the
+	// proxy reads it when it starts.
+	ProxyIssuerPath = ProxyDir + "/issuer.json"
+	// ProxyTLSPlans holds each app's certificate plan (internal/certs),
+	// 0600: the issuer's holds the DNS provider's credentials.
+	ProxyTLSPlans = ProxyDir + "/tls"
 	// ProxyRootPath is the internal CA's root certificate, for clients to
 	// trust, when the proxy runs with --tls-internal.
 	ProxyRootPath = certs.InternalRootPath(ProxyStorage)

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/systemd"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -30,77 +32,64 @@ func ProxyRoot() (string, error) {
 	return string(b), nil
 }
 
-// proxyIssuer is how the host's proxy gets certificates. The proxy is
-// shared by the host's apps, so it is kept on the host and changed only
-// by the setup of an app that serves TLS: an app without TLS leaves
-// another app's choice alone.
-type proxyIssuer struct {
-	Internal  bool   `json:"internal,omitempty"`
-	ACMEEmail string `json:"acme_email,omitempty"`
-	ACMECA    string `json:"acme_ca,omitempty"`
-	ACMERoots string `json:"acme_roots,omitempty"` // PEM
-}
-
-func (p proxyIssuer) flags() []string {
-	var flags []string
-	if p.Internal {
-		flags = append(flags, "--tls-internal")
-	}
-	if p.ACMEEmail != "" {
-		flags = append(flags, "--acme-email", p.ACMEEmail)
-	}
-	if p.ACMECA != "" {
-		flags = append(flags, "--acme-ca", p.ACMECA)
-	}
-	if p.ACMERoots != "" {
-		flags = append(flags, "--acme-root", ProxyACMERootsPath)
-	}
-	return flags
-}
-
 // issuerFor returns the issuer the proxy should run with for s, and
-// saves it if s chooses one.
-func issuerFor(s *Spec, path string) (proxyIssuer, error) {
-	var cur proxyIssuer
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &cur); err != nil {
-			return cur, fmt.Errorf("read %s: %w", path, err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return cur, fmt.Errorf("read proxy issuer: %w", err)
+// saves it if s chooses one. The proxy is shared by the host's apps, so
+// the issuer is kept on the host and changed only by the setup of an app
+// that serves TLS: an app without TLS leaves another app's choice alone.
+func issuerFor(s *Spec, path string) (certs.Issuer, error) {
+	cur, err := certs.ReadIssuer(path)
+	if err != nil || !s.TLS {
+		return cur, err
 	}
-	if !s.TLS {
-		return cur, nil
-	}
-	want := proxyIssuer{Internal: s.TLSInternal, ACMEEmail: s.ACMEEmail, ACMECA: s.ACMECA, ACMERoots: s.ACMERoots}
+	want := certs.Issuer{Internal: s.TLSInternal, ACMEEmail: s.ACMEEmail, ACMECA: s.ACMECA, ACMERoots: s.ACMERoots}
 	if want == cur {
 		return cur, nil
+	}
+	if err := want.Validate(); err != nil {
+		return cur, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return cur, fmt.Errorf("save proxy issuer: %w", err)
 	}
 	b, _ := json.Marshal(want)
+	// Readable by the proxy's user; it holds no secret.
 	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return cur, fmt.Errorf("save proxy issuer: %w", err)
 	}
 	return want, nil
 }
 
-// installProxy writes and starts the edge proxy's units where they differ.
+// proxyUnit is the proxy's service unit as this hoist writes it.
+func proxyUnit() ([]byte, error) {
+	return systemd.ProxyService(systemd.Proxy{
+		HoistBin: BinPath, User: ProxyUser, Control: ProxySocket,
+		RuntimeDir: strings.TrimPrefix(filepath.Dir(ProxySocket), "/run/"),
+		StateDir:   strings.TrimPrefix(ProxyDir, "/var/lib/"),
+		Args: []string{"--state", ProxyStatePath, "--storage", ProxyStorage, "--issuer", ProxyIssuerPath,
+			"--metrics", "127.0.0.1:9180"},
+	})
+}
+
+// installProxy writes the edge proxy's units where they differ and
+// makes sure the proxy runs this hoist binary with the host's issuer.
+// New units restart it (systemd holds the listening sockets meanwhile);
+// a new binary or issuer alone is a reload, an upgrade without a gap
+// (docs/proxy.md).
 func installProxy(ctx context.Context, s *Spec) error {
+	if err := ensureUser(ctx, ProxyUser); err != nil {
+		return err
+	}
 	issuer, err := issuerFor(s, ProxyIssuerPath)
 	if err != nil {
 		return err
 	}
-	if issuer.ACMERoots != "" {
-		if err := atomicfile.Write(ProxyACMERootsPath, []byte(issuer.ACMERoots), 0o644); err != nil {
-			return fmt.Errorf("write ACME roots: %w", err)
-		}
+	service, err := proxyUnit()
+	if err != nil {
+		return err
 	}
-	flags := issuer.flags()
 	changed, err := writeUnits(ctx, map[string][]byte{
 		systemd.ProxySocketName:  systemd.ProxySocket(),
-		systemd.ProxyServiceName: systemd.ProxyService(BinPath, flags...),
+		systemd.ProxyServiceName: service,
 	})
 	if err != nil {
 		return err
@@ -109,14 +98,38 @@ func installProxy(ctx context.Context, s *Spec) error {
 		return fmt.Errorf("start proxy: %w", err)
 	}
 	if changed {
-		// A new hoist binary or unit: restart the proxy; the socket unit
-		// keeps port 80 open meanwhile.
 		if _, err := systemd.Systemctl(ctx, "restart", systemd.ProxyServiceName); err != nil {
 			return fmt.Errorf("restart proxy: %w", err)
+		}
+		return nil
+	}
+	running, err := (&proxy.Client{Socket: ProxySocket}).Process(ctx)
+	if err != nil {
+		return fmt.Errorf("ask the proxy what it runs: %w", err)
+	}
+	if why := proxyStale(running, BinPath, issuer); why != "" {
+		if _, err := systemd.Systemctl(ctx, "reload", systemd.ProxyServiceName); err != nil {
+			return fmt.Errorf("upgrade proxy (%s): %w\n%s", why, err, systemd.JournalTail(ctx, systemd.ProxyServiceName, journalLines))
 		}
 	}
 	return nil
 }
+
+// proxyStale says why the running proxy should be upgraded: it is not
+// the binary at bin, or runs with other issuer settings; "" if neither.
+func proxyStale(running proxy.Process, bin string, issuer certs.Issuer) string {
+	exe, err := os.Stat(filepath.Join(procDir, strconv.Itoa(running.PID), "exe"))
+	if b, berr := os.Stat(bin); err != nil || berr != nil || !os.SameFile(exe, b) {
+		return "a new hoist binary"
+	}
+	if running.Issuer != issuer.Fingerprint() {
+		return "new issuer settings"
+	}
+	return ""
+}
+
+// procDir is where proxyStale finds a process's executable.
+var procDir = "/proc"
 
 // activateProxied starts release id beside the running one, on the
 // other of the app's two ports, waits for its health check, switches the

@@ -57,6 +57,16 @@ func setup(ctx context.Context, l Layout, s *Spec) error {
 		return fmt.Errorf("setup: %w", err)
 	}
 	if s.Proxied() {
+		// The proxy's user owns the certificate plan it reads: make it
+		// before the plan is written.
+		if err := ensureUser(ctx, ProxyUser); err != nil {
+			return err
+		}
+	}
+	if err := writeCertPlan(ProxyTLSPlans, s); err != nil {
+		return err
+	}
+	if s.Proxied() {
 		return installProxy(ctx, s)
 	}
 	return nil

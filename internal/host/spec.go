@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/certs"
 )
 
 // Spec is what the client tells a host about an app: enough to write its
@@ -39,6 +41,11 @@ type Spec struct {
 	// ErrorPages are the app's own pages for the proxy's 502, 503 and
 	// 504, by status.
 	ErrorPages map[int]string `json:"error_pages,omitempty"`
+	// Certs is how this host's proxy gets the app's certificates: the
+	// challenges, the DNS provider's credentials on the host that
+	// obtains them, the peers. Only setup sends it; nil leaves the plan
+	// on the host as it is, and a plan without names removes it.
+	Certs *certs.Plan `json:"certs,omitempty"`
 }
 
 // Proxied reports whether the app runs behind the edge proxy.

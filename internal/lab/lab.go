@@ -359,13 +359,13 @@ func LabelsOf(o Options) (map[string]string, bool, error) {
 	return st.Labels, len(st.Hosts) > 0, nil
 }
 
-// Trim stops and removes the lab's hosts past the first n, and what
-// they used (tree, namespace, veth, known_hosts lines).
-func Trim(ctx context.Context, o Options, n int) error {
+// locked runs fn with the lab's state, holding the lab's lock; o gets
+// its defaults first.
+func locked(ctx context.Context, o *Options, fn func(st *state) error) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
+	l, err := filelock.Acquire(ctx, lockPath(*o), lockTimeout)
 	if err != nil {
 		return err
 	}
@@ -374,6 +374,16 @@ func Trim(ctx context.Context, o Options, n int) error {
 	if err != nil {
 		return err
 	}
+	return fn(st)
+}
+
+// Trim stops and removes the lab's hosts past the first n, and what
+// they used (tree, namespace, veth, known_hosts lines).
+func Trim(ctx context.Context, o Options, n int) error {
+	return locked(ctx, &o, func(st *state) error { return trim(ctx, o, st, n) })
+}
+
+func trim(ctx context.Context, o Options, st *state, n int) error {
 	forget := map[string]string{}
 	for len(st.Hosts) > n {
 		i := len(st.Hosts) - 1
@@ -416,18 +426,10 @@ func Status(ctx context.Context, o Options) ([]HostStatus, error) {
 // mounts, namespaces, veths, the bridge, the state directory and the
 // hosts' known_hosts lines. It kills only the PIDs recorded in the state.
 func Down(ctx context.Context, o Options) error {
-	if err := o.defaults(); err != nil {
-		return err
-	}
-	l, err := filelock.Acquire(ctx, lockPath(o), lockTimeout)
-	if err != nil {
-		return err
-	}
-	defer l.Release()
-	st, err := loadState(o.StateDir)
-	if err != nil {
-		return err
-	}
+	return locked(ctx, &o, func(st *state) error { return down(ctx, o, st) })
+}
+
+func down(ctx context.Context, o Options, st *state) error {
 	var errs []error
 	forget := map[string]string{}
 	stuck := false

@@ -34,8 +34,12 @@ type Options struct {
 	// TLS-ALPN-01 challenges (default: free loopback ports).
 	HTTPPort, TLSPort int
 	// Resolve is the IPv4 address every name resolves to (default
-	// 127.0.0.1).
+	// 127.0.0.1), through pebble-challtestsrv.
 	Resolve string
+	// DNSServer, when set, is the DNS server (host:port) Pebble resolves
+	// names and checks DNS-01 records with, instead of challtestsrv:
+	// bind9 in the DNS tests.
+	DNSServer string
 	// Validity is the life of the certificates Pebble issues (0: its
 	// default).
 	Validity time.Duration
@@ -54,6 +58,7 @@ type CA struct {
 	// HTTPPort and TLSPort are where challenges are validated.
 	HTTPPort, TLSPort int
 	mgmt              string
+	log               string // Pebble's log file
 }
 
 // Start runs Pebble and its DNS until the test ends.
@@ -95,11 +100,15 @@ func Start(t testing.TB, o Options) *CA {
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	env := []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}
-	Daemon(t, dir, env, dnsBin, "-defaultIPv4", o.Resolve, "-defaultIPv6", "", "-dnsserver", dnsAddr,
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", fmt.Sprintf("127.0.0.1:%d", FreePort(t)))
+	dnsAddr := o.DNSServer
+	if dnsAddr == "" {
+		dnsAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+		Daemon(t, dir, env, dnsBin, "-defaultIPv4", o.Resolve, "-defaultIPv6", "", "-dnsserver", dnsAddr,
+			"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", fmt.Sprintf("127.0.0.1:%d", FreePort(t)))
+	}
 	Daemon(t, dir, env, pebble, "-config", cfgPath, "-dnsserver", dnsAddr)
+	ca.log = filepath.Join(dir, "pebble.log")
 	WaitListening(t, api)
 	WaitListening(t, ca.mgmt)
 	return ca
@@ -119,6 +128,43 @@ func testCerts(t testing.TB) string {
 		t.Fatalf("Pebble's test certificates: %v", err)
 	}
 	return filepath.Join(m.Dir, "test", "certs")
+}
+
+// Orders is how many orders Pebble has taken so far, as its log says.
+func (c *CA) Orders(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(line, "There are now "); ok {
+			fmt.Sscanf(rest, "%d orders", &n)
+		}
+	}
+	return n
+}
+
+// OrdersFor is how many of Pebble's orders so far got as far as
+// checking name (*.x for a wildcard): with authorization reuse off, each
+// order checks each of its names once. For a CA shared with other
+// names, where Orders counts theirs too.
+func (c *CA) OrdersFor(t testing.TB, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, wild := strings.CutPrefix(name, "*.")
+	want := fmt.Sprintf(`Value:%q}`, base)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Pulled a task") && strings.Contains(line, want) && strings.Contains(line, fmt.Sprintf("Wildcard:%v}", wild)) {
+			n++
+		}
+	}
+	return n
 }
 
 // Roots fetches the root that Pebble's certificates chain to.

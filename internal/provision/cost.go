@@ -150,6 +150,10 @@ func Estimate(s Spec, p *Prices) (Cost, error) {
 		c.add("public IPv4 address of the balancer in each zone", zones*h, "address-hours", r.PublicIPv4Hour)
 		c.Assumptions = append(c.Assumptions, fmt.Sprintf("the balancer averages %.0f LCU (25 new connections/s, 3,000 active connections, 1 GB/h or 1,000 rule evaluations/s); more traffic costs $%.3f per LCU-hour", LCUAssumed, r.LCUHour))
 	}
+	if s.DNSZone != "" {
+		c.add("Route 53 hosted zone "+s.DNSZone, 1, "zone-months", r.HostedZoneMonth)
+		c.Assumptions = append(c.Assumptions, "DNS queries are not counted ($0.40 per million for the first billion a month)")
+	}
 	c.Assumptions = append(c.Assumptions, fmt.Sprintf("a month is %.0f hours; traffic out of AWS is not counted", h))
 	return c, nil
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/proxy"
 )
 
 // Tag keys on everything hoist makes. Resources are found again by the
@@ -48,21 +49,31 @@ type Spec struct {
 	// traffic to on each host.
 	HealthPath string
 	TargetPort int
+	// DNSZone is the Route 53 zone the app's names are kept in, if
+	// hoist.yml's dns section uses Route 53: it is priced.
+	DNSZone string
 }
 
 // SpecFrom reads a loaded config's infra section.
 func SpecFrom(c *config.Config) Spec {
 	in := c.Infra
-	port := 80 // hoist's proxy takes requests for the app on each host
+	// hoist's proxy takes requests for the app on each host, and answers
+	// the balancer's checks for it (the balancer sends no name the
+	// app's route knows).
+	port, health := 80, proxy.BalancerCheckPath(c.App)
 	if len(c.Proxy.Hosts) == 0 {
-		port = c.Run.Port
+		port, health = c.Run.Port, c.Health.Path
+	}
+	zone := ""
+	if c.DNS.Provider == "route53" {
+		zone = c.DNS.Zone
 	}
 	return Spec{
 		App: c.App, Env: in.Env, Provider: in.Provider, Region: in.Region,
 		Zones: append([]string(nil), in.Zones...), InstanceType: in.InstanceType, Count: in.Count,
 		DiskGB: in.DiskGB, Image: in.Image, Balancer: in.Balancer, Certificate: in.Certificate,
 		Names: append([]string(nil), c.Proxy.Hosts...), SSHFrom: append([]string(nil), in.SSHFrom...),
-		User: in.User, HealthPath: c.Health.Path, TargetPort: port,
+		User: in.User, HealthPath: health, TargetPort: port, DNSZone: zone,
 	}
 }
 

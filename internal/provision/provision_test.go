@@ -356,16 +356,18 @@ func TestSeedTopologies(t *testing.T) {
 	base := Spec{Provider: "aws", Region: "us-east-1", Zones: []string{"us-east-1a"}, InstanceType: "t2.micro", Count: 1, DiskGB: 8, Balancer: "none"}
 	tests := map[string]struct {
 		balancer string
+		zone     string
 		lines    []float64
 		total    float64
 	}{
-		"none": {"none", []float64{8.47, 3.65, 0.64}, 12.76},
-		"alb":  {"alb", []float64{8.47, 3.65, 0.64, 16.43, 5.84, 7.30}, 42.33},
+		"none":                {"none", "", []float64{8.47, 3.65, 0.64}, 12.76},
+		"alb":                 {"alb", "", []float64{8.47, 3.65, 0.64, 16.43, 5.84, 7.30}, 42.33},
+		"none, Route 53 zone": {"none", "example.com", []float64{8.47, 3.65, 0.64, 0.50}, 13.26},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			s := base
-			s.Balancer = tt.balancer
+			s.Balancer, s.DNSZone = tt.balancer, tt.zone
 			if tt.balancer == "alb" {
 				s.Zones = []string{"us-east-1a", "us-east-1b"}
 			}

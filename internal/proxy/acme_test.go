@@ -38,7 +38,7 @@ func TestACMEChallenges(t *testing.T) {
 			}
 			roots := p.Roots(t)
 			resp, body, leaf := waitHTTPS(t, r.httpsPort, host, roots, 60*time.Second)
-			checkServing(t, r, host, roots, resp, body)
+			checkServing(t, r, host, name, roots, resp, body)
 			if time.Until(leaf.NotAfter) < 24*time.Hour || leaf.DNSNames[0] != host {
 				t.Errorf("certificate for %v until %s", leaf.DNSNames, leaf.NotAfter)
 			}

@@ -115,3 +115,19 @@ func (c *Client) Status(ctx context.Context) ([]RouteStatus, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
 	return out.Routes, err
 }
+
+// Upgrade has the proxy start the hoist binary on disk and hand over to
+// it (upgrade.go); it returns the new process's pid once that serves.
+func (c *Client) Upgrade(ctx context.Context) (int, error) {
+	var out struct{ PID int }
+	err := c.do(ctx, http.MethodPost, "/v1/upgrade", nil, &out)
+	return out.PID, err
+}
+
+// Process says which process serves the control socket, and with which
+// issuer settings.
+func (c *Client) Process(ctx context.Context) (Process, error) {
+	var out Process
+	err := c.do(ctx, http.MethodGet, "/v1/process", nil, &out)
+	return out, err
+}

@@ -28,9 +28,10 @@ func (s *Server) fastLoop(ln net.Listener, conf *tls.Config, t Timeouts) front {
 type loopRouter struct{ s *Server }
 
 // Route takes a request to a healthy upstream that is not redirected
-// to HTTPS and is no ACME challenge; net/http's path answers the rest.
+// to HTTPS and is no ACME challenge or balancer check; net/http's path
+// answers the rest.
 func (r loopRouter) Route(hostport, path string, tls bool) (fastloop.Target, bool) {
-	if strings.HasPrefix(path, "/.well-known/acme-challenge/") {
+	if strings.HasPrefix(path, "/.well-known/acme-challenge/") || strings.HasPrefix(path, balancerCheckPrefix) {
 		return fastloop.Target{}, false
 	}
 	host := hostOf(hostport)

@@ -146,7 +146,7 @@ func (s *Server) writeMetrics(out io.Writer) {
 			if !e.route.TLS {
 				continue
 			}
-			for _, h := range e.route.exactHosts() {
+			for _, h := range e.route.Hosts {
 				if exp, ok := s.opts.Certs.Expiry(h); ok {
 					fmt.Fprintf(w, "hoist_proxy_certificate_expiry_seconds{name=%s} %d\n", label(h), exp.Unix())
 				}

@@ -37,11 +37,27 @@ type testBackend struct {
 	served  atomic.Int64 // requests other than health checks
 	// closes receives the close code of each close frame a WebSocket got.
 	closes chan uint16
+	// slow gets a value when a request to /slow has arrived, so that a
+	// test waits for it instead of sleeping.
+	slow chan struct{}
+}
+
+// waitSlow waits until n requests to /slow have arrived at b.
+func (b *testBackend) waitSlow(t testing.TB, n int) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for i := 0; i < n; i++ {
+		select {
+		case <-b.slow:
+		case <-timeout:
+			t.Fatalf("%d of %d requests to /slow reached %s within 5s", i, n, b.name)
+		}
+	}
 }
 
 func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Server)) *testBackend {
 	t.Helper()
-	b := &testBackend{name: name, closes: make(chan uint16, 16)}
+	b := &testBackend{name: name, closes: make(chan uint16, 16), slow: make(chan struct{}, 64)}
 	b.healthy.Store(healthy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +71,10 @@ func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Se
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		b.served.Add(1)
+		select {
+		case b.slow <- struct{}{}:
+		default: // nobody counts them
+		}
 		time.Sleep(500 * time.Millisecond)
 		fmt.Fprint(w, name+" slow done")
 	})
@@ -231,6 +251,15 @@ func setRoute(t testing.TB, s *Server, r Route) {
 
 func get(t testing.TB, c *http.Client, front *frontend, host, path string, hdr ...string) (int, string) {
 	t.Helper()
+	code, body, err := tryGet(c, front, host, path, hdr...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body
+}
+
+// tryGet is get for goroutines: it returns its error.
+func tryGet(c *http.Client, front *frontend, host, path string, hdr ...string) (int, string, error) {
 	req, _ := http.NewRequest("GET", front.URL+path, nil)
 	req.Host = host
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -241,11 +270,11 @@ func get(t testing.TB, c *http.Client, front *frontend, host, path string, hdr .
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 func TestRouting(t *testing.T) { bothPaths(t, testRouting) }
@@ -547,8 +576,14 @@ func testSwitchUnderLoad(t *testing.T, fast bool) {
 	ctx := context.Background()
 	setRoute(t, s, route("a", old.addr(), "a.test"))
 	slow := make(chan string, 1)
-	go func() { _, body := get(t, nil, front, "a.test", "/slow"); slow <- body }()
-	time.Sleep(100 * time.Millisecond)
+	go func() {
+		_, body, err := tryGet(nil, front, "a.test", "/slow")
+		if err != nil {
+			body = err.Error()
+		}
+		slow <- body
+	}()
+	old.waitSlow(t, 1)
 
 	stop := make(chan struct{})
 	wait := load(t, front, 4, stop)
@@ -594,9 +629,15 @@ func testDrainWaitsForSlowRequests(t *testing.T, fast bool) {
 	var wg sync.WaitGroup
 	bodies := make([]string, 3)
 	for i := range bodies {
-		wg.Go(func() { _, bodies[i] = get(t, nil, front, "a.test", "/slow") })
+		wg.Go(func() {
+			_, body, err := tryGet(nil, front, "a.test", "/slow")
+			if err != nil {
+				body = err.Error()
+			}
+			bodies[i] = body
+		})
 	}
-	time.Sleep(100 * time.Millisecond)
+	old.waitSlow(t, len(bodies))
 	start := time.Now()
 	setRoute(t, s, route("a", next.addr(), "a.test"))
 	st := s.Status(context.Background())
@@ -628,8 +669,8 @@ func testDrainTimeoutReported(t *testing.T, fast bool) {
 	r.DrainTimeout = Duration{100 * time.Millisecond}
 	setRoute(t, s, r)
 	done := make(chan struct{})
-	go func() { get(t, nil, front, "a.test", "/slow"); close(done) }()
-	time.Sleep(100 * time.Millisecond)
+	go func() { tryGet(nil, front, "a.test", "/slow"); close(done) }()
+	old.waitSlow(t, 1)
 	r.Upstream = next.addr()
 	setRoute(t, s, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

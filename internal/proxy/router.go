@@ -157,18 +157,6 @@ func validHost(h string) bool {
 	return true
 }
 
-// exactHosts are the names a certificate can be obtained for by HTTP-01
-// or TLS-ALPN-01 (wildcards need DNS-01).
-func (r *Route) exactHosts() []string {
-	var out []string
-	for _, h := range r.Hosts {
-		if !strings.HasPrefix(h, "*.") {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
 // prefix is r's path prefix without its trailing slash; "" for all.
 func (r *Route) prefix() string { return strings.TrimSuffix(r.PathPrefix, "/") }
 

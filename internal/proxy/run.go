@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +32,12 @@ type RunOptions struct {
 	// HTTP/1.1 loop (internal/proxy/fastloop), in front of net/http.
 	FastLoop bool
 	Log      *slog.Logger
+	// Exec is the command line an upgrade starts (upgrade.go): the hoist
+	// binary on disk with this process's arguments. None: no upgrades.
+	Exec []string
+	// Issuer fingerprints the certificate issuer settings, for setup to
+	// tell whether the proxy runs with the ones on disk.
+	Issuer string
 }
 
 // Timeouts guard the public listeners against slow and idle clients.
@@ -138,6 +143,8 @@ func (p *PublicHTTP) Shutdown(ctx context.Context) {
 // the second HTTPS, or by FileDescriptorName= "http" and "https") when
 // there are any, so that a restart of the proxy never closes the
 // listening sockets, and tells systemd when it is ready (Type=notify).
+// An upgrade (upgrade.go) hands all its sockets to a new process; Run
+// then finishes its requests and returns nil.
 func Run(ctx context.Context, o RunOptions) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -154,10 +161,13 @@ func Run(ctx context.Context, o RunOptions) error {
 	defer s.Close()
 	errLog := slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)
 	inherited := systemdListeners()
+	up := newUpgrader(o)
+	defer up.finished()
 	ln, err := publicListener(inherited, "http", 0, o.HTTP)
 	if err != nil {
 		return err
 	}
+	ln = up.listener("http", ln)
 	var handler http.Handler = s
 	if o.Certs != nil {
 		handler = o.Certs.HTTPHandler(s) // answers HTTP-01 challenges
@@ -172,22 +182,22 @@ func Run(ctx context.Context, o RunOptions) error {
 		if err != nil {
 			return err
 		}
+		tln = up.listener("https", tln)
 		sec = NewPublic(s, s, tln, o.Certs.TLSConfig(), o.Timeouts, errLog, o.FastLoop)
 		go func() { errc <- sec.Serve() }()
 	}
 
-	if err := os.MkdirAll(filepath.Dir(o.Control), 0o755); err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	os.Remove(o.Control)
-	old := syscall.Umask(0o077)
-	cl, err := net.Listen("unix", o.Control)
-	syscall.Umask(old)
+	cl, err := controlListener(inherited, o.Control)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return err
 	}
-	defer os.Remove(o.Control)
-	ctl := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	defer func() {
+		if !up.handedOver() { // the successor serves it now
+			os.Remove(o.Control)
+		}
+	}()
+	ctl := &http.Server{Handler: up.controlHandler(s.ControlHandler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	cl = up.listener("control", cl)
 	go func() { errc <- ctl.Serve(cl) }()
 
 	var met *http.Server
@@ -196,10 +206,11 @@ func Run(ctx context.Context, o RunOptions) error {
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			return fmt.Errorf("metrics address %q: give a loopback address, like 127.0.0.1:9180", o.Metrics)
 		}
-		ml, err := net.Listen("tcp", o.Metrics)
+		ml, err := inheritedOr(inherited, "metrics", o.Metrics)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
+		ml = up.listener("metrics", ml)
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.Handle("/{$}", s.MetricsHandler())
@@ -211,22 +222,34 @@ func Run(ctx context.Context, o RunOptions) error {
 		met = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 		go func() { errc <- met.Serve(ml) }()
 	}
-	notify("READY=1")
+	up.ready()
 	o.Log.Info("proxy ready", "http", ln.Addr().String(), "https", o.Certs != nil, "control", o.Control,
-		"metrics", o.Metrics, "routes", len(s.Routes()), "socket_activated", len(inherited) > 0)
+		"metrics", o.Metrics, "routes", len(s.Routes()), "socket_activated", len(inherited) > 0,
+		"upgraded", up.readyPipe != nil)
+	up.onSignal(ctx)
 	var runErr error
 	select {
 	case <-ctx.Done():
+	case <-up.handed:
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = err
 		}
 	}
-	notify("STOPPING=1")
-	o.Log.Info("proxy stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), o.Timeouts.withDefaults().Shutdown)
 	defer cancel()
-	ctl.Close()
+	if up.handedOver() {
+		o.Log.Info("proxy handed over; finishing requests in flight", "successor", up.successor.Load())
+		sctx, cancel = up.bound(sctx)
+		defer cancel()
+		ctlDone := make(chan struct{})
+		go func() { ctl.Shutdown(sctx); close(ctlDone) }() // answers in flight, route changes passed on
+		defer func() { <-ctlDone }()
+	} else {
+		notify("STOPPING=1")
+		o.Log.Info("proxy stopping")
+		ctl.Close()
+	}
 	if met != nil {
 		met.Close()
 	}
@@ -255,7 +278,7 @@ func systemdListeners() []inheritedListener {
 	if inheritedCache != nil {
 		return inheritedCache
 	}
-	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() {
+	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() && !startedByUpgrade() {
 		return nil
 	}
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))

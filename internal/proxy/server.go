@@ -119,7 +119,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Certs != nil {
 		for _, r := range routes {
 			if r.TLS {
-				if err := opts.Certs.Manage(context.Background(), r.exactHosts()); err != nil {
+				if err := opts.Certs.Manage(context.Background(), r.Hosts); err != nil {
 					return nil, fmt.Errorf("route %s: certificates: %w", r.App, err)
 				}
 			}
@@ -338,6 +338,9 @@ func (s *Server) redirects(e *entry, host string) bool {
 
 // serve answers r, and sets the app it is counted for in w.
 func (s *Server) serve(w *statusRecorder, r *http.Request) {
+	if s.balancerCheck(w, r) {
+		return
+	}
 	host := hostOf(r.Host)
 	e := s.pick(host, r.URL.Path)
 	if e == nil {
@@ -394,7 +397,7 @@ func (s *Server) SetRoute(ctx context.Context, r Route) (string, error) {
 	if r.TLS && s.opts.Certs != nil {
 		// Obtained (then renewed) in the background; plain HTTP serves
 		// the route until the certificate is in.
-		if err := s.opts.Certs.Manage(context.WithoutCancel(ctx), r.exactHosts()); err != nil {
+		if err := s.opts.Certs.Manage(context.WithoutCancel(ctx), r.Hosts); err != nil {
 			return "", fmt.Errorf("route %s: certificates: %w", r.App, err)
 		}
 	}
@@ -508,9 +511,9 @@ type RouteStatus struct {
 	CheckedAt      time.Time `json:"checked_at,omitzero"`
 	InFlight       int64     `json:"in_flight"`
 	OpenWebSockets int       `json:"open_websockets"`
-	// Certificates maps each TLS name to its certificate's expiry; a
-	// name missing has no certificate yet.
-	Certificates map[string]time.Time `json:"certificates,omitempty"`
+	// Certificates are each TLS name's certificate: issuer, expiry, how
+	// it was obtained, when renewal is due (no expiry: none yet).
+	Certificates map[string]certs.Status `json:"certificates,omitempty"`
 	// Draining are the route's previous upstreams still draining.
 	Draining []DrainStatus `json:"draining,omitempty"`
 }
@@ -532,11 +535,9 @@ func (s *Server) Status(ctx context.Context) []RouteStatus {
 			rs.HealthError, rs.CheckedAt = h.Err, h.At
 		}
 		if e.route.TLS && s.opts.Certs != nil {
-			rs.Certificates = map[string]time.Time{}
-			for _, h := range e.route.exactHosts() {
-				if exp, ok := s.opts.Certs.Expiry(h); ok {
-					rs.Certificates[h] = exp
-				}
+			rs.Certificates = map[string]certs.Status{}
+			for _, h := range e.route.Hosts {
+				rs.Certificates[h] = s.opts.Certs.Status(h)
 			}
 		}
 		rs.Draining = s.drainingFor(e.route.App)

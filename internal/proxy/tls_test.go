@@ -124,8 +124,9 @@ func servedCert(port int, name string, roots *x509.CertPool) (*x509.Certificate,
 }
 
 // checkServing checks what a TLS route answers over HTTPS (HTTP/2,
-// HSTS, the forwarded proto) and plain HTTP (a redirect).
-func checkServing(t *testing.T, r *running, name string, roots *x509.CertPool, resp *http.Response, body string) {
+// HSTS, the forwarded proto) and plain HTTP (a redirect), and the
+// certificate's status: obtained by how, renewal due before expiry.
+func checkServing(t *testing.T, r *running, name, how string, roots *x509.CertPool, resp *http.Response, body string) {
 	t.Helper()
 	if !strings.HasPrefix(body, "a xff=127.0.0.1 proto=https host="+name) || resp.ProtoMajor != 2 ||
 		resp.Header.Get("Strict-Transport-Security") == "" {
@@ -146,7 +147,7 @@ func checkServing(t *testing.T, r *running, name string, roots *x509.CertPool, r
 	if err != nil || len(st) != 1 {
 		t.Fatalf("status: %v %v", st, err)
 	}
-	if exp, ok := st[0].Certificates[name]; !ok || time.Until(exp) <= 0 {
+	if c, ok := st[0].Certificates[name]; !ok || time.Until(c.Expires) <= 0 || c.ObtainedBy != how || !c.RenewAt.After(time.Now()) || !c.RenewAt.Before(c.Expires) {
 		t.Errorf("status: certificate expiry %v for %s", st[0].Certificates, name)
 	}
 }
@@ -179,7 +180,7 @@ func testInternalCA(t *testing.T, fast bool) {
 		t.Fatal("no internal root")
 	}
 	resp, body, leaf := waitHTTPS(t, r.httpsPort, name, roots, 20*time.Second)
-	checkServing(t, r, name, roots, resp, body)
+	checkServing(t, r, name, "internal CA", roots, resp, body)
 
 	// HTTP/1.1 over TLS: a GET takes the fast loop (if on), a POST is
 	// handed to net/http on the same kind of connection; both are told

@@ -153,6 +153,10 @@ func ReleaseEnv(app, id string, port int) []string {
 
 // Template renders the release unit template.
 func Template(a App) ([]byte, error) {
+	execStart, err := releaseExecStart(a.ReleaseDir, a.Command)
+	if err != nil {
+		return nil, fmt.Errorf("render unit: run command: %w", err)
+	}
 	plain := make([]string, 0, len(a.Env))
 	for k, v := range a.Env {
 		plain = append(plain, quote(k+"="+v))
@@ -160,11 +164,11 @@ func Template(a App) ([]byte, error) {
 	sort.Strings(plain)
 	env := append(ReleaseEnv(a.Name, "%i", a.Port), plain...)
 	var b bytes.Buffer
-	err := templateUnit.Execute(&b, struct {
+	err = templateUnit.Execute(&b, struct {
 		App
 		Boot, ExecStart string
 		Env             []string
-	}{a, BootName(a.Name), ExecStart(a.ReleaseDir, a.Command), env})
+	}{a, BootName(a.Name), execStart, env})
 	if err != nil {
 		return nil, fmt.Errorf("render unit: %w", err)
 	}
@@ -180,22 +184,38 @@ func Boot(a App) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ExecStart turns a run command into an ExecStart= value: a first word
-// with a slash is made absolute inside releaseDir; a bare name is left
-// for systemd to find in its search path.
-func ExecStart(releaseDir, command string) string {
+// releaseExecStart turns a run command into an ExecStart= value: its
+// words are passed as written (no shell, no variables); a first word
+// with a slash is made absolute inside releaseDir, in which %i stands
+// for the release id (the one specifier it may hold); a bare name is
+// left for systemd to find in its search path.
+func releaseExecStart(releaseDir, command string) (string, error) {
 	words := strings.Fields(command)
-	if len(words) == 0 {
-		return ""
+	if len(words) == 0 || !strings.Contains(words[0], "/") || strings.HasPrefix(words[0], "/") {
+		return ExecStart(words)
 	}
-	if strings.Contains(words[0], "/") && !strings.HasPrefix(words[0], "/") {
-		words[0] = releaseDir + "/" + strings.TrimPrefix(words[0], "./")
+	file := "/" + strings.TrimPrefix(words[0], "./")
+	// Checked whole, with a stand-in for the release id.
+	if err := checkProgram(strings.ReplaceAll(releaseDir, "%i", "x") + file); err != nil {
+		return "", err
 	}
-	// A literal % must be doubled, or systemd reads it as a specifier.
-	for i := 1; i < len(words); i++ {
-		words[i] = strings.ReplaceAll(words[i], "%", "%%")
+	rest, err := ExecStart(append([]string{"/x"}, words[1:]...))
+	if err != nil {
+		return "", err
 	}
-	return strings.Join(words, " ")
+	parts := append(strings.Split(releaseDir, "%i"), "")
+	quoted := false
+	for i, p := range parts {
+		if i == len(parts)-1 {
+			p = file
+		}
+		var q bool
+		parts[i], q = escapeWord(p)
+		quoted = quoted || q && p != "" // an empty part is no empty word
+	}
+	// The release directory's %i stays a specifier; the file's would not.
+	dir := strings.Join(parts[:len(parts)-1], "%i")
+	return quoteWord(dir+parts[len(parts)-1], quoted) + strings.TrimPrefix(rest, "/x"), nil
 }
 
 // quote makes s one Environment= assignment: double quotes, with
@@ -228,41 +248,104 @@ WantedBy=sockets.target
 `)
 }
 
-// ProxyService renders the proxy's service unit; extra are flags for
-// hoist proxy run (the ACME CA and contact).
-func ProxyService(hoistBin string, extra ...string) []byte {
-	flags := ""
-	for _, f := range extra {
-		flags += " " + f
-	}
-	return []byte(`# Written by hoist.
+// Proxy is what the edge proxy's service unit says.
+type Proxy struct {
+	HoistBin string
+	// User is the system user the proxy runs as; it owns only the
+	// proxy's runtime and state directories.
+	User string
+	// RuntimeDir (under /run) holds the control socket Control;
+	// StateDir (under /var/lib) the routes and certificates.
+	RuntimeDir, StateDir string
+	Control              string
+	// Args follow `hoist proxy run --control Control`.
+	Args []string
+}
+
+var proxyUnit = template.Must(template.New("proxy").Parse(`# Written by hoist.
 [Unit]
 Description=hoist edge proxy
 Requires=hoist-proxy.socket
 After=network-online.target hoist-proxy.socket
+Wants=network-online.target
 
 [Service]
 Type=notify
-ExecStart=` + hoistBin + ` proxy run --control /run/hoist/proxy.sock --state /var/lib/hoist/proxy/state.json --metrics 127.0.0.1:9180` + flags + `
+# After an upgrade the new process, a child of the old one, tells
+# systemd it is the main process.
+NotifyAccess=all
+User={{.User}}
+Group={{.User}}
+ExecStart={{.ExecStart}}
+# A reload upgrades without a gap: the running proxy starts the hoist
+# binary on disk and hands it the listening sockets; the old process
+# finishes its requests and exits.
+ExecReload={{.ExecReload}}
+TimeoutStartSec=90s
+# The proxy gives requests in flight 30s to finish when it stops.
+TimeoutStopSec=40s
+# systemd holds the listening sockets meanwhile: connections wait in the
+# backlog for the restarted proxy.
 Restart=always
-RestartSec=1s
-RuntimeDirectory=hoist
+RestartSec=100ms
+RuntimeDirectory={{.RuntimeDir}}
 RuntimeDirectoryPreserve=yes
-StateDirectory=hoist/proxy
+StateDirectory={{.StateDir}}
+StateDirectoryMode=0700
+UMask=0077
+LimitNOFILE=1048576
+
+# Hardening: the proxy gets its public sockets from systemd, so it needs
+# no privilege at all. It may write only to its state and runtime
+# directories.
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
+PrivateUsers=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
 RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
 LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-LimitNOFILE=1048576
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
-`)
+`))
+
+// ProxyService renders the proxy's service unit.
+func ProxyService(p Proxy) ([]byte, error) {
+	run, err := ExecStart(append([]string{p.HoistBin, "proxy", "run", "--control", p.Control}, p.Args...))
+	if err != nil {
+		return nil, fmt.Errorf("render proxy unit: %w", err)
+	}
+	reload, err := ExecStart([]string{p.HoistBin, "proxy", "upgrade", "--control", p.Control})
+	if err != nil {
+		return nil, fmt.Errorf("render proxy unit: %w", err)
+	}
+	var b bytes.Buffer
+	err = proxyUnit.Execute(&b, struct {
+		Proxy
+		ExecStart, ExecReload string
+	}{p, run, reload})
+	if err != nil {
+		return nil, fmt.Errorf("render proxy unit: %w", err)
+	}
+	return b.Bytes(), nil
 }

@@ -67,3 +67,13 @@ func jumpChain(cfg *ssh_config.Config, alias string) []string {
 	}
 	return hops
 }
+
+// HostName is the host an ssh_config alias stands for (its HostName,
+// %h expanded), or alias itself.
+func HostName(alias string, o Options) string {
+	h := configGet(loadSSHConfig(o), alias, "HostName")
+	if h == "" {
+		return alias
+	}
+	return strings.ReplaceAll(h, "%h", alias)
+}

@@ -219,12 +219,15 @@ func (s *Server) serveConn(cc *conn) {
 	}()
 	wait := s.cfg.ReadHeaderTimeout // for the first request
 	var req request
-	for {
+	for first := true; ; first = false {
 		// Shutdown sets closing, then cuts the idle connections' reads:
-		// in this order, either the read is cut or closing is seen.
-		cc.idle.Store(true)
+		// in this order, either the read is cut or closing is seen. A
+		// new connection is not idle: its client sent a request, or will,
+		// and would not send it again on another one, as it would after a
+		// kept-alive connection closed.
+		cc.idle.Store(!first)
 		c.SetReadDeadline(time.Now().Add(wait))
-		if s.closing.Load() {
+		if !first && s.closing.Load() {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
@@ -261,8 +264,7 @@ func (s *Server) serveConn(cc *conn) {
 // handshake does the TLS handshake; a connection that negotiates HTTP/2
 // is handed over whole. It reports whether the loop serves cc.
 func (s *Server) handshake(cc *conn) bool {
-	// Nothing is lost by cutting a handshake short at shutdown.
-	cc.idle.Store(true)
+	// A handshake is not idle: its request would be lost.
 	tc := tls.Server(cc.c, s.cfg.TLS)
 	cc.c.SetDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	if err := tc.Handshake(); err != nil {
