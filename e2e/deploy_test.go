@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -87,24 +86,8 @@ func TestDeployLifecycle(t *testing.T) {
 		// A slow-booting release keeps the first deploy's lock for a while.
 		a.writeConfig(t, hosts, "")
 		a.edit(t, "hoist.yml", "run:\n", "run:\n  env:\n    STARTUP_DELAY: 4s\n")
-		type res struct {
-			stdout, stderr string
-			err            error
-		}
-		results := make([]res, 2)
-		var wg sync.WaitGroup
-		for i := range results {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-				defer cancel()
-				o, e, err := hoist(ctx, a.dir, "deploy")
-				results[i] = res{o, e, err}
-			}()
-		}
-		wg.Wait()
-		var won, refused []res
+		results := hoistAtOnce(a.dir, 2, "deploy")
+		var won, refused []hoistRun
 		for _, r := range results {
 			if r.err == nil {
 				won = append(won, r)

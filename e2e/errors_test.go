@@ -97,9 +97,9 @@ func TestBadConfigNamesLineAndColumn(t *testing.T) {
 	}
 }
 
-// TestKilledUploadResumesAndNeverGoesLive cuts an upload half-way: the
-// host keeps serving its release, the half never becomes current, and
-// the next deploy of the same release resumes where the cut left it.
+// TestKilledUploadResumesAndNeverGoesLive cuts a transfer half-way: the
+// host keeps serving its release, the half never becomes a release, and
+// the next deploy of the same release resumes with what arrived.
 func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
 	hosts := needLab(t)
 	a := newApp(t, "resume", 3104, hosts[:1], "")
@@ -117,33 +117,46 @@ func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := dialLab(t, hosts[0])
-	c := &host.Client{Conn: conn, App: a.name}
-	f, err := os.Open(art.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	half := art.Manifest.Size / 2
-	if err := c.Receive(ctx, art.Manifest, 0, io.LimitReader(f, half)); err == nil {
-		t.Fatal("a cut upload was accepted")
+	// The whole release, its transfer cut after 2 MiB.
+	var log strings.Builder
+	out := deploy.Ship(ctx, deploy.ShipOptions{Config: cfg, Hosts: hosts[:1], Log: &log, WorkDir: filepath.Join(work, "cache"), Full: true,
+		Dial: func(ctx context.Context, h string) (transport.Conn, error) {
+			return cutConn{dialLab(t, h), 2 << 20}, nil
+		}}, art)
+	if out.Hosts[0].Status != deploy.StatusTransferFailed || !strings.Contains(out.Hosts[0].Error, "connection ended") {
+		t.Fatalf("a cut transfer: %+v\n%s", out.Hosts[0], log.String())
 	}
 	a.wantServed(t, hosts[:1], r1)
-	st, err := c.UploadState(ctx, art.Manifest)
-	if err != nil || st.Have != half || st.Unpacked {
-		t.Fatalf("after the cut the host holds %+v, %v; want %d bytes", st, err, half)
+	c := &host.Client{Conn: dialLab(t, hosts[0]), App: a.name}
+	st, err := c.ShipIndex(ctx, art.Manifest, "", nil)
+	if err != nil || st.Unpacked || !st.Resumed || st.Need == nil || st.Need.Have == 0 {
+		t.Fatalf("after the cut the host holds %+v, %v; want part of the release", st, err)
 	}
 
-	var log strings.Builder
-	results := deploy.Ship(ctx, deploy.ShipOptions{Config: cfg, Hosts: hosts[:1], Log: &log,
+	log.Reset()
+	out = deploy.Ship(ctx, deploy.ShipOptions{Config: cfg, Hosts: hosts[:1], Log: &log, WorkDir: filepath.Join(work, "cache"),
 		Dial: func(ctx context.Context, h string) (transport.Conn, error) { return dialLab(t, h), nil }}, art)
-	if results[0].Err != nil {
-		t.Fatalf("resumed deploy: %v\n%s", results[0].Err, log.String())
+	if out.Hosts[0].Status != deploy.StatusDeployed {
+		t.Fatalf("resumed deploy: %+v\n%s", out.Hosts[0], log.String())
 	}
-	if !strings.Contains(log.String(), "resuming upload at") {
+	if !strings.Contains(log.String(), "resuming: the host holds") {
 		t.Errorf("deploy did not resume:\n%s", log.String())
 	}
 	a.wantServed(t, hosts[:1], art.Manifest.ID)
+}
+
+// cutConn ends what a transfer sends after n bytes, as a dropped
+// connection would.
+type cutConn struct {
+	transport.Conn
+	n int64
+}
+
+func (c cutConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if strings.HasSuffix(cmd, " host receive") {
+		stdin = io.LimitReader(stdin, c.n)
+	}
+	return c.Conn.Run(ctx, cmd, stdin, stdout, stderr)
 }
 
 // TestFullDiskKeepsServing fills the host's upload space: the deploy

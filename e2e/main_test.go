@@ -37,6 +37,8 @@ var (
 	labOnce  sync.Once
 	labHosts []string
 	labErr   error
+	// labsUp are the other labs tests booted, taken down at the end.
+	labsUp []string
 )
 
 func TestMain(m *testing.M) {
@@ -72,9 +74,11 @@ func mainRun(m *testing.M) int {
 	if labHosts != nil || labErr != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if _, stderr, err := hoist(ctx, "", "lab", "down", "--name", labName); err != nil {
-			fmt.Fprintf(os.Stderr, "lab down: %v\n%s", err, stderr)
-			code = 1
+		for _, name := range append([]string{labName}, labsUp...) {
+			if _, stderr, err := hoist(ctx, "", "lab", "down", "--name", name); err != nil {
+				fmt.Fprintf(os.Stderr, "lab down %s: %v\n%s", name, err, stderr)
+				code = 1
+			}
 		}
 	}
 	return code
@@ -126,6 +130,31 @@ func hoistWithEnv(ctx context.Context, dir string, env []string, args ...string)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	return out.String(), errb.String(), err
+}
+
+// hoistRun is what one hoist command did.
+type hoistRun struct {
+	stdout, stderr string
+	err            error
+}
+
+// hoistAtOnce runs n times hoist with args in dir, all at once, as from
+// n terminals, each for 3 minutes at most.
+func hoistAtOnce(dir string, n int, args ...string) []hoistRun {
+	runs := make([]hoistRun, n)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			r := &runs[i]
+			r.stdout, r.stderr, r.err = hoist(ctx, dir, args...)
+		}()
+	}
+	wg.Wait()
+	return runs
 }
 
 // mustHoist runs hoist and fails the test when it fails.

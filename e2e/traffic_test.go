@@ -89,6 +89,23 @@ func viaProxy(name string) send {
 	}
 }
 
+// viaProxyTLS sends GET / for name through the proxy on port 443 over
+// HTTP/2, trusting roots: one client for each address.
+func viaProxyTLS(name string, roots *x509.CertPool) send {
+	var mu sync.Mutex
+	clients := map[string]*http.Client{}
+	return func(_ *http.Client, addr string) (string, error) {
+		mu.Lock()
+		c := clients[addr]
+		if c == nil {
+			c = labHTTPS(addr, roots, name, true, true)
+			clients[addr] = c
+		}
+		mu.Unlock()
+		return get(c, "https://"+name+"/", name)
+	}
+}
+
 // get sends GET url with Host name ("" for the URL's) and returns the
 // body of a 200 answer, or a *statusError.
 var get = loadtest.Get

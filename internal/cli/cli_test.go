@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/ptytest"
 )
 
 // run drives the CLI in-process, as main does.
@@ -62,13 +63,14 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		code     int
 		inStderr string
 	}{
-		"unknown flag":       {[]string{"deploy", "--nope"}, 2, "unknown flag: --nope"},
-		"bad rollback id":    {[]string{"rollback", "last-tuesday"}, 2, "is not a release id"},
-		"no hosts":           {[]string{"status"}, 1, "hint: list them under hosts:"},
-		"missing config":     {[]string{"-c", "nope.yml", "status"}, 1, "hint: run `hoist init`"},
-		"bad lab size":       {[]string{"lab", "up", "--hosts", "0"}, 2, "--hosts must be between 1 and 50"},
-		"negative log lines": {[]string{"logs", "-n", "-1"}, 2, "-n must be 0 or more"},
-		"unknown host verb":  {[]string{"host", "nope"}, 2, `unknown verb "nope"`},
+		"unknown flag":         {[]string{"deploy", "--nope"}, 2, "unknown flag: --nope"},
+		"bad rollback id":      {[]string{"rollback", "last-tuesday"}, 2, "is not a release id"},
+		"no hosts":             {[]string{"status"}, 1, "hint: list them under hosts:"},
+		"missing config":       {[]string{"-c", "nope.yml", "status"}, 1, "hint: run `hoist init`"},
+		"bad lab size":         {[]string{"lab", "up", "--hosts", "0"}, 2, "--hosts must be between 1 and 50"},
+		"negative log lines":   {[]string{"logs", "-n", "-1"}, 2, "-n must be 0 or more"},
+		"unknown host verb":    {[]string{"host", "nope"}, 2, `unknown verb "nope"`},
+		"exec -t, no terminal": {[]string{"exec", "-t", "--", "sh"}, 2, "-t needs a terminal on stdin"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -160,5 +162,22 @@ func TestDeployNamesUnreachableHostsBeforeBuilding(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Errorf("the build ran although no host could be reached")
+	}
+}
+
+// exec -t wires this terminal to one host's: with two, it says to name one.
+func TestExecTerminalOnOneHost(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte("version: 1\napp: x\nhosts: [a, b]\nbuild:\n  command: make\n  output: d\nrun:\n  command: ./x\n"), 0o644)
+	ptm, pts, err := ptytest.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptm.Close()
+	defer pts.Close()
+	var out, errb bytes.Buffer
+	err = Run(context.Background(), []string{"-c", filepath.Join(dir, "hoist.yml"), "exec", "-t", "--", "sh"}, pts, &out, &errb)
+	if ExitCode(err) != 2 || !strings.Contains(errb.String(), "-t runs CMD on one host; name it with --host") {
+		t.Errorf("exit code %d, stderr %q; want a usage error naming --host", ExitCode(err), errb.String())
 	}
 }

@@ -3,14 +3,17 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
@@ -18,7 +21,9 @@ type deployOptions struct {
 	ref     string
 	hosts   []string
 	rebuild bool
+	full    bool
 	json    bool
+	stage   bool
 }
 
 func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -26,16 +31,20 @@ func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Build a commit and make it the current release on every host",
-		Long: "deploy builds REF (default HEAD) from a clean checkout, uploads the\n" +
-			"release to every host, starts it, waits for its health check and only\n" +
-			"then makes it current. A release that fails its check never becomes\n" +
-			"current: the previous one keeps serving.",
+		Long: "deploy builds REF (default HEAD) from a clean checkout, sends every\n" +
+			"host what it lacks of the release (hosts pass it on to each other), then\n" +
+			"switches the hosts to it as hoist.yml's deploy section says: each starts\n" +
+			"it, waits for its health check and only then makes it current. When a\n" +
+			"host fails, the deploy stops and every host that switched goes back to\n" +
+			"its previous release.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd.Context(), s, g, o) },
 	}
 	cmd.Flags().StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to deploy")
 	cmd.Flags().BoolVar(&o.rebuild, "rebuild", false, "build even if a release of the same source exists")
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
+	cmd.Flags().BoolVar(&o.full, "full", false, "send every host the whole release, whatever it already holds")
+	cmd.Flags().BoolVar(&o.stage, "stage", false, "only put the release on the hosts; none switches (a later deploy of the same commit does)")
 	jsonFlag(cmd, &o.json)
 	return cmd
 }
@@ -57,8 +66,12 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		}
 		env = secrets.EnvFile(appSecrets(vals))
 	}
-	so := a.shipOptions(s)
+	so := a.shipOptions(s, g)
 	so.SendEnv, so.Env = sendEnv, env
+	so.WorkDir, so.Full, so.Stage = cacheDir(), o.full, o.stage
+	if so.Balancer, err = a.balancer(ctx, &lockedWriter{w: s.err, mu: a.logMu}); err != nil {
+		return err
+	}
 	// Hosts are reached before the build: one that is down is named now,
 	// not after a long build; with none reachable there is nothing to
 	// build for.
@@ -75,31 +88,31 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if bars != nil {
 		so.Log, so.Meter = bars, bars.meter
 	}
-	results := deploy.Ship(ctx, so, art)
+	out := deploy.Ship(ctx, so, art)
 	if bars != nil {
 		bars.wait()
 	}
-	err = report(s.err, results, "deploy of "+art.Manifest.ID)
 	if o.json {
-		m := art.Manifest
-		if jerr := writeJSON(s, deployResult{Release: m.ID, Commit: m.Commit, Reused: art.Reused, Hosts: hostResults(results)}); jerr != nil {
-			return jerr
+		if err := writeJSON(s, deployResult{Outcome: out, Commit: art.Manifest.Commit, Reused: art.Reused}); err != nil {
+			return err
 		}
+	}
+	printOutcome(s.err, out)
+	if err := report(s.err, out.Results(), "deploy of "+art.Manifest.ID); err != nil {
 		return err
 	}
-	if err != nil {
-		return err
+	if !o.json {
+		fmt.Fprintln(s.out, art.Manifest.ID)
 	}
-	fmt.Fprintln(s.out, art.Manifest.ID)
 	return nil
 }
 
-// deployResult is what `hoist deploy --json` prints.
+// deployResult is what `hoist deploy --json` prints: what the deploy did
+// on each host, and where the release came from.
 type deployResult struct {
-	Release string       `json:"release"`
-	Commit  string       `json:"commit"`
-	Reused  bool         `json:"reused"`
-	Hosts   []hostResult `json:"hosts"`
+	*deploy.Outcome
+	Commit string `json:"commit"`
+	Reused bool   `json:"reused"`
 }
 
 // hostResult is how an operation went on one host.
@@ -118,6 +131,22 @@ func hostResults(results []fleet.Result) []hostResult {
 		out[i] = hostResult{Host: r.Host, OK: r.Err == nil, Error: errText(r.Err)}
 	}
 	return out
+}
+
+// printOutcome says, when a deploy stopped, why and what each host
+// serves now.
+func printOutcome(w io.Writer, out *deploy.Outcome) {
+	if out.Stopped == "" {
+		return
+	}
+	fmt.Fprintf(w, "%s the deploy stopped: %s\n", paint(w, "error:", red), out.Stopped)
+	for _, r := range out.Hosts {
+		line := fmt.Sprintf("  %-24s %s", r.Host, r.Status)
+		if r.Serving != "" {
+			line += ", serves " + r.Serving
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // reachable warns of each host that cannot be reached, and fails when
@@ -148,6 +177,23 @@ func appSecrets(vals map[string]string) map[string]string {
 	return out
 }
 
-func (a *app) shipOptions(s *streams) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Client: a.client}
+func (a *app) shipOptions(s *streams, g *globalOptions) deploy.ShipOptions {
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Client: a.client, Verbose: g.verbose}
+}
+
+// balancer is the load balancer provisioning made in front of the
+// hosts, or nil when there is none.
+func (a *app) balancer(ctx context.Context, log io.Writer) (deploy.Balancer, error) {
+	if a.cfg.Infra.Balancer != config.BalancerALB {
+		return nil, nil
+	}
+	st, err := provision.LoadState(hoistHome(), a.cfg.App, a.cfg.Infra.Env)
+	if err != nil {
+		return nil, err
+	}
+	b, err := provision.NewALBTargets(ctx, st, provision.ALBOptions{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }

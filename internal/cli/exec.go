@@ -3,9 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/fleet"
@@ -14,21 +18,30 @@ import (
 
 type execOptions struct {
 	hosts []string
+	tty   bool
 }
 
 func newExecCmd(s *streams, g *globalOptions) *cobra.Command {
 	o := &execOptions{}
 	cmd := &cobra.Command{
-		Use:   "exec [--host ADDR] -- CMD [ARG...]",
+		Use:   "exec [--host ADDR] [-t] -- CMD [ARG...]",
 		Short: "Run a command in the current release, as the app's user, on each host",
 		Long: "exec runs CMD in the current release directory with the app's\n" +
 			"environment, secrets included, as the app's system user. With several\n" +
 			"hosts, each output line is prefixed with its host. hoist exits with the\n" +
-			"highest exit status among the hosts.",
+			"highest exit status among the hosts.\n\n" +
+			"With -t, CMD runs on a terminal of one host, wired to this terminal, as\n" +
+			"ssh -t does: for bin/APP remote, or a shell.",
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runExec(cmd.Context(), s, g, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.tty {
+				return runExecTerminal(cmd.Context(), s, g, o, args)
+			}
+			return runExec(cmd.Context(), s, g, o, args)
+		},
 	}
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "run on this host instead of the config's (repeatable)")
+	cmd.Flags().BoolVarP(&o.tty, "tty", "t", false, "run CMD on a terminal of the host, wired to this one (one host)")
 	return cmd
 }
 
@@ -66,4 +79,75 @@ func runExec(ctx context.Context, s *streams, g *globalOptions, o *execOptions, 
 		return &ExitError{Code: worst}
 	}
 	return nil
+}
+
+// runExecTerminal runs argv on a terminal of the one host, with this
+// terminal in raw mode so that every key (^C included) reaches the
+// command, and its size following this one's.
+func runExecTerminal(ctx context.Context, s *streams, g *globalOptions, o *execOptions, argv []string) error {
+	in, ok := s.in.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return usage("-t needs a terminal on stdin; without -t, exec runs CMD without one")
+	}
+	a, err := loadApp(g, s, o.hosts)
+	if err != nil {
+		return err
+	}
+	if len(a.hosts) != 1 {
+		return usage("-t runs CMD on one host; name it with --host")
+	}
+	conn, err := a.dial(ctx, a.hosts[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fd := int(in.Fd())
+	t, stop := terminalOf(fd)
+	defer stop()
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		return err
+	}
+	defer term.Restore(fd, old)
+	err = a.client(conn).ExecTerminal(ctx, deploy.Spec(a.cfg), argv, t, in, s.out)
+	var ee *transport.ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{Code: ee.Code}
+	}
+	return err
+}
+
+// terminalOf describes the terminal fd, and follows its size until stop.
+func terminalOf(fd int) (transport.Terminal, func()) {
+	t := transport.Terminal{Term: os.Getenv("TERM"), Size: transport.Size{Width: 80, Height: 24}}
+	if t.Term == "" {
+		t.Term = "xterm"
+	}
+	size := func() transport.Size {
+		if w, h, err := term.GetSize(fd); err == nil {
+			return transport.Size{Width: w, Height: h}
+		}
+		return t.Size
+	}
+	t.Size = size()
+	winch := make(chan os.Signal, 1)
+	resize := make(chan transport.Size, 1)
+	t.Resize = resize
+	signal.Notify(winch, syscall.SIGWINCH)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-winch:
+				select {
+				case <-resize: // not sent yet: the latest replaces it
+				default:
+				}
+				resize <- size()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return t, func() { signal.Stop(winch); close(done) }
 }

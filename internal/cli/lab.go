@@ -16,6 +16,7 @@ type labOptions struct {
 	hosts    int
 	json     bool
 	packages []string
+	uplink   string
 }
 
 func newLabCmd(s *streams) *cobra.Command {
@@ -43,6 +44,7 @@ func newLabCmd(s *streams) *cobra.Command {
 	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
 	jsonFlag(up, &o.json)
 	up.Flags().StringSliceVar(&o.packages, "packages", nil, "Debian packages the hosts can install with apt (downloaded once into a local repository: lab hosts reach no mirror)")
+	up.Flags().StringVar(&o.uplink, "uplink", "", "limit traffic between this machine and the hosts to this rate, like 20mbit (off: no limit); hosts talk to each other at full speed")
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the lab's hosts and whether they run and answer SSH",
@@ -78,6 +80,15 @@ func runLabUp(ctx context.Context, s *streams, o *labOptions) error {
 	hosts, err := lab.Up(ctx, labOpts(s, o), o.hosts)
 	if err != nil {
 		return err
+	}
+	if o.uplink != "" {
+		rate := o.uplink
+		if rate == "off" {
+			rate = ""
+		}
+		if err := lab.ShapeUplink(ctx, labOpts(s, o), rate); err != nil {
+			return err
+		}
 	}
 	if o.json {
 		return writeJSON(s, hosts)

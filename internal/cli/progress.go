@@ -11,7 +11,7 @@ import (
 	"github.com/hoistdev/hoist/internal/deploy"
 )
 
-// uploadBars draws one progress bar per host while releases upload.
+// uploadBars draws one progress bar per host while releases travel.
 // Log lines written through it print above the bars.
 type uploadBars struct {
 	p    *mpb.Progress
@@ -61,10 +61,7 @@ func (b *uploadBars) wait() { b.p.Wait() }
 
 type barMeter struct{ bar *mpb.Bar }
 
-func (m barMeter) Reader(r io.Reader) io.Reader {
-	pr, _ := m.bar.ProxyReader(r) // a non-nil reader cannot fail
-	return pr
-}
+func (m barMeter) Add(n int64) { m.bar.IncrInt64(n) }
 
 func (m barMeter) Done(err error) {
 	if err != nil {

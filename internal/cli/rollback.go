@@ -44,7 +44,7 @@ func runRollback(ctx context.Context, s *streams, g *globalOptions, o *rollbackO
 	if err != nil {
 		return err
 	}
-	results := deploy.Rollback(ctx, a.shipOptions(s), id)
+	results := deploy.Rollback(ctx, a.shipOptions(s, g), id)
 	err = report(s.err, results, "rollback")
 	if !o.json {
 		return err

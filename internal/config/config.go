@@ -43,6 +43,9 @@ type Config struct {
 	// Proxy puts hoist's edge proxy in front of the app on each host, for
 	// deploys without downtime.
 	Proxy Proxy `yaml:"proxy"`
+	// Deploy says how a release goes out to the hosts: how many switch at
+	// once, a canary first, hosts passing the release on to each other.
+	Deploy Deploy `yaml:"deploy"`
 	// DNS keeps the address records of proxy.hosts at the app's DNS
 	// provider in step with its hosts, and lets the proxies solve DNS-01
 	// challenges through the same provider.
@@ -116,8 +119,6 @@ const (
 	ServicePostgreSQL = "postgresql"
 	ServiceRedis      = "redis"
 	ServiceValkey     = "valkey"
-	// ListenLoopback is the default Listen.
-	ListenLoopback = "loopback"
 	// BackupOff turns scheduled backups off.
 	BackupOff = "off"
 )
@@ -172,6 +173,85 @@ func (a *Accessory) defaults(app string) {
 			a.Backup.Keep = 7
 		}
 	}
+}
+
+// Deploy is how a release goes out once it is built. Every host first
+// receives it (only what it lacks), then hosts switch to it group by
+// group: the canaries, then MaxInFlight at a time. When a host fails,
+// the deploy stops and every host that switched goes back to the release
+// it served before.
+type Deploy struct {
+	// MaxInFlight is how many hosts switch at once: a number, or a
+	// percentage of the hosts like "25%" (at least one host). Default:
+	// all of them; behind a balancer, one.
+	MaxInFlight Amount `yaml:"max_in_flight"`
+	// Canary switches a few hosts first and watches them before the rest.
+	Canary Canary `yaml:"canary"`
+	// Relay lets hosts pass the release on to each other over the
+	// network between them, so that it leaves this machine once. Default
+	// true; hosts that cannot reach each other are sent it directly.
+	Relay *bool `yaml:"relay"`
+}
+
+// Canary is the first step of a deploy.
+type Canary struct {
+	// Hosts is how many hosts (the first ones listed) switch first.
+	// Default 0: no canary.
+	Hosts int `yaml:"hosts"`
+	// Watch is how long the canaries serve the new release, their health
+	// checked every health.interval, before the other hosts follow; a
+	// failed check stops the deploy. Default 1m.
+	Watch Duration `yaml:"watch"`
+}
+
+// RelayOn reports whether hosts pass releases on to each other.
+func (d Deploy) RelayOn() bool { return d.Relay == nil || *d.Relay }
+
+// Amount is a count or a percentage ("3", "25%"), parsed during
+// validation like Duration.
+type Amount struct {
+	N       int
+	Percent bool
+	raw     string
+}
+
+// UnmarshalYAML keeps the raw text for validate.
+func (a *Amount) UnmarshalYAML(b []byte) error {
+	a.raw = strings.Trim(strings.TrimSpace(string(b)), `"'`)
+	return nil
+}
+
+// MarshalYAML writes the amount as it was written.
+func (a Amount) MarshalYAML() (any, error) {
+	if a.Percent {
+		return fmt.Sprintf("%d%%", a.N), nil
+	}
+	return a.N, nil
+}
+
+// Set reports whether an amount was given.
+func (a Amount) Set() bool { return a.N > 0 }
+
+// Of is the amount of n hosts: at least 1, at most n.
+func (a Amount) Of(n int) int {
+	v := a.N
+	if a.Percent {
+		v = a.N * n / 100
+	}
+	return max(1, min(v, n))
+}
+
+func (a *Amount) parse() error {
+	if a.raw == "" {
+		return nil
+	}
+	s, pct := strings.CutSuffix(a.raw, "%")
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 || (pct && v > 100) {
+		return fmt.Errorf("%q is not a number of hosts or a percentage like 25%%", a.raw)
+	}
+	a.N, a.Percent = v, pct
+	return nil
 }
 
 // Infra is the infrastructure hoist makes for an app: hosts booted from
@@ -309,7 +389,25 @@ type Run struct {
 	Port int `yaml:"port"`
 	// Env adds plain, non-secret variables to the app's environment.
 	Env map[string]string `yaml:"env"`
+	// Erlang says where an OTP release's node can be reached; it is
+	// ignored for other releases.
+	Erlang Erlang `yaml:"erlang"`
 }
+
+// Erlang is how the Erlang node of an OTP release (mix release, relx)
+// is reached: its epmd and its distribution port.
+type Erlang struct {
+	// Listen is where each release's epmd and distribution port listen:
+	// "loopback" (default), so that only commands on the host (hoist
+	// exec -- bin/APP rpc) reach the node; or a private network in CIDR
+	// notation (10.0.0.0/16) in which each host has an address, for
+	// nodes that connect to each other across hosts.
+	Listen string `yaml:"listen"`
+}
+
+// ListenLoopback is the default of Erlang.Listen and Accessory.Listen:
+// loopback only.
+const ListenLoopback = "loopback"
 
 // Health is the HTTP check that a started release must pass before it
 // becomes current.
@@ -475,6 +573,9 @@ func (c *Config) Defaults() {
 	if c.Run.Port == 0 {
 		c.Run.Port = 3000
 	}
+	if c.Run.Erlang.Listen == "" {
+		c.Run.Erlang.Listen = ListenLoopback
+	}
 	if c.Health.Path == "" {
 		c.Health.Path = "/up"
 	}
@@ -495,6 +596,9 @@ func (c *Config) Defaults() {
 	}
 	if c.KeepReleases == 0 {
 		c.KeepReleases = 5
+	}
+	if c.Deploy.Canary.Watch.raw == "" && c.Deploy.Canary.Watch.Duration == 0 {
+		c.Deploy.Canary.Watch.Duration = time.Minute
 	}
 	c.Infra.defaults()
 	for name, a := range c.Accessories {

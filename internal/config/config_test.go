@@ -34,14 +34,15 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Version: 1, App: "hello", Hosts: []string{"10.0.0.1", "deploy@web2:2222"},
 		SSH:          SSH{Parallel: 8},
 		Build:        Build{Builder: "local", Command: "go build -o dist/hello .", Output: "dist", Target: c.Build.Target},
-		Run:          Run{Command: "./hello", Port: 3000},
+		Run:          Run{Command: "./hello", Port: 3000, Erlang: Erlang{Listen: "loopback"}},
 		Health:       Health{Path: "/up", Timeout: Duration{Duration: 30 * time.Second}, Interval: Duration{Duration: time.Second}},
 		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
+		Deploy:       Deploy{Canary: Canary{Watch: Duration{Duration: time.Minute}}},
 		DNS:          DNS{TTL: Duration{Duration: 5 * time.Minute}},
 		KeepReleases: 5,
 	}
-	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{})); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Duration{}, TLS{}, Size{}, Amount{})); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(c.Build.Target, "linux/") {
@@ -72,12 +73,20 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"remote without host":      {strings.Replace(valid, "build:\n", "build:\n  builder: remote\n", 1), "hoist.yml:5:3: build.host: missing"},
 		"reserved env":             {valid + "  env:\n    PORT: 1\n", "hoist.yml:10:11: run.env.PORT: PORT is set by hoist"},
 		"node name in env":         {valid + "  env:\n    RELEASE_NODE: app\n", "hoist.yml:10:19: run.env.RELEASE_NODE: RELEASE_NODE is set by hoist"},
+		"erlang address":           {valid + "  erlang:\n    listen: 10.0.0.5\n", `hoist.yml:10:13: run.erlang.listen: "10.0.0.5" is neither loopback nor a private IPv4 network`},
+		"erlang on all":            {valid + "  erlang:\n    listen: 0.0.0.0/0\n", `hoist.yml:10:13: run.erlang.listen: "0.0.0.0/0" is neither`},
+		"erlang on a public net":   {valid + "  erlang:\n    listen: 203.0.113.0/24\n", `hoist.yml:10:13: run.erlang.listen: "203.0.113.0/24" is neither`},
+		"erlang wider than 10/8":   {valid + "  erlang:\n    listen: 10.0.0.0/7\n", `hoist.yml:10:13: run.erlang.listen: "10.0.0.0/7" is neither`},
 		"keep one release":         {valid + "keep_releases: 1\n", "hoist.yml:9:16: keep_releases: must be at least 2"},
 		"bad host":                 {strings.Replace(valid, "10.0.0.1", `"a b"`, 1), `hoist.yml:3:9: hosts[0]: "a b" is not a host`},
 		"host listed twice":        {strings.Replace(valid, "deploy@web2:2222", "10.0.0.1", 1), `hoist.yml:3:19: hosts[1]: 10.0.0.1 is listed twice`},
 		"empty file":               {"", "hoist.yml: file is empty"},
 		"syntax error":             {"version: 1\napp: [\n", "hoist.yml:"},
 		"duplicate key":            {valid + "app: again\n", `hoist.yml:9:1: mapping key "app" already defined`},
+		"bad max_in_flight":        {valid + "deploy:\n  max_in_flight: 0\n", `hoist.yml:10:18: deploy.max_in_flight: "0" is not a number of hosts`},
+		"bad percentage":           {valid + "deploy:\n  max_in_flight: 150%\n", `hoist.yml:10:18: deploy.max_in_flight: "150%" is not`},
+		"negative canary":          {valid + "deploy:\n  canary: {hosts: -1}\n", `hoist.yml:10:19: deploy.canary.hosts: must be 0`},
+		"bad canary watch":         {valid + "deploy:\n  canary: {hosts: 1, watch: long}\n", `hoist.yml:10:29: deploy.canary.watch: "long" is not a duration`},
 		"bad tls mode":             {valid + "proxy:\n  hosts: [a.test]\n  tls: maybe\n", `hoist.yml:11:8: proxy.tls: "maybe" is not a TLS mode`},
 		"tls without hosts":        {valid + "proxy:\n  tls: true\n", "hoist.yml:10:8: proxy.tls: TLS needs the names"},
 		"internal with acme ca":    {valid + "proxy:\n  hosts: [a.test]\n  tls: internal\n  acme_ca: https://ca.test/dir\n", "hoist.yml:12:12: proxy.acme_ca: tls: internal issues"},
@@ -363,6 +372,37 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+func TestDeployAmounts(t *testing.T) {
+	tests := map[string]struct {
+		yaml string
+		of12 int // hosts at once out of 12
+	}{
+		"unset: all at once":  {"", 12},
+		"a number":            {"deploy:\n  max_in_flight: 3\n", 3},
+		"a percentage":        {"deploy:\n  max_in_flight: 25%\n", 3},
+		"a small percentage":  {"deploy:\n  max_in_flight: \"1%\"\n", 1},
+		"more than there are": {"deploy:\n  max_in_flight: 40\n", 12},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 12
+			if c.Deploy.MaxInFlight.Set() {
+				got = c.Deploy.MaxInFlight.Of(12)
+			}
+			if got != tt.of12 {
+				t.Errorf("%d of 12 hosts at once, want %d", got, tt.of12)
+			}
+			if !c.Deploy.RelayOn() || c.Deploy.Canary.Watch.Duration != time.Minute {
+				t.Errorf("defaults: %+v", c.Deploy)
+			}
+		})
+	}
+}
+
 // FuzzSize: a size is refused with an error, or read as a positive
 // number of bytes that its plain form reads back to.
 func FuzzSize(f *testing.F) {
@@ -382,4 +422,19 @@ func FuzzSize(f *testing.F) {
 			t.Fatalf("%q read as %d, which reads back as %d", raw, s.Bytes, back.Bytes)
 		}
 	})
+}
+
+// run.erlang.listen takes loopback or a network inside a private one.
+func TestErlangListenAccepts(t *testing.T) {
+	for _, listen := range []string{"loopback", "10.0.0.0/16", "172.16.5.0/24", "192.168.1.0/24", "100.64.0.0/10", "10.213.7.0/24"} {
+		t.Run(listen, func(t *testing.T) {
+			c, err := Parse("hoist.yml", []byte(valid+"  erlang:\n    listen: "+listen+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Run.Erlang.Listen != listen {
+				t.Errorf("listen = %q, want %q", c.Run.Erlang.Listen, listen)
+			}
+		})
+	}
 }

@@ -185,6 +185,10 @@ run:
   # An OTP release: each release runs under its own node name
   # (RELEASE_NODE, set by hoist), so two can run side by side during a
   # switch, and ` + "`hoist exec -- bin/APP rpc ...`" + ` reaches the current one.
+  # Its epmd and distribution port listen on 127.0.0.1 only; for nodes
+  # that connect across hosts, name the private network the hosts share:
+  # erlang:
+  #   listen: 10.0.0.0/16
 {{- end}}
 {{- if .Phoenix}}
   # In config/runtime.exs, listen on loopback only:

@@ -211,6 +211,27 @@ func parentPath(p string) string {
 	return "$"
 }
 
+// privateNetworks are the IPv4 networks no internet route leads to:
+// RFC 1918's, and the shared space overlay networks use (100.64.0.0/10).
+var privateNetworks = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("100.64.0.0/10"),
+}
+
+// privateNetwork reports whether cidr is a network inside a private one.
+func privateNetwork(cidr string) bool {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return false
+	}
+	for _, n := range privateNetworks {
+		if n.Contains(p.Addr()) && p.Bits() >= n.Bits() {
+			return true
+		}
+	}
+	return false
+}
+
 var appName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
 func (c *Config) validate() error {
@@ -305,9 +326,12 @@ func (c *Config) validate() error {
 		switch k {
 		case "PORT", "HOIST_RELEASE":
 			return errAt("$.run.env."+k, "%s is set by hoist; set run.port instead of PORT", k)
-		case "RELEASE_NODE", "ERL_EPMD_PORT":
-			return errAt("$.run.env."+k, "%s is set by hoist: each release is an Erlang node of its own, so that two can run side by side", k)
+		case "RELEASE_NODE", "RELEASE_DISTRIBUTION", "ERL_EPMD_PORT", "ERL_EPMD_ADDRESS", "ERL_ZFLAGS":
+			return errAt("$.run.env."+k, "%s is set by hoist: each release is an Erlang node of its own, so that two can run side by side (run.erlang.listen says where it listens)", k)
 		}
+	}
+	if l := c.Run.Erlang.Listen; l != ListenLoopback && !privateNetwork(l) {
+		return errAt("$.run.erlang.listen", "%q is neither loopback nor a private IPv4 network like 10.0.0.0/16: the Erlang distribution must not face the internet", l)
 	}
 	for k := range c.Build.Env {
 		if !envName.MatchString(k) {
@@ -380,6 +404,18 @@ func (c *Config) validate() error {
 	}
 	if c.KeepReleases < 2 {
 		return errAt("$.keep_releases", "must be at least 2, so that there is a release to roll back to")
+	}
+	if err := c.Deploy.MaxInFlight.parse(); err != nil {
+		return errAt("$.deploy.max_in_flight", "%v", err)
+	}
+	if c.Deploy.Canary.Hosts < 0 {
+		return errAt("$.deploy.canary.hosts", "must be 0 (no canary) or more")
+	}
+	if err := c.Deploy.Canary.Watch.parse(); err != nil {
+		return errAt("$.deploy.canary.watch", "%v", err)
+	}
+	if c.Deploy.Canary.Watch.Duration < 0 {
+		return errAt("$.deploy.canary.watch", "must not be negative")
 	}
 	if err := c.validateAccessories(); err != nil {
 		return err

@@ -4,6 +4,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,6 +38,10 @@ type Artifact struct {
 	Path     string // the .tar.zst payload
 	// Reused is set when the release was packed by an earlier build.
 	Reused bool
+
+	indexOnce sync.Once
+	index     *release.Index
+	indexErr  error
 }
 
 // BuildOptions says what to build and where.
@@ -253,18 +258,21 @@ func artifactIndex(workDir, app, key string) string {
 }
 
 // findArtifact returns the packed release recorded under key, if its
-// payload is still there and intact in size.
+// payload is still there and intact in size, with its file index.
 func findArtifact(workDir, app, key string) *Artifact {
 	b, err := os.ReadFile(artifactIndex(workDir, app, key))
 	if err != nil {
 		return nil
 	}
 	m, err := release.ParseManifest(b)
-	if err != nil {
-		return nil
+	if err != nil || m.Index == "" {
+		return nil // packed by a hoist that made no file index
 	}
 	art := &Artifact{Manifest: m, Path: artifactPath(workDir, m)}
 	if fi, err := os.Stat(art.Path); err != nil || fi.Size() != m.Size {
+		return nil
+	}
+	if _, err := art.Index(); err != nil {
 		return nil
 	}
 	return art
@@ -295,14 +303,26 @@ func pack(cfg *config.Config, dir, id string, src *build.Source, needs release.N
 	if err != nil {
 		return nil, err
 	}
+	x, err := release.IndexDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := keepFiles(workDir, dir, x); err != nil {
+		return nil, err
+	}
 	goos, goarch, _ := strings.Cut(cfg.Build.Target, "/")
 	m := &release.Manifest{App: cfg.App, ID: id, Commit: src.Commit, Ref: src.Ref, SHA256: sum, Size: size,
-		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC}
-	path := artifactPath(workDir, m)
-	if err := os.Rename(f.Name(), path); err != nil {
+		BuiltAt: builtAt.UTC().Truncate(time.Second), OS: goos, Arch: goarch, GLIBC: needs.GLIBC, Index: x.Sum()}
+	art := &Artifact{Manifest: m, Path: artifactPath(workDir, m)}
+	// The index first: an artifact is found by its payload, and a
+	// payload is used only with its index.
+	if err := atomicfile.Write(art.indexPath(), x.Marshal(), 0o644); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	return &Artifact{Manifest: m, Path: path}, nil
+	if err := os.Rename(f.Name(), art.Path); err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	return art, nil
 }
 
 func summarize(items []string, n int) string {
@@ -319,10 +339,19 @@ func Spec(cfg *config.Config) *host.Spec {
 		HealthPath: cfg.Health.Path, HealthTimeout: cfg.Health.Timeout.Duration,
 		HealthInterval: cfg.Health.Interval.Duration, KeepReleases: cfg.KeepReleases,
 		BeforeSwitch: cfg.Hooks.BeforeSwitch, AfterSwitch: cfg.Hooks.AfterSwitch, HookTimeout: cfg.Hooks.Timeout.Duration,
-		ProxyHosts: cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
+		ErlangNetwork: erlangNetwork(cfg.Run.Erlang),
+		ProxyHosts:    cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
 		TLS: cfg.Proxy.TLS.On(), TLSInternal: cfg.Proxy.TLS.Mode == config.TLSInternal, HSTS: cfg.Proxy.HSTS, ACMEEmail: cfg.Proxy.ACMEEmail, ACMECA: cfg.Proxy.ACMECA,
 		MaxBodyBytes: cfg.Proxy.MaxBodyBytes.Bytes, ErrorPages: cfg.Proxy.Pages,
 	}
+}
+
+// erlangNetwork is the network an OTP release listens in; "" is loopback.
+func erlangNetwork(e config.Erlang) string {
+	if e.Listen == config.ListenLoopback {
+		return ""
+	}
+	return e.Listen
 }
 
 // Holder names this deploy in a lock: who, from where, and a token that
@@ -347,7 +376,7 @@ type ShipOptions struct {
 	// Env before the release starts.
 	SendEnv bool
 	Env     []byte
-	// Meter, when set, follows each host's upload (a progress bar).
+	// Meter, when set, follows each host's transfer (a progress bar).
 	Meter func(host string, have, total int64) Meter
 	// Members are the hosts already dialled (Connect), in the order of
 	// Hosts; nil dials them.
@@ -355,6 +384,18 @@ type ShipOptions struct {
 	// Client makes the host client of a connection (with the
 	// destination and who deploys); nil makes a plain one.
 	Client func(transport.Conn) *host.Client
+	// Verbose shows each host's activation log as it comes, each line
+	// prefixed with its host; otherwise only a failure's is shown.
+	Verbose bool
+	// WorkDir holds the releases packed here: the bases of deltas.
+	WorkDir string
+	// Full sends every host the whole release, whatever it holds.
+	Full bool
+	// Balancer, when set, fronts the hosts: each leaves it while it
+	// switches.
+	Balancer Balancer
+	// Stage only puts the release on the hosts: none switches.
+	Stage bool
 }
 
 // Connect dials every host of o, so that a deploy can name the hosts it
@@ -364,28 +405,11 @@ func (o ShipOptions) Connect(ctx context.Context) []fleet.Member {
 	return fleet.Connect(ctx, o.Hosts, o.Config.SSH.Parallel, o.Dial)
 }
 
-// Meter follows one upload: Reader counts what is sent through it, Done
-// ends it with the upload's result.
+// Meter follows one transfer: Add counts content sent, Done ends it
+// with the transfer's result.
 type Meter interface {
-	Reader(r io.Reader) io.Reader
+	Add(n int64)
 	Done(err error)
-}
-
-// Ship takes the artifact to every host and activates it there.
-func Ship(ctx context.Context, o ShipOptions, art *Artifact) []fleet.Result {
-	spec := Spec(o.Config)
-	return o.locked(ctx, Holder("deploy "+art.Manifest.ID), func(ctx context.Context, h string, c *host.Client) error {
-		if err := o.upload(ctx, h, c, art); err != nil {
-			return err
-		}
-		if o.SendEnv {
-			if err := c.SetEnv(ctx, o.Env); err != nil {
-				return fmt.Errorf("send secrets: %w", err)
-			}
-		}
-		o.logf(h)("activating %s", art.Manifest.ID)
-		return c.Activate(ctx, spec, art.Manifest.ID, "deploy")
-	})
 }
 
 // Rollback activates release id (or, when id is "", the one before the
@@ -408,8 +432,44 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 			target = prev
 		}
 		o.logf(h)("rolling back to %s", target)
-		return c.Activate(ctx, spec, target, "rollback")
+		return o.activate(ctx, h, c, spec, target, "rollback")
 	})
+}
+
+// activate activates release id on host h, showing its activation log
+// when o is verbose, and else only what it warns of; op says what for in
+// the host's audit trail.
+func (o ShipOptions) activate(ctx context.Context, h string, c *host.Client, spec *host.Spec, id, op string) error {
+	log := &fleet.PrefixWriter{W: o.Log, Prefix: h + ": ", Mu: o.LogMu}
+	defer log.Flush()
+	if o.Verbose {
+		return c.Activate(ctx, spec, id, op, log)
+	}
+	return c.Activate(ctx, spec, id, op, &warnings{w: log})
+}
+
+// warnings passes on the lines of an activation log that warn
+// ("  1.2s warning: ...").
+type warnings struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (f *warnings) Write(p []byte) (int, error) {
+	f.buf = append(f.buf, p...)
+	for {
+		i := bytes.IndexByte(f.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := f.buf[:i+1]
+		if _, msg, ok := bytes.Cut(bytes.TrimLeft(line, " "), []byte("s ")); ok && bytes.HasPrefix(msg, []byte("warning:")) {
+			if _, err := f.w.Write(line); err != nil {
+				return 0, err
+			}
+		}
+		f.buf = f.buf[i+1:]
+	}
 }
 
 func (o ShipOptions) logf(h string) func(string, ...any) {
@@ -423,19 +483,39 @@ func (o ShipOptions) logf(h string) func(string, ...any) {
 }
 
 // locked runs fn on every reachable host while holding the app's deploy
-// lock on all of them. The locks are taken one host at a time in a fixed
-// order, so that of two deploys started together exactly one gets them
-// all and the other is refused before it changes anything. A host that
-// cannot be reached is reported and the others go ahead.
+// lock on all of them (lockAll).
 func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx context.Context, h string, c *host.Client) error) []fleet.Result {
-	members := o.Members
+	members, unlock, refused := o.lockAll(ctx, lk)
+	defer unlock()
+	if refused != nil {
+		return refused
+	}
+	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
+		return fn(ctx, h, o.clientOf(conn))
+	})
+}
+
+func (o ShipOptions) client(m fleet.Member) *host.Client { return o.clientOf(m.Conn) }
+
+// clientOf is the host client of conn: o.Client's, or a plain one.
+func (o ShipOptions) clientOf(conn transport.Conn) *host.Client {
+	if o.Client != nil {
+		return o.Client(conn)
+	}
+	return &host.Client{Conn: conn, App: o.Config.App}
+}
+
+// lockAll takes the app's deploy lock on every reachable host, one host
+// at a time in a fixed order, so that of two deploys started together
+// exactly one gets them all and the other is refused before it changes
+// anything: then refused holds every host's result. unlock frees the
+// locks held (and the connections lockAll dialled).
+func (o ShipOptions) lockAll(ctx context.Context, lk host.Lock) (members []fleet.Member, unlock func(), refused []fleet.Result) {
+	members = o.Members
+	closeAll := func() {}
 	if members == nil {
 		members = o.Connect(ctx)
-		defer fleet.Close(members)
-	}
-	client := o.Client
-	if client == nil {
-		client = func(conn transport.Conn) *host.Client { return &host.Client{Conn: conn, App: o.Config.App} }
+		closeAll = func() { fleet.Close(members) }
 	}
 	order := make([]int, len(members))
 	for i := range order {
@@ -448,21 +528,23 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		for _, i := range held {
-			if err := client(members[i].Conn).Unlock(uctx, lk.Holder, false); err != nil {
+			if err := o.client(members[i]).Unlock(uctx, lk.Holder, false); err != nil {
 				o.logf(members[i].Host)("warning: release lock: %v", err)
 			}
 		}
 	}
+	unlock = func() { release(); closeAll() }
 	for _, i := range order {
 		if members[i].Err != nil {
 			continue
 		}
-		err := client(members[i].Conn).Lock(ctx, lk)
+		err := o.client(members[i]).Lock(ctx, lk)
 		if err == nil {
 			held = append(held, i)
 			continue
 		}
 		release()
+		held = nil
 		results := make([]fleet.Result, len(members))
 		for j, m := range members {
 			results[j] = fleet.Result{Host: m.Host, Err: m.Err}
@@ -471,12 +553,9 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 			}
 		}
 		results[i].Err = lockError(err)
-		return results
+		return members, unlock, results
 	}
-	defer release()
-	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		return fn(ctx, h, client(conn))
-	})
+	return members, unlock, nil
 }
 
 func lockError(err error) error {
@@ -486,39 +565,5 @@ func lockError(err error) error {
 			le.Lock.Since.Local().Format("2006-01-02 15:04:05"), le.Lock.Op).
 			WithHint("wait for it to finish; if it died, release the lock with `hoist lock release`")
 	}
-	return err
-}
-
-// upload sends the artifact, resuming where an earlier attempt stopped.
-func (o ShipOptions) upload(ctx context.Context, h string, c *host.Client, art *Artifact) error {
-	logf := o.logf(h)
-	st, err := c.UploadState(ctx, art.Manifest)
-	if err != nil {
-		return err
-	}
-	if st.Unpacked {
-		logf("release %s is already on the host", art.Manifest.ID)
-		return nil
-	}
-	f, err := os.Open(art.Path)
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(st.Have, io.SeekStart); err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	if st.Have > 0 {
-		logf("resuming upload at %s of %s", bytesize.String(st.Have), bytesize.String(art.Manifest.Size))
-	} else {
-		logf("uploading %s (%s)", art.Manifest.ID, bytesize.String(art.Manifest.Size))
-	}
-	var r io.Reader = f
-	if o.Meter != nil {
-		m := o.Meter(h, st.Have, art.Manifest.Size)
-		r = m.Reader(f)
-		defer func() { m.Done(err) }()
-	}
-	err = c.Receive(ctx, art.Manifest, st.Have, r)
 	return err
 }

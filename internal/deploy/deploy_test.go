@@ -3,14 +3,19 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -149,6 +154,44 @@ func TestBuildOutputQuietUnlessVerboseOrFailed(t *testing.T) {
 				if strings.Contains(hint, s) {
 					t.Errorf("hint has %q:\n%s", s, hint)
 				}
+			}
+		})
+	}
+}
+
+// activatingHost answers an activate request with two lines of log on
+// stderr and success.
+type activatingHost struct{}
+
+func (activatingHost) Addr() string { return "h1" }
+func (activatingHost) User() string { return "root" }
+func (activatingHost) Close() error { return nil }
+func (activatingHost) Run(_ context.Context, _ string, stdin io.Reader, stdout, stderr io.Writer) error {
+	io.Copy(io.Discard, stdin)
+	io.WriteString(stderr, "   0.1s starting release X\n   0.2s warning: prune: no space left\n   1.2s healthy after 1.1s\n")
+	io.WriteString(stdout, `{"ok":true}`+"\n")
+	return nil
+}
+
+// With --verbose, a host's activation log is shown line by line with the
+// host's name; without, only its warnings.
+func TestActivationLogOnlyWhenVerbose(t *testing.T) {
+	for name, tt := range map[string]struct {
+		verbose bool
+		want    string
+	}{
+		"verbose": {true, "h1:    0.1s starting release X\nh1:    0.2s warning: prune: no space left\nh1:    1.2s healthy after 1.1s\n"},
+		"quiet":   {false, "h1:    0.2s warning: prune: no space left\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var log bytes.Buffer
+			o := ShipOptions{Log: &log, LogMu: &sync.Mutex{}, Verbose: tt.verbose}
+			c := &host.Client{Conn: activatingHost{}, App: "demo"}
+			if err := o.activate(context.Background(), "h1", c, &host.Spec{}, "X", "deploy"); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, log.String()); diff != "" {
+				t.Errorf("log (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
@@ -55,7 +57,7 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 		return afterSwitch(ctx, l, s, id, log)
 	}
 	// Without the proxy the app serves run.port itself.
-	if _, err := l.newPorts(id, s.Port); err != nil {
+	if _, err := l.newPorts(id, s.Port, s.ErlangNetwork); err != nil {
 		return err
 	}
 	prev := l.CurrentID()
@@ -67,9 +69,8 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 	// must free the port before the new one starts.
 	for _, r := range running {
 		if r != id {
-			fmt.Fprintf(log, "stopping release %s\n", r)
-			if _, err := systemd.Systemctl(ctx, "stop", systemd.InstanceName(l.App, r)); err != nil {
-				return fmt.Errorf("stop %s: %w", r, err)
+			if err := stopRelease(ctx, l, r, log); err != nil {
+				return err
 			}
 		}
 	}
@@ -79,7 +80,7 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
 		return revert(ctx, l, s, id, prev, err.Error(), log)
 	}
-	if reason := waitHealthy(ctx, unit, s.Port, s); reason != "" {
+	if reason := waitHealthy(ctx, unit, s.Port, s, log); reason != "" {
 		return revert(ctx, l, s, id, prev, reason, log)
 	}
 	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
@@ -115,7 +116,7 @@ func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log
 		prevUnit := systemd.InstanceName(l.App, prev)
 		if _, err := systemd.Systemctl(ctx, "start", prevUnit); err != nil {
 			he.Reason += "; and restarting the previous release " + prev + " failed: " + err.Error()
-		} else if why := waitHealthy(ctx, prevUnit, s.Port, s); why != "" {
+		} else if why := waitHealthy(ctx, prevUnit, s.Port, s, log); why != "" {
 			// Return only once the old release serves again, so that the
 			// caller's "previous release keeps serving" holds.
 			he.Reason += "; and the previous release " + prev + " is not healthy either: " + why
@@ -137,9 +138,31 @@ func stopFailed(ctx context.Context, l Layout, id, reason string, log io.Writer)
 	return he
 }
 
+// stopRelease stops release id and logs how long that took: a release
+// that does not stop on SIGTERM holds a deploy up to TimeoutStopSec.
+func stopRelease(ctx context.Context, l Layout, id string, log io.Writer) error {
+	start := time.Now()
+	fmt.Fprintf(log, "stopping release %s\n", id)
+	if _, err := systemd.Systemctl(ctx, "stop", systemd.InstanceName(l.App, id)); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	fmt.Fprintf(log, "stopped release %s in %.1fs\n", id, time.Since(start).Seconds())
+	return nil
+}
+
 // waitHealthy polls the health URL until it answers 2xx, the unit dies,
 // or the timeout passes; it returns why it gave up, or "".
-func waitHealthy(ctx context.Context, unit string, port int, s *Spec) string {
+func waitHealthy(ctx context.Context, unit string, port int, s *Spec, log io.Writer) string {
+	start := time.Now()
+	fmt.Fprintf(log, "waiting for GET %s on port %d to answer 2xx, for up to %s\n", s.HealthPath, port, s.HealthTimeout)
+	reason := pollHealthy(ctx, unit, port, s)
+	if reason == "" {
+		fmt.Fprintf(log, "healthy after %.1fs\n", time.Since(start).Seconds())
+	}
+	return reason
+}
+
+func pollHealthy(ctx context.Context, unit string, port int, s *Spec) string {
 	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout)
 	defer cancel()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + s.HealthPath
@@ -208,8 +231,9 @@ func instanceID(app, unit string) string {
 
 // Prune removes releases beyond keep: failed releases first (all but
 // the newest failure, kept for inspection), then the oldest good ones,
-// never the current one. Each pruned release's port file and failed mark
-// go with it, as do port files left by releases already gone.
+// never the current one. What is kept beside a release (its port file,
+// activation log, failed mark) goes with it, as does what releases
+// already gone left.
 func Prune(l Layout, keep int) error {
 	ids, err := l.ReleaseIDs()
 	if err != nil {
@@ -245,28 +269,32 @@ func Prune(l Layout, keep int) error {
 		if err := os.RemoveAll(l.Release(id)); err != nil {
 			return fmt.Errorf("prune %s: %w", id, err)
 		}
-		os.Remove(l.failedFile(id))
 	}
-	return prunePortFiles(l)
+	return pruneBesides(l)
 }
 
-// prunePortFiles removes the port files of releases no longer on disk.
-func prunePortFiles(l Layout) error {
-	entries, err := os.ReadDir(l.Ports())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("prune port files: %w", err)
-	}
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".env")
-		if !ok {
+// pruneBesides removes the files kept beside releases (port files,
+// activation logs, failed marks) whose release is no longer on disk.
+func pruneBesides(l Layout) error {
+	for _, d := range []struct{ dir, suffix string }{
+		{l.Ports(), ".env"}, {l.activationsDir(), ".log"}, {l.failedDir(), ".json"},
+	} {
+		entries, err := os.ReadDir(d.dir)
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if _, err := os.Stat(l.Release(id)); errors.Is(err, os.ErrNotExist) {
-			if err := os.Remove(l.portFile(id)); err != nil {
-				return fmt.Errorf("prune port files: %w", err)
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		for _, e := range entries {
+			id, ok := strings.CutSuffix(e.Name(), d.suffix)
+			if !ok || !release.ValidID(id) {
+				continue
+			}
+			if _, err := os.Stat(l.Release(id)); errors.Is(err, os.ErrNotExist) {
+				if err := os.Remove(filepath.Join(d.dir, e.Name())); err != nil {
+					return fmt.Errorf("prune: %w", err)
+				}
 			}
 		}
 	}
@@ -284,4 +312,31 @@ func Boot(ctx context.Context, l Layout) error {
 	}
 	_, err := systemd.Systemctl(ctx, "start", "--no-block", systemd.InstanceName(l.App, id))
 	return err
+}
+
+// Check asks the current release for its health once, as Activate's
+// check does: the unit must run and the health path answer 2xx. It
+// returns the current release's id.
+func Check(ctx context.Context, l Layout, s *Spec) (string, error) {
+	id := l.CurrentID()
+	if id == "" {
+		return "", errors.New("no release is current")
+	}
+	unit := systemd.InstanceName(l.App, id)
+	if u, err := systemd.Show(ctx, unit); err != nil || u.ActiveState != "active" {
+		return id, &HealthError{ID: id, Reason: "the service is not running", Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(l.heldPort(id, s.Port)) + s.HealthPath
+	client := &http.Client{Timeout: min(max(s.HealthInterval*2, time.Second), 5*time.Second)}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return id, &HealthError{ID: id, Reason: "GET " + s.HealthPath + ": " + shortNetErr(err)}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return id, &HealthError{ID: id, Reason: "GET " + s.HealthPath + " answered " + resp.Status, Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	}
+	return id, nil
 }

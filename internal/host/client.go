@@ -1,10 +1,12 @@
 package host
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,13 +52,23 @@ func (c *Client) stdin(args any, payload io.Reader) (io.Reader, error) {
 // invoke runs verb v with args on the host, payload after them on stdin,
 // and returns its result.
 func invoke[A, R any](ctx context.Context, c *Client, v verb[A, R], args A, payload io.Reader) (R, error) {
+	return invokeLogged(ctx, c, v, args, payload, nil)
+}
+
+// invokeLogged is invoke that also passes what the host logs on stderr
+// to progress as it comes, unless progress is nil.
+func invokeLogged[A, R any](ctx context.Context, c *Client, v verb[A, R], args A, payload io.Reader, progress io.Writer) (R, error) {
 	var result R
 	in, err := c.stdin(args, payload)
 	if err != nil {
 		return result, err
 	}
 	var stdout, stderr bytes.Buffer
-	err = c.Conn.Run(ctx, c.command(v.name), in, &stdout, &stderr)
+	var errw io.Writer = &stderr
+	if progress != nil {
+		errw = io.MultiWriter(&stderr, progress)
+	}
+	err = c.Conn.Run(ctx, c.command(v.name), in, &stdout, errw)
 	if stdout.Len() > 0 {
 		// The host answered: its Response says more than the exit status.
 		if derr := decodeResponse(stdout.Bytes(), &result); derr != nil || err == nil {
@@ -100,15 +112,90 @@ func (c *Client) Setup(ctx context.Context, s *Spec) (HostFacts, error) {
 	return invoke(ctx, c, setupVerb, *s, nil)
 }
 
-// UploadState asks what the host holds of release m.
-func (c *Client) UploadState(ctx context.Context, m *release.Manifest) (UploadState, error) {
-	return invoke(ctx, c, uploadStateVerb, *m, nil)
+// ShipIndex sends release m's index, encoded by EncodeDelta from the
+// index whose sum is base ("" for none), and returns what the host holds
+// and needs of the release.
+func (c *Client) ShipIndex(ctx context.Context, m *release.Manifest, base string, delta []byte) (ShipState, error) {
+	return invoke(ctx, c, shipIndexVerb, shipIndexArgs{Manifest: *m, Base: base}, bytes.NewReader(delta))
 }
 
-// Receive sends the payload from offset on; r must be positioned there.
-func (c *Client) Receive(ctx context.Context, m *release.Manifest, offset int64, r io.Reader) error {
-	_, err := invoke(ctx, c, receiveVerb, receiveArgs{Manifest: *m, Offset: offset}, r)
+// Receive sends a transfer (RecordWriter's) of release m's objects,
+// read from r; the host assembles the release when it is complete.
+func (c *Client) Receive(ctx context.Context, m *release.Manifest, r io.Reader) (Received, error) {
+	return invoke(ctx, c, receiveVerb, *m, r)
+}
+
+// FetchFromRelay has the host fetch what it lacks of release m from a
+// relay another host serves, then assemble it.
+func (c *Client) FetchFromRelay(ctx context.Context, m *release.Manifest, offer RelayOffer, token string) (Received, error) {
+	return invoke(ctx, c, relayFetchVerb, relayFetchArgs{Manifest: *m, Addr: offer.Addr, Fingerprint: offer.Fingerprint, Token: token}, nil)
+}
+
+// Relay is a relay-serve running on a host.
+type Relay struct {
+	Offer RelayOffer
+	stop  *io.PipeWriter
+	done  chan error
+}
+
+// Stop ends the relay and waits for it a while: a relay host that lost
+// its power answers nothing until the SSH keepalive gives up on it.
+func (r *Relay) Stop() error {
+	r.stop.Close()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("the relay did not stop within 10s")
+	}
+}
+
+// ServeRelay starts a relay of release id on the host, listening on
+// bind (an address of the host that the others reach) for at most life;
+// its log lines go to log.
+func (c *Client) ServeRelay(ctx context.Context, id, token, bind string, life time.Duration, log io.Writer) (*Relay, error) {
+	stdinR, stdinW := io.Pipe()
+	outR, outW := io.Pipe()
+	r := &Relay{stop: stdinW, done: make(chan error, 1)}
+	args := relayServeArgs{ID: id, Token: token, Bind: bind, Life: int(life / time.Second)}
+	go func() {
+		err := invokeStream(ctx, c, relayServeVerb, args, stdinR, outW, log)
+		outW.CloseWithError(fmt.Errorf("relay on %s ended: %w", c.Conn.Addr(), orEOF(err)))
+		r.done <- err
+	}()
+	br := bufio.NewReader(outR)
+	line, err := br.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &r.Offer)
+	}
+	if err != nil {
+		stdinW.Close()
+		<-r.done
+		return nil, fmt.Errorf("start relay on %s: %w", c.Conn.Addr(), err)
+	}
+	go io.Copy(io.Discard, br)
+	return r, nil
+}
+
+func orEOF(err error) error {
+	if err == nil {
+		return io.EOF
+	}
 	return err
+}
+
+// SSHAddr is the address of the host that this SSH connection reached,
+// as the host sees it (SSH_CONNECTION): where its peers reach it too.
+func SSHAddr(ctx context.Context, conn transport.Conn) (string, error) {
+	var out bytes.Buffer
+	if err := conn.Run(ctx, "echo $SSH_CONNECTION", nil, &out, io.Discard); err != nil {
+		return "", fmt.Errorf("read address of %s: %w", conn.Addr(), err)
+	}
+	f := strings.Fields(out.String())
+	if len(f) != 4 {
+		return "", fmt.Errorf("read address of %s: SSH_CONNECTION is %q", conn.Addr(), out.String())
+	}
+	return f[2], nil
 }
 
 // Lock takes the deploy lock.
@@ -130,10 +217,16 @@ func (c *Client) SetEnv(ctx context.Context, content []byte) error {
 }
 
 // Activate makes release id current behind its health check; op says
-// what for (deploy, rollback) in the hosts' audit trail.
-func (c *Client) Activate(ctx context.Context, s *Spec, id, op string) error {
-	_, err := invoke(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id, Op: op}, nil)
+// what for (deploy, rollback) in the hosts' audit trail. What the host
+// does is written to log as it happens, unless log is nil.
+func (c *Client) Activate(ctx context.Context, s *Spec, id, op string, log io.Writer) error {
+	_, err := invokeLogged(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id, Op: op}, nil, log)
 	return err
+}
+
+// Check asks the current release for its health once and returns its id.
+func (c *Client) Check(ctx context.Context, s *Spec) (string, error) {
+	return invoke(ctx, c, checkVerb, *s, nil)
 }
 
 // Status reads the app's state.
@@ -166,6 +259,21 @@ func (c *Client) ProxyRoot(ctx context.Context) (string, error) {
 // the streams are the remote command's own (no Response envelope).
 func (c *Client) Exec(ctx context.Context, s *Spec, argv []string, stdout, stderr io.Writer) error {
 	return invokeStream(ctx, c, execVerb, execArgs{Spec: *s, Argv: argv}, nil, stdout, stderr)
+}
+
+// ExecTerminal runs argv as Exec does, on a terminal of the host (for
+// bin/APP remote, a shell): stdin is what is typed, stdout what the
+// terminal shows.
+func (c *Client) ExecTerminal(ctx context.Context, s *Spec, argv []string, t transport.Terminal, stdin io.Reader, stdout io.Writer) error {
+	tc, ok := c.Conn.(transport.TerminalConn)
+	if !ok {
+		return fmt.Errorf("%s: the connection cannot give a terminal", c.Conn.Addr())
+	}
+	in, err := c.stdin(execArgs{Spec: *s, Argv: argv, Terminal: true}, stdin)
+	if err != nil {
+		return err
+	}
+	return tc.RunTerminal(ctx, c.command(execVerb.name), t, in, stdout)
 }
 
 // Logs streams the app's journal.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
@@ -26,6 +28,41 @@ func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader
 		return 0, fmt.Errorf("%s has no current release; deploy first", l.App)
 	}
 	return execIn(ctx, l, s, id, argv, stdin, stdout, stderr)
+}
+
+// ExecTerminal runs argv in the current release as Exec does, on the
+// terminal t: its stdin, stdout and stderr, with echo and line editing
+// on again (the client turned them off to send its request).
+func ExecTerminal(ctx context.Context, l Layout, s *Spec, argv []string, t *os.File) (int, error) {
+	id := l.CurrentID()
+	if id == "" {
+		return 0, fmt.Errorf("%s has no current release; deploy first", l.App)
+	}
+	if err := cookTerminal(t); err != nil {
+		return 0, err
+	}
+	// sshd sets TERM from the client's; without it, a program falls
+	// back to a dumb terminal (IEx to a limited shell, without remsh).
+	var env []string
+	if term := os.Getenv("TERM"); term != "" {
+		env = append(env, "TERM="+term)
+	}
+	// ^C on the terminal reaches the command, in the terminal's process
+	// group, as it reaches hoist: hoist waits for the command to end.
+	return execIn(context.WithoutCancel(ctx), l, s, id, argv, t, t, t, env...)
+}
+
+// cookTerminal turns echo and line editing on.
+func cookTerminal(t *os.File) error {
+	tio, err := unix.IoctlGetTermios(int(t.Fd()), unix.TCGETS)
+	if err != nil {
+		return fmt.Errorf("read terminal modes: %w", err)
+	}
+	tio.Lflag |= unix.ECHO | unix.ICANON
+	if err := unix.IoctlSetTermios(int(t.Fd()), unix.TCSETS, tio); err != nil {
+		return fmt.Errorf("set terminal modes: %w", err)
+	}
+	return nil
 }
 
 // runHook runs a hook command in release id; a failure carries the tail
@@ -65,7 +102,9 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 
 func (t *tailWriter) String() string { return strings.TrimRight(string(t.b), "\n") }
 
-func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// execIn runs argv in release id with its unit's environment, and
+// extra after it.
+func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, stdin io.Reader, stdout, stderr io.Writer, extra ...string) (int, error) {
 	u, err := user.Lookup(l.User())
 	if err != nil {
 		return 0, fmt.Errorf("exec: %w", err)
@@ -81,7 +120,7 @@ func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, st
 		cmd.Path = l.Release(id) + "/" + strings.TrimPrefix(argv[0], "./")
 	}
 	cmd.Dir = l.Release(id)
-	cmd.Env = env
+	cmd.Env = append(env, extra...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	err = cmd.Run()
@@ -114,7 +153,14 @@ func (l Layout) execEnv(s *Spec, id string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(env, ports...), nil
+	env = append(env, ports...)
+	if p := parsePorts(ports); p.EPMD != 0 {
+		// A node started beside the release (rpc, remote) registers with
+		// the release's epmd; when that is gone, it must fail rather
+		// than start an epmd that outlives it.
+		env = append(env, "ERL_ZFLAGS="+p.distFlags()+" -start_epmd false")
+	}
+	return env, nil
 }
 
 // readEnvFile reads KEY=VALUE lines as systemd's EnvironmentFile does,

@@ -3,9 +3,9 @@ package host
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,102 +16,16 @@ import (
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
-// packed makes a small release payload and its manifest.
-func packed(t *testing.T, app, id string) (*release.Manifest, []byte) {
-	t.Helper()
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "app"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	sum, size, err := release.Pack(src, &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &release.Manifest{App: app, ID: id, Commit: "abc", SHA256: sum, Size: size, BuiltAt: time.Now().UTC(), OS: runtime.GOOS, Arch: runtime.GOARCH}, buf.Bytes()
-}
-
 const (
 	id1 = "20261125T010000Z-aaaaaaaaaaaa"
 	id2 = "20261125T020000Z-bbbbbbbbbbbb"
 	id3 = "20261125T030000Z-cccccccccccc"
 )
 
-func TestReceiveResumesAndUnpacks(t *testing.T) {
-	l := For(t.TempDir(), "hello")
-	m, payload := packed(t, "hello", id1)
-
-	st, err := Upload(l, m)
-	if err != nil || st != (UploadState{}) {
-		t.Fatalf("fresh Upload = %+v, %v", st, err)
-	}
-	// A connection that dies half-way leaves the part for the next try.
-	half := int64(len(payload) / 2)
-	err = Receive(l, m, 0, bytes.NewReader(payload[:half]))
-	if err == nil || !strings.Contains(err.Error(), "connection ended") {
-		t.Fatalf("short Receive err = %v", err)
-	}
-	if _, err := os.Stat(l.Release(id1)); !os.IsNotExist(err) {
-		t.Fatal("a half-received release is in place")
-	}
-	st, err = Upload(l, m)
-	if err != nil || st.Have != half {
-		t.Fatalf("Upload after cut = %+v, %v; want Have %d", st, err, half)
-	}
-	if err := Receive(l, m, 0, bytes.NewReader(payload)); err == nil {
-		t.Fatal("Receive at a wrong offset succeeded")
-	}
-	if err := Receive(l, m, half, bytes.NewReader(payload[half:])); err != nil {
-		t.Fatal(err)
-	}
-	got, err := l.Manifest(id1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.SHA256 != m.SHA256 {
-		t.Errorf("stored manifest sum %s, want %s", got.SHA256, m.SHA256)
-	}
-	if st, _ := Upload(l, m); !st.Unpacked {
-		t.Error("Upload of an unpacked release does not say so")
-	}
-	if _, err := os.Stat(l.partFile(id1)); !os.IsNotExist(err) {
-		t.Error("part file left behind")
-	}
-}
-
-func TestReceiveRejectsCorruptPayload(t *testing.T) {
-	l := For(t.TempDir(), "hello")
-	m, payload := packed(t, "hello", id1)
-	bad := bytes.Clone(payload)
-	bad[len(bad)-1] ^= 0xff
-	err := Receive(l, m, 0, bytes.NewReader(bad))
-	if err == nil || !strings.Contains(err.Error(), "corrupted") {
-		t.Fatalf("err = %v, want a checksum error", err)
-	}
-	ids, _ := l.ReleaseIDs()
-	if len(ids) != 0 {
-		t.Errorf("releases after a corrupt upload: %v", ids)
-	}
-	if st, _ := Upload(l, m); st.Have != 0 {
-		t.Error("corrupt part kept for resuming")
-	}
-}
-
-func TestReceiveRejectsOtherApp(t *testing.T) {
-	l := For(t.TempDir(), "hello")
-	m, payload := packed(t, "other", id1)
-	if err := Receive(l, m, 0, bytes.NewReader(payload)); err == nil {
-		t.Fatal("Receive took a release of another app")
-	}
-}
-
 func install(t *testing.T, l Layout, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
-		m, payload := packed(t, l.App, id)
-		if err := Receive(l, m, 0, bytes.NewReader(payload)); err != nil {
-			t.Fatal(err)
-		}
+		ship(t, l, build(t, l.App, id, map[string][]byte{"app*": []byte("#!/bin/sh\n")}))
 	}
 }
 
@@ -196,12 +110,18 @@ func TestProtocolCarriesStructuredErrors(t *testing.T) {
 		t.Fatalf("decoded %v, want the HealthError back", err)
 	}
 	buf.Reset()
-	if err := writeResult(&buf, UploadState{Have: 7}); err != nil {
+	if err := writeResult(&buf, Need{Have: 7}); err != nil {
 		t.Fatal(err)
 	}
-	var st UploadState
+	var st Need
 	if err := decodeResponse(buf.Bytes(), &st); err != nil || st.Have != 7 {
 		t.Fatalf("decoded %+v, %v", st, err)
+	}
+	buf.Reset()
+	writeError(&buf, fmt.Errorf("fetch: %w", &RelayError{Addr: "10.0.0.1:7373", Reason: "timeout"}))
+	var re *RelayError
+	if err := decodeResponse(buf.Bytes(), nil); !errors.As(err, &re) || re.Reached || re.Addr != "10.0.0.1:7373" {
+		t.Fatalf("decoded %v, want the RelayError back", err)
 	}
 	if err := decodeResponse([]byte("sh: hoist: not found"), nil); err == nil {
 		t.Fatal("garbage decoded as success")
@@ -274,8 +194,8 @@ func TestCheckTarget(t *testing.T) {
 
 // TestFailedReleasesAreNotReleases: a failed release is listed as
 // failed, skipped by a rollback without an id, not counted toward keep,
-// and pruned first (all but the newest failure); port files go with
-// their releases.
+// and pruned first (all but the newest failure); port files and
+// activation logs go with their releases.
 func TestFailedReleasesAreNotReleases(t *testing.T) {
 	const (
 		id4 = "20261125T040000Z-dddddddddddd"
@@ -294,8 +214,10 @@ func TestFailedReleasesAreNotReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(l.Root, "ports"), 0o755)
+	os.MkdirAll(l.activationsDir(), 0o755)
 	for _, id := range []string{id1, id2, id3, id4, id5, id6, "20251125T000000Z-000000000000"} {
 		os.WriteFile(l.portFile(id), []byte("PORT=3000\n"), 0o644)
+		os.WriteFile(l.activationLog(id), []byte("== activating\n"), 0o600)
 	}
 	if prev, err := PreviousID(l); err != nil || prev != id3 {
 		t.Errorf("PreviousID = %q, %v; want %s (skipping the failed %s)", prev, err, id3, id4)
@@ -325,13 +247,15 @@ func TestFailedReleasesAreNotReleases(t *testing.T) {
 	if diff := cmp.Diff([]string{id3, id5, id6}, ids); diff != "" {
 		t.Errorf("after prune (-want +got):\n%s", diff)
 	}
-	ports, _ := os.ReadDir(filepath.Join(l.Root, "ports"))
-	var left []string
-	for _, e := range ports {
-		left = append(left, e.Name())
-	}
-	if diff := cmp.Diff([]string{id3 + ".env", id5 + ".env", id6 + ".env"}, left); diff != "" {
-		t.Errorf("port files after prune (-want +got):\n%s", diff)
+	for dir, suffix := range map[string]string{l.Ports(): ".env", l.activationsDir(): ".log"} {
+		entries, _ := os.ReadDir(dir)
+		var left []string
+		for _, e := range entries {
+			left = append(left, e.Name())
+		}
+		if diff := cmp.Diff([]string{id3 + suffix, id5 + suffix, id6 + suffix}, left); diff != "" {
+			t.Errorf("%s after prune (-want +got):\n%s", dir, diff)
+		}
 	}
 	if _, ok := failedReleases(l)[id2]; ok {
 		t.Errorf("the pruned %s is still marked failed", id2)

@@ -62,18 +62,20 @@ func FactsFile(base string) string {
 
 // Layout names the paths of one app on a host:
 //
-//	BASE/APP/releases/ID/       unpacked releases, never changed once in place
+//	BASE/APP/releases/ID/       releases, each with its manifest and index, never changed once in place
 //	BASE/APP/current            symlink to releases/ID: the release that serves
-//	BASE/APP/uploads/ID.tar.zst.part  uploads, resumed where they stopped
+//	BASE/APP/uploads/ID.index   the index of a release being received
+//	BASE/APP/uploads/ID.pack    its objects that arrived, kept to resume
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
 //	BASE/APP/shared/accessories.env  the accessories' URLs, 0600 root, read by systemd
 //	BASE/APP/destination        the destination the app is set up for
 //	BASE/APP/maintenance.json   the maintenance mode, while it is on
 //	BASE/APP/audit.log          the audit trail: one JSON line per operation
 //	BASE/APP/accessories/NAME/  an accessory's spec, password and backups, 0700 root
-//	BASE/APP/ports/ID.env       what each release was given: PORT
+//	BASE/APP/ports/ID.env       what each release was given: PORT, its epmd and node name
 //	BASE/APP/deploy.lock        who deploys, since when
 //	BASE/APP/failed/ID.json     a release that failed its health check: when, why
+//	BASE/APP/activations/ID.log what each activation of release ID did, and when
 //	/var/lib/hoist-APP/         the app's own writable directory
 type Layout struct {
 	App  string
@@ -95,12 +97,15 @@ func (l Layout) Releases() string         { return filepath.Join(l.Root, "releas
 func (l Layout) Release(id string) string { return filepath.Join(l.Root, "releases", id) }
 func (l Layout) Current() string          { return filepath.Join(l.Root, "current") }
 func (l Layout) Uploads() string          { return filepath.Join(l.Root, "uploads") }
-func (l Layout) partFile(id string) string {
-	return filepath.Join(l.Uploads(), id+".tar.zst.part")
-}
-func (l Layout) Shared() string   { return filepath.Join(l.Root, "shared") }
-func (l Layout) EnvFile() string  { return filepath.Join(l.Root, "shared", "env") }
-func (l Layout) LockFile() string { return filepath.Join(l.Root, "deploy.lock") }
+
+// indexUpload and packFile hold a release being received: its index,
+// and the objects that arrived (shipping, ship.go).
+func (l Layout) indexUpload(id string) string { return filepath.Join(l.Uploads(), id+".index") }
+func (l Layout) packFile(id string) string    { return filepath.Join(l.Uploads(), id+".pack") }
+func (l Layout) Shared() string               { return filepath.Join(l.Root, "shared") }
+func (l Layout) EnvFile() string              { return filepath.Join(l.Root, "shared", "env") }
+func (l Layout) LockFile() string             { return filepath.Join(l.Root, "deploy.lock") }
+func (l Layout) Ports() string                { return filepath.Join(l.Root, "ports") }
 
 // AccessoriesEnvFile holds the URLs of the app's accessories, passwords
 // included: a secret file like EnvFile, which the units read before it
@@ -132,12 +137,17 @@ func (l Layout) Accessory(name string) accessory.Place {
 		BackupRequest: unitRequest(l.App, dest, accessoryArgs{Name: name}),
 	}
 }
-func (l Layout) Ports() string { return filepath.Join(l.Root, "ports") }
 
 // failedDir marks the releases that failed their health check, one
 // failedFile each.
 func (l Layout) failedDir() string           { return filepath.Join(l.Root, "failed") }
 func (l Layout) failedFile(id string) string { return filepath.Join(l.failedDir(), id+".json") }
+
+// activationsDir holds each release's activation log (actlog.go).
+func (l Layout) activationsDir() string { return filepath.Join(l.Root, "activations") }
+func (l Layout) activationLog(id string) string {
+	return filepath.Join(l.activationsDir(), id+".log")
+}
 
 // portFile holds what release id was given when it was started:
 // systemd reads it as an EnvironmentFile, exec reads it too.

@@ -1,13 +1,18 @@
 package host
 
 import (
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/hoistdev/hoist/internal/systemd"
 )
 
 // Ports are what hoist gave a release when it started it. They are kept
@@ -22,14 +27,36 @@ type Ports struct {
 	// unit and the others register with it; when that unit stops, epmd
 	// dies with it and the others can no longer be found by name.
 	EPMD int
+	// Addr is where an OTP release's epmd and distribution port listen
+	// (run.erlang.listen), and the host part of its node's name.
+	Addr netip.Addr
 }
 
-func (p Ports) env() []string {
+// env is the port file's content for the release whose node is named
+// node (without its host part).
+func (p Ports) env(node string) []string {
 	env := []string{"PORT=" + strconv.Itoa(p.HTTP)}
-	if p.EPMD != 0 {
-		env = append(env, "ERL_EPMD_PORT="+strconv.Itoa(p.EPMD))
+	if p.EPMD == 0 {
+		return env
 	}
-	return env
+	return append(env,
+		"ERL_EPMD_PORT="+strconv.Itoa(p.EPMD),
+		// epmd listens there (and on loopback, which it always adds).
+		"ERL_EPMD_ADDRESS="+p.Addr.String(),
+		// A long name with the address, not a short name with the
+		// host's name: that may resolve to an address the node does not
+		// listen on (Debian maps it to 127.0.1.1).
+		"RELEASE_DISTRIBUTION=name",
+		"RELEASE_NODE="+node+"@"+p.Addr.String(),
+		// Read by erl itself, so relx releases honour it as mix's do;
+		// ERL_ZFLAGS comes last on erl's command line, after vm.args.
+		"ERL_ZFLAGS="+p.distFlags(),
+	)
+}
+
+// distFlags bind the Erlang distribution's listener to p.Addr.
+func (p Ports) distFlags() string {
+	return "-kernel inet_dist_use_interface {" + strings.ReplaceAll(p.Addr.String(), ".", ",") + "}"
 }
 
 // readPorts reads release id's port file; zero Ports when it has none.
@@ -38,6 +65,11 @@ func (l Layout) readPorts(id string) Ports {
 	if err != nil {
 		return Ports{}
 	}
+	return parsePorts(env)
+}
+
+// parsePorts reads Ports from a port file's lines.
+func parsePorts(env []string) Ports {
 	var p Ports
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -47,6 +79,8 @@ func (l Layout) readPorts(id string) Ports {
 			p.HTTP = n
 		case "ERL_EPMD_PORT":
 			p.EPMD = n
+		case "ERL_EPMD_ADDRESS":
+			p.Addr, _ = netip.ParseAddr(v)
 		}
 	}
 	return p
@@ -56,7 +90,28 @@ func (l Layout) writePorts(id string, p Ports) error {
 	if err := os.MkdirAll(l.Ports(), 0o755); err != nil {
 		return fmt.Errorf("write ports of %s: %w", id, err)
 	}
-	return writeFileAtomic(l.portFile(id), []byte(strings.Join(p.env(), "\n")+"\n"), 0o644)
+	env := p.env(systemd.NodeName(l.App, id))
+	return writeFileAtomic(l.portFile(id), []byte(strings.Join(env, "\n")+"\n"), 0o644)
+}
+
+// startedAsNow reports whether release id started after the app's
+// units and secrets last changed: its port file, written as it starts,
+// is newer than both (each is written only when it changes).
+func (l Layout) startedAsNow(id string) bool {
+	started, err := os.Stat(l.portFile(id))
+	if err != nil {
+		return false
+	}
+	for _, p := range []string{l.EnvFile(), filepath.Join(UnitDir, systemd.TemplateName(l.App))} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // no secrets: none changed
+		}
+		if err != nil || !fi.ModTime().Before(started.ModTime()) {
+			return false
+		}
+	}
+	return true
 }
 
 // heldPort is the HTTP port running release id holds. A release started
@@ -68,28 +123,95 @@ func (l Layout) heldPort(id string, runPort int) int {
 	return runPort
 }
 
-// newPorts gives release id its ports, http and, for an OTP release, a
-// free port for its epmd, and writes them to its port file.
-func (l Layout) newPorts(id string, http int) (Ports, error) {
+// newPorts gives release id its ports, http and, for an OTP release, an
+// epmd of its own listening on loopback, or in network when it is set
+// (run.erlang.listen), and writes them to its port file.
+func (l Layout) newPorts(id string, http int, network string) (Ports, error) {
 	p := Ports{HTTP: http}
 	if isOTPRelease(l.Release(id)) {
 		var err error
-		if p.EPMD, err = freePort(http, http+1); err != nil {
+		if p.Addr, err = listenAddr(network); err != nil {
+			return p, err
+		}
+		if p.EPMD, err = l.epmdPort(id, p.Addr, http); err != nil {
 			return p, err
 		}
 	}
 	return p, l.writePorts(id, p)
 }
 
-// renewEPMD gives release id a new epmd port, if it has one: at boot the
-// old one may have been taken meanwhile.
+// epmdPort picks the port of release id's epmd. On loopback any free
+// port does. On a private network, nodes on other hosts look a node up
+// through the epmd port they use themselves: it is derived from the
+// release, so that the nodes of one release find each other.
+func (l Layout) epmdPort(id string, addr netip.Addr, http int) (int, error) {
+	if addr.IsLoopback() {
+		return freePort(http, http+1)
+	}
+	port := clusterEPMDPort(l.App, id)
+	if port == http || port == http+1 {
+		return 0, fmt.Errorf("port %d, the epmd port of release %s on every host (run.erlang.listen), is run.port or the one after it", port, id)
+	}
+	// A release activated again while it runs holds it already.
+	if l.readPorts(id).EPMD != port && !portFree(port) {
+		return 0, fmt.Errorf("port %d, the epmd port of release %s on every host (run.erlang.listen), is taken on this host", port, id)
+	}
+	return port, nil
+}
+
+// clusterEPMDPort maps a release to a port in 20000-29999: below
+// Linux's ephemeral ports (32768 and up), so that no outgoing
+// connection holds it.
+func clusterEPMDPort(app, id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(app + "/" + id))
+	return 20000 + int(h.Sum32()%10000)
+}
+
+// renewEPMD gives release id a new epmd port, if it has one on
+// loopback: at boot the old one may have been taken meanwhile. On a
+// private network the port is the release's own and stays.
 func (l Layout) renewEPMD(id string) error {
 	p := l.readPorts(id)
-	if p.EPMD == 0 {
+	if p.EPMD == 0 || (p.Addr.IsValid() && !p.Addr.IsLoopback()) {
 		return nil
 	}
-	_, err := l.newPorts(id, p.HTTP)
+	_, err := l.newPorts(id, p.HTTP, "")
 	return err
+}
+
+// listenAddr is where an OTP release listens: 127.0.0.1 when network
+// is "", else this host's address in network (run.erlang.listen).
+func listenAddr(network string) (netip.Addr, error) {
+	if network == "" {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
+	}
+	prefix, err := netip.ParsePrefix(network)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("run.erlang.listen %q: %w", network, err)
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("list this host's addresses: %w", err)
+	}
+	return addrIn(prefix, addrs)
+}
+
+// addrIn returns the lowest of addrs inside network.
+func addrIn(network netip.Prefix, addrs []net.Addr) (netip.Addr, error) {
+	var in []netip.Addr
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && network.Contains(ip.Unmap()) {
+				in = append(in, ip.Unmap())
+			}
+		}
+	}
+	if len(in) == 0 {
+		return netip.Addr{}, errors.New("this host has no address in " + network.String() + " (run.erlang.listen): name the private network the hosts share, or loopback")
+	}
+	slices.SortFunc(in, netip.Addr.Compare)
+	return in[0], nil
 }
 
 // isOTPRelease reports whether dir holds an Erlang/OTP release (mix
@@ -113,4 +235,14 @@ func freePort(avoid ...int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("find a free port: none in 10 tries")
+}
+
+// portFree reports whether no one listens on TCP port now.
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }

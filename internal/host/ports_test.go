@@ -1,11 +1,18 @@
 package host
 
 import (
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/systemd"
 )
 
 // A release started without the proxy has no port file, yet holds
@@ -24,24 +31,32 @@ func TestHeldPort(t *testing.T) {
 	}
 }
 
-// An OTP release gets an epmd port of its own, so that its node stays
-// reachable when the release beside it stops (and its epmd with it).
-func TestNewPortsGivesOTPReleasesAnEPMD(t *testing.T) {
-	l := For(t.TempDir(), "hello")
-	install(t, l, id1, id2)
-	otp := filepath.Join(l.Release(id2), "releases", "start_erl.data")
+// otpRelease makes release id of l look like an OTP release.
+func otpRelease(t *testing.T, l Layout, id string) {
+	t.Helper()
+	otp := filepath.Join(l.Release(id), "releases", "start_erl.data")
 	os.MkdirAll(filepath.Dir(otp), 0o755)
 	if err := os.WriteFile(otp, []byte("13.1.5 0.1.0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := l.newPorts(id1, 3000)
+}
+
+// An OTP release gets an epmd port of its own, so that its node stays
+// reachable when the release beside it stops (and its epmd with it);
+// its epmd and distribution listen on loopback only, and its node is
+// named by the address it listens on.
+func TestNewPortsGivesOTPReleasesAnEPMDOnLoopback(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	install(t, l, id1, id2)
+	otpRelease(t, l, id2)
+	plain, err := l.newPorts(id1, 3000, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if plain != (Ports{HTTP: 3000}) {
 		t.Errorf("a release that is no OTP release got %+v", plain)
 	}
-	beam, err := l.newPorts(id2, 3001)
+	beam, err := l.newPorts(id2, 3001, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,21 +68,123 @@ func TestNewPortsGivesOTPReleasesAnEPMD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(env, beam.env()) || len(env) != 2 {
-		t.Errorf("port file holds %q, want %q", env, beam.env())
+	want := []string{
+		"PORT=3001",
+		"ERL_EPMD_PORT=" + strconv.Itoa(beam.EPMD),
+		"ERL_EPMD_ADDRESS=127.0.0.1",
+		"RELEASE_DISTRIBUTION=name",
+		"RELEASE_NODE=hello-" + id2 + "@127.0.0.1",
+		"ERL_ZFLAGS=-kernel inet_dist_use_interface {127,0,0,1}",
+	}
+	if diff := cmp.Diff(want, env); diff != "" {
+		t.Errorf("port file (-want +got):\n%s", diff)
 	}
 	if got := l.readPorts(id2); got != beam {
 		t.Errorf("read back %+v, want %+v", got, beam)
 	}
 }
 
+// On a private network, the nodes of one release on several hosts find
+// each other: each host's epmd of the release listens on the same port.
+func TestClusterEPMDPortIsTheReleases(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	addr := netip.MustParseAddr("10.0.0.5")
+	p1, err := l.epmdPort(id1, addr, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != clusterEPMDPort("hello", id1) || p1 < 20000 || p1 >= 30000 {
+		t.Errorf("epmd port of %s on a private network is %d, want %d in 20000-29999", id1, p1, clusterEPMDPort("hello", id1))
+	}
+	if p2, _ := l.epmdPort(id2, addr, 3000); p2 == p1 {
+		t.Errorf("two releases share epmd port %d", p1)
+	}
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(p1))
+	if err != nil {
+		t.Fatalf("hold port %d, free a moment ago: %v", p1, err)
+	}
+	defer ln.Close()
+	if _, err := l.epmdPort(id1, addr, 3000); err == nil || !strings.Contains(err.Error(), "is taken") {
+		t.Errorf("a taken epmd port gives %v, want an error saying so", err)
+	}
+	// Unless the release holds it: it is activated again while it runs.
+	install(t, l, id1)
+	if err := l.writePorts(id1, Ports{HTTP: 3000, EPMD: p1, Addr: addr}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := l.epmdPort(id1, addr, 3000); err != nil || p != p1 {
+		t.Errorf("the running release's own epmd port: %d, %v; want %d", p, err, p1)
+	}
+}
+
+func TestAddrIn(t *testing.T) {
+	ifaces := []net.Addr{
+		&net.IPNet{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(8, 32)},
+		&net.IPNet{IP: net.IPv4(10, 213, 7, 12), Mask: net.CIDRMask(24, 32)},
+		&net.IPNet{IP: net.IPv4(10, 213, 7, 11), Mask: net.CIDRMask(24, 32)},
+		&net.IPNet{IP: net.ParseIP("fd00::1"), Mask: net.CIDRMask(64, 128)},
+	}
+	tests := map[string]struct {
+		network string
+		want    string // "" for an error
+	}{
+		"the lowest address in it": {"10.213.7.0/24", "10.213.7.11"},
+		"a wider network":          {"10.0.0.0/8", "10.213.7.11"},
+		"no address in it":         {"192.168.0.0/16", ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := addrIn(netip.MustParsePrefix(tt.network), ifaces)
+			if tt.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "no address in "+tt.network) {
+					t.Errorf("addrIn = %v, %v; want an error naming the network", got, err)
+				}
+				return
+			}
+			if err != nil || got.String() != tt.want {
+				t.Errorf("addrIn = %v, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// At boot a loopback epmd port is picked again (it may have been taken
+// meanwhile); a private network's stays the release's.
+func TestRenewEPMD(t *testing.T) {
+	l := For(t.TempDir(), "hello")
+	install(t, l, id1, id2)
+	otpRelease(t, l, id1)
+	otpRelease(t, l, id2)
+	// A port file of an earlier hoist: no address.
+	os.MkdirAll(l.Ports(), 0o755)
+	if err := os.WriteFile(l.portFile(id1), []byte("PORT=3000\nERL_EPMD_PORT=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cluster := Ports{HTTP: 3001, EPMD: 24242, Addr: netip.MustParseAddr("10.0.0.5")}
+	if err := l.writePorts(id2, cluster); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{id1, id2} {
+		if err := l.renewEPMD(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := l.readPorts(id1); p.EPMD == 1 || p.EPMD == 0 || p.Addr.String() != "127.0.0.1" || p.HTTP != 3000 {
+		t.Errorf("loopback release after boot: %+v", p)
+	}
+	if p := l.readPorts(id2); p != cluster {
+		t.Errorf("private network release after boot: %+v, want %+v", p, cluster)
+	}
+}
+
 // exec runs a command with the environment of the release's unit: its
 // node name, its own port and epmd port, the secrets, later ones winning
-// as systemd's EnvironmentFile lines win over Environment=.
+// as systemd's EnvironmentFile lines win over Environment=. A node it
+// starts never starts an epmd of its own.
 func TestExecEnvIsTheUnits(t *testing.T) {
 	l := For(t.TempDir(), "hello")
 	install(t, l, id1)
-	if err := l.writePorts(id1, Ports{HTTP: 3001, EPMD: 4370}); err != nil {
+	if err := l.writePorts(id1, Ports{HTTP: 3001, EPMD: 4370, Addr: netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := SetEnv(l, []byte("SECRET=s\nLOG=secret\n")); err != nil {
@@ -84,12 +201,60 @@ func TestExecEnvIsTheUnits(t *testing.T) {
 		got[k] = v // the last one wins, as in exec.Cmd.Env
 	}
 	want := map[string]string{
-		"PORT": "3001", "ERL_EPMD_PORT": "4370", "HOIST_APP": "hello", "HOIST_RELEASE": id1,
-		"RELEASE_NODE": "hello-" + id1, "SECRET": "s", "LOG": "secret", "STATE_DIRECTORY": l.StateDir(),
+		"PORT": "3001", "ERL_EPMD_PORT": "4370", "ERL_EPMD_ADDRESS": "127.0.0.1", "HOIST_APP": "hello", "HOIST_RELEASE": id1,
+		"RELEASE_NODE": "hello-" + id1 + "@127.0.0.1", "RELEASE_DISTRIBUTION": "name", "SECRET": "s", "LOG": "secret",
+		"STATE_DIRECTORY": l.StateDir(), "ERL_ZFLAGS": "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false",
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s=%q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// A release that started after the units and secrets last changed runs
+// with them: deployed again, it need not restart.
+func TestStartedAsNow(t *testing.T) {
+	saved := UnitDir
+	UnitDir = t.TempDir()
+	t.Cleanup(func() { UnitDir = saved })
+	start := time.Now().Add(-time.Hour)
+	before, after := start.Add(-time.Minute), start.Add(time.Minute)
+	tests := map[string]struct {
+		env, unit time.Time // zero: no such file
+		ports     bool
+		want      bool
+	}{
+		"both older":          {before, before, true, true},
+		"no secrets":          {time.Time{}, before, true, true},
+		"secrets changed":     {after, before, true, false},
+		"units changed":       {before, after, true, false},
+		"never started by us": {before, before, false, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := For(t.TempDir(), "hello")
+			os.MkdirAll(l.Shared(), 0o700)
+			os.MkdirAll(l.Ports(), 0o755)
+			files := map[string]time.Time{l.EnvFile(): tt.env, filepath.Join(UnitDir, systemd.TemplateName("hello")): tt.unit}
+			if tt.ports {
+				files[l.portFile(id1)] = start
+			}
+			for p, at := range files {
+				os.Remove(p)
+				if at.IsZero() {
+					continue
+				}
+				if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(p, at, at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := l.startedAsNow(id1); got != tt.want {
+				t.Errorf("startedAsNow = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+
+	"golang.org/x/term"
 
 	"github.com/hoistdev/hoist/internal/accessory"
 )
@@ -57,6 +60,7 @@ type RemoteError struct {
 	Message string       `json:"message"`
 	Lock    *Lock        `json:"lock,omitempty"`   // set when a lock is held
 	Health  *HealthError `json:"health,omitempty"` // set when a release failed its check
+	Relay   *RelayError  `json:"relay,omitempty"`  // set when a relay failed a transfer
 	// Confirm is set when a restore would replace data and was not
 	// confirmed.
 	Confirm *accessory.ConfirmError `json:"confirm,omitempty"`
@@ -72,6 +76,8 @@ func (e *RemoteError) Unwrap() error {
 		return &LockedError{Lock: *e.Lock}
 	case e.Health != nil:
 		return e.Health
+	case e.Relay != nil:
+		return e.Relay
 	case e.Confirm != nil:
 		return e.Confirm
 	}
@@ -90,6 +96,9 @@ type call struct {
 	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
+	// terminal is stdin when it is a terminal (exec -t), for a command
+	// to run on.
+	terminal *os.File
 }
 
 // verb is a command that answers with a Response: the client sends A
@@ -169,11 +178,12 @@ func decodeArgs[A any](raw json.RawMessage) (A, error) {
 // Main serves `hoist host VERB`: argv is what follows `hoist host`. It
 // returns the process's exit status.
 func Main(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
+	return Serve(ctx, DefaultBase, argv, stdin, stdout, stderr)
 }
 
-// serve is Main with the apps' directories under base.
-func serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Serve is Main with the apps' directories under base: a host in a
+// directory, for tests of the client side.
+func Serve(ctx context.Context, base string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(argv) != 1 {
 		fmt.Fprintln(stderr, "usage: hoist host VERB, with its request on stdin (hoist runs this over SSH)")
 		return exitUsage
@@ -183,7 +193,15 @@ func serve(ctx context.Context, base string, argv []string, stdin io.Reader, std
 		fmt.Fprintf(stderr, "hoist host: unknown verb %q\n", argv[0])
 		return exitUsage
 	}
-	in := bufio.NewReader(stdin)
+	terminal := asTerminal(stdin)
+	var in *bufio.Reader
+	if terminal != nil {
+		// Not a byte past the request line: what follows is typed for
+		// the command, which reads the terminal itself.
+		in = bufio.NewReader(byteReader{terminal})
+	} else {
+		in = bufio.NewReader(stdin)
+	}
 	req, err := readRequest(in)
 	if err == nil && !ValidApp(req.App) {
 		err = fmt.Errorf("invalid app name %q", req.App)
@@ -196,12 +214,25 @@ func serve(ctx context.Context, base string, argv []string, stdin io.Reader, std
 		writeError(stdout, err)
 		return 1
 	}
-	c := &call{layout: l, destination: req.Destination, stdin: in, stdout: stdout, stderr: stderr}
+	c := &call{layout: l, destination: req.Destination, stdin: in, stdout: stdout, stderr: stderr, terminal: terminal}
 	if req.Actor != nil {
 		c.actor = *req.Actor
 	}
 	return h.handle(ctx, c, req.Args)
 }
+
+// asTerminal returns r when it is a terminal, else nil.
+func asTerminal(r io.Reader) *os.File {
+	if f, ok := r.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return f
+	}
+	return nil
+}
+
+// byteReader reads one byte at a time.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) Read(p []byte) (int, error) { return b.r.Read(p[:min(1, len(p))]) }
 
 func readRequest(r *bufio.Reader) (request, error) {
 	var req request
@@ -259,6 +290,10 @@ func writeError(w io.Writer, err error) {
 	var he *HealthError
 	if errors.As(err, &he) {
 		re.Health = he
+	}
+	var rl *RelayError
+	if errors.As(err, &rl) {
+		re.Relay = rl
 	}
 	var ce *accessory.ConfirmError
 	if errors.As(err, &ce) {

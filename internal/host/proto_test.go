@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/ptytest"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -43,7 +47,7 @@ func (c *fakeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout,
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	if code := serve(ctx, c.base, words[2:], stdin, stdout, stderr); code != 0 {
+	if code := Serve(ctx, c.base, words[2:], stdin, stdout, stderr); code != 0 {
 		return &transport.ExitError{Host: "fake", Cmd: cmd, Code: code}
 	}
 	return nil
@@ -59,24 +63,22 @@ func newFakeClient(t *testing.T, user string) (*Client, *fakeConn, Layout) {
 func TestProtocolBothEnds(t *testing.T) {
 	c, _, l := newFakeClient(t, "root")
 	ctx := context.Background()
-	m, payload := packed(t, "hello", id1)
+	r := build(t, "hello", id1, map[string][]byte{"app*": []byte("#!/bin/sh\n")})
+	m := r.m
 
-	st, err := c.UploadState(ctx, m)
-	if err != nil || st != (UploadState{}) {
-		t.Fatalf("UploadState of a new release = %+v, %v", st, err)
+	st, err := c.ShipIndex(ctx, m, "", r.indexDelta(t, nil))
+	if err != nil || st.Unpacked || st.Need == nil || st.Need.Bytes != 10 {
+		t.Fatalf("ShipIndex = %+v, %v", st, err)
 	}
-	half := int64(len(payload) / 2)
-	if err := c.Receive(ctx, m, 0, bytes.NewReader(payload[:half])); err == nil || !strings.Contains(err.Error(), "connection ended") {
-		t.Fatalf("a cut upload: %v", err)
+	full := r.transfer(t, *st.Need)
+	if _, err := c.Receive(ctx, m, bytes.NewReader(full[:len(full)/2])); err == nil || !strings.Contains(err.Error(), "connection ended") {
+		t.Fatalf("a cut transfer: %v", err)
 	}
-	if st, err := c.UploadState(ctx, m); err != nil || st.Have != half {
-		t.Fatalf("UploadState after the cut = %+v, %v; want %d bytes", st, err, half)
+	if got, err := c.Receive(ctx, m, bytes.NewReader(full)); err != nil || got.Files != 1 {
+		t.Fatalf("Receive = %+v, %v", got, err)
 	}
-	if err := c.Receive(ctx, m, half, bytes.NewReader(payload[half:])); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := c.UploadState(ctx, m); err != nil || !st.Unpacked {
-		t.Fatalf("UploadState after the upload = %+v, %v", st, err)
+	if st, err := c.ShipIndex(ctx, m, "", nil); err != nil || !st.Unpacked {
+		t.Fatalf("ShipIndex after the transfer = %+v, %v", st, err)
 	}
 
 	if err := c.SetEnv(ctx, []byte("SECRET=1\n")); err != nil {
@@ -168,7 +170,7 @@ func TestServeRefusals(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := serve(context.Background(), t.TempDir(), tt.argv, strings.NewReader(tt.stdin), &stdout, &stderr)
+			code := Serve(context.Background(), t.TempDir(), tt.argv, strings.NewReader(tt.stdin), &stdout, &stderr)
 			if code != tt.code {
 				t.Errorf("exit status %d, want %d", code, tt.code)
 			}
@@ -218,5 +220,95 @@ func TestOtherHoistOnTheHost(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "is not a valid app name") {
 		t.Errorf("err = %v, want the host's own words", err)
+	}
+}
+
+// What the host does while it activates reaches the client's log as it
+// happens, and stays in the release's activation log on the host. (The
+// activation stops at its before_switch hook, before it would drive
+// systemd: the app's user does not exist here.)
+func TestActivateLogReachesTheClient(t *testing.T) {
+	c, _, l := newFakeClient(t, "root")
+	install(t, l, id1)
+	spec := &Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up", HealthTimeout: time.Second,
+		HealthInterval: time.Second, KeepReleases: 2, BeforeSwitch: "migrate"}
+	saved := UnitDir
+	UnitDir = t.TempDir()
+	t.Cleanup(func() { UnitDir = saved })
+	units, err := appUnits(l, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range units {
+		// In place already: nothing to reload.
+		if err := os.WriteFile(filepath.Join(UnitDir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	err = c.Activate(context.Background(), spec, id1, "deploy", &log)
+	if err == nil || !strings.Contains(err.Error(), "before_switch hook") {
+		t.Fatalf("Activate = %v, want the hook's failure", err)
+	}
+	lines := strings.Split(strings.TrimRight(log.String(), "\n"), "\n")
+	want := []string{`^ +0\.\ds running before_switch hook: migrate$`, `^ +0\.\ds failed: before_switch hook: .*hoist-hello`}
+	if len(lines) != len(want) {
+		t.Fatalf("the client's log:\n%s\nwant %d lines", log.String(), len(want))
+	}
+	for i, re := range want {
+		if !regexp.MustCompile(re).MatchString(lines[i]) {
+			t.Errorf("line %d %q does not match %s", i, lines[i], re)
+		}
+	}
+	kept, err := os.ReadFile(l.activationLog(id1))
+	if err != nil || !strings.HasSuffix(string(kept), log.String()) {
+		t.Errorf("the host kept %q, %v; want it to end with what the client got", kept, err)
+	}
+}
+
+// Called on a terminal (exec -t), the host reads its request and not a
+// byte more: what follows was typed for the command, which reads the
+// terminal itself, and which gets it with echo and line editing on again.
+func TestTerminalRequest(t *testing.T) {
+	ptm, pts, err := ptytest.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptm.Close()
+	defer pts.Close()
+	// As the client asks for it: no echo, no line editing.
+	if err := ptytest.SetModes(pts, false); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := request{App: "hello"}.encode(execArgs{Spec: Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up",
+		HealthTimeout: time.Second, HealthInterval: time.Second, KeepReleases: 2}, Argv: []string{"sh"}, Terminal: true})
+	if _, err := ptm.Write(append(line, "typed\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	// No current release: the verb stops once it has read its request.
+	if code := Serve(context.Background(), t.TempDir(), []string{"exec"}, pts, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "no current release") {
+		t.Fatalf("serve = %d, %q; want the missing release named", code, stderr.String())
+	}
+	left := make(chan string, 1)
+	go func() {
+		rest := make([]byte, 64)
+		n, _ := pts.Read(rest)
+		left <- string(rest[:n])
+	}()
+	select {
+	case got := <-left:
+		if got != "typed\n" {
+			t.Errorf("left on the terminal: %q; want what was typed after the request", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing left on the terminal: the host read what was typed after its request")
+	}
+
+	if err := cookTerminal(pts); err != nil {
+		t.Fatal(err)
+	}
+	if echo, editing, err := ptytest.Modes(pts); err != nil || !echo || !editing {
+		t.Errorf("after cookTerminal: echo %v, line editing %v, %v; want both on", echo, editing, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,6 +141,17 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if err != nil {
 		return err
 	}
+	if slices.Contains(running, id) {
+		// The same release deployed again (a commit that changed nothing
+		// the build sees, a revert to the release that serves): it cannot
+		// start beside itself.
+		if len(running) == 1 && id == l.CurrentID() && l.startedAsNow(id) {
+			fmt.Fprintf(log, "release %s is current and runs with these units and secrets: it goes on serving\n", id)
+			return nil
+		}
+		fmt.Fprintf(log, "warning: restarting release %s in place, since its units or secrets changed after it started: "+
+			"requests to it fail until it is up again (a new release, deploy --rebuild, starts beside it)\n", id)
+	}
 	used := map[int]bool{}
 	var olds []string
 	for _, r := range running {
@@ -152,7 +164,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if used[port] {
 		port = s.Port + 1
 	}
-	if _, err := l.newPorts(id, port); err != nil {
+	if _, err := l.newPorts(id, port, s.ErlangNetwork); err != nil {
 		return err
 	}
 	unit := systemd.InstanceName(l.App, id)
@@ -161,7 +173,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	if _, err := systemd.Systemctl(ctx, "restart", unit); err != nil {
 		return failNew(ctx, l, id, err.Error(), log)
 	}
-	if reason := waitHealthy(ctx, unit, port, s); reason != "" {
+	if reason := waitHealthy(ctx, unit, port, s, log); reason != "" {
 		return failNew(ctx, l, id, reason, log)
 	}
 	pc := &proxy.Client{Socket: ProxySocket}
@@ -185,13 +197,14 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	fmt.Fprintf(log, "release %s is current\n", id)
 	for _, old := range olds {
 		addr := "127.0.0.1:" + strconv.Itoa(l.heldPort(old, s.Port))
+		fmt.Fprintf(log, "waiting for release %s's requests to finish, for up to %s\n", old, s.DrainTimeout)
 		dctx, cancel := context.WithTimeout(ctx, s.DrainTimeout+10*time.Second)
 		if err := pc.WaitDrained(dctx, addr, s.DrainTimeout+5*time.Second); err != nil {
 			fmt.Fprintf(log, "warning: %v\n", err)
 		}
 		cancel()
-		if _, err := systemd.Systemctl(ctx, "stop", systemd.InstanceName(l.App, old)); err != nil {
-			fmt.Fprintf(log, "warning: stop %s: %v\n", old, err)
+		if err := stopRelease(ctx, l, old, log); err != nil {
+			fmt.Fprintf(log, "warning: %v\n", err)
 		}
 	}
 	return nil

@@ -89,9 +89,18 @@ func ensureUser(ctx context.Context, name string) error {
 // installUnits writes the app's units where they differ and reloads
 // systemd if any did. It reports whether anything changed.
 func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
-	dest, _, err := recordedDestination(l)
+	units, err := appUnits(l, s)
 	if err != nil {
 		return false, err
+	}
+	return writeUnits(ctx, units)
+}
+
+// appUnits renders the app's units, by file name.
+func appUnits(l Layout, s *Spec) (map[string][]byte, error) {
+	dest, _, err := recordedDestination(l)
+	if err != nil {
+		return nil, err
 	}
 	a := systemd.App{
 		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.portFile("%i"),
@@ -100,16 +109,13 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 	}
 	tmpl, err := systemd.Template(a)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	boot, err := systemd.Boot(a)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return writeUnits(ctx, map[string][]byte{
-		systemd.TemplateName(l.App): tmpl,
-		systemd.BootName(l.App):     boot,
-	})
+	return map[string][]byte{systemd.TemplateName(l.App): tmpl, systemd.BootName(l.App): boot}, nil
 }
 
 // writeUnits writes the units whose content differs and reloads systemd

@@ -23,6 +23,9 @@ type Spec struct {
 	BeforeSwitch   string            `json:"before_switch,omitempty"`
 	AfterSwitch    string            `json:"after_switch,omitempty"`
 	HookTimeout    time.Duration     `json:"hook_timeout,omitempty"`
+	// ErlangNetwork is the private network (CIDR) an OTP release's epmd
+	// and distribution listen in; "" means loopback.
+	ErlangNetwork string `json:"erlang_network,omitempty"`
 	// ProxyHosts, when set, put the app behind the host's edge proxy.
 	ProxyHosts   []string      `json:"proxy_hosts,omitempty"`
 	PathPrefix   string        `json:"path_prefix,omitempty"`

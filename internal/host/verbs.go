@@ -15,9 +15,11 @@ import (
 // The verbs of the host protocol (proto.go), each with its arguments,
 // its result and what the host does.
 
-type receiveArgs struct {
+type shipIndexArgs struct {
 	Manifest release.Manifest `json:"manifest"`
-	Offset   int64            `json:"offset"` // the payload on stdin starts here
+	// Base is the index sum of the kept release whose index the payload
+	// is a delta from; "" for none.
+	Base string `json:"base,omitempty"`
 }
 
 type lockArgs struct {
@@ -48,6 +50,8 @@ func (a *activateArgs) Validate() error {
 type execArgs struct {
 	Spec Spec     `json:"spec"`
 	Argv []string `json:"argv"`
+	// Terminal runs the command on the terminal the host was called on.
+	Terminal bool `json:"terminal,omitempty"`
 }
 
 func (a *execArgs) Validate() error {
@@ -121,11 +125,20 @@ var (
 		c.audit("setup", "", "", err)
 		return facts, err
 	}}
-	uploadStateVerb = verb[release.Manifest, UploadState]{"upload-state", func(_ context.Context, c *call, m release.Manifest) (UploadState, error) {
-		return Upload(c.layout, &m)
+	// shipIndexVerb takes the release's index on stdin.
+	shipIndexVerb = verb[shipIndexArgs, ShipState]{"ship-index", func(_ context.Context, c *call, a shipIndexArgs) (ShipState, error) {
+		return ShipIndex(c.layout, &a.Manifest, a.Base, c.stdin)
 	}}
-	receiveVerb = verb[receiveArgs, none]{"receive", func(_ context.Context, c *call, a receiveArgs) (none, error) {
-		return none{}, Receive(c.layout, &a.Manifest, a.Offset, c.stdin)
+	// receiveVerb takes a transfer of the release's objects on stdin.
+	receiveVerb = verb[release.Manifest, Received]{"receive", func(_ context.Context, c *call, m release.Manifest) (Received, error) {
+		return ReceiveTransfer(c.layout, &m, c.stdin)
+	}}
+	// relayServeVerb prints a RelayOffer, then serves until stdin ends.
+	relayServeVerb = streamVerb[relayServeArgs]{"relay-serve", func(ctx context.Context, c *call, a relayServeArgs) (int, error) {
+		return 0, ServeRelay(ctx, c.layout, a, c.stdin, c.stdout, c.stderr)
+	}}
+	relayFetchVerb = verb[relayFetchArgs, Received]{"relay-fetch", func(ctx context.Context, c *call, a relayFetchArgs) (Received, error) {
+		return FetchFromRelay(ctx, c.layout, a)
 	}}
 	// envVerb replaces the secret env file and says whether it changed.
 	envVerb = verb[[]byte, bool]{"env", func(_ context.Context, c *call, content []byte) (bool, error) {
@@ -143,13 +156,17 @@ var (
 		return none{}, ReleaseLock(c.layout, a.Holder, a.Force)
 	}}
 	activateVerb = verb[activateArgs, none]{"activate", func(ctx context.Context, c *call, a activateArgs) (none, error) {
-		err := Activate(ctx, c.layout, &a.Spec, a.ID, c.stderr)
+		err := activateLogged(ctx, c.layout, &a.Spec, a.ID, c.stderr)
 		op := a.Op
 		if op == "" {
 			op = "activate"
 		}
 		c.audit(op, a.ID, "", err)
 		return none{}, err
+	}}
+	// checkVerb asks the current release for its health once.
+	checkVerb = verb[Spec, string]{"check", func(ctx context.Context, c *call, s Spec) (string, error) {
+		return Check(ctx, c.layout, &s)
 	}}
 	statusVerb = verb[none, *Status]{"status", func(ctx context.Context, c *call, _ none) (*Status, error) {
 		return ReadStatus(ctx, c.layout)
@@ -171,6 +188,12 @@ var (
 		return none{}, Boot(ctx, c.layout)
 	}}
 	execVerb = streamVerb[execArgs]{"exec", func(ctx context.Context, c *call, a execArgs) (int, error) {
+		if a.Terminal {
+			if c.terminal == nil {
+				return 0, errors.New("exec on a terminal: hoist host was not called on one")
+			}
+			return ExecTerminal(ctx, c.layout, &a.Spec, a.Argv, c.terminal)
+		}
 		return Exec(ctx, c.layout, &a.Spec, a.Argv, c.stdin, c.stdout, c.stderr)
 	}}
 	logsVerb = streamVerb[logsArgs]{"logs", func(ctx context.Context, c *call, a logsArgs) (int, error) {
@@ -260,7 +283,7 @@ var (
 	}}
 )
 
-var verbs = verbTable(setupVerb, uploadStateVerb, receiveVerb, envVerb, lockVerb, unlockVerb, activateVerb,
+var verbs = verbTable(setupVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, envVerb, lockVerb, unlockVerb, activateVerb, checkVerb,
 	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb, auditVerb, maintenanceVerb,
 	accessorySetupVerb, accessoryEnvVerb, accessoryStatusVerb, accessoryRestartVerb, accessoryBackupVerb,
 	accessoryBackupsVerb, accessoryReceiveVerb, accessoryRestoreVerb, accessoryFetchVerb, accessoryLogsVerb)

@@ -122,6 +122,26 @@ systemctl stop labapp`)
 		t.Errorf("hardened unit: got %q, want %q", out, want)
 	}
 
+	// A unit of one name on both hosts (one release on two hosts): each
+	// host's systemd kills what its own started, a daemon too, and leaves
+	// the other host's alone. Machines that shared a cgroup could not.
+	const daemonUnit = `cat >/etc/systemd/system/twin.service <<'EOF'
+[Service]
+ExecStart=/bin/sh -c 'setsid sleep 601 & exec sleep 600'
+EOF
+systemctl daemon-reload && systemctl start twin && for i in $(seq 50); do pgrep -x -f "sleep 601" >/dev/null && break; sleep 0.2; done; pgrep -c -x -f "sleep 601"`
+	for _, h := range hosts {
+		if out := runSSH(t, o, h.Addr, daemonUnit); out != "1\n" {
+			t.Fatalf("%s: the unit's daemon: %q", h.Addr, out)
+		}
+	}
+	if out := runSSH(t, o, hosts[0].Addr, `systemctl stop twin; pgrep -c -x -f "sleep 601"; journalctl -u twin -o cat | grep -c "Failed to kill"; true`); out != "0\n0\n" {
+		t.Errorf("after its unit stopped, its daemon count and systemd's failures to kill are %q, want 0 and 0", out)
+	}
+	if out := runSSH(t, o, hosts[1].Addr, `systemctl is-active twin; pgrep -c -x -f "sleep 601"; true`); out != "active\n1\n" {
+		t.Errorf("the other host's unit of the same name: %q, want it active with its daemon", out)
+	}
+
 	st, err := Status(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +189,11 @@ systemctl stop labapp`)
 		}
 		if alive(h.PID, h.Name) {
 			t.Errorf("%s (pid %d) still runs", h.Name, h.PID)
+		}
+		if dir := machineCgroup(h.Name); dir != "" {
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("cgroup %s left behind", dir)
+			}
 		}
 	}
 	if b, _ := os.ReadFile(o.KnownHostsPath); len(bytes.TrimSpace(b)) != 0 {

@@ -266,6 +266,9 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 	if err := ensureBridge(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := raiseInotifyLimit(o); err != nil {
+		return nil, err
+	}
 	for i := 0; i < max(n, len(st.Hosts)); i++ {
 		if i < len(st.Hosts) && alive(st.Hosts[i].PID, st.Hosts[i].Name) {
 			continue
@@ -309,6 +312,30 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		}
 	}
 	return st.Hosts, nil
+}
+
+// inotifyInstances is what a dozen lab hosts need, with a few labs at
+// once: each host's systemd, journald, udev and logind take inotify
+// instances from the one per-user limit they share with this machine
+// (128 by default), and a host that gets none fails to boot.
+const inotifyInstances = 1024
+
+const inotifyLimitPath = "/proc/sys/fs/inotify/max_user_instances"
+
+// raiseInotifyLimit raises the limit to inotifyInstances when it is lower.
+func raiseInotifyLimit(o Options) error {
+	b, err := os.ReadFile(inotifyLimitPath)
+	if err != nil {
+		return nil // not Linux's procfs as we know it: leave it be
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || n >= inotifyInstances {
+		return nil
+	}
+	fmt.Fprintf(o.Log, "raising fs.inotify.max_user_instances to %d for the lab's hosts\n", inotifyInstances)
+	if err := os.WriteFile(inotifyLimitPath, []byte(strconv.Itoa(inotifyInstances)), 0o644); err != nil {
+		return fmt.Errorf("raise fs.inotify.max_user_instances: %w", err)
+	}
+	return nil
 }
 
 // baseAndKey returns the tree new hosts are made from and the public key
@@ -449,6 +476,7 @@ func down(ctx context.Context, o Options, st *state) error {
 	for _, ns := range leftoverNetns(o.Name) {
 		ipCmd(ctx, "netns", "del", ns)
 	}
+	ipCmd(ctx, "link", "del", ifbName(o.Name)) // ShapeUplink's, if it made one
 	if err := ipCmd(ctx, "link", "del", bridgeName(o.Name)); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 		errs = append(errs, err)
 	}

@@ -61,7 +61,15 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub, repo string) e
 	}
 	cmd := exec.Command("systemd-nspawn", args...)
 	cmd.Env = os.Environ()
-	if hostHasCgroup2() {
+	cgroup, err := openMachineCgroup(m.Name)
+	if err != nil {
+		return fmt.Errorf("boot %s: %w", m.Name, err)
+	}
+	if cgroup != nil {
+		defer cgroup.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgroup.Fd())}
+	}
+	if cgroup2Root() != "" {
 		// A real Debian 12 host runs the unified (v2) hierarchy. Without
 		// this, on a hybrid host nspawn gives the guest the v1 layout,
 		// with warnings; with it the guest boots cleanly on cgroup v2.
@@ -99,17 +107,75 @@ func (m *machine) hostKey(o Options) (string, error) {
 	return f[0] + " " + f[1], nil
 }
 
-// hostHasCgroup2 reports whether a cgroup v2 hierarchy is mounted, alone
-// (unified) or beside the v1 controllers (hybrid).
-func hostHasCgroup2() bool {
+// cgroup2Root is where the host's cgroup v2 hierarchy is mounted, alone
+// (unified) or beside the v1 controllers (hybrid); "" when it has none.
+func cgroup2Root() string {
 	const cgroup2Magic = 0x63677270
 	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 		var fs syscall.Statfs_t
 		if syscall.Statfs(p, &fs) == nil && fs.Type == cgroup2Magic {
-			return true
+			return p
 		}
 	}
-	return false
+	return ""
+}
+
+// machineCgroup is the cgroup a machine runs in. Each needs its own:
+// nspawn puts the guest's systemd in a "payload" cgroup beside itself,
+// so machines started from one cgroup share it, and a unit of one name
+// on two machines (one release on two hosts) shares a cgroup. systemd
+// then cannot kill a unit's processes (EIO, with another machine's in
+// the group), and what a stopped unit started lives on.
+func machineCgroup(name string) string {
+	root := cgroup2Root()
+	if root == "" {
+		return ""
+	}
+	return filepath.Join(root, "hoist-lab", name)
+}
+
+// openMachineCgroup makes the machine's cgroup and opens it, for nspawn
+// to start in; nil when the host has no cgroup v2.
+func openMachineCgroup(name string) (*os.File, error) {
+	dir := machineCgroup(name)
+	if dir == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("make cgroup: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup: %w", err)
+	}
+	return f, nil
+}
+
+// removeCgroup removes the cgroup dir and those below it, deepest
+// first, once no process is left in them.
+func removeCgroup(dir string) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove cgroup: %w", err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove cgroup %s: %w", dirs[i], err)
+		}
+	}
+	return nil
 }
 
 // personalize gives a fresh tree its identity: hostname, machine id, an
@@ -182,6 +248,11 @@ func (m *machine) destroy(ctx context.Context, o Options) error {
 		errs = append(errs, err)
 	}
 	os.Remove(logPath(o, m.Name))
+	if dir := machineCgroup(m.Name); dir != "" {
+		if err := removeCgroup(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -316,7 +387,10 @@ func startDetached(cmd *exec.Cmd) error {
 	if err := closeInheritedOnExec(); err != nil {
 		return err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
 	return cmd.Start()
 }
 

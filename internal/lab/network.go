@@ -129,3 +129,62 @@ func leftoverNetns(lab string) []string {
 	}
 	return out
 }
+
+// ShapeUplink limits the traffic between this machine and the lab's
+// hosts to rate (tc's units: 20mbit, 1gbit) each way, as an operator's
+// uplink would; the hosts still talk to each other at full speed, since
+// what the bridge forwards between them passes none of this machine's
+// own queues. An empty rate removes the limit.
+func ShapeUplink(ctx context.Context, o Options, rate string) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	if rate != "" && !validRate.MatchString(rate) {
+		return usererr.New("%q is not a rate: write it as tc does, like 20mbit", rate)
+	}
+	br, ifb := bridgeName(o.Name), ifbName(o.Name)
+	// Removing what is not there fails; either way it is gone.
+	tcCmd(ctx, "qdisc", "del", "dev", br, "root")
+	tcCmd(ctx, "qdisc", "del", "dev", br, "ingress")
+	ipCmd(ctx, "link", "del", ifb)
+	if rate == "" {
+		return nil
+	}
+	// A token bucket on each way out: the bridge's own queue for what
+	// this machine sends, and for what it receives a device the bridge's
+	// incoming traffic is redirected through.
+	tbf := func(dev string) []string {
+		return []string{"qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "400ms"}
+	}
+	steps := []func() error{
+		func() error { return tcCmd(ctx, tbf(br)...) },
+		func() error { return ipCmd(ctx, "link", "add", ifb, "type", "ifb") },
+		func() error { return ipCmd(ctx, "link", "set", ifb, "up") },
+		func() error { return tcCmd(ctx, tbf(ifb)...) },
+		func() error { return tcCmd(ctx, "qdisc", "add", "dev", br, "handle", "ffff:", "ingress") },
+		func() error {
+			return tcCmd(ctx, "filter", "add", "dev", br, "parent", "ffff:", "protocol", "all", "u32", "match", "u32", "0", "0",
+				"action", "mirred", "egress", "redirect", "dev", ifb)
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return fmt.Errorf("shape the uplink of lab %s: %w", o.Name, err)
+		}
+	}
+	return nil
+}
+
+func ifbName(lab string) string { return "hlbi-" + lab }
+
+var validRate = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit)$`)
+
+func tcCmd(ctx context.Context, args ...string) error {
+	var errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, "tc", args...)
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("tc %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return nil
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/host"
 )
 
 // AWSOptions configure the AWS provider.
@@ -203,6 +204,10 @@ func (p *awsProvider) hostRules() []rule {
 	var out []rule
 	for _, n := range p.sshFrom() {
 		out = append(out, rule{port: 22, from: n})
+	}
+	if p.spec.Count > 1 {
+		// Hosts pass releases on to each other, within the VPC only.
+		out = append(out, rule{port: host.RelayPort, from: vpcCIDR})
 	}
 	if p.alb() {
 		// Only the balancer's nodes in hoist's own VPC, which holds

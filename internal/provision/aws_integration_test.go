@@ -262,6 +262,9 @@ func assertHostRules(t *testing.T, ctx context.Context, c *ec2.Client, inv *Inve
 		if spec.Balancer == config.BalancerALB {
 			want = "tcp 22 from 203.0.113.7/32; tcp 80 from 10.77.0.0/16"
 		}
+		if spec.Count > 1 {
+			want = strings.Replace(want, "; tcp 80", "; tcp 7373 from 10.77.0.0/16; tcp 80", 1)
+		}
 		if r.Props != want {
 			t.Errorf("hosts' security group: %q, want %q", r.Props, want)
 		}

@@ -21,8 +21,10 @@ import (
 // and size of what it wrote. Entries are in lexical order with owners
 // dropped, so the same tree packs to the same bytes apart from mtimes.
 func Pack(dir string, w io.Writer) (sum string, size int64, err error) {
-	if _, err := os.Lstat(filepath.Join(dir, ManifestName)); err == nil {
-		return "", 0, fmt.Errorf("pack %s: the release may not contain %s, hoist writes it", dir, ManifestName)
+	for _, own := range []string{ManifestName, IndexName} {
+		if _, err := os.Lstat(filepath.Join(dir, own)); err == nil {
+			return "", 0, fmt.Errorf("pack %s: the release may not contain %s, hoist writes it", dir, own)
+		}
 	}
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(w, h)}
@@ -140,7 +142,7 @@ func UnpackTar(r io.Reader, dest string) error {
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		return fmt.Errorf("unpack: %w", err)
 	}
-	links := map[string]bool{}
+	paths := newPathCheck()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -154,13 +156,8 @@ func UnpackTar(r io.Reader, dest string) error {
 		if name == "." && hdr.Typeflag == tar.TypeDir {
 			continue // the root itself, as `tar -C dir .` writes it
 		}
-		if name == "." || path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("unpack: entry %q is outside the release", hdr.Name)
-		}
-		for d := path.Dir(name); d != "."; d = path.Dir(d) {
-			if links[d] {
-				return fmt.Errorf("unpack: entry %q goes through symlink %q", hdr.Name, d)
-			}
+		if err := paths.add(name, hdr.Typeflag == tar.TypeSymlink); err != nil {
+			return fmt.Errorf("unpack: %w", err)
 		}
 		target := filepath.Join(dest, filepath.FromSlash(name))
 		mode := fs.FileMode(hdr.Mode).Perm()
@@ -181,7 +178,6 @@ func UnpackTar(r io.Reader, dest string) error {
 			if err := os.Symlink(hdr.Linkname, target); err != nil {
 				return fmt.Errorf("unpack: %w", err)
 			}
-			links[name] = true
 		default:
 			return fmt.Errorf("unpack: entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
 		}

@@ -28,6 +28,9 @@ type Manifest struct {
 	// GLIBC is the newest glibc symbol version the release's binaries
 	// need; "" when none links glibc.
 	GLIBC string `json:"glibc,omitempty"`
+	// Index is the sha256 of the release's Index: what a host checks the
+	// list of files against before it checks every file against the list.
+	Index string `json:"index,omitempty"`
 }
 
 // NewID returns a release id that sorts by build time and names the
@@ -59,6 +62,8 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("manifest of %s has an invalid size %d", m.ID, m.Size)
 	case m.OS == "" || m.Arch == "":
 		return fmt.Errorf("manifest of %s has no target os/arch", m.ID)
+	case m.Index != "" && !ValidSum(m.Index):
+		return fmt.Errorf("manifest of %s has an invalid index sum %q", m.ID, m.Index)
 	}
 	return nil
 }

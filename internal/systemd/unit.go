@@ -147,9 +147,13 @@ func ReleaseEnv(app, id string, port int) []string {
 		"HOIST_RELEASE=" + id,
 		// An OTP release (mix release) names its Erlang node after
 		// RELEASE_NODE: one per release, so that two run side by side.
-		"RELEASE_NODE=" + app + "-" + id,
+		// hoist's port file gives it its host part.
+		"RELEASE_NODE=" + NodeName(app, id),
 	}
 }
+
+// NodeName is the name of release id's Erlang node, without its host.
+func NodeName(app, id string) string { return app + "-" + id }
 
 // Template renders the release unit template.
 func Template(a App) ([]byte, error) {

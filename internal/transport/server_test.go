@@ -24,6 +24,16 @@ type testServer struct {
 	hostKey ssh.Signer
 	ln      net.Listener
 	wg      sync.WaitGroup
+	// ptys gets each terminal asked for, resizes each window change.
+	ptys    chan ptyRequest
+	resizes chan Size
+}
+
+// ptyRequest is an SSH pty-req's payload (RFC 4254, 6.2).
+type ptyRequest struct {
+	Term                string
+	Columns, Rows, W, H uint32
+	Modes               string
 }
 
 func newKey(t *testing.T) (ssh.Signer, []byte) {
@@ -69,7 +79,7 @@ func startServer(t *testing.T, authorized ssh.PublicKey) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testServer{addr: ln.Addr().String(), hostKey: hostKey, ln: ln}
+	s := &testServer{addr: ln.Addr().String(), hostKey: hostKey, ln: ln, ptys: make(chan ptyRequest, 4), resizes: make(chan Size, 4)}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -113,21 +123,38 @@ func (s *testServer) session(nc ssh.NewChannel) {
 	defer ch.Close()
 	for req := range reqs {
 		switch req.Type {
+		case "pty-req":
+			var p ptyRequest
+			ssh.Unmarshal(req.Payload, &p)
+			s.ptys <- p
+			req.Reply(true, nil)
 		case "exec":
 			var p struct{ Cmd string }
 			ssh.Unmarshal(req.Payload, &p)
 			req.Reply(true, nil)
 			cmd := exec.Command("/bin/sh", "-c", p.Cmd)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+			cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			// As sshd: the command's end ends the session, whether or
+			// not the client's stdin has.
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				return
+			}
 			if err := cmd.Start(); err != nil {
 				return
 			}
+			go func() { io.Copy(stdin, ch); stdin.Close() }()
 			// A signal request from the client ends the process group.
 			go func() {
 				for r := range reqs {
-					if r.Type == "signal" {
+					switch r.Type {
+					case "signal":
 						syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+					case "window-change":
+						var w struct{ Columns, Rows, W, H uint32 }
+						ssh.Unmarshal(r.Payload, &w)
+						s.resizes <- Size{Width: int(w.Columns), Height: int(w.Rows)}
 					}
 					r.Reply(false, nil)
 				}

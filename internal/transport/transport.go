@@ -36,6 +36,29 @@ type Conn interface {
 	Close() error
 }
 
+// TerminalConn is a Conn that can also run a command on a terminal of
+// the host, as ssh -t does: for a remote shell or a console.
+type TerminalConn interface {
+	Conn
+	// RunTerminal runs cmd on a pseudo-terminal of the host, which is its
+	// stdin, stdout and stderr. The terminal starts with echo and line
+	// editing off, so that what stdin sends first (a request line)
+	// reaches cmd as it is; cmd turns them on. It returns *ExitError
+	// when cmd exits non-zero.
+	RunTerminal(ctx context.Context, cmd string, t Terminal, stdin io.Reader, stdout io.Writer) error
+}
+
+// Terminal is the terminal a command runs on with RunTerminal: its
+// type and size, and the sizes it takes while the command runs.
+type Terminal struct {
+	Term   string // $TERM
+	Size   Size
+	Resize <-chan Size
+}
+
+// Size is a terminal's size in characters.
+type Size struct{ Width, Height int }
+
 // ExitError is a remote command that exited non-zero.
 type ExitError struct {
 	Host   string
@@ -369,12 +392,38 @@ func (s *SSH) keepalive(every time.Duration) {
 
 // Run runs cmd on the host.
 func (s *SSH) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return s.run(ctx, cmd, nil, stdin, stdout, stderr)
+}
+
+// terminalModes are those RunTerminal's terminal starts with.
+var terminalModes = ssh.TerminalModes{ssh.ECHO: 0, ssh.ICANON: 0}
+
+// RunTerminal runs cmd on a pseudo-terminal of the host.
+func (s *SSH) RunTerminal(ctx context.Context, cmd string, t Terminal, stdin io.Reader, stdout io.Writer) error {
+	return s.run(ctx, cmd, &t, stdin, stdout, nil)
+}
+
+// run runs cmd, on a terminal when t is set.
+func (s *SSH) run(ctx context.Context, cmd string, t *Terminal, stdin io.Reader, stdout, stderr io.Writer) error {
 	sess, err := s.client.NewSession()
 	if err != nil {
 		return usererr.Wrap(err, "%s: connection lost", s.addr)
 	}
 	defer sess.Close()
-	if stdin != nil {
+	if t != nil {
+		if err := sess.RequestPty(t.Term, t.Size.Height, t.Size.Width, terminalModes); err != nil {
+			return fmt.Errorf("%s: ask for a terminal: %w", s.addr, err)
+		}
+	}
+	if t != nil && stdin != nil {
+		// A terminal's reader blocks until a key is pressed, and the
+		// session would wait for it after cmd ends: copy it aside.
+		w, err := sess.StdinPipe()
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.addr, err)
+		}
+		go func() { io.Copy(w, stdin); w.Close() }()
+	} else if stdin != nil {
 		sess.Stdin = stdin
 	}
 	tail := &tailBuffer{max: 4096}
@@ -391,16 +440,25 @@ func (s *SSH) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stde
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		_ = sess.Signal(ssh.SIGTERM)
-		sess.Close()
+	var resize <-chan Size
+	if t != nil {
+		resize = t.Resize
+	}
+	for finished := false; !finished; {
 		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
+		case err = <-done:
+			finished = true
+		case size := <-resize:
+			_ = sess.WindowChange(size.Height, size.Width) // a lost one is redrawn by the next
+		case <-ctx.Done():
+			_ = sess.Signal(ssh.SIGTERM)
+			sess.Close()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+			return ctx.Err()
 		}
-		return ctx.Err()
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {

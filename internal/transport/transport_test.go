@@ -3,8 +3,10 @@ package transport
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -317,4 +319,62 @@ func TestUserIsTheLogin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// RunTerminal asks for a terminal of the local one's type and size, with
+// echo and line editing off, passes size changes on while the command
+// runs, and ends when the command does, whatever stdin does.
+func TestRunTerminal(t *testing.T) {
+	f := newFixture(t)
+	c := dial(t, f.srv.addr, f.opts())
+	resize := make(chan Size, 1)
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close() // never closed before the command ends
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- c.RunTerminal(context.Background(), "read line; echo got $line; exit 4",
+			Terminal{Term: "xterm-256color", Size: Size{Width: 111, Height: 33}, Resize: resize}, stdinR, &out)
+	}()
+	p := <-f.srv.ptys
+	if p.Term != "xterm-256color" || p.Columns != 111 || p.Rows != 33 {
+		t.Errorf("asked for a terminal %+v, want xterm-256color 111x33", p)
+	}
+	if !sameModes(p.Modes, ssh.TerminalModes{ssh.ECHO: 0, ssh.ICANON: 0}) {
+		t.Errorf("terminal modes %x, want echo and icanon off", p.Modes)
+	}
+	resize <- Size{Width: 120, Height: 40}
+	if got := <-f.srv.resizes; got != (Size{Width: 120, Height: 40}) {
+		t.Errorf("window change %+v, want 120x40", got)
+	}
+	io.WriteString(stdinW, "x\n")
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("RunTerminal still waits for stdin after the command ended")
+	}
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 4 || out.String() != "got x\n" {
+		t.Errorf("RunTerminal = %v with %q, want exit status 4 with \"got x\"", err, out.String())
+	}
+}
+
+// sameModes reports whether an encoded mode list holds exactly modes.
+func sameModes(encoded string, modes ssh.TerminalModes) bool {
+	got := map[uint8]uint32{}
+	b := []byte(encoded)
+	for len(b) >= 5 && b[0] != 0 {
+		got[b[0]] = binary.BigEndian.Uint32(b[1:5])
+		b = b[5:]
+	}
+	if len(got) != len(modes) {
+		return false
+	}
+	for k, v := range modes {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
 }

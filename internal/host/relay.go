@@ -1,0 +1,336 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hoistdev/hoist/internal/bytesize"
+	"github.com/hoistdev/hoist/internal/release"
+)
+
+// A relay passes a release from a host that holds it to the others, so
+// that the operator's uplink carries it once. The operator starts
+// `hoist host relay-serve` over SSH on a host that has the release: it
+// listens on the address the operator reached it at, with a TLS
+// certificate made for this transfer alone, and tells the operator that
+// certificate's fingerprint over the SSH channel. The operator gives the
+// fingerprint and a token of 256 random bits to each host that is to
+// fetch from it, also over SSH. A fetching host accepts only that
+// certificate; the relay serves only a client that shows the token, and
+// only the objects of that one release, each checked again as it is
+// read; it stops when the operator's SSH session ends, or at its
+// deadline. The fetching host checks every object it receives, as it
+// checks the operator's.
+
+// RelayPort is where a relay listens when the port is free (so that a
+// firewall between hosts can allow it); otherwise on a port of the
+// kernel's choosing.
+const RelayPort = 7373
+
+// Relay limits: connections served at once, the wait for a handshake
+// and for the first answer of a host that cannot be reached.
+const (
+	relayConns     = 8
+	relayHandshake = 10 * time.Second
+	relayDial      = 5 * time.Second
+	maxRelayLife   = 2 * time.Hour
+)
+
+// RelayOffer is what relay-serve prints when it listens: where, and the
+// fingerprint (sha256 of the DER) of its certificate.
+type RelayOffer struct {
+	Addr        string `json:"addr"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// RelayError is a transfer from a relay that failed: Reached says
+// whether the relay answered at all (a host with no path to it, behind a
+// firewall, never does).
+type RelayError struct {
+	Addr    string `json:"addr"`
+	Reached bool   `json:"reached"`
+	Reason  string `json:"reason"`
+}
+
+func (e *RelayError) Error() string {
+	if !e.Reached {
+		return fmt.Sprintf("relay %s cannot be reached from this host: %s", e.Addr, e.Reason)
+	}
+	return fmt.Sprintf("relay %s: %s", e.Addr, e.Reason)
+}
+
+type relayServeArgs struct {
+	ID    string `json:"id"`
+	Token string `json:"token"`
+	Bind  string `json:"bind"`         // an address of this host
+	Life  int    `json:"life_seconds"` // when it stops at the latest
+}
+
+func (a *relayServeArgs) Validate() error {
+	switch {
+	case !release.ValidID(a.ID):
+		return fmt.Errorf("invalid release id %q", a.ID)
+	case len(a.Token) < 32:
+		return fmt.Errorf("relay token too short")
+	case net.ParseIP(a.Bind) == nil:
+		return fmt.Errorf("relay: %q is not an address", a.Bind)
+	case a.Life <= 0 || time.Duration(a.Life)*time.Second > maxRelayLife:
+		return fmt.Errorf("relay: a life of %ds", a.Life)
+	}
+	return nil
+}
+
+type relayFetchArgs struct {
+	Manifest    release.Manifest `json:"manifest"`
+	Addr        string           `json:"addr"`
+	Fingerprint string           `json:"fingerprint"`
+	Token       string           `json:"token"`
+}
+
+// relayRequest is what a fetching host sends first.
+type relayRequest struct {
+	Token   string   `json:"token"`
+	Objects []string `json:"objects"`
+}
+
+// maxRelayRequest bounds a request: a million objects' sums.
+const maxRelayRequest = 80 << 20
+
+// ServeRelay serves release id's objects until stdin ends (the
+// operator's session closes) or the relay's life is over.
+func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader, stdout, log io.Writer) error {
+	m, err := l.Manifest(a.ID)
+	if err != nil {
+		return fmt.Errorf("relay: release %s is not on this host", a.ID)
+	}
+	x, _, err := l.releaseIndex(m.ID)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	src := &store{files: map[string][]fileLoc{}, chunks: map[string]chunkLoc{}}
+	src.add(l.Release(m.ID), x)
+	serves := map[string]int64{}
+	for _, o := range x.Objects() {
+		serves[o.Sum] = o.Size
+	}
+	cert, fp, err := relayCertificate()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.Bind, strconv.Itoa(RelayPort)))
+	if err != nil {
+		if ln, err = net.Listen("tcp", net.JoinHostPort(a.Bind, "0")); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.Life)*time.Second)
+	defer cancel()
+	go func() {
+		io.Copy(io.Discard, stdin) // the operator closes it to stop the relay
+		cancel()
+	}()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	if err := json.NewEncoder(stdout).Encode(RelayOffer{Addr: ln.Addr().String(), Fingerprint: fp}); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if f, ok := stdout.(interface{ Flush() error }); ok {
+		f.Flush()
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	var logMu sync.Mutex // connections end at once; their lines must not mix
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(log, format, args...)
+	}
+	sem := make(chan struct{}, relayConns)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return nil // closed: the operator is done, or the life is over
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			conn.Close() // busy; the host tries again or fetches elsewhere
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			deadline, _ := ctx.Deadline()
+			conn.SetDeadline(deadline)
+			stop := context.AfterFunc(ctx, func() { conn.Close() })
+			defer stop()
+			n, bytes, err := serveRelayConn(tls.Server(conn, cfg), a.Token, serves, src)
+			if err != nil {
+				logf("relay to %s: %v\n", conn.RemoteAddr(), err)
+				return
+			}
+			logf("relayed %d objects (%s) to %s\n", n, bytesize.String(bytes), conn.RemoteAddr())
+		}()
+	}
+}
+
+// serveRelayConn answers one fetching host.
+func serveRelayConn(conn *tls.Conn, token string, serves map[string]int64, src *store) (int, int64, error) {
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(relayHandshake))
+	if err := conn.Handshake(); err != nil {
+		return 0, 0, err
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(conn, maxRelayRequest), 64<<10).ReadBytes('\n')
+	if err != nil {
+		return 0, 0, fmt.Errorf("read request: %w", err)
+	}
+	var req relayRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return 0, 0, fmt.Errorf("read request: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(req.Token), []byte(token)) != 1 {
+		return 0, 0, errors.New("refused: wrong token")
+	}
+	conn.SetReadDeadline(time.Time{})
+	w, err := newRelayWriter(conn)
+	if err != nil {
+		return 0, 0, err
+	}
+	var sent int64
+	for i, sum := range req.Objects {
+		size, ok := serves[sum]
+		if !ok {
+			return i, sent, fmt.Errorf("refused: object %.12s is not part of the release", sum)
+		}
+		data, err := readObject(src, sum, size)
+		if err != nil {
+			return i, sent, err
+		}
+		if err := w.Object(sum, data); err != nil {
+			return i, sent, err
+		}
+		sent += size
+	}
+	if err := w.End(); err != nil {
+		return len(req.Objects), sent, err
+	}
+	return len(req.Objects), sent, nil
+}
+
+// readObject reads an object and checks it: a relay passes on only what
+// it can vouch for.
+func readObject(src *store, sum string, size int64) ([]byte, error) {
+	r, err := src.Object(sum)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("read object %.12s: %w", sum, err)
+	}
+	if release.SumBytes(data) != sum {
+		return nil, fmt.Errorf("object %.12s is corrupted on this host", sum)
+	}
+	return data, nil
+}
+
+// relayCertificate makes a key and a self-signed certificate for one
+// relay, and the certificate's fingerprint.
+func relayCertificate() (tls.Certificate, string, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, "", fmt.Errorf("relay key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hoist relay"},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(maxRelayLife + time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		return tls.Certificate{}, "", fmt.Errorf("relay certificate: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, hex.EncodeToString(sum[:]), nil
+}
+
+// FetchFromRelay fetches what the host lacks of release m from a relay,
+// then assembles the release. The index must be on the host already
+// (ShipIndex).
+func FetchFromRelay(ctx context.Context, l Layout, a relayFetchArgs) (Received, error) {
+	return receiveRelease(l, &a.Manifest, func(x *release.Index, st *store) (Received, error) {
+		return fetchInto(ctx, a, x, st)
+	})
+}
+
+func fetchInto(ctx context.Context, a relayFetchArgs, x *release.Index, st *store) (Received, error) {
+	n := needOf(x, st)
+	var req relayRequest
+	req.Token = a.Token
+	for _, o := range n.MissingObjects(x.Objects()) {
+		req.Objects = append(req.Objects, o.Sum)
+	}
+	if len(req.Objects) == 0 {
+		return Received{}, nil
+	}
+	unreachable := func(err error) error { return &RelayError{Addr: a.Addr, Reason: err.Error()} }
+	d := net.Dialer{Timeout: relayDial}
+	raw, err := d.DialContext(ctx, "tcp", a.Addr)
+	if err != nil {
+		return Received{}, unreachable(err)
+	}
+	defer raw.Close()
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	conn := tls.Client(raw, &tls.Config{
+		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, // the certificate is pinned below instead
+		VerifyPeerCertificate: func(certs [][]byte, _ [][]*x509.Certificate) error {
+			if len(certs) == 0 {
+				return errors.New("no certificate")
+			}
+			sum := sha256.Sum256(certs[0])
+			if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(a.Fingerprint)) != 1 {
+				return errors.New("the relay's certificate is not the one the operator was told of")
+			}
+			return nil
+		},
+	})
+	raw.SetDeadline(time.Now().Add(relayHandshake))
+	if err := conn.Handshake(); err != nil {
+		return Received{}, unreachable(err)
+	}
+	raw.SetDeadline(time.Time{})
+	line, _ := json.Marshal(req)
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		return Received{}, &RelayError{Addr: a.Addr, Reached: true, Reason: err.Error()}
+	}
+	got, err := receiveInto(x, st, conn)
+	if err != nil {
+		return got, &RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, bytesize.String(got.Bytes), err)}
+	}
+	return got, nil
+}
