@@ -215,7 +215,7 @@ func parentPath(p string) string {
 // RFC 1918's, and the shared space overlay networks use (100.64.0.0/10).
 var privateNetworks = []netip.Prefix{
 	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.168.0.0/16"), sharedSpace,
 }
 
 // privateNetwork reports whether cidr is a network inside a private one.
