@@ -25,6 +25,10 @@ import (
 
 const labName = "e2e"
 
+// labPackages are the Debian packages the lab hosts can install: what
+// the accessories' tests set up.
+const labPackages = "postgresql,redis-server"
+
 var (
 	work     string // temp dir for the whole run
 	hoistBin string
@@ -92,7 +96,9 @@ func needLab(t *testing.T) []string {
 		defer cancel()
 		// A lab left by an interrupted run would hold its old deploys.
 		hoist(ctx, "", "lab", "down", "--name", labName)
-		stdout, stderr, err := hoist(ctx, "", "lab", "up", "--name", labName, "--hosts", "2")
+		// Accessories' packages come from the lab's local repository:
+		// lab hosts reach no mirror.
+		stdout, stderr, err := hoist(ctx, "", "lab", "up", "--name", labName, "--hosts", "2", "--packages", labPackages)
 		if err != nil {
 			labErr = fmt.Errorf("hoist lab up: %v\n%s", err, stderr)
 			return

@@ -12,43 +12,80 @@ import (
 
 // Write replaces path with data and mode.
 func Write(path string, data []byte, mode os.FileMode) error {
-	return write(path, data, mode, -1, -1)
+	return WriteOwned(path, data, mode, -1, -1)
 }
 
 // WriteOwned replaces path with data and mode, owned by uid and gid from
-// the start: a secret for another user is never readable by anyone else.
+// the start (-1 keeps the writer's): a secret for another user is never
+// readable by anyone else.
 func WriteOwned(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	return write(path, data, mode, uid, gid)
-}
-
-func write(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := Create(path, mode)
 	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // nothing left to remove after the rename
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
+	if uid >= 0 || gid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
-	if err == nil && uid >= 0 {
-		err = f.Chown(uid, gid)
+	return f.Commit()
+}
+
+// File is a new content of its path being written: nothing is visible
+// at the path until Commit, which syncs it and renames it into place.
+type File struct {
+	*os.File
+	path string
+	done bool
+}
+
+// Create starts a replacement of path with mode, beside it.
+func Create(path string, mode os.FileMode) (*File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err == nil {
-		err = f.Sync()
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
+	return &File{File: f, path: path}, nil
+}
+
+// Commit makes what was written the content of the path, durably.
+func (f *File) Commit() error {
+	if f.done {
+		return fmt.Errorf("write %s: already finished", f.path)
+	}
+	f.done = true
+	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Rename(f.Name(), f.path)
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", f.path, err)
 	}
-	return SyncDir(dir)
+	return SyncDir(filepath.Dir(f.path))
+}
+
+// Abort drops what was written; after Commit it does nothing, so that
+// it can be deferred.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.Close()
+	os.Remove(f.Name())
 }
 
 // SyncDir makes a rename or creation in dir durable.

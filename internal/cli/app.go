@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/provision"
+	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -22,6 +27,9 @@ import (
 // globalOptions are the flags every verb shares.
 type globalOptions struct {
 	configPath string
+	// destination picks hoist.DEST.yml, laid over hoist.yml, and the
+	// destination's own secrets.
+	destination string
 	// verbose shows what hoist otherwise keeps to itself when all goes
 	// well: builds' own output, hosts' activation logs.
 	verbose bool
@@ -34,6 +42,11 @@ type app struct {
 	hosts []string
 	dial  fleet.DialFunc
 	logMu *sync.Mutex
+	// actor is who runs hoist, for the hosts' audit trail.
+	actor *host.Actor
+	// firstHost is the first of the config's (or provisioned) hosts,
+	// whatever --host says: an accessory's host by default.
+	firstHost string
 }
 
 // loadApp reads hoist.yml and picks the hosts: --host flags win over the
@@ -57,7 +70,10 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 		return nil, usererr.New("no hosts to work on").
 			WithHint("list them under hosts: in %s, pass --host ADDR, or add an infra section and run hoist provision", p)
 	}
-	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}}
+	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}, actor: actorOf(repo), firstHost: hosts[0]}
+	if len(cfg.Hosts) > 0 {
+		a.firstHost = cfg.Hosts[0]
+	}
 	a.dial = dialer(cfg, s.err, a.logMu)
 	return a, nil
 }
@@ -99,7 +115,7 @@ func loadConfig(g *globalOptions) (*config.Config, string, error) {
 	if p == "" {
 		p = config.FileName
 	}
-	cfg, err := config.Load(p)
+	cfg, err := config.LoadDestination(p, g.destination)
 	if err != nil {
 		return nil, "", err
 	}
@@ -107,17 +123,75 @@ func loadConfig(g *globalOptions) (*config.Config, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("config path: %w", err)
 	}
-	return cfg, filepath.Dir(abs), nil
+	repo := filepath.Dir(abs)
+	if cfg.Proxy.Pages, err = readErrorPages(repo, cfg.Proxy.ErrorPages); err != nil {
+		return nil, "", err
+	}
+	return cfg, repo, nil
+}
+
+// readErrorPages reads the app's own error pages from dir, relative to
+// repo: 502.html, 503.html, 504.html, whichever it has.
+func readErrorPages(repo, dir string) (map[int]string, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	pages := map[int]string{}
+	for _, code := range proxy.PageCodes {
+		p := filepath.Join(repo, dir, strconv.Itoa(code)+".html")
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, usererr.Wrap(err, "proxy.error_pages")
+		}
+		if len(b) > proxy.MaxPageBytes || !utf8.Valid(b) {
+			return nil, usererr.New("proxy.error_pages: %s must be UTF-8 of at most %d KiB", p, proxy.MaxPageBytes>>10)
+		}
+		pages[code] = string(b)
+	}
+	if len(pages) == 0 {
+		return nil, usererr.New("proxy.error_pages: %s holds none of 502.html, 503.html, 504.html", filepath.Join(repo, dir))
+	}
+	return pages, nil
 }
 
 // secretsStore is the app's encrypted secrets and the key outside the
-// repository that opens them (HOIST_SECRETS_KEY overrides its path).
+// repository that opens them (HOIST_SECRETS_KEY overrides its path). A
+// destination has its own of both, hoist.DEST.secrets and APP.DEST.age:
+// no destination reads, or sends to its hosts, another's secrets.
 func secretsStore(cfg *config.Config, repo string) secrets.Store {
+	name, keyName := secrets.FileName, cfg.App+".age"
+	if d := cfg.Destination; d != "" {
+		name, keyName = secrets.DestinationFile(d), cfg.App+"."+d+".age"
+	}
 	key := os.Getenv("HOIST_SECRETS_KEY")
 	if key == "" {
-		key = filepath.Join(hoistHome(), "keys", cfg.App+".age")
+		key = filepath.Join(hoistHome(), "keys", keyName)
 	}
-	return secrets.Store{Path: filepath.Join(repo, secrets.FileName), KeyPath: key}
+	return secrets.Store{Path: filepath.Join(repo, name), KeyPath: key}
+}
+
+// actorOf is who runs hoist: the git identity of the repository (its
+// user.name and user.email) and the login on this machine.
+func actorOf(repo string) *host.Actor {
+	a := &host.Actor{Login: "unknown"}
+	if u, err := user.Current(); err == nil {
+		a.Login = u.Username
+	}
+	if m, err := os.Hostname(); err == nil {
+		a.Login += "@" + m
+	}
+	git := func(key string) string {
+		out, err := exec.Command("git", "-C", repo, "config", "--get", key).Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	a.Name, a.Email = git("user.name"), git("user.email")
+	return a
 }
 
 // dialer returns the SSH dial function for cfg.
@@ -160,7 +234,7 @@ func identityFiles(cfg *config.Config, home string) []string {
 
 // client returns the host client for conn.
 func (a *app) client(conn transport.Conn) *host.Client {
-	return &host.Client{Conn: conn, App: a.cfg.App}
+	return &host.Client{Conn: conn, App: a.cfg.App, Destination: a.cfg.Destination, Actor: a.actor}
 }
 
 // hoistHome is where hoist keeps its own files on this machine: the

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +45,7 @@ func newDeployCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "deploy to this host instead of the config's (repeatable)")
 	cmd.Flags().BoolVar(&o.full, "full", false, "send every host the whole release, whatever it already holds")
 	cmd.Flags().BoolVar(&o.stage, "stage", false, "only put the release on the hosts; none switches (a later deploy of the same commit does)")
-	cmd.Flags().BoolVar(&o.json, "json", false, "print what happened on each host as JSON (docs/config.md#deploy)")
+	jsonFlag(cmd, &o.json)
 	return cmd
 }
 
@@ -94,9 +93,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		bars.wait()
 	}
 	if o.json {
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(s, deployResult{Outcome: out, Commit: art.Manifest.Commit, Reused: art.Reused}); err != nil {
 			return err
 		}
 	}
@@ -108,6 +105,32 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		fmt.Fprintln(s.out, art.Manifest.ID)
 	}
 	return nil
+}
+
+// deployResult is what `hoist deploy --json` prints: what the deploy did
+// on each host, and where the release came from.
+type deployResult struct {
+	*deploy.Outcome
+	Commit string `json:"commit"`
+	Reused bool   `json:"reused"`
+}
+
+// hostResult is how an operation went on one host.
+type hostResult struct {
+	Host string `json:"host"`
+	OK   bool   `json:"ok"`
+	// Release is the host's current release after the operation, where
+	// the operation changes it.
+	Release string `json:"release,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func hostResults(results []fleet.Result) []hostResult {
+	out := make([]hostResult, len(results))
+	for i, r := range results {
+		out[i] = hostResult{Host: r.Host, OK: r.Err == nil, Error: errText(r.Err)}
+	}
+	return out
 }
 
 // printOutcome says, when a deploy stopped, why and what each host
@@ -155,7 +178,7 @@ func appSecrets(vals map[string]string) map[string]string {
 }
 
 func (a *app) shipOptions(s *streams, g *globalOptions) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Verbose: g.verbose}
+	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Client: a.client, Verbose: g.verbose}
 }
 
 // balancer is the load balancer provisioning made in front of the

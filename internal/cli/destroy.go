@@ -70,14 +70,21 @@ func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOpt
 // undone (what: "destroy it"); --yes skips it. With nothing typed (no
 // terminal, an empty pipe) it is a usage error that names --yes.
 func confirm(s *streams, app, what string) error {
-	fmt.Fprintf(s.err, "type the app's name (%s) to %s: ", app, what)
-	line, err := bufio.NewReader(s.in).ReadString('\n')
-	typed := strings.TrimSpace(line)
-	if typed == app {
+	typed, ok, err := askTyped(s, fmt.Sprintf("type the app's name (%s) to %s: ", app, what), app)
+	if ok {
 		return nil
 	}
 	if err != nil && typed == "" {
 		return usage("nothing was typed: type the app's name (%s), or pass --yes", app)
 	}
 	return usererr.New("%q is not %s: nothing was changed", typed, app)
+}
+
+// askTyped asks question on stderr and reads a line from stdin: ok when
+// it is want.
+func askTyped(s *streams, question, want string) (line string, ok bool, err error) {
+	fmt.Fprint(s.err, question)
+	line, err = bufio.NewReader(s.in).ReadString('\n')
+	line = strings.TrimSpace(line)
+	return line, line == want, err
 }

@@ -12,10 +12,11 @@ import (
 )
 
 type labOptions struct {
-	name   string
-	hosts  int
-	json   bool
-	uplink string
+	name     string
+	hosts    int
+	json     bool
+	packages []string
+	uplink   string
 }
 
 func newLabCmd(s *streams) *cobra.Command {
@@ -41,6 +42,8 @@ func newLabCmd(s *streams) *cobra.Command {
 		},
 	}
 	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
+	jsonFlag(up, &o.json)
+	up.Flags().StringSliceVar(&o.packages, "packages", nil, "Debian packages the hosts can install with apt (downloaded once into a local repository: lab hosts reach no mirror)")
 	up.Flags().StringVar(&o.uplink, "uplink", "", "limit traffic between this machine and the hosts to this rate, like 20mbit (off: no limit); hosts talk to each other at full speed")
 	status := &cobra.Command{
 		Use:   "status",
@@ -66,6 +69,7 @@ func labOpts(s *streams, o *labOptions) lab.Options {
 		KeyPath:        labKeyPath(home),
 		KnownHostsPath: filepath.Join(home, "known_hosts"),
 		Log:            s.err,
+		Packages:       o.packages,
 	}
 }
 
@@ -85,6 +89,9 @@ func runLabUp(ctx context.Context, s *streams, o *labOptions) error {
 		if err := lab.ShapeUplink(ctx, labOpts(s, o), rate); err != nil {
 			return err
 		}
+	}
+	if o.json {
+		return writeJSON(s, hosts)
 	}
 	for _, h := range hosts {
 		fmt.Fprintln(s.out, h.Addr)

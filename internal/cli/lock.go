@@ -7,11 +7,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type lockOptions struct {
 	hosts []string
+	json  bool
 }
 
 func newLockCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -21,12 +23,14 @@ func newLockCmd(s *streams, g *globalOptions) *cobra.Command {
 		Short: "Show or release the app's deploy lock on each host",
 	}
 	cmd.PersistentFlags().StringArrayVar(&o.hosts, "host", nil, "work on this host instead of the config's (repeatable)")
-	cmd.AddCommand(&cobra.Command{
+	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show who holds the deploy lock on each host",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return runLockStatus(cmd.Context(), s, g, o) },
-	}, &cobra.Command{
+	}
+	jsonFlag(status, &o.json)
+	cmd.AddCommand(status, &cobra.Command{
 		Use:   "release",
 		Short: "Release the deploy lock whoever holds it (after a deploy died)",
 		Args:  cobra.NoArgs,
@@ -40,22 +44,39 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 	if err != nil {
 		return err
 	}
-	lines, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (string, error) {
-		st, err := a.client(conn).Status(ctx)
-		if err != nil {
-			return "", err
-		}
-		if st.Lock != nil {
-			return fmt.Sprintf("%s: locked by %s since %s (%s)", h, st.Lock.Holder, st.Lock.Since.Local().Format("2006-01-02 15:04:05"), st.Lock.Op), nil
-		}
-		return h + ": unlocked", nil
+	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (*host.Status, error) {
+		return a.client(conn).Status(ctx)
 	})
-	for _, l := range lines {
-		if l != "" {
-			fmt.Fprintln(s.out, l)
+	if o.json {
+		out := make([]hostLock, len(results))
+		for i, r := range results {
+			out[i] = hostLock{Host: r.Host, Error: errText(r.Err)}
+			if sts[i] != nil {
+				out[i].Lock = sts[i].Lock
+			}
+		}
+		if err := writeJSON(s, out); err != nil {
+			return err
+		}
+		return report(s.err, results, "lock status")
+	}
+	for i, r := range results {
+		switch st := sts[i]; {
+		case st == nil:
+		case st.Lock != nil:
+			fmt.Fprintf(s.out, "%s: locked by %s since %s (%s)\n", r.Host, st.Lock.Holder, st.Lock.Since.Local().Format("2006-01-02 15:04:05"), st.Lock.Op)
+		default:
+			fmt.Fprintln(s.out, r.Host+": unlocked")
 		}
 	}
 	return report(s.err, results, "lock status")
+}
+
+// hostLock is one line of `hoist lock status --json`.
+type hostLock struct {
+	Host  string     `json:"host"`
+	Lock  *host.Lock `json:"lock"`
+	Error string     `json:"error,omitempty"`
 }
 
 func runLockRelease(ctx context.Context, s *streams, g *globalOptions, o *lockOptions) error {

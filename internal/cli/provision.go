@@ -20,6 +20,7 @@ type provisionOptions struct {
 	replace bool
 	noSetup bool
 	binary  string
+	json    bool
 }
 
 func newProvisionCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -41,6 +42,7 @@ func newProvisionCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd.Flags().BoolVar(&o.replace, "replace", false, "replace hosts whose type, disk or image changed (their disks start empty)")
 	cmd.Flags().BoolVar(&o.noSetup, "no-setup", false, "do not run hoist setup on new hosts")
 	cmd.Flags().StringVar(&o.binary, "hoist-binary", "", "hoist binary that setup installs on new hosts (default: this one)")
+	jsonFlag(cmd, &o.json)
 	return cmd
 }
 
@@ -74,10 +76,23 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 	if err := syncDNS(ctx, in.cfg, in.repo, s.err, false); err != nil {
 		return err
 	}
+	if o.json {
+		hosts := st.Targets()
+		if hosts == nil {
+			hosts = []string{}
+		}
+		return writeJSON(s, provisioned{Hosts: hosts, Balancer: st.Balancer})
+	}
 	for _, t := range st.Targets() {
 		fmt.Fprintln(s.out, t)
 	}
 	return nil
+}
+
+// provisioned is what `hoist provision --json` prints.
+type provisioned struct {
+	Hosts    []string            `json:"hosts"`
+	Balancer *provision.Balancer `json:"balancer,omitempty"`
 }
 
 // printBalancer tells where the balancer answers and, for a certificate

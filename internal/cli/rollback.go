@@ -6,11 +6,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type rollbackOptions struct {
 	hosts []string
+	json  bool
 }
 
 func newRollbackCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -31,6 +35,7 @@ func newRollbackCmd(s *streams, g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVar(&o.hosts, "host", nil, "roll back this host instead of the config's (repeatable)")
+	jsonFlag(cmd, &o.json)
 	return cmd
 }
 
@@ -39,5 +44,31 @@ func runRollback(ctx context.Context, s *streams, g *globalOptions, o *rollbackO
 	if err != nil {
 		return err
 	}
-	return report(s.err, deploy.Rollback(ctx, a.shipOptions(s, g), id), "rollback")
+	results := deploy.Rollback(ctx, a.shipOptions(s, g), id)
+	err = report(s.err, results, "rollback")
+	if !o.json {
+		return err
+	}
+	out := hostResults(results)
+	var back []string
+	for _, r := range out {
+		if r.OK {
+			back = append(back, r.Host)
+		}
+	}
+	// What each host rolled back to is its current release now.
+	sts, _ := fleet.Map(ctx, back, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*host.Status, error) {
+		return a.client(conn).Status(ctx)
+	})
+	for i, h := range back {
+		for j := range out {
+			if out[j].Host == h && sts[i] != nil {
+				out[j].Release = sts[i].Current
+			}
+		}
+	}
+	if jerr := writeJSON(s, out); jerr != nil {
+		return jerr
+	}
+	return err
 }

@@ -80,6 +80,7 @@ func newRoot(s *streams) *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", "", "path to hoist.yml (default: ./hoist.yml)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "show builds' own output and hosts' activation logs")
+	root.PersistentFlags().StringVarP(&g.destination, "destination", "d", "", "destination: lay hoist.DEST.yml over hoist.yml, with DEST's own secrets and hosts")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun `%s --help` for usage", err, c.CommandPath())}
 	})
@@ -102,6 +103,9 @@ func newRoot(s *streams) *cobra.Command {
 		newPlanCmd(s, g),
 		newProvisionCmd(s, g),
 		newDestroyCmd(s, g),
+		newAccessoryCmd(s, g),
+		newAuditCmd(s, g),
+		newMaintenanceCmd(s, g),
 	)
 	return root
 }

@@ -14,6 +14,7 @@ import (
 type secretsOptions struct {
 	length int
 	force  bool
+	json   bool
 }
 
 func newSecretsCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -62,8 +63,9 @@ func newSecretsCmd(s *streams, g *globalOptions) *cobra.Command {
 		Use:   "list",
 		Short: "List the secrets' names (never their values)",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runSecretsList(s, g) },
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runSecretsList(s, g, o) },
 	}
+	jsonFlag(list, &o.json)
 	rm := &cobra.Command{
 		Use:   "rm NAME...",
 		Short: "Remove secrets",
@@ -107,7 +109,7 @@ func runSecretsSet(s *streams, g *globalOptions, name, value string, replace boo
 	return nil
 }
 
-func runSecretsList(s *streams, g *globalOptions) error {
+func runSecretsList(s *streams, g *globalOptions, o *secretsOptions) error {
 	_, vals, err := openSecrets(g)
 	if err != nil {
 		return err
@@ -117,6 +119,9 @@ func runSecretsList(s *streams, g *globalOptions) error {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if o.json {
+		return writeJSON(s, names)
+	}
 	for _, n := range names {
 		fmt.Fprintln(s.out, n)
 	}

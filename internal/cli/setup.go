@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
@@ -64,39 +66,39 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if err != nil {
 		return err
 	}
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		if o.binary == "" {
-			plat, err := host.Platform(ctx, conn)
+	byHost, err := a.accessoriesByHost()
+	if err != nil {
+		return err
+	}
+	members := fleet.Connect(ctx, a.setupHosts(), a.cfg.SSH.Parallel, a.dial)
+	defer fleet.Close(members)
+	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]accessory.Connection, error) {
+		if err := a.installHoist(ctx, s, h, conn, bin, o.binary == ""); err != nil {
+			return nil, err
+		}
+		if slices.Contains(a.hosts, h) {
+			hs := *spec
+			hs.Certs = plans[h]
+			facts, err := a.client(conn).Setup(ctx, &hs)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if plat != selfPlatform() {
-				return usererr.New("host is %s but this hoist is built for %s", plat, selfPlatform()).
-					WithHint("pass --hoist-binary with a hoist built for %s (GOOS/GOARCH)", plat)
+			glibc := "no glibc"
+			if facts.GLIBC != "" {
+				glibc = "glibc " + facts.GLIBC
 			}
+			a.logf(s, h, "ready for %s (%s/%s, %s)", a.cfg.App, facts.OS, facts.Arch, glibc)
 		}
-		c := a.client(conn)
-		installed, err := c.InstallBinary(ctx, bin)
-		if err != nil {
-			return err
-		}
-		if installed {
-			a.logf(s, h, "installed hoist at %s", host.BinPath)
-		}
-		hs := *spec
-		hs.Certs = plans[h]
-		facts, err := c.Setup(ctx, &hs)
-		if err != nil {
-			return err
-		}
-		glibc := "no glibc"
-		if facts.GLIBC != "" {
-			glibc = "glibc " + facts.GLIBC
-		}
-		a.logf(s, h, "ready for %s (%s/%s, %s)", a.cfg.App, facts.OS, facts.Arch, glibc)
-		return nil
+		return a.setupAccessories(ctx, s, h, byHost[h], conn)
 	})
 	if err := report(s.err, results, "setup"); err != nil {
+		return err
+	}
+	var all []accessory.Connection
+	for _, c := range conns {
+		all = append(all, c...)
+	}
+	if err := report(s.err, a.sendAccessoriesEnv(ctx, members, all), "setup"); err != nil {
 		return err
 	}
 	if len(o.hosts) > 0 && a.cfg.DNS.KeepsRecords() {
@@ -106,6 +108,29 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 		return nil
 	}
 	return syncDNS(ctx, a.cfg, a.repo, s.err, false)
+}
+
+// installHoist puts bin on host h unless it has the same bytes; check
+// refuses a host of another platform than this hoist's.
+func (a *app) installHoist(ctx context.Context, s *streams, h string, conn transport.Conn, bin string, check bool) error {
+	if check {
+		plat, err := host.Platform(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if plat != selfPlatform() {
+			return usererr.New("host is %s but this hoist is built for %s", plat, selfPlatform()).
+				WithHint("pass --hoist-binary with a hoist built for %s (GOOS/GOARCH)", plat)
+		}
+	}
+	installed, err := a.client(conn).InstallBinary(ctx, bin)
+	if err != nil {
+		return err
+	}
+	if installed {
+		a.logf(s, h, "installed hoist at %s", host.BinPath)
+	}
+	return nil
 }
 
 func (a *app) logf(s *streams, h, format string, args ...any) {

@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,121 @@ type Config struct {
 	// where; without it, hosts are made by someone else and listed in
 	// Hosts.
 	Infra Infra `yaml:"infra"`
+	// Accessories are services that run beside the app, from the host
+	// distribution's packages under systemd: a database, a cache. Each
+	// has a name of its own (db, cache), its key here.
+	Accessories map[string]Accessory `yaml:"accessories"`
+
+	// Destination is the destination this config was loaded for
+	// (hoist -d NAME: hoist.NAME.yml laid over hoist.yml), "" for none.
+	Destination string `yaml:"-"`
+}
+
+// Accessory is a service run beside the app on one host, from the host
+// distribution's package, under the distribution's own systemd unit
+// hardened by hoist, with its data kept in place across deploys, setups
+// and hoist upgrades.
+type Accessory struct {
+	// Service is what runs: postgresql, redis or valkey.
+	Service string `yaml:"service"`
+	// Host runs it: one of the app's hosts or another, written like
+	// them. Default: the first of the app's hosts.
+	Host string `yaml:"host"`
+	// Package is the Debian package that provides it. Default:
+	// postgresql, redis-server or valkey-server.
+	Package string `yaml:"package"`
+	// Port it listens on. Default 5432 for postgresql, 6379 for redis
+	// and valkey.
+	Port int `yaml:"port"`
+	// Listen is where it accepts connections: "loopback" (default), for
+	// an app on the same host, or a private address of its host (10.x,
+	// 172.16-31.x, 192.168.x, 100.64-127.x, fc00::/7), for apps on other
+	// hosts of the private network. Never a public address.
+	Listen string `yaml:"listen"`
+	// Allow are the networks (CIDR) that may connect when it listens on
+	// a private address. Default: the address's /24 (IPv4) or /64 (IPv6).
+	Allow []string `yaml:"allow"`
+	// Database is the PostgreSQL database, and the role that owns it,
+	// made for the app. Default: the app's name with dashes turned to
+	// underscores.
+	Database string `yaml:"database"`
+	// Env is the variable of the app's environment that gets the URL to
+	// reach it, password included. Default DATABASE_URL for postgresql,
+	// REDIS_URL for redis and valkey.
+	Env string `yaml:"env"`
+	// Backup schedules PostgreSQL backups on the accessory's host.
+	Backup AccessoryBackup `yaml:"backup"`
+}
+
+// AccessoryBackup is when a PostgreSQL accessory is backed up and how
+// many backups are kept.
+type AccessoryBackup struct {
+	// Schedule is when backups run, as systemd's OnCalendar= takes it
+	// (daily, hourly, Mon *-*-* 03:00:00); "off" for none. Default daily.
+	Schedule string `yaml:"schedule"`
+	// Keep is how many backups stay on the host, the newest. Default 7.
+	Keep int `yaml:"keep"`
+}
+
+// Accessory services.
+const (
+	ServicePostgreSQL = "postgresql"
+	ServiceRedis      = "redis"
+	ServiceValkey     = "valkey"
+	// BackupOff turns scheduled backups off.
+	BackupOff = "off"
+)
+
+// accessoryDefaults are each service's package, port and variable.
+var accessoryDefaults = map[string]struct {
+	pkg  string
+	port int
+	env  string
+}{
+	ServicePostgreSQL: {"postgresql", 5432, "DATABASE_URL"},
+	ServiceRedis:      {"redis-server", 6379, "REDIS_URL"},
+	ServiceValkey:     {"valkey-server", 6379, "REDIS_URL"},
+}
+
+// AccessoryNames are the accessories' names, sorted: the order hoist
+// works on them in.
+func (c *Config) AccessoryNames() []string {
+	names := make([]string, 0, len(c.Accessories))
+	for n := range c.Accessories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (a *Accessory) defaults(app string) {
+	d, ok := accessoryDefaults[a.Service]
+	if !ok {
+		return // validate names the service
+	}
+	if a.Package == "" {
+		a.Package = d.pkg
+	}
+	if a.Port == 0 {
+		a.Port = d.port
+	}
+	if a.Env == "" {
+		a.Env = d.env
+	}
+	if a.Listen == "" {
+		a.Listen = ListenLoopback
+	}
+	if a.Service == ServicePostgreSQL {
+		if a.Database == "" {
+			a.Database = strings.ReplaceAll(app, "-", "_")
+		}
+		if a.Backup.Schedule == "" {
+			a.Backup.Schedule = "daily"
+		}
+		if a.Backup.Keep == 0 {
+			a.Backup.Keep = 7
+		}
+	}
 }
 
 // Deploy is how a release goes out once it is built. Every host first
@@ -289,7 +405,8 @@ type Erlang struct {
 	Listen string `yaml:"listen"`
 }
 
-// ListenLoopback is Erlang.Listen's default.
+// ListenLoopback is the default of Erlang.Listen and Accessory.Listen:
+// loopback only.
 const ListenLoopback = "loopback"
 
 // Health is the HTTP check that a started release must pass before it
@@ -344,6 +461,14 @@ type Proxy struct {
 	// 413 by the proxy and never reach the app. Write it as bytes, or
 	// with a unit (512KiB, 64MiB, 1GiB, or 1MB for 10^6). Default 64MiB.
 	MaxBodyBytes Size `yaml:"max_body_bytes"`
+	// ErrorPages is a directory of the repository, relative to hoist.yml,
+	// with the app's own pages for what the proxy answers for it:
+	// 502.html, 503.html, 504.html, any of them. In 503.html, which is
+	// also the maintenance page, {{message}} is the maintenance message.
+	ErrorPages string `yaml:"error_pages"`
+	// Pages are the pages read from ErrorPages, by status, once the
+	// config is loaded with its repository.
+	Pages map[int]string `yaml:"-"`
 	// ACMEEmail is the contact for the ACME account.
 	ACMEEmail string `yaml:"acme_email"`
 	// ACMECA is the ACME directory URL, for a staging or private CA.
@@ -476,6 +601,10 @@ func (c *Config) Defaults() {
 		c.Deploy.Canary.Watch.Duration = time.Minute
 	}
 	c.Infra.defaults()
+	for name, a := range c.Accessories {
+		a.defaults(c.App)
+		c.Accessories[name] = a
+	}
 	if c.SSH.User == "" && c.Infra.Provider != "" {
 		c.SSH.User = c.Infra.User // the user cloud-init made on the hosts
 	}

@@ -102,6 +102,8 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"hard-coded bad image":     {valid + "infra:\n  provider: aws\n  region: eu-west-1\n  image: debian\n", `hoist.yml:12:10: infra.image: "debian" is not an image`},
 		"bad ssh network":          {valid + "infra:\n  provider: lab\n  ssh_from: [10.0.0.1]\n", `hoist.yml:11:14: infra.ssh_from[0]: "10.0.0.1" is not a network`},
 		"too many hosts":           {valid + "infra:\n  provider: lab\n  count: 99\n", "hoist.yml:11:10: infra.count: 99 hosts"},
+		"error pages outside":      {valid + "proxy:\n  hosts: [a.test]\n  error_pages: ../pages\n", `hoist.yml:11:16: proxy.error_pages: "../pages" must be a directory of the repository`},
+		"error pages, no proxy":    {valid + "proxy:\n  error_pages: pages\n", "hoist.yml:10:16: proxy.error_pages: the pages are the proxy's answers"},
 		"root login":               {valid + "infra:\n  provider: lab\n  user: root\n", `hoist.yml:11:9: infra.user: "root" is not a login user`},
 		"bad body size":            {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: 10 furlongs\n", `hoist.yml:11:19: proxy.max_body_bytes: "10 furlongs" is not a size`},
 		"negative body size":       {valid + "proxy:\n  hosts: [a.test]\n  max_body_bytes: -1\n", `hoist.yml:11:19: proxy.max_body_bytes: "-1" is not a size`},
@@ -339,15 +341,19 @@ func TestDocsCoverEveryField(t *testing.T) {
 		for i := 0; i < typ.NumField(); i++ {
 			f := typ.Field(i)
 			key := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if key == "" {
+			if key == "" || key == "-" {
 				continue
 			}
 			full := prefix + key
 			if !strings.Contains(string(doc), "`"+full+"`") {
 				t.Errorf("docs/config.md does not document `%s`", full)
 			}
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}):
 				walk(full+".", f.Type)
+			case f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Struct:
+				// A map of named entries (accessories.NAME.service).
+				walk(full+".NAME.", f.Type.Elem())
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -41,6 +42,14 @@ func (e *Error) Error() string {
 
 // Load reads and validates the config file at path.
 func Load(file string) (*Config, error) {
+	data, err := readConfig(file)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(file, data)
+}
+
+func readConfig(file string) ([]byte, error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, usererr.New("no %s at %s", FileName, file).
@@ -49,18 +58,14 @@ func Load(file string) (*Config, error) {
 	if err != nil {
 		return nil, usererr.Wrap(err, "cannot read config")
 	}
-	return Parse(file, data)
+	return data, nil
 }
 
 // Parse decodes and validates config data; name is used in errors.
 func Parse(name string, data []byte) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) || len(bytes.TrimSpace(data)) == 0 {
-			return nil, wrapUser(&Error{File: name, Msg: "file is empty; expected at least `version: 1` and `app:`"})
-		}
-		return nil, wrapUser(yamlError(name, err))
+	if err := decodeStrict(name, data, &c); err != nil {
+		return nil, err
 	}
 	c.Defaults()
 	if err := c.validate(); err != nil {
@@ -71,6 +76,20 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+const emptyFile = "file is empty; expected at least `version: 1` and `app:`"
+
+// decodeStrict decodes data into c, refusing unknown keys.
+func decodeStrict(name string, data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) || len(bytes.TrimSpace(data)) == 0 {
+			return wrapUser(&Error{File: name, Msg: emptyFile})
+		}
+		return wrapUser(yamlError(name, err))
+	}
+	return nil
 }
 
 func wrapUser(e *Error) error {
@@ -141,7 +160,12 @@ func positioned(name string, data []byte, fe *fieldError) *Error {
 			continue
 		}
 		tk := node.GetToken()
-		if p != fe.path {
+		if _, isMap := node.(*ast.MappingNode); isMap && p == fe.path {
+			// The error is about a whole mapping: point at its key.
+			if k := keyToken(file, p); k != nil {
+				tk = k
+			}
+		} else if p != fe.path {
 			// Parent mapping: point at its key rather than the first child.
 			if m, ok := node.(*ast.MappingNode); ok && len(m.Values) > 0 {
 				tk = m.Values[0].Key.GetToken()
@@ -156,6 +180,30 @@ func positioned(name string, data []byte, fe *fieldError) *Error {
 	return e
 }
 
+// keyToken is the token of the key that holds the value at path p.
+func keyToken(file *ast.File, p string) *token.Token {
+	parent := parentPath(p)
+	key := p[len(parent)+1:]
+	yp, err := yaml.PathString(parent)
+	if err != nil {
+		return nil
+	}
+	node, err := yp.FilterFile(file)
+	if err != nil {
+		return nil
+	}
+	m, ok := node.(*ast.MappingNode)
+	if !ok {
+		return nil
+	}
+	for _, v := range m.Values {
+		if v.Key.String() == key {
+			return v.Key.GetToken()
+		}
+	}
+	return nil
+}
+
 func parentPath(p string) string {
 	if i := strings.LastIndexAny(p, ".["); i > 0 {
 		return p[:i]
@@ -167,7 +215,7 @@ func parentPath(p string) string {
 // RFC 1918's, and the shared space overlay networks use (100.64.0.0/10).
 var privateNetworks = []netip.Prefix{
 	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.168.0.0/16"), sharedSpace,
 }
 
 // privateNetwork reports whether cidr is a network inside a private one.
@@ -333,6 +381,12 @@ func (c *Config) validate() error {
 	if c.Proxy.ACMECA != "" && !strings.HasPrefix(c.Proxy.ACMECA, "https://") {
 		return errAt("$.proxy.acme_ca", "%q is not an https:// ACME directory URL", c.Proxy.ACMECA)
 	}
+	if p := c.Proxy.ErrorPages; p != "" && (path.IsAbs(p) || strings.HasPrefix(path.Clean(p), "..")) {
+		return errAt("$.proxy.error_pages", "%q must be a directory of the repository, relative to hoist.yml", p)
+	}
+	if c.Proxy.ErrorPages != "" && len(c.Proxy.Hosts) == 0 {
+		return errAt("$.proxy.error_pages", "the pages are the proxy's answers for the app: list its names in proxy.hosts")
+	}
 	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
 		return errAt("$.proxy.path_prefix", "%q must start with /", c.Proxy.PathPrefix)
 	}
@@ -362,6 +416,9 @@ func (c *Config) validate() error {
 	}
 	if c.Deploy.Canary.Watch.Duration < 0 {
 		return errAt("$.deploy.canary.watch", "must not be negative")
+	}
+	if err := c.validateAccessories(); err != nil {
+		return err
 	}
 	if err := c.Infra.validate(c); err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/build"
+	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/filelock"
 	"github.com/hoistdev/hoist/internal/fleet"
@@ -176,7 +177,7 @@ func Build(ctx context.Context, o BuildOptions) (*Artifact, error) {
 		return nil, err
 	}
 	recordArtifact(o.WorkDir, cfg.App, key, art)
-	fmt.Fprintf(o.Log, "built release %s from commit %s (%s, sha256 %s)\n", id, short(commit), byteSize(art.Manifest.Size), art.Manifest.SHA256[:16])
+	fmt.Fprintf(o.Log, "built release %s from commit %s (%s, sha256 %s)\n", id, short(commit), bytesize.String(art.Manifest.Size), art.Manifest.SHA256[:16])
 	return art, nil
 }
 
@@ -341,7 +342,7 @@ func Spec(cfg *config.Config) *host.Spec {
 		ErlangNetwork: erlangNetwork(cfg.Run.Erlang),
 		ProxyHosts:    cfg.Proxy.Hosts, PathPrefix: cfg.Proxy.PathPrefix, DrainTimeout: cfg.Proxy.DrainTimeout.Duration,
 		TLS: cfg.Proxy.TLS.On(), TLSInternal: cfg.Proxy.TLS.Mode == config.TLSInternal, HSTS: cfg.Proxy.HSTS, ACMEEmail: cfg.Proxy.ACMEEmail, ACMECA: cfg.Proxy.ACMECA,
-		MaxBodyBytes: cfg.Proxy.MaxBodyBytes.Bytes,
+		MaxBodyBytes: cfg.Proxy.MaxBodyBytes.Bytes, ErrorPages: cfg.Proxy.Pages,
 	}
 }
 
@@ -380,6 +381,9 @@ type ShipOptions struct {
 	// Members are the hosts already dialled (Connect), in the order of
 	// Hosts; nil dials them.
 	Members []fleet.Member
+	// Client makes the host client of a connection (with the
+	// destination and who deploys); nil makes a plain one.
+	Client func(transport.Conn) *host.Client
 	// Verbose shows each host's activation log as it comes, each line
 	// prefixed with its host; otherwise only a failure's is shown.
 	Verbose bool
@@ -428,19 +432,20 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 			target = prev
 		}
 		o.logf(h)("rolling back to %s", target)
-		return o.activate(ctx, h, c, spec, target)
+		return o.activate(ctx, h, c, spec, target, "rollback")
 	})
 }
 
 // activate activates release id on host h, showing its activation log
-// when o is verbose, and else only what it warns of.
-func (o ShipOptions) activate(ctx context.Context, h string, c *host.Client, spec *host.Spec, id string) error {
+// when o is verbose, and else only what it warns of; op says what for in
+// the host's audit trail.
+func (o ShipOptions) activate(ctx context.Context, h string, c *host.Client, spec *host.Spec, id, op string) error {
 	log := &fleet.PrefixWriter{W: o.Log, Prefix: h + ": ", Mu: o.LogMu}
 	defer log.Flush()
 	if o.Verbose {
-		return c.Activate(ctx, spec, id, log)
+		return c.Activate(ctx, spec, id, op, log)
 	}
-	return c.Activate(ctx, spec, id, &warnings{w: log})
+	return c.Activate(ctx, spec, id, op, &warnings{w: log})
 }
 
 // warnings passes on the lines of an activation log that warn
@@ -486,12 +491,18 @@ func (o ShipOptions) locked(ctx context.Context, lk host.Lock, fn func(ctx conte
 		return refused
 	}
 	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		return fn(ctx, h, &host.Client{Conn: conn, App: o.Config.App})
+		return fn(ctx, h, o.clientOf(conn))
 	})
 }
 
-func (o ShipOptions) client(m fleet.Member) *host.Client {
-	return &host.Client{Conn: m.Conn, App: o.Config.App}
+func (o ShipOptions) client(m fleet.Member) *host.Client { return o.clientOf(m.Conn) }
+
+// clientOf is the host client of conn: o.Client's, or a plain one.
+func (o ShipOptions) clientOf(conn transport.Conn) *host.Client {
+	if o.Client != nil {
+		return o.Client(conn)
+	}
+	return &host.Client{Conn: conn, App: o.Config.App}
 }
 
 // lockAll takes the app's deploy lock on every reachable host, one host
@@ -556,5 +567,3 @@ func lockError(err error) error {
 	}
 	return err
 }
-
-func byteSize(n int64) string { return host.ByteSize(n) }

@@ -187,7 +187,7 @@ func TestActivationLogOnlyWhenVerbose(t *testing.T) {
 			var log bytes.Buffer
 			o := ShipOptions{Log: &log, LogMu: &sync.Mutex{}, Verbose: tt.verbose}
 			c := &host.Client{Conn: activatingHost{}, App: "demo"}
-			if err := o.activate(context.Background(), "h1", c, &host.Spec{}, "X"); err != nil {
+			if err := o.activate(context.Background(), "h1", c, &host.Spec{}, "X", "deploy"); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, log.String()); diff != "" {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +42,7 @@ type fakeHost struct {
 type fakeFleet struct {
 	mu     sync.Mutex
 	hosts  map[string]*fakeHost
-	events []string // "activate HOST ID", "deregister HOST"...
+	events []string // "activate HOST ID OP", "deregister HOST"...
 	// fail makes activating release id on host fail its health check;
 	// failCheck makes the canary check of host fail.
 	fail      map[string]string
@@ -147,9 +148,10 @@ func (h *fakeHost) play(verb string, args json.RawMessage, stdout io.Writer) err
 	case "activate":
 		var a struct {
 			ID string `json:"id"`
+			Op string `json:"op"`
 		}
 		json.Unmarshal(args, &a)
-		h.fl.event("activate %s %s", h.name, a.ID)
+		h.fl.event("activate %s %s %s", h.name, a.ID, a.Op)
 		if _, err := l.Manifest(a.ID); err != nil {
 			return reply(nil, &host.RemoteError{Message: "release " + a.ID + " is not on this host"})
 		}
@@ -366,13 +368,19 @@ func TestRolloutUndoesEverySwitch(t *testing.T) {
 	fl, hosts := newFakeFleet(t, 6)
 	a := newAppRepo(t, "deploy:\n  max_in_flight: 2\n  canary: {hosts: 1, watch: 30ms}\n")
 	r1 := a.build(t, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC))
-	if out, log := a.ship(t, fl, hosts, r1, nil); out.Stopped != "" {
+	out, log := a.ship(t, fl, hosts, r1, nil)
+	if out.Stopped != "" {
 		t.Fatalf("first deploy stopped: %s\n%s", out.Stopped, log)
+	}
+	for _, r := range out.Hosts {
+		if !r.OK {
+			t.Errorf("first deploy: %s is not ok: %+v", r.Host, r)
+		}
 	}
 	r2 := a.change(t, 1)
 	fl.fail["web04"] = r2.Manifest.ID
 	fl.events = nil
-	out, log := a.ship(t, fl, hosts, r2, nil)
+	out, log = a.ship(t, fl, hosts, r2, nil)
 	wantStatus := map[string]string{"web01": StatusRolledBack, "web02": StatusRolledBack, "web03": StatusRolledBack,
 		"web04": StatusFailed, "web05": StatusFailed, "web06": StatusNotSwitched}
 	// web04 and web05 switch together; web05's switch went through.
@@ -407,6 +415,27 @@ func TestRolloutUndoesEverySwitch(t *testing.T) {
 	}
 	if _, ok := first["web06"]; ok {
 		t.Errorf("web06 was switched after the deploy stopped: %v", fl.events)
+	}
+	// Each host's audit trail says what an activation was for.
+	var undone []string
+	for _, e := range fl.events {
+		if f := strings.Fields(e); f[0] == "activate" && f[2] == r1.Manifest.ID {
+			if op := strings.Join(f[3:], " "); op != "undo deploy" {
+				t.Errorf("going back on %s is %q in the audit trail", f[1], op)
+			}
+			undone = append(undone, f[1])
+		} else if f[0] == "activate" && strings.Join(f[3:], " ") != "deploy" {
+			t.Errorf("%q: not a deploy in the audit trail", e)
+		}
+	}
+	slices.Sort(undone)
+	if diff := cmp.Diff([]string{"web01", "web02", "web03", "web05"}, undone); diff != "" {
+		t.Errorf("hosts taken back (-want +got):\n%s", diff)
+	}
+	for _, r := range out.Hosts {
+		if r.OK {
+			t.Errorf("%s is ok in a deploy that stopped: %+v", r.Host, r)
+		}
 	}
 	if !strings.Contains(strings.Join(fl.events, "\n"), "check web01") {
 		t.Errorf("the canary was not watched: %v", fl.events)

@@ -36,8 +36,15 @@ type HostReport struct {
 	Transfer *Transfer `json:"transfer,omitempty"`
 	// Group is the host's turn: 1 for the canaries (or the first group).
 	Group int `json:"group,omitempty"`
+	// OK is set when the host ends deployed (or staged, as asked).
+	OK bool `json:"ok"`
 
 	Err error `json:"-"`
+}
+
+// succeeded reports whether the host ended as the deploy asked.
+func (r *HostReport) succeeded() bool {
+	return r.Err == nil && (r.Status == StatusDeployed || r.Status == StatusStaged)
 }
 
 func (r *HostReport) fail(status string, err error) {
@@ -57,7 +64,7 @@ func (out *Outcome) Results() []fleet.Result {
 	rs := make([]fleet.Result, len(out.Hosts))
 	for i, r := range out.Hosts {
 		rs[i] = fleet.Result{Host: r.Host, Err: r.Err}
-		if r.Err == nil && r.Status != StatusDeployed && r.Status != StatusStaged {
+		if r.Err == nil && !r.succeeded() {
 			rs[i].Err = usererr.New("%s: %s", r.Status, out.Stopped)
 		}
 	}
@@ -80,6 +87,11 @@ type Balancer interface {
 // a host fails.
 func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 	out := &Outcome{Release: art.Manifest.ID}
+	defer func() {
+		for _, r := range out.Hosts {
+			r.OK = r.succeeded()
+		}
+	}()
 	members, unlock, refused := o.lockAll(ctx, Holder("deploy "+art.Manifest.ID))
 	defer unlock()
 	for i, m := range members {
@@ -235,7 +247,7 @@ func (o ShipOptions) rollout(ctx context.Context, out *Outcome, id string, ready
 // failed, or nil.
 func (o ShipOptions) switchGroup(ctx context.Context, spec *host.Spec, id string, group []*target) *target {
 	each(group, len(group), func(t *target) {
-		if err := o.switchHost(ctx, spec, id, t); err != nil {
+		if err := o.switchHost(ctx, spec, id, "deploy", t); err != nil {
 			t.report.fail(StatusFailed, err)
 			return
 		}
@@ -249,9 +261,9 @@ func (o ShipOptions) switchGroup(ctx context.Context, spec *host.Spec, id string
 	return nil
 }
 
-// switchHost activates release id on t, taking it out of the balancer
-// meanwhile.
-func (o ShipOptions) switchHost(ctx context.Context, spec *host.Spec, id string, t *target) error {
+// switchHost activates release id on t (op: what for, in the host's
+// audit trail), taking it out of the balancer meanwhile.
+func (o ShipOptions) switchHost(ctx context.Context, spec *host.Spec, id, op string, t *target) error {
 	logf := o.logf(t.host)
 	if o.Balancer != nil {
 		logf("leaving the balancer (draining its connections)")
@@ -260,7 +272,7 @@ func (o ShipOptions) switchHost(ctx context.Context, spec *host.Spec, id string,
 		}
 	}
 	logf("activating %s", id)
-	err := o.activate(ctx, t.host, t.client, spec, id)
+	err := o.activate(ctx, t.host, t.client, spec, id, op)
 	if o.Balancer != nil {
 		// Back in either way: a failed release left the previous one serving.
 		logf("back in the balancer, waiting for it to find the host healthy")
@@ -324,7 +336,7 @@ func (o ShipOptions) undo(ctx context.Context, switched []*target) {
 			return
 		}
 		o.logf(t.host)("going back to %s", prev)
-		if err := o.switchHost(ctx, spec, prev, t); err != nil {
+		if err := o.switchHost(ctx, spec, prev, "undo deploy", t); err != nil {
 			t.report.fail(StatusFailed, fmt.Errorf("going back to %s failed: %w", prev, err))
 			return
 		}

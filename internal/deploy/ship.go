@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/release"
@@ -97,7 +98,7 @@ func (o ShipOptions) prepare(ctx context.Context, s *shipment, t *target) error 
 		// Every object, whatever the host holds.
 		t.need = host.Need{Missing: []host.Range{{From: 0, To: len(s.x.Objects())}}, Bytes: s.x.ContentSize()}
 	} else if st.Resumed {
-		o.logf(t.host)("resuming: the host holds %s of %s", byteSize(t.need.Have), byteSize(t.need.Have+t.need.Bytes))
+		o.logf(t.host)("resuming: the host holds %s of %s", bytesize.String(t.need.Have), bytesize.String(t.need.Have+t.need.Bytes))
 	}
 	return nil
 }
@@ -152,7 +153,7 @@ func (o ShipOptions) send(ctx context.Context, s *shipment, t *target) (err erro
 	m := s.art.Manifest
 	logf := o.logf(t.host)
 	if t.need.Bytes > 0 {
-		logf("sending %s of %s's %s", byteSize(t.need.Bytes), m.ID, byteSize(s.x.ContentSize()))
+		logf("sending %s of %s's %s", bytesize.String(t.need.Bytes), m.ID, bytesize.String(s.x.ContentSize()))
 	}
 	progress := func(int64) {}
 	if o.Meter != nil && t.need.Bytes > 0 {
@@ -181,7 +182,7 @@ func (o ShipOptions) send(ctx context.Context, s *shipment, t *target) (err erro
 	t.report.Transfer = &Transfer{From: "this machine", Sent: t.sent, Needed: t.need.Bytes, Objects: stats.Objects,
 		Deltas: stats.Deltas, Linked: got.Linked, Files: got.Files, Seconds: time.Since(start).Seconds()}
 	logf("sent %s for a %s release (%.1f%%); %d of %d files were already on the host, every file checked",
-		byteSize(t.sent), byteSize(m.Size), 100*float64(t.sent)/float64(m.Size), got.Linked, got.Files)
+		bytesize.String(t.sent), bytesize.String(m.Size), 100*float64(t.sent)/float64(m.Size), got.Linked, got.Files)
 	return nil
 }
 
@@ -310,7 +311,7 @@ func (o ShipOptions) relayLog(h string) io.Writer {
 // fetch has t fetch what it needs from src.
 func (o ShipOptions) fetch(ctx context.Context, s *shipment, t *target, src *source) (err error) {
 	start := time.Now()
-	o.logf(t.host)("fetching %s from %s", byteSize(t.need.Bytes), src.host)
+	o.logf(t.host)("fetching %s from %s", bytesize.String(t.need.Bytes), src.host)
 	if o.Meter != nil && t.need.Bytes > 0 {
 		// The host fetches on its own; its bar fills when it is done.
 		meter := o.Meter(t.host, 0, t.need.Bytes)
@@ -329,7 +330,7 @@ func (o ShipOptions) fetch(ctx context.Context, s *shipment, t *target, src *sou
 	t.report.Transfer = &Transfer{From: "relay " + src.host, Sent: t.sent, Needed: t.need.Bytes, Objects: got.Objects,
 		Linked: got.Linked, Files: got.Files, Seconds: time.Since(start).Seconds()}
 	o.logf(t.host)("received %d objects (%s) from %s; %d of %d files were already on the host, every file checked",
-		got.Objects, byteSize(got.Bytes), src.host, got.Linked, got.Files)
+		got.Objects, bytesize.String(got.Bytes), src.host, got.Linked, got.Files)
 	return nil
 }
 

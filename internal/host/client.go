@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
@@ -25,6 +26,11 @@ import (
 type Client struct {
 	Conn transport.Conn
 	App  string
+	// Destination is the app's destination ("" for none): a host set up
+	// for another refuses every request.
+	Destination string
+	// Actor is who asks, for the hosts' audit trail.
+	Actor *Actor
 }
 
 func (c *Client) command(name string) string {
@@ -33,7 +39,7 @@ func (c *Client) command(name string) string {
 
 // stdin is the request line for args, then payload if there is one.
 func (c *Client) stdin(args any, payload io.Reader) (io.Reader, error) {
-	line, err := encodeRequest(c.App, args)
+	line, err := request{App: c.App, Destination: c.Destination, Actor: c.Actor}.encode(args)
 	if err != nil {
 		return nil, err
 	}
@@ -210,10 +216,11 @@ func (c *Client) SetEnv(ctx context.Context, content []byte) error {
 	return err
 }
 
-// Activate makes release id current behind its health check; what the
-// host does is written to log as it happens, unless log is nil.
-func (c *Client) Activate(ctx context.Context, s *Spec, id string, log io.Writer) error {
-	_, err := invokeLogged(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id}, nil, log)
+// Activate makes release id current behind its health check; op says
+// what for (deploy, rollback) in the hosts' audit trail. What the host
+// does is written to log as it happens, unless log is nil.
+func (c *Client) Activate(ctx context.Context, s *Spec, id, op string, log io.Writer) error {
+	_, err := invokeLogged(ctx, c, activateVerb, activateArgs{Spec: *s, ID: id, Op: op}, nil, log)
 	return err
 }
 
@@ -272,6 +279,77 @@ func (c *Client) ExecTerminal(ctx context.Context, s *Spec, argv []string, t tra
 // Logs streams the app's journal.
 func (c *Client) Logs(ctx context.Context, lines int, follow bool, stdout, stderr io.Writer) error {
 	return invokeStream(ctx, c, logsVerb, logsArgs{Lines: lines, Follow: follow}, nil, stdout, stderr)
+}
+
+// Maintenance turns the app's maintenance mode on, with message and
+// retryAfter, or off.
+func (c *Client) Maintenance(ctx context.Context, on bool, message string, retryAfter time.Duration) error {
+	_, err := invoke(ctx, c, maintenanceVerb, maintenanceArgs{On: on, Message: message, RetryAfter: retryAfter}, nil)
+	return err
+}
+
+// Audit returns the newest lines of the app's audit trail (0: all).
+func (c *Client) Audit(ctx context.Context, lines int) ([]AuditEntry, error) {
+	return invoke(ctx, c, auditVerb, auditArgs{Lines: lines}, nil)
+}
+
+// SetupAccessory installs, configures and starts an accessory on the
+// host and returns how the app reaches it (a secret: never print it).
+func (c *Client) SetupAccessory(ctx context.Context, s *accessory.Spec) (accessory.Connection, error) {
+	return invoke(ctx, c, accessorySetupVerb, *s, nil)
+}
+
+// SetAccessoriesEnv replaces the file of the accessories' URLs that the
+// app's units read.
+func (c *Client) SetAccessoriesEnv(ctx context.Context, content []byte) error {
+	_, err := invoke(ctx, c, accessoryEnvVerb, content, nil)
+	return err
+}
+
+// AccessoryStatus reports accessory name, or all the app's on the host
+// for "".
+func (c *Client) AccessoryStatus(ctx context.Context, name string) ([]accessory.Status, error) {
+	return invoke(ctx, c, accessoryStatusVerb, accessoryArgs{Name: name}, nil)
+}
+
+// RestartAccessory restarts an accessory's unit.
+func (c *Client) RestartAccessory(ctx context.Context, name string) error {
+	_, err := invoke(ctx, c, accessoryRestartVerb, accessoryArgs{Name: name}, nil)
+	return err
+}
+
+// BackupAccessory makes a backup of an accessory now.
+func (c *Client) BackupAccessory(ctx context.Context, name string) (accessory.BackupInfo, error) {
+	return invoke(ctx, c, accessoryBackupVerb, accessoryArgs{Name: name}, nil)
+}
+
+// AccessoryBackups lists an accessory's backups, oldest first.
+func (c *Client) AccessoryBackups(ctx context.Context, name string) ([]accessory.BackupInfo, error) {
+	return invoke(ctx, c, accessoryBackupsVerb, accessoryArgs{Name: name}, nil)
+}
+
+// SendBackup uploads a backup (size bytes from r) to the accessory's
+// backups, where the host keeps it once whole and verified.
+func (c *Client) SendBackup(ctx context.Context, name, file string, size int64, r io.Reader) (accessory.BackupInfo, error) {
+	return invoke(ctx, c, accessoryReceiveVerb, accessoryFileArgs{Name: name, File: file, Size: size}, r)
+}
+
+// RestoreAccessory restores backup file into the accessory's database;
+// without confirm, a database holding data is refused with an
+// *accessory.ConfirmError.
+func (c *Client) RestoreAccessory(ctx context.Context, name, file string, confirm bool) error {
+	_, err := invoke(ctx, c, accessoryRestoreVerb, accessoryFileArgs{Name: name, File: file, Confirm: confirm}, nil)
+	return err
+}
+
+// FetchBackup writes backup file of the accessory to w.
+func (c *Client) FetchBackup(ctx context.Context, name, file string, w io.Writer, stderr io.Writer) error {
+	return invokeStream(ctx, c, accessoryFetchVerb, accessoryFileArgs{Name: name, File: file}, nil, w, stderr)
+}
+
+// AccessoryLogs streams the journal of an accessory's unit.
+func (c *Client) AccessoryLogs(ctx context.Context, name string, lines int, follow bool, stdout, stderr io.Writer) error {
+	return invokeStream(ctx, c, accessoryLogsVerb, accessoryLogsArgs{Name: name, Lines: lines, Follow: follow}, nil, stdout, stderr)
 }
 
 // InstallBinary puts the hoist binary at path local onto the host at

@@ -141,11 +141,13 @@ func (l Layout) execEnv(s *Spec, id string) ([]string, error) {
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)
 	}
-	secret, err := readEnvFile(l.EnvFile())
-	if err != nil {
-		return nil, err
+	for _, f := range []string{l.AccessoriesEnvFile(), l.EnvFile()} {
+		secret, err := readEnvFile(f)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, secret...)
 	}
-	env = append(env, secret...)
 	// Absent before the release first starts: then it gets run.port.
 	ports, err := readEnvFile(l.portFile(id))
 	if err != nil {
@@ -172,8 +174,12 @@ func readEnvFile(p string) ([]string, error) {
 		return nil, fmt.Errorf("read env: %w", err)
 	}
 	defer f.Close()
+	return parseEnv(f)
+}
+
+func parseEnv(r io.Reader) ([]string, error) {
 	var env []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' || line[0] == ';' {
@@ -185,5 +191,8 @@ func readEnvFile(p string) ([]string, error) {
 		}
 		env = append(env, strings.TrimSpace(k)+"="+secrets.Unquote(strings.TrimSpace(v)))
 	}
-	return env, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read env: %w", err)
+	}
+	return env, nil
 }

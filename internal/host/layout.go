@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/release"
 )
@@ -66,6 +67,11 @@ func FactsFile(base string) string {
 //	BASE/APP/uploads/ID.index   the index of a release being received
 //	BASE/APP/uploads/ID.pack    its objects that arrived, kept to resume
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
+//	BASE/APP/shared/accessories.env  the accessories' URLs, 0600 root, read by systemd
+//	BASE/APP/destination        the destination the app is set up for
+//	BASE/APP/maintenance.json   the maintenance mode, while it is on
+//	BASE/APP/audit.log          the audit trail: one JSON line per operation
+//	BASE/APP/accessories/NAME/  an accessory's spec, password and backups, 0700 root
 //	BASE/APP/ports/ID.env       what each release was given: PORT, its epmd and node name
 //	BASE/APP/deploy.lock        who deploys, since when
 //	BASE/APP/failed/ID.json     a release that failed its health check: when, why
@@ -100,6 +106,37 @@ func (l Layout) Shared() string               { return filepath.Join(l.Root, "sh
 func (l Layout) EnvFile() string              { return filepath.Join(l.Root, "shared", "env") }
 func (l Layout) LockFile() string             { return filepath.Join(l.Root, "deploy.lock") }
 func (l Layout) Ports() string                { return filepath.Join(l.Root, "ports") }
+
+// AccessoriesEnvFile holds the URLs of the app's accessories, passwords
+// included: a secret file like EnvFile, which the units read before it
+// so that a secret of the same name wins.
+func (l Layout) AccessoriesEnvFile() string {
+	return filepath.Join(l.Root, "shared", "accessories.env")
+}
+
+// AuditLog is the app's audit trail on this host.
+func (l Layout) AuditLog() string { return filepath.Join(l.Root, "audit.log") }
+
+func (l Layout) destinationFile() string { return filepath.Join(l.Root, "destination") }
+
+// maintenanceFile holds the app's maintenance mode while it is on, so
+// that the route of every release deployed meanwhile has it.
+func (l Layout) maintenanceFile() string { return filepath.Join(l.Root, "maintenance.json") }
+
+// accessories holds the app's accessories on this host, one directory
+// each.
+func (l Layout) accessories() string { return filepath.Join(l.Root, "accessories") }
+
+// Accessory is where accessory name of the app lives on this host.
+func (l Layout) Accessory(name string) accessory.Place {
+	dir := filepath.Join(l.accessories(), name)
+	dest, _, _ := recordedDestination(l)
+	return accessory.Place{
+		Dir: dir, SpecFile: filepath.Join(dir, "spec.json"), Password: filepath.Join(dir, "password"),
+		Backups: filepath.Join(dir, "backups"), UnitDir: UnitDir, HoistBin: BinPath,
+		BackupRequest: unitRequest(l.App, dest, accessoryArgs{Name: name}),
+	}
+}
 
 // failedDir marks the releases that failed their health check, one
 // failedFile each.

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -31,8 +32,13 @@ import (
 
 // request is the first line a verb reads on stdin.
 type request struct {
-	App  string          `json:"app"`
-	Args json.RawMessage `json:"args,omitempty"`
+	App string `json:"app"`
+	// Destination is the app's destination the client works on; a host
+	// set up for another refuses the request (destination.go).
+	Destination string `json:"destination,omitempty"`
+	// Actor is who asks, for the audit trail.
+	Actor *Actor          `json:"actor,omitempty"`
+	Args  json.RawMessage `json:"args,omitempty"`
 }
 
 // exitUsage is the exit status of `hoist host` called wrongly: by a
@@ -56,13 +62,17 @@ type RemoteError struct {
 	Lock    *Lock        `json:"lock,omitempty"`   // set when a lock is held
 	Health  *HealthError `json:"health,omitempty"` // set when a release failed its check
 	Relay   *RelayError  `json:"relay,omitempty"`  // set when a relay failed a transfer
-	Hint    string       `json:"hint,omitempty"`   // what to do, when the host knows
+	// Confirm is set when a restore would replace data and was not
+	// confirmed.
+	Confirm *accessory.ConfirmError `json:"confirm,omitempty"`
+	Hint    string                  `json:"hint,omitempty"` // what to do, when the host knows
 }
 
 func (e *RemoteError) Error() string { return e.Message }
 
 // Unwrap exposes the structured causes, so errors.As finds *LockedError,
-// *HealthError and the hint's *usererr.Error on the client too.
+// *HealthError, *accessory.ConfirmError and the hint's *usererr.Error on
+// the client too.
 func (e *RemoteError) Unwrap() []error {
 	var errs []error
 	switch {
@@ -72,6 +82,8 @@ func (e *RemoteError) Unwrap() []error {
 		errs = append(errs, e.Health)
 	case e.Relay != nil:
 		errs = append(errs, e.Relay)
+	case e.Confirm != nil:
+		errs = append(errs, e.Confirm)
 	}
 	if e.Hint != "" {
 		errs = append(errs, &usererr.Error{Msg: e.Message, Hint: e.Hint})
@@ -82,13 +94,15 @@ func (e *RemoteError) Unwrap() []error {
 // none is the arguments or result of a verb that has none.
 type none struct{}
 
-// call is one verb being served on the host: the app's layout and the
-// streams left after the request line.
+// call is one verb being served on the host: the app's layout, who
+// asks, and the streams left after the request line.
 type call struct {
-	layout Layout
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	layout      Layout
+	destination string
+	actor       Actor
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
 	// terminal is stdin when it is a terminal (exec -t), for a command
 	// to run on.
 	terminal *os.File
@@ -199,11 +213,19 @@ func Serve(ctx context.Context, base string, argv []string, stdin io.Reader, std
 	if err == nil && !ValidApp(req.App) {
 		err = fmt.Errorf("invalid app name %q", req.App)
 	}
+	l := For(base, req.App)
+	if err == nil {
+		err = checkDestination(l, req.Destination)
+	}
 	if err != nil {
 		writeError(stdout, err)
 		return 1
 	}
-	return h.handle(ctx, &call{layout: For(base, req.App), stdin: in, stdout: stdout, stderr: stderr, terminal: terminal}, req.Args)
+	c := &call{layout: l, destination: req.Destination, stdin: in, stdout: stdout, stderr: stderr, terminal: terminal}
+	if req.Actor != nil {
+		c.actor = *req.Actor
+	}
+	return h.handle(ctx, c, req.Args)
 }
 
 // asTerminal returns r when it is a terminal, else nil.
@@ -242,13 +264,14 @@ func readRequest(r *bufio.Reader) (request, error) {
 	return req, nil
 }
 
-// encodeRequest is the request line for args of app.
-func encodeRequest(app string, args any) ([]byte, error) {
+// encode is the request line r with args.
+func (r request) encode(args any) ([]byte, error) {
 	b, err := json.Marshal(args)
 	if err != nil {
 		return nil, fmt.Errorf("encode arguments: %w", err)
 	}
-	line, err := json.Marshal(request{App: app, Args: b})
+	r.Args = b
+	line, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
@@ -278,6 +301,10 @@ func writeError(w io.Writer, err error) {
 	var rl *RelayError
 	if errors.As(err, &rl) {
 		re.Relay = rl
+	}
+	var ce *accessory.ConfirmError
+	if errors.As(err, &ce) {
+		re.Confirm = ce
 	}
 	_ = json.NewEncoder(w).Encode(Response{Error: re}) // the client sees a broken pipe by itself
 }

@@ -187,8 +187,8 @@ func TestServeRefusals(t *testing.T) {
 
 // The boot unit's stdin is a request like the client's.
 func TestBootRequest(t *testing.T) {
-	req, err := readRequest(bufio.NewReader(strings.NewReader(BootRequest("hello") + "\n")))
-	if err != nil || req.App != "hello" {
+	req, err := readRequest(bufio.NewReader(strings.NewReader(BootRequest("hello", "staging") + "\n")))
+	if err != nil || req.App != "hello" || req.Destination != "staging" {
 		t.Fatalf("BootRequest decodes to %+v, %v", req, err)
 	}
 	if _, err := decodeArgs[none](req.Args); err != nil {
@@ -246,7 +246,7 @@ func TestActivateLogReachesTheClient(t *testing.T) {
 		}
 	}
 	var log bytes.Buffer
-	err = c.Activate(context.Background(), spec, id1, &log)
+	err = c.Activate(context.Background(), spec, id1, "deploy", &log)
 	if err == nil || !strings.Contains(err.Error(), "before_switch hook") {
 		t.Fatalf("Activate = %v, want the hook's failure", err)
 	}
@@ -280,7 +280,7 @@ func TestTerminalRequest(t *testing.T) {
 	if err := ptytest.SetModes(pts, false); err != nil {
 		t.Fatal(err)
 	}
-	line, _ := encodeRequest("hello", execArgs{Spec: Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up",
+	line, _ := request{App: "hello"}.encode(execArgs{Spec: Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up",
 		HealthTimeout: time.Second, HealthInterval: time.Second, KeepReleases: 2}, Argv: []string{"sh"}, Terminal: true})
 	if _, err := ptm.Write(append(line, "typed\n"...)); err != nil {
 		t.Fatal(err)

@@ -183,11 +183,15 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 	}
 	pc := &proxy.Client{Socket: ProxySocket}
 	upstream := "127.0.0.1:" + strconv.Itoa(port)
+	maint, err := l.maintenance()
+	if err != nil {
+		return failNew(ctx, l, id, err.Error(), log)
+	}
 	_, err = pc.SetRoute(ctx, proxy.Route{
 		App: l.App, Hosts: s.ProxyHosts, PathPrefix: s.PathPrefix, Upstream: upstream,
 		HealthPath: s.HealthPath, HealthTimeout: proxy.Duration{Duration: s.HealthTimeout},
 		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
-		MaxBodyBytes: s.MaxBodyBytes,
+		MaxBodyBytes: s.MaxBodyBytes, Pages: s.ErrorPages, Maintenance: maint,
 	})
 	if err != nil {
 		return failNew(ctx, l, id, "the proxy refused it: "+err.Error(), log)

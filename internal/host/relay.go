@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -189,7 +190,7 @@ func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader
 				logf("relay to %s: %v\n", conn.RemoteAddr(), err)
 				return
 			}
-			logf("relayed %d objects (%s) to %s\n", n, ByteSize(bytes), conn.RemoteAddr())
+			logf("relayed %d objects (%s) to %s\n", n, bytesize.String(bytes), conn.RemoteAddr())
 		}()
 	}
 }
@@ -329,7 +330,7 @@ func fetchInto(ctx context.Context, a relayFetchArgs, x *release.Index, st *stor
 	}
 	got, err := receiveInto(x, st, conn)
 	if err != nil {
-		return got, &RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, ByteSize(got.Bytes), err)}
+		return got, &RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, bytesize.String(got.Bytes), err)}
 	}
 	return got, nil
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"strconv"
 
 	"github.com/hoistdev/hoist/internal/systemd"
@@ -99,10 +98,14 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 
 // appUnits renders the app's units, by file name.
 func appUnits(l Layout, s *Spec) (map[string][]byte, error) {
+	dest, _, err := recordedDestination(l)
+	if err != nil {
+		return nil, err
+	}
 	a := systemd.App{
 		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.portFile("%i"),
 		StateDirectory: l.StateDirName(), Command: s.Command, Port: s.Port,
-		Env: s.Env, EnvFile: l.EnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App),
+		Env: s.Env, EnvFile: l.EnvFile(), AccessoriesEnvFile: l.AccessoriesEnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App, dest),
 	}
 	tmpl, err := systemd.Template(a)
 	if err != nil {
@@ -118,35 +121,29 @@ func appUnits(l Layout, s *Spec) (map[string][]byte, error) {
 // writeUnits writes the units whose content differs and reloads systemd
 // if any did; it reports whether anything changed.
 func writeUnits(ctx context.Context, units map[string][]byte) (bool, error) {
-	changed := false
-	for name, content := range units {
-		p := filepath.Join(UnitDir, name)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, content) {
-			continue
-		}
-		if err := writeFileAtomic(p, content, 0o644); err != nil {
-			return false, err
-		}
-		changed = true
-	}
-	if changed {
-		if _, err := systemd.Systemctl(ctx, "daemon-reload"); err != nil {
-			return false, fmt.Errorf("install units: %w", err)
-		}
-	}
-	return changed, nil
+	return systemd.WriteUnits(ctx, UnitDir, units)
 }
 
 // SetEnv replaces the app's secret environment file, 0600 root, when its
 // content differs. Releases read it when they start.
 func SetEnv(l Layout, content []byte) (bool, error) {
-	if old, err := os.ReadFile(l.EnvFile()); err == nil && bytes.Equal(old, content) {
+	return setSecretFile(l, l.EnvFile(), content)
+}
+
+// SetAccessoriesEnv replaces the file of the accessories' URLs, as
+// SetEnv does the secrets'.
+func SetAccessoriesEnv(l Layout, content []byte) (bool, error) {
+	return setSecretFile(l, l.AccessoriesEnvFile(), content)
+}
+
+func setSecretFile(l Layout, path string, content []byte) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
 		return false, nil
 	}
 	if err := os.MkdirAll(l.Shared(), 0o700); err != nil {
 		return false, fmt.Errorf("set env: %w", err)
 	}
-	return true, writeFileAtomic(l.EnvFile(), content, 0o600)
+	return true, writeFileAtomic(path, content, 0o600)
 }
 
 func ensureStateDir(l Layout) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -243,7 +244,7 @@ func ReceiveTransfer(l Layout, m *release.Manifest, r io.Reader) (Received, erro
 	return receiveRelease(l, m, func(x *release.Index, st *store) (Received, error) {
 		got, err := receiveInto(x, st, r)
 		if errors.Is(err, errCut) {
-			return got, fmt.Errorf("receive %s: the connection ended after %d objects (%s); run the deploy again to resume", m.ID, got.Objects, ByteSize(got.Bytes))
+			return got, fmt.Errorf("receive %s: the connection ended after %d objects (%s); run the deploy again to resume", m.ID, got.Objects, bytesize.String(got.Bytes))
 		}
 		if err != nil {
 			return got, fmt.Errorf("receive %s: %w", m.ID, err)
@@ -371,7 +372,7 @@ func assembleRelease(l Layout, m *release.Manifest, x *release.Index) (release.A
 	}
 	defer st.pack.close()
 	if n := needOf(x, st); len(n.Missing) > 0 {
-		return a, fmt.Errorf("receive %s: the transfer ended with %d objects (%s) still missing", m.ID, len(n.MissingObjects(x.Objects())), ByteSize(n.Bytes))
+		return a, fmt.Errorf("receive %s: the transfer ended with %d objects (%s) still missing", m.ID, len(n.MissingObjects(x.Objects())), bytesize.String(n.Bytes))
 	}
 	if err := os.MkdirAll(l.Releases(), 0o755); err != nil {
 		return a, fmt.Errorf("assemble %s: %w", m.ID, err)
@@ -404,15 +405,4 @@ func clearUploads(l Layout) {
 	for _, e := range entries {
 		os.RemoveAll(filepath.Join(l.Uploads(), e.Name()))
 	}
-}
-
-// ByteSize says n bytes for people: 512 B, 10.1 KiB, 4.5 MiB.
-func ByteSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

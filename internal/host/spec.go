@@ -41,6 +41,9 @@ type Spec struct {
 	ACMECA       string `json:"acme_ca,omitempty"`
 	// ACMERoots are PEM roots to trust the ACME CA's API with.
 	ACMERoots string `json:"acme_roots,omitempty"`
+	// ErrorPages are the app's own pages for the proxy's 502, 503 and
+	// 504, by status.
+	ErrorPages map[int]string `json:"error_pages,omitempty"`
 	// Certs is how this host's proxy gets the app's certificates: the
 	// challenges, the DNS provider's credentials on the host that
 	// obtains them, the peers. Only setup sends it; nil leaves the plan

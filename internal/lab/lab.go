@@ -56,6 +56,11 @@ type Options struct {
 	// Labels are kept in the lab's state, so that whoever made the lab
 	// knows it again (LabelsOf); Up refuses a lab whose labels differ.
 	Labels map[string]string
+	// Packages are Debian packages the hosts can install with apt-get,
+	// from a local repository the lab downloads once (apt.go): hosts
+	// cannot reach a mirror. Kept in the lab's state; nil keeps the
+	// state's list.
+	Packages []string
 
 	// forceCopy makes hosts' trees copies even where overlayfs works, so
 	// tests can exercise the fallback.
@@ -242,12 +247,21 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 			WithHint("`hoist lab down --name %s` removes it", o.Name)
 	}
 	st.Name, st.Subnet, st.Labels = o.Name, o.Subnet, o.Labels
+	if o.Packages != nil {
+		st.Packages = o.Packages
+	}
 	if err := checkSubnetFree(o); err != nil {
 		return nil, err
 	}
 	base, pub, err := baseAndKey(ctx, o)
 	if err != nil {
 		return nil, err
+	}
+	repo := ""
+	if len(st.Packages) > 0 {
+		if repo, err = ensureAptRepo(ctx, o, base, st.Packages); err != nil {
+			return nil, err
+		}
 	}
 	if err := ensureBridge(ctx, o); err != nil {
 		return nil, err
@@ -277,7 +291,7 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 			return nil, err
 		}
 		fmt.Fprintf(o.Log, "booting %s at %s\n", m.Name, m.Addr)
-		err := m.boot(ctx, o, base, pub)
+		err := m.boot(ctx, o, base, pub, repo)
 		st.Hosts[i] = m.Host
 		// Saved even on failure: Down must find what was made.
 		if serr := saveState(o.StateDir, st); err == nil {

@@ -23,9 +23,10 @@ type machine struct {
 func (m *machine) dir(o Options) string  { return filepath.Join(o.StateDir, m.Name) }
 func (m *machine) root(o Options) string { return filepath.Join(m.dir(o), "root") }
 
-// boot prepares the machine's tree and network and starts it. A machine
-// that ran before keeps its disk, as a rebooted host would.
-func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
+// boot prepares the machine's tree and network and starts it, with the
+// local apt repository repo, if any, as its apt source. A machine that
+// ran before keeps its disk, as a rebooted host would.
+func (m *machine) boot(ctx context.Context, o Options, base, pub, repo string) error {
 	dir, root := m.dir(o), m.root(o)
 	if err := prepareRoot(ctx, o, base, dir); err != nil {
 		return err
@@ -50,8 +51,15 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub string) error {
 		return fmt.Errorf("boot %s: %w", m.Name, err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("systemd-nspawn", "--quiet", "-D", root, "-b", "-M", m.Name,
-		"--register=no", "--keep-unit", "--network-namespace-path=/run/netns/"+m.Name)
+	args := []string{"--quiet", "-D", root, "-b", "-M", m.Name,
+		"--register=no", "--keep-unit", "--network-namespace-path=/run/netns/" + m.Name}
+	if repo != "" {
+		if err := useAptRepo(root); err != nil {
+			return err
+		}
+		args = append(args, "--bind-ro="+repo+":"+AptRepoMount)
+	}
+	cmd := exec.Command("systemd-nspawn", args...)
 	cmd.Env = os.Environ()
 	cgroup, err := openMachineCgroup(m.Name)
 	if err != nil {

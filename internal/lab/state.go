@@ -22,6 +22,8 @@ type state struct {
 	Hosts  []Host `json:"hosts"`
 	// Labels say who made the lab (Options.Labels).
 	Labels map[string]string `json:"labels,omitempty"`
+	// Packages are what the hosts' local apt repository holds.
+	Packages []string `json:"packages,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

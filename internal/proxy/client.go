@@ -83,6 +83,12 @@ func (c *Client) SetRoute(ctx context.Context, r Route) (string, error) {
 	return out.Previous, err
 }
 
+// SetMaintenance puts app's route in maintenance (m), or takes it out
+// (nil).
+func (c *Client) SetMaintenance(ctx context.Context, app string, m *Maintenance) error {
+	return c.do(ctx, http.MethodPut, "/v1/routes/"+url.PathEscape(app)+"/maintenance", maintenanceRequest{Maintenance: m}, nil)
+}
+
 // DeleteRoute removes an app's route; its upstream drains.
 func (c *Client) DeleteRoute(ctx context.Context, app string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/routes/"+url.PathEscape(app), nil, nil)

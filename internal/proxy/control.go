@@ -18,6 +18,10 @@ import (
 //	                          (body: Route; answers {"previous": "ADDR"},
 //	                          or {"error": "..."} with the route unchanged)
 //	DELETE /v1/routes/{app}   remove a route; its upstream drains
+//	PUT    /v1/routes/{app}/maintenance
+//	                          put a route in maintenance (body:
+//	                          {"maintenance": Maintenance}) or take it out
+//	                          ({"maintenance": null}), at once
 //	GET    /v1/routes         the routes as saved
 //	POST   /v1/drained?upstream=ADDR&timeout=30s
 //	                          wait until an old upstream has drained
@@ -55,6 +59,20 @@ func (s *Server) ControlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{})
 	})
+	mux.HandleFunc("PUT /v1/routes/{app}/maintenance", func(w http.ResponseWriter, r *http.Request) {
+		var body maintenanceRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("decode maintenance: %w", err))
+			return
+		}
+		if err := s.SetMaintenance(r.PathValue("app"), body.Maintenance); err != nil {
+			writeErr(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{})
+	})
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"routes": s.Routes()})
 	})
@@ -80,6 +98,11 @@ func (s *Server) ControlHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", s.MetricsHandler())
 	return mux
+}
+
+// maintenanceRequest is PUT /v1/routes/{app}/maintenance's body.
+type maintenanceRequest struct {
+	Maintenance *Maintenance `json:"maintenance"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -39,11 +39,15 @@ func (r loopRouter) Route(hostport, path string, tls bool) (fastloop.Target, boo
 	if e == nil {
 		return fastloop.Target{}, false
 	}
-	if !e.up.healthy.Load() || !tls && r.s.redirects(e, host) {
+	if !e.up.healthy.Load() || e.route.Maintenance != nil || !tls && r.s.redirects(e, host) {
 		e.up.inflight.Add(-1)
 		return fastloop.Target{}, false
 	}
-	return fastloop.Target{Addr: e.up.addr, HSTS: e.route.HSTS && tls, Ref: e}, true
+	t := fastloop.Target{Addr: e.up.addr, HSTS: e.route.HSTS && tls, Ref: e}
+	if len(e.route.Pages) > 0 {
+		t.Page = e.page
+	}
+	return t, true
 }
 
 func (r loopRouter) Done(t fastloop.Target, f *fastloop.Finished) {

@@ -46,6 +46,12 @@ type Route struct {
 	// declared Content-Length, when it is crossed for a chunked body.
 	// Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// Maintenance, when set, answers every request of the route with a
+	// 503 page while the app keeps running (maintenance.go).
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+	// Pages are the app's own pages (HTML) for the 502, 503 and 504 the
+	// proxy answers for it.
+	Pages map[int]string `json:"pages,omitempty"`
 }
 
 // Defaults of a route.
@@ -122,7 +128,12 @@ func (r *Route) Validate() error {
 	if r.MaxBodyBytes <= 0 {
 		r.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return nil
+	if r.Maintenance != nil {
+		if err := r.Maintenance.validate(r.App); err != nil {
+			return err
+		}
+	}
+	return validatePages(r.App, r.Pages)
 }
 
 func validHost(h string) bool {
@@ -156,6 +167,9 @@ type entry struct {
 	prefixSlash string // prefix + "/"
 	up          *upstream
 	m           *appMetrics
+	// maintenance is the page answered while the route is in
+	// maintenance.
+	maintenance string
 }
 
 func (e *entry) matchPath(path string) bool {

@@ -130,7 +130,11 @@ func New(opts Options) (*Server, error) {
 
 func (s *Server) newEntry(r Route, u *upstream) *entry {
 	p := r.prefix()
-	return &entry{route: r, prefix: p, prefixSlash: p + "/", up: u, m: s.metrics.app(r.App)}
+	e := &entry{route: r, prefix: p, prefixSlash: p + "/", up: u, m: s.metrics.app(r.App)}
+	if r.Maintenance != nil {
+		e.maintenance = maintenanceBody(r.Maintenance, r.Pages[http.StatusServiceUnavailable])
+	}
+	return e
 }
 
 func (s *Server) newUpstream(app, addr string) *upstream {
@@ -266,7 +270,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	rec := recorderPool.Get().(*statusRecorder)
-	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout, rec.app = w, 0, 0, s.opts.WriteTimeout, s.metrics.none
+	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout, rec.app, rec.pages = w, 0, 0, s.opts.WriteTimeout, s.metrics.none, nil
 	// Counted even if the handler is aborted with a panic (a cut answer).
 	defer func() {
 		l.status, l.bytes = rec.status, rec.bytes
@@ -274,7 +278,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			l.status = http.StatusOK
 		}
 		app := rec.app
-		rec.ResponseWriter, rec.app = nil, nil
+		rec.ResponseWriter, rec.app, rec.pages = nil, nil, nil
 		recorderPool.Put(rec)
 		s.record(app, &l)
 	}()
@@ -344,7 +348,7 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) {
 		return
 	}
 	defer e.up.inflight.Add(-1)
-	w.app = e.m
+	w.app, w.pages = e.m, e.route.Pages
 	if r.TLS == nil && s.redirects(e, host) {
 		target := "https://" + host
 		if s.opts.HTTPSPort != 443 {
@@ -359,6 +363,8 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	switch {
+	case e.route.Maintenance != nil:
+		answerMaintenance(w, e)
 	case !u.healthy.Load():
 		w.Header().Set("Retry-After", "5")
 		page(w, http.StatusServiceUnavailable)
@@ -434,6 +440,39 @@ func (s *Server) SetRoute(ctx context.Context, r Route) (string, error) {
 	return prev.up.addr, nil
 }
 
+// SetMaintenance puts app's route in maintenance (m), or takes it out
+// (nil), at once: its upstream keeps running and being checked.
+func (s *Server) SetMaintenance(app string, m *Maintenance) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.table.Load()
+	prev := old.byApp(app)
+	if prev == nil {
+		return fmt.Errorf("no route for %s", app)
+	}
+	r := prev.route
+	r.Maintenance = m
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	return s.replaceEntry(old, prev, s.newEntry(r, prev.up))
+}
+
+// replaceEntry makes the routes those of old without drop, and with add
+// if it is not nil; the caller holds s.mu.
+func (s *Server) replaceEntry(old *table, drop, add *entry) error {
+	entries := slices.DeleteFunc(slices.Clone(old.all), func(e *entry) bool { return e == drop })
+	if add != nil {
+		entries = append(entries, add)
+	}
+	next := newTable(entries)
+	if err := saveState(s.opts.StatePath, routesOf(next)); err != nil {
+		return err
+	}
+	s.table.Store(next)
+	return nil
+}
+
 // DeleteRoute removes app's route and drains its upstream.
 func (s *Server) DeleteRoute(app string) error {
 	s.mu.Lock()
@@ -443,12 +482,9 @@ func (s *Server) DeleteRoute(app string) error {
 	if prev == nil {
 		return fmt.Errorf("no route for %s", app)
 	}
-	entries := slices.DeleteFunc(slices.Clone(old.all), func(e *entry) bool { return e == prev })
-	next := newTable(entries)
-	if err := saveState(s.opts.StatePath, routesOf(next)); err != nil {
+	if err := s.replaceEntry(old, prev, nil); err != nil {
 		return err
 	}
-	s.table.Store(next)
 	prev.up.stop()
 	s.drain(prev.up, prev.route.DrainTimeout.Duration)
 	return nil
@@ -538,6 +574,7 @@ func (s *Server) Close() {
 type statusRecorder struct {
 	http.ResponseWriter
 	app          *appMetrics
+	pages        map[int]string // the app's own error pages
 	status       int
 	bytes        int64
 	writeTimeout time.Duration
@@ -571,12 +608,21 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 
 // page writes one of the proxy's own small HTML error pages.
 func page(w http.ResponseWriter, code int) {
+	body := pageBody(code)
+	if rec, ok := w.(*statusRecorder); ok && rec.pages[code] != "" {
+		body = rec.pages[code] // the app's own
+	}
+	writePage(w, code, body)
+}
+
+// writePage answers code with an HTML page.
+func writePage(w http.ResponseWriter, code int, body string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	io.WriteString(w, pageBody(code))
+	io.WriteString(w, body)
 }
 
 // pageMessages say what went wrong, for each status the proxy answers

@@ -27,6 +27,10 @@ import (
 // FileName is the encrypted secrets file, beside hoist.yml.
 const FileName = "hoist.secrets"
 
+// DestinationFile is destination dest's own secrets file, beside
+// hoist.yml: hoist.DEST.secrets.
+func DestinationFile(dest string) string { return "hoist." + dest + ".secrets" }
+
 // Store is an app's secrets file and the key that opens it.
 type Store struct {
 	Path    string // the encrypted file, in the repository

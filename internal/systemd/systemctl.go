@@ -148,3 +148,8 @@ func foldRepeats(out string, max int) string {
 // unit starts again right after stopping; the next automatic restart
 // succeeds.
 const ExitCgroup = 219
+
+// Analyze runs systemd-analyze with args and returns its trimmed output.
+func Analyze(ctx context.Context, args ...string) (string, error) {
+	return run(ctx, "systemd-analyze", args...)
+}

@@ -28,9 +28,11 @@ type App struct {
 	Command string
 	Port    int
 	// Env holds plain variables; EnvFile holds the secret ones (0600, root),
-	// which systemd reads before it drops privileges.
-	Env     map[string]string
-	EnvFile string
+	// which systemd reads before it drops privileges, after
+	// AccessoriesEnvFile, the accessories' URLs (so a secret wins).
+	Env                map[string]string
+	EnvFile            string
+	AccessoriesEnvFile string
 	// HoistBin is the hoist binary on the host, used by the boot unit,
 	// which gives it BootRequest on stdin.
 	HoistBin    string
@@ -70,6 +72,9 @@ ExecStart={{.ExecStart}}
 {{- range .Env}}
 Environment={{.}}
 {{- end}}
+{{- if .AccessoriesEnvFile}}
+EnvironmentFile=-{{.AccessoriesEnvFile}}
+{{- end}}
 EnvironmentFile=-{{.EnvFile}}
 # What the release was given when it started: behind the proxy its own
 # PORT, and for an OTP release its own epmd (ERL_EPMD_PORT).
@@ -86,7 +91,13 @@ UMask=0027
 # its state directory (/var/lib/{{.StateDirectory}}, $STATE_DIRECTORY).
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
+` + Sandbox))
+
+// Sandbox is the hardening every service hoist writes or drops in
+// shares: no home directories, a private /tmp and /dev, the kernel's
+// settings out of reach, no capabilities, network sockets only, the
+// system calls of a service. Each unit adds what it may write.
+const Sandbox = `ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectKernelTunables=yes
@@ -107,7 +118,7 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
-`))
+`
 
 var bootUnit = template.Must(template.New("boot").Parse(`# Written by hoist; changes are overwritten on the next deploy.
 [Unit]

@@ -33,7 +33,7 @@ var hello = App{
 	Name: "hello", User: "hoist-hello", ReleaseDir: "/var/lib/hoist/hello/releases/%i", PortFile: "/var/lib/hoist/hello/ports/%i.env",
 	StateDirectory: "hoist-hello", Command: "./hello --greeting 100%",
 	Port: 3000, Env: map[string]string{"LOG_LEVEL": "info", "QUOTE": `say "hi" \ 50%`},
-	EnvFile: "/var/lib/hoist/hello/shared/env", HoistBin: "/usr/local/bin/hoist", BootRequest: `{"app":"hello","args":{}}`,
+	EnvFile: "/var/lib/hoist/hello/shared/env", AccessoriesEnvFile: "/var/lib/hoist/hello/shared/accessories.env", HoistBin: "/usr/local/bin/hoist", BootRequest: `{"app":"hello","args":{}}`,
 }
 
 func TestTemplateGolden(t *testing.T) {

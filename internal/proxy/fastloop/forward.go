@@ -39,7 +39,7 @@ func (s *Server) forward(cc *conn, bw *bufio.Writer, head []byte, req *request, 
 			f.Status = http.StatusGatewayTimeout
 		}
 		var ok bool
-		f.Bytes, ok = s.page(bw, req, f.Status)
+		f.Bytes, ok = s.page(bw, req, f.Status, t.Page)
 		return ok
 	}
 	var ok, reuse bool
@@ -56,9 +56,15 @@ func (s *Server) forward(cc *conn, bw *bufio.Writer, head []byte, req *request, 
 	return ok
 }
 
-// page writes one of the proxy's own error pages.
-func (s *Server) page(bw *bufio.Writer, req *request, code int) (int64, bool) {
+// page writes one of the proxy's error pages: the target's own (own
+// may be nil), else the proxy's.
+func (s *Server) page(bw *bufio.Writer, req *request, code int, own func(int) string) (int64, bool) {
 	body := s.cfg.Page(code)
+	if own != nil {
+		if b := own(code); b != "" {
+			body = b
+		}
+	}
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
 	writeDate(bw)
 	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n")

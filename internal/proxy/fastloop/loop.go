@@ -49,6 +49,9 @@ type Target struct {
 	Addr string // host:port; the loop keeps a connection pool per address
 	HSTS bool   // add Strict-Transport-Security unless the upstream sent it
 	Ref  any    // the Router's own, given back in Done
+	// Page, when set, is the body of the error pages the loop answers
+	// for this target (502, 504) instead of Config.Page's.
+	Page func(code int) string
 }
 
 // Finished is a request the loop served, for the access log and the
