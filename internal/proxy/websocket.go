@@ -313,6 +313,29 @@ func (c *wsConn) pump(dir int, early []byte) {
 	} else {
 		c.pumpConn(dir, from.dst)
 	}
+	if dir == toClient {
+		c.awaitClientAnswer()
+	}
+}
+
+// awaitClientAnswer waits, once the upstream has ended, for the client's
+// answer to a close frame the proxy sent it (the other pump reads it and
+// closes c), up to closeGrace. Closing the client's socket with that
+// answer unread would reset the connection instead of ending it.
+func (c *wsConn) awaitClientAnswer() {
+	d := &c.dirs[toClient]
+	d.mu.Lock()
+	sent := d.sent
+	d.mu.Unlock()
+	if !c.websocket || !sent {
+		return
+	}
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-t.C:
+	}
 }
 
 // pumpRaw moves bytes from a socket: one RawConn.Read for the life of
