@@ -55,6 +55,9 @@ func (b *testBackend) waitSlow(t testing.TB, n int) {
 	}
 }
 
+// upstreamSTS is the Strict-Transport-Security a backend sends on /sts.
+const upstreamSTS = "max-age=63072000; includeSubDomains"
+
 func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Server)) *testBackend {
 	t.Helper()
 	b := &testBackend{name: name, closes: make(chan uint16, 16), slow: make(chan struct{}, 64)}
@@ -68,6 +71,10 @@ func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Se
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		b.served.Add(1)
 		fmt.Fprintf(w, "%s xff=%s proto=%s host=%s", name, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
+	})
+	mux.HandleFunc("/sts", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", upstreamSTS)
+		fmt.Fprint(w, name+" sts")
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		b.served.Add(1)

@@ -270,7 +270,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	rec := recorderPool.Get().(*statusRecorder)
-	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout, rec.app, rec.pages = w, 0, 0, s.opts.WriteTimeout, s.metrics.none, nil
+	rec.ResponseWriter, rec.status, rec.bytes, rec.writeTimeout, rec.app, rec.pages, rec.hsts = w, 0, 0, s.opts.WriteTimeout, s.metrics.none, nil, false
 	// Counted even if the handler is aborted with a panic (a cut answer).
 	defer func() {
 		l.status, l.bytes = rec.status, rec.bytes
@@ -359,9 +359,7 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) {
 		return
 	}
 	u := e.up
-	if e.route.HSTS && r.TLS != nil {
-		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
-	}
+	w.hsts = e.route.HSTS && r.TLS != nil
 	switch {
 	case e.route.Maintenance != nil:
 		answerMaintenance(w, e)
@@ -575,12 +573,16 @@ type statusRecorder struct {
 	http.ResponseWriter
 	app          *appMetrics
 	pages        map[int]string // the app's own error pages
+	hsts         bool           // add Strict-Transport-Security unless the app sent its own
 	status       int
 	bytes        int64
 	writeTimeout time.Duration
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.addHSTS()
+	}
 	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
@@ -590,12 +592,22 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
+		r.addHSTS()
 		r.status = http.StatusOK
 	}
 	r.progress()
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// addHSTS sets the proxy's Strict-Transport-Security on an answer that
+// has none: an app's own (a longer max-age, includeSubDomains) is kept,
+// never doubled.
+func (r *statusRecorder) addHSTS() {
+	if h := r.Header(); r.hsts && h.Get("Strict-Transport-Security") == "" {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
 }
 
 // progress gives the client writeTimeout more to take what is written

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 )
@@ -205,6 +207,23 @@ func testInternalCA(t *testing.T, fast bool) {
 		if resp.ProtoMajor != 1 || !strings.HasPrefix(string(b), "a xff=127.0.0.1 proto=https host="+name) ||
 			resp.Header.Get("Strict-Transport-Security") == "" {
 			t.Errorf("%s over HTTP/1.1 and TLS: %s %q hsts=%q", method, resp.Proto, b, resp.Header.Get("Strict-Transport-Security"))
+		}
+	}
+
+	// An app that sends its own HSTS keeps it, and gets no second one
+	// from the proxy: browsers take the first of two, which may be the
+	// proxy's rather than the app's.
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, fmt.Sprintf("https://127.0.0.1:%d/sts", r.httpsPort), strings.NewReader(""))
+		req.Host = name
+		resp, err := h1.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if diff := cmp.Diff([]string{upstreamSTS}, resp.Header.Values("Strict-Transport-Security")); diff != "" {
+			t.Errorf("%s of a page with the app's own HSTS (-want +got):\n%s", method, diff)
 		}
 	}
 
