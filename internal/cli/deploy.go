@@ -152,6 +152,9 @@ func printOutcome(w io.Writer, out *deploy.Outcome) {
 // reachable warns of each host that cannot be reached, and fails when
 // none can.
 func reachable(s *streams, members []fleet.Member) error {
+	if err := fleet.Distinct(members); err != nil {
+		return err
+	}
 	var down []fleet.Result
 	for _, m := range members {
 		if m.Err != nil {

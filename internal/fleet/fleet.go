@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // DialFunc opens a connection to a host as the user named it.
@@ -175,4 +176,24 @@ func (p *PrefixWriter) emit(line []byte) error {
 	}
 	_, err := fmt.Fprintf(p.W, "%s%s", p.Prefix, line)
 	return err
+}
+
+// Distinct refuses members that reached one machine under two names (an
+// address and a name, user@host and host): they present the same SSH
+// host key. Deployed to twice at once, one machine would run two
+// activations of the same app side by side.
+func Distinct(members []Member) error {
+	seen := map[string]string{}
+	for _, m := range members {
+		k, ok := m.Conn.(interface{ HostKey() string })
+		if m.Err != nil || !ok || k.HostKey() == "" {
+			continue
+		}
+		if first, dup := seen[k.HostKey()]; dup {
+			return usererr.New("hosts %s and %s are one machine: both present the SSH host key %s", first, m.Host, k.HostKey()).
+				WithHint("list each host once in hoist.yml (machines cloned from one image must each get host keys of their own)")
+		}
+		seen[k.HostKey()] = m.Host
+	}
+	return nil
 }

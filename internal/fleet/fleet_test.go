@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 type nopConn struct{ addr string }
@@ -106,5 +108,38 @@ func TestMapReturnsValuesByIndex(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"slow: ", "down: cannot reach down:22", "fast: fast failed"}, errs); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
+	}
+}
+
+type keyedConn struct {
+	nopConn
+	key string
+}
+
+func (c keyedConn) HostKey() string { return c.key }
+
+// Two names of one machine (the same host key) are refused, naming both;
+// hosts that could not be reached, or whose key is unknown, are not
+// compared.
+func TestDistinct(t *testing.T) {
+	for name, tt := range map[string]struct {
+		members []Member
+		want    string // in the error; "" for none
+	}{
+		"distinct": {members: []Member{{Host: "a", Conn: keyedConn{key: "SHA256:a"}}, {Host: "b", Conn: keyedConn{key: "SHA256:b"}}}},
+		"one machine twice": {members: []Member{
+			{Host: "10.0.0.5", Conn: keyedConn{key: "SHA256:x"}}, {Host: "b", Conn: keyedConn{key: "SHA256:b"}},
+			{Host: "deploy@web1", Conn: keyedConn{key: "SHA256:x"}},
+		}, want: "hosts 10.0.0.5 and deploy@web1 are one machine"},
+		"down and keyless": {members: []Member{
+			{Host: "a", Err: errors.New("down")}, {Host: "b", Conn: nopConn{"b"}}, {Host: "c", Conn: keyedConn{}}, {Host: "d", Conn: keyedConn{}},
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := Distinct(tt.members)
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || usererr.HintOf(err) == "") {
+				t.Errorf("Distinct = %v (hint %q), want %q", err, usererr.HintOf(err), tt.want)
+			}
+		})
 	}
 }

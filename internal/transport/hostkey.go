@@ -25,7 +25,22 @@ type hostKeys struct {
 	o     Options
 	db    *knownhosts.HostKeyDB
 	mu    sync.Mutex
-	fault error // why the callback refused, for a clear error after the handshake
+	fault error  // why the callback refused, for a clear error after the handshake
+	key   string // the fingerprint of the key accepted
+}
+
+// accepted is the SHA256 fingerprint of the host key the callback
+// accepted.
+func (h *hostKeys) accepted() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.key
+}
+
+func (h *hostKeys) accept(key ssh.PublicKey) {
+	h.mu.Lock()
+	h.key = ssh.FingerprintSHA256(key)
+	h.mu.Unlock()
 }
 
 func newHostKeys(o Options) (*hostKeys, error) {
@@ -87,6 +102,7 @@ func (h *hostKeys) callback(target string) ssh.HostKeyCallback {
 		if h.db != nil {
 			err := h.db.HostKeyCallback()(hostname, remote, key)
 			if err == nil {
+				h.accept(key)
 				return nil
 			}
 			if knownhosts.IsHostKeyChanged(err) {
@@ -113,6 +129,7 @@ func (h *hostKeys) callback(target string) ssh.HostKeyCallback {
 		if h.o.Log != nil {
 			fmt.Fprintf(h.o.Log, "recorded new host key for %s (%s %s) in %s\n", target, key.Type(), ssh.FingerprintSHA256(key), h.o.TrustFile)
 		}
+		h.accept(key)
 		return nil
 	}
 }

@@ -117,12 +117,17 @@ func (o *Options) home() string {
 type SSH struct {
 	addr    string
 	client  *ssh.Client
+	hostKey string      // the SHA256 fingerprint of the key the host presented
 	closers []io.Closer // jump hosts, closed after client
 	done    chan struct{}
 	once    sync.Once
 }
 
 func (s *SSH) Addr() string { return s.addr }
+
+// HostKey is the SHA256 fingerprint of the key the host presented: two
+// names that reach one machine present the same.
+func (s *SSH) HostKey() string { return s.hostKey }
 
 // User is the user the connection logged in as.
 func (s *SSH) User() string { return s.client.User() }
@@ -203,26 +208,27 @@ func Dial(ctx context.Context, target string, o Options) (*SSH, error) {
 	}
 	cfg := loadSSHConfig(o)
 	s := &SSH{addr: target, done: make(chan struct{})}
-	client, closers, err := dialHop(ctx, target, o, cfg, 0)
+	client, hostKey, closers, err := dialHop(ctx, target, o, cfg, 0)
 	if err != nil {
 		for _, c := range closers {
 			c.Close()
 		}
 		return nil, err
 	}
-	s.client, s.closers = client, closers
+	s.client, s.hostKey, s.closers = client, hostKey, closers
 	go s.keepalive(15 * time.Second)
 	return s, nil
 }
 
-// dialHop dials target, through its ProxyJump chain if it has one.
-func dialHop(ctx context.Context, target string, o Options, cfg *ssh_config.Config, depth int) (*ssh.Client, []io.Closer, error) {
+// dialHop dials target, through its ProxyJump chain if it has one, and
+// returns the fingerprint of target's host key beside the client.
+func dialHop(ctx context.Context, target string, o Options, cfg *ssh_config.Config, depth int) (*ssh.Client, string, []io.Closer, error) {
 	if depth > 8 {
-		return nil, nil, usererr.New("ProxyJump chain to %s is too long (a loop?)", target)
+		return nil, "", nil, usererr.New("ProxyJump chain to %s is too long (a loop?)", target)
 	}
 	t, err := ParseTarget(target)
 	if err != nil {
-		return nil, nil, usererr.Wrap(err, "cannot connect").WithHint("hosts are written [user@]host[:port]")
+		return nil, "", nil, usererr.Wrap(err, "cannot connect").WithHint("hosts are written [user@]host[:port]")
 	}
 	alias := t.Host
 	hostName := configGet(cfg, alias, "HostName")
@@ -258,13 +264,13 @@ func dialHop(ctx context.Context, target string, o Options, cfg *ssh_config.Conf
 			var c *ssh.Client
 			var cs []io.Closer
 			if i == 0 {
-				c, cs, err = dialHop(ctx, j, Options{IdentityFiles: o.IdentityFiles, KnownHostsFiles: o.KnownHostsFiles, TrustFile: o.TrustFile, SSHConfigFile: "none", ConnectTimeout: o.ConnectTimeout, Log: o.Log, Home: o.Home}, cfg, depth+1)
+				c, _, cs, err = dialHop(ctx, j, Options{IdentityFiles: o.IdentityFiles, KnownHostsFiles: o.KnownHostsFiles, TrustFile: o.TrustFile, SSHConfigFile: "none", ConnectTimeout: o.ConnectTimeout, Log: o.Log, Home: o.Home}, cfg, depth+1)
 			} else {
 				c, cs, err = dialThrough(ctx, via, j, o, cfg, depth+1)
 			}
 			closers = append(closers, cs...)
 			if err != nil {
-				return nil, closers, fmt.Errorf("jump host %s: %w", j, err)
+				return nil, "", closers, fmt.Errorf("jump host %s: %w", j, err)
 			}
 			closers = append(closers, c)
 			via = c
@@ -275,15 +281,15 @@ func dialHop(ctx context.Context, target string, o Options, cfg *ssh_config.Conf
 		raw, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return nil, closers, usererr.Wrap(err, "cannot reach %s", addr).
+		return nil, "", closers, usererr.Wrap(err, "cannot reach %s", addr).
 			WithHint("check the address, that the host is up, that sshd listens on port %d and no firewall blocks it", port)
 	}
-	c, err := handshake(ctx, raw, target, addr, user, alias, o, cfg)
+	c, hostKey, err := handshake(ctx, raw, target, addr, user, alias, o, cfg)
 	if err != nil {
 		raw.Close()
-		return nil, closers, err
+		return nil, "", closers, err
 	}
-	return c, closers, nil
+	return c, hostKey, closers, nil
 }
 
 // dialThrough dials hop j over an existing client.
@@ -306,7 +312,7 @@ func dialThrough(ctx context.Context, via *ssh.Client, j string, o Options, cfg 
 		return nil, nil, usererr.Wrap(err, "cannot reach %s through the jump host", addr)
 	}
 	user := firstNonEmpty(t.User, configGet(cfg, t.Host, "User"), "root")
-	c, err := handshake(ctx, raw, j, addr, user, t.Host, o, cfg)
+	c, _, err := handshake(ctx, raw, j, addr, user, t.Host, o, cfg)
 	if err != nil {
 		raw.Close()
 		return nil, nil, err
@@ -320,10 +326,10 @@ func dialVia(ctx context.Context, via *ssh.Client, addr string, timeout time.Dur
 	return via.DialContext(ctx, "tcp", addr)
 }
 
-func handshake(ctx context.Context, raw net.Conn, target, addr, user, alias string, o Options, cfg *ssh_config.Config) (*ssh.Client, error) {
+func handshake(ctx context.Context, raw net.Conn, target, addr, user, alias string, o Options, cfg *ssh_config.Config) (*ssh.Client, string, error) {
 	hk, err := newHostKeys(o)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	auths, tried, closeAgent := authMethods(o, cfg, alias)
 	defer closeAgent()
@@ -342,16 +348,16 @@ func handshake(ctx context.Context, raw net.Conn, target, addr, user, alias stri
 	sc, chans, reqs, err := ssh.NewClientConn(raw, addr, conf)
 	if err != nil {
 		if hkErr := hk.err(); hkErr != nil {
-			return nil, hkErr
+			return nil, "", hkErr
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, usererr.New("%s refused login as %s (tried %s)", addr, user, strings.Join(tried, ", ")).
+			return nil, "", usererr.New("%s refused login as %s (tried %s)", addr, user, strings.Join(tried, ", ")).
 				WithHint("authorize one of these keys for %s on the host, set ssh.identity_file, or load the key into ssh-agent", user)
 		}
-		return nil, usererr.Wrap(err, "ssh handshake with %s failed", addr)
+		return nil, "", usererr.Wrap(err, "ssh handshake with %s failed", addr)
 	}
 	raw.SetDeadline(time.Time{})
-	return ssh.NewClient(sc, chans, reqs), nil
+	return ssh.NewClient(sc, chans, reqs), hk.accepted(), nil
 }
 
 // keepalive pings the server so that a dead peer surfaces as an error

@@ -231,6 +231,16 @@ Host app
 	if n := strings.Count(string(b), "\n"); n != 2 {
 		t.Errorf("want both hops' keys recorded, got:\n%s", b)
 	}
+	// The key that names the machine is the target's, not the jump host's.
+	if got, want := c.HostKey(), ssh.FingerprintSHA256(f.srv.hostKey.PublicKey()); got != want {
+		t.Errorf("HostKey() = %q, want the target's %q (the jump host's is %q)", got, want, ssh.FingerprintSHA256(jump.hostKey.PublicKey()))
+	}
+	// Known now, the key is read again on the next connection.
+	again := dial(t, "app", o)
+	defer again.Close()
+	if got, want := again.HostKey(), ssh.FingerprintSHA256(f.srv.hostKey.PublicKey()); got != want {
+		t.Errorf("HostKey() of a known host = %q, want %q", got, want)
+	}
 }
 
 func TestParseTarget(t *testing.T) {
