@@ -252,12 +252,19 @@ func TestPortHeldByAnotherAppIsRefused(t *testing.T) {
 }
 
 // One machine listed under two names (its address, and user@address) is
-// refused before the build: both present the same host key.
+// refused, by deploy before the build, and by setup and rollback: both
+// present the same host key.
 func TestOneMachineListedTwiceIsRefused(t *testing.T) {
 	hosts := needLab(t)
 	a := newApp(t, "twice", 3131, []string{hosts[0], "root@" + hosts[0]}, "")
 	stderr := failHoist(t, a.dir, "deploy")
-	if want := "hosts " + hosts[0] + " and root@" + hosts[0] + " are one machine"; !strings.Contains(stderr, want) || strings.Contains(stderr, "building") {
+	want := "hosts " + hosts[0] + " and root@" + hosts[0] + " are one machine"
+	if !strings.Contains(stderr, want) || strings.Contains(stderr, "building") {
 		t.Errorf("deploy to one machine listed twice: stderr does not refuse it before the build (%q):\n%s", want, stderr)
+	}
+	for _, verb := range []string{"setup", "rollback"} {
+		if stderr := failHoist(t, a.dir, verb); !strings.Contains(stderr, want) {
+			t.Errorf("%s on one machine listed twice: stderr does not refuse it (%q):\n%s", verb, want, stderr)
+		}
 	}
 }

@@ -72,6 +72,9 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	}
 	members := fleet.Connect(ctx, a.setupHosts(), a.cfg.SSH.Parallel, a.dial)
 	defer fleet.Close(members)
+	if err := fleet.Distinct(members); err != nil {
+		return err
+	}
 	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]accessory.Connection, error) {
 		if err := a.installHoist(ctx, s, h, conn, bin, o.binary == ""); err != nil {
 			return nil, err

@@ -534,6 +534,13 @@ func (o ShipOptions) lockAll(ctx context.Context, lk host.Lock) (members []fleet
 		}
 	}
 	unlock = func() { release(); closeAll() }
+	if err := fleet.Distinct(members); err != nil {
+		refused = make([]fleet.Result, len(members))
+		for i, m := range members {
+			refused[i] = fleet.Result{Host: m.Host, Err: err}
+		}
+		return members, unlock, refused
+	}
 	for _, i := range order {
 		if members[i].Err != nil {
 			continue

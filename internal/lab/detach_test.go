@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,19 @@ func TestStartDetachedInheritsNoDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Close(fd)
-	cmd := exec.Command("sleep", "60")
+	// The child says when it has started, and then waits on its stdin: a
+	// program that is still being loaded holds the files it loads from
+	// for a moment.
+	cmd := exec.Command("sh", "-c", "echo started; read x")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
 	if err := startDetached(cmd); err != nil {
 		t.Fatal(err)
 	}
@@ -28,17 +41,23 @@ func TestStartDetachedInheritsNoDescriptors(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
-	fds, err := os.ReadDir("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/fd")
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "started\n" {
+		t.Fatalf("the child said %q, %v", line, err)
+	}
+	dir := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/fd/"
+	fds, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var targets []string
 	for _, e := range fds {
-		target, _ := os.Readlink("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/fd/" + e.Name())
+		target, _ := os.Readlink(dir + e.Name())
+		targets = append(targets, e.Name()+" -> "+target)
 		if target == held {
 			t.Errorf("the started process holds fd %s on %s", e.Name(), held)
 		}
 	}
 	if len(fds) > 3 {
-		t.Errorf("the started process holds %d descriptors, want only stdin, stdout and stderr", len(fds))
+		t.Errorf("the started process holds %v, want only stdin, stdout and stderr", targets)
 	}
 }
