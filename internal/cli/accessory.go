@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -207,7 +206,7 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 	if o.json {
 		return writeJSON(s, out)
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tACCESSORY\tSERVICE\tSTATE\tLISTEN\tBACKUPS\tLAST BACKUP\tNEXT BACKUP")
 	for _, l := range out {
 		if l.Accessory == nil {
@@ -318,10 +317,10 @@ func runAccessoryBackups(ctx context.Context, s *streams, g *globalOptions, o *a
 	if o.json {
 		return writeJSON(s, out)
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "BACKUP\tMADE\tSIZE")
 	for _, b := range out.Backups {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.File, b.Created.Local().Format("2006-01-02 15:04:05"), bytesize.String(b.Size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.File, localTime(b.Created), bytesize.String(b.Size))
 	}
 	return tw.Flush()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -74,14 +73,14 @@ func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions
 		}
 		return report(s.err, results, "audit")
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "TIME\tHOST\tWHO\tOP\tRELEASE\tOUTCOME\tDETAIL")
 	for _, l := range out {
 		outcome := l.Outcome
 		if l.Error != "" {
 			outcome += ": " + firstLine(l.Error, 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Time.Local().Format("2006-01-02 15:04:05"), l.Host, who(l.Who),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", localTime(l.Time), l.Host, who(l.Who),
 			l.Op, dash(l.Release), outcome, dash(l.Detail))
 	}
 	if err := tw.Flush(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -92,7 +91,7 @@ func runDNSStatus(ctx context.Context, s *streams, g *globalOptions, o *dnsOptio
 	if o.json {
 		return writeJSON(s, p)
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "NAME\tSTATE\tRECORDS\tWANTED\tOWNER")
 	for _, e := range p.Names {
 		owner := e.Owner

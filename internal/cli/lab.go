@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -121,7 +120,7 @@ func runLabStatus(ctx context.Context, s *streams, o *labOptions) error {
 		fmt.Fprintf(s.err, "lab %q has no hosts; `hoist lab up` boots some\n", o.name)
 		return nil
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "NAME\tADDRESS\tRUNNING\tSSH")
 	for _, h := range st {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Name, h.Addr, yesNo(h.Running), yesNo(h.SSH))

@@ -64,7 +64,7 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 		switch st := sts[i]; {
 		case st == nil:
 		case st.Lock != nil:
-			fmt.Fprintf(s.out, "%s: locked by %s since %s (%s)\n", r.Host, st.Lock.Holder, st.Lock.Since.Local().Format("2006-01-02 15:04:05"), st.Lock.Op)
+			fmt.Fprintf(s.out, "%s: locked by %s since %s (%s)\n", r.Host, st.Lock.Holder, localTime(st.Lock.Since), st.Lock.Op)
 		default:
 			fmt.Fprintln(s.out, r.Host+": unlocked")
 		}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -128,7 +127,7 @@ func runMaintenanceStatus(ctx context.Context, s *streams, g *globalOptions, o *
 		}
 		return report(s.err, results, "maintenance status")
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tMAINTENANCE\tSINCE\tRETRY AFTER\tMESSAGE")
 	for _, hm := range out {
 		m := hm.Maintenance
@@ -138,7 +137,7 @@ func runMaintenanceStatus(ctx context.Context, s *streams, g *globalOptions, o *
 		case m == nil:
 			fmt.Fprintf(tw, "%s\toff\t-\t-\t-\n", hm.Host)
 		default:
-			fmt.Fprintf(tw, "%s\ton\t%s\t%s\t%s\n", hm.Host, m.Since.Local().Format("2006-01-02 15:04:05"), m.RetryAfter.Duration, dash(m.Message))
+			fmt.Fprintf(tw, "%s\ton\t%s\t%s\t%s\n", hm.Host, localTime(m.Since), m.RetryAfter.Duration, dash(m.Message))
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -65,7 +64,7 @@ func printPlan(w io.Writer, p *provision.Plan) {
 		where += " in " + p.Region
 	}
 	fmt.Fprintf(w, "plan for %s (%s) on %s:\n", p.App, p.Env, where)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := table(w)
 	for _, c := range p.Changes {
 		props := c.Resource.Props
 		if c.Was != nil {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -283,7 +282,7 @@ func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptio
 // upstream; then one per host and TLS name: the certificate's issuer,
 // expiry, how it was obtained and when renewal is due.
 func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tAPP\tHOSTS\tUPSTREAM\tHEALTHY\tIN FLIGHT\tWEBSOCKETS\tTLS")
 	var certRows []string
 	for _, hp := range out {
@@ -309,7 +308,7 @@ func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
 		return
 	}
 	fmt.Fprintln(s.out)
-	tw = tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw = table(s.out)
 	fmt.Fprintln(tw, "HOST\tNAME\tISSUER\tEXPIRES\tOBTAINED\tRENEWAL DUE")
 	for _, row := range certRows {
 		fmt.Fprintln(tw, row)

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -54,7 +53,7 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 	if o.json {
 		return writeJSON(s, out)
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tRELEASE\tCOMMIT\tBUILT\tSTATE")
 	for _, hr := range out {
 		for _, r := range hr.Releases {
@@ -62,7 +61,7 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 			if len(commit) > 12 {
 				commit = commit[:12]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, r.ID, dash(commit), r.BuiltAt.Local().Format("2006-01-02 15:04:05"), releaseState(r))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hr.Host, r.ID, dash(commit), localTime(r.BuiltAt), releaseState(r))
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -57,7 +58,7 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 	if o.json {
 		return writeJSON(s, out)
 	}
-	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tSTATE\tRELEASE\tSINCE\tLOCK")
 	for _, hs := range out {
 		if hs.Status == nil {
@@ -67,7 +68,7 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 		st := hs.Status
 		rel, since, lock := dash(st.Current), "-", "-"
 		if !st.Since.IsZero() {
-			since = st.Since.Local().Format("2006-01-02 15:04:05") + " (" + time.Since(st.Since).Round(time.Second).String() + " ago)"
+			since = localTime(st.Since) + " (" + time.Since(st.Since).Round(time.Second).String() + " ago)"
 		}
 		if st.Lock != nil {
 			lock = st.Lock.Holder
@@ -94,6 +95,12 @@ func errText(err error) string {
 	}
 	return err.Error()
 }
+
+// table lays out what a verb prints for people in aligned columns.
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+// localTime is how a verb prints a moment for people: local, to the second.
+func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
 
 func writeJSON(s *streams, v any) error {
 	enc := json.NewEncoder(s.out)
