@@ -16,39 +16,26 @@ import (
 // closed when the proxy closed that request's connection.
 func stallingUpstream(t *testing.T) (addr string, arrived, closed chan struct{}) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	arrived, closed = make(chan struct{}, 8), make(chan struct{}, 8)
-	go func() {
+	addr = serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/up" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-						continue
-					}
-					arrived <- struct{}{}
-					io.Copy(io.Discard, br) // until the proxy closes it
-					closed <- struct{}{}
-					return
-				}
-			}()
+			if req.URL.Path == "/up" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			arrived <- struct{}{}
+			io.Copy(io.Discard, br) // until the proxy closes it
+			closed <- struct{}{}
+			return
 		}
-	}()
-	return ln.Addr().String(), arrived, closed
+	})
+	return addr, arrived, closed
 }
 
 // TestClientLeavesCancelsUpstream: a client that leaves while its

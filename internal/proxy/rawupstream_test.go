@@ -16,8 +16,8 @@ import (
 // exactly as it came, and answers with the bytes its script gives. GET
 // /up (the health check) answers 200 and is not recorded.
 type rawUpstream struct {
-	ln     net.Listener
-	script func(req *http.Request) []byte
+	address string
+	script  func(req *http.Request) []byte
 	// after, if set, is written once the answer is, and then signalled
 	// on its channel: bytes that follow an answer later.
 	after func(req *http.Request) ([]byte, chan<- struct{})
@@ -38,26 +38,32 @@ type recordedRequest struct {
 
 func newRawUpstream(t testing.TB, script func(*http.Request) []byte) *rawUpstream {
 	t.Helper()
+	u := &rawUpstream{script: script, seen: make(chan struct{}, 64)}
+	u.address = serveTCP(t, u.serve)
+	return u
+}
+
+func (u *rawUpstream) addr() string { return u.address }
+
+// serveTCP listens on loopback until the test ends, and runs serve on
+// each connection in a goroutine of its own. It returns the address.
+func serveTCP(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &rawUpstream{ln: ln, script: script, seen: make(chan struct{}, 64)}
-	go u.accept()
 	t.Cleanup(func() { ln.Close() })
-	return u
-}
-
-func (u *rawUpstream) addr() string { return u.ln.Addr().String() }
-
-func (u *rawUpstream) accept() {
-	for {
-		c, err := u.ln.Accept()
-		if err != nil {
-			return
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
 		}
-		go u.serve(c)
-	}
+	}()
+	return ln.Addr().String()
 }
 
 func (u *rawUpstream) serve(c net.Conn) {

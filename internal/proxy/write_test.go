@@ -18,48 +18,35 @@ import (
 // 1 GiB, 20 s), and then says so on closed.
 func floodingUpstream(t *testing.T) (addr string, closed chan struct{}) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	closed = make(chan struct{}, 8)
 	const total = 1 << 30
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	addr = serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.URL.Path == "/up" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			return
+		}
+		piece := make([]byte, 64<<10)
+		if req.Header.Get("Upgrade") != "" {
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			piece = frame(0x2, piece[:60<<10], false)
+		} else {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", total)
+		}
+		c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		for sent := 0; sent < total; sent += len(piece) {
+			if _, err := c.Write(piece); err != nil {
+				closed <- struct{}{}
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				if req.URL.Path == "/up" {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-					return
-				}
-				piece := make([]byte, 64<<10)
-				if req.Header.Get("Upgrade") != "" {
-					io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-					piece = frame(0x2, piece[:60<<10], false)
-				} else {
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", total)
-				}
-				c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-				for sent := 0; sent < total; sent += len(piece) {
-					if _, err := c.Write(piece); err != nil {
-						closed <- struct{}{}
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String(), closed
+	})
+	return addr, closed
 }
 
 // TestClientStopsReading: a client that stops reading a large answer,
