@@ -218,6 +218,19 @@ func TestShipResumesACutTransfer(t *testing.T) {
 	}
 }
 
+// sendObject sends r's index, then a transfer of one object, sum with
+// data, whatever r's index says of it.
+func sendObject(t *testing.T, l Layout, r *built, sum string, data []byte) error {
+	t.Helper()
+	sendIndex(t, l, r, "", nil)
+	var buf bytes.Buffer
+	w, _ := NewRecordWriter(&buf)
+	w.Object(sum, data)
+	w.End()
+	_, err := ReceiveTransfer(l, r.m, &buf)
+	return err
+}
+
 func TestShipRefuses(t *testing.T) {
 	r := build(t, "hello", id1, map[string][]byte{"app": []byte("v1")})
 	other := build(t, "hello", id2, map[string][]byte{"other": []byte("not ours")})
@@ -229,22 +242,10 @@ func TestShipRefuses(t *testing.T) {
 			return err
 		},
 		"corrupt object": func(t *testing.T, l Layout) error {
-			sendIndex(t, l, r, "", nil)
-			var buf bytes.Buffer
-			w, _ := NewRecordWriter(&buf)
-			w.Object(r.x.Entries[0].Sum, []byte("v2"))
-			w.End()
-			_, err := ReceiveTransfer(l, r.m, &buf)
-			return err
+			return sendObject(t, l, r, r.x.Entries[0].Sum, []byte("v2"))
 		},
 		"object of another release": func(t *testing.T, l Layout) error {
-			sendIndex(t, l, r, "", nil)
-			var buf bytes.Buffer
-			w, _ := NewRecordWriter(&buf)
-			w.Object(other.x.Entries[0].Sum, []byte("not ours"))
-			w.End()
-			_, err := ReceiveTransfer(l, r.m, &buf)
-			return err
+			return sendObject(t, l, r, other.x.Entries[0].Sum, []byte("not ours"))
 		},
 		"transfer before the index": func(t *testing.T, l Layout) error {
 			_, err := ReceiveTransfer(l, r.m, bytes.NewReader(r.transfer(t, Need{Missing: []Range{{0, 1}}})))
