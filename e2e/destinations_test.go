@@ -98,3 +98,37 @@ func TestDestinationsKeepApart(t *testing.T) {
 		}
 	}
 }
+
+// TestDestinationAdoptsHost: a host set up without -d joins a
+// destination on `setup --adopt`, as the refusal (and status's) says;
+// the release it served goes on serving meanwhile, and afterwards the
+// host is the destination's.
+func TestDestinationAdoptsHost(t *testing.T) {
+	hosts := needLab(t)
+	h := hosts[1]
+	a := newApp(t, "adopt", 3430, []string{h}, "")
+	mustHoist(t, a.dir, "setup")
+	r1 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
+	a.write(t, "hoist.production.yml", "hosts: ["+h+"]\n")
+	a.commit(t, "production")
+
+	stderr := failHoist(t, a.dir, "-d", "production", "setup")
+	if !strings.Contains(stderr, "serves adopt for no destination") || !strings.Contains(stderr, "hoist -d production setup --adopt") {
+		t.Errorf("setup of a destination on a host of none:\n%s", stderr)
+	}
+	stderr = failHoist(t, a.dir, "-d", "production", "status")
+	if !strings.Contains(stderr, "hoist -d production setup --adopt") {
+		t.Errorf("status's hint:\n%s", stderr)
+	}
+	a.wantServed(t, []string{h}, r1)
+	mustHoist(t, a.dir, "-d", "production", "setup", "--adopt")
+	a.change(t)
+	r2 := strings.TrimSpace(mustHoist(t, a.dir, "-d", "production", "deploy"))
+	a.wantServed(t, []string{h}, r2)
+	if got := onHost(t, h, "cat /var/lib/hoist/adopt/destination"); strings.TrimSpace(got) != "production" {
+		t.Errorf("the host records destination %q", got)
+	}
+	if stderr := failHoist(t, a.dir, "deploy"); !strings.Contains(stderr, "serves adopt for destination production") {
+		t.Errorf("hoist.yml alone after the adoption:\n%s", stderr)
+	}
+}

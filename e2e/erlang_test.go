@@ -355,12 +355,20 @@ func (p *erlangProof) run(h, script string) string {
 
 // TestErlangNodesOnAPrivateNetwork: with run.erlang.listen naming the
 // hosts' network, each release's node listens on its host's address
-// there, and the nodes of one release on two hosts connect.
+// there, and the nodes of one release on two hosts connect, with the
+// cookie given as a secret.
 func TestErlangNodesOnAPrivateNetwork(t *testing.T) {
 	hosts := needLab(t)
 	network := hosts[0][:strings.LastIndexByte(hosts[0], '.')] + ".0/24"
 	a := newElixirApp(t, "erlnet", 4030, hosts, elixirRootfs, "")
 	a.edit(t, "hoist.yml", "  port: 4030\n", "  port: 4030\n  erlang:\n    listen: "+network+"\n")
+	// The nodes of two hosts connect with one cookie, a secret: each
+	// host made one of its own.
+	if stderr := failHoist(t, a.dir, "deploy"); !strings.Contains(stderr, "hoist secrets gen RELEASE_COOKIE") {
+		t.Errorf("a deploy to nodes on a network without a cookie of theirs does not say what to do:\n%s", stderr)
+	}
+	mustHoist(t, a.dir, "secrets", "gen", "RELEASE_COOKIE")
+	a.commit(t, "the nodes' cookie")
 	id := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 	node := func(h string) string { return "erlnet-" + id + "@" + h }
 	out := mustHoist(t, a.dir, "exec", "--host", hosts[0], "--", "bin/hello_elixir", "rpc",

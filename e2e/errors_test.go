@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostclient"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -114,7 +115,7 @@ func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: a.dir, WorkDir: filepath.Join(work, "cache"), Log: io.Discard})
+	art, err := build.Release(ctx, build.Options{Config: cfg, Repo: a.dir, WorkDir: filepath.Join(work, "cache"), Log: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestKilledUploadResumesAndNeverGoesLive(t *testing.T) {
 		t.Fatalf("a cut transfer: %+v\n%s", out.Hosts[0], log.String())
 	}
 	a.wantServed(t, hosts[:1], r1)
-	c := &host.Client{Conn: dialLab(t, hosts[0]), App: a.name}
+	c := &hostclient.Client{Conn: dialLab(t, hosts[0]), App: a.name}
 	st, err := c.ShipIndex(ctx, art.Manifest, "", nil)
 	if err != nil || st.Unpacked || !st.Resumed || st.Need == nil || st.Need.Have == 0 {
 		t.Fatalf("after the cut the host holds %+v, %v; want part of the release", st, err)

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -23,7 +24,10 @@ import (
 	"time"
 )
 
-const labName = "e2e"
+// labName is the shared lab's name: "e2e", or HOIST_E2E_LAB's, for a
+// second run on the same machine beside the first (with tests of
+// their own: provisioning labs are named after their app, not this).
+var labName = cmp.Or(os.Getenv("HOIST_E2E_LAB"), "e2e")
 
 // labPackages are the Debian packages the lab hosts can install: what
 // the accessories' tests set up.
@@ -46,8 +50,12 @@ func TestMain(m *testing.M) {
 }
 
 func mainRun(m *testing.M) int {
-	// One e2e run at a time on a machine: they share the lab's name.
-	if lock, err := os.OpenFile(filepath.Join(os.TempDir(), "hoist-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+	// One e2e run at a time on a machine for each lab name.
+	lockName := "hoist-e2e.lock"
+	if labName != "e2e" {
+		lockName = "hoist-e2e-" + labName + ".lock"
+	}
+	if lock, err := os.OpenFile(filepath.Join(os.TempDir(), lockName), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
 		defer lock.Close()
 		syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
 	}

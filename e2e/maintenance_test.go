@@ -56,7 +56,19 @@ func TestMaintenanceUnderTraffic(t *testing.T) {
 	}
 	a.write(t, "errors/503.html", "<!doctype html><title>Down for a moment</title><p>maint is resting: {{message}}</p>\n")
 	a.commit(t, "pages")
-	mustHoist(t, a.dir, "setup")
+	var setup []struct {
+		Host      string `json:"host"`
+		OK        bool   `json:"ok"`
+		App       bool   `json:"app"`
+		Installed bool   `json:"installed"`
+		Facts     struct {
+			OS string `json:"os"`
+		} `json:"facts"`
+	}
+	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "setup", "--json")), &setup); err != nil || len(setup) != 1 ||
+		setup[0].Host != h || !setup[0].OK || !setup[0].App || setup[0].Facts.OS != "linux" {
+		t.Errorf("setup --json: %+v %v", setup, err)
+	}
 	first := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 	ask := maintenanceAware("maint.test")
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -73,7 +85,15 @@ func TestMaintenanceUnderTraffic(t *testing.T) {
 	}
 	tr := startTraffic(t, []string{h}, ask)
 
-	mustHoist(t, a.dir, "maintenance", "on", "--message", "Migrating <the> notes", "--retry-after", "2m")
+	var switched []struct {
+		Host  string `json:"host"`
+		OK    bool   `json:"ok"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "maintenance", "on", "--message", "Migrating <the> notes", "--retry-after", "2m", "--json")), &switched); err != nil ||
+		len(switched) != 1 || switched[0].Host != h || !switched[0].OK || switched[0].State != "on" {
+		t.Errorf("maintenance on --json: %+v %v", switched, err)
+	}
 	// The verb returns once the proxy answers so: no wait.
 	want := "maintenance 120 <!doctype html><title>Down for a moment</title><p>maint is resting: Migrating &lt;the&gt; notes</p>"
 	if got := once(); got != want {
@@ -106,7 +126,10 @@ func TestMaintenanceUnderTraffic(t *testing.T) {
 		t.Fatalf("after a deploy in maintenance: %q", got)
 	}
 
-	mustHoist(t, a.dir, "maintenance", "off")
+	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "maintenance", "off", "--json")), &switched); err != nil ||
+		len(switched) != 1 || !switched[0].OK || switched[0].State != "off" {
+		t.Errorf("maintenance off --json: %+v %v", switched, err)
+	}
 	if got := once(); got != "hello from release "+second {
 		t.Fatalf("after maintenance: %q, want release %s", got, second)
 	}

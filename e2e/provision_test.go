@@ -47,15 +47,21 @@ func TestProvisionLab(t *testing.T) {
 		hoist(ctx, "", "lab", "down", "--name", labName)
 	})
 
-	// The plan: two hosts to create, at no cost.
+	// The plan: two hosts and their firewall to create, at no cost.
 	var plan provision.Plan
 	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "plan", "--json")), &plan); err != nil {
 		t.Fatal(err)
 	}
-	if n := plan.Counts()[provision.Create]; n != 2 || len(plan.Changes) != 2 || plan.Cost.Total != 0 {
-		t.Fatalf("plan of a new lab: %d to create of %d changes, cost %v; want 2 creations at $0", n, len(plan.Changes), plan.Cost.Total)
+	kinds := map[string]int{}
+	for _, c := range plan.Changes {
+		if c.Action == provision.Create {
+			kinds[c.Resource.Kind]++
+		}
 	}
-	if out := mustHoist(t, a.dir, "plan"); strings.Count(out, "+ create") != 2 {
+	if kinds["lab host"] != 2 || kinds["firewall"] != 1 || len(plan.Changes) != 3 || plan.Cost.Total != 0 {
+		t.Fatalf("plan of a new lab: %v to create of %d changes, cost %v; want 2 hosts and a firewall at $0", kinds, len(plan.Changes), plan.Cost.Total)
+	}
+	if out := mustHoist(t, a.dir, "plan"); strings.Count(out, "+ create") != 3 {
 		t.Errorf("plan printed:\n%s", out)
 	}
 
@@ -93,7 +99,9 @@ func TestProvisionLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	_, stderr, err := hoist(ctx, a.dir, "provision")
-	if err != nil || !strings.Contains(stderr, "nothing changed") {
+	// Said once, with the lab's name for `hoist lab status`.
+	if err != nil || strings.Count(stderr, "nothing changed") != 1 || strings.Count(stderr, "nothing to change") != 1 ||
+		!strings.Contains(stderr, "lab "+labName) {
 		t.Errorf("second provision: %v\n%s", err, stderr)
 	}
 	if again := readProvisionState(t, app); again.Hosts[0].HostKey != st.Hosts[0].HostKey {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestZeroDowntimeThroughProxy sends requests without pause and holds
@@ -69,7 +71,10 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	}
 	mustHoist(t, a.dir, "rollback")
 	back := ids[len(ids)-2]
-	time.Sleep(time.Second)
+	// Traffic goes on a while after the rollback, to the release rolled
+	// back to.
+	n := tr.answers(back)
+	waittest.Within(t, 30*time.Second, "20 answers from "+back+" after the rollback", func() bool { return tr.answers(back) >= n+20 })
 	close(stop)
 	wg.Wait()
 	tr.finish()

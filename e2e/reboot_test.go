@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/lab"
+	"github.com/hoistdev/hoist/internal/systemd"
+	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestPowerCutMidDeploy cuts a host's power while a deploy is activating
@@ -61,7 +64,17 @@ func TestPowerCutMidDeploy(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the deploy never reached activation")
 	}
-	time.Sleep(2 * time.Second) // the new release is starting now
+	// The power goes while the new release runs, not yet healthy.
+	conn := dialLab(t, hosts[0])
+	waittest.Within(t, time.Minute, "the new release's unit to run", func() bool {
+		out := labRun(t, conn, "systemctl list-units --plain --no-legend --state=active,activating "+transport.Quote(systemd.InstancePattern("powercut")))
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 0 && f[0] != systemd.InstanceName("powercut", r1) {
+				return true
+			}
+		}
+		return false
+	})
 	o := lab.Options{Name: labName, KeyPath: filepath.Join(work, "home", "lab", "id_ed25519"), KnownHostsPath: filepath.Join(work, "home", "known_hosts")}
 	if err := lab.PowerCut(o, hosts[0]); err != nil {
 		t.Fatal(err)
@@ -72,10 +85,7 @@ func TestPowerCutMidDeploy(t *testing.T) {
 
 	mustHoist(t, "", "lab", "up", "--name", labName, "--hosts", "2")
 	// The boot unit starts the current release; give it a bounded while.
-	deadline := time.Now().Add(30 * time.Second)
-	for a.served(hosts[0]) != "hello from release "+r1 && time.Now().Before(deadline) {
-		time.Sleep(500 * time.Millisecond)
-	}
+	waittest.Poll(30*time.Second, func() bool { return a.served(hosts[0]) == "hello from release "+r1 })
 	a.wantServed(t, hosts[:1], r1)
 	st := status(t, a)[0]
 	if st.Status.Current != r1 {

@@ -1,5 +1,7 @@
 // Command hello is the smallest app hoist deploys: GET / answers with the
-// release that serves it, GET /up is the health check.
+// release that serves it, GET /up is the health check, GET /client says
+// who the app takes the client to be. With FORCE_SSL=1 it redirects what
+// did not come over HTTPS, as Phoenix's force_ssl does behind a proxy.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -36,10 +39,20 @@ func main() {
 	mux.HandleFunc("GET /up", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	// GET /client: the client's address as the app sees it (the first of
+	// X-Forwarded-For, which hoist's proxy keeps only from the proxies it
+	// trusts, else the peer's) and the scheme it came in with.
+	mux.HandleFunc("GET /client", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "client %s proto %s\n", clientAddr(r), scheme(r))
+	})
 	// GET /ws is a WebSocket that echoes text messages, prefixed with the
 	// release, for the proxy's tests and demos.
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { echo(w, r, release) })
-	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var h http.Handler = mux
+	if os.Getenv("FORCE_SSL") == "1" {
+		h = forceSSL(mux)
+	}
+	srv := &http.Server{Addr: ":" + port, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -53,6 +66,39 @@ func main() {
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// forceSSL redirects a request that did not come over HTTPS to it, as
+// Phoenix's force_ssl with rewrite_on: [:x_forwarded_proto] does: behind
+// a proxy that says http, or says nothing, the redirect never ends. The
+// health check is left alone, as /up would be excluded.
+func forceSSL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if scheme(r) != "https" && r.URL.Path != "/up" {
+			http.Redirect(w, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusMovedPermanently)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func scheme(r *http.Request) string {
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+		return p
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+func clientAddr(r *http.Request) string {
+	if f := r.Header.Get("X-Forwarded-For"); f != "" {
+		first, _, _ := strings.Cut(f, ",")
+		return strings.TrimSpace(first)
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return host
 }
 
 // echo is a minimal WebSocket (RFC 6455) echo server: enough for text

@@ -101,7 +101,10 @@ func routes(db *pgxpool.Pool, release, redisURL string) *http.ServeMux {
 			http.Error(w, "send the note as the request's body", http.StatusBadRequest)
 			return
 		}
-		if _, err := db.Exec(r.Context(), "INSERT INTO notes (body) VALUES ($1)", strings.TrimSpace(string(body))); err != nil {
+		if err := retryWrite(func() error {
+			_, err := db.Exec(r.Context(), "INSERT INTO notes (body) VALUES ($1)", strings.TrimSpace(string(body)))
+			return err
+		}); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -131,19 +134,33 @@ func routes(db *pgxpool.Pool, release, redisURL string) *http.ServeMux {
 	return mux
 }
 
-// retryRead runs a read again, up to twice, when the server closed the
-// connection it ran on: a restore (hoist accessory restore) or a restart
-// of PostgreSQL ends the pool's connections, and a read is safe to
-// repeat on a new one.
+// retryRead runs a read again, up to three times, when the server
+// closed the connection it ran on, or refused a new one because the
+// database was swapped meanwhile: a restore (hoist accessory restore)
+// ends the pool's connections once (57P01) and a connection opened at
+// the instant it puts the restored database in place is refused once
+// (3D000, "It seems to have just been dropped or renamed"); a restart of
+// PostgreSQL ends them too. A read is safe to repeat on a new one.
 func retryRead(read func() error) error {
 	err := read()
-	for i := 0; i < 2 && closedByServer(err); i++ {
+	for i := 0; i < 3 && closedByServer(err); i++ {
 		err = read()
 	}
 	return err
 }
 
+// retryWrite runs a one-statement write again on the same causes as
+// retryRead. That is safe for this write: 3D000 refused a new
+// connection before anything ran, SafeToRetry says nothing was sent, and
+// 57P01 is a backend ended by a restore or a restart, which aborts the
+// statement it had not committed; the pooled connection a restore ended
+// while it was idle answers the next statement with it, which the
+// server never ran. (A backend ended in the instant between its commit
+// and its answer would make a note twice: harmless here, not for every
+// write.)
+func retryWrite(write func() error) error { return retryRead(write) }
+
 func closedByServer(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "57P01" || pgconn.SafeToRetry(err)
+	return errors.As(err, &pe) && (pe.Code == "57P01" || pe.Code == "3D000") || pgconn.SafeToRetry(err)
 }

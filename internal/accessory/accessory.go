@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
-	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/secrets"
+	"github.com/hoistdev/hoist/internal/services"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
@@ -51,6 +51,8 @@ type Spec struct {
 	// BackupSchedule is an OnCalendar= expression, "" for none.
 	BackupSchedule string `json:"backup_schedule,omitempty"`
 	BackupKeep     int    `json:"backup_keep,omitempty"`
+	// Offsite is where backups are copied off the host; nil for none.
+	Offsite *Offsite `json:"offsite,omitempty"`
 }
 
 var (
@@ -70,7 +72,7 @@ func (s *Spec) Validate() error {
 	switch {
 	case !ValidName(s.App) || !ValidName(s.Name):
 		return fmt.Errorf("invalid accessory %q of app %q", s.Name, s.App)
-	case services[s.Service] == nil:
+	case serviceOf[s.Service] == nil:
 		return fmt.Errorf("accessory %s: unknown service %q", s.Name, s.Service)
 	case !packagePattern.MatchString(s.Package):
 		return fmt.Errorf("accessory %s: invalid package %q", s.Name, s.Package)
@@ -78,17 +80,22 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("accessory %s: invalid port %d", s.Name, s.Port)
 	case !envPattern.MatchString(s.Env):
 		return fmt.Errorf("accessory %s: invalid variable %q", s.Name, s.Env)
-	case s.Service == config.ServicePostgreSQL && !databasePattern.MatchString(s.Database):
+	case services.HasDatabase(s.Service) && !databasePattern.MatchString(s.Database):
 		return fmt.Errorf("accessory %s: invalid database %q", s.Name, s.Database)
 	case strings.ContainsAny(s.BackupSchedule, "\n\r\"'\\;%$`"):
 		return fmt.Errorf("accessory %s: invalid backup schedule %q", s.Name, s.BackupSchedule)
 	}
+	if s.Offsite != nil {
+		if err := s.Offsite.Validate(); err != nil {
+			return fmt.Errorf("accessory %s: backup.offsite: %w", s.Name, err)
+		}
+	}
 	addr, err := netip.ParseAddr(s.Listen)
-	if err != nil || !config.IsPrivate(addr) {
+	if err != nil || !services.IsPrivate(addr) {
 		return fmt.Errorf("accessory %s: %q is not a loopback or private address", s.Name, s.Listen)
 	}
 	for _, a := range s.Allow {
-		if p, err := netip.ParsePrefix(a); err != nil || !config.IsPrivate(p.Addr()) {
+		if p, err := netip.ParsePrefix(a); err != nil || !services.IsPrivate(p.Addr()) {
 			return fmt.Errorf("accessory %s: %q is not a private network", s.Name, a)
 		}
 	}
@@ -151,7 +158,7 @@ func Setup(ctx context.Context, s *Spec, p Place, log io.Writer) (Connection, er
 	if err := s.Validate(); err != nil {
 		return Connection{}, err
 	}
-	svc := services[s.Service]
+	svc := serviceOf[s.Service]
 	// Before anything is installed or made: a port another program holds.
 	if err := checkPort(ctx, s, svc.owns); err != nil {
 		return Connection{}, err
@@ -291,15 +298,30 @@ type Status struct {
 	Port    int       `json:"port"`
 	Version string    `json:"version,omitempty"`
 	// DataDir is where the service keeps its data.
-	DataDir    string      `json:"data_dir"`
-	Backups    int         `json:"backups"`
+	DataDir string `json:"data_dir"`
+	// Backups counts the backups on the host, of every kind.
+	Backups int `json:"backups"`
+	// LastBackup is the newest of the accessory's own backups (the
+	// timer's or by hand), not a before-restore copy or an upload.
 	LastBackup *BackupInfo `json:"last_backup,omitempty"`
 	NextBackup time.Time   `json:"next_backup,omitzero"`
+	// LastFailure is the newest backup that failed, with its cause.
+	LastFailure *Failure `json:"last_failure,omitempty"`
+	// LastScheduled is how the timer's newest run went.
+	LastScheduled *Run `json:"last_scheduled,omitempty"`
+	// LastVerify is the newest verify drill's result.
+	LastVerify *Verification `json:"last_verify,omitempty"`
+	// LastOffsite is how the newest copy to the off-host bucket went.
+	LastOffsite *Run `json:"last_offsite,omitempty"`
+	// BackupWarning says what is wrong with the backups, when the last
+	// scheduled one failed or the newest is older than twice the
+	// schedule's period; setup and deploy print it.
+	BackupWarning string `json:"backup_warning,omitempty"`
 }
 
 // ReadStatus reports the accessory's state on this host.
 func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
-	e, err := services[s.Service].engine(s)
+	e, err := serviceOf[s.Service].engine(s)
 	if err != nil {
 		return nil, err
 	}
@@ -309,26 +331,94 @@ func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
 	}
 	st := &Status{Name: s.Name, Service: s.Service, Unit: e.unit(), State: u.ActiveState, Since: u.Since,
 		Listen: s.Listen, Port: s.Port, Version: e.version(), DataDir: e.dataDir()}
-	if s.Service != config.ServicePostgreSQL {
+	if !services.BacksUp(s.Service) {
 		return st, nil
 	}
 	bs, err := ListBackups(p.Backups)
 	if err != nil {
 		return nil, err
 	}
-	st.Backups = len(bs)
-	if len(bs) > 0 {
-		st.LastBackup = &bs[len(bs)-1]
+	rec, err := ReadRecord(p)
+	if err != nil {
+		return nil, err
 	}
+	st.Backups = len(bs)
+	for i := range bs {
+		if bs[i].Kind == KindBackup {
+			b := bs[i]
+			if v, ok := rec.Verified[b.File]; ok {
+				b.Verified = v
+			}
+			st.LastBackup = &b
+		}
+	}
+	st.LastFailure, st.LastScheduled, st.LastVerify, st.LastOffsite = rec.LastFailure, rec.LastScheduled, rec.LastVerify, rec.LastOffsite
 	if s.BackupSchedule != "" {
 		st.NextBackup = nextElapse(ctx, timerName(s))
+		since := time.Time{}
+		if fi, err := os.Stat(p.SpecFile); err == nil {
+			since = fi.ModTime()
+		}
+		st.BackupWarning = backupWarning(s.BackupSchedule, schedulePeriod(ctx, s.BackupSchedule), rec.LastScheduled, st.LastBackup, since, time.Now())
+	}
+	if o := rec.LastOffsite; o != nil && o.Error != "" && st.BackupWarning == "" {
+		st.BackupWarning = fmt.Sprintf("the last copy off the host, at %s, failed: %s (the backups stand on the host; the next backup copies what the bucket lacks)", o.At.UTC().Format(time.RFC3339), o.Error)
 	}
 	return st, nil
 }
 
+// backupWarning says what is wrong with the backups of a schedule whose
+// period is period: the timer's last run failed, or the newest backup
+// (newest; nil for none since setup, at since) is older than twice the
+// period. "" when all is well.
+func backupWarning(schedule string, period time.Duration, last *Run, newest *BackupInfo, since, now time.Time) string {
+	if last != nil && last.Error != "" {
+		return fmt.Sprintf("the last scheduled backup, at %s, failed: %s", last.At.UTC().Format(time.RFC3339), last.Error)
+	}
+	if period <= 0 {
+		return ""
+	}
+	switch {
+	case newest != nil && now.Sub(newest.Created) > 2*period:
+		return fmt.Sprintf("the newest backup is from %s, %s ago: more than twice the schedule's period (%s, every %s)",
+			newest.Created.UTC().Format(time.RFC3339), now.Sub(newest.Created).Round(time.Minute), schedule, period)
+	case newest == nil && !since.IsZero() && now.Sub(since) > 2*period:
+		return fmt.Sprintf("no backup since setup at %s: the schedule (%s) should have made one every %s", since.UTC().Format(time.RFC3339), schedule, period)
+	}
+	return ""
+}
+
+// schedulePeriod is the time between a calendar's next two elapses, as
+// systemd computes them; 0 when unknown.
+func schedulePeriod(ctx context.Context, schedule string) time.Duration {
+	out, err := systemd.Analyze(ctx, "calendar", "--iterations=2", schedule)
+	if err != nil {
+		return 0
+	}
+	return periodOf(out)
+}
+
+// periodOf reads the first two elapses of systemd-analyze calendar.
+func periodOf(out string) time.Duration {
+	var at []time.Time
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		if !ok || (k != "Next elapse" && !strings.HasPrefix(k, "Iter. #")) {
+			continue
+		}
+		if t, err := time.Parse("Mon 2006-01-02 15:04:05 MST", strings.TrimSpace(v)); err == nil {
+			at = append(at, t)
+		}
+	}
+	if len(at) < 2 {
+		return 0
+	}
+	return at[1].Sub(at[0])
+}
+
 // Unit is the systemd unit that runs the accessory, for logs.
 func Unit(s *Spec) (string, error) {
-	e, err := services[s.Service].engine(s)
+	e, err := serviceOf[s.Service].engine(s)
 	if err != nil {
 		return "", err
 	}
@@ -337,7 +427,7 @@ func Unit(s *Spec) (string, error) {
 
 // Restart restarts the accessory's unit and waits until it serves.
 func Restart(ctx context.Context, s *Spec) error {
-	e, err := services[s.Service].engine(s)
+	e, err := serviceOf[s.Service].engine(s)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/atomicfile"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -138,7 +142,7 @@ func TestRenderedFiles(t *testing.T) {
 	golden(t, "postgresql-hoist.conf", conf)
 	golden(t, "pg_hba.conf", hba)
 	golden(t, "postgresql-dropin.conf", renderDropIn(pg.hardening(), pg.s.allowed()))
-	place := Place{Backups: "/var/lib/hoist/shop/accessories/db/backups", HoistBin: "/usr/local/bin/hoist",
+	place := Place{Dir: "/var/lib/hoist/shop/accessories/db", Backups: "/var/lib/hoist/shop/accessories/db/backups", HoistBin: "/usr/local/bin/hoist",
 		BackupRequest: `{"app":"shop","args":{"name":"db"}}`}
 	svc, timer := renderBackupUnits(pg.s, place, pg.unit())
 	golden(t, "hoist-shop.db-backup.service", svc)
@@ -238,37 +242,145 @@ func TestReceiveBackup(t *testing.T) {
 	if _, err := ReceiveBackup(p, "../etc/passwd.sql.gz", 1, bytes.NewReader(good)); err == nil {
 		t.Error("a path was taken as a backup name")
 	}
-	bi, err := ReceiveBackup(p, "db-3.sql.gz", int64(len(good)), bytes.NewReader(good))
-	if err != nil || bi.Size != int64(len(good)) {
+	bi, err := ReceiveBackup(p, "db-20261125T010203Z.sql.gz", int64(len(good)), bytes.NewReader(good))
+	if err != nil || bi.Size != int64(len(good)) || bi.File != "uploaded-db-20261125T010203Z.sql.gz" {
 		t.Fatalf("a good upload: %+v, %v", bi, err)
 	}
 	bs, err := ListBackups(p.Backups)
-	if err != nil || len(bs) != 1 || bs[0].File != "db-3.sql.gz" || !bs[0].Created.Equal(time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC)) {
-		t.Errorf("backups after three uploads = %+v, %v; want only the good one", bs, err)
+	if err != nil || len(bs) != 1 || bs[0].File != bi.File || bs[0].Kind != KindUploaded || !bs[0].Created.Equal(time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC)) {
+		t.Errorf("backups after three uploads = %+v, %v; want only the good one, as an upload", bs, err)
+	}
+	// The same file again replaces nothing.
+	again, err := ReceiveBackup(p, "db-20261125T010203Z.sql.gz", int64(len(good)), bytes.NewReader(good))
+	if err != nil || again.File != "uploaded-db-20261125T010203Z-2.sql.gz" {
+		t.Errorf("the same upload again: %+v, %v", again, err)
 	}
 }
 
-func TestPruneKeepsTheNewest(t *testing.T) {
+// Two backups of one second never share a name: the second takes the
+// next free one, and neither replaces the other.
+func TestBackupNamesAreUnique(t *testing.T) {
 	dir := t.TempDir()
-	for i, name := range []string{"db-a.sql.gz", "db-b.sql.gz", "db-c.sql.gz", "db-d.sql.gz"} {
+	names := backupNames(pgSpec(), time.Date(2026, 12, 7, 1, 59, 17, 0, time.UTC), "")
+	var got []string
+	for i := 0; i < 3; i++ {
+		f, err := atomicfile.Create(filepath.Join(dir, names(1)), 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "backup %d", i)
+		name, err := commitUnique(f, dir, names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, name)
+	}
+	if diff := cmp.Diff([]string{"db-20261207T015917Z.sql.gz", "db-20261207T015917Z-2.sql.gz", "db-20261207T015917Z-3.sql.gz"}, got); diff != "" {
+		t.Errorf("names (-want +got):\n%s", diff)
+	}
+	for i, name := range got {
+		if b, _ := os.ReadFile(filepath.Join(dir, name)); string(b) != fmt.Sprintf("backup %d", i) {
+			t.Errorf("%s holds %q: a backup replaced another", name, b)
+		}
+		if k := kindOf(name); k != KindBackup {
+			t.Errorf("%s is of kind %s", name, k)
+		}
+	}
+	before := backupNames(pgSpec(), time.Date(2026, 12, 7, 1, 59, 17, 0, time.UTC), "-before-restore")
+	if n := before(2); n != "db-20261207T015917Z-2-before-restore.sql.gz" || kindOf(n) != KindBeforeRestore {
+		t.Errorf("a second before-restore copy is %s, of kind %s", n, kindOf(n))
+	}
+}
+
+// Retention counts the accessory's own backups, and keeps the copies
+// made before restores and the uploads apart, each with its own limit;
+// the backup a restore used stays whatever its age.
+func TestPruneKeepsTheNewestOfEachKind(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	day := func(i int) string { return time.Date(2026, 1, 1+i, 0, 0, 0, 0, time.UTC).Format("20060102T150405Z") }
+	for i := 0; i < 4; i++ {
+		files = append(files, "db-"+day(i)+".sql.gz")
+	}
+	for i := 4; i < 11; i++ {
+		files = append(files, "db-"+day(i)+"-before-restore.sql.gz")
+	}
+	for i := 11; i < 18; i++ {
+		files = append(files, fmt.Sprintf("uploaded-x%d.sql.gz", i))
+	}
+	for i, name := range files {
 		os.WriteFile(filepath.Join(dir, name), nil, 0o600)
 		mt := time.Date(2026, 1, 1+i, 0, 0, 0, 0, time.UTC)
 		os.Chtimes(filepath.Join(dir, name), mt, mt)
 	}
 	os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o600)
-	if err := prune(dir, 2); err != nil {
+	if err := prune(dir, 2, "db-"+day(0)+".sql.gz"); err != nil {
 		t.Fatal(err)
 	}
 	bs, _ := ListBackups(dir)
-	var names []string
+	kept := map[string][]string{}
 	for _, b := range bs {
-		names = append(names, b.File)
+		kept[b.Kind] = append(kept[b.Kind], b.File)
 	}
-	if diff := cmp.Diff([]string{"db-c.sql.gz", "db-d.sql.gz"}, names); diff != "" {
+	want := map[string][]string{
+		KindBackup:        {"db-" + day(0) + ".sql.gz", "db-" + day(2) + ".sql.gz", "db-" + day(3) + ".sql.gz"},
+		KindBeforeRestore: {"db-" + day(6) + "-before-restore.sql.gz", "db-" + day(7) + "-before-restore.sql.gz", "db-" + day(8) + "-before-restore.sql.gz", "db-" + day(9) + "-before-restore.sql.gz", "db-" + day(10) + "-before-restore.sql.gz"},
+		KindUploaded:      {"uploaded-x13.sql.gz", "uploaded-x14.sql.gz", "uploaded-x15.sql.gz", "uploaded-x16.sql.gz", "uploaded-x17.sql.gz"},
+	}
+	if diff := cmp.Diff(want, kept); diff != "" {
 		t.Errorf("kept (-want +got):\n%s", diff)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
 		t.Error("prune removed a file that is not a backup")
+	}
+}
+
+// pg_dump's own \restrict and \unrestrict lines are dropped, for hoist's
+// own key; any other backslash command reaches psql, which refuses it.
+func TestRestrictFilter(t *testing.T) {
+	in := "--\n-- PostgreSQL database dump\n--\n\n\\restrict K1\n\nSET x = 1;\n\\restrict K2\nCOPY t (a) FROM stdin;\n\\\\unrestrict K1\n\\.\n" +
+		"\\unrestrict K1\n\\! touch /tmp/x\n\\unrestrict OTHER\n-- PostgreSQL database dump complete\n\n\\unrestrict K1\n"
+	want := "--\n-- PostgreSQL database dump\n--\n\n\nSET x = 1;\n\\restrict K2\nCOPY t (a) FROM stdin;\n\\\\unrestrict K1\n\\.\n" +
+		"\\! touch /tmp/x\n\\unrestrict OTHER\n-- PostgreSQL database dump complete\n\n"
+	got, err := io.ReadAll(newRestrictFilter(strings.NewReader(in)))
+	if err != nil || string(got) != want {
+		t.Errorf("filtered:\n%s\nwant:\n%s (%v)", got, want, err)
+	}
+}
+
+// The scanner finds pg_dump's closing line and counts each table's rows.
+func TestDumpScanner(t *testing.T) {
+	sql := "--\nCOPY public.notes (id, body) FROM stdin;\n1\ta\n2\tCOPY x FROM stdin;\n\\.\nCOPY public.\"Empty\" FROM stdin;\n\\.\n" +
+		"CREATE INDEX i ON public.notes (id);\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k\n"
+	for _, chunk := range []int{1, 7, len(sql)} {
+		d := &dumpScanner{}
+		for i := 0; i < len(sql); i += chunk {
+			d.Write([]byte(sql[i:min(i+chunk, len(sql))]))
+		}
+		d.flush()
+		if !d.complete || !cmp.Equal(d.rows, map[string]int64{"public.notes": 2, `public."Empty"`: 0}) {
+			t.Errorf("chunks of %d: complete %v, rows %v", chunk, d.complete, d.rows)
+		}
+	}
+	d := &dumpScanner{}
+	d.Write([]byte("-- PostgreSQL database dump complete\nSELECT 1;\n"))
+	if d.complete {
+		t.Error("SQL after the closing line: complete")
+	}
+}
+
+// A backup whose rows do not match the counts recorded at dump time is
+// damaged, whatever its gzip checksum says.
+func TestVerifyComparesRows(t *testing.T) {
+	body := "COPY public.notes (id) FROM stdin;\n1\n2\n\\.\n" + dump
+	good := makeBackup(t, body+rowsLine+`{"public.notes":2}`+"\n")
+	meta, _, err := Verify(bytes.NewReader(good), "db-x.sql.gz")
+	if err != nil || meta.Rows["public.notes"] != 2 {
+		t.Errorf("good: %+v %v", meta, err)
+	}
+	short := makeBackup(t, strings.Replace(body, "2\n", "", 1)+rowsLine+`{"public.notes":2}`+"\n")
+	if _, _, err := Verify(bytes.NewReader(short), "db-x.sql.gz"); err == nil || !strings.Contains(err.Error(), "table public.notes holds 1 rows in it, where 2 were dumped") {
+		t.Errorf("a row missing: %v", err)
 	}
 }
 
@@ -285,5 +397,38 @@ func TestCheckRoom(t *testing.T) {
 	var re *RoomError
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "needs about 214.0 MiB free under /var/lib/postgresql") || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Errorf("too little room: %v", err)
+	}
+}
+
+// setup and deploy warn when the last scheduled backup failed, or the
+// newest is older than twice the schedule's period.
+func TestBackupWarning(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	fresh := &BackupInfo{File: "db-1.sql.gz", Created: now.Add(-30 * time.Hour)}
+	old := &BackupInfo{File: "db-0.sql.gz", Created: now.Add(-49 * time.Hour)}
+	tests := map[string]struct {
+		last   *Run
+		newest *BackupInfo
+		since  time.Time
+		want   string
+	}{
+		"fresh":             {&Run{At: now, File: "db-1.sql.gz"}, fresh, now.Add(-100 * day), ""},
+		"failed":            {&Run{At: now, Error: "backup of db: write to /b: no space left on device"}, fresh, time.Time{}, "the last scheduled backup, at 2026-12-07T12:00:00Z, failed: backup of db: write to /b: no space left on device"},
+		"too old":           {nil, old, time.Time{}, "the newest backup is from 2026-12-05T11:00:00Z, 49h0m0s ago: more than twice the schedule's period (daily, every 24h0m0s)"},
+		"none since setup":  {nil, nil, now.Add(-3 * day), "no backup since setup at 2026-12-04T12:00:00Z"},
+		"none, setup today": {nil, nil, now.Add(-time.Hour), ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := backupWarning("daily", day, tt.last, tt.newest, tt.since, now)
+			if (tt.want == "") != (got == "") || !strings.HasPrefix(got, tt.want) {
+				t.Errorf("backupWarning = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	out := "  Original form: daily\nNormalized form: *-*-* 00:00:00\n    Next elapse: Tue 2026-12-08 00:00:00 UTC\n       From now: 14h left\n       Iter. #2: Wed 2026-12-09 00:00:00 UTC\n"
+	if p := periodOf(out); p != day {
+		t.Errorf("period of daily = %s", p)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/bytesize"
+	"github.com/hoistdev/hoist/internal/services"
 )
 
 // A backup of a PostgreSQL accessory is pg_dump's plain SQL, gzipped:
@@ -48,13 +50,41 @@ type Meta struct {
 	Database  string    `json:"database"`
 	Version   string    `json:"version"` // PostgreSQL's
 	Created   time.Time `json:"created"`
+	// Rows counts each table's rows in the dump (schema.table as
+	// pg_dump names it), as the database held them when dumped: what a
+	// verify drill finds again. It is read from the line hoist writes
+	// after pg_dump's (rowsLine), not from the header.
+	Rows map[string]int64 `json:"rows,omitempty"`
+	// Foreign names the ordinary pg_dump this backup was imported from
+	// (restore --foreign); "" for hoist's own.
+	Foreign string `json:"foreign,omitempty"`
 }
+
+// The kinds of backups a host keeps, each counted apart for retention:
+// the accessory's own (the timer's and `hoist accessory backup`'s),
+// the copies a restore makes of what it replaces, and uploads.
+const (
+	KindBackup        = "backup"
+	KindBeforeRestore = "before-restore"
+	KindUploaded      = "uploaded"
+)
+
+// KeepAside is how many before-restore copies, and how many uploads,
+// a host keeps: the newest of each, besides backup.keep of its own.
+const KeepAside = 5
 
 // BackupInfo is one backup on a host.
 type BackupInfo struct {
 	File    string    `json:"file"`
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
+	Kind    string    `json:"kind,omitempty"`
+	// Verified is when a verify drill last restored it and found what
+	// it says it holds; a backup is good once verified.
+	Verified time.Time `json:"verified,omitzero"`
+	// OffsiteError says why a new backup could not be copied off the
+	// host (backup.offsite): it stands on the host all the same.
+	OffsiteError string `json:"offsite_error,omitempty"`
 }
 
 // BadBackupError says why a backup cannot be restored.
@@ -66,66 +96,158 @@ func (e *BadBackupError) Error() string {
 	return fmt.Sprintf("backup %s cannot be used: %s; nothing was changed", e.File, e.Reason)
 }
 
-// backupName names a backup of s made at t.
-func backupName(s *Spec, t time.Time, suffix string) string {
-	return s.Name + "-" + t.UTC().Format("20060102T150405Z") + suffix + BackupExt
+// uploadPrefix begins the name of every backup received from elsewhere.
+const uploadPrefix = "uploaded-"
+
+var ownBackup = regexp.MustCompile(`^[a-z][a-z0-9-]*-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?(-before-restore)?\.sql\.gz$`)
+
+// kindOf tells a backup's kind from its name.
+func kindOf(file string) string {
+	switch {
+	case strings.HasPrefix(file, uploadPrefix) || !ownBackup.MatchString(file):
+		return KindUploaded
+	case strings.HasSuffix(file, "-before-restore"+BackupExt):
+		return KindBeforeRestore
+	}
+	return KindBackup
 }
 
-// Backup dumps the accessory's database into a new backup, then keeps
-// only the newest BackupKeep backups.
-func Backup(ctx context.Context, s *Spec, p Place) (BackupInfo, error) {
+// backupNames are the names a backup of s made at t may take, in turn:
+// NAME-20261207T015917Z.sql.gz, then with -2, -3... when another backup
+// of the same second has the name (a backup never replaces another).
+func backupNames(s *Spec, t time.Time, suffix string) func(n int) string {
+	base := s.Name + "-" + t.UTC().Format("20060102T150405Z")
+	return func(n int) string {
+		if n > 1 {
+			return fmt.Sprintf("%s-%d%s%s", base, n, suffix, BackupExt)
+		}
+		return base + suffix + BackupExt
+	}
+}
+
+// commitUnique commits f in dir under the first free name of names.
+func commitUnique(f *atomicfile.File, dir string, names func(n int) string) (string, error) {
+	for n := 1; n <= 1000; n++ {
+		err := f.CommitNewAs(filepath.Join(dir, names(n)))
+		if !errors.Is(err, os.ErrExist) {
+			return names(n), err
+		}
+	}
+	f.Abort()
+	return "", fmt.Errorf("backup: no free name for %s", names(1))
+}
+
+// Backup dumps the accessory's database into a new backup, records how
+// it went (scheduled: the timer's run), then prunes old backups.
+func Backup(ctx context.Context, s *Spec, p Place, scheduled bool) (BackupInfo, error) {
 	pg, err := postgresOf(s)
 	if err != nil {
 		return BackupInfo{}, err
 	}
-	bi, err := pg.backup(ctx, p, backupName(s, time.Now(), ""))
+	bi, err := pg.backup(ctx, p, backupNames(s, time.Now(), ""))
+	if rerr := recordBackup(p, bi, scheduled, err); err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return bi, err
 	}
-	return bi, prune(p.Backups, s.BackupKeep)
+	if err := prune(p.Backups, s.BackupKeep, spared(p, bi.File)...); err != nil {
+		return bi, err
+	}
+	// Off the host: the backup stands whatever becomes of its copy,
+	// and a copy that failed is made by the next run.
+	if _, err := SyncOffsite(ctx, s, p); err != nil {
+		bi.OffsiteError = err.Error()
+	}
+	return bi, nil
+}
+
+// spared are the backups a prune leaves whatever their age: files, and
+// the newest that a verify drill found whole (the newest known good).
+func spared(p Place, files ...string) []string {
+	rec, err := ReadRecord(p)
+	if err != nil {
+		return files
+	}
+	newest, at := "", time.Time{}
+	for f, t := range rec.Verified {
+		if t.After(at) {
+			newest, at = f, t
+		}
+	}
+	if newest != "" {
+		files = append(files, newest)
+	}
+	return files
 }
 
 func postgresOf(s *Spec) (*postgres, error) {
-	if s.Service != "postgresql" {
-		return nil, fmt.Errorf("accessory %s is %s: hoist backs up and restores postgresql accessories; %s keeps its data in its own files", s.Name, s.Service, s.Service)
+	if !services.BacksUp(s.Service) {
+		return nil, fmt.Errorf("accessory %s is %s: hoist backs up and restores %s accessories; %s keeps its data in its own files", s.Name, s.Service, strings.Join(services.BackedUp(), ", "), s.Service)
 	}
 	return openPostgres(s)
 }
 
-// backup writes the database's dump to file in the backups directory.
-func (pg *postgres) backup(ctx context.Context, p Place, file string) (BackupInfo, error) {
+// backup writes the database's dump to a new file in the backups
+// directory, under the first free name of names.
+func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string) (BackupInfo, error) {
 	if err := os.MkdirAll(p.Backups, 0o700); err != nil {
 		return BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
-	path := filepath.Join(p.Backups, file)
-	f, err := atomicfile.Create(path, 0o600)
+	f, err := atomicfile.Create(filepath.Join(p.Backups, names(1)), 0o600)
 	if err != nil {
 		return BackupInfo{}, err
 	}
 	defer f.Abort()
 	meta := Meta{App: pg.s.App, Accessory: pg.s.Name, Database: pg.s.Database, Version: pg.ver, Created: time.Now().UTC().Truncate(time.Second)}
-	zw, _ := gzip.NewWriterLevel(f, gzip.DefaultCompression) // a valid level: cannot fail
+	disk := &firstError{w: f}
+	zw, _ := gzip.NewWriterLevel(disk, gzip.DefaultCompression) // a valid level: cannot fail
 	comment, _ := json.Marshal(meta)
-	zw.Header = gzip.Header{Name: strings.TrimSuffix(file, ".gz"), Comment: string(comment), ModTime: meta.Created}
-	var end tail
-	err = pg.run(ctx, "pg_dump", []string{"--no-owner", "--no-privileges", "-d", pg.s.Database}, nil, io.MultiWriter(zw, &end))
+	zw.Header = gzip.Header{Name: strings.TrimSuffix(names(1), ".gz"), Comment: string(comment), ModTime: meta.Created}
+	scan := &dumpScanner{}
+	err = pg.run(ctx, "pg_dump", []string{"--no-owner", "--no-privileges", "-d", pg.s.Database}, nil, io.MultiWriter(zw, scan))
+	if disk.err != nil {
+		// pg_dump's own error is then only the broken pipe.
+		return BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, disk.err)
+	}
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
 	}
-	if !strings.Contains(end.String(), dumpComplete) {
+	scan.flush()
+	if !scan.complete {
 		return BackupInfo{}, fmt.Errorf("backup of %s: pg_dump exited without finishing the dump", pg.s.Name)
 	}
-	if err := zw.Close(); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
+	// The row counts follow the dump, as a comment that psql skips.
+	rows, _ := json.Marshal(scan.rows)
+	fmt.Fprintf(zw, "%s%s\n", rowsLine, rows)
+	if err := zw.Close(); err != nil || disk.err != nil {
+		return BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, errors.Join(disk.err, err))
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
 	}
-	if err := f.Commit(); err != nil {
+	file, err := commitUnique(f, p.Backups, names)
+	if err != nil {
 		return BackupInfo{}, err
 	}
-	return BackupInfo{File: file, Size: size, Created: meta.Created}, nil
+	return BackupInfo{File: file, Size: size, Created: meta.Created, Kind: kindOf(file)}, nil
+}
+
+// firstError writes to w and keeps the first error: when the disk is
+// full, the cause to report, not pg_dump's broken pipe that follows.
+type firstError struct {
+	w   io.Writer
+	err error
+}
+
+func (e *firstError) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }
 
 // Verify reads a whole backup and checks it: gzip's checksum and length,
@@ -148,8 +270,8 @@ func Verify(r io.Reader, file string) (Meta, int64, error) {
 	if json.Unmarshal([]byte(zr.Header.Comment), &meta) != nil || meta.Accessory == "" {
 		return bad("it has no hoist header: it was not made by hoist accessory backup")
 	}
-	var end tail
-	n, err := io.Copy(&end, zr)
+	var scan dumpScanner
+	n, err := io.Copy(&scan, zr)
 	var corrupt flate.CorruptInputError
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -159,11 +281,23 @@ func Verify(r io.Reader, file string) (Meta, int64, error) {
 	case err != nil:
 		return Meta{}, 0, fmt.Errorf("read backup %s: %w", file, err)
 	}
+	scan.flush()
 	if _, err := br.Peek(1); err == nil {
 		return bad("it has bytes after its end")
 	}
-	if !strings.Contains(end.String(), dumpComplete) {
+	if !scan.complete {
 		return bad("the dump in it stopped before its end")
+	}
+	if scan.badRows {
+		return bad("its line of row counts is damaged")
+	}
+	if scan.recorded != nil {
+		for table, want := range scan.recorded {
+			if got := scan.rows[table]; got != want {
+				return bad(fmt.Sprintf("table %s holds %d rows in it, where %d were dumped", table, got, want))
+			}
+		}
+		meta.Rows = scan.recorded
 	}
 	return meta, n, nil
 }
@@ -196,7 +330,7 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, BackupInfo{File: e.Name(), Size: fi.Size(), Created: created(filepath.Join(dir, e.Name()), fi.ModTime())})
+		out = append(out, BackupInfo{File: e.Name(), Size: fi.Size(), Created: created(filepath.Join(dir, e.Name()), fi.ModTime()), Kind: kindOf(e.Name())})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
@@ -205,6 +339,23 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 		return out[i].File < out[j].File
 	})
 	return out, nil
+}
+
+// Backups lists the accessory's backups on this host, oldest first,
+// with when a verify drill found each whole.
+func Backups(p Place) ([]BackupInfo, error) {
+	bs, err := ListBackups(p.Backups)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := ReadRecord(p)
+	if err != nil {
+		return nil, err
+	}
+	for i := range bs {
+		bs[i].Verified = rec.Verified[bs[i].File]
+	}
+	return bs, nil
 }
 
 // created is when a backup was made, from its header; else fallback.
@@ -225,16 +376,31 @@ func created(path string, fallback time.Time) time.Time {
 	return m.Created
 }
 
-// prune removes all but the newest keep backups in dir.
-func prune(dir string, keep int) error {
+// prune removes old backups in dir: all but the newest keep of the
+// accessory's own, and all but the newest KeepAside before-restore
+// copies and uploads, each counted apart. The files of protect (the
+// backup a restore used, the one just made) are never removed.
+func prune(dir string, keep int, protect ...string) error {
 	bs, err := ListBackups(dir)
-	if err != nil || keep < 1 || len(bs) <= keep {
+	if err != nil || keep < 1 {
 		return err
 	}
-	for _, b := range bs[:len(bs)-keep] {
+	limit := map[string]int{KindBackup: keep, KindBeforeRestore: KeepAside, KindUploaded: KeepAside}
+	seen := map[string]int{}
+	removed := false
+	for i := len(bs) - 1; i >= 0; i-- { // newest first
+		b := bs[i]
+		seen[b.Kind]++
+		if seen[b.Kind] <= limit[b.Kind] || slices.Contains(protect, b.File) {
+			continue
+		}
 		if err := os.Remove(filepath.Join(dir, b.File)); err != nil {
 			return fmt.Errorf("prune backups: %w", err)
 		}
+		removed = true
+	}
+	if !removed {
+		return nil
 	}
 	return atomicfile.SyncDir(dir)
 }
@@ -251,8 +417,10 @@ func OpenBackup(p Place, file string) (*os.File, error) {
 	return f, err
 }
 
-// ReceiveBackup stores a backup sent from elsewhere (size bytes from r)
-// under file, once it is whole and verified.
+// ReceiveBackup stores a backup sent from elsewhere (size bytes from r),
+// once it is whole and verified, as an upload: uploaded-FILE, or
+// uploaded-FILE-2... when the name is taken (an upload never replaces
+// a backup). It returns the name it is kept under.
 func ReceiveBackup(p Place, file string, size int64, r io.Reader) (BackupInfo, error) {
 	if !ValidBackupFile(file) {
 		return BackupInfo{}, fmt.Errorf("%q is not a backup file name (NAME.sql.gz)", file)
@@ -260,8 +428,17 @@ func ReceiveBackup(p Place, file string, size int64, r io.Reader) (BackupInfo, e
 	if err := os.MkdirAll(p.Backups, 0o700); err != nil {
 		return BackupInfo{}, fmt.Errorf("receive backup: %w", err)
 	}
-	path := filepath.Join(p.Backups, file)
-	f, err := atomicfile.Create(path, 0o600)
+	stem := strings.TrimSuffix(file, BackupExt)
+	if !strings.HasPrefix(stem, uploadPrefix) {
+		stem = uploadPrefix + stem
+	}
+	names := func(n int) string {
+		if n > 1 {
+			return fmt.Sprintf("%s-%d%s", stem, n, BackupExt)
+		}
+		return stem + BackupExt
+	}
+	f, err := atomicfile.Create(filepath.Join(p.Backups, names(1)), 0o600)
 	if err != nil {
 		return BackupInfo{}, err
 	}
@@ -276,10 +453,11 @@ func ReceiveBackup(p Place, file string, size int64, r io.Reader) (BackupInfo, e
 	if err != nil {
 		return BackupInfo{}, err
 	}
-	if err := f.Commit(); err != nil {
+	kept, err := commitUnique(f, p.Backups, names)
+	if err != nil {
 		return BackupInfo{}, err
 	}
-	return BackupInfo{File: file, Size: size, Created: meta.Created}, nil
+	return BackupInfo{File: kept, Size: size, Created: meta.Created, Kind: KindUploaded}, nil
 }
 
 // ConfirmError says that a restore would replace data and was not

@@ -42,6 +42,9 @@ type postgres struct {
 	ver     string
 	cluster string
 	owner   *user.User // the postgres system user
+	// hbaChanged: configure rewrote pg_hba.conf, which provision has
+	// the running server read again.
+	hbaChanged bool
 }
 
 // pgCluster names the accessory's cluster: its instance with the dashes
@@ -127,10 +130,12 @@ syslog_ident = '{{.Ident}}'
 
 var pgHBA = template.Must(template.New("hba").Parse(`# Written by hoist; changes are overwritten by hoist setup.
 # Only the app's role reaches the app's database, with its password;
-# postgres itself only from this host's postgres user.
+# postgres itself only from this host's postgres user. Through the
+# socket the role also reaches the scratch databases that hoist's
+# restores and verify drills load backups into, as the role.
 # TYPE  DATABASE  USER  ADDRESS  METHOD
 local   all  postgres  peer
-local   {{.DB}}  {{.DB}}  scram-sha-256
+local   {{.DB}},{{.DB}}__restore,{{.DB}}__verify  {{.DB}}  scram-sha-256
 host    {{.DB}}  {{.DB}}  127.0.0.1/32  scram-sha-256
 host    {{.DB}}  {{.DB}}  ::1/128  scram-sha-256
 {{- range .Allow}}
@@ -146,19 +151,18 @@ func (pg *postgres) settings() (conf, hba []byte) {
 	return c.Bytes(), h.Bytes()
 }
 
+// configure writes the settings; it reports a change that needs a
+// restart. A change of pg_hba.conf alone needs only a reload, which
+// provision asks for: the app keeps its connections.
 func (pg *postgres) configure(string) (bool, error) {
 	conf, hba := pg.settings()
 	uid, gid := ids(pg.owner)
-	changed := false
-	for path, content := range map[string][]byte{
-		filepath.Join(pg.confDir(), "conf.d", "hoist.conf"): conf,
-		filepath.Join(pg.confDir(), "pg_hba.conf"):          hba,
-	} {
-		c, err := writeIfChanged(path, content, 0o640, uid, gid)
-		if err != nil {
-			return false, fmt.Errorf("accessory %s: %w", pg.s.Name, err)
-		}
-		changed = changed || c
+	changed, err := writeIfChanged(filepath.Join(pg.confDir(), "conf.d", "hoist.conf"), conf, 0o640, uid, gid)
+	if err != nil {
+		return false, fmt.Errorf("accessory %s: %w", pg.s.Name, err)
+	}
+	if pg.hbaChanged, err = writeIfChanged(filepath.Join(pg.confDir(), "pg_hba.conf"), hba, 0o640, uid, gid); err != nil {
+		return false, fmt.Errorf("accessory %s: %w", pg.s.Name, err)
 	}
 	return changed, nil
 }
@@ -200,6 +204,9 @@ ALTER ROLE %[2]s WITH LOGIN PASSWORD %[3]s;
 SELECT format('CREATE DATABASE %%I OWNER %%I', %[1]s, %[1]s) WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = %[1]s)
 \gexec
 `, quoteLiteral(db), quoteIdent(db), quoteLiteral(verifier))
+	if pg.hbaChanged {
+		script += "SELECT pg_reload_conf();\n"
+	}
 	_, err = pg.psql(ctx, "postgres", strings.NewReader(script))
 	return err
 }
@@ -222,9 +229,15 @@ func (pg *postgres) psql(ctx context.Context, db string, script io.Reader, extra
 // run runs one of PostgreSQL's programs as postgres, on the cluster's
 // socket; a failure carries the end of what it wrote on stderr.
 func (pg *postgres) run(ctx context.Context, name string, args []string, stdin io.Reader, stdout io.Writer) error {
+	return pg.runEnv(ctx, name, args, nil, stdin, stdout)
+}
+
+// runEnv is run with more variables in the program's environment
+// (which only root and postgres may read).
+func (pg *postgres) runEnv(ctx context.Context, name string, args, env []string, stdin io.Reader, stdout io.Writer) error {
 	cmd := exec.CommandContext(ctx, pg.bin(name), args...)
 	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "PGHOST=" + pgRun, "PGPORT=" + strconv.Itoa(pg.s.Port), "PGCONNECT_TIMEOUT=10"}
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "PGHOST=" + pgRun, "PGPORT=" + strconv.Itoa(pg.s.Port), "PGCONNECT_TIMEOUT=10"}, env...)
 	uid, gid := ids(pg.owner)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	var errb tail

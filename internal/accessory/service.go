@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/services"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
@@ -43,10 +43,10 @@ type service struct {
 	owns func(s *Spec, unit string) bool
 }
 
-var services = map[string]*service{
-	config.ServicePostgreSQL: {beforeInstall: postgresBeforeInstall, engine: newPostgres, owns: postgresOwns},
-	config.ServiceRedis:      {afterInstall: disableDefault(redisFlavor), engine: newRedis(redisFlavor), owns: redisFlavor.owns},
-	config.ServiceValkey:     {afterInstall: disableDefault(valkeyFlavor), engine: newRedis(valkeyFlavor), owns: valkeyFlavor.owns},
+var serviceOf = map[string]*service{
+	services.PostgreSQL: {beforeInstall: postgresBeforeInstall, engine: newPostgres, owns: postgresOwns},
+	services.Redis:      {afterInstall: disableDefault(redisFlavor), engine: newRedis(redisFlavor), owns: redisFlavor.owns},
+	services.Valkey:     {afterInstall: disableDefault(valkeyFlavor), engine: newRedis(valkeyFlavor), owns: valkeyFlavor.owns},
 }
 
 // disableDefault stops the instance the distribution's package starts

@@ -9,7 +9,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/services"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
@@ -34,11 +34,7 @@ var dropIn = template.Must(template.New("dropin").Parse(`# Written by hoist; cha
 User={{.User}}
 Group={{.Group}}
 {{- end}}
-NoNewPrivileges=yes
-ProtectSystem=strict
-ReadWritePaths=
-ReadWritePaths={{.Paths}}
-` + systemd.Sandbox + `UMask=0077
+{{.Sandbox}}UMask=0077
 IPAddressDeny=any
 IPAddressAllow=localhost
 {{- range .Allow}}
@@ -46,11 +42,17 @@ IPAddressAllow={{.}}
 {{- end}}
 `))
 
+// dropInHardening is an accessory's sandbox: the base, writing only to
+// the service's own directories.
+func dropInHardening(h hardening) systemd.Hardening {
+	return systemd.Hardening{Writable: h.Paths, DropIn: true}
+}
+
 // renderDropIn renders the hardening drop-in; allow are the networks
 // besides loopback that may connect.
 func renderDropIn(h hardening, allow []string) []byte {
 	var b bytes.Buffer
-	_ = dropIn.Execute(&b, map[string]any{"User": h.User, "Group": h.Group, "Paths": strings.Join(h.Paths, " "), "Allow": allow})
+	_ = dropIn.Execute(&b, map[string]any{"User": h.User, "Group": h.Group, "Sandbox": systemd.Sandbox(dropInHardening(h)), "Allow": allow})
 	return b.Bytes()
 }
 
@@ -73,17 +75,23 @@ StandardInput=data
 StandardInputText={{.Request}}
 Nice=10
 IOSchedulingClass=idle
-NoNewPrivileges=yes
-ProtectSystem=strict
-ReadWritePaths={{.Backups}}
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-`))
+# Hardening: hoist starts as root and runs pg_dump as postgres; it may
+# write only to the accessory's directory: its backups and the record
+# of their runs.
+{{.Sandbox}}`))
+
+// backupHardening is the backup service's sandbox: the base, writing to
+// the accessory's directory, changing to postgres and reading root's
+// home.
+func backupHardening(p Place) systemd.Hardening {
+	return systemd.Hardening{
+		Writable: []string{p.Dir},
+		Relax: []systemd.Relaxation{
+			{Directive: systemd.Directive{Key: "ProtectHome", Value: "read-only"}, Why: "root's ~/.aws may hold the bucket's credentials (backup.offsite)"},
+			{Directive: systemd.Directive{Key: "CapabilityBoundingSet", Value: "CAP_SETUID CAP_SETGID"}, Why: "hoist runs pg_dump as postgres"},
+		},
+	}
+}
 
 var backupTimer = template.Must(template.New("timer").Parse(`# Written by hoist; changes are overwritten by hoist setup.
 [Unit]
@@ -102,17 +110,17 @@ WantedBy=timers.target
 // renderBackupUnits renders the backup service and timer of s.
 func renderBackupUnits(s *Spec, p Place, unit string) (service, timer []byte) {
 	v := map[string]any{"Name": s.Name, "App": s.App, "Unit": unit, "Hoist": p.HoistBin, "Request": p.BackupRequest,
-		"Backups": p.Backups, "Schedule": s.BackupSchedule}
+		"Sandbox": systemd.Sandbox(backupHardening(p)), "Schedule": s.BackupSchedule}
 	var a, b bytes.Buffer
 	_ = backupService.Execute(&a, v)
 	_ = backupTimer.Execute(&b, v)
 	return a.Bytes(), b.Bytes()
 }
 
-// installBackups writes and starts the backup timer of a PostgreSQL
-// accessory, or removes it when backups are off.
+// installBackups writes and starts the backup timer of an accessory
+// whose service is backed up, or removes it when backups are off.
 func installBackups(ctx context.Context, s *Spec, p Place, e engine) error {
-	if s.Service != config.ServicePostgreSQL {
+	if !services.BacksUp(s.Service) {
 		return nil
 	}
 	if s.BackupSchedule == "" {

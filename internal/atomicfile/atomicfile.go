@@ -5,6 +5,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,8 +40,9 @@ func WriteOwned(path string, data []byte, mode os.FileMode, uid, gid int) error 
 // at the path until Commit, which syncs it and renames it into place.
 type File struct {
 	*os.File
-	path string
-	done bool
+	path   string
+	done   bool
+	synced bool // synced and closed by a CommitNewAs that found its name taken
 }
 
 // Create starts a replacement of path with mode, beside it.
@@ -77,6 +79,40 @@ func (f *File) Commit() error {
 	return SyncDir(filepath.Dir(f.path))
 }
 
+// CommitNew is Commit that never replaces a file: when path exists it
+// fails with an error that is os.ErrExist, and the file can be
+// committed under another name (CommitNewAs).
+func (f *File) CommitNew() error { return f.CommitNewAs(f.path) }
+
+// CommitNewAs is CommitNew under path, in the same directory.
+func (f *File) CommitNewAs(path string) error {
+	if f.done {
+		return fmt.Errorf("write %s: already finished", path)
+	}
+	if !f.synced {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			f.Abort()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		f.synced = true
+	}
+	// link(2) refuses an existing name, where rename(2) replaces it.
+	if err := os.Link(f.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("write %s: %w", path, os.ErrExist)
+		}
+		f.Abort()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	f.done = true
+	os.Remove(f.Name())
+	return SyncDir(filepath.Dir(path))
+}
+
 // Abort drops what was written; after Commit it does nothing, so that
 // it can be deferred.
 func (f *File) Abort() {
@@ -84,7 +120,9 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
-	f.Close()
+	if !f.synced {
+		f.Close()
+	}
 	os.Remove(f.Name())
 }
 

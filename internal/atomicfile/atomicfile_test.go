@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,5 +42,36 @@ func TestCreateCommitAbort(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("temporary files left: %v", ents)
+	}
+}
+
+// CommitNew never replaces a file: it says the name is taken, and the
+// same content commits under another name, leaving nothing behind.
+func TestCommitNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := Write(p, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Create(p, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("second"))
+	if err := f.CommitNew(); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("CommitNew over a file: %v, want os.ErrExist", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "first" {
+		t.Errorf("the file was replaced: %q", b)
+	}
+	if err := f.CommitNewAs(p + "-2"); err != nil {
+		t.Fatal(err)
+	}
+	f.Abort()
+	if b, _ := os.ReadFile(p + "-2"); string(b) != "second" {
+		t.Errorf("committed under another name: %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("left in the directory: %v", ents)
 	}
 }

@@ -1,6 +1,8 @@
 // Package build turns a commit into a release directory: it checks the
 // commit out into a scratch space, never touching the working copy, and
-// runs the configured build there with a Builder.
+// runs the configured build there with a Builder, then packs the release
+// and keeps it in this machine's artifact cache (release.go, artifact.go),
+// where a build of the same source finds it again.
 package build
 
 import (
@@ -112,20 +114,15 @@ type Deps struct {
 
 // New returns the builder hoist.yml names.
 func New(b config.Build, d Deps) (Builder, error) {
-	switch b.Builder {
-	case "local", "":
-		return Local{}, nil
-	case "rootfs":
-		return &Rootfs{Distro: b.Distro, Packages: b.Packages, CacheDir: filepath.Join(d.CacheDir, "rootfs")}, nil
-	case "container":
-		return &Container{Image: b.Image, Dockerfile: b.Dockerfile}, nil
-	case "remote":
-		if d.Dial == nil {
-			return nil, fmt.Errorf("remote builder: no dialer")
-		}
-		return &Remote{Host: b.Host, Dial: d.Dial, Caches: b.Caches}, nil
+	name := b.Builder
+	if name == "" {
+		name = "local"
 	}
-	return nil, usererr.New("unknown builder %q", b.Builder).WithHint("use local, rootfs, container or remote")
+	r, ok := Lookup(name)
+	if !ok {
+		return nil, usererr.New("unknown builder %q", b.Builder).WithHint("use %s", strings.Join(Names(), ", "))
+	}
+	return r.New(b, d)
 }
 
 // CheckOutput refuses a build that left no release, before anything is

@@ -3,6 +3,7 @@ package build
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -66,5 +67,22 @@ func TestOpenCachesKeepsNewestKeys(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(cacheDir, "caches", "app"))
 	if len(entries) != keep {
 		t.Errorf("%d keys kept, want %d", len(entries), keep)
+	}
+}
+
+// TestPlatformFlag: a container is asked for the target's platform only
+// when the engine's machine is of another architecture (an Apple
+// Silicon Mac building for amd64 hosts).
+func TestPlatformFlag(t *testing.T) {
+	native := "linux/" + runtime.GOARCH
+	other := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "linux/amd64"
+	}
+	if got := platformFlag(native); got != nil {
+		t.Errorf("platformFlag(%s) = %v, want none", native, got)
+	}
+	if got := platformFlag(other); len(got) != 2 || got[0] != "--platform" || got[1] != other {
+		t.Errorf("platformFlag(%s) = %v", other, got)
 	}
 }

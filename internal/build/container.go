@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -40,6 +41,18 @@ func Engine() (string, error) {
 		WithHint("install one (apt-get install podman), or use builder: rootfs, which needs neither")
 }
 
+// platformFlag asks the engine for an image of target when the engine
+// would not pick it by itself: its machine (this one, or the Linux VM
+// of Docker Desktop, OrbStack, colima or podman machine on a Mac) is of
+// another architecture, as an Apple Silicon Mac building for amd64
+// hosts is. The engine then runs the image under emulation.
+func platformFlag(target string) []string {
+	if target == "" || target == "linux/"+runtime.GOARCH {
+		return nil
+	}
+	return []string{"--platform", target}
+}
+
 func (c *Container) Build(ctx context.Context, job Job) error {
 	engine, err := Engine()
 	if err != nil {
@@ -55,14 +68,15 @@ func (c *Container) Build(ctx context.Context, job Job) error {
 		sum := sha256.Sum256(b)
 		image = "localhost/hoist-build-" + job.App + ":" + hex.EncodeToString(sum[:])[:12]
 		fmt.Fprintf(job.Log, "building the build image %s from %s\n", image, c.Dockerfile)
-		cmd := exec.CommandContext(ctx, engine, "build", "-t", image, "-f", df, filepath.Dir(df))
+		cmd := exec.CommandContext(ctx, engine, append(append([]string{"build"}, platformFlag(job.Target)...), "-t", image, "-f", df, filepath.Dir(df))...)
 		cmd.Stdout, cmd.Stderr = job.output(), job.output()
 		if err := cmd.Run(); err != nil {
 			return outputError(job, usererr.Wrap(err, "building the image from %s failed", c.Dockerfile))
 		}
 	}
-	args := []string{"run", "--rm", "--network=host", "-v", job.top() + ":/build", "-w", job.workDir("/build"),
-		"-e", "HOME=/root", "-e", "LANG=C.UTF-8"}
+	args := append([]string{"run", "--rm"}, platformFlag(job.Target)...)
+	args = append(args, "--network=host", "-v", job.top()+":/build", "-w", job.workDir("/build"),
+		"-e", "HOME=/root", "-e", "LANG=C.UTF-8")
 	for inside, host := range job.Mounts {
 		args = append(args, "-v", host+":"+inside)
 	}

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
+	"github.com/hoistdev/hoist/internal/platform"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -42,6 +42,9 @@ func (r *Rootfs) sortedPackages() []string {
 // Tree returns the cached root tree, building it when missing.
 // log gets hoist's progress lines, out the tools' own output.
 func (r *Rootfs) Tree(ctx context.Context, log, out io.Writer) (string, error) {
+	if err := platform.Check(platform.RootfsBuilder); err != nil {
+		return "", err
+	}
 	if os.Geteuid() != 0 {
 		return "", usererr.New("the rootfs builder needs root: it makes and enters root trees").
 			WithHint("run hoist as root, or use builder: container or remote")
@@ -112,10 +115,10 @@ func (r *Rootfs) Build(ctx context.Context, job Job) error {
 		}
 	}
 	opts := "lowerdir=" + tree + ",upperdir=" + filepath.Join(scratch, "upper") + ",workdir=" + filepath.Join(scratch, "work")
-	if err := syscall.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+	if err := mountOverlay(merged, opts); err != nil {
 		return fmt.Errorf("rootfs: mount overlay: %w", err)
 	}
-	defer syscall.Unmount(merged, syscall.MNT_DETACH)
+	defer unmountDetached(merged)
 	machine := "hoist-build-" + filepath.Base(scratch)[len("rootfs-"):]
 	args := []string{"-q", "-D", merged, "-M", machine, "--register=no", "--keep-unit", "--as-pid2",
 		"--bind=" + job.top() + ":/build", "--chdir=" + job.workDir("/build"), "--setenv=HOME=/root", "--setenv=LANG=C.UTF-8"}

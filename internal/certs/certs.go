@@ -86,8 +86,9 @@ type Options struct {
 	// PlanDir holds the apps' certificate plans (plan.go); "" for none:
 	// every name is obtained here by HTTP-01 or TLS-ALPN-01.
 	PlanDir string
-	// PeerListen is where the peer channel listens when this host obtains
-	// certificates that other hosts copy. Default ":9443".
+	// PeerListen, when set, is where the peer channel listens when this
+	// host obtains certificates that other hosts copy; by default it
+	// listens on the addresses the plans name (Plan.Listen).
 	PeerListen string
 	// PeerRefresh is how often a copy is checked against the issuer's
 	// (default 1h); PeerRetry how soon a missing or failed copy is tried
@@ -116,13 +117,16 @@ type Manager struct {
 
 	mu         sync.Mutex
 	plans      plans
-	planKey    string                // the plans as last read
-	managedKey string                // the plans the names were last set up by
-	readAt     time.Time             // when the plans were read
-	dns        map[string]*dnsConfig // by app: DNS-01 through its provider
-	names      map[string]bool       // every name Manage was given
-	follows    map[string]*follow    // names copied from an issuer
-	peerLn     net.Listener
+	planKey    string                  // the plans as last read
+	managedKey string                  // the plans the names were last set up by
+	readAt     time.Time               // when the plans were read
+	dns        map[string]*dnsConfig   // by app: DNS-01 through its provider
+	names      map[string]bool         // every name Manage was given
+	follows    map[string]*follow      // names copied from an issuer
+	peerLns    map[string]net.Listener // the peer channel, by address
+	peerFail   map[string]string       // the addresses it could not listen on, and why
+	peer       peerEnds                // what the peer channel shows every client
+	refreshMu  sync.Mutex              // one refresh of the copies at a time (follow.go)
 
 	stop chan struct{}
 	done chan struct{}
@@ -142,9 +146,6 @@ func New(o Options) (*Manager, error) {
 	if err := os.MkdirAll(o.Storage, 0o700); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	if o.PeerListen == "" {
-		o.PeerListen = fmt.Sprintf(":%d", DefaultPeerPort)
-	}
 	if o.PeerRefresh <= 0 {
 		o.PeerRefresh = time.Hour
 	}
@@ -154,9 +155,14 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{opts: o, logger: o.Logger, storage: &certmagic.FileStorage{Path: o.Storage},
 		track: newTracker(filepath.Join(o.Storage, "hoist", "obtained")),
 		dns:   map[string]*dnsConfig{}, names: map[string]bool{}, follows: map[string]*follow{},
+		peerLns: map[string]net.Listener{}, peerFail: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if m.logger == nil {
 		m.logger = zap.NewNop()
+	}
+	var err error
+	if m.peer, err = newPeerEnds(); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
 	}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(c certmagic.Certificate) (*certmagic.Config, error) { return m.configFor(c.Names), nil },
@@ -217,6 +223,7 @@ func (m *Manager) newConfig(how string) *certmagic.Config {
 					by = m.track.lastChallenge(name, how)
 				}
 				m.track.got(name, obtained{By: by, At: time.Now().UTC()})
+				m.obtainedHere(name)
 			case "cert_failed":
 				m.track.fail(name, fmt.Sprint(data["error"]))
 			}
@@ -277,12 +284,13 @@ func (m *Manager) configFor(names []string) *certmagic.Config {
 func (m *Manager) configForLocked(name string) (*certmagic.Config, error) {
 	pn, ok := m.plans.byName[name]
 	switch {
-	case m.internal != nil || !ok || pn.From != "":
+	case m.internal != nil || !ok || (pn.From != "" && !m.tookOverLocked(name)):
 		// A copy is never obtained here; its config only serves it.
 		return m.http, nil
 	case pn.Challenge == DNS01:
 		return m.dnsConfigLocked(pn.plan.App, pn.plan.DNS)
-	case pn.Peers:
+	case pn.Peers || pn.From != "":
+		// Peers relay HTTP-01 to whoever obtains it, not TLS-ALPN-01.
 		return m.httpOnly, nil
 	}
 	return m.http, nil
@@ -415,12 +423,13 @@ func (m *Manager) reloadLocked() {
 	m.plans, m.planKey, m.readAt = ps, string(b), time.Now()
 }
 
-// issuerPlan is app's plan if this host obtains names for its peers.
+// issuerPlan is app's plan if this host obtains names for its peers, or
+// is one of them (it is told of renewals, and may take over).
 func (m *Manager) issuerPlan(app string) *Plan {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.plans.byApp[app]
-	if p == nil || p.PeerSecret == "" || !slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.From == "" }) {
+	if p == nil || p.PeerSecret == "" || (len(p.Peers) == 0 && !slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.From == "" })) {
 		return nil
 	}
 	return p
@@ -450,35 +459,88 @@ func (m *Manager) loop() {
 	}
 }
 
-// listenPeers opens the peer channel once some plan needs it.
+// listenPeers keeps the peer channel open on the addresses the plans
+// that need it name, and only there.
 func (m *Manager) listenPeers() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.peerLn != nil {
-		return
-	}
-	need := false
+	want := map[string]bool{}
 	for _, p := range m.plans.byApp {
-		need = need || (p.PeerSecret != "" && slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.From == "" && n.Peers }))
+		// An issuer for its copiers; a copier in the takeover order for
+		// the issuer's word of a renewal, and for when it takes over.
+		if p.PeerSecret == "" || (len(p.Peers) == 0 && !slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.From == "" && n.Peers })) {
+			continue
+		}
+		addrs := p.Listen
+		if m.opts.PeerListen != "" {
+			addrs = []string{m.opts.PeerListen}
+		}
+		if len(addrs) == 0 {
+			m.peerFailed("app "+p.App, errors.New("its certificate plan names no address for the peer channel: run hoist setup"))
+		}
+		for _, a := range addrs {
+			want[a] = true
+		}
 	}
-	if !need {
+	for a, ln := range m.peerLns {
+		if !want[a] {
+			ln.Close()
+			delete(m.peerLns, a)
+		}
+	}
+	var bound int
+	for a := range want {
+		if m.peerLns[a] != nil {
+			bound++
+			continue
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			// An address peers reach through a NAT is not this host's:
+			// the plan names the host's own as well.
+			m.peerFailed(a, err)
+			continue
+		}
+		delete(m.peerFail, a)
+		m.peerLns[a] = ln
+		bound++
+		go m.servePeers(ln)
+	}
+	if len(want) > 0 && bound == 0 {
+		m.peerFailed("", errors.New("the peer channel listens on none of its addresses"))
+	}
+}
+
+// peerFailed logs why the peer channel does not listen on addr, once
+// until the reason changes.
+func (m *Manager) peerFailed(addr string, err error) {
+	if m.peerFail[addr] == err.Error() {
 		return
 	}
-	ln, err := net.Listen("tcp", m.opts.PeerListen)
-	if err != nil {
-		m.logger.Warn("peer channel", zap.Error(err))
-		return
+	m.peerFail[addr] = err.Error()
+	m.logger.Warn("peer channel", zap.String("addr", addr), zap.Error(err))
+}
+
+// peerAddrs are the addresses the peer channel listens on.
+func (m *Manager) peerAddrs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, ln := range m.peerLns {
+		out = append(out, ln.Addr().String())
 	}
-	m.peerLn = ln
-	go m.servePeers(ln)
+	slices.Sort(out)
+	return out
 }
 
 // TLSConfig serves the managed certificates, answers TLS-ALPN-01
-// challenges, and offers HTTP/2 then HTTP/1.1.
+// challenges, and offers HTTP/2 then HTTP/1.1, over TLS 1.3, or TLS 1.2
+// with the suites of tls12Suites.
 func (m *Manager) TLSConfig() *tls.Config {
 	c := m.http.TLSConfig()
 	c.NextProtos = []string{"h2", "http/1.1", "acme-tls/1"}
 	c.MinVersion = tls.VersionTLS12
+	c.CipherSuites = tls12Suites
 	get := c.GetCertificate
 	c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if slices.Contains(h.SupportedProtos, "acme-tls/1") {
@@ -494,6 +556,19 @@ func (m *Manager) TLSConfig() *tls.Config {
 		return get(h)
 	}
 	return c
+}
+
+// tls12Suites are the TLS 1.2 suites the public listener offers:
+// ECDHE key exchange (forward secrecy) with AEAD ciphers only, as
+// Mozilla's "intermediate" profile has them (less its DHE suites, which
+// Go does not implement). Go's default adds the CBC suites with SHA-1,
+// which every client that has TLS 1.2 can do without, and whose
+// padding checks have a history (Lucky Thirteen). TLS 1.3's suites are
+// not configurable in Go, and all AEAD.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // HTTPHandler answers HTTP-01 challenges, its own or, for a name it
@@ -566,8 +641,8 @@ func (m *Manager) Close() {
 	default:
 	}
 	close(m.stop)
-	if m.peerLn != nil {
-		m.peerLn.Close()
+	for _, ln := range m.peerLns {
+		ln.Close()
 	}
 	m.mu.Unlock()
 	<-m.done

@@ -5,15 +5,20 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,8 +68,8 @@ func TestPeerChannel(t *testing.T) {
 		"a name another host obtains":      {"shop", s, certPath("api.shop.test"), "this host does not obtain that name"},
 		"a name of no plan":                {"shop", s, certPath("blog.test"), "this host does not obtain that name"},
 		"no such challenge":                {"shop", s, challengePath("www.shop.test", "tok"), "no such challenge"},
-		"wrong secret":                     {"shop", secret(t), certPath("www.shop.test"), "the peer does not hold the app's peer secret"},
-		"another app":                      {"blog", s, certPath("www.shop.test"), "tls"},
+		"wrong secret":                     {"shop", secret(t), certPath("www.shop.test"), "tls: bad certificate"},
+		"another app":                      {"blog", s, certPath("www.shop.test"), "tls: bad certificate"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -73,6 +78,133 @@ func TestPeerChannel(t *testing.T) {
 				t.Errorf("error = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPeerChannelListensWherePeersDial: the issuer listens on the
+// addresses its plan names that are its own, never on every interface
+// (it listened on :9443), and follows the plan when it changes.
+func TestPeerChannelListensWherePeersDial(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	plans := t.TempDir()
+	s := secret(t)
+	plan := Plan{App: "shop", PeerSecret: s, Names: []PlanName{{Name: "www.shop.test", Challenge: HTTP01, Peers: true}},
+		Listen: []string{"192.0.2.1:9443", addr}} // the first is behind a NAT: not this host's
+	writePlan(t, plans, plan)
+	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir", PeerRetry: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.mu.Lock()
+	m.reloadLocked()
+	m.mu.Unlock()
+	m.listenPeers() // as the loop does; again is a no-op
+	if got := m.peerAddrs(); !slices.Equal(got, []string{addr}) {
+		t.Fatalf("the peer channel listens on %v, want only %s", got, addr)
+	}
+	if _, err := peerGet(context.Background(), addr, "shop", s, certPath("www.shop.test")); err == nil || !strings.Contains(err.Error(), "no certificate for www.shop.test yet") {
+		t.Errorf("a peer at %s: %v, want the issuer's answer", addr, err)
+	}
+	plan.Listen = nil
+	writePlan(t, plans, plan)
+	m.mu.Lock()
+	m.reloadLocked()
+	m.mu.Unlock()
+	m.listenPeers()
+	if got := m.peerAddrs(); len(got) != 0 {
+		t.Errorf("a plan that names no address: the channel listens on %v", got)
+	}
+}
+
+// TestPeerGetWantsTheIssuersProof: a copier takes nothing from a
+// server that does not prove it holds the secret, though it completes
+// the handshake with any client (an impostor at the issuer's address).
+func TestPeerGetWantsTheIssuersProof(t *testing.T) {
+	ends, err := newPeerEnds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := secret(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ends.cert}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	proofs := map[string]func(*http.Request) string{
+		"none":           func(*http.Request) string { return "" },
+		"another secret": func(r *http.Request) string { p, _ := peerProof("shop", secret(t), r.TLS); return p },
+		"another app":    func(r *http.Request) string { p, _ := peerProof("blog", s, r.TLS); return p },
+		"forged":         func(*http.Request) string { return forged },
+	}
+	var current func(*http.Request) string
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(peerProofHeader, current(r))
+		io.WriteString(w, `{"chain":"forged"}`)
+	}))
+	for name, proof := range proofs {
+		current = proof
+		if _, err := peerGet(context.Background(), ln.Addr().String(), "shop", s, certPath("www.shop.test")); err == nil || !strings.Contains(err.Error(), "does not hold the app's peer secret") {
+			t.Errorf("%s: error = %v, want the issuer refused", name, err)
+		}
+	}
+}
+
+// forged is a proof of the right shape made without the secret.
+var forged = base64.StdEncoding.EncodeToString(make([]byte, 32))
+
+// TestPeerChannelTellsStrangersNothing: a client without the app's
+// secret sees the same handshake and the same refusal whatever app it
+// names (the issuer answered an app it does not serve with a failed
+// handshake, one it serves with that app's certificate).
+func TestPeerChannelTellsStrangersNothing(t *testing.T) {
+	plans := t.TempDir()
+	writePlan(t, plans, Plan{App: "shop", PeerSecret: secret(t), Names: []PlanName{{Name: "www.shop.test", Challenge: HTTP01, Peers: true}}})
+	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir", PeerListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go m.servePeers(ln)
+	stranger, _, err := peerIdentity("shop", secret(t)) // the app's name, another secret
+	if err != nil {
+		t.Fatal(err)
+	}
+	// probe is what a stranger learns: the certificate it is shown, and
+	// how its request fails.
+	probe := func(sni string, cert []tls.Certificate) string {
+		conf := &tls.Config{ServerName: sni, InsecureSkipVerify: true, Certificates: cert, MinVersion: tls.VersionTLS13}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), conf)
+		if err != nil {
+			return "handshake: " + err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		shown := fmt.Sprintf("%x", sha256.Sum256(c.ConnectionState().PeerCertificates[0].Raw))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", certPath("www.shop.test"))
+		b, err := io.ReadAll(c)
+		return fmt.Sprintf("shown %s, answered %q, %v", shown, b, err)
+	}
+	for _, cert := range [][]tls.Certificate{nil, {stranger}} {
+		served := probe(peerSNI("shop"), cert)
+		if strings.Contains(served, "200 OK") || strings.Contains(served, "404") {
+			t.Errorf("a stranger was answered: %s", served)
+		}
+		for _, sni := range []string{peerSNI("blog"), "shop", ""} {
+			if got := probe(sni, cert); got != served {
+				t.Errorf("a stranger (with %d certificates) tells %q from the app served here:\n%s\n%s", len(cert), sni, served, got)
+			}
+		}
 	}
 }
 

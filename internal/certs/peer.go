@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -30,18 +31,34 @@ import (
 
 // The peer channel joins the proxies of an app's hosts, so that one of
 // them (the issuer) obtains each certificate and the others copy it. It
-// is HTTPS on its own port (DefaultPeerPort) where both ends present a
-// certificate made from the app's peer secret, which hoist setup gives
-// every host of the app over SSH: a TLS 1.3 handshake that succeeds
-// proves both hold it, and nothing secret crosses the wire. The issuer
-// answers
+// is HTTPS on its own port (DefaultPeerPort), on the addresses the
+// issuer's plan names (the one its peers dial), made from the app's
+// peer secret, which hoist setup gives every host of the app over SSH;
+// nothing secret crosses the wire:
+//
+//   - the copier names the app in the server name (peerSNI) and presents
+//     a certificate whose key is derived from the secret; the issuer
+//     completes no handshake without it;
+//   - the issuer presents one certificate of its own for every server
+//     name, and checks every client against a key, the app's or one
+//     nobody holds, so that a stranger sees the same handshake and the
+//     same refusal whichever app or name it asks about;
+//   - the issuer proves it holds the secret too in each answer, with a
+//     MAC of the TLS session's exported keying material (peerProof):
+//     bound to the session, it cannot be replayed or relayed, and the
+//     copier trusts no answer without it.
+//
+// The issuer answers
 //
 //	GET /v1/certificates/{name}        the certificate and key (JSON)
 //	GET /v1/challenges/{name}/{token}  an HTTP-01 key authorization, so
 //	                                   that a copier reached by the CA
 //	                                   can answer the challenge
 //
-// for the names its plan says it obtains for that app, and nothing else.
+// for the names its plan says it obtains for that app (or that it took
+// over), and nothing else; and a copier answers
+//
+//	GET /v1/renewed/{name}             the issuer renewed name: fetch it
 
 // DefaultPeerPort is where the proxies of an app's hosts reach each other.
 const DefaultPeerPort = 9443
@@ -49,10 +66,10 @@ const DefaultPeerPort = 9443
 // peerSNI is the server name a copier sends: it picks the app.
 func peerSNI(app string) string { return app + ".peer.hoist.invalid" }
 
-// peerIdentity is the certificate both ends of app's channel present,
-// and its public key: an Ed25519 key derived from the secret. It is
-// made once per app and secret, so that a stranger's handshakes cost
-// the issuer no more than a lookup.
+// peerIdentity is the certificate a copier of app presents, and its
+// public key: an Ed25519 key derived from the secret. It is made once
+// per app and secret, so that a stranger's handshakes cost the issuer
+// no more than a lookup.
 func peerIdentity(app, secret string) (tls.Certificate, ed25519.PublicKey, error) {
 	key := app + "\x00" + secret
 	identitiesMu.Lock()
@@ -81,18 +98,26 @@ var (
 )
 
 func makePeerIdentity(app, secret string) (tls.Certificate, ed25519.PublicKey, error) {
-	raw, err := base64.StdEncoding.DecodeString(secret)
-	if err != nil || len(raw) < 16 {
-		return tls.Certificate{}, nil, fmt.Errorf("peer secret of %s: not base64 of at least 16 bytes", app)
-	}
-	seed, err := hkdf.Key(sha256.New, raw, []byte("hoist peer channel v1"), app, ed25519.SeedSize)
+	seed, err := peerKey(app, secret, app)
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	priv := ed25519.NewKeyFromSeed(seed)
+	return selfSignedEd25519(ed25519.NewKeyFromSeed(seed), "hoist peer "+app)
+}
+
+// peerKey derives 32 bytes from app's secret for one use, named by info.
+func peerKey(app, secret, info string) ([]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil || len(raw) < 16 {
+		return nil, fmt.Errorf("peer secret of %s: not base64 of at least 16 bytes", app)
+	}
+	return hkdf.Key(sha256.New, raw, []byte("hoist peer channel v1"), info, 32)
+}
+
+func selfSignedEd25519(priv ed25519.PrivateKey, cn string) (tls.Certificate, ed25519.PublicKey, error) {
 	pub := priv.Public().(ed25519.PublicKey)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hoist peer " + app},
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Unix(0, 0), NotAfter: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
@@ -101,6 +126,50 @@ func makePeerIdentity(app, secret string) (tls.Certificate, ed25519.PublicKey, e
 		return tls.Certificate{}, nil, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, pub, nil
+}
+
+// peerEnds are what the issuer shows every client, the same whatever
+// it asks: a certificate made for this process, and a key nobody holds
+// to check the clients of apps it does not serve against.
+type peerEnds struct {
+	cert   tls.Certificate
+	nobody ed25519.PublicKey
+}
+
+func newPeerEnds() (peerEnds, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return peerEnds{}, err
+	}
+	cert, _, err := selfSignedEd25519(priv, "hoist peer")
+	if err != nil {
+		return peerEnds{}, err
+	}
+	nobody, _, err := ed25519.GenerateKey(rand.Reader) // its private key is dropped
+	if err != nil {
+		return peerEnds{}, err
+	}
+	return peerEnds{cert: cert, nobody: nobody}, nil
+}
+
+// peerProofHeader carries the issuer's proof that it holds the secret.
+const peerProofHeader = "Hoist-Peer-Proof"
+
+// peerProof is the issuer's proof on one TLS session that it holds
+// app's secret: a MAC of the session's exported keying material, with
+// a key derived for this use alone.
+func peerProof(app, secret string, cs *tls.ConnectionState) (string, error) {
+	key, err := peerKey(app, secret, "issuer proof "+app)
+	if err != nil {
+		return "", err
+	}
+	ekm, err := cs.ExportKeyingMaterial("EXPORTER-hoist-peer-issuer", nil, 32)
+	if err != nil {
+		return "", err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(ekm)
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
 }
 
 // pinned accepts only a peer whose certificate carries pub.
@@ -131,16 +200,16 @@ type peerCert struct {
 // servePeers serves the peer channel on ln until it is closed.
 func (m *Manager) servePeers(ln net.Listener) error {
 	conf := &tls.Config{MinVersion: tls.VersionTLS13, GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		p := m.issuerPlan(strings.TrimSuffix(hello.ServerName, ".peer.hoist.invalid"))
-		if p == nil {
-			return nil, fmt.Errorf("no app %q shares certificates here", hello.ServerName)
+		// The same certificate and the same check for every server name:
+		// what an app's copiers must prove is all that differs.
+		want := m.peer.nobody
+		if p := m.issuerPlan(strings.TrimSuffix(hello.ServerName, ".peer.hoist.invalid")); p != nil {
+			if _, pub, err := peerIdentity(p.App, p.PeerSecret); err == nil {
+				want = pub
+			}
 		}
-		cert, pub, err := peerIdentity(p.App, p.PeerSecret)
-		if err != nil {
-			return nil, err
-		}
-		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
-			ClientAuth: tls.RequireAnyClientCert, VerifyPeerCertificate: pinned(pub)}, nil
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{m.peer.cert},
+			ClientAuth: tls.RequireAnyClientCert, VerifyPeerCertificate: pinned(want)}, nil
 	}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/certificates/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -157,6 +226,11 @@ func (m *Manager) servePeers(ln net.Listener) error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(pc)
 	})
+	mux.HandleFunc("GET /v1/renewed/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if !m.peerRenewed(strings.TrimSuffix(r.TLS.ServerName, ".peer.hoist.invalid"), r.PathValue("name")) {
+			http.Error(w, "this host does not copy that name for the app", http.StatusNotFound)
+		}
+	})
 	mux.HandleFunc("GET /v1/challenges/{name}/{token}", func(w http.ResponseWriter, r *http.Request) {
 		name, ok := m.peerName(r)
 		ch, active := certmagic.GetACMEChallenge(name)
@@ -167,7 +241,23 @@ func (m *Manager) servePeers(ln net.Listener) error {
 		m.track.seen(name, "http-01, answered by a peer")
 		io.WriteString(w, ch.KeyAuthorization)
 	})
-	srv := &http.Server{Handler: mux, TLSConfig: conf, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	// Only a copier that proved it holds the app's secret gets here;
+	// every answer to it carries the issuer's proof.
+	prove := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := m.issuerPlan(strings.TrimSuffix(r.TLS.ServerName, ".peer.hoist.invalid"))
+		if p == nil {
+			http.Error(w, "no such app here", http.StatusNotFound) // its plan went since the handshake
+			return
+		}
+		proof, err := peerProof(p.App, p.PeerSecret, r.TLS)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set(peerProofHeader, proof)
+		mux.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: prove, TLSConfig: conf, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10, ErrorLog: zap.NewStdLog(m.logger)}
 	return srv.ServeTLS(ln, "", "")
 }
@@ -180,7 +270,7 @@ func (m *Manager) peerName(r *http.Request) (string, bool) {
 	if p == nil {
 		return name, false
 	}
-	return name, slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.Name == name && n.From == "" })
+	return name, slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.Name == name && (n.From == "" || m.tookOver(name)) })
 }
 
 // export is the certificate this host serves for name, with its key.
@@ -204,14 +294,15 @@ func (m *Manager) export(name string) (peerCert, error) {
 
 // peerGet fetches path from the issuer at from, for app.
 func peerGet(ctx context.Context, from, app, secret, path string) ([]byte, error) {
-	cert, pub, err := peerIdentity(app, secret)
+	cert, _, err := peerIdentity(app, secret)
 	if err != nil {
 		return nil, err
 	}
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, ServerName: peerSNI(app), Certificates: []tls.Certificate{cert},
-			// The peer is checked against the pinned key, not a CA.
-			InsecureSkipVerify: true, VerifyPeerCertificate: pinned(pub)},
+			// The issuer's certificate is the same for every app; it
+			// proves it holds the secret in its answer (peerProof).
+			InsecureSkipVerify: true},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
@@ -227,6 +318,13 @@ func peerGet(ctx context.Context, from, app, secret, path string) ([]byte, error
 		return nil, fmt.Errorf("peer %s: %w", from, err)
 	}
 	defer resp.Body.Close()
+	want, err := peerProof(app, secret, resp.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", from, err)
+	}
+	if !hmac.Equal([]byte(resp.Header.Get(peerProofHeader)), []byte(want)) {
+		return nil, fmt.Errorf("peer %s: the peer does not hold the app's peer secret", from)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", from, err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +30,19 @@ type Plan struct {
 	DNS *DNSPlan `json:"dns,omitempty"`
 	// PeerSecret is shared by the app's hosts (base64); "" with one host.
 	PeerSecret string `json:"peer_secret,omitempty"`
+	// Peers are the peer addresses (host:port) of the app's hosts in the
+	// order they take over obtaining the names when the hosts before
+	// them are gone, the issuer first; Self is this host's among them.
+	// The issuer tells the others when it renews (follow.go).
+	Peers []string `json:"peers,omitempty"`
+	Self  string   `json:"self,omitempty"`
+	// Listen are the addresses (host:port) the issuer's peer channel
+	// listens on (the copiers' too, for word of a renewal and a
+	// takeover): the one its peers dial, and the one hoist's SSH
+	// connection reached, which is the host's own when the other sits
+	// behind a NAT. Those that are not addresses of the host are left
+	// out; the channel never listens on every interface.
+	Listen []string `json:"listen,omitempty"`
 }
 
 // PlanName is how one name's certificate is got.
@@ -78,6 +92,12 @@ func (p *Plan) Validate() error {
 			return fmt.Errorf("certificate plan of %s: %s needs DNS-01 and no DNS provider is given", p.App, n.Name)
 		case n.From != "" && p.PeerSecret == "":
 			return fmt.Errorf("certificate plan of %s: %s is copied from %s without a peer secret", p.App, n.Name, n.From)
+		}
+	}
+	for _, a := range p.Listen {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil || net.ParseIP(h) == nil || net.ParseIP(h).IsUnspecified() {
+			return fmt.Errorf("certificate plan of %s: the peer channel cannot listen on %q: not an address of one host", p.App, a)
 		}
 	}
 	if p.DNS != nil {

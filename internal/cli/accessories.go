@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/hoistdev/hoist/internal/accessory"
+	"github.com/hoistdev/hoist/internal/bucket"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/secrets"
@@ -24,7 +25,56 @@ func (a *app) accessorySpec(name string) *accessory.Spec {
 	if c.Backup.Schedule != config.BackupOff {
 		s.BackupSchedule = c.Backup.Schedule
 	}
+	if o := c.Backup.Offsite; o != nil {
+		prefix := o.Prefix
+		if prefix == "" {
+			prefix = a.cfg.App + "/" + name + "/"
+		}
+		s.Offsite = &accessory.Offsite{Location: bucket.Location{Bucket: o.Bucket, Prefix: prefix, Region: o.Region, Endpoint: o.Endpoint}, Recipient: o.Recipient, Keep: o.Keep}
+	}
 	return s
+}
+
+// setupAccessorySpecs are the accessories of each host as setup sends
+// them, with their buckets' credentials: what a setup's fingerprint is
+// made of, so that staleSetups compares the same thing.
+func (a *app) setupAccessorySpecs() (map[string][]*accessory.Spec, error) {
+	byHost, err := a.accessoriesByHost()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.offsiteCredentials(byHost); err != nil {
+		return nil, err
+	}
+	return byHost, nil
+}
+
+// offsiteCredentials gives each spec with an off-host bucket the keys
+// its hoist.yml names among the app's secrets; with none named, the
+// host uses its standard AWS chain.
+func (a *app) offsiteCredentials(specs map[string][]*accessory.Spec) error {
+	var vals map[string]string
+	for _, list := range specs {
+		for _, s := range list {
+			o := a.cfg.Accessories[s.Name].Backup.Offsite
+			if o == nil || o.AccessKeySecret == "" {
+				continue
+			}
+			if vals == nil {
+				var err error
+				if vals, err = secretsStore(a.cfg, a.repo).Load(); err != nil {
+					return err
+				}
+			}
+			id, key := vals[o.AccessKeySecret], vals[o.SecretKeySecret]
+			if id == "" || key == "" {
+				return usererr.New("accessories.%s.backup.offsite names secrets %s and %s, which are not both set", s.Name, o.AccessKeySecret, o.SecretKeySecret).
+					WithHint("hoist secrets set %s, and %s", o.AccessKeySecret, o.SecretKeySecret)
+			}
+			s.Offsite.AccessKeyID, s.Offsite.SecretAccessKey = id, key
+		}
+	}
+	return nil
 }
 
 // accessoryHost is the host accessory name runs on.
@@ -85,8 +135,8 @@ func (a *app) setupHosts() []string {
 }
 
 // setupAccessories sets up the accessories of host h and returns how
-// the app reaches them.
-func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs []*accessory.Spec, conn transport.Conn) ([]accessory.Connection, error) {
+// the app reaches them; ready is told each one that is set up.
+func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs []*accessory.Spec, conn transport.Conn, ready func(name string)) ([]accessory.Connection, error) {
 	var out []accessory.Connection
 	for _, spec := range specs {
 		c, err := a.client(conn).SetupAccessory(ctx, spec)
@@ -94,6 +144,7 @@ func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs 
 			return nil, err
 		}
 		a.logf(s, h, "accessory %s (%s) is ready on port %d", spec.Name, spec.Service, spec.Port)
+		ready(spec.Name)
 		out = append(out, c)
 	}
 	return out, nil

@@ -16,10 +16,10 @@ import (
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostclient"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/proxy"
-	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -33,6 +33,15 @@ type globalOptions struct {
 	// verbose shows what hoist otherwise keeps to itself when all goes
 	// well: builds' own output, hosts' activation logs.
 	verbose bool
+	// acceptNewHostKeys records the key of a host never seen before
+	// without asking (a changed key is still refused).
+	acceptNewHostKeys bool
+	// sshKey, knownHosts and secretsKey name the files a CI job gives
+	// hoist its keys in (credentials.go).
+	sshKey, knownHosts, secretsKey string
+	// storeKeyFile names the key that signs the store's records.
+	storeKeyFile string
+	creds        credentials
 }
 
 // app is a loaded hoist.yml and what the verbs that act on hosts need.
@@ -43,10 +52,13 @@ type app struct {
 	dial  fleet.DialFunc
 	logMu *sync.Mutex
 	// actor is who runs hoist, for the hosts' audit trail.
-	actor *host.Actor
+	actor *hostproto.Actor
 	// firstHost is the first of the config's (or provisioned) hosts,
 	// whatever --host says: an accessory's host by default.
 	firstHost string
+	// adopt takes hosts set up for no destination into the config's
+	// destination (setup --adopt).
+	adopt bool
 }
 
 // loadApp reads hoist.yml and picks the hosts: --host flags win over the
@@ -73,8 +85,16 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}, actor: actorOf(repo), firstHost: hosts[0]}
 	if len(cfg.Hosts) > 0 {
 		a.firstHost = cfg.Hosts[0]
+	} else if len(hostFlags) > 0 && cfg.Infra.Provider != "" {
+		// Of the provisioned hosts, whatever --host says (provision sets
+		// up some of them with it).
+		if all, _, err := appHosts(cfg); err == nil && len(all) > 0 {
+			a.firstHost = all[0]
+		}
 	}
-	a.dial = dialer(cfg, s.err, a.logMu)
+	if a.dial, err = dialer(g, cfg, s, a.logMu); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -119,6 +139,7 @@ func loadConfig(g *globalOptions) (*config.Config, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	cfg.SecretsKey = g.secretsKey
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return nil, "", fmt.Errorf("config path: %w", err)
@@ -157,26 +178,10 @@ func readErrorPages(repo, dir string) (map[int]string, error) {
 	return pages, nil
 }
 
-// secretsStore is the app's encrypted secrets and the key outside the
-// repository that opens them (HOIST_SECRETS_KEY overrides its path). A
-// destination has its own of both, hoist.DEST.secrets and APP.DEST.age:
-// no destination reads, or sends to its hosts, another's secrets.
-func secretsStore(cfg *config.Config, repo string) secrets.Store {
-	name, keyName := secrets.FileName, cfg.App+".age"
-	if d := cfg.Destination; d != "" {
-		name, keyName = secrets.DestinationFile(d), cfg.App+"."+d+".age"
-	}
-	key := os.Getenv("HOIST_SECRETS_KEY")
-	if key == "" {
-		key = filepath.Join(hoistHome(), "keys", keyName)
-	}
-	return secrets.Store{Path: filepath.Join(repo, name), KeyPath: key}
-}
-
 // actorOf is who runs hoist: the git identity of the repository (its
 // user.name and user.email) and the login on this machine.
-func actorOf(repo string) *host.Actor {
-	a := &host.Actor{Login: "unknown"}
+func actorOf(repo string) *hostproto.Actor {
+	a := &hostproto.Actor{Login: "unknown"}
 	if u, err := user.Current(); err == nil {
 		a.Login = u.Username
 	}
@@ -194,23 +199,33 @@ func actorOf(repo string) *host.Actor {
 	return a
 }
 
-// dialer returns the SSH dial function for cfg.
-func dialer(cfg *config.Config, log io.Writer, mu *sync.Mutex) fleet.DialFunc {
-	home := hoistHome()
-	opts := transport.Options{
-		User:          cfg.SSH.User,
-		Port:          cfg.SSH.Port,
-		IdentityFiles: identityFiles(cfg, home),
-		TrustFile:     filepath.Join(home, "known_hosts"),
-		Log:           &lockedWriter{w: log, mu: mu},
+// dialer returns the SSH dial function for cfg. A host never seen
+// before is asked about on a terminal, accepted with
+// --accept-new-host-keys, and refused otherwise; mu keeps the question
+// apart from the other hosts' lines. CI's credentials (credentials.go)
+// come first, and pinned host keys alone are trusted.
+func dialer(g *globalOptions, cfg *config.Config, s *streams, mu *sync.Mutex) (fleet.DialFunc, error) {
+	creds, err := g.credentials()
+	if err != nil {
+		return nil, err
 	}
+	home := hoistHome()
+	opts := creds.sshOptions(transport.Options{
+		User:              cfg.SSH.User,
+		Port:              cfg.SSH.Port,
+		IdentityFiles:     identityFiles(cfg, home),
+		TrustFile:         filepath.Join(home, "known_hosts"),
+		AcceptNewHostKeys: g.acceptNewHostKeys,
+		ConfirmHostKey:    askHostKeys(s, mu),
+		Log:               &lockedWriter{w: s.err, mu: mu},
+	})
 	return func(ctx context.Context, h string) (transport.Conn, error) {
 		c, err := transport.Dial(ctx, h, opts)
 		if err != nil {
 			return nil, err // not a nil *SSH in a non-nil interface
 		}
 		return c, nil
-	}
+	}, nil
 }
 
 // identityFiles are the private keys hoist tries besides ssh's usual
@@ -233,8 +248,8 @@ func identityFiles(cfg *config.Config, home string) []string {
 }
 
 // client returns the host client for conn.
-func (a *app) client(conn transport.Conn) *host.Client {
-	return &host.Client{Conn: conn, App: a.cfg.App, Destination: a.cfg.Destination, Actor: a.actor}
+func (a *app) client(conn transport.Conn) *hostclient.Client {
+	return &hostclient.Client{Conn: conn, App: a.cfg.App, Destination: a.cfg.Destination, Actor: a.actor, Adopt: a.adopt}
 }
 
 // hoistHome is where hoist keeps its own files on this machine: the
@@ -295,12 +310,22 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // how many failed, or nil when none did.
 func report(w io.Writer, results []fleet.Result, verb string) error {
 	failed := fleet.Failed(results)
+	printFailed(w, failed)
+	if len(failed) == 0 {
+		return nil
+	}
+	return &usererr.Error{Msg: fmt.Sprintf("%s failed on %d of %d host(s)", verb, len(failed), len(results))}
+}
+
+// printFailed prints one line per failed host, with its hint and, for a
+// release that failed its health check, its journal.
+func printFailed(w io.Writer, failed []fleet.Result) {
 	for _, r := range failed {
 		fmt.Fprintf(w, "%s %s: %v\n", paint(w, "failed", red), r.Host, r.Err)
 		if h := usererr.HintOf(r.Err); h != "" {
 			fmt.Fprintf(w, "  %s %s\n", paint(w, "hint:", yellow), h)
 		}
-		var he *host.HealthError
+		var he *hostproto.HealthError
 		if errors.As(r.Err, &he) && he.Journal != "" {
 			fmt.Fprintf(w, "  the previous release keeps serving; the last lines of %s's journal:\n", he.ID)
 			for _, line := range strings.Split(strings.TrimRight(he.Journal, "\n"), "\n") {
@@ -308,8 +333,4 @@ func report(w io.Writer, results []fleet.Result, verb string) error {
 			}
 		}
 	}
-	if len(failed) == 0 {
-		return nil
-	}
-	return &usererr.Error{Msg: fmt.Sprintf("%s failed on %d of %d host(s)", verb, len(failed), len(results))}
 }

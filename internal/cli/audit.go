@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -45,7 +45,7 @@ func newAuditCmd(s *streams, g *globalOptions) *cobra.Command {
 // auditLine is one line of `hoist audit --json`: a host's entry.
 type auditLine struct {
 	Host string `json:"host"`
-	host.AuditEntry
+	hostproto.AuditEntry
 }
 
 func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions) error {
@@ -57,7 +57,7 @@ func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions
 	if len(o.hosts) == 0 {
 		hosts = a.setupHosts() // the accessories' hosts keep restores
 	}
-	entries, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]host.AuditEntry, error) {
+	entries, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AuditEntry, error) {
 		return a.client(conn).Audit(ctx, o.lines)
 	})
 	out := []auditLine{}
@@ -74,13 +74,13 @@ func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions
 		return report(s.err, results, "audit")
 	}
 	tw := table(s.out)
-	fmt.Fprintln(tw, "TIME\tHOST\tWHO\tOP\tRELEASE\tOUTCOME\tDETAIL")
+	fmt.Fprintln(tw, "TIME\tHOST\tWHO\tSSH LOGIN\tOP\tRELEASE\tOUTCOME\tDETAIL")
 	for _, l := range out {
 		outcome := l.Outcome
 		if l.Error != "" {
 			outcome += ": " + firstLine(l.Error, 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", localTime(l.Time), l.Host, who(l.Who),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", localTime(l.Time), l.Host, who(l.Who), sshLogin(l.SSH),
 			l.Op, dash(l.Release), outcome, dash(l.Detail))
 	}
 	if err := tw.Flush(); err != nil {
@@ -90,7 +90,7 @@ func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions
 }
 
 // who names an actor for people: git name and email, and the login.
-func who(a host.Actor) string {
+func who(a hostproto.Actor) string {
 	var parts []string
 	if a.Name != "" {
 		parts = append(parts, a.Name)
@@ -105,6 +105,17 @@ func who(a host.Actor) string {
 		return "-"
 	}
 	return strings.Join(parts, " ")
+}
+
+// sshLogin names the login the host saw: its user and key (or method).
+func sshLogin(l *hostproto.SSHLogin) string {
+	switch {
+	case l == nil:
+		return "-"
+	case l.Key != "":
+		return l.User + " " + l.Key
+	}
+	return l.User + " (" + l.Method + ")"
 }
 
 // firstLine is s's first line, at most n runes.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/build"
 )
 
 type buildOptions struct {
@@ -35,8 +35,11 @@ func runBuild(ctx context.Context, s *streams, g *globalOptions, o *buildOptions
 	if err != nil {
 		return err
 	}
-	dial := dialer(cfg, s.err, &sync.Mutex{})
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial, Rebuild: o.rebuild, Verbose: g.verbose})
+	dial, err := dialer(g, cfg, s, &sync.Mutex{})
+	if err != nil {
+		return err
+	}
+	art, err := build.Release(ctx, build.Options{Config: cfg, Repo: repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: dial, Rebuild: o.rebuild, Verbose: g.verbose})
 	if err != nil {
 		return err
 	}

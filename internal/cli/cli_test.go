@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -179,5 +182,87 @@ func TestExecTerminalOnOneHost(t *testing.T) {
 	err = Run(context.Background(), []string{"-c", filepath.Join(dir, "hoist.yml"), "exec", "-t", "--", "sh"}, pts, &out, &errb)
 	if ExitCode(err) != 2 || !strings.Contains(errb.String(), "-t runs CMD on one host; name it with --host") {
 		t.Errorf("exit code %d, stderr %q; want a usage error naming --host", ExitCode(err), errb.String())
+	}
+}
+
+// A host never seen before is asked about on the terminal hoist runs
+// on: the question on stderr, the answer typed; anything but yes or no
+// is asked again.
+func TestHostKeyQuestionOnTerminal(t *testing.T) {
+	ptm, pts, err := ptytest.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptm.Close()
+	defer pts.Close()
+	seen := make(chan string, 64)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptm.Read(b)
+			if n > 0 {
+				seen <- string(b[:n])
+			}
+			if err != nil {
+				close(seen)
+				return
+			}
+		}
+	}()
+	var shown strings.Builder
+	waitFor := func(s string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for !strings.Contains(shown.String(), s) {
+			select {
+			case b, ok := <-seen:
+				if !ok {
+					t.Fatalf("the terminal closed before %q; it shows %q", s, shown.String())
+				}
+				shown.WriteString(b)
+			case <-timeout:
+				t.Fatalf("the terminal shows %q, not %q", shown.String(), s)
+			}
+		}
+	}
+	ask := askHostKeys(&streams{in: pts, out: io.Discard, err: pts}, &sync.Mutex{})
+	if ask == nil {
+		t.Fatal("no question on a terminal")
+	}
+	for _, tt := range []struct {
+		typed []string
+		want  bool
+	}{{[]string{"yes"}, true}, {[]string{"maybe", "no"}, false}, {[]string{"YES"}, true}} {
+		answer := make(chan bool, 1)
+		go func() {
+			yes, err := ask("SHA256:abc (yes/no)? ")
+			if err != nil {
+				t.Error(err)
+			}
+			answer <- yes
+		}()
+		shown.Reset()
+		waitFor("SHA256:abc (yes/no)? ")
+		for i, typed := range tt.typed {
+			if i > 0 {
+				waitFor("Please type 'yes' or 'no': ")
+			}
+			ptm.Write([]byte(typed + "\n"))
+		}
+		select {
+		case got := <-answer:
+			if got != tt.want {
+				t.Errorf("typed %q: answer %v, want %v", tt.typed, got, tt.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("typed %q: no answer", tt.typed)
+		}
+	}
+	// Without a terminal on both sides, nobody is asked.
+	if askHostKeys(&streams{in: strings.NewReader("yes\n"), out: io.Discard, err: pts}, &sync.Mutex{}) != nil {
+		t.Error("asked with stdin not a terminal")
+	}
+	if askHostKeys(&streams{in: pts, out: io.Discard, err: &bytes.Buffer{}}, &sync.Mutex{}) != nil {
+		t.Error("asked with stderr not a terminal")
 	}
 }

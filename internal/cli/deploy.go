@@ -9,12 +9,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 type deployOptions struct {
@@ -54,20 +56,23 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if err != nil {
 		return err
 	}
+	// A builder that cannot run on this machine (rootfs on a Mac) is
+	// named before any host is reached.
+	if _, err := build.New(a.cfg.Build, build.Deps{Dial: a.dial}); err != nil {
+		return err
+	}
 	// Secrets are read before the build so that a missing key fails fast.
-	var env []byte
-	st := secretsStore(a.cfg, a.repo)
-	_, statErr := os.Stat(st.Path)
-	sendEnv := statErr == nil // without a secrets file, hosts' env files are left alone
-	if sendEnv {
-		vals, err := st.Load()
-		if err != nil {
-			return err
-		}
-		env = secrets.EnvFile(appSecrets(vals))
+	sendEnv, env, err := a.secretsEnv()
+	if err != nil {
+		return err
 	}
 	so := a.shipOptions(s, g)
 	so.SendEnv, so.Env = sendEnv, env
+	// The store's key and credentials too: a deploy that cannot sign is
+	// refused before the build.
+	if so.Store, err = a.storeOptions(g); err != nil {
+		return err
+	}
 	so.WorkDir, so.Full, so.Stage = cacheDir(), o.full, o.stage
 	if so.Balancer, err = a.balancer(ctx, &lockedWriter{w: s.err, mu: a.logMu}); err != nil {
 		return err
@@ -80,7 +85,11 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if err := reachable(s, so.Members); err != nil {
 		return err
 	}
-	art, err := deploy.Build(ctx, deploy.BuildOptions{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild, Verbose: g.verbose})
+	spec := deploy.Spec(a.cfg)
+	if err := a.checkCalendars(ctx, g, so.Members, spec); err != nil {
+		return err
+	}
+	art, err := build.Release(ctx, build.Options{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild, Verbose: g.verbose})
 	if err != nil {
 		return err
 	}
@@ -98,13 +107,30 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		}
 	}
 	printOutcome(s.err, out)
-	if err := report(s.err, out.Results(), "deploy of "+art.Manifest.ID); err != nil {
+	if err := deployReport(s.err, out); err != nil {
 		return err
 	}
+	if !o.stage {
+		if err := a.scheduleDeployed(ctx, s, g, so.Members, spec, deployedHosts(out)); err != nil {
+			return err
+		}
+	}
+	a.warnBackups(ctx, s)
 	if !o.json {
 		fmt.Fprintln(s.out, art.Manifest.ID)
 	}
 	return nil
+}
+
+// deployedHosts are the hosts that serve the deploy's release now.
+func deployedHosts(out *deploy.Outcome) []string {
+	var hosts []string
+	for _, r := range out.Hosts {
+		if r.Status == deploy.StatusDeployed {
+			hosts = append(hosts, r.Host)
+		}
+	}
+	return hosts
 }
 
 // deployResult is what `hoist deploy --json` prints: what the deploy did
@@ -149,6 +175,25 @@ func printOutcome(w io.Writer, out *deploy.Outcome) {
 	}
 }
 
+// deployReport prints why each host that failed did, and returns an
+// error that says what happened on every host, or nil when each serves
+// the release. A host that went back, or never switched, because
+// another failed is counted as what it is, not as a failure (the table
+// of printOutcome says which is which).
+func deployReport(w io.Writer, out *deploy.Outcome) error {
+	if len(fleet.Failed(out.Results())) == 0 {
+		return nil
+	}
+	var own []fleet.Result
+	for _, r := range out.Hosts {
+		if r.Err != nil {
+			own = append(own, fleet.Result{Host: r.Host, Err: r.Err})
+		}
+	}
+	printFailed(w, own)
+	return &usererr.Error{Msg: fmt.Sprintf("deploy of %s failed on %d of %d host(s): %s", out.Release, len(own), len(out.Hosts), out.Summary())}
+}
+
 // reachable warns of each host that cannot be reached, and fails when
 // none can.
 func reachable(s *streams, members []fleet.Member) error {
@@ -166,6 +211,20 @@ func reachable(s *streams, members []fleet.Member) error {
 		return report(s.err, down, "deploy")
 	}
 	return nil
+}
+
+// secretsEnv is the env file of the app's secrets, and whether to send
+// it: without a secrets file, hosts' env files are left alone.
+func (a *app) secretsEnv() (bool, []byte, error) {
+	st := secretsStore(a.cfg, a.repo)
+	if _, err := os.Stat(st.Path); err != nil {
+		return false, nil, nil
+	}
+	vals, err := st.Load()
+	if err != nil {
+		return false, nil, err
+	}
+	return true, secrets.EnvFile(appSecrets(vals)), nil
 }
 
 // appSecrets are the secrets the app gets: all but hoist's own DNS
@@ -194,7 +253,7 @@ func (a *app) balancer(ctx context.Context, log io.Writer) (deploy.Balancer, err
 	if err != nil {
 		return nil, err
 	}
-	b, err := provision.NewALBTargets(ctx, st, provision.ALBOptions{Log: log})
+	b, err := provision.NewTargets(ctx, st, provision.ALBOptions{Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -226,7 +226,7 @@ func dnsCredentials(cfg *config.Config, repo string) (dns.Credentials, error) {
 func asUserError(err error) error {
 	var missing *dns.MissingError
 	if errors.As(err, &missing) {
-		return usererr.Wrap(err, "cannot reach the DNS provider").
+		return usererr.Wrap(err, "the DNS provider's credentials are not set").
 			WithHint("export them, or keep them in hoist secrets under %s, like `hoist secrets set %s` (docs/dns.md)", dns.SecretPrefix, missing.Secret())
 	}
 	return err
@@ -258,6 +258,15 @@ func dnsTargets(ctx context.Context, cfg *config.Config, hosts []string, st *pro
 	if st != nil {
 		if st.Balancer != nil && st.Balancer.DNSName != "" {
 			t.Balancer = st.Balancer.DNSName
+			return t, nil
+		}
+		if b := st.Balancer; b != nil && b.Addr != "" {
+			// The lab's balancer twin has an address and no name.
+			a, err := netip.ParseAddr(b.Addr)
+			if err != nil {
+				return t, fmt.Errorf("the balancer's address %q: %w", b.Addr, err)
+			}
+			t.Addresses = []netip.Addr{a}
 			return t, nil
 		}
 		for _, h := range st.Hosts {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,8 +175,18 @@ func TestCertPlans(t *testing.T) {
 	if diff := cmp.Diff(wantCopier, copier.Names); diff != "" {
 		t.Errorf("copier's names (-want +got):\n%s", diff)
 	}
+	// Each listens on its own address where the others dial it: the
+	// copier for word of a renewal and for when it takes over.
+	if !slices.Equal(issuer.Listen, []string{"10.0.0.1:9443"}) || !slices.Equal(copier.Listen, []string{"10.0.0.2:9443"}) {
+		t.Errorf("peer channel addresses: issuer %v, copier %v; want each its own where the others dial", issuer.Listen, copier.Listen)
+	}
 	if issuer.DNS == nil || issuer.DNS.Credentials["key"] != "c2VjcmV0" || copier.DNS != nil {
 		t.Errorf("DNS credentials: issuer %+v, copier %+v", issuer.DNS, copier.DNS)
+	}
+	// Every host knows the order in which they take over, and its place.
+	if want := []string{"10.0.0.1:9443", "10.0.0.2:9443"}; !cmp.Equal(issuer.Peers, want) || !cmp.Equal(copier.Peers, want) ||
+		issuer.Self != want[0] || copier.Self != want[1] {
+		t.Errorf("peers: issuer %v (self %s), copier %v (self %s), want %v", issuer.Peers, issuer.Self, copier.Peers, copier.Self, want)
 	}
 	again, _ := certPlans(t.Context(), s, a, false)
 	if again["web2"].PeerSecret == copier.PeerSecret {

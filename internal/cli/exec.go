@@ -31,7 +31,11 @@ func newExecCmd(s *streams, g *globalOptions) *cobra.Command {
 			"hosts, each output line is prefixed with its host. hoist exits with the\n" +
 			"highest exit status among the hosts.\n\n" +
 			"With -t, CMD runs on a terminal of one host, wired to this terminal, as\n" +
-			"ssh -t does: for bin/APP remote, or a shell.",
+			"ssh -t does: for bin/APP remote, or a shell.\n\n" +
+			"A scheduled task (hoist.yml's schedule) runs by hand the way its timer\n" +
+			"runs it, with its output here: hoist exec --host HOST -- sh -c 'COMMAND'.\n" +
+			"On the host, systemctl start hoist-APP.task.NAME.service runs it and\n" +
+			"records the run for hoist status (docs/schedules.md).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.tty {
@@ -101,20 +105,29 @@ func runExecTerminal(ctx context.Context, s *streams, g *globalOptions, o *execO
 		return err
 	}
 	defer conn.Close()
-	fd := int(in.Fd())
-	t, stop := terminalOf(fd)
-	defer stop()
-	old, err := term.MakeRaw(fd)
+	t, restore, err := rawTerminal(int(in.Fd()))
 	if err != nil {
 		return err
 	}
-	defer term.Restore(fd, old)
+	defer restore()
 	err = a.client(conn).ExecTerminal(ctx, deploy.Spec(a.cfg), argv, t, in, s.out)
 	var ee *transport.ExitError
 	if errors.As(err, &ee) {
 		return &ExitError{Code: ee.Code}
 	}
 	return err
+}
+
+// rawTerminal puts the terminal fd in raw mode for a remote one, and
+// describes it, following its size, until restore.
+func rawTerminal(fd int) (transport.Terminal, func(), error) {
+	t, stop := terminalOf(fd)
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		stop()
+		return t, nil, err
+	}
+	return t, func() { term.Restore(fd, old); stop() }, nil
 }
 
 // terminalOf describes the terminal fd, and follows its size until stop.

@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/platform"
 )
 
 // newHostCmd is `hoist host VERB`, what the client runs on hosts over SSH
@@ -16,6 +17,9 @@ func newHostCmd(s *streams) *cobra.Command {
 		Hidden:             true,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := platform.Check(platform.HostRole); err != nil {
+				return err
+			}
 			if code := host.Main(cmd.Context(), args, s.in, s.out, s.err); code != 0 {
 				return &ExitError{Code: code}
 			}

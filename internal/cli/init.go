@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/platform"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -62,6 +63,10 @@ func runInit(_ context.Context, s *streams, o *initOptions) error {
 	for _, sec := range p.Secrets {
 		fmt.Fprintf(s.err, "  hoist secrets gen %s\n", sec)
 	}
-	fmt.Fprintf(s.err, "  add your hosts to hoist.yml (or try `hoist lab up`), then `hoist setup` and `hoist deploy`\n")
+	try := " (or try `hoist lab up`)"
+	if !platform.Linux {
+		try = "" // the lab needs Linux
+	}
+	fmt.Fprintf(s.err, "  add your hosts to hoist.yml%s, then `hoist setup` and `hoist deploy`\n", try)
 	return nil
 }

@@ -19,7 +19,7 @@ func TestJSONShapesDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	shapes := []any{deployResult{}, hostStatus{}, hostReleases{}, hostLock{}, hostProxy{}, accessoryStatus{},
-		backupResult{}, hostBackups{}, auditLine{}, hostMaintenance{}, provisioned{}, lab.Host{}, release.Manifest{}}
+		backupResult{}, hostBackups{}, restoreResult{}, verifyResult{}, auditLine{}, hostMaintenance{}, maintenanceResult{}, setupResult{}, pullResult{}, provisioned{}, lab.Host{}, release.Manifest{}, storeStatus{}}
 	seen := map[reflect.Type]bool{}
 	var walk func(where string, typ reflect.Type)
 	walk = func(where string, typ reflect.Type) {

@@ -3,11 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/lab"
+	"github.com/hoistdev/hoist/internal/twin"
 )
 
 type labOptions struct {
@@ -16,6 +21,7 @@ type labOptions struct {
 	json     bool
 	packages []string
 	uplink   string
+	arch     string
 }
 
 func newLabCmd(s *streams) *cobra.Command {
@@ -43,6 +49,7 @@ func newLabCmd(s *streams) *cobra.Command {
 	up.Flags().IntVar(&o.hosts, "hosts", 1, "how many hosts")
 	jsonFlag(up, &o.json)
 	up.Flags().StringSliceVar(&o.packages, "packages", nil, "Debian packages the hosts can install with apt (downloaded once into a local repository: lab hosts reach no mirror)")
+	up.Flags().StringVar(&o.arch, "arch", "", "the hosts' architecture, amd64 or arm64 (default: this machine's); another runs under qemu-user emulation (qemu-user-static)")
 	up.Flags().StringVar(&o.uplink, "uplink", "", "limit traffic between this machine and the hosts to this rate, like 20mbit (off: no limit); hosts talk to each other at full speed")
 	status := &cobra.Command{
 		Use:   "status",
@@ -57,7 +64,28 @@ func newLabCmd(s *streams) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return lab.Down(cmd.Context(), labOpts(s, o)) },
 	}
-	cmd.AddCommand(up, status, down)
+	var twinConfig string
+	balancer := &cobra.Command{
+		Use:    "balancer",
+		Short:  "Run the lab's balancer twin (the lab starts it in its own network namespace)",
+		Hidden: true,
+		Long: "balancer runs the lab's stand-in for an ALB in the foreground until SIGTERM:\n" +
+			"HTTPS for the app's names, HTTP redirected, requests forwarded to the\n" +
+			"registered hosts' proxies, each health-checked, registrations taken on a\n" +
+			"unix socket. `hoist provision` starts it for `balancer: alb` on the lab.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := twin.ReadConfig(twinConfig)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return twin.Run(ctx, cfg, slog.New(slog.NewJSONHandler(s.err, nil)))
+		},
+	}
+	balancer.Flags().StringVar(&twinConfig, "config", "", "the twin's config file, as the lab writes it")
+	cmd.AddCommand(up, status, down, balancer)
 	return cmd
 }
 
@@ -69,6 +97,7 @@ func labOpts(s *streams, o *labOptions) lab.Options {
 		KnownHostsPath: filepath.Join(home, "known_hosts"),
 		Log:            s.err,
 		Packages:       o.packages,
+		Arch:           o.arch,
 	}
 }
 

@@ -6,8 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -44,7 +45,7 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 	if err != nil {
 		return err
 	}
-	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (*host.Status, error) {
+	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (*hostproto.Status, error) {
 		return a.client(conn).Status(ctx)
 	})
 	if o.json {
@@ -64,7 +65,11 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 		switch st := sts[i]; {
 		case st == nil:
 		case st.Lock != nil:
-			fmt.Fprintf(s.out, "%s: locked by %s since %s (%s)\n", r.Host, st.Lock.Holder, localTime(st.Lock.Since), st.Lock.Op)
+			gone := ""
+			if deploy.HolderGone(*st.Lock) {
+				gone = "; that process no longer runs on this machine: the next deploy from here takes the lock over, `hoist lock release` clears it"
+			}
+			fmt.Fprintf(s.out, "%s: locked by %s since %s (%s)%s\n", r.Host, st.Lock.Holder, localTime(st.Lock.Since), st.Lock.Op, gone)
 		default:
 			fmt.Fprintln(s.out, r.Host+": unlocked")
 		}
@@ -74,9 +79,9 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 
 // hostLock is one line of `hoist lock status --json`.
 type hostLock struct {
-	Host  string     `json:"host"`
-	Lock  *host.Lock `json:"lock"`
-	Error string     `json:"error,omitempty"`
+	Host  string          `json:"host"`
+	Lock  *hostproto.Lock `json:"lock"`
+	Error string          `json:"error,omitempty"`
 }
 
 func runLockRelease(ctx context.Context, s *streams, g *globalOptions, o *lockOptions) error {

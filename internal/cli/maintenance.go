@@ -45,12 +45,14 @@ func newMaintenanceCmd(s *streams, g *globalOptions) *cobra.Command {
 	}
 	on.Flags().StringVar(&o.message, "message", "", "what the page says (text)")
 	on.Flags().DurationVar(&o.retryAfter, "retry-after", proxy.DefaultRetryAfter, "sent as Retry-After: when clients may try again")
+	jsonFlag(on, &o.json)
 	off := &cobra.Command{
 		Use:   "off",
 		Short: "Turn maintenance off: the app serves again at once",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return runMaintenance(cmd.Context(), s, g, o, false) },
 	}
+	jsonFlag(off, &o.json)
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show whether each host's proxy has the app in maintenance",
@@ -94,7 +96,30 @@ func runMaintenance(ctx context.Context, s *streams, g *globalOptions, o *mainte
 		a.logf(s, h, "maintenance %s", state)
 		return nil
 	})
+	if o.json {
+		out := make([]maintenanceResult, len(results))
+		for i, r := range results {
+			out[i] = maintenanceResult{Host: r.Host, OK: r.Err == nil, Error: errText(r.Err)}
+			if r.Err == nil {
+				out[i].State = state
+			}
+		}
+		if err := writeJSON(s, out); err != nil {
+			return err
+		}
+	}
 	return report(s.err, results, "maintenance "+state)
+}
+
+// maintenanceResult is one host's entry of `hoist maintenance on|off
+// --json`.
+type maintenanceResult struct {
+	Host string `json:"host"`
+	OK   bool   `json:"ok"`
+	// State is the app's maintenance mode on the host now, on or off;
+	// absent where the verb failed (it is as it was, or unknown).
+	State string `json:"state,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // hostMaintenance is one line of `hoist maintenance status --json`.

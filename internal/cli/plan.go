@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/provision"
 )
 
@@ -46,6 +47,7 @@ func runPlan(ctx context.Context, s *streams, g *globalOptions, o *planOptions) 
 	if err != nil {
 		return err
 	}
+	warnUnpriced(s.err, g, plan)
 	if o.json {
 		return writeJSON(s, plan)
 	}
@@ -77,14 +79,31 @@ func printPlan(w io.Writer, p *provision.Plan) {
 	printCost(w, p)
 }
 
+// warnUnpriced names each setting of hoist.yml the price table lacks,
+// at its line, and how to give its price.
+func warnUnpriced(w io.Writer, g *globalOptions, p *provision.Plan) {
+	file := g.configPath
+	if file == "" {
+		file = config.FileName
+	}
+	for _, u := range p.Cost.Unpriced {
+		fmt.Fprintf(w, "%s %v; its cost below is unknown\n", paint(w, "warning:", yellow), config.Locate(file, g.destination, u.Field, u.Msg))
+		fmt.Fprintf(w, "  %s %s\n", paint(w, "hint:", yellow), provision.PricesHint)
+	}
+}
+
 func printCost(w io.Writer, p *provision.Plan) {
 	c := p.Cost
 	fmt.Fprintf(w, "\nmonthly cost (%s):\n", c.Currency)
 	for _, l := range c.Lines {
 		rate := fmt.Sprintf("%s %s × $%s", trimFloat(l.Quantity), l.Unit, trimFloat(l.UnitPrice))
-		fmt.Fprintf(w, "  %-48s %30s %9s\n", l.Item, rate, fmt.Sprintf("$%.2f", l.Monthly))
+		monthly := fmt.Sprintf("$%.2f", l.Monthly)
+		if l.Unknown {
+			rate, monthly = fmt.Sprintf("%s %s × $?", trimFloat(l.Quantity), l.Unit), "unknown"
+		}
+		fmt.Fprintf(w, "  %-48s %30s %9s\n", l.Item, rate, monthly)
 	}
-	fmt.Fprintf(w, "  %-48s %30s %9s\n", "total", "", fmt.Sprintf("$%.2f", c.Total))
+	fmt.Fprintf(w, "  %-48s %30s %9s\n", "total", unknownPart(len(c.Unpriced) > 0), fmt.Sprintf("$%.2f", c.Total))
 	for _, a := range c.Assumptions {
 		fmt.Fprintf(w, "  assuming %s\n", a)
 	}
@@ -108,8 +127,19 @@ func printCost(w io.Writer, p *provision.Plan) {
 		} else if !cmp.Current {
 			note = fmt.Sprintf("$%.2f less", -d)
 		}
+		if cmp.Unknown {
+			note += ", " + unknownPart(true)
+		}
 		fmt.Fprintf(w, "  balancer: %-5s %9s a month (%s)\n", cmp.Balancer, fmt.Sprintf("$%.2f", cmp.Total), note)
 	}
+}
+
+// unknownPart says that a total leaves out what has no price.
+func unknownPart(unknown bool) string {
+	if unknown {
+		return "plus what is unknown"
+	}
+	return ""
 }
 
 // trimFloat writes a quantity or price without trailing zeros.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,11 +17,11 @@ import (
 )
 
 type provisionOptions struct {
-	prices  string
-	replace bool
-	noSetup bool
-	binary  string
-	json    bool
+	prices   string
+	replace  bool
+	noSetup  bool
+	binaries []string
+	json     bool
 }
 
 func newProvisionCmd(s *streams, g *globalOptions) *cobra.Command {
@@ -41,7 +42,7 @@ func newProvisionCmd(s *streams, g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.prices, "prices", "", "price file laid over hoist's table (docs/provision.md)")
 	cmd.Flags().BoolVar(&o.replace, "replace", false, "replace hosts whose type, disk or image changed (their disks start empty)")
 	cmd.Flags().BoolVar(&o.noSetup, "no-setup", false, "do not run hoist setup on new hosts")
-	cmd.Flags().StringVar(&o.binary, "hoist-binary", "", "hoist binary that setup installs on new hosts (default: this one)")
+	hoistBinaryFlag(cmd, &o.binaries)
 	jsonFlag(cmd, &o.json)
 	return cmd
 }
@@ -55,6 +56,7 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 	if err != nil {
 		return err
 	}
+	warnUnpriced(s.err, g, plan)
 	printPlan(s.err, plan)
 	in.opts.AllowReplace = o.replace
 	res, err := provision.Apply(ctx, in.opts, plan)
@@ -62,13 +64,44 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 		return err
 	}
 	st := in.opts.State
-	if !res.Changed && len(res.New) == 0 {
-		fmt.Fprintf(s.err, "nothing changed: %s\n", plan.Summary())
+	// Converging includes the hosts' setup: a host made by an earlier run
+	// whose setup was cut short, or that was set up for another hoist.yml
+	// or hoist, is set up with the new ones.
+	setup := slices.Clone(res.New)
+	var why []string
+	if !o.noSetup {
+		if old := slices.DeleteFunc(st.Targets(), func(t string) bool { return slices.Contains(res.New, t) }); len(old) > 0 {
+			stale, err := staleSetups(ctx, s, g, &setupOptions{hosts: old, binaries: o.binaries})
+			if err != nil {
+				return err
+			}
+			for _, t := range old {
+				if reason, ok := stale[t]; ok {
+					setup = append(setup, t)
+					why = append(why, t+": "+reason)
+				}
+			}
+		}
+	}
+	if !res.Changed && len(setup) == 0 {
+		// The plan said what there is; say only that it stayed so.
+		fmt.Fprintln(s.err, "nothing changed")
+	}
+	if in.cfg.Infra.Provider == config.ProviderLab {
+		name := provision.LabName(in.opts.Spec)
+		fmt.Fprintf(s.err, "the hosts are in lab %s: `hoist lab status --name %s` shows them\n", name, name)
 	}
 	printBalancer(s, st.Balancer)
-	if len(res.New) > 0 && !o.noSetup {
-		fmt.Fprintf(s.err, "setting up %d new host(s)\n", len(res.New))
-		if err := runSetup(ctx, s, g, &setupOptions{hosts: res.New, binary: o.binary}); err != nil {
+	if len(setup) > 0 && !o.noSetup {
+		switch {
+		case len(why) == 0:
+			fmt.Fprintf(s.err, "setting up %d new host(s)\n", len(setup))
+		case len(res.New) == 0:
+			fmt.Fprintf(s.err, "setting up %d host(s) whose setup is not done (%s)\n", len(setup), strings.Join(why, "; "))
+		default:
+			fmt.Fprintf(s.err, "setting up %d new host(s) and %d whose setup is not done (%s)\n", len(res.New), len(why), strings.Join(why, "; "))
+		}
+		if err := runSetup(ctx, s, g, &setupOptions{hosts: setup, binaries: o.binaries}); err != nil {
 			return err
 		}
 	}
@@ -95,16 +128,17 @@ type provisioned struct {
 	Balancer *provision.Balancer `json:"balancer,omitempty"`
 }
 
-// printBalancer tells where the balancer answers and, for a certificate
-// hoist requested, the DNS records ACM waits for.
+// printBalancer tells where the balancer answers. (The DNS records
+// ACM waits for are printed by provision as soon as ACM says them.)
 func printBalancer(s *streams, b *provision.Balancer) {
 	if b == nil {
 		return
 	}
-	fmt.Fprintf(s.err, "balancer %s answers at %s: point the app's names at it (CNAME or alias)\n", b.Name, b.DNSName)
-	for _, v := range b.Validation {
-		fmt.Fprintf(s.err, "certificate for %s: ACM issues it once this record exists: %s %s %s\n", v.Domain, v.Name, v.Type, v.Value)
+	if b.Addr != "" && b.DNSName == "" {
+		fmt.Fprintf(s.err, "%s answers at %s: point the app's names at it; its certificate is from the lab's CA, %s\n", b.Name, b.Addr, b.CA)
+		return
 	}
+	fmt.Fprintf(s.err, "balancer %s answers at %s: point the app's names at it (CNAME or alias)\n", b.Name, b.DNSName)
 }
 
 // infra is a loaded hoist.yml with an infra section, ready for the engine.
@@ -129,6 +163,14 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string,
 	}
 	spec := provision.SpecFrom(cfg)
 	if spec.Provider == config.ProviderAWS && len(spec.SSHFrom) == 0 && detect {
+		if ep := awsEndpoint(); ep != "" {
+			// An emulator's or a private endpoint's hosts are not reached
+			// from this machine's public address: asking for it would only
+			// reach out to the internet for nothing.
+			return nil, usererr.New("infra.ssh_from is not set, and hoist talks to AWS at %s, not AWS's own endpoints, so this machine's public address says nothing about who reaches the hosts", ep).
+				WithHint("list who may reach SSH in infra.ssh_from, for example [127.0.0.1/32] for an emulator on this machine")
+		}
+		fmt.Fprintln(s.err, "infra.ssh_from is not set: asking https://checkip.amazonaws.com/ for this machine's public address (set infra.ssh_from to skip this)")
 		addr, err := provision.DetectPublicAddress(ctx)
 		if err != nil {
 			return nil, usererr.Wrap(err, "infra.ssh_from is not set and this machine's public address could not be found").
@@ -151,20 +193,20 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string,
 	if err != nil {
 		return nil, err
 	}
-	var prov provision.Provider
-	switch spec.Provider {
-	case config.ProviderLab:
-		prov = provision.NewLab(spec, knownHosts, s.err)
-	case config.ProviderAWS:
-		if prov, err = provision.NewAWS(ctx, spec, provision.AWSOptions{Log: s.err}); err != nil {
-			return nil, err
-		}
+	prov, err := provision.New(ctx, spec, provision.Env{KnownHosts: knownHosts, Log: s.err})
+	if err != nil {
+		return nil, err
+	}
+	creds, err := g.credentials()
+	if err != nil {
+		return nil, err
 	}
 	topts := transport.Options{
 		User: cfg.SSH.User, Port: cfg.SSH.Port,
 		// Only keys hoist recorded: nothing is trusted on first use.
 		KnownHostsFiles: []string{knownHosts},
 		IdentityFiles:   identityFiles(cfg, home),
+		Signers:         creds.signers,
 		Log:             s.err,
 	}
 	return &infra{cfg: cfg, repo: repo, opts: provision.Options{
@@ -178,6 +220,17 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string,
 			return c, nil
 		},
 	}}, nil
+}
+
+// awsEndpoint is the endpoint the AWS SDK is pointed at instead of
+// AWS's own, if any (AWS_ENDPOINT_URL, or EC2's own variable).
+func awsEndpoint() string {
+	for _, v := range []string{"AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"} {
+		if e := os.Getenv(v); e != "" {
+			return e
+		}
+	}
+	return ""
 }
 
 // operatorKey returns the public key that logs in to new hosts:

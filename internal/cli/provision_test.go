@@ -133,3 +133,66 @@ func TestDestroyConfirmation(t *testing.T) {
 		})
 	}
 }
+
+// TestSSHFromAgainstAnotherEndpoint: pointed at an AWS endpoint of its
+// own (an emulator) without infra.ssh_from, hoist says what to set and
+// dials nothing: not checkip.amazonaws.com, not the endpoint.
+func TestSSHFromAgainstAnotherEndpoint(t *testing.T) {
+	dir := writeApp(t, strings.Replace(seedConfig, "  ssh_from: [203.0.113.7/32]\n", "", 1))
+	// A port nothing listens on: a dial would fail differently.
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+	_, stderr, err := run(t, dir, "plan")
+	if err == nil || !strings.Contains(stderr, "infra.ssh_from is not set, and hoist talks to AWS at http://127.0.0.1:9") ||
+		strings.Contains(stderr, "checkip") {
+		t.Errorf("plan against another endpoint without ssh_from: %v\n%s", err, stderr)
+	}
+}
+
+// TestPlanWithoutAPrice: an instance type or a region missing from the
+// price table does not block the plan: the changes and the other lines
+// are shown, that line's price is unknown, and the warning names the
+// line of hoist.yml and --prices.
+func TestPlanWithoutAPrice(t *testing.T) {
+	tests := map[string]struct {
+		from, to string
+		where    string
+		priced   int // lines with a price
+	}{
+		"instance type": {"instance_type: t2.micro", "instance_type: z9.huge", "hoist.yml:9:18: infra.instance_type: no price for z9.huge in us-east-1", 2},
+		"region":        {"region: us-east-1", "region: ap-south-9", "hoist.yml:8:11: infra.region: no prices for ap-south-9", 0},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := writeApp(t, strings.Replace(seedConfig, tt.from, tt.to, 1))
+			stdout, stderr, err := run(t, dir, "plan", "--offline", "--json")
+			if err != nil {
+				t.Fatalf("plan: %v\n%s", err, stderr)
+			}
+			var p provision.Plan
+			if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+				t.Fatal(err)
+			}
+			priced := 0
+			for _, l := range p.Cost.Lines {
+				if !l.Unknown {
+					priced++
+				}
+			}
+			if p.Counts()[provision.Create] != 5 || len(p.Cost.Lines) != 3 || priced != tt.priced || len(p.Cost.Unpriced) != 1 {
+				t.Errorf("plan: %d to create, %d lines of which %d priced, unpriced %+v; want 5, 3, %d, 1", p.Counts()[provision.Create], len(p.Cost.Lines), priced, p.Cost.Unpriced, tt.priced)
+			}
+			if !strings.Contains(stderr, tt.where) || !strings.Contains(stderr, "--prices") {
+				t.Errorf("stderr does not name the line and --prices:\n%s", stderr)
+			}
+			text, _, err := run(t, dir, "plan", "--offline")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"+ create", "gp3 disk", "unknown"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("plan does not say %q:\n%s", want, text)
+				}
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/platform"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/transport"
 )
@@ -29,6 +31,7 @@ type proxyOptions struct {
 	defaultName                           string
 	tlsInternal, pprof, fastLoop          bool
 	trusted                               []string
+	balancers                             []string
 	accessLog                             bool
 	healthInterval, writeTimeout          time.Duration
 	timeouts                              proxy.Timeouts
@@ -77,10 +80,11 @@ sockets over, while this process finishes its requests and exits.`,
 	f.BoolVar(&o.tlsInternal, "tls-internal", false, "issue certificates from a local CA in --storage instead of an ACME CA (labs)")
 	f.StringVar(&o.defaultName, "tls-default-name", "", "certificate name served to TLS clients that send no server name (SNI)")
 	f.StringVar(&o.plans, "tls-plans", host.ProxyTLSPlans, "directory of the apps' certificate plans (challenges, DNS provider, peers), written by hoist setup")
-	f.StringVar(&o.peerListen, "peer-listen", fmt.Sprintf(":%d", certs.DefaultPeerPort), "where hosts that copy this host's certificates reach it")
+	f.StringVar(&o.peerListen, "peer-listen", "", "where hosts that copy this host's certificates reach it (default: the addresses the certificate plans name, port "+strconv.Itoa(certs.DefaultPeerPort)+")")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
 	f.BoolVar(&o.accessLog, "access-log", true, "log every request as a JSON line on stderr (the journal)")
-	f.StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR whose X-Forwarded-* headers are kept (repeatable)")
+	f.StringArrayVar(&o.trusted, "trusted-proxy", nil, "CIDR of proxies in front whose headers about the client (X-Forwarded-*, X-Real-IP...) are kept (repeatable)")
+	f.StringArrayVar(&o.balancers, "trusted-balancer", nil, "CIDR of a load balancer in front whose X-Forwarded-For, -Proto and -Port are kept, and no other header about the client, as an ALB sets them (repeatable)")
 	f.DurationVar(&o.healthInterval, "health-interval", 2*time.Second, "how often live upstreams are health-checked")
 	f.DurationVar(&o.timeouts.ReadHeader, "read-header-timeout", 10*time.Second, "time a client has to send a request's head")
 	f.DurationVar(&o.timeouts.Read, "read-timeout", 5*time.Minute, "time a client has to send a whole request")
@@ -135,13 +139,16 @@ to trust when proxy.tls is internal: for example
 }
 
 func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
-	var trusted []netip.Prefix
-	for _, t := range o.trusted {
-		p, err := netip.ParsePrefix(t)
-		if err != nil {
-			return usage("--trusted-proxy %q: %v", t, err)
-		}
-		trusted = append(trusted, p.Masked())
+	if err := platform.Check(platform.Proxy); err != nil {
+		return err
+	}
+	trusted, err := prefixes("--trusted-proxy", o.trusted)
+	if err != nil {
+		return err
+	}
+	balancers, err := prefixes("--trusted-balancer", o.balancers)
+	if err != nil {
+		return err
 	}
 	issuer, err := proxyIssuer(o)
 	if err != nil {
@@ -171,7 +178,7 @@ func runProxy(ctx context.Context, s *streams, o *proxyOptions) error {
 	return proxy.Run(ctx, proxy.RunOptions{
 		HTTP: o.http, HTTPS: o.https, Control: o.control, Metrics: o.metrics, Pprof: o.pprof, Log: log, Timeouts: o.timeouts,
 		Exec: append([]string{exe}, os.Args[1:]...), Issuer: issuer.Fingerprint(), FastLoop: o.fastLoop,
-		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, AccessLog: access, Certs: cm,
+		Options: proxy.Options{StatePath: o.state, TrustedProxies: trusted, TrustedBalancers: balancers, AccessLog: access, Certs: cm,
 			HealthInterval: o.healthInterval, WriteTimeout: o.writeTimeout},
 	})
 }
@@ -342,4 +349,17 @@ func roundDays(d time.Duration) string {
 		return d.Round(time.Minute).String()
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// prefixes parses the networks given to flag.
+func prefixes(flag string, cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, t := range cidrs {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			return nil, usage("%s %q: %v", flag, t, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

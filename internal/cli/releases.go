@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -30,9 +30,9 @@ func newReleasesCmd(s *streams, g *globalOptions) *cobra.Command {
 }
 
 type hostReleases struct {
-	Host     string             `json:"host"`
-	Releases []host.ReleaseInfo `json:"releases"`
-	Error    string             `json:"error,omitempty"`
+	Host     string                  `json:"host"`
+	Releases []hostproto.ReleaseInfo `json:"releases"`
+	Error    string                  `json:"error,omitempty"`
 }
 
 func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesOptions) error {
@@ -40,14 +40,14 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 	if err != nil {
 		return err
 	}
-	rss, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]host.ReleaseInfo, error) {
+	rss, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.ReleaseInfo, error) {
 		return a.client(conn).Releases(ctx)
 	})
 	out := make([]hostReleases, len(results))
 	for i, r := range results {
 		out[i] = hostReleases{Host: r.Host, Releases: rss[i], Error: errText(r.Err)}
 		if out[i].Releases == nil {
-			out[i].Releases = []host.ReleaseInfo{}
+			out[i].Releases = []hostproto.ReleaseInfo{}
 		}
 	}
 	if o.json {
@@ -71,7 +71,7 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 }
 
 // releaseState says whether a release serves, or failed and why.
-func releaseState(r host.ReleaseInfo) string {
+func releaseState(r hostproto.ReleaseInfo) string {
 	switch {
 	case r.Current:
 		return "current"

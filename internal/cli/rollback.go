@@ -7,7 +7,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
 )
@@ -44,7 +44,11 @@ func runRollback(ctx context.Context, s *streams, g *globalOptions, o *rollbackO
 	if err != nil {
 		return err
 	}
-	results := deploy.Rollback(ctx, a.shipOptions(s, g), id)
+	so := a.shipOptions(s, g)
+	if so.Store, err = a.storeOptions(g); err != nil {
+		return err
+	}
+	results := deploy.Rollback(ctx, so, id)
 	err = report(s.err, results, "rollback")
 	if !o.json {
 		return err
@@ -57,7 +61,7 @@ func runRollback(ctx context.Context, s *streams, g *globalOptions, o *rollbackO
 		}
 	}
 	// What each host rolled back to is its current release now.
-	sts, _ := fleet.Map(ctx, back, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*host.Status, error) {
+	sts, _ := fleet.Map(ctx, back, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*hostproto.Status, error) {
 		return a.client(conn).Status(ctx)
 	})
 	for i, h := range back {

@@ -15,8 +15,12 @@ import (
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
-var Version = "dev"
+// Version and Commit are set at build time with -ldflags
+// "-X ...cli.Version=v1.2.3 -X ...cli.Commit=SHA" (scripts/release.sh).
+var (
+	Version = "dev"
+	Commit  = ""
+)
 
 // streams are the process's standard streams, passed down to every verb.
 type streams struct {
@@ -57,7 +61,13 @@ func ExitCode(err error) int {
 // to stderr itself and returns them for ExitCode.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	s := &streams{in: stdin, out: stdout, err: stderr}
-	root := newRoot(s)
+	g := &globalOptions{}
+	root := newRoot(s, g)
+	defer func() {
+		if g.creds.cleanup != nil {
+			g.creds.cleanup()
+		}
+	}()
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -69,18 +79,28 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return err
 }
 
-func newRoot(s *streams) *cobra.Command {
-	g := &globalOptions{}
+func init() {
+	// Computed when asked for: it looks for host binaries on disk.
+	cobra.AddTemplateFunc("hoistVersion", versionText)
+}
+
+func newRoot(s *streams, g *globalOptions) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hoist",
 		Short:         "Deploy a server app from a git commit to Linux hosts running systemd",
-		Version:       Version,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", "", "path to hoist.yml (default: ./hoist.yml)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "show builds' own output and hosts' activation logs")
 	root.PersistentFlags().StringVarP(&g.destination, "destination", "d", "", "destination: lay hoist.DEST.yml over hoist.yml, with DEST's own secrets and hosts")
+	root.PersistentFlags().BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "trust a host never seen before without asking, and record its key (a changed key is still refused), as ssh's StrictHostKeyChecking accept-new")
+	root.PersistentFlags().StringVar(&g.sshKey, "ssh-key", "", "log in with this private key (or $"+envSSHKey+" holding it), before ssh-agent and ~/.ssh's: for CI")
+	root.PersistentFlags().StringVar(&g.knownHosts, "known-hosts", "", "trust only the host keys in this known_hosts file (or $"+envKnownHosts+" holding them), nothing on first use: for CI")
+	root.PersistentFlags().StringVar(&g.secretsKey, "secrets-key", "", "the age key that opens hoist secrets (or $"+envAgeKey+" holding it): for CI")
+	root.PersistentFlags().StringVar(&g.storeKeyFile, "store-key", "", "the key that signs the release store's records (or $"+envStoreKey+" holding it): for CI")
+	root.SetVersionTemplate(`{{hoistVersion}}`)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun `%s --help` for usage", err, c.CommandPath())}
 	})
@@ -91,12 +111,14 @@ func newRoot(s *streams) *cobra.Command {
 		newBuildCmd(s, g),
 		newDeployCmd(s, g),
 		newRollbackCmd(s, g),
+		newRestartCmd(s, g),
 		newReleasesCmd(s, g),
 		newStatusCmd(s, g),
 		newLogsCmd(s, g),
 		newExecCmd(s, g),
 		newLockCmd(s, g),
 		newSecretsCmd(s, g),
+		newStoreCmd(s, g),
 		newProxyCmd(s, g),
 		newDNSCmd(s, g),
 		newHostCmd(s),

@@ -3,10 +3,12 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/hoistdev/hoist/internal/secrets"
 )
@@ -28,19 +30,25 @@ func newSecretsCmd(s *streams, g *globalOptions) *cobra.Command {
 			"file; they never enter the release, the output or the logs.",
 	}
 	set := &cobra.Command{
-		Use:   "set NAME [VALUE]",
-		Short: "Set a secret; without VALUE it is read from standard input",
-		Args:  cobra.RangeArgs(1, 2),
+		Use:   "set NAME",
+		Short: "Set a secret: typed on the terminal (not shown), or read from standard input",
+		Long: "Set a secret. On a terminal hoist asks for the value and does not show it\n" +
+			"as it is typed; otherwise it reads standard input (`pass show x | hoist\n" +
+			"secrets set NAME`). A value given after NAME is still taken, with a\n" +
+			"warning: other users of this machine see it in ps, and it stays in the\n" +
+			"shell's history.",
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var v string
 			if len(args) == 2 {
 				v = args[1]
+				fmt.Fprintf(s.err, "warning: a value on the command line is visible to other users of this machine in `ps` and stays in your shell's history; "+
+					"next time run `hoist secrets set %s` and type it, or pipe it in\n", args[0])
 			} else {
-				b, err := io.ReadAll(io.LimitReader(s.in, 1<<20))
-				if err != nil {
-					return fmt.Errorf("read value: %w", err)
+				var err error
+				if v, err = readSecretValue(s, args[0]); err != nil {
+					return err
 				}
-				v = strings.TrimRight(string(b), "\r\n")
 			}
 			return runSecretsSet(s, g, args[0], v, true)
 		},
@@ -74,6 +82,28 @@ func newSecretsCmd(s *streams, g *globalOptions) *cobra.Command {
 	}
 	cmd.AddCommand(set, gen, list, rm)
 	return cmd
+}
+
+// readSecretValue reads name's value: asked for on a terminal, without
+// echo; else the whole of stdin, up to 1 MiB, without its last newline.
+func readSecretValue(s *streams, name string) (string, error) {
+	if f, ok := s.in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(s.err, "value of %s (not shown): ", name)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(s.err)
+		if err != nil {
+			return "", fmt.Errorf("read value: %w", err)
+		}
+		if len(b) == 0 {
+			return "", usage("no value typed for %s", name)
+		}
+		return string(b), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(s.in, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("read value: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func openSecrets(g *globalOptions) (secrets.Store, map[string]string, error) {

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -35,9 +36,9 @@ func newStatusCmd(s *streams, g *globalOptions) *cobra.Command {
 
 // hostStatus is one host's line of `hoist status --json`.
 type hostStatus struct {
-	Host   string       `json:"host"`
-	Status *host.Status `json:"status,omitempty"`
-	Error  string       `json:"error,omitempty"`
+	Host   string            `json:"host"`
+	Status *hostproto.Status `json:"status,omitempty"`
+	Error  string            `json:"error,omitempty"`
 }
 
 func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptions) error {
@@ -45,7 +46,7 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 	if err != nil {
 		return err
 	}
-	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*host.Status, error) {
+	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*hostproto.Status, error) {
 		return a.client(conn).Status(ctx)
 	})
 	out := make([]hostStatus, len(results))
@@ -78,7 +79,51 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	printSchedule(s.out, out)
 	return report(s.err, results, "status")
+}
+
+// printSchedule writes the hosts' scheduled tasks, one line each: when
+// each ran last and how it went, when it runs next.
+func printSchedule(w io.Writer, out []hostStatus) {
+	var rows [][]string
+	var failures []string
+	for _, hs := range out {
+		if hs.Status == nil {
+			continue
+		}
+		for _, t := range hs.Status.Schedule {
+			last, result, next := "never", "-", "-"
+			if r := t.Last; r != nil {
+				last = localTime(r.Started)
+				result = fmt.Sprintf("ok (%s)", howLong(time.Duration(r.Seconds*float64(time.Second))))
+				if !r.OK {
+					result = fmt.Sprintf("FAILED (exit status %d)", r.ExitStatus)
+					failures = append(failures, fmt.Sprintf("%s: task %s failed at %s: %s", hs.Host, t.Name, localTime(r.Started), r.Error))
+				}
+			}
+			if t.Running {
+				result = "running now"
+			}
+			if !t.Next.IsZero() {
+				next = localTime(t.Next)
+			}
+			rows = append(rows, []string{hs.Host, t.Name, t.Calendar, last, result, next})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := table(w)
+	fmt.Fprintln(tw, "HOST\tTASK\tCALENDAR\tLAST RUN\tRESULT\tNEXT RUN")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+	for _, f := range failures {
+		fmt.Fprintln(w, f)
+	}
 }
 
 func dash(s string) string {

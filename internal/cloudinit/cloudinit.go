@@ -35,9 +35,14 @@ type UserData struct {
 type cloudConfig struct {
 	Hostname         string `yaml:"hostname"`
 	PreserveHostname bool   `yaml:"preserve_hostname"`
-	Users            []user `yaml:"users"`
-	DisableRoot      bool   `yaml:"disable_root"`
-	SSHPwauth        bool   `yaml:"ssh_pwauth"`
+	// ManageEtcHosts "localhost" has cloud-init give the host name a
+	// 127.0.1.1 line in /etc/hosts and leave the rest of the file alone:
+	// sudo looks the host's own name up, and without the line each sudo
+	// waits for DNS to fail.
+	ManageEtcHosts string `yaml:"manage_etc_hosts"`
+	Users          []user `yaml:"users"`
+	DisableRoot    bool   `yaml:"disable_root"`
+	SSHPwauth      bool   `yaml:"ssh_pwauth"`
 	// With ssh_keys given, cloud-init generates none of its own.
 	SSHDeleteKeys bool              `yaml:"ssh_deletekeys"`
 	SSHKeys       map[string]string `yaml:"ssh_keys"`
@@ -81,7 +86,8 @@ func Render(u UserData) ([]byte, error) {
 		return nil, err
 	}
 	cc := cloudConfig{
-		Hostname: u.Hostname,
+		Hostname:       u.Hostname,
+		ManageEtcHosts: "localhost",
 		Users: []user{{
 			Name: u.User, Gecos: "hoist operator", Shell: "/bin/bash",
 			Sudo: "ALL=(ALL) NOPASSWD:ALL", LockPasswd: true,

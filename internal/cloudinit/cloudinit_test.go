@@ -92,6 +92,12 @@ func TestRenderRoundTrip(t *testing.T) {
 	if len(back.Users) != 1 || back.Users[0].Name != "admin" || !cmp.Equal(back.Users[0].SSHAuthorizedKeys, u.AuthorizedKeys) {
 		t.Errorf("users = %+v", back.Users)
 	}
+	// The host's own name resolves from /etc/hosts: without it each sudo
+	// waits for DNS to give up on it (20 s on the lab's bare image).
+	var doc map[string]any
+	if err := yaml.Unmarshal(out, &doc); err != nil || doc["manage_etc_hosts"] != "localhost" {
+		t.Errorf("manage_etc_hosts = %v (%v), want localhost", doc["manage_etc_hosts"], err)
+	}
 	// With ssh_keys set cloud-init generates no key of its own: the
 	// host then has exactly the one hoist knows.
 	if !back.SSHDeleteKeys || len(back.SSHKeys) != 2 {

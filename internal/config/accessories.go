@@ -3,8 +3,13 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strings"
+
+	"filippo.io/age"
+
+	"github.com/hoistdev/hoist/internal/services"
 )
 
 var (
@@ -13,9 +18,6 @@ var (
 	// Database names leave room for the suffix of a restore's scratch
 	// database within PostgreSQL's 63 bytes.
 	databaseName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
-	// Private networks: RFC 1918 and ULA (netip's IsPrivate), and the
-	// shared address space of RFC 6598 that private clouds use.
-	sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
 )
 
 func (c *Config) validateAccessories() error {
@@ -26,11 +28,11 @@ func (c *Config) validateAccessories() error {
 		if !accessoryName.MatchString(name) || strings.HasSuffix(name, "-") {
 			return errAt(at(""), "%q is not an accessory name: lowercase letters, digits and dashes, starting with a letter, at most 32", name)
 		}
-		if _, ok := accessoryDefaults[a.Service]; !ok {
+		if _, ok := services.Lookup(a.Service); !ok {
 			if a.Service == "" {
-				return errAt(at(".service"), "missing; write postgresql, redis or valkey")
+				return errAt(at(".service"), "missing; write %s", orList(services.Names()))
 			}
-			return errAt(at(".service"), "unknown service %q: hoist runs postgresql, redis and valkey", a.Service)
+			return errAt(at(".service"), "unknown service %q: hoist runs %s", a.Service, andList(services.Names()))
 		}
 		if a.Host != "" && (strings.ContainsAny(a.Host, " \t/")) {
 			return errAt(at(".host"), "%q is not a host: expected an address, a name or user@host:port", a.Host)
@@ -54,9 +56,11 @@ func (c *Config) validateAccessories() error {
 			return errAt(at(".env"), "%s is also set in run.env, which would hide the accessory's URL", a.Env)
 		}
 		envs[a.Env] = name
-		if a.Service != ServicePostgreSQL {
+		// A service that holds no database is not backed up either:
+		// it keeps its data in its own files.
+		if !services.HasDatabase(a.Service) {
 			if a.Database != "" || a.Backup != (AccessoryBackup{}) {
-				return errAt(at(""), "database and backup are for postgresql; %s keeps its data in its own files", a.Service)
+				return errAt(at(""), "database and backup are for %s; %s keeps its data in its own files", orList(services.BackedUp()), a.Service)
 			}
 			continue
 		}
@@ -68,6 +72,59 @@ func (c *Config) validateAccessories() error {
 		}
 		if a.Backup.Keep < 1 || a.Backup.Keep > 1000 {
 			return errAt(at(".backup.keep"), "%d backups: keep from 1 to 1000", a.Backup.Keep)
+		}
+		if o := a.Backup.Offsite; o != nil {
+			if err := o.validate(func(key string) string { return at(".backup.offsite" + key) }); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var (
+	s3Bucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	s3Prefix = regexp.MustCompile(`^[A-Za-z0-9._/-]{0,200}$`)
+	s3Region = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
+)
+
+func (o *AccessoryOffsite) validate(at func(string) string) error {
+	if err := validateBucket(at, o.Bucket, o.Prefix, o.Region, o.Endpoint, o.AccessKeySecret, o.SecretKeySecret); err != nil {
+		return err
+	}
+	if _, err := age.ParseX25519Recipient(o.Recipient); err != nil {
+		return errAt(at(".recipient"), "%q is not an age public key (age1...): make a key pair with age-keygen, keep the identity, give the public key here", o.Recipient)
+	}
+	if o.Keep < 1 || o.Keep > 10000 {
+		return errAt(at(".keep"), "%d backups: keep from 1 to 10000", o.Keep)
+	}
+	return nil
+}
+
+// validateBucket checks a bucket, its key prefix, region and endpoint,
+// and the names of the secrets of its credentials: an accessory's
+// off-host target's, the release store's.
+func validateBucket(at func(string) string, bucket, prefix, region, endpoint, accessKeySecret, secretKeySecret string) error {
+	if !s3Bucket.MatchString(bucket) {
+		return errAt(at(".bucket"), "%q is not a bucket name: 3 to 63 lowercase letters, digits, dots and dashes", bucket)
+	}
+	if !s3Prefix.MatchString(prefix) || strings.Contains(prefix, "..") {
+		return errAt(at(".prefix"), "%q is not a key prefix: letters, digits, . _ - and /", prefix)
+	}
+	if !s3Region.MatchString(region) {
+		return errAt(at(".region"), "%q is not a region", region)
+	}
+	if endpoint != "" {
+		if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return errAt(at(".endpoint"), "%q is not an endpoint: write its URL, like https://s3.example.com (never with credentials in it)", endpoint)
+		}
+	}
+	if (accessKeySecret == "") != (secretKeySecret == "") {
+		return errAt(at(""), "access_key_secret and secret_key_secret go together (or neither: the standard AWS chain)")
+	}
+	for key, name := range map[string]string{".access_key_secret": accessKeySecret, ".secret_key_secret": secretKeySecret} {
+		if name != "" && !envName.MatchString(name) {
+			return errAt(at(key), "%q is not a secret's name", name)
 		}
 	}
 	return nil
@@ -85,7 +142,7 @@ func (a *Accessory) validateNetwork(at func(string) string) error {
 	if err != nil || addr.Zone() != "" {
 		return errAt(at(".listen"), "%q is not loopback or an address", a.Listen)
 	}
-	if !IsPrivate(addr) {
+	if !services.IsPrivate(addr) {
 		return errAt(at(".listen"), "%s is not a private address: an accessory listens on loopback or a private network only, never a public one", addr)
 	}
 	for i, n := range a.Allow {
@@ -93,16 +150,9 @@ func (a *Accessory) validateNetwork(at func(string) string) error {
 		if err != nil {
 			return errAt(fmt.Sprintf("%s[%d]", at(".allow"), i), "%q is not a network: write it as CIDR, like 10.0.1.0/24", n)
 		}
-		if !IsPrivate(p.Addr()) || (p.Addr().Is4() && p.Bits() < 8) || (p.Addr().Is6() && p.Bits() < 7) {
+		if !services.IsPrivate(p.Addr()) || (p.Addr().Is4() && p.Bits() < 8) || (p.Addr().Is6() && p.Bits() < 7) {
 			return errAt(fmt.Sprintf("%s[%d]", at(".allow"), i), "%s is not a private network", n)
 		}
 	}
 	return nil
-}
-
-// IsPrivate reports whether addr is in a private network: loopback,
-// RFC 1918, RFC 6598 shared space or IPv6 ULA.
-func IsPrivate(addr netip.Addr) bool {
-	addr = addr.Unmap()
-	return addr.IsLoopback() || addr.IsPrivate() || sharedSpace.Contains(addr)
 }

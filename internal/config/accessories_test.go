@@ -39,6 +39,9 @@ func TestAccessoryDefaults(t *testing.T) {
 	}
 }
 
+// recipient is an age public key, for backup.offsite.
+const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+
 func TestAccessoryErrorsNamePosition(t *testing.T) {
 	acc := valid + "accessories:\n  db:\n    service: postgresql\n"
 	tests := map[string]struct {
@@ -58,6 +61,10 @@ func TestAccessoryErrorsNamePosition(t *testing.T) {
 		"bad schedule":        {acc + "    backup:\n      schedule: \"daily; reboot\"\n", `hoist.yml:13:17: accessories.db.backup.schedule: "daily; reboot" is not a schedule`},
 		"keep none":           {acc + "    backup:\n      keep: -1\n", "hoist.yml:13:13: accessories.db.backup.keep: -1 backups"},
 		"backup of redis":     {valid + "accessories:\n  cache:\n    service: redis\n    backup: {keep: 3}\n", "hoist.yml:10:3: accessories.cache: database and backup are for postgresql"},
+		"offsite bucket":      {acc + "    backup:\n      offsite: {bucket: B_x, recipient: " + recipient + "}\n", `hoist.yml:13:25: accessories.db.backup.offsite.bucket: "B_x" is not a bucket name`},
+		"offsite recipient":   {acc + "    backup:\n      offsite:\n        bucket: b-x\n        recipient: ssh-ed25519 AAAA\n", `hoist.yml:15:20: accessories.db.backup.offsite.recipient: "ssh-ed25519 AAAA" is not an age public key`},
+		"offsite endpoint":    {acc + "    backup:\n      offsite:\n        bucket: b-x\n        endpoint: https://k:s@s3.example.com\n        recipient: " + recipient + "\n", `hoist.yml:15:19: accessories.db.backup.offsite.endpoint: "https://k:s@s3.example.com" is not an endpoint`},
+		"offsite one key":     {acc + "    backup:\n      offsite:\n        bucket: b-x\n        recipient: " + recipient + "\n        access_key_secret: AWS_KEY\n", `hoist.yml:13:7: accessories.db.backup.offsite: access_key_secret and secret_key_secret go together`},
 		"two on one variable": {acc + "  db2:\n    service: postgresql\n    port: 5433\n", "hoist.yml:13:5: accessories.db2.env: DATABASE_URL already carries accessory db's URL"},
 	}
 	for name, tt := range tests {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/services"
 )
 
 // FileName is the config file hoist looks for in the app's repository.
@@ -25,7 +27,8 @@ type Config struct {
 	Version int `yaml:"version"`
 	// App is the application's name: lowercase letters, digits and dashes,
 	// starting with a letter, at most 32 characters. It names the system
-	// user (hoist-APP), the systemd units and the directory on each host.
+	// user (hoist-APP), the systemd units and the directory on each host;
+	// a name whose would be hoist's own (proxy) is reserved.
 	App string `yaml:"app"`
 	// Hosts to deploy to: an address, a name, or a Host alias from
 	// ~/.ssh/config, each optionally as user@host:port.
@@ -62,10 +65,21 @@ type Config struct {
 	// distribution's packages under systemd: a database, a cache. Each
 	// has a name of its own (db, cache), its key here.
 	Accessories map[string]Accessory `yaml:"accessories"`
+	// Schedule are commands run on a calendar in the current release,
+	// each under a name of its own, its key here: systemd timers on the
+	// hosts.
+	Schedule map[string]Task `yaml:"schedule"`
+	// Store keeps the app's releases in an S3-compatible bucket, with a
+	// record of the current one signed by the operator's key: hosts fetch
+	// releases from there, and trust only what that key signed.
+	Store Store `yaml:"store"`
 
 	// Destination is the destination this config was loaded for
 	// (hoist -d NAME: hoist.NAME.yml laid over hoist.yml), "" for none.
 	Destination string `yaml:"-"`
+	// SecretsKey is the file of the age key that opens the app's secrets
+	// when the command line names one (--secrets-key), "" otherwise.
+	SecretsKey string `yaml:"-"`
 }
 
 // Accessory is a service run beside the app on one host, from the host
@@ -112,27 +126,76 @@ type AccessoryBackup struct {
 	Schedule string `yaml:"schedule"`
 	// Keep is how many backups stay on the host, the newest. Default 7.
 	Keep int `yaml:"keep"`
+	// Offsite copies each backup, encrypted on the host, to an
+	// S3-compatible bucket after each scheduled backup.
+	Offsite *AccessoryOffsite `yaml:"offsite"`
 }
+
+// AccessoryOffsite is a bucket that backups are copied to, off the
+// accessory's host. Its credentials are never here: the host's standard
+// AWS chain, or two hoist secrets named by AccessKeySecret and
+// SecretKeySecret.
+type AccessoryOffsite struct {
+	// Bucket is the bucket's name.
+	Bucket string `yaml:"bucket"`
+	// Prefix begins the key of every object. Default APP/NAME/.
+	Prefix string `yaml:"prefix"`
+	// Region is the bucket's region. Default us-east-1.
+	Region string `yaml:"region"`
+	// Endpoint is the URL of an S3-compatible server (MinIO, R2, B2,
+	// Ceph...); unset for AWS. With it, objects are addressed by path.
+	Endpoint string `yaml:"endpoint"`
+	// Recipient is the age public key (age1...) backups are encrypted
+	// to before they leave the host; its identity stays with the
+	// operator, and is what restores from the bucket.
+	Recipient string `yaml:"recipient"`
+	// Keep is how many backups the bucket keeps, the newest. Default 30.
+	Keep int `yaml:"keep"`
+	// AccessKeySecret names the hoist secret holding the access key ID;
+	// unset: the host's standard AWS chain.
+	AccessKeySecret string `yaml:"access_key_secret"`
+	// SecretKeySecret names the hoist secret holding the secret key.
+	SecretKeySecret string `yaml:"secret_key_secret"`
+}
+
+// Store is the app's release store: a bucket, and the prefix of its
+// keys there. Its credentials are never here: the standard AWS chain
+// (of this machine, and of each host), or two hoist secrets named by
+// AccessKeySecret and SecretKeySecret.
+type Store struct {
+	// Bucket is the bucket's name.
+	Bucket string `yaml:"bucket"`
+	// Prefix begins the key of every object. Default APP/store/
+	// (APP/DEST/store/ for a destination).
+	Prefix string `yaml:"prefix"`
+	// Region is the bucket's region. Default us-east-1.
+	Region string `yaml:"region"`
+	// Endpoint is the URL of an S3-compatible server (MinIO, R2, B2,
+	// Ceph...); unset for AWS. With it, objects are addressed by path.
+	Endpoint string `yaml:"endpoint"`
+	// PublicKey is the public half of the ed25519 key that signs the
+	// store's records, as an authorized_keys line (ssh-ed25519 AAAA...):
+	// hosts trust records signed by it alone. `hoist store key` makes the
+	// key and prints this line.
+	PublicKey string `yaml:"public_key"`
+	// AccessKeySecret names the hoist secret holding the access key ID;
+	// unset: the standard AWS chain.
+	AccessKeySecret string `yaml:"access_key_secret"`
+	// SecretKeySecret names the hoist secret holding the secret key.
+	SecretKeySecret string `yaml:"secret_key_secret"`
+}
+
+// On reports whether hoist.yml has a store.
+func (s Store) On() bool { return s.Bucket != "" }
 
 // Accessory services.
 const (
-	ServicePostgreSQL = "postgresql"
-	ServiceRedis      = "redis"
-	ServiceValkey     = "valkey"
+	ServicePostgreSQL = services.PostgreSQL
+	ServiceRedis      = services.Redis
+	ServiceValkey     = services.Valkey
 	// BackupOff turns scheduled backups off.
 	BackupOff = "off"
 )
-
-// accessoryDefaults are each service's package, port and variable.
-var accessoryDefaults = map[string]struct {
-	pkg  string
-	port int
-	env  string
-}{
-	ServicePostgreSQL: {"postgresql", 5432, "DATABASE_URL"},
-	ServiceRedis:      {"redis-server", 6379, "REDIS_URL"},
-	ServiceValkey:     {"valkey-server", 6379, "REDIS_URL"},
-}
 
 // AccessoryNames are the accessories' names, sorted: the order hoist
 // works on them in.
@@ -146,18 +209,18 @@ func (c *Config) AccessoryNames() []string {
 }
 
 func (a *Accessory) defaults(app string) {
-	d, ok := accessoryDefaults[a.Service]
+	d, ok := services.Lookup(a.Service)
 	if !ok {
 		return // validate names the service
 	}
 	if a.Package == "" {
-		a.Package = d.pkg
+		a.Package = d.Package
 	}
 	if a.Port == 0 {
-		a.Port = d.port
+		a.Port = d.Port
 	}
 	if a.Env == "" {
-		a.Env = d.env
+		a.Env = d.Env
 	}
 	if a.Listen == "" {
 		a.Listen = ListenLoopback
@@ -171,6 +234,14 @@ func (a *Accessory) defaults(app string) {
 		}
 		if a.Backup.Keep == 0 {
 			a.Backup.Keep = 7
+		}
+		if o := a.Backup.Offsite; o != nil {
+			if o.Region == "" {
+				o.Region = "us-east-1"
+			}
+			if o.Keep == 0 {
+				o.Keep = 30
+			}
 		}
 	}
 }
@@ -188,10 +259,22 @@ type Deploy struct {
 	// Canary switches a few hosts first and watches them before the rest.
 	Canary Canary `yaml:"canary"`
 	// Relay lets hosts pass the release on to each other over the
-	// network between them, so that it leaves this machine once. Default
-	// true; hosts that cannot reach each other are sent it directly.
+	// network between them, so that it leaves this machine once (and
+	// hoist itself, at setup). Default true; hosts that cannot reach each
+	// other are sent it directly.
 	Relay *bool `yaml:"relay"`
+	// Ship is how hosts get a release: "store", each fetches what it
+	// lacks from the release store (the store section); "push", this
+	// machine sends it (relayed between hosts, as relay says). Default
+	// store when there is a store, else push.
+	Ship string `yaml:"ship"`
 }
+
+// Ship modes.
+const (
+	ShipStore = "store"
+	ShipPush  = "push"
+)
 
 // Canary is the first step of a deploy.
 type Canary struct {
@@ -275,7 +358,7 @@ type Infra struct {
 	Zones []string `yaml:"zones"`
 	// InstanceType is the EC2 instance type. Default t3.micro.
 	InstanceType string `yaml:"instance_type"`
-	// Count is how many hosts. Default 1.
+	// Count is how many hosts, 1 to 20. Default 1 (a written 0 is refused).
 	Count int `yaml:"count"`
 	// DiskGB is each host's root disk in GiB (gp3, encrypted). Default 8.
 	DiskGB int `yaml:"disk_gb"`
@@ -287,16 +370,22 @@ type Infra struct {
 	// proxy on each host take HTTP and HTTPS itself, with certificates
 	// from ACME; "alb" puts an Application Load Balancer in front, over
 	// two zones, with HTTPS from an ACM certificate and HTTP redirected.
+	// On the lab, "alb" is the lab's balancer twin, which does the same
+	// with a certificate from the lab's CA (docs/provision.md).
 	Balancer string `yaml:"balancer"`
 	// Certificate is the ARN of an ACM certificate for the ALB. Default:
 	// hoist requests one for proxy.hosts, validated by DNS.
 	Certificate string `yaml:"certificate"`
 	// SSHFrom are the networks (CIDR) allowed to reach SSH. Default: the
-	// public address of the machine running hoist provision, as a /32.
+	// public address of the machine running hoist provision, as a /32,
+	// which hoist asks checkip.amazonaws.com for (on AWS; set this to
+	// skip the question); on the lab, this machine's address on the
+	// lab's bridge.
 	SSHFrom []string `yaml:"ssh_from"`
 	// User is the login user cloud-init makes on each host, with the
 	// operator's public key and passwordless sudo. Default "admin". hoist
-	// logs in as it when ssh.user is not set.
+	// logs in as it when ssh.user is not set. Not hoist-*: hoist names
+	// its own system users so.
 	User string `yaml:"user"`
 	// PublicKey is the operator's public key file for that user. Default:
 	// the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub, else
@@ -486,6 +575,15 @@ type Proxy struct {
 	// Challenges choose the challenge of single names, overriding
 	// Challenge: {"cdn.example.com": "dns-01"}.
 	Challenges map[string]string `yaml:"challenges"`
+	// TrustedProxies are the networks (CIDR) of the proxies in front of
+	// the hosts (a CDN's): only from them does the proxy keep the
+	// headers about the client (X-Forwarded-*, X-Real-IP...), so that
+	// the app sees the real client and https. The balancer hoist
+	// provisioned (the VPC behind infra.balancer: alb, the lab's
+	// balancer twin) is trusted apart, with X-Forwarded-For, -Proto and
+	// -Port alone. The proxy is shared by a host's apps and trusts what
+	// any of them lists.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // DNS is the app's DNS provider and zone. Credentials never go here:
@@ -601,9 +699,31 @@ func (c *Config) Defaults() {
 		c.Deploy.Canary.Watch.Duration = time.Minute
 	}
 	c.Infra.defaults()
+	if c.Store.On() {
+		if c.Store.Prefix == "" {
+			c.Store.Prefix = c.App + "/"
+			if c.Destination != "" {
+				c.Store.Prefix += c.Destination + "/"
+			}
+			c.Store.Prefix += "store/"
+		}
+		if c.Store.Region == "" {
+			c.Store.Region = "us-east-1"
+		}
+		if c.Deploy.Ship == "" {
+			c.Deploy.Ship = ShipStore
+		}
+	}
+	if c.Deploy.Ship == "" {
+		c.Deploy.Ship = ShipPush
+	}
 	for name, a := range c.Accessories {
 		a.defaults(c.App)
 		c.Accessories[name] = a
+	}
+	for name, t := range c.Schedule {
+		t.defaults()
+		c.Schedule[name] = t
 	}
 	if c.SSH.User == "" && c.Infra.Provider != "" {
 		c.SSH.User = c.Infra.User // the user cloud-init made on the hosts

@@ -38,7 +38,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 		Health:       Health{Path: "/up", Timeout: Duration{Duration: 30 * time.Second}, Interval: Duration{Duration: time.Second}},
 		Hooks:        Hooks{Timeout: Duration{Duration: 5 * time.Minute}},
 		Proxy:        Proxy{DrainTimeout: Duration{Duration: 30 * time.Second}},
-		Deploy:       Deploy{Canary: Canary{Watch: Duration{Duration: time.Minute}}},
+		Deploy:       Deploy{Canary: Canary{Watch: Duration{Duration: time.Minute}}, Ship: ShipPush},
 		DNS:          DNS{TTL: Duration{Duration: 5 * time.Minute}},
 		KeepReleases: 5,
 	}
@@ -59,6 +59,8 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"unknown nested key":       {strings.Replace(valid, "  output: dist", "  outptu: dist", 1), `hoist.yml:6:3: unknown field "outptu"`},
 		"wrong type":               {valid + "keep_releases: many\n", "hoist.yml:9:16: "},
 		"bad app name":             {strings.Replace(valid, "app: hello", "app: Hello_World", 1), `hoist.yml:2:6: app: "Hello_World" is not a valid app name`},
+		"reserved app name":        {strings.Replace(valid, "app: hello", "app: proxy", 1), `hoist.yml:2:6: app: "proxy" is reserved: an app of that name would take hoist's own user hoist-proxy`},
+		"login user of hoist's":    {valid + "infra:\n  provider: lab\n  user: hoist-web\n", `hoist.yml:11:9: infra.user: "hoist-web" is a name hoist gives its own system users`},
 		"missing version":          {strings.Replace(valid, "version: 1\n", "", 1), "hoist.yml:1:1: version: missing"},
 		"future version":           {strings.Replace(valid, "version: 1", "version: 2", 1), "hoist.yml:1:10: version: version 2 is not supported"},
 		"missing run command":      {strings.Replace(valid, "  command: ./hello\n", "  port: 3000\n", 1), "hoist.yml:8:3: run.command: missing"},
@@ -73,6 +75,7 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"remote without host":      {strings.Replace(valid, "build:\n", "build:\n  builder: remote\n", 1), "hoist.yml:5:3: build.host: missing"},
 		"reserved env":             {valid + "  env:\n    PORT: 1\n", "hoist.yml:10:11: run.env.PORT: PORT is set by hoist"},
 		"node name in env":         {valid + "  env:\n    RELEASE_NODE: app\n", "hoist.yml:10:19: run.env.RELEASE_NODE: RELEASE_NODE is set by hoist"},
+		"cookie in env":            {valid + "  env:\n    RELEASE_COOKIE: monster\n", "hoist.yml:10:21: run.env.RELEASE_COOKIE: RELEASE_COOKIE is a secret"},
 		"erlang address":           {valid + "  erlang:\n    listen: 10.0.0.5\n", `hoist.yml:10:13: run.erlang.listen: "10.0.0.5" is neither loopback nor a private IPv4 network`},
 		"erlang on all":            {valid + "  erlang:\n    listen: 0.0.0.0/0\n", `hoist.yml:10:13: run.erlang.listen: "0.0.0.0/0" is neither`},
 		"erlang on a public net":   {valid + "  erlang:\n    listen: 203.0.113.0/24\n", `hoist.yml:10:13: run.erlang.listen: "203.0.113.0/24" is neither`},
@@ -98,10 +101,13 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"alb in one zone":          {valid + "proxy:\n  hosts: [a.test]\ninfra:\n  provider: aws\n  region: eu-west-1\n  zones: [eu-west-1a]\n  balancer: alb\n", "hoist.yml:14:10: infra.zones: an ALB needs subnets in at least two zones"},
 		"alb without names":        {valid + "infra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:12:13: infra.balancer: an ALB serves HTTPS"},
 		"alb with the proxy's tls": {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:11:8: proxy.tls: behind an ALB"},
-		"alb on the lab":           {valid + "infra:\n  provider: lab\n  balancer: alb\n", "hoist.yml:11:13: infra.balancer: the lab has no load balancer"},
+		"alb on the lab, no names": {valid + "infra:\n  provider: lab\n  balancer: alb\n", "hoist.yml:11:13: infra.balancer: the lab's balancer serves HTTPS"},
+		"alb on the lab, an ARN":   {valid + "proxy:\n  hosts: [a.test]\ninfra:\n  provider: lab\n  balancer: alb\n  certificate: arn:aws:acm:x\n", "hoist.yml:14:16: infra.certificate: the lab's balancer gets"},
 		"hard-coded bad image":     {valid + "infra:\n  provider: aws\n  region: eu-west-1\n  image: debian\n", `hoist.yml:12:10: infra.image: "debian" is not an image`},
 		"bad ssh network":          {valid + "infra:\n  provider: lab\n  ssh_from: [10.0.0.1]\n", `hoist.yml:11:14: infra.ssh_from[0]: "10.0.0.1" is not a network`},
 		"too many hosts":           {valid + "infra:\n  provider: lab\n  count: 99\n", "hoist.yml:11:10: infra.count: 99 hosts"},
+		"no hosts":                 {valid + "infra:\n  provider: lab\n  count: 0\n", "hoist.yml:11:10: infra.count: 0 hosts"},
+		"negative hosts":           {valid + "infra:\n  provider: lab\n  count: -1\n", "hoist.yml:11:10: infra.count: -1 hosts"},
 		"error pages outside":      {valid + "proxy:\n  hosts: [a.test]\n  error_pages: ../pages\n", `hoist.yml:11:16: proxy.error_pages: "../pages" must be a directory of the repository`},
 		"error pages, no proxy":    {valid + "proxy:\n  error_pages: pages\n", "hoist.yml:10:16: proxy.error_pages: the pages are the proxy's answers"},
 		"root login":               {valid + "infra:\n  provider: lab\n  user: root\n", `hoist.yml:11:9: infra.user: "root" is not a login user`},
@@ -112,12 +118,17 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"dns without zone":         {valid + "dns:\n  provider: rfc2136\n", "hoist.yml:10:3: dns.zone: missing"},
 		"credential in yml":        {valid + "dns:\n  provider: cloudflare\n  zone: a.test\n  settings:\n    api_token: x\n", "hoist.yml:13:16: dns.settings.api_token: api_token is a credential"},
 		"bad dns address":          {valid + "dns:\n  provider: rfc2136\n  zone: a.test\n  addresses:\n    web1: [10.0.0.300]\n", `hoist.yml:13:12: dns.addresses.web1[0]: "10.0.0.300" is not an IP address`},
-		"name outside the zone":    {valid + "proxy:\n  hosts: [a.test, b.example]\ndns:\n  provider: rfc2136\n  zone: a.test\n", "hoist.yml:10:19: proxy.hosts[1]: b.example is not in dns.zone a.test"},
-		"apex behind an alb":       {valid + "proxy:\n  hosts: [a.test]\ndns:\n  provider: rfc2136\n  zone: a.test\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:10:11: proxy.hosts[0]: a.test is the zone's apex"},
-		"wildcard by http-01":      {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n  challenge: http-01\n", `hoist.yml:10:11: proxy.hosts[0]: *.a.test: a wildcard name can only be checked by DNS-01`},
-		"wildcard without dns":     {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n", "hoist.yml:10:11: proxy.hosts[0]: *.a.test needs the DNS-01 challenge, which needs a DNS provider"},
-		"bad challenge":            {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenge: dns\n", `hoist.yml:12:14: proxy.challenge: "dns" is not a challenge`},
-		"challenge of a stranger":  {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenges:\n    b.test: dns-01\n", "hoist.yml:13:5: proxy.challenges.b.test: b.test is not one of proxy.hosts"},
+		"name outside the zone":    {valid + "proxy:\n  hosts: [a.test, b.example]\ndns:\n  provider: rfc2136\n  zone: a.test\n", "hoist.yml:10:19: proxy.hosts[1]: b.example is not in dns.zone a.test, where hoist keeps the names' records: set dns.zone to a zone that holds every name of proxy.hosts, or dns.records: false to keep the names' records yourself"},
+		// dns.records: false alone would lead to the DNS-01 error below.
+		"outside the zone, acme":  {valid + "proxy:\n  hosts: [a.test, b.example]\n  tls: acme\ndns:\n  provider: rfc2136\n  zone: a.test\n", "hoist.yml:10:19: proxy.hosts[1]: b.example is not in dns.zone a.test, where hoist keeps the names' records: set dns.zone to a zone that holds every name of proxy.hosts, or dns.records: false to keep the names' records yourself and `challenges: {b.example: http-01}` under proxy"},
+		"apex behind an alb":      {valid + "proxy:\n  hosts: [a.test]\ndns:\n  provider: rfc2136\n  zone: a.test\ninfra:\n  provider: aws\n  region: eu-west-1\n  balancer: alb\n", "hoist.yml:10:11: proxy.hosts[0]: a.test is the zone's apex"},
+		"wildcard by http-01":     {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n  challenge: http-01\n", `hoist.yml:10:11: proxy.hosts[0]: *.a.test: a wildcard name can only be checked by DNS-01`},
+		"wildcard without dns":    {valid + "proxy:\n  hosts: [\"*.a.test\"]\n  tls: acme\n", "hoist.yml:10:11: proxy.hosts[0]: *.a.test needs the DNS-01 challenge, which needs a DNS provider"},
+		"bad challenge":           {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenge: dns\n", `hoist.yml:12:14: proxy.challenge: "dns" is not a challenge`},
+		"trusted proxy not CIDR":  {valid + "proxy:\n  hosts: [a.test]\n  trusted_proxies: [10.0.0.0/8, cdn.example]\n", `hoist.yml:11:33: proxy.trusted_proxies[1]: "cdn.example" is not a network`},
+		"trusting everyone":       {valid + "proxy:\n  hosts: [a.test]\n  trusted_proxies: [0.0.0.0/0]\n", "hoist.yml:11:21: proxy.trusted_proxies[0]: 0.0.0.0/0 is every address"},
+		"trusted proxy, no proxy": {valid + "proxy:\n  trusted_proxies: [10.0.0.0/8]\n", "hoist.yml:10:21: proxy.trusted_proxies[0]: only hoist's proxy reads"},
+		"challenge of a stranger": {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenges:\n    b.test: dns-01\n", "hoist.yml:13:5: proxy.challenges.b.test: b.test is not one of proxy.hosts"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -269,6 +280,22 @@ func TestDetectAndRenderParse(t *testing.T) {
 		files map[string]string
 		want  Project
 	}{
+		// On a Mac (the names ending in -macos): Go cross-compiles,
+		// Elixir and Rust build in a container of the hosts' distribution.
+		"go-macos": {map[string]string{"go.mod": "module github.com/acme/Web_Shop\n\ngo 1.22\n"}, Project{Kind: "go", App: "web-shop",
+			Build: "CGO_ENABLED=0 GOOS=linux go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop", Port: 3000,
+			Mac: true, Target: "linux/amd64"}},
+		"phoenix-macos": {map[string]string{
+			"mix.exs":       "def project do\n [app: :correct_horse]\n defp deps do\n [{:phoenix, \"~> 1.7.14\"}]\n",
+			"assets/app.js": "",
+		}, Project{Kind: "elixir", App: "correct-horse",
+			Build: "mix do deps.get --only prod, compile, assets.deploy, release --overwrite --path dist", Output: "dist", Command: "bin/correct_horse start",
+			Builder: "container", Image: "docker.io/hexpm/elixir:1.17.3-erlang-27.2-debian-bookworm-20241202", Port: 4000, Phoenix: true, Secrets: []string{"SECRET_KEY_BASE"},
+			Caches: []string{"deps", "_build"}, BuildEnv: map[string]string{"MIX_ENV": "prod"}, Mac: true, Target: "linux/amd64",
+			RunEnv: map[string]string{"RELEASE_TMP": "/tmp", "PHX_SERVER": "true", "PHX_HOST": "correct-horse.example.com"}}},
+		"rust-macos": {map[string]string{"Cargo.toml": "[package]\nname = \"api_server\"\n"}, Project{Kind: "rust", App: "api-server",
+			Build: "cargo build --release --locked && mkdir -p dist && cp target/release/api_server dist/", Output: "dist", Command: "./api_server", Port: 3000,
+			Builder: "container", Image: "docker.io/library/rust:1-bookworm", Caches: []string{"target"}, Mac: true, Target: "linux/amd64"}},
 		"go": {map[string]string{"go.mod": "module github.com/acme/Web_Shop\n\ngo 1.22\n"}, Project{Kind: "go", App: "web-shop",
 			Build: "CGO_ENABLED=0 go build -trimpath -o dist/web-shop .", Output: "dist", Command: "./web-shop", Port: 3000}},
 		"elixir": {map[string]string{"mix.exs": "def project do\n [app: :correct_horse,\n version: \"0.1.0\"]\n"}, Project{Kind: "elixir", App: "correct-horse",
@@ -299,7 +326,11 @@ func TestDetectAndRenderParse(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			p := Detect(dir)
+			goos := "linux"
+			if strings.HasSuffix(name, "-macos") {
+				goos = "darwin"
+			}
+			p := DetectFor(dir, goos)
 			if diff := cmp.Diff(tt.want, p); diff != "" {
 				t.Errorf("Detect (-want +got):\n%s", diff)
 			}
@@ -321,6 +352,9 @@ func TestDetectAndRenderParse(t *testing.T) {
 			c, err := Parse("hoist.yml", rendered)
 			if err != nil {
 				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, rendered)
+			}
+			if p.Target != "" && c.Build.Target != p.Target || p.Image != "" && c.Build.Image != p.Image || p.Builder != "" && c.Build.Builder != p.Builder {
+				t.Errorf("rendered config lost the build settings: %+v", c.Build)
 			}
 			if c.App != p.App || c.Build.Command != p.Build || c.Run.Command != p.Command || c.Run.Port != p.Port ||
 				!cmp.Equal(c.Build.Caches, p.Caches) || !cmp.Equal(c.Run.Env, p.RunEnv, cmpopts.EquateEmpty()) {
@@ -436,5 +470,19 @@ func TestErlangListenAccepts(t *testing.T) {
 				t.Errorf("listen = %q, want %q", c.Run.Erlang.Listen, listen)
 			}
 		})
+	}
+}
+
+// TestOutsideTheZoneHintWorks: what the error for a name outside the
+// zone tells to write is a config that loads.
+func TestOutsideTheZoneHintWorks(t *testing.T) {
+	yml := "version: 1\napp: a\nbuild: {command: make, output: dist}\nrun: {command: ./a}\n" +
+		"proxy:\n  hosts: [a.test, b.example]\n  tls: acme\n  challenges: {b.example: http-01}\ndns:\n  provider: rfc2136\n  zone: a.test\n  records: false\n"
+	c, err := Parse("hoist.yml", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ChallengeFor("b.example") != ChallengeHTTP || c.ChallengeFor("a.test") != ChallengeDNS {
+		t.Errorf("challenges: b.example %s, a.test %s", c.ChallengeFor("b.example"), c.ChallengeFor("a.test"))
 	}
 }

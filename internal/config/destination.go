@@ -112,8 +112,12 @@ func ParseDestination(name string, data []byte, oname string, odata []byte, dest
 		return nil, err
 	}
 	c.Destination = dest
+	err = zeroGiven(b, &c)
 	c.Defaults()
-	if err := c.validate(); err != nil {
+	if err == nil {
+		err = c.validate()
+	}
+	if err != nil {
 		var fe *fieldError
 		if !errors.As(err, &fe) {
 			return nil, err

@@ -76,7 +76,13 @@ func (c *Config) validateDNSProvider() error {
 	if d.KeepsRecords() {
 		for i, h := range c.Proxy.Hosts {
 			if !dns.InZone(h, d.Zone) {
-				return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%s is not in dns.zone %s, where hoist keeps the names' records; set dns.records: false to keep them yourself", h, d.Zone)
+				msg := "set dns.zone to a zone that holds every name of proxy.hosts, or dns.records: false to keep the names' records yourself"
+				if c.Proxy.TLS.Mode == TLSACME && c.Proxy.Challenges[h] != ChallengeHTTP && c.Proxy.Challenge != ChallengeHTTP {
+					// With records: false, auto would choose DNS-01, whose
+					// record must be in the zone too.
+					msg += fmt.Sprintf(" and `challenges: {%s: http-01}` under proxy, since its DNS-01 record could not go in the zone either", h)
+				}
+				return errAt(fmt.Sprintf("$.proxy.hosts[%d]", i), "%s is not in dns.zone %s, where hoist keeps the names' records: %s", h, d.Zone, msg)
 			}
 			// Names point at a balancer by CNAME, which the zone's apex
 			// cannot hold beside its SOA and NS records.

@@ -5,19 +5,27 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"text/template"
 )
 
 // Project is what `hoist init` guessed about an app's repository.
 type Project struct {
-	Kind     string // go, elixir, rust or unknown
-	App      string // app name, valid for hoist.yml
-	Build    string // build command
-	Output   string
-	Command  string // run command
-	Builder  string // "" means local
-	Distro   string
+	Kind    string // go, elixir, rust or unknown
+	App     string // app name, valid for hoist.yml
+	Build   string // build command
+	Output  string
+	Command string // run command
+	Builder string // "" means local
+	Distro  string
+	Image   string // the container builder's image
+	// Target is build.target, written out when it is not this machine's
+	// (a Mac's builds are for Linux hosts).
+	Target string
+	// Mac is set when init runs on macOS: the comments say how the
+	// release is built for Linux there.
+	Mac      bool
 	Packages []string
 	Caches   []string
 	BuildEnv map[string]string
@@ -31,8 +39,35 @@ type Project struct {
 	Secrets []string
 }
 
-// Detect guesses the project in dir from go.mod, mix.exs or Cargo.toml.
-func Detect(dir string) Project {
+// Detect guesses the project in dir from go.mod, mix.exs or Cargo.toml,
+// for a build on this machine.
+func Detect(dir string) Project { return DetectFor(dir, runtime.GOOS) }
+
+// DetectFor is Detect on an operator's machine running goos. On macOS
+// the release is built for Linux all the same: Go cross-compiles with
+// the local builder; an Elixir release bundles the build machine's
+// Erlang runtime and a Rust binary links its libc, so those build in a
+// container of the hosts' distribution (the rootfs builder needs Linux).
+func DetectFor(dir, goos string) Project {
+	p := detect(dir)
+	if goos != "darwin" {
+		return p
+	}
+	p.Mac, p.Target = true, "linux/amd64"
+	switch p.Kind {
+	case "go":
+		p.Build = "CGO_ENABLED=0 GOOS=linux go build -trimpath -o dist/" + p.App + " ."
+	case "elixir":
+		p.Builder, p.Distro, p.Packages = "container", "", nil
+		p.Image = "docker.io/hexpm/elixir:1.17.3-erlang-27.2-debian-bookworm-20241202"
+	case "rust":
+		p.Builder, p.Image = "container", "docker.io/library/rust:1-bookworm"
+		p.Caches = []string{"target"}
+	}
+	return p
+}
+
+func detect(dir string) Project {
 	name := appNameFrom(filepath.Base(dir))
 	switch {
 	case exists(dir, "go.mod"):
@@ -153,13 +188,36 @@ build:
   # Where the build runs, always in a clean checkout of the commit (your
   # working copy is never touched): local, rootfs, container or remote;
   # docs/builders.md compares them.
-{{- if .Builder}}
+{{- if .Mac}}
+  # This machine is a Mac and the hosts run Linux, so the release is
+  # built for Linux:
+{{- if eq .Builder "container"}}
+  # here in a container (Docker Desktop, OrbStack, colima or podman
+  # machine) of the hosts' distribution, whose libraries the release
+  # links. Or build on a Linux machine over SSH:
+  #   builder: remote
+  #   host: you@build-box
+{{- else}}
+  # Go cross-compiles (GOOS=linux below; hoist sets GOARCH from target).
+{{- end}}
+{{- end}}
+{{- if eq .Builder "rootfs"}}
   builder: {{.Builder}}
   # The hosts' distribution, so that the release runs there.
   distro: {{.Distro}}
   packages: [{{range $i, $p := .Packages}}{{if $i}}, {{end}}{{$p}}{{end}}]
+{{- else if eq .Builder "container"}}
+  builder: container
+  # Its distribution must be the hosts' (Debian 12, bookworm, here); for
+  # more build tools, a Dockerfile FROM it: dockerfile: build.Dockerfile
+  image: {{.Image}}
 {{- else}}
   builder: local
+{{- end}}
+{{- if .Target}}
+  # The hosts' OS/architecture: linux/amd64 for most, linux/arm64 for
+  # Graviton (t4g) or Ampere hosts.
+  target: {{.Target}}
 {{- end}}
   # Guessed from the {{.Kind}} project here. The command must leave a
   # self-contained release in the output directory.

@@ -19,6 +19,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 
+	"github.com/hoistdev/hoist/internal/names"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -67,8 +68,12 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := decodeStrict(name, data, &c); err != nil {
 		return nil, err
 	}
+	err := zeroGiven(data, &c)
 	c.Defaults()
-	if err := c.validate(); err != nil {
+	if err == nil {
+		err = c.validate()
+	}
+	if err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
 			return nil, wrapUser(positioned(name, data, fe))
@@ -76,6 +81,15 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// zeroGiven refuses a zero that was written where zero stands for "not
+// given" and gets a default: `count: 0` would otherwise plan one host.
+func zeroGiven(data []byte, c *Config) error {
+	if c.Infra.Count == 0 && hasPath(data, "$.infra.count") {
+		return errAt("$.infra.count", "0 hosts: hoist provisions from 1 to 20 (hoist destroy removes them all)")
+	}
+	return nil
 }
 
 const emptyFile = "file is empty; expected at least `version: 1` and `app:`"
@@ -215,7 +229,7 @@ func parentPath(p string) string {
 // RFC 1918's, and the shared space overlay networks use (100.64.0.0/10).
 var privateNetworks = []netip.Prefix{
 	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"), sharedSpace,
+	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("100.64.0.0/10"),
 }
 
 // privateNetwork reports whether cidr is a network inside a private one.
@@ -232,8 +246,6 @@ func privateNetwork(cidr string) bool {
 	return false
 }
 
-var appName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-
 func (c *Config) validate() error {
 	if c.Version != Version {
 		if c.Version == 0 {
@@ -244,8 +256,8 @@ func (c *Config) validate() error {
 	if c.App == "" {
 		return errAt("$.app", "missing; name the app, for example `app: myapp`")
 	}
-	if !appName.MatchString(c.App) || strings.HasSuffix(c.App, "-") {
-		return errAt("$.app", "%q is not a valid app name: use lowercase letters, digits and dashes, starting with a letter, at most 32 characters", c.App)
+	if why := names.CheckApp(c.App); why != "" {
+		return errAt("$.app", "%s", why)
 	}
 	seen := map[string]bool{}
 	for i, h := range c.Hosts {
@@ -264,25 +276,12 @@ func (c *Config) validate() error {
 	if c.SSH.Parallel < 1 {
 		return errAt("$.ssh.parallel", "must be at least 1")
 	}
-	switch c.Build.Builder {
-	case "local":
-	case "rootfs":
-		if c.Build.Distro == "" {
-			return errAt("$.build.distro", "missing; the rootfs builder needs a distribution like debian/bookworm")
-		}
-		if d, r, ok := strings.Cut(c.Build.Distro, "/"); !ok || (d != "debian" && d != "ubuntu") || r == "" {
-			return errAt("$.build.distro", "%q is not NAME/RELEASE with NAME debian or ubuntu, for example debian/bookworm", c.Build.Distro)
-		}
-	case "container":
-		if (c.Build.Image == "") == (c.Build.Dockerfile == "") {
-			return errAt("$.build.image", "the container builder needs exactly one of build.image and build.dockerfile")
-		}
-	case "remote":
-		if c.Build.Host == "" {
-			return errAt("$.build.host", "missing; the remote builder needs a build host")
-		}
-	default:
-		return errAt("$.build.builder", "unknown builder %q: expected local, rootfs, container or remote", c.Build.Builder)
+	check, ok := lookup(registry.builders, c.Build.Builder)
+	if !ok {
+		return errAt("$.build.builder", "unknown builder %q: expected %s", c.Build.Builder, orList(BuilderNames()))
+	}
+	if err := check(c); err != nil {
+		return err
 	}
 	for i, p := range c.Build.Caches {
 		if p == "" || strings.Contains(p, "..") || p == "/" || path.Clean(p) == "." {
@@ -326,6 +325,8 @@ func (c *Config) validate() error {
 		switch k {
 		case "PORT", "HOIST_RELEASE":
 			return errAt("$.run.env."+k, "%s is set by hoist; set run.port instead of PORT", k)
+		case "RELEASE_COOKIE":
+			return errAt("$.run.env."+k, "RELEASE_COOKIE is a secret, and run.env is written into the app's unit, which every user of the host reads: hoist gives each app a cookie of its own; for one of yours, run `hoist secrets gen RELEASE_COOKIE`")
 		case "RELEASE_NODE", "RELEASE_DISTRIBUTION", "ERL_EPMD_PORT", "ERL_EPMD_ADDRESS", "ERL_ZFLAGS":
 			return errAt("$.run.env."+k, "%s is set by hoist: each release is an Erlang node of its own, so that two can run side by side (run.erlang.listen says where it listens)", k)
 		}
@@ -387,6 +388,19 @@ func (c *Config) validate() error {
 	if c.Proxy.ErrorPages != "" && len(c.Proxy.Hosts) == 0 {
 		return errAt("$.proxy.error_pages", "the pages are the proxy's answers for the app: list its names in proxy.hosts")
 	}
+	for i, n := range c.Proxy.TrustedProxies {
+		at := fmt.Sprintf("$.proxy.trusted_proxies[%d]", i)
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return errAt(at, "%q is not a network: write it as CIDR, like 10.0.0.0/16 or 2400:cb00::/32", n)
+		}
+		if p.Bits() == 0 {
+			return errAt(at, "%s is every address: any client could then say who it is and that it came over HTTPS; name the proxies' own networks", n)
+		}
+		if len(c.Proxy.Hosts) == 0 {
+			return errAt(at, "only hoist's proxy reads X-Forwarded-*: list the app's names in proxy.hosts")
+		}
+	}
 	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
 		return errAt("$.proxy.path_prefix", "%q must start with /", c.Proxy.PathPrefix)
 	}
@@ -417,7 +431,18 @@ func (c *Config) validate() error {
 	if c.Deploy.Canary.Watch.Duration < 0 {
 		return errAt("$.deploy.canary.watch", "must not be negative")
 	}
+	switch c.Deploy.Ship {
+	case ShipStore, ShipPush:
+	default:
+		return errAt("$.deploy.ship", "unknown way %q: write store (hosts fetch from the release store) or push (this machine sends it)", c.Deploy.Ship)
+	}
+	if err := c.validateStore(); err != nil {
+		return err
+	}
 	if err := c.validateAccessories(); err != nil {
+		return err
+	}
+	if err := c.validateSchedule(); err != nil {
 		return err
 	}
 	if err := c.Infra.validate(c); err != nil {
@@ -428,8 +453,6 @@ func (c *Config) validate() error {
 
 var (
 	envNamePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,15}$`)
-	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
-	typePattern    = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
 	amiPattern     = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
 	userPattern    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
@@ -442,12 +465,13 @@ func (in *Infra) validate(c *Config) error {
 	switch in.Provider {
 	case "":
 		if !reflect.ValueOf(*in).IsZero() {
-			return errAt("$.infra.provider", "missing; write lab or aws, or drop the infra section")
+			return errAt("$.infra.provider", "missing; write %s, or drop the infra section", orList(ProviderNames()))
 		}
 		return nil
-	case ProviderLab, ProviderAWS:
-	default:
-		return errAt("$.infra.provider", "unknown provider %q: expected lab or aws", in.Provider)
+	}
+	check, ok := lookup(registry.providers, in.Provider)
+	if !ok {
+		return errAt("$.infra.provider", "unknown provider %q: expected %s", in.Provider, orList(ProviderNames()))
 	}
 	if !envNamePattern.MatchString(in.Env) {
 		return errAt("$.infra.env", "%q is not an environment name: lowercase letters, digits and dashes, starting with a letter, at most 16", in.Env)
@@ -461,6 +485,11 @@ func (in *Infra) validate(c *Config) error {
 	if !userPattern.MatchString(in.User) || in.User == "root" {
 		return errAt("$.infra.user", "%q is not a login user name (and root logs in only through sudo)", in.User)
 	}
+	if names.IsHoists(in.User) {
+		// setup would take it for an app's user or the proxy's, which
+		// would then log in and sudo.
+		return errAt("$.infra.user", "%q is a name hoist gives its own system users (hoist-APP, %s): choose another login user", in.User, names.ProxyUser)
+	}
 	if !slices.Contains(KnownImages, in.Image) && !amiPattern.MatchString(in.Image) &&
 		!(strings.HasPrefix(in.Image, "ssm:/") && !strings.ContainsAny(in.Image, " \t")) {
 		return errAt("$.infra.image", "%q is not an image: write %s, ssm:/PATH of a public parameter, or an ami-... id", in.Image, strings.Join(KnownImages, ", "))
@@ -471,17 +500,8 @@ func (in *Infra) validate(c *Config) error {
 			return errAt("$.infra.certificate", "a certificate is for the balancer; with balancer: none the proxy gets its own from ACME")
 		}
 	case BalancerALB:
-		if in.Provider == ProviderLab {
-			return errAt("$.infra.balancer", "the lab has no load balancer: write balancer: none, or provider: aws")
-		}
-		if in.Certificate == "" && len(c.Proxy.Hosts) == 0 {
-			return errAt("$.infra.balancer", "an ALB serves HTTPS with a certificate for the app's names: list them in proxy.hosts, or give infra.certificate")
-		}
 		if c.Proxy.TLS.On() {
 			return errAt("$.proxy.tls", "behind an ALB the balancer serves HTTPS with its ACM certificate and sends plain HTTP to the hosts: write tls: false")
-		}
-		if in.Certificate != "" && !strings.HasPrefix(in.Certificate, "arn:aws") {
-			return errAt("$.infra.certificate", "%q is not an ACM certificate ARN (arn:aws:acm:...)", in.Certificate)
 		}
 	default:
 		return errAt("$.infra.balancer", "unknown balancer %q: expected none or alb", in.Balancer)
@@ -491,32 +511,26 @@ func (in *Infra) validate(c *Config) error {
 			return errAt(fmt.Sprintf("$.infra.ssh_from[%d]", i), "%q is not a network: write it as CIDR, like 203.0.113.7/32", n)
 		}
 	}
-	if in.Provider != ProviderAWS {
-		return nil
-	}
-	if in.Region == "" {
-		return errAt("$.infra.region", "missing; the AWS region to make the hosts in, for example eu-west-1")
-	}
-	if !regionPattern.MatchString(in.Region) {
-		return errAt("$.infra.region", "%q is not an AWS region name like eu-west-1", in.Region)
-	}
-	if !typePattern.MatchString(in.InstanceType) {
-		return errAt("$.infra.instance_type", "%q is not an EC2 instance type like t3.micro", in.InstanceType)
-	}
-	seen := map[string]bool{}
-	for i, z := range in.Zones {
-		if len(z) != len(in.Region)+1 || !strings.HasPrefix(z, in.Region) || z[len(z)-1] < 'a' || z[len(z)-1] > 'z' {
-			return errAt(fmt.Sprintf("$.infra.zones[%d]", i), "%q is not a zone of %s: write %sa, %sb...", z, in.Region, in.Region, in.Region)
-		}
-		if seen[z] {
-			return errAt(fmt.Sprintf("$.infra.zones[%d]", i), "%s is listed twice", z)
-		}
-		seen[z] = true
-	}
-	if in.Balancer == BalancerALB && len(in.Zones) < 2 {
-		return errAt("$.infra.zones", "an ALB needs subnets in at least two zones: list two")
-	}
-	return nil
+	return check(c)
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Locate is msg about field (a path like infra.region) of the config
+// file (of destination dest, when not ""), at the line where the value
+// was written: for a warning about a valid value, such as an instance
+// type hoist has no price for.
+func Locate(file, dest, field, msg string) *Error {
+	fe := &fieldError{path: "$." + field, msg: msg}
+	if dest != "" {
+		ofile := DestinationFile(file, dest)
+		if odata, err := os.ReadFile(ofile); err == nil && hasPath(odata, fe.path) {
+			return positioned(ofile, odata, fe)
+		}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return &Error{File: file, Msg: field + ": " + msg}
+	}
+	return positioned(file, data, fe)
+}

@@ -1,113 +1,22 @@
 package deploy
 
 import (
-	"archive/tar"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
-// indexPath is where the artifact's file index is kept, beside its
-// payload.
-func (a *Artifact) indexPath() string { return strings.TrimSuffix(a.Path, ".tar.zst") + ".index.json" }
-
-// Index reads the artifact's file index, checked against its manifest.
-func (a *Artifact) Index() (*release.Index, error) {
-	a.indexOnce.Do(func() {
-		b, err := os.ReadFile(a.indexPath())
-		if err != nil {
-			a.indexErr = fmt.Errorf("index of %s: %w", a.Manifest.ID, err)
-			return
-		}
-		if release.SumBytes(b) != a.Manifest.Index {
-			a.indexErr = fmt.Errorf("index of %s does not match its manifest", a.Manifest.ID)
-			return
-		}
-		a.index, a.indexErr = release.ParseIndex(b)
-	})
-	return a.index, a.indexErr
-}
-
-// eachFile streams the artifact's payload and calls fn for each regular
-// file that want selects, with its entry and content.
-func (a *Artifact) eachFile(x *release.Index, want func(release.Entry) bool, fn func(release.Entry, io.Reader) error) error {
-	entries := map[string]release.Entry{}
-	for _, e := range x.Entries {
-		if e.Type == release.TypeFile && want(e) {
-			entries[e.Path] = e
-		}
-	}
-	if len(entries) == 0 {
-		return nil
-	}
-	f, err := os.Open(a.Path)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", a.Manifest.ID, err)
-	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", a.Manifest.ID, err)
-	}
-	defer zr.Close()
-	tr := tar.NewReader(zr)
-	for len(entries) > 0 {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", a.Manifest.ID, err)
-		}
-		e, ok := entries[strings.TrimSuffix(hdr.Name, "/")]
-		if !ok || hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		delete(entries, e.Path)
-		if err := fn(e, tr); err != nil {
-			return err
-		}
-	}
-	if len(entries) > 0 {
-		return fmt.Errorf("read %s: %d files of its index are not in its payload", a.Manifest.ID, len(entries))
-	}
-	return nil
-}
-
-// localArtifacts are the releases of app packed on this machine: where
-// the index a host holds, and the files deltas start from, are found.
-func localArtifacts(workDir, app string) []*Artifact {
-	paths, _ := filepath.Glob(filepath.Join(workDir, "releases", app, "*.index.json"))
-	var out []*Artifact
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		tarPath := strings.TrimSuffix(p, ".index.json") + ".tar.zst"
-		if _, err := os.Stat(tarPath); err != nil {
-			continue
-		}
-		art := &Artifact{Manifest: &release.Manifest{ID: filepath.Base(tarPath), Index: release.SumBytes(b)}, Path: tarPath}
-		out = append(out, art)
-	}
-	return out
-}
-
 // baseIndex finds, of the index sums a host holds (newest first), the
 // first this machine also has, and its canonical bytes.
-func baseIndex(locals []*Artifact, bases []string) (string, []byte) {
+func baseIndex(locals []*build.Artifact, bases []string) (string, []byte) {
 	for _, sum := range bases {
 		for _, a := range locals {
 			if a.Manifest.Index == sum {
@@ -123,10 +32,10 @@ func baseIndex(locals []*Artifact, bases []string) (string, []byte) {
 // baseFiles reads, from the releases packed on this machine, the files
 // with the sums wanted: the bases of deltas. A base not found here is
 // left out, and its file travels as objects.
-func baseFiles(workDir string, locals []*Artifact, wanted map[string]bool) map[string][]byte {
+func baseFiles(workDir string, locals []*build.Artifact, wanted map[string]bool) map[string][]byte {
 	found := map[string][]byte{}
 	for sum := range wanted {
-		if b := keptFile(workDir, sum); b != nil {
+		if b := build.KeptFile(workDir, sum); b != nil {
 			found[sum] = b
 		}
 	}
@@ -138,7 +47,7 @@ func baseFiles(workDir string, locals []*Artifact, wanted map[string]bool) map[s
 		if err != nil {
 			continue
 		}
-		_ = a.eachFile(x, func(e release.Entry) bool { return wanted[e.Sum] && found[e.Sum] == nil && e.Size <= host.MaxDeltaFile },
+		_ = a.EachFile(x, func(e release.Entry) bool { return wanted[e.Sum] && found[e.Sum] == nil && e.Size <= host.MaxDeltaFile },
 			func(e release.Entry, r io.Reader) error {
 				if b, err := io.ReadAll(r); err == nil && release.SumBytes(b) == e.Sum {
 					found[e.Sum] = b
@@ -149,60 +58,18 @@ func baseFiles(workDir string, locals []*Artifact, wanted map[string]bool) map[s
 	return found
 }
 
-// Large files that may travel as deltas are kept here as they are, by
-// sha256, when a release is packed: a delta needs the new file and the
-// old one whole, and reading them out of a payload means decompressing
-// all that comes before them.
-func keptFilesDir(workDir string) string { return filepath.Join(workDir, "files") }
-
 // deltaCandidate says whether a file of the index may travel as a delta.
 func deltaCandidate(e release.Entry) bool {
 	return e.Type == release.TypeFile && len(e.Chunks) > 0 && e.Size <= host.MaxDeltaFile
 }
 
-// keepFiles keeps the delta candidates of the tree at dir (indexed as x).
-func keepFiles(workDir, dir string, x *release.Index) error {
-	kept := keptFilesDir(workDir)
-	if err := os.MkdirAll(kept, 0o755); err != nil {
-		return fmt.Errorf("keep files: %w", err)
-	}
-	for _, e := range x.Entries {
-		dst := filepath.Join(kept, e.Sum)
-		if !deltaCandidate(e) || fileExists(dst) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(e.Path)))
-		if err != nil {
-			return fmt.Errorf("keep files: %w", err)
-		}
-		if err := atomicfile.Write(dst, b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// keptFile reads a kept file and checks it; nil when it is not kept.
-func keptFile(workDir, sum string) []byte {
-	b, err := os.ReadFile(filepath.Join(keptFilesDir(workDir), sum))
-	if err != nil || release.SumBytes(b) != sum {
-		return nil
-	}
-	return b
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
 // shipment is one release on its way: what hosts are sent is worked
 // out per host from what they hold.
 type shipment struct {
-	art     *Artifact
+	art     *build.Artifact
 	x       *release.Index
 	workDir string
-	locals  []*Artifact
+	locals  []*build.Artifact
 	// full ignores what hosts hold: every object is sent (--full).
 	full bool
 
@@ -220,14 +87,14 @@ type future struct {
 	data []byte
 }
 
-func newShipment(art *Artifact, workDir string, full bool) (*shipment, error) {
+func newShipment(art *build.Artifact, workDir string, full bool) (*shipment, error) {
 	x, err := art.Index()
 	if err != nil {
 		return nil, err
 	}
 	s := &shipment{art: art, x: x, workDir: workDir, full: full, indexes: map[string][]byte{}, deltas: map[[2]string]*future{}}
 	if !full {
-		s.locals = localArtifacts(workDir, art.Manifest.App)
+		s.locals = build.Packed(workDir, art.Manifest.App)
 		if _, base := s.guess(); base != nil {
 			s.startDeltas(base)
 		}
@@ -306,13 +173,13 @@ func (s *shipment) startDeltas(base *release.Index) {
 			if pairs[e.Sum] == "" {
 				continue
 			}
-			if data := keptFile(s.workDir, e.Sum); data != nil {
+			if data := build.KeptFile(s.workDir, e.Sum); data != nil {
 				finish(e, data)
 			} else {
 				unkept[e.Sum] = true
 			}
 		}
-		_ = s.art.eachFile(s.x, func(e release.Entry) bool { return unkept[e.Sum] }, func(e release.Entry, r io.Reader) error {
+		_ = s.art.EachFile(s.x, func(e release.Entry) bool { return unkept[e.Sum] }, func(e release.Entry, r io.Reader) error {
 			data, _ := io.ReadAll(r)
 			finish(e, data)
 			return nil
@@ -359,7 +226,7 @@ type transferStats struct {
 // writeTransfer writes the objects need names to w, large files as
 // deltas where this machine has the base and the delta is smaller.
 // progress is told of each piece of content as it goes.
-func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress func(n int64)) (transferStats, error) {
+func (s *shipment) writeTransfer(w *host.RecordWriter, need hostproto.Need, progress func(n int64)) (transferStats, error) {
 	var st transferStats
 	missing := map[string]bool{}
 	for _, o := range need.MissingObjects(s.x.Objects()) {
@@ -400,7 +267,7 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need host.Need, progress 
 			return st, err
 		}
 	}
-	err := s.art.eachFile(s.x, wants, func(e release.Entry, r io.Reader) error {
+	err := s.art.EachFile(s.x, wants, func(e release.Entry, r io.Reader) error {
 		if base := deltaOf[e.Sum]; base != "" && !s.full {
 			sent, n, err := s.tryDelta(w, e, base, r, missing, progress)
 			if sent {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +20,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
 )
@@ -36,6 +39,13 @@ type fakeHost struct {
 	fl   *fakeFleet
 	// firewalled hosts cannot reach relays on other hosts.
 	firewalled bool
+	// noHoist: hoist is not installed (sudo cannot find it).
+	noHoist bool
+	// hangUnlocks is how many unlocks hang until their deadline.
+	hangUnlocks int
+	// cutAfter, when set, cuts the host's first fetch from a relay
+	// after that many bytes came: as when the relay dies mid-transfer.
+	cutAfter int64
 }
 
 // fakeFleet is the hosts of a test and what happened on them, in order.
@@ -93,7 +103,19 @@ func (h *fakeHost) Run(ctx context.Context, cmd string, stdin io.Reader, stdout,
 	verb := words[2]
 	h.fl.mu.Lock()
 	h.fl.calls[verb]++
+	hang := verb == "unlock" && h.hangUnlocks > 0
+	if hang {
+		h.hangUnlocks--
+	}
 	h.fl.mu.Unlock()
+	if h.noHoist {
+		fmt.Fprintf(stderr, "sudo: %s: command not found\n", host.BinPath)
+		return &transport.ExitError{Host: h.name, Cmd: cmd, Code: 1}
+	}
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	in := bufio.NewReader(stdin)
 	switch verb {
 	case "activate", "check", "status", "relay-fetch":
@@ -127,6 +149,13 @@ func (h *fakeHost) fetch(ctx context.Context, app string, args json.RawMessage, 
 	if h.firewalled {
 		a["addr"] = "127.0.0.1:1"
 	}
+	h.fl.mu.Lock()
+	cut := h.cutAfter
+	h.cutAfter = 0
+	h.fl.mu.Unlock()
+	if addr, _ := a["addr"].(string); cut > 0 {
+		a["addr"] = cutProxy(ctx, addr, cut)
+	}
 	b, _ := json.Marshal(map[string]any{"app": app, "args": a})
 	if code := host.Serve(ctx, h.base, []string{"relay-fetch"}, bytes.NewReader(append(b, '\n')), stdout, stderr); code != 0 {
 		return &transport.ExitError{Host: h.name, Cmd: "relay-fetch", Code: code}
@@ -134,11 +163,37 @@ func (h *fakeHost) fetch(ctx context.Context, app string, args json.RawMessage, 
 	return nil
 }
 
+// cutProxy forwards one connection to addr, and cuts it once limit
+// bytes have come back from addr; it returns its own address.
+func cutProxy(ctx context.Context, addr string, limit int64) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:1"
+	}
+	go func() {
+		defer ln.Close()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var d net.Dialer
+		up, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go io.Copy(up, c)
+		io.CopyN(c, up, limit)
+	}()
+	return ln.Addr().String()
+}
+
 // play answers the verbs that need systemd.
 func (h *fakeHost) play(verb string, args json.RawMessage, stdout io.Writer) error {
 	l := h.layout()
-	reply := func(v any, rerr *host.RemoteError) error {
-		r := host.Response{OK: rerr == nil, Error: rerr}
+	reply := func(v any, rerr *hostproto.RemoteError) error {
+		r := hostproto.Response{OK: rerr == nil, Error: rerr}
 		if v != nil {
 			r.Result, _ = json.Marshal(v)
 		}
@@ -153,14 +208,14 @@ func (h *fakeHost) play(verb string, args json.RawMessage, stdout io.Writer) err
 		json.Unmarshal(args, &a)
 		h.fl.event("activate %s %s %s", h.name, a.ID, a.Op)
 		if _, err := l.Manifest(a.ID); err != nil {
-			return reply(nil, &host.RemoteError{Message: "release " + a.ID + " is not on this host"})
+			return reply(nil, &hostproto.RemoteError{Message: "release " + a.ID + " is not on this host"})
 		}
 		h.fl.mu.Lock()
 		bad := h.fl.fail[h.name] == a.ID
 		h.fl.mu.Unlock()
 		if bad {
-			he := &host.HealthError{ID: a.ID, Reason: "GET /up answered 500"}
-			return reply(nil, &host.RemoteError{Message: he.Error(), Health: he})
+			he := &hostproto.HealthError{ID: a.ID, Reason: "GET /up answered 500"}
+			return reply(nil, &hostproto.RemoteError{Message: he.Error(), Health: he})
 		}
 		os.Remove(l.Current())
 		if err := os.Symlink("releases/"+a.ID, l.Current()); err != nil {
@@ -173,12 +228,12 @@ func (h *fakeHost) play(verb string, args json.RawMessage, stdout io.Writer) err
 		h.fl.mu.Unlock()
 		h.fl.event("check %s", h.name)
 		if bad {
-			he := &host.HealthError{ID: l.CurrentID(), Reason: "GET /up answered 503"}
-			return reply(nil, &host.RemoteError{Message: he.Error(), Health: he})
+			he := &hostproto.HealthError{ID: l.CurrentID(), Reason: "GET /up answered 503"}
+			return reply(nil, &hostproto.RemoteError{Message: he.Error(), Health: he})
 		}
 		return reply(l.CurrentID(), nil)
 	case "status":
-		return reply(&host.Status{App: "demo", Current: l.CurrentID(), State: "active"}, nil)
+		return reply(&hostproto.Status{App: "demo", Current: l.CurrentID(), State: "active"}, nil)
 	}
 	return fmt.Errorf("unplayed verb %s", verb)
 }
@@ -222,7 +277,7 @@ func newAppRepo(t *testing.T, deploy string) *appRepo {
 
 // change edits msg.txt and a few bytes in the middle of app, commits,
 // and builds.
-func (a *appRepo) change(t *testing.T, n int) *Artifact {
+func (a *appRepo) change(t *testing.T, n int) *build.Artifact {
 	t.Helper()
 	os.WriteFile(filepath.Join(a.dir, "files/msg.txt"), []byte(fmt.Sprintf("change %d\n", n)), 0o644)
 	f, err := os.OpenFile(filepath.Join(a.dir, "files/app"), os.O_WRONLY, 0)
@@ -248,16 +303,16 @@ func execGit(dir string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (a *appRepo) build(t *testing.T, at time.Time) *Artifact {
+func (a *appRepo) build(t *testing.T, at time.Time) *build.Artifact {
 	t.Helper()
-	art, err := Build(context.Background(), BuildOptions{Config: a.cfg, Repo: a.dir, WorkDir: a.work, Log: io.Discard, Now: func() time.Time { return at }})
+	art, err := build.Release(context.Background(), build.Options{Config: a.cfg, Repo: a.dir, WorkDir: a.work, Log: io.Discard, Now: func() time.Time { return at }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return art
 }
 
-func (a *appRepo) ship(t *testing.T, fl *fakeFleet, hosts []string, art *Artifact, o func(*ShipOptions)) (*Outcome, string) {
+func (a *appRepo) ship(t *testing.T, fl *fakeFleet, hosts []string, art *build.Artifact, o func(*ShipOptions)) (*Outcome, string) {
 	t.Helper()
 	var log bytes.Buffer
 	so := ShipOptions{Config: a.cfg, Hosts: hosts, Dial: fl.dial, Log: &log, LogMu: &sync.Mutex{}, WorkDir: a.work}
@@ -342,6 +397,44 @@ func TestShipRelaysAndSendsDeltas(t *testing.T) {
 	}
 }
 
+// TestShipRelayDiesSurvivorsServe: the relay dies while the first
+// wave fetches from it (each got part of the release): one of them,
+// the one that holds the most, is sent the rest from here and serves
+// the others; they do not all fall back to this machine's uplink.
+func TestShipRelayDiesSurvivorsServe(t *testing.T) {
+	fl, hosts := newFakeFleet(t, 6)
+	for i, h := range hosts[1:5] {
+		fl.hosts[h].cutAfter = int64(256+64*i) << 10
+	}
+	a := newAppRepo(t, "")
+	r1 := a.build(t, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC))
+	out, log := a.ship(t, fl, hosts, r1, nil)
+	if diff := cmp.Diff(want(hosts, func(int) string { return StatusDeployed }), statuses(out)); diff != "" {
+		t.Fatalf("statuses (-want +got):\n%s\n%s", diff, log)
+	}
+	from := map[string]int{}
+	var sent int64
+	for _, r := range out.Hosts {
+		from[r.Transfer.From]++
+		sent += r.Transfer.Sent
+		x, _ := r1.Index()
+		if err := release.Verify(x, fl.hosts[r.Host].layout().Release(r1.Manifest.ID)); err != nil {
+			t.Errorf("%s: %v", r.Host, err)
+		}
+	}
+	// The seed, and one survivor sent what it lacked.
+	if from["this machine"] != 2 {
+		t.Errorf("the release came from %v; want this machine twice (the seed, then one survivor)\n%s", from, log)
+	}
+	if !strings.Contains(log, "serves the others") {
+		t.Errorf("the log does not say which survivor serves:\n%s", log)
+	}
+	// Far less than once per host through this machine's uplink.
+	if sent > 2*r1.Manifest.Size {
+		t.Errorf("sent %d bytes from here for a %d-byte release", sent, r1.Manifest.Size)
+	}
+}
+
 // TestShipFallsBackWithoutAPathBetweenHosts: hosts that cannot reach a
 // relay are sent the release from here.
 func TestShipFallsBackWithoutAPathBetweenHosts(t *testing.T) {
@@ -395,6 +488,9 @@ func TestRolloutUndoesEverySwitch(t *testing.T) {
 	}
 	if !strings.Contains(out.Stopped, "web04") {
 		t.Errorf("stopped: %q", out.Stopped)
+	}
+	if got := out.Summary(); got != "1 failed, 4 rolled back, 1 not switched" {
+		t.Errorf("summary %q", got)
 	}
 	// Groups in turn: the canary, watched, then two by two.
 	groups := []string{}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -57,6 +60,9 @@ type Outcome struct {
 	Hosts   []*HostReport `json:"hosts"`
 	// Stopped says why the deploy stopped switching hosts, when it did.
 	Stopped string `json:"stopped,omitempty"`
+	// Store is what the deploy did in the release store, when there is
+	// one.
+	Store *StoreReport `json:"store,omitempty"`
 }
 
 // Results are the outcome as per-host errors.
@@ -69,6 +75,26 @@ func (out *Outcome) Results() []fleet.Result {
 		}
 	}
 	return rs
+}
+
+// Summary counts the hosts by what happened to them, in the order a
+// deploy goes: "1 failed, 6 rolled back, 5 not switched".
+func (out *Outcome) Summary() string {
+	order := []string{StatusUnreachable, StatusLocked, StatusTransferFailed, StatusFailed, StatusRolledBack, StatusNotSwitched, StatusStaged, StatusDeployed}
+	n := map[string]int{}
+	for _, r := range out.Hosts {
+		if !slices.Contains(order, r.Status) {
+			order = append(order, r.Status)
+		}
+		n[r.Status]++
+	}
+	var parts []string
+	for _, st := range order {
+		if n[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[st], st))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Balancer is a load balancer in front of the hosts: a host leaves it
@@ -85,14 +111,14 @@ type Balancer interface {
 // Ship takes the artifact to every host, then switches them to it as
 // hoist.yml's deploy section says, and undoes the switch everywhere when
 // a host fails.
-func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
+func Ship(ctx context.Context, o ShipOptions, art *build.Artifact) *Outcome {
 	out := &Outcome{Release: art.Manifest.ID}
 	defer func() {
 		for _, r := range out.Hosts {
 			r.OK = r.succeeded()
 		}
 	}()
-	members, unlock, refused := o.lockAll(ctx, Holder("deploy "+art.Manifest.ID))
+	members, unlock, refused, why := o.lockAll(ctx, Holder("deploy "+art.Manifest.ID))
 	defer unlock()
 	for i, m := range members {
 		r := &HostReport{Host: m.Host}
@@ -105,17 +131,35 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 		}
 	}
 	if refused != nil {
-		out.Stopped = "another deploy holds the lock"
+		out.Stopped = why
 		return out
 	}
-	s, err := newShipment(art, o.WorkDir, o.Full)
-	if err != nil {
+	failAll := func(err error) {
 		for _, r := range out.Hosts {
 			if r.Err == nil {
 				r.fail(StatusTransferFailed, err)
 			}
 		}
+	}
+	x, err := art.Index()
+	if err != nil {
+		failAll(err)
 		return out
+	}
+	var pub *publication
+	if o.Store != nil {
+		pub, err = o.publish(ctx, art, x)
+		if pub != nil {
+			out.Store = pub.report
+		}
+		if err != nil {
+			if out.Store != nil {
+				out.Store.Error = err.Error()
+			}
+			out.Stopped = "the release could not be put in the store: " + err.Error()
+			failAll(err)
+			return out
+		}
 	}
 	var ts []*target
 	for i, m := range members {
@@ -123,7 +167,16 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 			ts = append(ts, &target{host: m.Host, client: o.client(m), report: out.Hosts[i]})
 		}
 	}
-	o.distribute(ctx, s, ts)
+	if pub != nil && o.Store.Fetch {
+		o.fetchAll(ctx, pub, ts)
+	} else {
+		s, err := newShipment(art, o.WorkDir, o.Full)
+		if err != nil {
+			failAll(err)
+			return out
+		}
+		o.distribute(ctx, s, ts)
+	}
 	if o.Stage {
 		for _, t := range ts {
 			if t.report.Err == nil {
@@ -148,7 +201,20 @@ func Ship(ctx context.Context, o ShipOptions, art *Artifact) *Outcome {
 			ready = append(ready, t)
 		}
 	}
+	if pub != nil && len(ready) > 0 {
+		// The record moves before any host switches: a deploy that lost
+		// the race to another one changes nothing.
+		if err := pub.move(ctx); err != nil {
+			out.Store.Error = err.Error()
+			out.Stopped = err.Error()
+			return out
+		}
+		o.logf("store")("the record names %s now (record %d)", pub.rec.Release, pub.rec.Seq)
+	}
 	o.rollout(ctx, out, art.Manifest.ID, ready)
+	if pub != nil && out.Stopped != "" {
+		pub.moveBack(ctx, o.logf("store"))
+	}
 	return out
 }
 
@@ -245,7 +311,7 @@ func (o ShipOptions) rollout(ctx context.Context, out *Outcome, id string, ready
 
 // switchGroup switches a group's hosts at once and returns one that
 // failed, or nil.
-func (o ShipOptions) switchGroup(ctx context.Context, spec *host.Spec, id string, group []*target) *target {
+func (o ShipOptions) switchGroup(ctx context.Context, spec *hostproto.Spec, id string, group []*target) *target {
 	each(group, len(group), func(t *target) {
 		if err := o.switchHost(ctx, spec, id, "deploy", t); err != nil {
 			t.report.fail(StatusFailed, err)
@@ -263,7 +329,7 @@ func (o ShipOptions) switchGroup(ctx context.Context, spec *host.Spec, id string
 
 // switchHost activates release id on t (op: what for, in the host's
 // audit trail), taking it out of the balancer meanwhile.
-func (o ShipOptions) switchHost(ctx context.Context, spec *host.Spec, id, op string, t *target) error {
+func (o ShipOptions) switchHost(ctx context.Context, spec *hostproto.Spec, id, op string, t *target) error {
 	logf := o.logf(t.host)
 	if o.Balancer != nil {
 		logf("leaving the balancer (draining its connections)")
@@ -285,7 +351,7 @@ func (o ShipOptions) switchHost(ctx context.Context, spec *host.Spec, id, op str
 
 // watch checks the canaries' health every health.interval for
 // deploy.canary.watch and returns one that failed, or nil.
-func (o ShipOptions) watch(ctx context.Context, spec *host.Spec, id string, canaries []*target) *target {
+func (o ShipOptions) watch(ctx context.Context, spec *hostproto.Spec, id string, canaries []*target) *target {
 	d := o.Config.Deploy.Canary.Watch.Duration
 	o.logf("canary")("watching %d host(s) for %s", len(canaries), d)
 	deadline := time.Now().Add(d)

@@ -13,6 +13,8 @@ import (
 	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostclient"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -24,7 +26,10 @@ type Transfer struct {
 	// directly, the objects, compressed.
 	Sent int64 `json:"sent_bytes"`
 	// Needed is the content the host lacked, before compression.
-	Needed  int64   `json:"needed_bytes"`
+	Needed int64 `json:"needed_bytes"`
+	// Fetched is what the host read from the release store for it, as
+	// stored (compressed), when it fetched it from there.
+	Fetched int64   `json:"fetched_bytes,omitempty"`
 	Objects int     `json:"objects"`
 	Deltas  int     `json:"deltas"`
 	Linked  int     `json:"linked_files"`
@@ -35,8 +40,8 @@ type Transfer struct {
 // target is one locked host during a deploy.
 type target struct {
 	host   string
-	client *host.Client
-	need   host.Need
+	client *hostclient.Client
+	need   hostproto.Need
 	sent   int64 // index bytes sent, then objects
 	done   bool  // the release is in place
 	report *HostReport
@@ -96,7 +101,7 @@ func (o ShipOptions) prepare(ctx context.Context, s *shipment, t *target) error 
 	t.need = *st.Need
 	if s.full {
 		// Every object, whatever the host holds.
-		t.need = host.Need{Missing: []host.Range{{From: 0, To: len(s.x.Objects())}}, Bytes: s.x.ContentSize()}
+		t.need = hostproto.Need{Missing: []hostproto.Range{{From: 0, To: len(s.x.Objects())}}, Bytes: s.x.ContentSize()}
 	} else if st.Resumed {
 		o.logf(t.host)("resuming: the host holds %s of %s", bytesize.String(t.need.Have), bytesize.String(t.need.Have+t.need.Bytes))
 	}
@@ -105,7 +110,7 @@ func (o ShipOptions) prepare(ctx context.Context, s *shipment, t *target) error 
 
 // shipIndex sends t the index as a delta from base (an index sum; its
 // index x), "" and nil for none.
-func (o ShipOptions) shipIndex(ctx context.Context, s *shipment, t *target, base string, x *release.Index) (host.ShipState, error) {
+func (o ShipOptions) shipIndex(ctx context.Context, s *shipment, t *target, base string, x *release.Index) (hostproto.ShipState, error) {
 	var dict []byte
 	if x != nil {
 		dict = x.Marshal()
@@ -113,10 +118,10 @@ func (o ShipOptions) shipIndex(ctx context.Context, s *shipment, t *target, base
 	return o.shipIndexBytes(ctx, s, t, base, dict)
 }
 
-func (o ShipOptions) shipIndexBytes(ctx context.Context, s *shipment, t *target, base string, dict []byte) (host.ShipState, error) {
+func (o ShipOptions) shipIndexBytes(ctx context.Context, s *shipment, t *target, base string, dict []byte) (hostproto.ShipState, error) {
 	delta, err := s.indexDelta(base, dict)
 	if err != nil {
-		return host.ShipState{}, err
+		return hostproto.ShipState{}, err
 	}
 	t.sent += int64(len(delta))
 	return t.client.ShipIndex(ctx, s.art.Manifest, base, delta)
@@ -219,8 +224,14 @@ func (o ShipOptions) relayAll(ctx context.Context, s *shipment, pending []*targe
 			}
 		}
 		if len(live) == 0 {
-			direct = append(direct, pending...)
-			break
+			// Every relay died: a survivor serves the others first.
+			src := o.reseed(ctx, s, &pending, attempts)
+			if src == nil {
+				direct = append(direct, pending...)
+				break
+			}
+			sources = append(sources, src)
+			continue
 		}
 		// One wave: each live relay serves up to relayFanout hosts.
 		n := min(len(pending), len(live)*relayFanout)
@@ -236,7 +247,7 @@ func (o ShipOptions) relayAll(ctx context.Context, s *shipment, pending []*targe
 				err := o.fetch(ctx, s, t, src)
 				mu.Lock()
 				defer mu.Unlock()
-				var re *host.RelayError
+				var re *hostproto.RelayError
 				switch {
 				case err == nil:
 					if next := o.startRelay(ctx, s, t); next != nil {
@@ -275,10 +286,59 @@ func (o ShipOptions) relayAll(ctx context.Context, s *shipment, pending []*targe
 	o.sendEach(ctx, s, ready)
 }
 
+// reseed is for when every relay has died: of the pending hosts, the one
+// that holds the most of the release (fetched before its relay died) is
+// sent the rest from here and serves the others, so that this machine's
+// uplink carries about one release, not one per host. It takes that host
+// out of pending and returns its relay, or nil when none can serve.
+func (o ShipOptions) reseed(ctx context.Context, s *shipment, pending *[]*target, attempts map[*target]int) *source {
+	// What each that fetched holds now (its index is sent again).
+	var fetched []*target
+	for _, t := range *pending {
+		if attempts[t] > 0 {
+			fetched = append(fetched, t)
+		}
+	}
+	each(fetched, o.Config.SSH.Parallel, func(t *target) {
+		if err := o.prepare(ctx, s, t); err != nil {
+			t.report.fail(StatusTransferFailed, err)
+		}
+	})
+	var left []*target
+	for _, t := range *pending {
+		if t.report.Err == nil {
+			left = append(left, t)
+		}
+	}
+	*pending = left
+	for len(*pending) > 0 && ctx.Err() == nil {
+		best := 0
+		for i, t := range *pending {
+			if t.done || t.need.Bytes < (*pending)[best].need.Bytes && !(*pending)[best].done {
+				best = i
+			}
+		}
+		t := (*pending)[best]
+		*pending = append((*pending)[:best:best], (*pending)[best+1:]...)
+		if !t.done {
+			o.logf(t.host)("every relay is gone; it holds the most of the release (%s missing): it is sent the rest and serves the others",
+				bytesize.String(t.need.Bytes))
+			if err := o.send(ctx, s, t); err != nil {
+				t.report.fail(StatusTransferFailed, err)
+				continue
+			}
+		}
+		if src := o.startRelay(ctx, s, t); src != nil {
+			return src
+		}
+	}
+	return nil
+}
+
 // source is a host serving the release to others.
 type source struct {
 	host   string
-	relay  *host.Relay
+	relay  *hostclient.Relay
 	token  string
 	broken bool
 }
@@ -291,10 +351,10 @@ func (src *source) stop() {
 
 // startRelay has t serve the release to the others; nil when it cannot.
 func (o ShipOptions) startRelay(ctx context.Context, s *shipment, t *target) *source {
-	bind, err := host.SSHAddr(ctx, t.client.Conn)
+	bind, err := hostclient.SSHAddr(ctx, t.client.Conn)
 	if err == nil {
 		token := randomToken()
-		var r *host.Relay
+		var r *hostclient.Relay
 		if r, err = t.client.ServeRelay(ctx, s.art.Manifest.ID, token, bind, relayLife, o.relayLog(t.host)); err == nil {
 			return &source{host: t.host, relay: r, token: token}
 		}

@@ -196,9 +196,14 @@ func hint(provider string, err error) string {
 		}
 		return false
 	}
-	creds := "the credentials"
+	creds, secrets := "the credentials", SecretPrefix+"..."
 	if vs := credentialVars(provider); len(vs) > 0 {
 		creds = strings.Join(vs, ", ")
+		var ss []string
+		for _, v := range vs {
+			ss = append(ss, SecretPrefix+v)
+		}
+		secrets = strings.Join(ss, ", ")
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) ||
@@ -207,7 +212,7 @@ func hint(provider string, err error) string {
 	case has("does not serve zone", "hostedzonenotfound", "no zones found", "notzone", "nxdomain", "no such zone", "zone not found", "could not find zone", "no hosted zone"):
 		return "check dns.zone: the provider does not serve that zone for these credentials"
 	case has("notauth", "badsig", "badkey", "bad signature", "bad authentication", "tsig", "unauthorized", "authentication", "forbidden", "401", "403", "invalid access token", "refused", "signaturedoesnotmatch", "invalidclienttokenid", "credentials"):
-		return "the provider refused the credentials: check " + creds + " (in the environment, or in hoist secrets as " + SecretPrefix + "NAME)"
+		return "the provider refused the credentials: check " + creds + " (in the environment, or in hoist secrets as " + secrets + ")"
 	case has("hosted zone", "not found", "404"):
 		return "check dns.zone: the provider does not serve that zone for these credentials"
 	}

@@ -330,7 +330,8 @@ func TestProviderErrorsNameRecordProviderAndHint(t *testing.T) {
 		err  error
 		hint string
 	}{
-		"bad TSIG":           {errors.New(`dns response error code "NOTAUTH" (9)`), "RFC2136_KEY"},
+		// The secret's real name, not a placeholder.
+		"bad TSIG":           {errors.New(`dns response error code "NOTAUTH" (9)`), "in hoist secrets as HOIST_DNS_RFC2136_KEY)"},
 		"bad token":          {errors.New("GET https://api.dnsimple.com/v2/whoami: 401 Authentication failed"), "check RFC2136_KEY"},
 		"no such zone":       {errors.New(`dns response error code "NOTZONE" (10)`), "check dns.zone"},
 		"server unreachable": {fmt.Errorf("dial: %w", context.DeadlineExceeded), "did not answer"},

@@ -278,5 +278,14 @@ func New(provider string, c Credentials) (Provider, error) {
 	if !ok {
 		return nil, fmt.Errorf("DNS provider %s cannot get, set and delete records", provider)
 	}
+	if c, ok := p.(checker); ok {
+		if err := c.check(); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
+
+// checker is a provider that can tell a malformed value here, before a
+// server would refuse it in words that blame something else.
+type checker interface{ check() error }

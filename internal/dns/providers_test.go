@@ -1,12 +1,16 @@
 package dns
 
 import (
+	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/libdns/rfc2136"
+
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 func TestEveryProviderIsComplete(t *testing.T) {
@@ -56,6 +60,48 @@ func TestGatherAndNew(t *testing.T) {
 	got := &r.(*route53Provider).Provider
 	if got.Region != "eu-west-1" || got.MaxRetries != 2 || got.Route53MaxWait != 30*time.Second || !got.WaitForRoute53Sync {
 		t.Errorf("route53 provider filled as %+v", got)
+	}
+}
+
+// TestRFC2136KeyCheckedHere: a TSIG secret that is not base64, or an
+// algorithm TSIG does not have, is named here: the server would answer
+// BADKEY or BADSIG, which reads as a wrong key. No algorithm is
+// tsig-keygen's default.
+func TestRFC2136KeyCheckedHere(t *testing.T) {
+	base := Credentials{"server": "127.0.0.1:53", "key_name": "k", "key": "c2VjcmV0", "key_alg": "hmac-sha256"}
+	with := func(k, v string) Credentials {
+		c := maps.Clone(base)
+		c[k] = v
+		return c
+	}
+	tests := map[string]struct {
+		creds Credentials
+		err   string
+	}{
+		"good":                  {base, ""},
+		"algorithm as bind":     {with("key_alg", "HMAC-SHA512."), ""},
+		"no algorithm":          {with("key_alg", ""), ""},
+		"not base64":            {with("key", "not base64!"), "the TSIG secret (RFC2136_KEY) is not base64"},
+		"no such algorithm":     {with("key_alg", "hmac-sha3"), `key_alg "hmac-sha3" is not a TSIG algorithm`},
+		"the name as algorithm": {with("key_alg", "hoist-key"), `key_alg "hoist-key" is not a TSIG algorithm`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, err := New("rfc2136", tt.creds)
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if alg := p.(*rfc2136Provider).KeyAlg; alg == "" {
+					t.Error("no algorithm set")
+				}
+				return
+			}
+			var ue *usererr.Error
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.As(err, &ue) || ue.Hint == "" {
+				t.Errorf("error = %v, want a user error with a hint saying %q", err, tt.err)
+			}
+		})
 	}
 }
 

@@ -2,12 +2,17 @@ package dns
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/libdns/libdns"
 	"github.com/libdns/rfc2136"
 	mdns "github.com/miekg/dns"
+
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // rfc2136Provider is libdns/rfc2136 (any DNS server that takes RFC 2136
@@ -16,6 +21,32 @@ import (
 // or the server does not serve the zone, so hoist asks the server.
 type rfc2136Provider struct {
 	rfc2136.Provider
+}
+
+// tsigAlgorithms are the TSIG algorithms miekg/dns signs with.
+var tsigAlgorithms = []string{mdns.HmacSHA256, mdns.HmacSHA512, mdns.HmacSHA384, mdns.HmacSHA224, mdns.HmacSHA1, mdns.HmacMD5}
+
+// check refuses a TSIG secret that is not base64 and an algorithm that
+// is not one, which a server answers only with BADKEY or BADSIG, as it
+// would a wrong key; no key_alg is hmac-sha256, tsig-keygen's default.
+func (p *rfc2136Provider) check() error {
+	if p.KeyAlg == "" {
+		p.KeyAlg = "hmac-sha256"
+	}
+	alg := mdns.Fqdn(strings.ToLower(p.KeyAlg))
+	if !slices.Contains(tsigAlgorithms, alg) {
+		var names []string
+		for _, a := range tsigAlgorithms {
+			names = append(names, strings.TrimSuffix(a, "."))
+		}
+		return usererr.New("rfc2136: key_alg %q is not a TSIG algorithm", p.KeyAlg).
+			WithHint("write one of %s in dns.settings.key_alg (or RFC2136_KEY_ALG), as the key's algorithm in the server's key file", strings.Join(names, ", "))
+	}
+	if _, err := base64.StdEncoding.DecodeString(p.Key); err != nil {
+		return usererr.New("rfc2136: the TSIG secret (RFC2136_KEY) is not base64: %v", err).
+			WithHint("copy the secret \"...\" of the server's key file (tsig-keygen prints it), whole")
+	}
+	return nil
 }
 
 // GetRecords reads the zone by a signed transfer (AXFR).

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/hoistdev/hoist/internal/accessory"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // The app's accessories on this host, as the accessory verbs reach
@@ -66,7 +67,7 @@ func accessoryStatus(ctx context.Context, l Layout, name string) ([]accessory.St
 }
 
 // fetchBackup writes backup a.File to w.
-func fetchBackup(l Layout, a accessoryFileArgs, w io.Writer) (int, error) {
+func fetchBackup(l Layout, a hostproto.AccessoryFileArgs, w io.Writer) (int, error) {
 	_, p, err := l.loadAccessory(a.Name)
 	if err != nil {
 		return 0, err
@@ -83,7 +84,7 @@ func fetchBackup(l Layout, a accessoryFileArgs, w io.Writer) (int, error) {
 }
 
 // accessoryJournal writes the journal of the accessory's unit.
-func accessoryJournal(ctx context.Context, c *call, a accessoryLogsArgs) (int, error) {
+func accessoryJournal(ctx context.Context, c *call, a hostproto.AccessoryLogsArgs) (int, error) {
 	s, _, err := c.layout.loadAccessory(a.Name)
 	if err != nil {
 		return 0, err

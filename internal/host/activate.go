@@ -7,40 +7,38 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
-// HealthError says that a release did not turn healthy; the previous
-// release was restarted and stays current.
-type HealthError struct {
-	ID      string `json:"id"`
-	Reason  string `json:"reason"`
-	Journal string `json:"journal"` // the last lines of the release's journal
-}
-
-func (e *HealthError) Error() string {
-	return fmt.Sprintf("release %s failed its health check: %s", e.ID, e.Reason)
-}
-
 // journalLines is how much of a failed release's journal is reported.
 const journalLines = 20
 
-// Activate makes release id the one that serves: it installs the units
+// activate makes release id the one that serves: it installs the units
 // for s, runs the before_switch hook, stops the running release, starts id, waits for its health
 // check and only then points current at it. If id never turns healthy,
 // it is stopped, the previous release is started again, current is left
 // alone, and a *HealthError is returned. Older releases beyond
 // s.KeepReleases are pruned after a success.
-func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) error {
+func activate(ctx context.Context, l Layout, s *hostproto.Spec, id string, log io.Writer) error {
 	if _, err := l.Manifest(id); err != nil {
 		return fmt.Errorf("release %s is not on this host: %w", id, err)
+	}
+	// A host set up by an older hoist converges here. (Without the app's
+	// user nothing runs, and the hook or unit says so.)
+	if err := restrictApp(l); err != nil && !errors.As(err, new(user.UnknownGroupError)) {
+		return err
+	}
+	if err := ensureCookie(l); err != nil {
+		return err
 	}
 	if _, err := installUnits(ctx, l, s); err != nil {
 		return err
@@ -97,7 +95,7 @@ func Activate(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) 
 }
 
 // afterSwitch prunes old releases and runs the after_switch hook.
-func afterSwitch(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) error {
+func afterSwitch(ctx context.Context, l Layout, s *hostproto.Spec, id string, log io.Writer) error {
 	// A release that failed once (a missing secret, since set) and now
 	// serves is a good one.
 	if err := clearFailed(l, id); err != nil {
@@ -115,7 +113,7 @@ func afterSwitch(ctx context.Context, l Layout, s *Spec, id string, log io.Write
 }
 
 // revert stops the failed release and restarts the previous one.
-func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log io.Writer) error {
+func revert(ctx context.Context, l Layout, s *hostproto.Spec, id, prev, reason string, log io.Writer) error {
 	he := stopFailed(ctx, l, id, reason, log)
 	if prev != "" && prev != id {
 		fmt.Fprintf(log, "restarting previous release %s\n", prev)
@@ -133,9 +131,9 @@ func revert(ctx context.Context, l Layout, s *Spec, id, prev, reason string, log
 
 // stopFailed stops a release that did not turn healthy, marks it failed
 // and returns the error that says why, with its journal.
-func stopFailed(ctx context.Context, l Layout, id, reason string, log io.Writer) *HealthError {
+func stopFailed(ctx context.Context, l Layout, id, reason string, log io.Writer) *hostproto.HealthError {
 	unit := systemd.InstanceName(l.App, id)
-	he := &HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
+	he := &hostproto.HealthError{ID: id, Reason: reason, Journal: systemd.JournalTail(ctx, unit, journalLines)}
 	_, _ = systemd.Systemctl(ctx, "stop", unit)
 	_, _ = systemd.Systemctl(ctx, "reset-failed", unit)
 	if err := markFailed(l, id, reason); err != nil {
@@ -158,7 +156,7 @@ func stopRelease(ctx context.Context, l Layout, id string, log io.Writer) error 
 
 // waitHealthy polls the health URL until it answers 2xx, the unit dies,
 // or the timeout passes; it returns why it gave up, or "".
-func waitHealthy(ctx context.Context, unit string, port int, s *Spec, log io.Writer) string {
+func waitHealthy(ctx context.Context, unit string, port int, s *hostproto.Spec, log io.Writer) string {
 	start := time.Now()
 	fmt.Fprintf(log, "waiting for GET %s on port %d to answer 2xx, for up to %s\n", s.HealthPath, port, s.HealthTimeout)
 	reason := pollHealthy(ctx, unit, port, s)
@@ -168,7 +166,7 @@ func waitHealthy(ctx context.Context, unit string, port int, s *Spec, log io.Wri
 	return reason
 }
 
-func pollHealthy(ctx context.Context, unit string, port int, s *Spec) string {
+func pollHealthy(ctx context.Context, unit string, port int, s *hostproto.Spec) string {
 	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout)
 	defer cancel()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + s.HealthPath
@@ -307,8 +305,8 @@ func pruneBesides(l Layout) error {
 	return nil
 }
 
-// Boot starts the current release; the boot unit runs it at start-up.
-func Boot(ctx context.Context, l Layout) error {
+// boot starts the current release; the boot unit runs it at start-up.
+func boot(ctx context.Context, l Layout) error {
 	id := l.CurrentID()
 	if id == "" {
 		return nil
@@ -320,29 +318,29 @@ func Boot(ctx context.Context, l Layout) error {
 	return err
 }
 
-// Check asks the current release for its health once, as Activate's
+// checkCurrent asks the current release for its health once, as activate's
 // check does: the unit must run and the health path answer 2xx. It
 // returns the current release's id.
-func Check(ctx context.Context, l Layout, s *Spec) (string, error) {
+func checkCurrent(ctx context.Context, l Layout, s *hostproto.Spec) (string, error) {
 	id := l.CurrentID()
 	if id == "" {
 		return "", errors.New("no release is current")
 	}
 	unit := systemd.InstanceName(l.App, id)
 	if u, err := systemd.Show(ctx, unit); err != nil || u.ActiveState != "active" {
-		return id, &HealthError{ID: id, Reason: "the service is not running", Journal: systemd.JournalTail(ctx, unit, journalLines)}
+		return id, &hostproto.HealthError{ID: id, Reason: "the service is not running", Journal: systemd.JournalTail(ctx, unit, journalLines)}
 	}
 	url := "http://127.0.0.1:" + strconv.Itoa(l.heldPort(id, s.Port)) + s.HealthPath
 	client := &http.Client{Timeout: min(max(s.HealthInterval*2, time.Second), 5*time.Second)}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := client.Do(req)
 	if err != nil {
-		return id, &HealthError{ID: id, Reason: "GET " + s.HealthPath + ": " + shortNetErr(err)}
+		return id, &hostproto.HealthError{ID: id, Reason: "GET " + s.HealthPath + ": " + shortNetErr(err)}
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return id, &HealthError{ID: id, Reason: "GET " + s.HealthPath + " answered " + resp.Status, Journal: systemd.JournalTail(ctx, unit, journalLines)}
+		return id, &hostproto.HealthError{ID: id, Reason: "GET " + s.HealthPath + " answered " + resp.Status, Journal: systemd.JournalTail(ctx, unit, journalLines)}
 	}
 	return id, nil
 }

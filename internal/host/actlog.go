@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // An activation's log is what the host did and when: each line goes to
@@ -85,7 +87,7 @@ func (a *activationLog) end(err error) error {
 	if lerr := a.line([]byte("failed: " + err.Error() + "\n")); lerr != nil {
 		return lerr
 	}
-	var he *HealthError
+	var he *hostproto.HealthError
 	if errors.As(err, &he) && he.Journal != "" {
 		// Only into the file: the client prints the journal with the error.
 		a.text = append(a.text, "journal:\n"+he.Journal+"\n"...)
@@ -106,16 +108,16 @@ func (a *activationLog) save() error {
 	return writeFileAtomic(a.path, a.text, 0o600)
 }
 
-// activateLogged is Activate with its activation log, passed on to
+// activateLogged is activate with its activation log, passed on to
 // client as well.
-func activateLogged(ctx context.Context, l Layout, s *Spec, id string, client io.Writer) error {
+func activateLogged(ctx context.Context, l Layout, s *hostproto.Spec, id string, client io.Writer) error {
 	alog, err := openActivationLog(l, id, client, time.Now)
 	if err != nil {
 		// Not worth failing a deploy for.
 		fmt.Fprintf(client, "warning: %v\n", err)
-		return Activate(ctx, l, s, id, client)
+		return activate(ctx, l, s, id, client)
 	}
-	err = Activate(ctx, l, s, id, alog)
+	err = activate(ctx, l, s, id, alog)
 	if lerr := alog.end(err); lerr != nil {
 		fmt.Fprintf(client, "warning: %v\n", lerr)
 	}

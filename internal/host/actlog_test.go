@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // fakeClock advances by step at each reading.
@@ -26,7 +28,7 @@ func fakeClock(start time.Time, step time.Duration) func() time.Time {
 func TestActivationLogIsKept(t *testing.T) {
 	l := For(t.TempDir(), "hello")
 	install(t, l, id1)
-	if err := AcquireLock(l, Lock{Holder: "ann@laptop (pid 7)", Op: "deploy " + id1}); err != nil {
+	if err := AcquireLock(l, hostproto.Lock{Holder: "ann@laptop (pid 7)", Op: "deploy " + id1}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC)
@@ -55,7 +57,7 @@ func TestActivationLogIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(a, "starting release")
-	he := &HealthError{ID: id1, Reason: "the service exited", Journal: "app: boom"}
+	he := &hostproto.HealthError{ID: id1, Reason: "the service exited", Journal: "app: boom"}
 	if err := a.end(fmt.Errorf("activate: %w", he)); err != nil {
 		t.Fatal(err)
 	}

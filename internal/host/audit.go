@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // The audit trail: every deploy, rollback, setup, change of secrets,
@@ -18,29 +20,6 @@ import (
 // how it ended. A line is one JSON object written with a single write
 // to a file opened O_APPEND, so lines of two hoists never interleave,
 // and fsynced before the verb answers.
-
-// Actor is who asked for an operation: the operator's git identity and
-// their login on the machine hoist ran on.
-type Actor struct {
-	Name  string `json:"name,omitempty"`
-	Email string `json:"email,omitempty"`
-	Login string `json:"login,omitempty"` // user@machine
-}
-
-// AuditEntry is one line of the audit trail.
-type AuditEntry struct {
-	Time        time.Time `json:"time"`
-	App         string    `json:"app"`
-	Destination string    `json:"destination,omitempty"`
-	Op          string    `json:"op"` // deploy, rollback, setup, secrets, maintenance on...
-	Release     string    `json:"release,omitempty"`
-	// Detail says more: the secrets' names that changed (never their
-	// values), the maintenance message, the backup restored.
-	Detail  string `json:"detail,omitempty"`
-	Outcome string `json:"outcome"` // ok or failed
-	Error   string `json:"error,omitempty"`
-	Who     Actor  `json:"who"`
-}
 
 // Audit outcomes.
 const (
@@ -55,17 +34,17 @@ const maxAuditError = 1000
 // audit appends what the call did to the app's audit trail; a failure
 // to write it is reported on stderr, since the operation is done.
 func (c *call) audit(op, release, detail string, opErr error) {
-	e := AuditEntry{Time: time.Now().UTC().Truncate(time.Millisecond), App: c.layout.App, Destination: c.destination,
-		Op: op, Release: release, Detail: detail, Outcome: OutcomeOK, Who: c.actor}
+	e := hostproto.AuditEntry{Time: time.Now().UTC().Truncate(time.Millisecond), App: c.layout.App, Destination: c.destination,
+		Op: op, Release: release, Detail: detail, Outcome: OutcomeOK, Who: c.actor, SSH: currentSSHLogin()}
 	if opErr != nil {
-		e.Outcome, e.Error = OutcomeFailed, truncate(opErr.Error(), maxAuditError)
+		e.Outcome, e.Error = OutcomeFailed, hostproto.Truncate(opErr.Error(), maxAuditError)
 	}
 	if err := appendAudit(c.layout, e); err != nil {
 		fmt.Fprintf(c.stderr, "warning: audit trail: %v\n", err)
 	}
 }
 
-func appendAudit(l Layout, e AuditEntry) error {
+func appendAudit(l Layout, e hostproto.AuditEntry) error {
 	line, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode audit line: %w", err)
@@ -84,22 +63,22 @@ func appendAudit(l Layout, e AuditEntry) error {
 	return f.Sync()
 }
 
-// ReadAudit returns the last n lines of the app's audit trail, oldest
+// readAudit returns the last n lines of the app's audit trail, oldest
 // first (n 0: all of it).
-func ReadAudit(l Layout, n int) ([]AuditEntry, error) {
+func readAudit(l Layout, n int) ([]hostproto.AuditEntry, error) {
 	f, err := os.Open(l.AuditLog())
 	if errors.Is(err, os.ErrNotExist) {
-		return []AuditEntry{}, nil
+		return []hostproto.AuditEntry{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read audit trail: %w", err)
 	}
 	defer f.Close()
-	out := []AuditEntry{}
+	out := []hostproto.AuditEntry{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var e AuditEntry
+		var e hostproto.AuditEntry
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue // a line cut by a crash before its fsync
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // writeCertPlan keeps the app's certificate plan in dir for the proxy:
@@ -17,7 +18,7 @@ import (
 // plan of the host that obtains the certificates holds the DNS
 // provider's credentials. A spec without a plan leaves it as it is; a
 // plan without names removes it.
-func writeCertPlan(dir string, s *Spec) error {
+func writeCertPlan(dir string, s *hostproto.Spec) error {
 	if s.Certs == nil {
 		return nil
 	}

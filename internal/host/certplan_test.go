@@ -9,13 +9,14 @@ import (
 
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 func TestWriteCertPlan(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	plan := &certs.Plan{Names: []certs.PlanName{{Name: "*.shop.test", Challenge: certs.DNS01}},
 		DNS: &certs.DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "10.0.0.53:53", "key": "c2VjcmV0"}}}
-	if err := writeCertPlan(dir, &Spec{App: "shop", Certs: plan}); err != nil {
+	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: plan}); err != nil {
 		t.Fatal(err)
 	}
 	path := certs.PlanPath(dir, "shop")
@@ -36,7 +37,7 @@ func TestWriteCertPlan(t *testing.T) {
 	}
 
 	// A deploy's spec carries no plan: the file stays.
-	if err := writeCertPlan(dir, &Spec{App: "shop"}); err != nil {
+	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -44,11 +45,11 @@ func TestWriteCertPlan(t *testing.T) {
 	}
 	// A bad plan is refused, the old one kept.
 	bad := &certs.Plan{Names: []certs.PlanName{{Name: "a.shop.test", Challenge: certs.DNS01}}}
-	if err := writeCertPlan(dir, &Spec{App: "shop", Certs: bad}); err == nil {
+	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: bad}); err == nil {
 		t.Error("a DNS-01 plan without a provider was written")
 	}
 	// A plan without names removes it.
-	if err := writeCertPlan(dir, &Spec{App: "shop", Certs: &certs.Plan{}}); err != nil {
+	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: &certs.Plan{}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {

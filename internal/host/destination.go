@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // A host serves an app for one destination (staging, production: hoist
@@ -29,11 +30,21 @@ func recordedDestination(l Layout) (string, bool, error) {
 }
 
 // checkDestination refuses a request for destination dest on a host
-// set up for another.
-func checkDestination(l Layout, dest string) error {
+// set up for another. A host set up for no destination (hoist.yml
+// alone) joins dest when the request adopts it (hoist -d DEST setup
+// --adopt): its releases, secrets and accessories become dest's.
+func checkDestination(l Layout, dest string, adopt bool) error {
 	have, ok, err := recordedDestination(l)
 	if err != nil || !ok || have == dest {
 		return err
+	}
+	if have == "" && dest != "" {
+		if adopt {
+			return nil
+		}
+		return usererr.New("this host serves %s for %s, not for %s; nothing was changed", l.App, destinationName(have), destinationName(dest)).
+			WithHint("to make it %s's (the app there, its secrets and accessories become %s's), run `hoist -d %s setup --adopt`; "+
+				"or take it out of the hosts of %s", dest, dest, dest, destinationName(dest))
 	}
 	return fmt.Errorf("this host serves %s for %s, not for %s; nothing was changed: take it out of the hosts of %s, "+
 		"or give the app another name there (app: in its file)", l.App, destinationName(have), destinationName(dest), destinationName(dest))

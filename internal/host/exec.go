@@ -13,16 +13,15 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
-// Exec runs argv in the current release, as the app's user, with the
+// execCommand runs argv in the current release, as the app's user, with the
 // app's environment (the secret env file included), wired to the given
 // streams. It returns the command's exit code.
-func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+func execCommand(ctx context.Context, l Layout, s *hostproto.Spec, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	id := l.CurrentID()
 	if id == "" {
 		return 0, fmt.Errorf("%s has no current release; deploy first", l.App)
@@ -30,10 +29,10 @@ func Exec(ctx context.Context, l Layout, s *Spec, argv []string, stdin io.Reader
 	return execIn(ctx, l, s, id, argv, stdin, stdout, stderr)
 }
 
-// ExecTerminal runs argv in the current release as Exec does, on the
+// execTerminal runs argv in the current release as execCommand does, on the
 // terminal t: its stdin, stdout and stderr, with echo and line editing
 // on again (the client turned them off to send its request).
-func ExecTerminal(ctx context.Context, l Layout, s *Spec, argv []string, t *os.File) (int, error) {
+func execTerminal(ctx context.Context, l Layout, s *hostproto.Spec, argv []string, t *os.File) (int, error) {
 	id := l.CurrentID()
 	if id == "" {
 		return 0, fmt.Errorf("%s has no current release; deploy first", l.App)
@@ -52,22 +51,9 @@ func ExecTerminal(ctx context.Context, l Layout, s *Spec, argv []string, t *os.F
 	return execIn(context.WithoutCancel(ctx), l, s, id, argv, t, t, t, env...)
 }
 
-// cookTerminal turns echo and line editing on.
-func cookTerminal(t *os.File) error {
-	tio, err := unix.IoctlGetTermios(int(t.Fd()), unix.TCGETS)
-	if err != nil {
-		return fmt.Errorf("read terminal modes: %w", err)
-	}
-	tio.Lflag |= unix.ECHO | unix.ICANON
-	if err := unix.IoctlSetTermios(int(t.Fd()), unix.TCSETS, tio); err != nil {
-		return fmt.Errorf("set terminal modes: %w", err)
-	}
-	return nil
-}
-
 // runHook runs a hook command in release id; a failure carries the tail
 // of its output.
-func runHook(ctx context.Context, l Layout, s *Spec, id, name, command string, log io.Writer) error {
+func runHook(ctx context.Context, l Layout, s *hostproto.Spec, id, name, command string, log io.Writer) error {
 	timeout := s.HookTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -104,7 +90,7 @@ func (t *tailWriter) String() string { return strings.TrimRight(string(t.b), "\n
 
 // execIn runs argv in release id with its unit's environment, and
 // extra after it.
-func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, stdin io.Reader, stdout, stderr io.Writer, extra ...string) (int, error) {
+func execIn(ctx context.Context, l Layout, s *hostproto.Spec, id string, argv []string, stdin io.Reader, stdout, stderr io.Writer, extra ...string) (int, error) {
 	u, err := user.Lookup(l.User())
 	if err != nil {
 		return 0, fmt.Errorf("exec: %w", err)
@@ -135,13 +121,13 @@ func execIn(ctx context.Context, l Layout, s *Spec, id string, argv []string, st
 
 // execEnv is the environment of a command run in release id: its
 // unit's, in the order systemd applies it (a later value wins).
-func (l Layout) execEnv(s *Spec, id string) ([]string, error) {
+func (l Layout) execEnv(s *hostproto.Spec, id string) ([]string, error) {
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/nonexistent", "STATE_DIRECTORY=" + l.StateDir()}
 	env = append(env, systemd.ReleaseEnv(l.App, id, s.Port)...)
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)
 	}
-	for _, f := range []string{l.AccessoriesEnvFile(), l.EnvFile()} {
+	for _, f := range []string{l.CookieFile(), l.AccessoriesEnvFile(), l.EnvFile()} {
 		secret, err := readEnvFile(f)
 		if err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
 )
@@ -46,7 +47,7 @@ func TestPruneKeepsNewestAndCurrent(t *testing.T) {
 
 func TestReleasesAndPrevious(t *testing.T) {
 	l := For(t.TempDir(), "hello")
-	if prev, err := PreviousID(l); err != nil || prev != "" {
+	if prev, err := previousID(l); err != nil || prev != "" {
 		t.Fatalf("PreviousID on an empty host = %q, %v", prev, err)
 	}
 	install(t, l, id1, id2, id3)
@@ -56,11 +57,11 @@ func TestReleasesAndPrevious(t *testing.T) {
 	if l.CurrentID() != id2 {
 		t.Fatalf("CurrentID = %q", l.CurrentID())
 	}
-	prev, err := PreviousID(l)
+	prev, err := previousID(l)
 	if err != nil || prev != id1 {
 		t.Errorf("PreviousID = %q, %v; want %s", prev, err, id1)
 	}
-	rs, err := ListReleases(l)
+	rs, err := listReleases(l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,22 +78,22 @@ func TestReleasesAndPrevious(t *testing.T) {
 
 func TestLock(t *testing.T) {
 	l := For(t.TempDir(), "hello")
-	alice := Lock{Holder: "alice@a (pid 1)", Since: time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC), Op: "deploy"}
+	alice := hostproto.Lock{Holder: "alice@a (pid 1)", Since: time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC), Op: "deploy"}
 	if err := AcquireLock(l, alice); err != nil {
 		t.Fatal(err)
 	}
 	if err := AcquireLock(l, alice); err != nil {
 		t.Errorf("re-entrant lock refused: %v", err)
 	}
-	err := AcquireLock(l, Lock{Holder: "bob@b (pid 2)"})
-	var le *LockedError
+	err := AcquireLock(l, hostproto.Lock{Holder: "bob@b (pid 2)"})
+	var le *hostproto.LockedError
 	if !errors.As(err, &le) || le.Lock.Holder != alice.Holder || !le.Lock.Since.Equal(alice.Since) {
 		t.Fatalf("second holder got %v, want LockedError naming alice", err)
 	}
-	if err := ReleaseLock(l, "bob@b (pid 2)", false); err == nil {
+	if err := releaseLock(l, "bob@b (pid 2)", false); err == nil {
 		t.Error("bob released alice's lock")
 	}
-	if err := ReleaseLock(l, "", true); err != nil {
+	if err := releaseLock(l, "", true); err != nil {
 		t.Fatal(err)
 	}
 	if lk, _ := ReadLock(l); lk != nil {
@@ -102,28 +103,28 @@ func TestLock(t *testing.T) {
 
 func TestProtocolCarriesStructuredErrors(t *testing.T) {
 	var buf bytes.Buffer
-	he := &HealthError{ID: id1, Reason: "GET /up answered 500", Journal: "boom"}
-	writeError(&buf, he)
-	err := decodeResponse(buf.Bytes(), nil)
-	var got *HealthError
+	he := &hostproto.HealthError{ID: id1, Reason: "GET /up answered 500", Journal: "boom"}
+	hostproto.WriteError(&buf, he)
+	err := hostproto.DecodeResponse(buf.Bytes(), nil)
+	var got *hostproto.HealthError
 	if !errors.As(err, &got) || got.Journal != "boom" {
 		t.Fatalf("decoded %v, want the HealthError back", err)
 	}
 	buf.Reset()
-	if err := writeResult(&buf, Need{Have: 7}); err != nil {
+	if err := hostproto.WriteResult(&buf, hostproto.Need{Have: 7}); err != nil {
 		t.Fatal(err)
 	}
-	var st Need
-	if err := decodeResponse(buf.Bytes(), &st); err != nil || st.Have != 7 {
+	var st hostproto.Need
+	if err := hostproto.DecodeResponse(buf.Bytes(), &st); err != nil || st.Have != 7 {
 		t.Fatalf("decoded %+v, %v", st, err)
 	}
 	buf.Reset()
-	writeError(&buf, fmt.Errorf("fetch: %w", &RelayError{Addr: "10.0.0.1:7373", Reason: "timeout"}))
-	var re *RelayError
-	if err := decodeResponse(buf.Bytes(), nil); !errors.As(err, &re) || re.Reached || re.Addr != "10.0.0.1:7373" {
+	hostproto.WriteError(&buf, fmt.Errorf("fetch: %w", &hostproto.RelayError{Addr: "10.0.0.1:7373", Reason: "timeout"}))
+	var re *hostproto.RelayError
+	if err := hostproto.DecodeResponse(buf.Bytes(), nil); !errors.As(err, &re) || re.Reached || re.Addr != "10.0.0.1:7373" {
 		t.Fatalf("decoded %v, want the RelayError back", err)
 	}
-	if err := decodeResponse([]byte("sh: hoist: not found"), nil); err == nil {
+	if err := hostproto.DecodeResponse([]byte("sh: hoist: not found"), nil); err == nil {
 		t.Fatal("garbage decoded as success")
 	}
 }
@@ -166,7 +167,7 @@ func TestWriteFileAtomic(t *testing.T) {
 }
 
 func TestCheckTarget(t *testing.T) {
-	host := HostFacts{OS: "linux", Arch: "amd64", GLIBC: "2.36"}
+	host := hostproto.HostFacts{OS: "linux", Arch: "amd64", GLIBC: "2.36"}
 	tests := map[string]struct {
 		m    release.Manifest
 		want string // "" for accepted
@@ -219,10 +220,10 @@ func TestFailedReleasesAreNotReleases(t *testing.T) {
 		os.WriteFile(l.portFile(id), []byte("PORT=3000\n"), 0o644)
 		os.WriteFile(l.activationLog(id), []byte("== activating\n"), 0o600)
 	}
-	if prev, err := PreviousID(l); err != nil || prev != id3 {
+	if prev, err := previousID(l); err != nil || prev != id3 {
 		t.Errorf("PreviousID = %q, %v; want %s (skipping the failed %s)", prev, err, id3, id4)
 	}
-	rs, err := ListReleases(l)
+	rs, err := listReleases(l)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,25 +12,29 @@ import (
 
 	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
+	"github.com/hoistdev/hoist/internal/names"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
 // Every path hoist uses on a host is named here, and docs/hosts.md lists
-// them all.
+// them all. The names in them that an app's could meet (users, units,
+// the entries of DefaultBase) come from internal/names, which reserves
+// the app names that would take hoist's own.
 const (
 	// BinPath is where setup installs the hoist binary.
-	BinPath = "/usr/local/bin/hoist"
+	BinPath = hostproto.BinPath
 	// DefaultBase holds the apps' directories, the host's facts and the
 	// edge proxy's files.
-	DefaultBase = "/var/lib/hoist"
+	DefaultBase = appStateBase + "/" + names.BaseStateEntry
 	// ProxyUser is the system user the edge proxy runs as; it owns
 	// ProxyDir (systemd's StateDirectory=) and ProxySocket.
-	ProxyUser = "hoist-proxy"
+	ProxyUser = names.ProxyUser
 	// ProxySocket is the edge proxy's control socket.
 	ProxySocket = "/run/hoist/proxy.sock"
 	// ProxyDir holds the edge proxy's files; ProxyStorage its certificates
 	// and keys, and its internal CA; ProxyStatePath its routes.
-	ProxyDir       = DefaultBase + "/proxy"
+	ProxyDir       = DefaultBase + "/" + names.ProxyEntry
 	ProxyStorage   = ProxyDir + "/certificates"
 	ProxyStatePath = ProxyDir + "/state.json"
 	// appStateBase is where systemd makes an app's StateDirectory.
@@ -46,6 +50,9 @@ var (
 	// ProxyTLSPlans holds each app's certificate plan (internal/certs),
 	// 0600: the issuer's holds the DNS provider's credentials.
 	ProxyTLSPlans = ProxyDir + "/tls"
+	// ProxyTrusted holds each app's trusted proxies (Spec.TrustedProxies),
+	// one file per app, which the proxy's command line is made from.
+	ProxyTrusted = ProxyDir + "/trusted"
 	// ProxyRootPath is the internal CA's root certificate, for clients to
 	// trust, when the proxy runs with --tls-internal.
 	ProxyRootPath = certs.InternalRootPath(ProxyStorage)
@@ -57,7 +64,7 @@ func FactsFile(base string) string {
 	if base == "" {
 		base = DefaultBase
 	}
-	return filepath.Join(base, "host.json")
+	return filepath.Join(base, names.FactsEntry)
 }
 
 // Layout names the paths of one app on a host:
@@ -68,6 +75,7 @@ func FactsFile(base string) string {
 //	BASE/APP/uploads/ID.pack    its objects that arrived, kept to resume
 //	BASE/APP/shared/env         secret environment, 0600 root, read by systemd
 //	BASE/APP/shared/accessories.env  the accessories' URLs, 0600 root, read by systemd
+//	BASE/APP/shared/cookie.env  the app's Erlang cookie on this host (RELEASE_COOKIE), 0600 root, read by systemd
 //	BASE/APP/destination        the destination the app is set up for
 //	BASE/APP/maintenance.json   the maintenance mode, while it is on
 //	BASE/APP/audit.log          the audit trail: one JSON line per operation
@@ -76,6 +84,8 @@ func FactsFile(base string) string {
 //	BASE/APP/deploy.lock        who deploys, since when
 //	BASE/APP/failed/ID.json     a release that failed its health check: when, why
 //	BASE/APP/activations/ID.log what each activation of release ID did, and when
+//	BASE/APP/schedule.json      the scheduled tasks the host runs, 0600 root
+//	BASE/APP/tasks/NAME.json    how the last run of task NAME went
 //	/var/lib/hoist-APP/         the app's own writable directory
 type Layout struct {
 	App  string
@@ -105,6 +115,7 @@ func (l Layout) packFile(id string) string    { return filepath.Join(l.Uploads()
 func (l Layout) Shared() string               { return filepath.Join(l.Root, "shared") }
 func (l Layout) EnvFile() string              { return filepath.Join(l.Root, "shared", "env") }
 func (l Layout) LockFile() string             { return filepath.Join(l.Root, "deploy.lock") }
+func (l Layout) SetupRecord() string          { return filepath.Join(l.Root, "setup.json") }
 func (l Layout) Ports() string                { return filepath.Join(l.Root, "ports") }
 
 // AccessoriesEnvFile holds the URLs of the app's accessories, passwords
@@ -113,6 +124,11 @@ func (l Layout) Ports() string                { return filepath.Join(l.Root, "po
 func (l Layout) AccessoriesEnvFile() string {
 	return filepath.Join(l.Root, "shared", "accessories.env")
 }
+
+// CookieFile holds the app's own Erlang cookie on this host, made by
+// setup: a secret file like EnvFile, which the units read first, so
+// that a secret RELEASE_COOKIE wins.
+func (l Layout) CookieFile() string { return filepath.Join(l.Root, "shared", "cookie.env") }
 
 // AuditLog is the app's audit trail on this host.
 func (l Layout) AuditLog() string { return filepath.Join(l.Root, "audit.log") }
@@ -134,7 +150,7 @@ func (l Layout) Accessory(name string) accessory.Place {
 	return accessory.Place{
 		Dir: dir, SpecFile: filepath.Join(dir, "spec.json"), Password: filepath.Join(dir, "password"),
 		Backups: filepath.Join(dir, "backups"), UnitDir: UnitDir, HoistBin: BinPath,
-		BackupRequest: unitRequest(l.App, dest, accessoryArgs{Name: name}),
+		BackupRequest: unitRequest(l.App, dest, hostproto.AccessoryArgs{Name: name, Scheduled: true}),
 	}
 }
 
@@ -154,11 +170,11 @@ func (l Layout) activationLog(id string) string {
 func (l Layout) portFile(id string) string { return filepath.Join(l.Ports(), id+".env") }
 
 // User is the system user the app runs as.
-func (l Layout) User() string { return "hoist-" + l.App }
+func (l Layout) User() string { return names.AppUser(l.App) }
 
 // StateDirName is the app's StateDirectory= for systemd, and StateDir
 // the directory it names: the one the app may write to.
-func (l Layout) StateDirName() string { return "hoist-" + l.App }
+func (l Layout) StateDirName() string { return names.AppStateDir(l.App) }
 func (l Layout) StateDir() string     { return filepath.Join(appStateBase, l.StateDirName()) }
 
 // CurrentID returns the id of the current release, or "" when none is.

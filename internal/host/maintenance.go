@@ -18,9 +18,9 @@ import (
 // in its state; the app's directory keeps it too (maintenanceFile), so
 // that a release deployed during maintenance gets its route with it.
 
-// SetMaintenance turns the app's maintenance mode on (m) or off (nil).
+// setMaintenance turns the app's maintenance mode on (m) or off (nil).
 // The app must have a route on the host's proxy.
-func SetMaintenance(ctx context.Context, l Layout, m *proxy.Maintenance) error {
+func setMaintenance(ctx context.Context, l Layout, m *proxy.Maintenance) error {
 	pc := &proxy.Client{Socket: ProxySocket}
 	routes, err := pc.Routes(ctx)
 	if err != nil {

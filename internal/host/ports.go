@@ -98,14 +98,15 @@ func (l Layout) writePorts(id string, p Ports) error {
 }
 
 // startedAsNow reports whether release id started after the app's
-// units and secrets last changed: its port file, written as it starts,
-// is newer than both (each is written only when it changes).
+// units, secrets and accessories' URLs last changed: its port file,
+// written as it starts, is newer than each (each is written only when
+// it changes).
 func (l Layout) startedAsNow(id string) bool {
 	started, err := os.Stat(l.portFile(id))
 	if err != nil {
 		return false
 	}
-	for _, p := range []string{l.EnvFile(), filepath.Join(UnitDir, systemd.TemplateName(l.App))} {
+	for _, p := range []string{l.EnvFile(), l.AccessoriesEnvFile(), l.CookieFile(), filepath.Join(UnitDir, systemd.TemplateName(l.App))} {
 		fi, err := os.Stat(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // no secrets: none changed
@@ -132,6 +133,12 @@ func (l Layout) heldPort(id string, runPort int) int {
 func (l Layout) newPorts(id string, http int, network string) (Ports, error) {
 	p := Ports{HTTP: http}
 	if isOTPRelease(l.Release(id)) {
+		if network != "" && !l.secretCookie() {
+			// Each host made a cookie of its own: the nodes of two hosts
+			// would not connect.
+			return p, usererr.New("release %s is an Erlang node on the network %s, and the nodes of the app's hosts need one cookie, which this host has not been given", id, network).
+				WithHint("make it a secret: hoist secrets gen " + cookieVar + ", then deploy")
+		}
 		var err error
 		if p.Addr, err = listenAddr(network); err != nil {
 			return p, err
@@ -141,6 +148,21 @@ func (l Layout) newPorts(id string, http int, network string) (Ports, error) {
 		}
 	}
 	return p, l.writePorts(id, p)
+}
+
+// secretCookie reports whether the app's secrets (or, for someone's
+// reasons, its accessories' file) set RELEASE_COOKIE, which wins over
+// the cookie hoist made on this host.
+func (l Layout) secretCookie() bool {
+	for _, f := range []string{l.AccessoriesEnvFile(), l.EnvFile()} {
+		env, _ := readEnvFile(f)
+		for _, kv := range env {
+			if k, v, _ := strings.Cut(kv, "="); k == cookieVar && v != "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // epmdPort picks the port of release id's epmd. On loopback any free

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/systemd"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -189,10 +191,10 @@ func TestExecEnvIsTheUnits(t *testing.T) {
 	if err := l.writePorts(id1, Ports{HTTP: 3001, EPMD: 4370, Addr: netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := SetEnv(l, []byte("SECRET=s\nLOG=secret\n")); err != nil {
+	if _, err := setEnv(l, []byte("SECRET=s\nLOG=secret\n")); err != nil {
 		t.Fatal(err)
 	}
-	s := &Spec{App: "hello", Port: 3000, Env: map[string]string{"LOG": "plain"}}
+	s := &hostproto.Spec{App: "hello", Port: 3000, Env: map[string]string{"LOG": "plain"}}
 	env, err := l.execEnv(s, id1)
 	if err != nil {
 		t.Fatal(err)
@@ -223,22 +225,24 @@ func TestStartedAsNow(t *testing.T) {
 	start := time.Now().Add(-time.Hour)
 	before, after := start.Add(-time.Minute), start.Add(time.Minute)
 	tests := map[string]struct {
-		env, unit time.Time // zero: no such file
-		ports     bool
-		want      bool
+		env, unit, acc, cookie time.Time // zero: no such file
+		ports                  bool
+		want                   bool
 	}{
-		"both older":          {before, before, true, true},
-		"no secrets":          {time.Time{}, before, true, true},
-		"secrets changed":     {after, before, true, false},
-		"units changed":       {before, after, true, false},
-		"never started by us": {before, before, false, false},
+		"all older":           {before, before, before, before, true, true},
+		"no secrets":          {time.Time{}, before, time.Time{}, before, true, true},
+		"secrets changed":     {after, before, before, before, true, false},
+		"units changed":       {before, after, before, before, true, false},
+		"accessories changed": {before, before, after, before, true, false}, // REDIS_URL added by setup
+		"cookie made since":   {before, before, before, after, true, false},
+		"never started by us": {before, before, before, before, false, false},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			l := For(t.TempDir(), "hello")
 			os.MkdirAll(l.Shared(), 0o700)
 			os.MkdirAll(l.Ports(), 0o755)
-			files := map[string]time.Time{l.EnvFile(): tt.env, filepath.Join(UnitDir, systemd.TemplateName("hello")): tt.unit}
+			files := map[string]time.Time{l.EnvFile(): tt.env, filepath.Join(UnitDir, systemd.TemplateName("hello")): tt.unit, l.AccessoriesEnvFile(): tt.acc, l.CookieFile(): tt.cookie}
 			if tt.ports {
 				files[l.portFile(id1)] = start
 			}
@@ -280,5 +284,108 @@ func TestClaimPort(t *testing.T) {
 	}
 	if err := claimPort(context.Background(), free); err != nil {
 		t.Errorf("claimPort(free %d) = %v", free, err)
+	}
+}
+
+// Each app gets a cookie of its own on a host, made once, 0600, which
+// the unit and exec read before the secrets: a secret RELEASE_COOKIE
+// wins, the build's releases/COOKIE never does.
+func TestEachAppItsOwnCookie(t *testing.T) {
+	base := t.TempDir()
+	web, shop := For(base, "web"), For(base, "shop")
+	for _, l := range []Layout{web, shop} {
+		if err := ensureCookie(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cookie := func(l Layout) string {
+		t.Helper()
+		fi, err := os.Stat(l.CookieFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %o, want 0600", l.CookieFile(), fi.Mode().Perm())
+		}
+		env, err := readEnvFile(l.CookieFile())
+		if err != nil || len(env) != 1 || !strings.HasPrefix(env[0], "RELEASE_COOKIE=") || len(env[0]) != len("RELEASE_COOKIE=")+cookieLength {
+			t.Fatalf("%s holds %q, %v; want RELEASE_COOKIE= and %d characters", l.CookieFile(), env, err, cookieLength)
+		}
+		return env[0]
+	}
+	first := cookie(web)
+	if cookie(shop) == first {
+		t.Errorf("two apps share the cookie %s", first)
+	}
+	if err := ensureCookie(web); err != nil {
+		t.Fatal(err)
+	}
+	if again := cookie(web); again != first {
+		t.Errorf("setup again changed the cookie from %s to %s", first, again)
+	}
+	// A cookie an older hoist made may begin with "-", which a node
+	// takes for a flag: no node ever started with it, so setup replaces it.
+	unusable := cookieVar + "=-" + strings.Repeat("a", cookieLength-1)
+	if err := os.WriteFile(web.CookieFile(), []byte(unusable+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureCookie(web); err != nil {
+		t.Fatal(err)
+	}
+	if first = cookie(web); first == unusable || strings.HasPrefix(first, cookieVar+"=-") {
+		t.Errorf("setup kept the cookie %s, which no node starts with", first)
+	}
+
+	install(t, web, id1)
+	otpRelease(t, web, id1)
+	os.WriteFile(filepath.Join(web.Release(id1), "releases", "COOKIE"), []byte("from-the-build"), 0o644)
+	s := &hostproto.Spec{App: "web", Port: 3000}
+	last := func() string {
+		t.Helper()
+		env, err := web.execEnv(s, id1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "RELEASE_COOKIE=") {
+				got = kv
+			}
+		}
+		return got
+	}
+	if got := last(); got != first {
+		t.Errorf("exec gets %q, want the app's own %s", got, first)
+	}
+	if _, err := setEnv(web, []byte("RELEASE_COOKIE=ours\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := last(); got != "RELEASE_COOKIE=ours" {
+		t.Errorf("exec gets %q, want the secret's", got)
+	}
+}
+
+// On a network, where nodes of several hosts connect, a release needs
+// the cookie as a secret: each host made its own.
+func TestNodesOnANetworkNeedASecretCookie(t *testing.T) {
+	l := For(t.TempDir(), "web")
+	install(t, l, id1)
+	otpRelease(t, l, id1)
+	if err := ensureCookie(l); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.newPorts(id1, 3000, "10.0.0.0/24")
+	var ue *usererr.Error
+	if !errors.As(err, &ue) || !strings.Contains(ue.Hint, "hoist secrets gen RELEASE_COOKIE") {
+		t.Fatalf("newPorts on a network without the secret = %v, want a user error with its hint", err)
+	}
+	if _, err := setEnv(l, []byte("RELEASE_COOKIE=shared\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.newPorts(id1, 3000, "10.0.0.0/24"); err != nil && strings.Contains(err.Error(), "cookie") {
+		t.Errorf("with the secret: %v", err)
+	}
+	if _, err := l.newPorts(id1, 3000, ""); err != nil {
+		t.Errorf("on loopback the host's cookie does: %v", err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoistdev/hoist/internal/hostclient"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/ptytest"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -53,9 +55,9 @@ func (c *fakeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout,
 	return nil
 }
 
-func newFakeClient(t *testing.T, user string) (*Client, *fakeConn, Layout) {
+func newFakeClient(t *testing.T, user string) (*hostclient.Client, *fakeConn, Layout) {
 	conn := &fakeConn{base: t.TempDir(), user: user}
-	return &Client{Conn: conn, App: "hello"}, conn, For(conn.base, "hello")
+	return &hostclient.Client{Conn: conn, App: "hello"}, conn, For(conn.base, "hello")
 }
 
 // The client's calls reach the host's handlers with their arguments and
@@ -88,12 +90,12 @@ func TestProtocolBothEnds(t *testing.T) {
 		t.Errorf("env file holds %q, %v", b, err)
 	}
 
-	alice := Lock{Holder: "alice@a (pid 1)", Op: "deploy"}
+	alice := hostproto.Lock{Holder: "alice@a (pid 1)", Op: "deploy"}
 	if err := c.Lock(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	var le *LockedError
-	if err := c.Lock(ctx, Lock{Holder: "bob@b (pid 2)"}); !errors.As(err, &le) || le.Lock.Holder != alice.Holder || le.Lock.Op != "deploy" {
+	var le *hostproto.LockedError
+	if err := c.Lock(ctx, hostproto.Lock{Holder: "bob@b (pid 2)"}); !errors.As(err, &le) || le.Lock.Holder != alice.Holder || le.Lock.Op != "deploy" {
 		t.Errorf("a second holder got %v, want a LockedError naming alice", err)
 	}
 	status, err := c.Status(ctx)
@@ -120,7 +122,7 @@ func TestProtocolBothEnds(t *testing.T) {
 
 	// A stream verb's failure is the command's: its exit status and stderr.
 	var stdout, stderr bytes.Buffer
-	err = c.Exec(ctx, &Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up", HealthTimeout: 1, HealthInterval: 1, KeepReleases: 2},
+	err = c.Exec(ctx, &hostproto.Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up", HealthTimeout: 1, HealthInterval: 1, KeepReleases: 2},
 		[]string{"true"}, &stdout, &stderr)
 	var ee *transport.ExitError
 	if !errors.As(err, &ee) || ee.Code != 1 || !strings.Contains(stderr.String(), "hello has no current release") {
@@ -156,16 +158,18 @@ func TestServeRefusals(t *testing.T) {
 		inStdout string // in the Response
 		inStderr string
 	}{
-		"no verb":         {nil, "", 2, "", "usage: hoist host VERB"},
-		"unknown verb":    {[]string{"nope"}, "", 2, "", `unknown verb "nope"`},
-		"two verbs":       {[]string{"status", "releases"}, "", 2, "", "usage"},
-		"no request":      {[]string{"status"}, "", 1, "read request", ""},
-		"not JSON":        {[]string{"status"}, "status please\n", 1, "decode request", ""},
-		"bad app":         {[]string{"status"}, `{"app":"../etc"}` + "\n", 1, `invalid app name \"../etc\"`, ""},
-		"unknown field":   {[]string{"lock"}, `{"app":"hello","args":{"holder":"a","hodler":"b"}}` + "\n", 1, `unknown field \"hodler\"`, ""},
-		"bad release id":  {[]string{"activate"}, `{"app":"hello","args":{"id":"latest"}}` + "\n", 1, `invalid release id \"latest\"`, ""},
-		"invalid spec":    {[]string{"setup"}, `{"app":"hello","args":{"app":"hello"}}` + "\n", 1, "spec of hello has no command", ""},
-		"stream verb bad": {[]string{"exec"}, `{"app":"hello","args":{"argv":[]}}` + "\n", 1, "", "exec: no command"},
+		"no verb":          {nil, "", 2, "", "usage: hoist host VERB"},
+		"unknown verb":     {[]string{"nope"}, "", 2, "", `unknown verb "nope"`},
+		"two verbs":        {[]string{"status", "releases"}, "", 2, "", "usage"},
+		"no request":       {[]string{"status"}, "", 1, "read request", ""},
+		"not JSON":         {[]string{"status"}, "status please\n", 1, "decode request", ""},
+		"bad app":          {[]string{"status"}, `{"app":"../etc"}` + "\n", 1, `\"../etc\" is not a valid app name`, ""},
+		"reserved in spec": {[]string{"setup"}, `{"app":"web","args":{"app":"proxy","command":"./x","port":80}}` + "\n", 1, `\"proxy\" is reserved`, ""},
+		"reserved app":     {[]string{"setup"}, `{"app":"proxy","args":{"app":"proxy","command":"./x","port":80}}` + "\n", 1, `\"proxy\" is reserved`, ""},
+		"unknown field":    {[]string{"lock"}, `{"app":"hello","args":{"holder":"a","hodler":"b"}}` + "\n", 1, `unknown field \"hodler\"`, ""},
+		"bad release id":   {[]string{"activate"}, `{"app":"hello","args":{"id":"latest"}}` + "\n", 1, `invalid release id \"latest\"`, ""},
+		"invalid spec":     {[]string{"setup"}, `{"app":"hello","args":{"app":"hello"}}` + "\n", 1, "spec of hello has no command", ""},
+		"stream verb bad":  {[]string{"exec"}, `{"app":"hello","args":{"argv":[]}}` + "\n", 1, "", "exec: no command"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -177,8 +181,8 @@ func TestServeRefusals(t *testing.T) {
 			if !strings.Contains(stdout.String(), tt.inStdout) || !strings.Contains(stderr.String(), tt.inStderr) {
 				t.Errorf("stdout %q, stderr %q; want %q and %q in them", stdout.String(), stderr.String(), tt.inStdout, tt.inStderr)
 			}
-			var re *RemoteError
-			if err := decodeResponse(stdout.Bytes(), nil); tt.inStdout != "" && !errors.As(err, &re) {
+			var re *hostproto.RemoteError
+			if err := hostproto.DecodeResponse(stdout.Bytes(), nil); tt.inStdout != "" && !errors.As(err, &re) {
 				t.Errorf("stdout is not a failed Response: %q", stdout.String())
 			}
 		})
@@ -187,11 +191,11 @@ func TestServeRefusals(t *testing.T) {
 
 // The boot unit's stdin is a request like the client's.
 func TestBootRequest(t *testing.T) {
-	req, err := readRequest(bufio.NewReader(strings.NewReader(BootRequest("hello", "staging") + "\n")))
+	req, err := hostproto.ReadRequest(bufio.NewReader(strings.NewReader(BootRequest("hello", "staging") + "\n")))
 	if err != nil || req.App != "hello" || req.Destination != "staging" {
 		t.Fatalf("BootRequest decodes to %+v, %v", req, err)
 	}
-	if _, err := decodeArgs[none](req.Args); err != nil {
+	if _, err := hostproto.DecodeArgs[hostproto.None](req.Args); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -213,7 +217,7 @@ func (c exitConn) Run(_ context.Context, cmd string, _ io.Reader, _, stderr io.W
 // A host whose hoist speaks another protocol refuses the request as a
 // usage error (exit status 2): the client says to update it.
 func TestOtherHoistOnTheHost(t *testing.T) {
-	c := &Client{Conn: exitConn{code: 2, stderr: `error: --app "" is not a valid app name`}, App: "hello"}
+	c := &hostclient.Client{Conn: exitConn{code: 2, stderr: `error: --app "" is not a valid app name`}, App: "hello"}
 	_, err := c.Status(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "does not understand") || !strings.Contains(usererr.HintOf(err), "hoist setup") {
 		t.Fatalf("err = %v (hint %q), want one that says to run hoist setup", err, usererr.HintOf(err))
@@ -230,7 +234,7 @@ func TestOtherHoistOnTheHost(t *testing.T) {
 func TestActivateLogReachesTheClient(t *testing.T) {
 	c, _, l := newFakeClient(t, "root")
 	install(t, l, id1)
-	spec := &Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up", HealthTimeout: time.Second,
+	spec := &hostproto.Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up", HealthTimeout: time.Second,
 		HealthInterval: time.Second, KeepReleases: 2, BeforeSwitch: "migrate"}
 	saved := UnitDir
 	UnitDir = t.TempDir()
@@ -280,7 +284,7 @@ func TestTerminalRequest(t *testing.T) {
 	if err := ptytest.SetModes(pts, false); err != nil {
 		t.Fatal(err)
 	}
-	line, _ := request{App: "hello"}.encode(execArgs{Spec: Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up",
+	line, _ := hostproto.Request{App: "hello"}.Encode(hostproto.ExecArgs{Spec: hostproto.Spec{App: "hello", Command: "./app", Port: 3000, HealthPath: "/up",
 		HealthTimeout: time.Second, HealthInterval: time.Second, KeepReleases: 2}, Argv: []string{"sh"}, Terminal: true})
 	if _, err := ptm.Write(append(line, "typed\n"...)); err != nil {
 		t.Fatal(err)
@@ -319,22 +323,57 @@ func TestRemoteErrorKeepsHint(t *testing.T) {
 	for name, sent := range map[string]error{
 		"user error": usererr.New("port 3130 is held by hello").WithHint("give this app another run.port"),
 		"locked with a hint": fmt.Errorf("activate: %w", &usererr.Error{Msg: "locked", Hint: "wait for it",
-			Err: &LockedError{Lock: Lock{Holder: "ann"}}}),
+			Err: &hostproto.LockedError{Lock: hostproto.Lock{Holder: "ann"}}}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var b bytes.Buffer
-			writeError(&b, sent)
-			got := decodeResponse(b.Bytes(), nil)
+			hostproto.WriteError(&b, sent)
+			got := hostproto.DecodeResponse(b.Bytes(), nil)
 			if got == nil || got.Error() != sent.Error() {
 				t.Fatalf("decoded %v, want %v", got, sent)
 			}
 			if h := usererr.HintOf(got); h != usererr.HintOf(sent) {
 				t.Errorf("hint %q, want %q", h, usererr.HintOf(sent))
 			}
-			var le *LockedError
+			var le *hostproto.LockedError
 			if errors.As(sent, &le) != errors.As(got, &le) {
 				t.Errorf("errors.As(*LockedError) differs: sent %v, got %v", errors.As(sent, &le), errors.As(got, &le))
 			}
 		})
+	}
+}
+
+// A request from a hoist of another protocol is refused before anything
+// else of it is read, with the host's hoist and protocol: in a Response
+// for a verb that answers, on stderr for a stream verb (whose stdout is
+// the command's). One from before the handshake, naming none, is served.
+func TestServeRefusesAnotherProtocol(t *testing.T) {
+	defer func(v string) { hostproto.Hoist = v }(hostproto.Hoist)
+	hostproto.Hoist = "v1.4.0"
+	other := &hostproto.Peer{Hoist: "v9.0.0", Protocol: hostproto.Protocol + 1}
+	want := hostproto.VersionError{Client: *other, Host: hostproto.Peer{Hoist: "v1.4.0", Protocol: hostproto.Protocol}}
+	line, _ := hostproto.Request{App: "hello", Client: other}.Encode(hostproto.None{})
+	var stdout, stderr bytes.Buffer
+	if code := Serve(context.Background(), t.TempDir(), []string{"status"}, bytes.NewReader(line), &stdout, &stderr); code != hostproto.ExitVersion {
+		t.Fatalf("status exited %d, want %d; stderr %q", code, hostproto.ExitVersion, stderr.String())
+	}
+	var ve *hostproto.VersionError
+	if err := hostproto.DecodeResponse(stdout.Bytes(), nil); !errors.As(err, &ve) || *ve != want {
+		t.Fatalf("status answered %v (%q), want %+v", err, stdout.String(), want)
+	}
+
+	stdout.Reset()
+	line, _ = hostproto.Request{App: "hello", Client: other}.Encode(hostproto.LogsArgs{Lines: 1})
+	if code := Serve(context.Background(), t.TempDir(), []string{"logs"}, bytes.NewReader(line), &stdout, &stderr); code != hostproto.ExitVersion || stdout.Len() != 0 {
+		t.Fatalf("logs exited %d with stdout %q", code, stdout.String())
+	}
+	if got := hostproto.ParseVersionError(stderr.String()); got == nil || *got != want {
+		t.Fatalf("logs said %q on stderr, want %+v", stderr.String(), want)
+	}
+
+	stdout.Reset()
+	line, _ = hostproto.Request{App: "hello"}.Encode(hostproto.None{})
+	if code := Serve(context.Background(), t.TempDir(), []string{"releases"}, bytes.NewReader(line), &stdout, io.Discard); code != 0 {
+		t.Fatalf("a request naming no version: exit %d, %q", code, stdout.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,13 +16,15 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
+	"github.com/hoistdev/hoist/internal/names"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/systemd"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// ProxyRoot returns the PEM root certificate of the proxy's internal CA.
-func ProxyRoot() (string, error) {
+// proxyRoot returns the PEM root certificate of the proxy's internal CA.
+func proxyRoot() (string, error) {
 	b, err := os.ReadFile(ProxyRootPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", usererr.New("the edge proxy on this host has no internal CA (%s)", ProxyRootPath).
@@ -37,7 +40,7 @@ func ProxyRoot() (string, error) {
 // saves it if s chooses one. The proxy is shared by the host's apps, so
 // the issuer is kept on the host and changed only by the setup of an app
 // that serves TLS: an app without TLS leaves another app's choice alone.
-func issuerFor(s *Spec, path string) (certs.Issuer, error) {
+func issuerFor(s *hostproto.Spec, path string) (certs.Issuer, error) {
 	cur, err := certs.ReadIssuer(path)
 	if err != nil || !s.TLS {
 		return cur, err
@@ -60,15 +63,92 @@ func issuerFor(s *Spec, path string) (certs.Issuer, error) {
 	return want, nil
 }
 
-// proxyUnit is the proxy's service unit as this hoist writes it.
-func proxyUnit() ([]byte, error) {
+// proxyUnit is the proxy's service unit as this hoist writes it, with
+// the trusted proxies and balancers of the host's apps.
+func proxyUnit(t trusted) ([]byte, error) {
+	args := []string{"--state", ProxyStatePath, "--storage", ProxyStorage, "--issuer", ProxyIssuerPath,
+		"--metrics", "127.0.0.1:9180"}
+	for _, p := range t.proxies {
+		args = append(args, "--trusted-proxy", p)
+	}
+	for _, b := range t.balancers {
+		args = append(args, "--trusted-balancer", b)
+	}
 	return systemd.ProxyService(systemd.Proxy{
 		HoistBin: BinPath, User: ProxyUser, Control: ProxySocket,
 		RuntimeDir: strings.TrimPrefix(filepath.Dir(ProxySocket), "/run/"),
 		StateDir:   strings.TrimPrefix(ProxyDir, "/var/lib/"),
-		Args: []string{"--state", ProxyStatePath, "--storage", ProxyStorage, "--issuer", ProxyIssuerPath,
-			"--metrics", "127.0.0.1:9180"},
+		Args:       args,
 	})
+}
+
+// trusted are the networks the proxy keeps headers about the client
+// from: every one of them from proxies, X-Forwarded-For, -Proto and
+// -Port from balancers.
+type trusted struct{ proxies, balancers []string }
+
+// balancerLine marks a balancer's network in an app's file of trusted
+// networks; a line without it is a proxy's.
+const balancerLine = "balancer "
+
+// trustedProxies keeps s's trusted proxies and balancers in dir, one
+// file per app, and returns those of every app there, sorted and once
+// each: the proxy is the host's, and trusts what any of its apps lists.
+// A network both trusts as a proxy and as a balancer is a balancer's:
+// trusted with less.
+func trustedProxies(dir string, s *hostproto.Spec) (trusted, error) {
+	path := filepath.Join(dir, s.App)
+	if len(s.TrustedProxies) == 0 && len(s.TrustedBalancers) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return trusted{}, fmt.Errorf("trusted proxies: %w", err)
+		}
+	} else {
+		var b strings.Builder
+		for i, list := range [][]string{s.TrustedProxies, s.TrustedBalancers} {
+			for _, t := range list {
+				p, err := netip.ParsePrefix(t)
+				if err != nil || p.Bits() == 0 {
+					return trusted{}, fmt.Errorf("trusted proxy %q of %s is not a network", t, s.App)
+				}
+				if i == 1 {
+					b.WriteString(balancerLine)
+				}
+				b.WriteString(p.Masked().String() + "\n")
+			}
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return trusted{}, fmt.Errorf("trusted proxies: %w", err)
+		}
+		if err := atomicfile.Write(path, []byte(b.String()), 0o644); err != nil {
+			return trusted{}, fmt.Errorf("trusted proxies: %w", err)
+		}
+	}
+	files, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return trusted{}, fmt.Errorf("trusted proxies: %w", err)
+	}
+	var all trusted
+	for _, f := range files {
+		if names.CheckApp(f.Name()) != "" {
+			continue // a temporary file of a write
+		}
+		b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			return trusted{}, fmt.Errorf("trusted proxies: %w", err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if n, ok := strings.CutPrefix(strings.TrimSpace(line), balancerLine); ok {
+				all.balancers = append(all.balancers, strings.TrimSpace(n))
+			} else if line = strings.TrimSpace(line); line != "" {
+				all.proxies = append(all.proxies, line)
+			}
+		}
+	}
+	slices.Sort(all.proxies)
+	slices.Sort(all.balancers)
+	all.balancers = slices.Compact(all.balancers)
+	all.proxies = slices.DeleteFunc(slices.Compact(all.proxies), func(p string) bool { return slices.Contains(all.balancers, p) })
+	return all, nil
 }
 
 // installProxy writes the edge proxy's units where they differ and
@@ -76,7 +156,7 @@ func proxyUnit() ([]byte, error) {
 // New units restart it (systemd holds the listening sockets meanwhile);
 // a new binary or issuer alone is a reload, an upgrade without a gap
 // (docs/proxy.md).
-func installProxy(ctx context.Context, s *Spec) error {
+func installProxy(ctx context.Context, s *hostproto.Spec) error {
 	if err := ensureUser(ctx, ProxyUser); err != nil {
 		return err
 	}
@@ -84,7 +164,13 @@ func installProxy(ctx context.Context, s *Spec) error {
 	if err != nil {
 		return err
 	}
-	service, err := proxyUnit()
+	trust, err := trustedProxies(ProxyTrusted, s)
+	if err != nil {
+		return err
+	}
+	// A change of them changes the unit, which restarts the proxy: its
+	// upgrade in place keeps the command line it started with.
+	service, err := proxyUnit(trust)
 	if err != nil {
 		return err
 	}
@@ -136,7 +222,7 @@ var procDir = "/proc"
 // other of the app's two ports, waits for its health check, switches the
 // proxy to it, waits for the old release to drain, and stops it. If the
 // new release never turns healthy, the old one was never touched.
-func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.Writer) error {
+func activateProxied(ctx context.Context, l Layout, s *hostproto.Spec, id string, log io.Writer) error {
 	running, err := runningReleases(ctx, l)
 	if err != nil {
 		return err
@@ -146,11 +232,17 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 		// the build sees, a revert to the release that serves): it cannot
 		// start beside itself.
 		if len(running) == 1 && id == l.CurrentID() && l.startedAsNow(id) {
-			fmt.Fprintf(log, "release %s is current and runs with these units and secrets: it goes on serving\n", id)
+			fmt.Fprintf(log, "release %s is current and runs with these units, secrets and accessories: it goes on serving\n", id)
 			return nil
 		}
-		fmt.Fprintf(log, "warning: restarting release %s in place, since its units or secrets changed after it started: "+
-			"requests to it fail until it is up again (a new release, deploy --rebuild, starts beside it)\n", id)
+		if id == l.CurrentID() {
+			// Its environment changed since it started: it restarts, and
+			// its twin serves meanwhile.
+			fmt.Fprintf(log, "release %s is current, but its units, secrets or accessories changed after it started: restarting it beside itself\n", id)
+			return restartBeside(ctx, l, s, id, running, log)
+		}
+		fmt.Fprintf(log, "warning: restarting release %s in place, since it runs but does not serve: "+
+			"requests to it fail until it is up again\n", id)
 	}
 	used := map[int]bool{}
 	var olds []string
@@ -182,18 +274,7 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 		return failNew(ctx, l, id, reason, log)
 	}
 	pc := &proxy.Client{Socket: ProxySocket}
-	upstream := "127.0.0.1:" + strconv.Itoa(port)
-	maint, err := l.maintenance()
-	if err != nil {
-		return failNew(ctx, l, id, err.Error(), log)
-	}
-	_, err = pc.SetRoute(ctx, proxy.Route{
-		App: l.App, Hosts: s.ProxyHosts, PathPrefix: s.PathPrefix, Upstream: upstream,
-		HealthPath: s.HealthPath, HealthTimeout: proxy.Duration{Duration: s.HealthTimeout},
-		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
-		MaxBodyBytes: s.MaxBodyBytes, Pages: s.ErrorPages, Maintenance: maint,
-	})
-	if err != nil {
+	if err := setRoute(ctx, l, s, port); err != nil {
 		return failNew(ctx, l, id, "the proxy refused it: "+err.Error(), log)
 	}
 	if err := swapSymlink("releases/"+id, l.Current()); err != nil {
@@ -210,6 +291,9 @@ func activateProxied(ctx context.Context, l Layout, s *Spec, id string, log io.W
 		cancel()
 		if err := stopRelease(ctx, l, old, log); err != nil {
 			fmt.Fprintf(log, "warning: %v\n", err)
+		}
+		if of, ok := strings.CutSuffix(old, twinSuffix); ok {
+			l.removeTwin(of) // left by a restart cut short
 		}
 	}
 	return nil

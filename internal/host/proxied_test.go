@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/proxy"
 )
 
@@ -19,15 +21,15 @@ func TestIssuerKeptAcrossApps(t *testing.T) {
 	acme := certs.Issuer{ACMEEmail: "ops@example.com", ACMECA: "https://ca.test/dir"}
 	steps := []struct {
 		name string
-		spec Spec
+		spec hostproto.Spec
 		want certs.Issuer
 	}{
-		{"plain app, nothing chosen", Spec{App: "a"}, certs.Issuer{}},
-		{"internal CA chosen", Spec{App: "b", TLS: true, TLSInternal: true}, certs.Issuer{Internal: true}},
-		{"plain app keeps it", Spec{App: "c"}, certs.Issuer{Internal: true}},
-		{"acme app changes it", Spec{App: "d", TLS: true, ACMEEmail: "ops@example.com", ACMECA: "https://ca.test/dir"}, acme},
-		{"plain app again", Spec{App: "a"}, acme},
-		{"private CA's roots", Spec{App: "e", TLS: true, ACMECA: "https://ca.test/dir", ACMERoots: "-----BEGIN CERTIFICATE-----"},
+		{"plain app, nothing chosen", hostproto.Spec{App: "a"}, certs.Issuer{}},
+		{"internal CA chosen", hostproto.Spec{App: "b", TLS: true, TLSInternal: true}, certs.Issuer{Internal: true}},
+		{"plain app keeps it", hostproto.Spec{App: "c"}, certs.Issuer{Internal: true}},
+		{"acme app changes it", hostproto.Spec{App: "d", TLS: true, ACMEEmail: "ops@example.com", ACMECA: "https://ca.test/dir"}, acme},
+		{"plain app again", hostproto.Spec{App: "a"}, acme},
+		{"private CA's roots", hostproto.Spec{App: "e", TLS: true, ACMECA: "https://ca.test/dir", ACMERoots: "-----BEGIN CERTIFICATE-----"},
 			certs.Issuer{ACMECA: "https://ca.test/dir", ACMERoots: "-----BEGIN CERTIFICATE-----"}},
 	}
 	for _, st := range steps {
@@ -91,5 +93,46 @@ func TestProxyStale(t *testing.T) {
 				t.Errorf("proxyStale = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// The proxy trusts the X-Forwarded-* of the networks any app of the
+// host lists, each once; an app that lists none leaves the others'. A
+// balancer's network is trusted as a balancer, with less, even where
+// another app lists it as a proxy.
+func TestTrustedProxiesAcrossApps(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "trusted")
+	steps := []struct {
+		spec hostproto.Spec
+		want trusted
+	}{
+		{hostproto.Spec{App: "a"}, trusted{}},
+		{hostproto.Spec{App: "a", TrustedProxies: []string{"10.77.0.0/16"}}, trusted{proxies: []string{"10.77.0.0/16"}}},
+		{hostproto.Spec{App: "b", TrustedProxies: []string{"10.77.0.0/16", "173.245.48.0/20"}}, trusted{proxies: []string{"10.77.0.0/16", "173.245.48.0/20"}}},
+		{hostproto.Spec{App: "c"}, trusted{proxies: []string{"10.77.0.0/16", "173.245.48.0/20"}}},
+		{hostproto.Spec{App: "b"}, trusted{proxies: []string{"10.77.0.0/16"}}},
+		{hostproto.Spec{App: "e", TrustedProxies: []string{"173.245.48.0/20"}, TrustedBalancers: []string{"10.77.0.0/16"}},
+			trusted{proxies: []string{"173.245.48.0/20"}, balancers: []string{"10.77.0.0/16"}}},
+	}
+	for i, st := range steps {
+		got, err := trustedProxies(dir, &st.spec)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if diff := cmp.Diff(st.want, got, cmp.AllowUnexported(trusted{})); diff != "" {
+			t.Errorf("step %d (%s): trusted (-want +got):\n%s", i, st.spec.App, diff)
+		}
+	}
+	for _, s := range []hostproto.Spec{{App: "d", TrustedProxies: []string{"0.0.0.0/0"}}, {App: "d", TrustedBalancers: []string{"0.0.0.0/0"}}} {
+		if _, err := trustedProxies(dir, &s); err == nil {
+			t.Errorf("every address was taken as trusted: %+v", s)
+		}
+	}
+	unit, err := proxyUnit(trusted{proxies: []string{"10.77.0.0/16", "173.245.48.0/20"}, balancers: []string{"10.78.0.0/16"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "--trusted-proxy 10.77.0.0/16 --trusted-proxy 173.245.48.0/20 --trusted-balancer 10.78.0.0/16") {
+		t.Errorf("the proxy's unit does not pass the trusted proxies and balancers:\n%s", unit)
 	}
 }

@@ -4,33 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
-// Status is what `hoist status` shows for one host.
-type Status struct {
-	App     string    `json:"app"`
-	Current string    `json:"current"`          // release id, "" when none
-	State   string    `json:"state"`            // the current release unit's ActiveState
-	Since   time.Time `json:"since,omitzero"`   // when it entered that state
-	Commit  string    `json:"commit,omitempty"` // of the current release
-	Lock    *Lock     `json:"lock,omitempty"`
-	// Host is what setup recorded about the host.
-	Host *HostFacts `json:"host,omitempty"`
-}
-
-// ReadStatus reports the app's state on this host.
-func ReadStatus(ctx context.Context, l Layout) (*Status, error) {
-	st := &Status{App: l.App, Current: l.CurrentID(), State: "none"}
+// readStatus reports the app's state on this host.
+func readStatus(ctx context.Context, l Layout) (*hostproto.Status, error) {
+	st := &hostproto.Status{App: l.App, Current: l.CurrentID(), State: "none"}
 	lk, err := ReadLock(l)
 	if err != nil {
 		return nil, err
 	}
 	st.Lock = lk
+	st.Setup = readSetupRecord(l)
+	st.Schedule = readTaskStatus(ctx, l)
 	if b, err := os.ReadFile(FactsFile(l.Base())); err == nil {
-		var f HostFacts
+		var f hostproto.HostFacts
 		if json.Unmarshal(b, &f) == nil {
 			st.Host = &f
 		}
@@ -49,30 +39,18 @@ func ReadStatus(ctx context.Context, l Layout) (*Status, error) {
 	return st, nil
 }
 
-// ReleaseInfo is one release on a host.
-type ReleaseInfo struct {
-	ID      string    `json:"id"`
-	Commit  string    `json:"commit"`
-	BuiltAt time.Time `json:"built_at"`
-	Current bool      `json:"current"`
-	// Failed is set for a release that failed its health check; it is
-	// not a rollback target and does not count toward keep_releases.
-	Failed     bool   `json:"failed,omitempty"`
-	FailReason string `json:"fail_reason,omitempty"`
-}
-
-// ListReleases lists the releases on this host, oldest first.
-func ListReleases(l Layout) ([]ReleaseInfo, error) {
+// listReleases lists the releases on this host, oldest first.
+func listReleases(l Layout) ([]hostproto.ReleaseInfo, error) {
 	ids, err := l.ReleaseIDs()
 	if err != nil {
 		return nil, err
 	}
 	cur := l.CurrentID()
 	failed := failedReleases(l)
-	out := make([]ReleaseInfo, 0, len(ids))
+	out := make([]hostproto.ReleaseInfo, 0, len(ids))
 	for _, id := range ids {
 		f, isFailed := failed[id]
-		ri := ReleaseInfo{ID: id, Current: id == cur, Failed: isFailed, FailReason: f.Reason}
+		ri := hostproto.ReleaseInfo{ID: id, Current: id == cur, Failed: isFailed, FailReason: f.Reason}
 		if m, err := l.Manifest(id); err == nil {
 			ri.Commit, ri.BuiltAt = m.Commit, m.BuiltAt
 		}
@@ -81,10 +59,10 @@ func ListReleases(l Layout) ([]ReleaseInfo, error) {
 	return out, nil
 }
 
-// PreviousID returns the newest good release older than the current
+// previousID returns the newest good release older than the current
 // one, for a rollback without an id; "" when there is none. Failed
 // releases are skipped.
-func PreviousID(l Layout) (string, error) {
+func previousID(l Layout) (string, error) {
 	ids, err := l.ReleaseIDs()
 	if err != nil {
 		return "", err

@@ -3,6 +3,7 @@ package host
 import (
 	"fmt"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -18,7 +19,7 @@ func checkManifest(l Layout, m *release.Manifest) error {
 
 // checkTarget refuses a release this host cannot run, before a byte of
 // it is sent.
-func checkTarget(m *release.Manifest, f HostFacts) error {
+func checkTarget(m *release.Manifest, f hostproto.HostFacts) error {
 	if m.OS != f.OS || m.Arch != f.Arch {
 		return fmt.Errorf("release %s is built for %s/%s but this host is %s/%s; set build.target to %s/%s",
 			m.ID, m.OS, m.Arch, f.OS, f.Arch, f.OS, f.Arch)

@@ -17,11 +17,13 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/bytesize"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -50,72 +52,32 @@ const (
 	relayConns     = 8
 	relayHandshake = 10 * time.Second
 	relayDial      = 5 * time.Second
-	maxRelayLife   = 2 * time.Hour
+	maxRelayLife   = hostproto.MaxRelayLife
 )
 
-// RelayOffer is what relay-serve prints when it listens: where, and the
-// fingerprint (sha256 of the DER) of its certificate.
-type RelayOffer struct {
-	Addr        string `json:"addr"`
-	Fingerprint string `json:"fingerprint"`
-}
-
-// RelayError is a transfer from a relay that failed: Reached says
-// whether the relay answered at all (a host with no path to it, behind a
-// firewall, never does).
-type RelayError struct {
-	Addr    string `json:"addr"`
-	Reached bool   `json:"reached"`
-	Reason  string `json:"reason"`
-}
-
-func (e *RelayError) Error() string {
-	if !e.Reached {
-		return fmt.Sprintf("relay %s cannot be reached from this host: %s", e.Addr, e.Reason)
-	}
-	return fmt.Sprintf("relay %s: %s", e.Addr, e.Reason)
-}
-
-type relayServeArgs struct {
-	ID    string `json:"id"`
+// A fetching host sends two lines: relayAuth first, then, once the
+// token is in, relayRequest. The relay reads at most maxRelayAuth bytes
+// from a client it does not know yet, within relayHandshake; only a
+// client that showed the token may send the long list of objects.
+type relayAuth struct {
 	Token string `json:"token"`
-	Bind  string `json:"bind"`         // an address of this host
-	Life  int    `json:"life_seconds"` // when it stops at the latest
 }
 
-func (a *relayServeArgs) Validate() error {
-	switch {
-	case !release.ValidID(a.ID):
-		return fmt.Errorf("invalid release id %q", a.ID)
-	case len(a.Token) < 32:
-		return fmt.Errorf("relay token too short")
-	case net.ParseIP(a.Bind) == nil:
-		return fmt.Errorf("relay: %q is not an address", a.Bind)
-	case a.Life <= 0 || time.Duration(a.Life)*time.Second > maxRelayLife:
-		return fmt.Errorf("relay: a life of %ds", a.Life)
-	}
-	return nil
-}
-
-type relayFetchArgs struct {
-	Manifest    release.Manifest `json:"manifest"`
-	Addr        string           `json:"addr"`
-	Fingerprint string           `json:"fingerprint"`
-	Token       string           `json:"token"`
-}
-
-// relayRequest is what a fetching host sends first.
 type relayRequest struct {
-	Token   string   `json:"token"`
 	Objects []string `json:"objects"`
 }
 
-// maxRelayRequest bounds a request: a million objects' sums.
-const maxRelayRequest = 80 << 20
+const (
+	// maxRelayAuth bounds the first line: a token of 64 hex digits in
+	// JSON, with room to spare.
+	maxRelayAuth = 1 << 10
+	// maxRelayRequest bounds the second: a million objects' sums.
+	maxRelayRequest = 80 << 20
+)
 
-// ServeRelay serves release id's objects until stdin ends (the
+// serveRelay serves release id's objects until stdin ends (the
 // operator's session closes) or the relay's life is over.
-func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader, stdout, log io.Writer) error {
+func serveRelay(ctx context.Context, l Layout, a hostproto.RelayServeArgs, stdin io.Reader, stdout, log io.Writer) error {
 	m, err := l.Manifest(a.ID)
 	if err != nil {
 		return fmt.Errorf("relay: release %s is not on this host", a.ID)
@@ -150,7 +112,7 @@ func ServeRelay(ctx context.Context, l Layout, a relayServeArgs, stdin io.Reader
 		<-ctx.Done()
 		ln.Close()
 	}()
-	if err := json.NewEncoder(stdout).Encode(RelayOffer{Addr: ln.Addr().String(), Fingerprint: fp}); err != nil {
+	if err := json.NewEncoder(stdout).Encode(hostproto.RelayOffer{Addr: ln.Addr().String(), Fingerprint: fp}); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	if f, ok := stdout.(interface{ Flush() error }); ok {
@@ -202,7 +164,22 @@ func serveRelayConn(conn *tls.Conn, token string, serves map[string]int64, src *
 	if err := conn.Handshake(); err != nil {
 		return 0, 0, err
 	}
-	line, err := bufio.NewReaderSize(io.LimitReader(conn, maxRelayRequest), 64<<10).ReadBytes('\n')
+	// The buffer is the first line's limit: ReadSlice fails once it is
+	// full, having read from the connection no more than a TLS record.
+	br := bufio.NewReaderSize(conn, maxRelayAuth)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, 0, fmt.Errorf("read token: %w", err)
+	}
+	var auth relayAuth
+	if err := json.Unmarshal(line, &auth); err != nil {
+		return 0, 0, fmt.Errorf("read token: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(auth.Token), []byte(token)) != 1 {
+		return 0, 0, errors.New("refused: wrong token")
+	}
+	conn.SetReadDeadline(time.Time{})
+	line, err = bufio.NewReaderSize(io.LimitReader(br, maxRelayRequest), 64<<10).ReadBytes('\n')
 	if err != nil {
 		return 0, 0, fmt.Errorf("read request: %w", err)
 	}
@@ -210,10 +187,6 @@ func serveRelayConn(conn *tls.Conn, token string, serves map[string]int64, src *
 	if err := json.Unmarshal(line, &req); err != nil {
 		return 0, 0, fmt.Errorf("read request: %w", err)
 	}
-	if subtle.ConstantTimeCompare([]byte(req.Token), []byte(token)) != 1 {
-		return 0, 0, errors.New("refused: wrong token")
-	}
-	conn.SetReadDeadline(time.Time{})
 	w, err := newRelayWriter(conn)
 	if err != nil {
 		return 0, 0, err
@@ -278,30 +251,29 @@ func relayCertificate() (tls.Certificate, string, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, hex.EncodeToString(sum[:]), nil
 }
 
-// FetchFromRelay fetches what the host lacks of release m from a relay,
+// fetchFromRelay fetches what the host lacks of release m from a relay,
 // then assembles the release. The index must be on the host already
-// (ShipIndex).
-func FetchFromRelay(ctx context.Context, l Layout, a relayFetchArgs) (Received, error) {
-	return receiveRelease(l, &a.Manifest, func(x *release.Index, st *store) (Received, error) {
+// (shipIndex).
+func fetchFromRelay(ctx context.Context, l Layout, a hostproto.RelayFetchArgs) (hostproto.Received, error) {
+	return receiveRelease(l, &a.Manifest, func(x *release.Index, st *store) (hostproto.Received, error) {
 		return fetchInto(ctx, a, x, st)
 	})
 }
 
-func fetchInto(ctx context.Context, a relayFetchArgs, x *release.Index, st *store) (Received, error) {
+func fetchInto(ctx context.Context, a hostproto.RelayFetchArgs, x *release.Index, st *store) (hostproto.Received, error) {
 	n := needOf(x, st)
 	var req relayRequest
-	req.Token = a.Token
 	for _, o := range n.MissingObjects(x.Objects()) {
 		req.Objects = append(req.Objects, o.Sum)
 	}
 	if len(req.Objects) == 0 {
-		return Received{}, nil
+		return hostproto.Received{}, nil
 	}
-	unreachable := func(err error) error { return &RelayError{Addr: a.Addr, Reason: err.Error()} }
+	unreachable := func(err error) error { return &hostproto.RelayError{Addr: a.Addr, Reason: err.Error()} }
 	d := net.Dialer{Timeout: relayDial}
 	raw, err := d.DialContext(ctx, "tcp", a.Addr)
 	if err != nil {
-		return Received{}, unreachable(err)
+		return hostproto.Received{}, unreachable(err)
 	}
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
@@ -321,16 +293,17 @@ func fetchInto(ctx context.Context, a relayFetchArgs, x *release.Index, st *stor
 	})
 	raw.SetDeadline(time.Now().Add(relayHandshake))
 	if err := conn.Handshake(); err != nil {
-		return Received{}, unreachable(err)
+		return hostproto.Received{}, unreachable(err)
 	}
 	raw.SetDeadline(time.Time{})
+	auth, _ := json.Marshal(relayAuth{Token: a.Token})
 	line, _ := json.Marshal(req)
-	if _, err := conn.Write(append(line, '\n')); err != nil {
-		return Received{}, &RelayError{Addr: a.Addr, Reached: true, Reason: err.Error()}
+	if _, err := conn.Write(slices.Concat(auth, []byte{'\n'}, line, []byte{'\n'})); err != nil {
+		return hostproto.Received{}, &hostproto.RelayError{Addr: a.Addr, Reached: true, Reason: err.Error()}
 	}
 	got, err := receiveInto(x, st, conn)
 	if err != nil {
-		return got, &RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, bytesize.String(got.Bytes), err)}
+		return got, &hostproto.RelayError{Addr: a.Addr, Reached: true, Reason: fmt.Sprintf("after %d objects (%s): %v", got.Objects, bytesize.String(got.Bytes), err)}
 	}
 	return got, nil
 }

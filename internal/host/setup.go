@@ -9,13 +9,16 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
+	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
-// Setup prepares a host for app: its system user, its directories, its
+// setupHost prepares a host for app: its system user, its directories, its
 // units. Running it again changes only what differs.
-func Setup(ctx context.Context, l Layout, s *Spec) (HostFacts, error) {
+func setupHost(ctx context.Context, l Layout, s *hostproto.Spec) (hostproto.HostFacts, error) {
 	facts, err := RecordFacts(l.Base())
 	if err != nil {
 		return facts, err
@@ -23,22 +26,12 @@ func Setup(ctx context.Context, l Layout, s *Spec) (HostFacts, error) {
 	return facts, setup(ctx, l, s)
 }
 
-func setup(ctx context.Context, l Layout, s *Spec) error {
+func setup(ctx context.Context, l Layout, s *hostproto.Spec) error {
 	if err := ensureUser(ctx, l.User()); err != nil {
 		return err
 	}
-	for _, d := range []struct {
-		path string
-		mode os.FileMode
-	}{
-		{l.Root, 0o755}, {l.Releases(), 0o755}, {l.Uploads(), 0o700}, {l.Shared(), 0o700},
-	} {
-		if err := os.MkdirAll(d.path, d.mode); err != nil {
-			return fmt.Errorf("setup: %w", err)
-		}
-		if err := os.Chmod(d.path, d.mode); err != nil {
-			return fmt.Errorf("setup: %w", err)
-		}
+	if err := restrictApp(l); err != nil {
+		return err
 	}
 	// The app's writable directory, which systemd's StateDirectory= would
 	// make at first start; hooks may need it before that.
@@ -49,6 +42,12 @@ func setup(ctx context.Context, l Layout, s *Spec) error {
 		if err := writeFileAtomic(l.EnvFile(), nil, 0o600); err != nil {
 			return err
 		}
+	}
+	if err := ensureCookie(l); err != nil {
+		return err
+	}
+	if err := WriteStoreSpec(l, s.Store); err != nil {
+		return err
 	}
 	if _, err := installUnits(ctx, l, s); err != nil {
 		return err
@@ -72,12 +71,21 @@ func setup(ctx context.Context, l Layout, s *Spec) error {
 	return nil
 }
 
+// noHome is the home of the system users hoist makes.
+const noHome = "/nonexistent"
+
+// ensureUser makes the system user name, with its group, unless hoist
+// made it before. One with a home is someone else's (a login user
+// named like an app's): an app would run as it, and it may sudo.
 func ensureUser(ctx context.Context, name string) error {
-	if _, err := user.Lookup(name); err == nil {
+	if u, err := user.Lookup(name); err == nil {
+		if u.HomeDir != noHome {
+			return fmt.Errorf("user %s exists and hoist did not make it (its home is %s): hoist will not run an app or its proxy as a user others may log in as; remove it or rename the app", name, u.HomeDir)
+		}
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, "useradd", "--system", "--user-group",
-		"--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name)
+		"--no-create-home", "--home-dir", noHome, "--shell", "/usr/sbin/nologin", name)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Run(); err != nil {
@@ -88,7 +96,7 @@ func ensureUser(ctx context.Context, name string) error {
 
 // installUnits writes the app's units where they differ and reloads
 // systemd if any did. It reports whether anything changed.
-func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
+func installUnits(ctx context.Context, l Layout, s *hostproto.Spec) (bool, error) {
 	units, err := appUnits(l, s)
 	if err != nil {
 		return false, err
@@ -97,7 +105,7 @@ func installUnits(ctx context.Context, l Layout, s *Spec) (bool, error) {
 }
 
 // appUnits renders the app's units, by file name.
-func appUnits(l Layout, s *Spec) (map[string][]byte, error) {
+func appUnits(l Layout, s *hostproto.Spec) (map[string][]byte, error) {
 	dest, _, err := recordedDestination(l)
 	if err != nil {
 		return nil, err
@@ -105,7 +113,7 @@ func appUnits(l Layout, s *Spec) (map[string][]byte, error) {
 	a := systemd.App{
 		Name: l.App, User: l.User(), ReleaseDir: l.Release("%i"), PortFile: l.portFile("%i"),
 		StateDirectory: l.StateDirName(), Command: s.Command, Port: s.Port,
-		Env: s.Env, EnvFile: l.EnvFile(), AccessoriesEnvFile: l.AccessoriesEnvFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App, dest),
+		Env: s.Env, EnvFile: l.EnvFile(), AccessoriesEnvFile: l.AccessoriesEnvFile(), CookieFile: l.CookieFile(), HoistBin: BinPath, BootRequest: BootRequest(l.App, dest),
 	}
 	tmpl, err := systemd.Template(a)
 	if err != nil {
@@ -124,15 +132,15 @@ func writeUnits(ctx context.Context, units map[string][]byte) (bool, error) {
 	return systemd.WriteUnits(ctx, UnitDir, units)
 }
 
-// SetEnv replaces the app's secret environment file, 0600 root, when its
+// setEnv replaces the app's secret environment file, 0600 root, when its
 // content differs. Releases read it when they start.
-func SetEnv(l Layout, content []byte) (bool, error) {
+func setEnv(l Layout, content []byte) (bool, error) {
 	return setSecretFile(l, l.EnvFile(), content)
 }
 
-// SetAccessoriesEnv replaces the file of the accessories' URLs, as
-// SetEnv does the secrets'.
-func SetAccessoriesEnv(l Layout, content []byte) (bool, error) {
+// setAccessoriesEnv replaces the file of the accessories' URLs, as
+// setEnv does the secrets'.
+func setAccessoriesEnv(l Layout, content []byte) (bool, error) {
 	return setSecretFile(l, l.AccessoriesEnvFile(), content)
 }
 
@@ -145,6 +153,80 @@ func setSecretFile(l Layout, path string, content []byte) (bool, error) {
 	}
 	return true, writeFileAtomic(path, content, 0o600)
 }
+
+// restrictApp makes the app's directories, and gives them modes that
+// keep its releases from every local user but root and the app's: the
+// app's directory and releases/ are root's, group hoist-APP, 0750, so
+// that another app's user, the proxy's or anyone else's cannot reach a
+// release's files, which keep the build's modes (an Erlang release's
+// cookie among them), nor the app's bookkeeping. Hard links between
+// releases share their files' modes, and need no change. Setup and
+// every activation apply it, so that hosts set up by an older hoist
+// converge.
+func restrictApp(l Layout) error {
+	gid, err := appGroup(l)
+	if err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+		gid  int
+	}{
+		{l.Root, 0o750, gid}, {l.Releases(), 0o750, gid}, {l.Uploads(), 0o700, 0}, {l.Shared(), 0o700, 0},
+	} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		if err := os.Chown(d.path, 0, d.gid); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+	}
+	return nil
+}
+
+// appGroup is the gid of the app's group, hoist-APP, the primary group
+// of its user.
+func appGroup(l Layout) (int, error) {
+	g, err := user.LookupGroup(l.User())
+	if err != nil {
+		return 0, fmt.Errorf("setup: %w; run hoist setup", err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// ensureCookie gives the app an Erlang cookie of its own on this host,
+// once: an OTP release's node takes RELEASE_COOKIE from the environment
+// over the build's releases/COOKIE, which every release of the app, and
+// any build of the same source, shares. A secret of the same name wins
+// (nodes on several hosts need one cookie). A cookie beginning with
+// "-", which an older hoist could make, is replaced: a node takes it for
+// a flag, so none ever started with it.
+func ensureCookie(l Layout) error {
+	env, err := readEnvFile(l.CookieFile())
+	if err != nil {
+		return err
+	}
+	if len(env) > 0 && !strings.HasPrefix(env[0], cookieVar+"=-") {
+		return nil
+	}
+	cookie, err := secrets.Generate(cookieLength)
+	if err != nil {
+		return fmt.Errorf("make the app's cookie: %w", err)
+	}
+	if err := os.MkdirAll(l.Shared(), 0o700); err != nil {
+		return fmt.Errorf("make the app's cookie: %w", err)
+	}
+	return writeFileAtomic(l.CookieFile(), []byte(cookieVar+"="+cookie+"\n"), 0o600)
+}
+
+const (
+	cookieVar    = hostproto.CookieVar
+	cookieLength = 64
+)
 
 func ensureStateDir(l Layout) error {
 	u, err := user.Lookup(l.User())

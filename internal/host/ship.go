@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/hoistdev/hoist/internal/bytesize"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -18,67 +19,6 @@ import (
 // cut transfer; the client (or a relay host) sends those; the host
 // assembles the release from them and from hard links to the files it
 // already had, checks every file, and renames it into place.
-
-// ShipState is what a host holds of a release, once it was sent its
-// index.
-type ShipState struct {
-	// Unpacked is true when the release is already in place.
-	Unpacked bool `json:"unpacked,omitempty"`
-	// Need is what the host lacks of the release, once it holds its index
-	// (from this call, or from an earlier, cut transfer: Resumed).
-	Need    *Need `json:"need,omitempty"`
-	Resumed bool  `json:"resumed,omitempty"`
-	// Rebase says the host does not hold the base the index was sent
-	// from: send it again from one of Bases, the index sums of its kept
-	// releases, newest first, or from none.
-	Rebase bool     `json:"rebase,omitempty"`
-	Bases  []string `json:"bases,omitempty"`
-}
-
-// Need is what a host lacks of a release.
-type Need struct {
-	// Missing are the objects it lacks, as ranges of positions in the
-	// index's Objects().
-	Missing []Range `json:"missing,omitempty"`
-	// Bytes is their size, Have the size of the objects it holds.
-	Bytes int64 `json:"bytes"`
-	Have  int64 `json:"have"`
-	// Deltas are the large files that may travel as a delta from a file
-	// the host holds (the same path in the release that serves).
-	Deltas []Delta `json:"deltas,omitempty"`
-}
-
-// Range is the positions [From, To).
-type Range struct {
-	From int `json:"from"`
-	To   int `json:"to"`
-}
-
-// Delta names a file (by sha256) and the base the host holds for it.
-type Delta struct {
-	File string `json:"file"`
-	Base string `json:"base"`
-}
-
-// Received is what a transfer brought, and how the release was made.
-type Received struct {
-	Objects int   `json:"objects"`
-	Bytes   int64 `json:"bytes"`  // content bytes received
-	Deltas  int   `json:"deltas"` // files made from a delta
-	Linked  int   `json:"linked"` // files hard-linked from kept releases
-	Files   int   `json:"files"`  // files in the release, every one checked
-}
-
-// MissingObjects lists the objects n names, in order.
-func (n *Need) MissingObjects(objs []release.Object) []release.Object {
-	var out []release.Object
-	for _, r := range n.Missing {
-		if r.From >= 0 && r.To <= len(objs) {
-			out = append(out, objs[r.From:r.To]...)
-		}
-	}
-	return out
-}
 
 // maxIndexSize bounds an index a host accepts.
 const maxIndexSize = MaxDeltaFile
@@ -121,21 +61,21 @@ func uploadedIndex(l Layout, m *release.Manifest) (*release.Index, error) {
 	return release.ParseIndex(b)
 }
 
-// ShipIndex takes release m's index, compressed as a delta from the
+// shipIndex takes release m's index, compressed as a delta from the
 // index of a kept release whose index sum is base ("" for none), keeps
 // it, and says what the host needs. A host that has the release, or its
 // index from an earlier transfer, ignores what it was sent; one that
 // does not hold base asks for the index again (Rebase).
-func ShipIndex(l Layout, m *release.Manifest, base string, r io.Reader) (ShipState, error) {
+func shipIndex(l Layout, m *release.Manifest, base string, r io.Reader) (hostproto.ShipState, error) {
 	if err := checkShipManifest(l, m); err != nil {
-		return ShipState{}, err
+		return hostproto.ShipState{}, err
 	}
 	if done, err := unpacked(l, m); done || err != nil {
-		return ShipState{Unpacked: done}, err
+		return hostproto.ShipState{Unpacked: done}, err
 	}
 	st, err := openStore(l)
 	if err != nil {
-		return ShipState{}, err
+		return hostproto.ShipState{}, err
 	}
 	x, err := uploadedIndex(l, m)
 	resumed := err == nil
@@ -143,19 +83,19 @@ func ShipIndex(l Layout, m *release.Manifest, base string, r io.Reader) (ShipSta
 		var dict []byte
 		if base != "" {
 			if dict, err = baseIndex(l, base); err != nil {
-				return ShipState{Rebase: true, Bases: st.indexes}, nil
+				return hostproto.ShipState{Rebase: true, Bases: st.indexes}, nil
 			}
 		}
 		if x, err = receiveIndex(l, m, dict, r); err != nil {
-			return ShipState{}, err
+			return hostproto.ShipState{}, err
 		}
 	}
 	if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
-		return ShipState{}, err
+		return hostproto.ShipState{}, err
 	}
 	defer st.pack.close()
 	n := needOf(x, st)
-	return ShipState{Need: &n, Resumed: resumed}, nil
+	return hostproto.ShipState{Need: &n, Resumed: resumed}, nil
 }
 
 // receiveIndex reads release m's index, a delta from dict, checks it
@@ -176,13 +116,22 @@ func receiveIndex(l Layout, m *release.Manifest, dict []byte, r io.Reader) (*rel
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(l.Uploads(), 0o700); err != nil {
-		return nil, fmt.Errorf("receive index: %w", err)
-	}
-	if err := writeFileAtomic(l.indexUpload(m.ID), b, 0o600); err != nil {
+	if err := keepIndex(l, m, b); err != nil {
 		return nil, err
 	}
 	return x, nil
+}
+
+// keepIndex keeps release m's index, its canonical bytes b (checked
+// against the manifest), in uploads/ for the transfer that follows.
+func keepIndex(l Layout, m *release.Manifest, b []byte) error {
+	if release.SumBytes(b) != m.Index {
+		return fmt.Errorf("the index of %s does not match its manifest", m.ID)
+	}
+	if err := os.MkdirAll(l.Uploads(), 0o700); err != nil {
+		return fmt.Errorf("receive index: %w", err)
+	}
+	return writeFileAtomic(l.indexUpload(m.ID), b, 0o600)
 }
 
 // baseIndex is the canonical index of the kept release whose index sum
@@ -201,8 +150,8 @@ func baseIndex(l Layout, sum string) ([]byte, error) {
 }
 
 // needOf lists what st lacks of x.
-func needOf(x *release.Index, st *store) Need {
-	var n Need
+func needOf(x *release.Index, st *store) hostproto.Need {
+	var n hostproto.Need
 	objs := x.Objects()
 	for i, o := range objs {
 		if st.has(o.Sum) {
@@ -213,7 +162,7 @@ func needOf(x *release.Index, st *store) Need {
 		if k := len(n.Missing); k > 0 && n.Missing[k-1].To == i {
 			n.Missing[k-1].To++
 		} else {
-			n.Missing = append(n.Missing, Range{From: i, To: i + 1})
+			n.Missing = append(n.Missing, hostproto.Range{From: i, To: i + 1})
 		}
 	}
 	for _, e := range x.Entries {
@@ -222,7 +171,7 @@ func needOf(x *release.Index, st *store) Need {
 		}
 		old, ok := st.latest[e.Path]
 		if ok && old.Type == release.TypeFile && old.Sum != e.Sum && old.Size <= MaxDeltaFile && missingAny(e, st) {
-			n.Deltas = append(n.Deltas, Delta{File: e.Sum, Base: old.Sum})
+			n.Deltas = append(n.Deltas, hostproto.Delta{File: e.Sum, Base: old.Sum})
 		}
 	}
 	return n
@@ -237,11 +186,11 @@ func missingAny(e release.Entry, st *store) bool {
 	return false
 }
 
-// ReceiveTransfer reads a transfer of release m's objects from r into
+// receiveTransfer reads a transfer of release m's objects from r into
 // the host's pack, then assembles the release. A cut transfer keeps what
 // arrived whole, for the next attempt.
-func ReceiveTransfer(l Layout, m *release.Manifest, r io.Reader) (Received, error) {
-	return receiveRelease(l, m, func(x *release.Index, st *store) (Received, error) {
+func receiveTransfer(l Layout, m *release.Manifest, r io.Reader) (hostproto.Received, error) {
+	return receiveRelease(l, m, func(x *release.Index, st *store) (hostproto.Received, error) {
 		got, err := receiveInto(x, st, r)
 		if errors.Is(err, errCut) {
 			return got, fmt.Errorf("receive %s: the connection ended after %d objects (%s); run the deploy again to resume", m.ID, got.Objects, bytesize.String(got.Bytes))
@@ -255,23 +204,23 @@ func ReceiveTransfer(l Layout, m *release.Manifest, r io.Reader) (Received, erro
 
 // receiveRelease fills the host's pack for release m, whose index it
 // holds, with fill, then assembles the release.
-func receiveRelease(l Layout, m *release.Manifest, fill func(*release.Index, *store) (Received, error)) (Received, error) {
+func receiveRelease(l Layout, m *release.Manifest, fill func(*release.Index, *store) (hostproto.Received, error)) (hostproto.Received, error) {
 	if err := checkShipManifest(l, m); err != nil {
-		return Received{}, err
+		return hostproto.Received{}, err
 	}
 	if done, err := unpacked(l, m); done || err != nil {
-		return Received{}, err
+		return hostproto.Received{}, err
 	}
 	x, err := uploadedIndex(l, m)
 	if err != nil {
-		return Received{}, fmt.Errorf("receive %s: the host has no index of it yet: %w", m.ID, err)
+		return hostproto.Received{}, fmt.Errorf("receive %s: the host has no index of it yet: %w", m.ID, err)
 	}
 	st, err := openStore(l)
 	if err != nil {
-		return Received{}, err
+		return hostproto.Received{}, err
 	}
 	if st.pack, err = openPack(l.packFile(m.ID)); err != nil {
-		return Received{}, err
+		return hostproto.Received{}, err
 	}
 	got, err := fill(x, st)
 	if cerr := st.pack.close(); err == nil {
@@ -286,8 +235,8 @@ func receiveRelease(l Layout, m *release.Manifest, fill func(*release.Index, *st
 }
 
 // receiveInto stores the transfer's records in st's pack, checking each.
-func receiveInto(x *release.Index, st *store, r io.Reader) (Received, error) {
-	var got Received
+func receiveInto(x *release.Index, st *store, r io.Reader) (hostproto.Received, error) {
+	var got hostproto.Received
 	wanted := map[string]bool{}
 	for _, o := range x.Objects() {
 		wanted[o.Sum] = true
@@ -374,7 +323,7 @@ func assembleRelease(l Layout, m *release.Manifest, x *release.Index) (release.A
 	if n := needOf(x, st); len(n.Missing) > 0 {
 		return a, fmt.Errorf("receive %s: the transfer ended with %d objects (%s) still missing", m.ID, len(n.MissingObjects(x.Objects())), bytesize.String(n.Bytes))
 	}
-	if err := os.MkdirAll(l.Releases(), 0o755); err != nil {
+	if err := os.MkdirAll(l.Releases(), 0o750); err != nil {
 		return a, fmt.Errorf("assemble %s: %w", m.ID, err)
 	}
 	tmp := filepath.Join(l.Releases(), ".tmp-"+m.ID+"-"+randomSuffix())

@@ -4,17 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -76,7 +80,7 @@ func build(t testing.TB, app, id string, files map[string][]byte) *built {
 }
 
 // transfer is a complete transfer of the objects need names.
-func (b *built) transfer(t testing.TB, need Need) []byte {
+func (b *built) transfer(t testing.TB, need hostproto.Need) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := NewRecordWriter(&buf)
@@ -105,9 +109,9 @@ func (b *built) indexDelta(t testing.TB, base []byte) []byte {
 
 // ship sends b to the host whole, as a deploy to a host that has
 // nothing would, and returns what arrived.
-func ship(t *testing.T, l Layout, b *built) Received {
+func ship(t *testing.T, l Layout, b *built) hostproto.Received {
 	t.Helper()
-	got, err := ReceiveTransfer(l, b.m, bytes.NewReader(b.transfer(t, sendIndex(t, l, b, "", nil))))
+	got, err := receiveTransfer(l, b.m, bytes.NewReader(b.transfer(t, sendIndex(t, l, b, "", nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +120,9 @@ func ship(t *testing.T, l Layout, b *built) Received {
 
 // sendIndex sends b's index as a delta from base (whose canonical
 // bytes are dict) and returns what the host needs.
-func sendIndex(t *testing.T, l Layout, b *built, base string, dict []byte) Need {
+func sendIndex(t *testing.T, l Layout, b *built, base string, dict []byte) hostproto.Need {
 	t.Helper()
-	st, err := ShipIndex(l, b.m, base, bytes.NewReader(b.indexDelta(t, dict)))
+	st, err := shipIndex(l, b.m, base, bytes.NewReader(b.indexDelta(t, dict)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +152,7 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	l := For(t.TempDir(), "hello")
 	assets := noise(1, 3<<20)
 	r1 := build(t, "hello", id1, map[string][]byte{"app*": []byte("v1"), "assets/big.bin": assets, "assets/a.css": []byte("a{}")})
-	st, err := ShipIndex(l, r1.m, r1.x.Sum(), bytes.NewReader(r1.indexDelta(t, r1.x.Marshal())))
+	st, err := shipIndex(l, r1.m, r1.x.Sum(), bytes.NewReader(r1.indexDelta(t, r1.x.Marshal())))
 	if err != nil || !st.Rebase || len(st.Bases) != 0 {
 		t.Fatalf("a new host, sent an index from a base it lacks: %+v, %v", st, err)
 	}
@@ -158,7 +162,7 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	}
 
 	r2 := build(t, "hello", id2, map[string][]byte{"app*": []byte("v2"), "assets/big.bin": assets, "assets/a.css": []byte("a{}")})
-	st, err = ShipIndex(l, r2.m, "0000000000000000000000000000000000000000000000000000000000000000", nil)
+	st, err = shipIndex(l, r2.m, "0000000000000000000000000000000000000000000000000000000000000000", nil)
 	if err != nil || !st.Rebase || len(st.Bases) != 1 || st.Bases[0] != r1.x.Sum() {
 		t.Fatalf("state: %+v, %v; want r1's index as the base", st, err)
 	}
@@ -166,7 +170,7 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	if need.Bytes != 2 || need.Have != int64(len(assets))+3 {
 		t.Fatalf("need %+v, want only app's 2 bytes", need)
 	}
-	got, err = ReceiveTransfer(l, r2.m, bytes.NewReader(r2.transfer(t, need)))
+	got, err = receiveTransfer(l, r2.m, bytes.NewReader(r2.transfer(t, need)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +188,7 @@ func TestShipSendsOnlyWhatTheHostLacks(t *testing.T) {
 	if m, err := l.Manifest(id2); err != nil || m.Index != r2.m.Index {
 		t.Errorf("manifest in place: %+v, %v", m, err)
 	}
-	if st, err := ShipIndex(l, r2.m, "", nil); err != nil || !st.Unpacked {
+	if st, err := shipIndex(l, r2.m, "", nil); err != nil || !st.Unpacked {
 		t.Errorf("after: %+v, %v", st, err)
 	}
 	if left, _ := os.ReadDir(l.Uploads()); len(left) != 0 {
@@ -199,18 +203,18 @@ func TestShipResumesACutTransfer(t *testing.T) {
 	r := build(t, "hello", id1, map[string][]byte{"a": noise(2, 600<<10), "b": noise(3, 600<<10)})
 	need := sendIndex(t, l, r, "", nil)
 	full := r.transfer(t, need)
-	_, err := ReceiveTransfer(l, r.m, bytes.NewReader(full[:len(full)*2/3]))
+	_, err := receiveTransfer(l, r.m, bytes.NewReader(full[:len(full)*2/3]))
 	if err == nil || !strings.Contains(err.Error(), "connection ended") {
 		t.Fatalf("a cut transfer: %v", err)
 	}
 	if _, err := os.Stat(l.Release(id1)); !os.IsNotExist(err) {
 		t.Fatal("a half-received release is in place")
 	}
-	st, err := ShipIndex(l, r.m, "", nil)
+	st, err := shipIndex(l, r.m, "", nil)
 	if err != nil || !st.Resumed || st.Need == nil || st.Need.Have == 0 || st.Need.Bytes >= need.Bytes {
 		t.Fatalf("after the cut: %+v, %v; want part of it held", st, err)
 	}
-	if _, err := ReceiveTransfer(l, r.m, bytes.NewReader(r.transfer(t, *st.Need))); err != nil {
+	if _, err := receiveTransfer(l, r.m, bytes.NewReader(r.transfer(t, *st.Need))); err != nil {
 		t.Fatal(err)
 	}
 	if err := release.Verify(r.x, l.Release(id1)); err != nil {
@@ -227,7 +231,7 @@ func sendObject(t *testing.T, l Layout, r *built, sum string, data []byte) error
 	w, _ := NewRecordWriter(&buf)
 	w.Object(sum, data)
 	w.End()
-	_, err := ReceiveTransfer(l, r.m, &buf)
+	_, err := receiveTransfer(l, r.m, &buf)
 	return err
 }
 
@@ -238,7 +242,7 @@ func TestShipRefuses(t *testing.T) {
 		"corrupt index": func(t *testing.T, l Layout) error {
 			bad := *r.m
 			bad.Index = other.m.Index
-			_, err := ShipIndex(l, &bad, "", bytes.NewReader(r.indexDelta(t, nil)))
+			_, err := shipIndex(l, &bad, "", bytes.NewReader(r.indexDelta(t, nil)))
 			return err
 		},
 		"corrupt object": func(t *testing.T, l Layout) error {
@@ -248,18 +252,18 @@ func TestShipRefuses(t *testing.T) {
 			return sendObject(t, l, r, other.x.Entries[0].Sum, []byte("not ours"))
 		},
 		"transfer before the index": func(t *testing.T, l Layout) error {
-			_, err := ReceiveTransfer(l, r.m, bytes.NewReader(r.transfer(t, Need{Missing: []Range{{0, 1}}})))
+			_, err := receiveTransfer(l, r.m, bytes.NewReader(r.transfer(t, hostproto.Need{Missing: []hostproto.Range{{From: 0, To: 1}}})))
 			return err
 		},
 		"another app": func(t *testing.T, l Layout) error {
 			mine := For(l.Base(), "other")
-			_, err := ShipIndex(mine, r.m, "", bytes.NewReader(r.indexDelta(t, nil)))
+			_, err := shipIndex(mine, r.m, "", bytes.NewReader(r.indexDelta(t, nil)))
 			return err
 		},
 		"no index in the manifest": func(t *testing.T, l Layout) error {
 			old := *r.m
 			old.Index = ""
-			_, err := ShipIndex(l, &old, "", bytes.NewReader(r.indexDelta(t, nil)))
+			_, err := shipIndex(l, &old, "", bytes.NewReader(r.indexDelta(t, nil)))
 			return err
 		},
 	}
@@ -289,7 +293,7 @@ func TestShipDelta(t *testing.T) {
 	r2 := build(t, "hello", id2, map[string][]byte{"app*": edited(bin)})
 	need := sendIndex(t, l, r2, r1.x.Sum(), r1.x.Marshal())
 	newFile, oldFile := r2.x.Entries[0], r1.x.Entries[0]
-	if len(need.Deltas) != 1 || need.Deltas[0] != (Delta{File: newFile.Sum, Base: oldFile.Sum}) {
+	if len(need.Deltas) != 1 || need.Deltas[0] != (hostproto.Delta{File: newFile.Sum, Base: oldFile.Sum}) {
 		t.Fatalf("deltas %+v, want app from its old version", need.Deltas)
 	}
 	delta, err := EncodeDelta(bin, edited(bin))
@@ -299,12 +303,12 @@ func TestShipDelta(t *testing.T) {
 	if len(delta) > 1024 {
 		t.Errorf("a 17-byte edit of a 2 MiB file makes a delta of %d bytes", len(delta))
 	}
-	send := func(delta []byte) (Received, error) {
+	send := func(delta []byte) (hostproto.Received, error) {
 		var buf bytes.Buffer
 		w, _ := NewRecordWriter(&buf)
 		w.Delta(newFile.Sum, oldFile.Sum, delta)
 		w.End()
-		return ReceiveTransfer(l, r2.m, &buf)
+		return receiveTransfer(l, r2.m, &buf)
 	}
 	wrong, _ := EncodeDelta(bin, bin)
 	if _, err := send(wrong); err == nil || !strings.Contains(err.Error(), "did not make the file") {
@@ -336,27 +340,27 @@ func TestRelay(t *testing.T) {
 	outR, outW := io.Pipe()
 	served := make(chan error, 1)
 	go func() {
-		served <- ServeRelay(ctx, src, relayServeArgs{ID: id1, Token: token, Bind: "127.0.0.1", Life: 60}, stdinR, outW, io.Discard)
+		served <- serveRelay(ctx, src, hostproto.RelayServeArgs{ID: id1, Token: token, Bind: "127.0.0.1", Life: 60}, stdinR, outW, io.Discard)
 		outW.Close()
 	}()
-	var offer RelayOffer
+	var offer hostproto.RelayOffer
 	if err := jsonLine(outR, &offer); err != nil {
 		t.Fatal(err)
 	}
 	sendIndex(t, dst, r, "", nil)
-	args := relayFetchArgs{Manifest: *r.m, Addr: offer.Addr, Fingerprint: offer.Fingerprint, Token: token}
+	args := hostproto.RelayFetchArgs{Manifest: *r.m, Addr: offer.Addr, Fingerprint: offer.Fingerprint, Token: token}
 	bad := args
 	bad.Token = strings.Repeat("x", 64)
-	var re *RelayError
-	if _, err := FetchFromRelay(ctx, dst, bad); !errors.As(err, &re) || !re.Reached {
+	var re *hostproto.RelayError
+	if _, err := fetchFromRelay(ctx, dst, bad); !errors.As(err, &re) || !re.Reached {
 		t.Errorf("a wrong token: %v", err)
 	}
 	bad = args
 	bad.Fingerprint = strings.Repeat("0", 64)
-	if _, err := FetchFromRelay(ctx, dst, bad); !errors.As(err, &re) {
+	if _, err := fetchFromRelay(ctx, dst, bad); !errors.As(err, &re) {
 		t.Errorf("a wrong certificate: %v", err)
 	}
-	got, err := FetchFromRelay(ctx, dst, args)
+	got, err := fetchFromRelay(ctx, dst, args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,9 +377,69 @@ func TestRelay(t *testing.T) {
 	// Stopped, it answers no more: a host that cannot reach a relay says so.
 	other := For(t.TempDir(), "hello")
 	sendIndex(t, other, r, "", nil)
-	if _, err := FetchFromRelay(ctx, other, args); !errors.As(err, &re) || re.Reached {
+	if _, err := fetchFromRelay(ctx, other, args); !errors.As(err, &re) || re.Reached {
 		t.Errorf("a relay that is gone: %v", err)
 	}
+}
+
+// A client without the token is cut off after a small first frame,
+// however much it sends: the relay runs as root, and 8 such clients
+// sending 80 MiB request lines drove its heap to 773 MiB.
+func TestRelayReadsLittleBeforeTheToken(t *testing.T) {
+	cert, _, err := relayCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.Repeat("t", 64)
+	sums := strings.Repeat(`"`+strings.Repeat("a", 64)+`",`, 128<<10) // 8.5 MiB
+	frames := map[string]string{
+		"no newline":             strings.Repeat("x", 8<<20),
+		"a wrong token, long":    `{"token":"` + strings.Repeat("x", 8<<20) + `"}` + "\n",
+		"one line, wrong token":  `{"token":"` + strings.Repeat("x", 64) + `","objects":[` + sums + `"b"]}` + "\n",
+		"a wrong token, objects": `{"token":"` + strings.Repeat("x", 64) + `"}` + "\n" + `{"objects":[` + sums + `"b"]}` + "\n",
+	}
+	for name, frame := range frames {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+				tc.Write([]byte(frame)) // fails once the relay hangs up
+			}()
+			raw, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			counted := &countingConn{Conn: raw}
+			src := &store{files: map[string][]fileLoc{}, chunks: map[string]chunkLoc{}}
+			_, _, err = serveRelayConn(tls.Server(counted, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}), token, map[string]int64{}, src)
+			if err == nil {
+				t.Error("served a client without the token")
+			}
+			if n := counted.n.Load(); n > 64<<10 {
+				t.Errorf("read %d bytes from a client without the token, want at most 64 KiB", n)
+			}
+		})
+	}
+}
+
+type countingConn struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func jsonLine(r io.Reader, v any) error {
@@ -390,12 +454,12 @@ func jsonLine(r io.Reader, v any) error {
 // and a release it puts in place is exactly the one its index names.
 func FuzzReceiveTransfer(f *testing.F) {
 	r := build(f, "hello", id1, map[string][]byte{"a": []byte("x"), "big": noise(7, 300<<10)})
-	f.Add(r.transfer(f, Need{Missing: []Range{{From: 0, To: len(r.x.Objects())}}}))
+	f.Add(r.transfer(f, hostproto.Need{Missing: []hostproto.Range{{From: 0, To: len(r.x.Objects())}}}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l := For(t.TempDir(), "hello")
 		sendIndex(t, l, r, "", nil)
-		if _, err := ReceiveTransfer(l, r.m, bytes.NewReader(b)); err != nil {
+		if _, err := receiveTransfer(l, r.m, bytes.NewReader(b)); err != nil {
 			if _, serr := os.Stat(l.Release(id1)); serr == nil {
 				t.Fatalf("a failed transfer left a release: %v", err)
 			}

@@ -7,6 +7,7 @@ package kumotest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,12 +23,16 @@ const Version = "v0.33.1"
 // Start runs kumo until the test ends and returns its endpoint URL. It
 // also sets, for the test, the environment the AWS SDK reads: the
 // endpoint, a region and dummy credentials.
-func Start(t *testing.T) string {
+func Start(t *testing.T) string { return StartOn(t, "127.0.0.1") }
+
+// StartOn is Start with kumo listening on address host: the lab's
+// bridge, for lab hosts to reach.
+func StartOn(t *testing.T, host string) string {
 	t.Helper()
 	bin := binary(t)
 	port := pebbletest.FreePort(t)
-	pebbletest.Daemon(t, t.TempDir(), nil, bin, "serve", "--host", "127.0.0.1", "--port", fmt.Sprint(port))
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	pebbletest.Daemon(t, t.TempDir(), nil, bin, "serve", "--host", host, "--port", fmt.Sprint(port))
+	addr := net.JoinHostPort(host, fmt.Sprint(port))
 	pebbletest.WaitListening(t, addr)
 	endpoint := "http://" + addr
 	for k, v := range map[string]string{

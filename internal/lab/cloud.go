@@ -30,6 +30,9 @@ rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 rm -rf /var/lib/cloud/instances /var/lib/cloud/instance
+# As a cloud image ships it: nothing of the machine it was built on; the
+# host's name gets its line from cloud-init (manage_etc_hosts).
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
 mkdir -p /etc/cloud/cloud.cfg.d
 # Only the seed on disk, as a NoCloud image; the lab sets each host's
 # network from outside before boot, as a cloud's DHCP would.

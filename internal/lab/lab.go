@@ -15,12 +15,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/filelock"
+	"github.com/hoistdev/hoist/internal/platform"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -37,6 +37,11 @@ type Options struct {
 	CacheDir string
 	// Suite is the Debian release. Default bookworm.
 	Suite string
+	// Arch is the hosts' architecture, as GOARCH names it (amd64, arm64).
+	// Default: this machine's, or what the lab was made with. Another
+	// runs under qemu-user emulation (qemu-user-static, binfmt-support):
+	// slow, but real arm64 Debian hosts on an amd64 machine.
+	Arch string
 	// Mirror is the Debian mirror debootstrap uses.
 	Mirror string
 	// Subnet is an IPv4 /24; default derived from Name within 10.213.0.0/16.
@@ -61,6 +66,15 @@ type Options struct {
 	// cannot reach a mirror. Kept in the lab's state; nil keeps the
 	// state's list.
 	Packages []string
+	// Firewall, when set, is what the hosts accept from outside, applied
+	// with nftables in each host's network namespace (firewall.go), as a
+	// cloud's security group would. Kept in the lab's state; nil keeps
+	// the state's.
+	Firewall *Firewall
+	// Balancer, when set, puts the lab's balancer twin in front of the
+	// hosts (balancer.go), as an ALB. Kept in the lab's state; nil keeps
+	// the state's (RemoveBalancer removes it).
+	Balancer *BalancerOptions
 
 	// forceCopy makes hosts' trees copies even where overlayfs works, so
 	// tests can exercise the fallback.
@@ -89,6 +103,9 @@ const (
 )
 
 func (o *Options) defaults() error {
+	if err := platform.Check(platform.Lab); err != nil {
+		return err
+	}
 	if o.Name == "" {
 		o.Name = "lab"
 	}
@@ -192,9 +209,8 @@ func machineName(lab string, i int) string { return machinePrefix(lab) + strconv
 
 // Preflight checks that this machine can run a lab.
 func Preflight() error {
-	if runtime.GOOS != "linux" {
-		return usererr.New("the lab runs on Linux only, not %s", runtime.GOOS).
-			WithHint("run hoist lab on a Debian or Ubuntu machine or VM")
+	if err := platform.Check(platform.Lab); err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return usererr.New("the lab needs root: it boots machines and creates network namespaces").
@@ -246,9 +262,18 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		return nil, usererr.New("lab %s holds hosts made for %v, not %v", o.Name, st.Labels, o.Labels).
 			WithHint("`hoist lab down --name %s` removes it", o.Name)
 	}
-	st.Name, st.Subnet, st.Labels = o.Name, o.Subnet, o.Labels
+	if err := o.pickArch(st); err != nil {
+		return nil, err
+	}
+	st.Name, st.Subnet, st.Labels, st.Arch = o.Name, o.Subnet, o.Labels, o.Arch
 	if o.Packages != nil {
 		st.Packages = o.Packages
+	}
+	if o.Firewall != nil {
+		st.Firewall = o.Firewall
+	}
+	if err := needNft(st); err != nil {
+		return nil, err
 	}
 	if err := checkSubnetFree(o); err != nil {
 		return nil, err
@@ -290,14 +315,36 @@ func Up(ctx context.Context, o Options, n int) ([]Host, error) {
 		if err := waitNetnsEmpty(m.Name, 15*time.Second); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "booting %s at %s\n", m.Name, m.Addr)
-		err := m.boot(ctx, o, base, pub, repo)
+		// The firewall is up before the host boots, as a security group
+		// is there before the instance.
+		err := m.network(ctx, o)
+		if err == nil {
+			err = firewallHost(ctx, o, st, m.Name, max(n, len(st.Hosts)))
+		}
+		if err == nil {
+			fmt.Fprintf(o.Log, "booting %s at %s\n", m.Name, m.Addr)
+			err = m.boot(ctx, o, base, pub, repo)
+		}
 		st.Hosts[i] = m.Host
 		// Saved even on failure: Down must find what was made.
 		if serr := saveState(o.StateDir, st); err == nil {
 			err = serr
 		}
 		if err != nil {
+			return nil, err
+		}
+	}
+	// The rules name every host: hosts that ran already learn of new ones.
+	for _, h := range st.Hosts {
+		if err := firewallHost(ctx, o, st, h.Name, len(st.Hosts)); err != nil {
+			return nil, err
+		}
+	}
+	if bo := o.Balancer; bo != nil || st.Balancer != nil {
+		if bo == nil {
+			bo = &st.Balancer.Options
+		}
+		if err := ensureBalancer(ctx, o, st, *bo); err != nil {
 			return nil, err
 		}
 	}
@@ -471,6 +518,10 @@ func down(ctx context.Context, o Options, st *state) error {
 	}
 	if err := transport.SetKnownHosts(o.KnownHostsPath, forget); err != nil {
 		errs = append(errs, err)
+	}
+	if err := removeBalancer(ctx, o, st); err != nil {
+		errs = append(errs, err)
+		stuck = true
 	}
 	// Namespaces the state no longer names (a lost or older state file).
 	for _, ns := range leftoverNetns(o.Name) {

@@ -67,7 +67,7 @@ func (m *machine) boot(ctx context.Context, o Options, base, pub, repo string) e
 	}
 	if cgroup != nil {
 		defer cgroup.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgroup.Fd())}
+		cmd.SysProcAttr = inCgroup(cgroup)
 	}
 	if cgroup2Root() != "" {
 		// A real Debian 12 host runs the unified (v2) hierarchy. Without

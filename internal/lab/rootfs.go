@@ -33,7 +33,11 @@ const baseReady = "usr/lib/systemd/systemd"
 // lock keeps two labs from building it at once.
 func ensureBase(ctx context.Context, o Options) (string, error) {
 	sum := sha256.Sum256([]byte(basePackages))
-	base := filepath.Join(o.CacheDir, "base-"+o.Suite+"-"+hex.EncodeToString(sum[:4]))
+	suite := o.Suite
+	if o.foreign() {
+		suite += "-" + o.Arch // this machine's tree keeps the name it had
+	}
+	base := filepath.Join(o.CacheDir, "base-"+suite+"-"+hex.EncodeToString(sum[:4]))
 	if exists(filepath.Join(base, baseReady)) {
 		return base, nil
 	}
@@ -65,8 +69,14 @@ func ensureBase(ctx context.Context, o Options) (string, error) {
 	if err := os.Chmod(partial, 0o755); err != nil {
 		return "", fmt.Errorf("lab cache: %w", err)
 	}
-	fmt.Fprintf(o.Log, "building the %s base tree with debootstrap (once; about a minute)\n", o.Suite)
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+basePackages, o.Suite, partial, o.Mirror)
+	args := []string{"--variant=minbase", "--include=" + basePackages}
+	if o.foreign() {
+		fmt.Fprintf(o.Log, "building the %s %s base tree with debootstrap under emulation (once; ten minutes or more)\n", o.Suite, o.Arch)
+		args = append(args, "--arch="+o.Arch)
+	} else {
+		fmt.Fprintf(o.Log, "building the %s base tree with debootstrap (once; about a minute)\n", o.Suite)
+	}
+	cmd := exec.CommandContext(ctx, "debootstrap", append(args, o.Suite, partial, o.Mirror)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(partial)
@@ -121,7 +131,7 @@ func mountOverlay(base, dir string) error {
 		}
 	}
 	opts := "lowerdir=" + base + ",upperdir=" + filepath.Join(dir, "upper") + ",workdir=" + filepath.Join(dir, "work")
-	if err := syscall.Mount("overlay", root, "overlay", 0, opts); err != nil {
+	if err := mountOverlayFS(root, opts); err != nil {
 		return fmt.Errorf("mount overlay on %s: %w", root, err)
 	}
 	return nil
@@ -146,7 +156,7 @@ func mounted(p string) bool {
 func umount(p string) error {
 	for i := 0; i < 5 && mounted(p); i++ {
 		if err := syscall.Unmount(p, 0); err != nil && !errors.Is(err, syscall.EINVAL) {
-			syscall.Unmount(p, syscall.MNT_DETACH)
+			unmountDetached(p)
 		}
 	}
 	if mounted(p) {

@@ -24,6 +24,12 @@ type state struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Packages are what the hosts' local apt repository holds.
 	Packages []string `json:"packages,omitempty"`
+	// Firewall is what the hosts accept (Options.Firewall).
+	Firewall *Firewall `json:"firewall,omitempty"`
+	// Balancer is the balancer twin, if the lab runs one.
+	Balancer *Balancer `json:"balancer,omitempty"`
+	// Arch is the hosts' architecture (GOARCH); "" for this machine's.
+	Arch string `json:"arch,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -12,26 +13,34 @@ import (
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
+	"github.com/hoistdev/hoist/internal/twin"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
-// ALBTargets takes provisioned hosts out of the balancer's target group
-// while a deploy switches them, and back in: a deploy's Balancer.
-type ALBTargets struct {
-	elb   *elb.Client
-	group string            // the target group's ARN
-	port  int32             // its port
-	ids   map[string]string // a host as deploys dial it (State.Targets) → instance id
-	delay time.Duration     // the group's deregistration delay
+// Targets takes provisioned hosts out of the balancer in front of them
+// while a deploy switches them, and back in: a deploy's Balancer. The
+// balancer is an ALB's target group (ELBv2), or the lab's balancer twin,
+// which speaks ELBv2's states; both are waited on the same way.
+type Targets struct {
+	group targetGroup
+	delay time.Duration // the group's deregistration delay
 	o     ALBOptions
 }
 
-// ALBOptions configure NewALBTargets.
+// targetGroup is where hosts are registered: their states are ELBv2's
+// (initial, healthy, unhealthy, draining, unused; "" for none).
+type targetGroup interface {
+	register(ctx context.Context, host string) error
+	deregister(ctx context.Context, host string) error
+	state(ctx context.Context, host string) (string, error)
+}
+
+// ALBOptions configure NewTargets.
 type ALBOptions struct {
 	// Config replaces the SDK's default configuration, for tests; its
 	// region is set from the state.
 	Config *aws.Config
-	// Poll is how often waits look again. Default 3s.
+	// Poll is how often waits look again. Default 3s (300ms on the lab).
 	Poll time.Duration
 	// Wait bounds the wait for a host to be healthy again, and what a
 	// drain may take beyond the deregistration delay. Default 5m.
@@ -39,8 +48,98 @@ type ALBOptions struct {
 	Log  io.Writer
 }
 
-// NewALBTargets returns the balancer of st, which provision made.
-func NewALBTargets(ctx context.Context, st *State, o ALBOptions) (*ALBTargets, error) {
+func (o *ALBOptions) defaults(poll time.Duration) {
+	if o.Poll == 0 {
+		o.Poll = poll
+	}
+	if o.Wait == 0 {
+		o.Wait = 5 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// NewTargets returns the balancer provision made in front of st's
+// hosts: the ALB on AWS, the balancer twin on the lab.
+func NewTargets(ctx context.Context, st *State, o ALBOptions) (*Targets, error) {
+	if st.Provider == "lab" {
+		return NewLabTargets(st, o)
+	}
+	return NewALBTargets(ctx, st, o)
+}
+
+// NewLabTargets returns the lab's balancer twin of st.
+func NewLabTargets(st *State, o ALBOptions) (*Targets, error) {
+	if st.Balancer == nil || st.Balancer.ID == "" {
+		return nil, usererr.New("hoist.yml puts %s behind a balancer, but provisioning recorded no balancer twin on the lab", st.App).
+			WithHint("run `hoist provision` to make it")
+	}
+	o.defaults(300 * time.Millisecond)
+	c := &twin.Client{Socket: st.Balancer.ID}
+	g := &twinGroup{c: c, addrs: map[string]string{}}
+	targets := st.Targets()
+	for i, h := range st.Hosts {
+		if i < len(targets) {
+			g.addrs[targets[i]] = net.JoinHostPort(h.PrivateAddr, "80")
+		}
+	}
+	return &Targets{group: g, delay: labDeregistrationDelay, o: o}, nil
+}
+
+// twinGroup is the lab's balancer twin, over its control socket.
+type twinGroup struct {
+	c     *twin.Client
+	addrs map[string]string // a host as deploys dial it → its target
+}
+
+func (g *twinGroup) target(host string) (string, error) {
+	a, ok := g.addrs[host]
+	if !ok {
+		return "", fmt.Errorf("balancer: %s is not a host provisioning made", host)
+	}
+	return a, nil
+}
+
+func (g *twinGroup) register(ctx context.Context, host string) error {
+	t, err := g.target(host)
+	if err != nil {
+		return err
+	}
+	return g.c.Register(ctx, t)
+}
+
+func (g *twinGroup) deregister(ctx context.Context, host string) error {
+	t, err := g.target(host)
+	if err != nil {
+		return err
+	}
+	return g.c.Deregister(ctx, t)
+}
+
+func (g *twinGroup) state(ctx context.Context, host string) (string, error) {
+	t, err := g.target(host)
+	if err != nil {
+		return "", err
+	}
+	h, err := g.c.Health(ctx, t)
+	if err != nil || len(h) == 0 {
+		return "", err
+	}
+	return h[0].State, nil
+}
+
+// elbGroup is an ALB's target group.
+type elbGroup struct {
+	elb   *elb.Client
+	group string            // the target group's ARN
+	port  int32             // its port
+	ids   map[string]string // a host as deploys dial it (State.Targets) → instance id
+}
+
+// NewALBTargets returns the ALB's target group of st, which provision
+// made.
+func NewALBTargets(ctx context.Context, st *State, o ALBOptions) (*Targets, error) {
 	var group string
 	for _, r := range st.Resources {
 		if r.Kind == kindTargets && r.ID != "" {
@@ -63,28 +162,21 @@ func NewALBTargets(ctx context.Context, st *State, o ALBOptions) (*ALBTargets, e
 	if st.Region != "" {
 		cfg.Region = st.Region
 	}
-	if o.Poll == 0 {
-		o.Poll = 3 * time.Second
-	}
-	if o.Wait == 0 {
-		o.Wait = 5 * time.Minute
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	b := &ALBTargets{elb: elb.NewFromConfig(cfg), group: group, ids: map[string]string{}, o: o}
+	o.defaults(3 * time.Second)
+	g := &elbGroup{elb: elb.NewFromConfig(cfg), group: group, ids: map[string]string{}}
+	b := &Targets{group: g, o: o}
 	targets := st.Targets()
 	for i, h := range st.Hosts {
 		if i < len(targets) && h.ID != "" {
-			b.ids[targets[i]] = h.ID
+			g.ids[targets[i]] = h.ID
 		}
 	}
-	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{TargetGroupArns: []string{group}})
+	out, err := g.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{TargetGroupArns: []string{group}})
 	if err != nil || len(out.TargetGroups) == 0 {
 		return nil, awsUserError("read the balancer's target group", err)
 	}
-	b.port = aws.ToInt32(out.TargetGroups[0].Port)
-	attrs, err := b.elb.DescribeTargetGroupAttributes(ctx, &elb.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(group)})
+	g.port = aws.ToInt32(out.TargetGroups[0].Port)
+	attrs, err := g.elb.DescribeTargetGroupAttributes(ctx, &elb.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(group)})
 	if err != nil {
 		return nil, awsUserError("read the target group's deregistration delay", err)
 	}
@@ -97,61 +189,83 @@ func NewALBTargets(ctx context.Context, st *State, o ALBOptions) (*ALBTargets, e
 	return b, nil
 }
 
-// Delay is the target group's deregistration delay: how long a host's
-// connections may take to drain.
-func (b *ALBTargets) Delay() time.Duration { return b.delay }
-
-func (b *ALBTargets) target(host string) ([]elbtypes.TargetDescription, error) {
-	id, ok := b.ids[host]
+func (g *elbGroup) target(host string) ([]elbtypes.TargetDescription, error) {
+	id, ok := g.ids[host]
 	if !ok {
 		return nil, fmt.Errorf("balancer: %s is not a host provisioning made", host)
 	}
-	return []elbtypes.TargetDescription{{Id: aws.String(id), Port: aws.Int32(b.port)}}, nil
+	return []elbtypes.TargetDescription{{Id: aws.String(id), Port: aws.Int32(g.port)}}, nil
 }
+
+func (g *elbGroup) register(ctx context.Context, host string) error {
+	t, err := g.target(host)
+	if err != nil {
+		return err
+	}
+	_, err = g.elb.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: aws.String(g.group), Targets: t})
+	return awsUserError("put "+host+" back in the balancer", err)
+}
+
+func (g *elbGroup) deregister(ctx context.Context, host string) error {
+	t, err := g.target(host)
+	if err != nil {
+		return err
+	}
+	_, err = g.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: aws.String(g.group), Targets: t})
+	return awsUserError("take "+host+" out of the balancer", err)
+}
+
+func (g *elbGroup) state(ctx context.Context, host string) (string, error) {
+	t, err := g.target(host)
+	if err != nil {
+		return "", err
+	}
+	out, err := g.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(g.group), Targets: t})
+	if err != nil {
+		return "", awsUserError("read "+host+"'s state in the balancer", err)
+	}
+	if len(out.TargetHealthDescriptions) > 0 && out.TargetHealthDescriptions[0].TargetHealth != nil {
+		return string(out.TargetHealthDescriptions[0].TargetHealth.State), nil
+	}
+	return "", nil
+}
+
+// Delay is the target group's deregistration delay: how long a host's
+// connections may take to drain.
+func (b *Targets) Delay() time.Duration { return b.delay }
 
 // Deregister takes host out of the target group and waits until the
 // balancer has drained its connections (at most the deregistration
 // delay, and Wait beyond it).
-func (b *ALBTargets) Deregister(ctx context.Context, host string) error {
-	t, err := b.target(host)
-	if err != nil {
+func (b *Targets) Deregister(ctx context.Context, host string) error {
+	if err := b.group.deregister(ctx, host); err != nil {
 		return err
 	}
-	if _, err := b.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: aws.String(b.group), Targets: t}); err != nil {
-		return awsUserError("take "+host+" out of the balancer", err)
-	}
 	fmt.Fprintf(b.o.Log, "%s: draining (deregistration delay %s)\n", host, b.delay)
-	return b.waitState(ctx, host, t, b.delay+b.o.Wait, func(s elbtypes.TargetHealthStateEnum) bool {
-		return s == elbtypes.TargetHealthStateEnumUnused || s == ""
+	return b.waitState(ctx, host, b.delay+b.o.Wait, func(s string) bool {
+		return s == string(elbtypes.TargetHealthStateEnumUnused) || s == ""
 	})
 }
 
 // Register puts host back and waits until the balancer finds it healthy.
-func (b *ALBTargets) Register(ctx context.Context, host string) error {
-	t, err := b.target(host)
-	if err != nil {
+func (b *Targets) Register(ctx context.Context, host string) error {
+	if err := b.group.register(ctx, host); err != nil {
 		return err
 	}
-	if _, err := b.elb.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: aws.String(b.group), Targets: t}); err != nil {
-		return awsUserError("put "+host+" back in the balancer", err)
-	}
-	return b.waitState(ctx, host, t, b.o.Wait, func(s elbtypes.TargetHealthStateEnum) bool {
-		return s == elbtypes.TargetHealthStateEnumHealthy
+	return b.waitState(ctx, host, b.o.Wait, func(s string) bool {
+		return s == string(elbtypes.TargetHealthStateEnumHealthy)
 	})
 }
 
 // waitState polls host's state in the target group until done says so.
-func (b *ALBTargets) waitState(ctx context.Context, host string, t []elbtypes.TargetDescription, limit time.Duration, done func(elbtypes.TargetHealthStateEnum) bool) error {
+func (b *Targets) waitState(ctx context.Context, host string, limit time.Duration, done func(string) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	last := elbtypes.TargetHealthStateEnum("")
+	last := ""
 	for {
-		out, err := b.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(b.group), Targets: t})
+		s, err := b.group.state(ctx, host)
 		if err == nil {
-			last = ""
-			if len(out.TargetHealthDescriptions) > 0 && out.TargetHealthDescriptions[0].TargetHealth != nil {
-				last = out.TargetHealthDescriptions[0].TargetHealth.State
-			}
+			last = s
 			if done(last) {
 				return nil
 			}
@@ -159,7 +273,7 @@ func (b *ALBTargets) waitState(ctx context.Context, host string, t []elbtypes.Ta
 		select {
 		case <-ctx.Done():
 			if err != nil {
-				return awsUserError("read "+host+"'s state in the balancer", err)
+				return err
 			}
 			return fmt.Errorf("balancer: %s is still %q after %s", host, last, limit)
 		case <-time.After(b.o.Poll):

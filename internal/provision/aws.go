@@ -22,8 +22,55 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/hoistdev/hoist/internal/config"
-	"github.com/hoistdev/hoist/internal/host"
 )
+
+func init() {
+	Register(Registration{Name: config.ProviderAWS, Check: checkAWS,
+		New: func(ctx context.Context, spec Spec, env Env) (Provider, error) {
+			return NewAWS(ctx, spec, AWSOptions{Log: env.Log})
+		}})
+}
+
+var (
+	regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	typePattern   = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
+)
+
+// checkAWS validates what EC2 and the ALB ask of the infra section.
+func checkAWS(c *config.Config) error {
+	in := &c.Infra
+	if in.Balancer == config.BalancerALB {
+		if in.Certificate == "" && len(c.Proxy.Hosts) == 0 {
+			return config.FieldError("$.infra.balancer", "an ALB serves HTTPS with a certificate for the app's names: list them in proxy.hosts, or give infra.certificate")
+		}
+		if in.Certificate != "" && !strings.HasPrefix(in.Certificate, "arn:aws") {
+			return config.FieldError("$.infra.certificate", "%q is not an ACM certificate ARN (arn:aws:acm:...)", in.Certificate)
+		}
+	}
+	if in.Region == "" {
+		return config.FieldError("$.infra.region", "missing; the AWS region to make the hosts in, for example eu-west-1")
+	}
+	if !regionPattern.MatchString(in.Region) {
+		return config.FieldError("$.infra.region", "%q is not an AWS region name like eu-west-1", in.Region)
+	}
+	if !typePattern.MatchString(in.InstanceType) {
+		return config.FieldError("$.infra.instance_type", "%q is not an EC2 instance type like t3.micro", in.InstanceType)
+	}
+	seen := map[string]bool{}
+	for i, z := range in.Zones {
+		if len(z) != len(in.Region)+1 || !strings.HasPrefix(z, in.Region) || z[len(z)-1] < 'a' || z[len(z)-1] > 'z' {
+			return config.FieldError(fmt.Sprintf("$.infra.zones[%d]", i), "%q is not a zone of %s: write %sa, %sb...", z, in.Region, in.Region, in.Region)
+		}
+		if seen[z] {
+			return config.FieldError(fmt.Sprintf("$.infra.zones[%d]", i), "%s is listed twice", z)
+		}
+		seen[z] = true
+	}
+	if in.Balancer == config.BalancerALB && len(in.Zones) < 2 {
+		return config.FieldError("$.infra.zones", "an ALB needs subnets in at least two zones: list two")
+	}
+	return nil
+}
 
 // AWSOptions configure the AWS provider.
 type AWSOptions struct {
@@ -191,6 +238,7 @@ func (p *awsProvider) instanceProps(i int) string {
 type rule struct {
 	port int32
 	from string // CIDR
+	why  string // the rule's description in the group
 }
 
 func (p *awsProvider) sshFrom() []string {
@@ -200,26 +248,33 @@ func (p *awsProvider) sshFrom() []string {
 	return p.spec.SSHFrom
 }
 
-func (p *awsProvider) hostRules() []rule {
+// awsRules turns the network rules into ingress rules: the operator is
+// infra.ssh_from, the balancer's nodes and the hosts are in hoist's own
+// VPC, which holds nothing else.
+func (p *awsProvider) awsRules(rs []Rule) []rule {
 	var out []rule
-	for _, n := range p.sshFrom() {
-		out = append(out, rule{port: 22, from: n})
+	for _, r := range rs {
+		var from []string
+		switch r.From {
+		case PeerOperator:
+			from = p.sshFrom()
+		case PeerAnyone:
+			from = []string{"0.0.0.0/0"}
+		case PeerBalancer, PeerHosts:
+			from = []string{vpcCIDR}
+		}
+		for _, f := range from {
+			if !slices.ContainsFunc(out, func(o rule) bool { return o.port == int32(r.Port) && o.from == f }) {
+				out = append(out, rule{port: int32(r.Port), from: f, why: r.Why})
+			}
+		}
 	}
-	if p.spec.Count > 1 {
-		// Hosts pass releases on to each other, within the VPC only.
-		out = append(out, rule{port: host.RelayPort, from: vpcCIDR})
-	}
-	if p.alb() {
-		// Only the balancer's nodes in hoist's own VPC, which holds
-		// nothing else but the hosts.
-		return append(out, rule{port: int32(p.spec.TargetPort), from: vpcCIDR})
-	}
-	return append(out, rule{port: 80, from: "0.0.0.0/0"}, rule{port: 443, from: "0.0.0.0/0"})
+	return out
 }
 
-func (p *awsProvider) balancerRules() []rule {
-	return []rule{{port: 80, from: "0.0.0.0/0"}, {port: 443, from: "0.0.0.0/0"}}
-}
+func (p *awsProvider) hostRules() []rule { return p.awsRules(Rules(p.spec).Hosts) }
+
+func (p *awsProvider) balancerRules() []rule { return p.awsRules(Rules(p.spec).Balancer) }
 
 func rulesProps(rs []rule) string {
 	var parts []string

@@ -214,7 +214,22 @@ func (p *awsProvider) createSG(ctx context.Context, role string) error {
 
 func permission(r rule) ec2types.IpPermission {
 	return ec2types.IpPermission{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(r.port), ToPort: aws.Int32(r.port),
-		IpRanges: []ec2types.IpRange{{CidrIp: aws.String(r.from)}}}
+		IpRanges: []ec2types.IpRange{{CidrIp: aws.String(r.from), Description: descriptionOf(r.why)}}}
+}
+
+// descriptionOf is a rule's reason as EC2 takes it: ASCII letters,
+// digits, spaces and ._-:/()#,@[]+=&;{}!$* up to 255 characters.
+func descriptionOf(why string) *string {
+	if why == "" {
+		return nil
+	}
+	b := []byte(why)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(" ._-:/()#,@[]+=&;{}!$*", c) >= 0) {
+			b[i] = ' '
+		}
+	}
+	return aws.String(string(b[:min(len(b), 255)]))
 }
 
 func (p *awsProvider) authorize(ctx context.Context, id string, rs []rule) error {
@@ -399,7 +414,39 @@ func (p *awsProvider) createCert(ctx context.Context) error {
 	arn := aws.ToString(out.CertificateArn)
 	p.found.ids[roleCert], p.requestedCert = arn, arn
 	// The VPC's tag is how hoist finds the certificate again.
-	return p.tag(ctx, p.found.ids[roleVPC], roleVPC, map[string]string{TagCertificate: arn})
+	if err := p.tag(ctx, p.found.ids[roleVPC], roleVPC, map[string]string{TagCertificate: arn}); err != nil {
+		return err
+	}
+	p.awaitValidation(ctx, arn)
+	return nil
+}
+
+// awaitValidation tells the user, as soon as ACM says it, which DNS
+// records it waits for, without waiting for the rest of provision to
+// succeed: ACM fills them in a few seconds after the request.
+func (p *awsProvider) awaitValidation(ctx context.Context, arn string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*p.o.Poll)
+	defer cancel()
+	for {
+		inv := &Inventory{}
+		if err := p.observeCert(ctx, inv, arn); err == nil && len(p.found.validation) > 0 {
+			p.printValidation()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			p.logf("ACM has not said yet which DNS records prove %s; hoist provision prints them when run again", strings.Join(p.spec.Names, ", "))
+			return
+		case <-time.After(p.o.Poll):
+		}
+	}
+}
+
+// printValidation tells the user the DNS records ACM waits for.
+func (p *awsProvider) printValidation() {
+	for _, v := range p.found.validation {
+		p.logf("certificate for %s: ACM issues it once this record exists: %s %s %s", v.Domain, v.Name, v.Type, v.Value)
+	}
 }
 
 func (p *awsProvider) createTargets(ctx context.Context) error {
@@ -443,6 +490,7 @@ func (p *awsProvider) createListener(ctx context.Context, role string) error {
 		cert, ok := p.listenerCert()
 		if !ok {
 			p.logf("the HTTPS listener waits for certificate %s, which ACM issues once its DNS records exist; run hoist provision again then", cert)
+			p.printValidation()
 			return nil
 		}
 		in.Port, in.Protocol = aws.Int32(443), elbtypes.ProtocolEnumHttps

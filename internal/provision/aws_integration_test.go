@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -29,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/transport"
 )
 
 // startKumo runs kumo, an AWS emulator, on a free loopback port, and
@@ -364,4 +367,41 @@ func mapsEqual(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestValidationPrintedBeforeHostsAnswer: the DNS records ACM waits for
+// are printed as soon as ACM gives them, even by a provision that then
+// fails (here its hosts never answer SSH, as kumo's never do): before,
+// only a provision that succeeded printed them, and the user waited on
+// a certificate that could not be issued without being told why.
+func TestValidationPrintedBeforeHostsAnswer(t *testing.T) {
+	cfg := startKumo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := ssm.NewFromConfig(cfg).PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/aws/service/debian/release/12/latest/amd64"),
+		Value: aws.String("ami-0123456789abcdef0"), Type: "String"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := kumoSpec(t, "production", "  balancer: alb\n")
+	o, _ := engineOn(t, ctx, cfg, spec)
+	t.Cleanup(func() { Destroy(ctx, o) })
+	var log strings.Builder
+	o.Log = io.MultiWriter(&log, testLog{t})
+	prov, err := NewAWS(ctx, spec, AWSOptions{Config: &cfg, Poll: 10 * time.Millisecond, Wait: 10 * time.Second, Log: o.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Provider = prov
+	o.Dial = func(context.Context, string) (transport.Conn, error) { return nil, errors.New("no route to host") }
+	o.BootTimeout = time.Second
+	plan, err := MakePlan(ctx, o, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, o, plan); err == nil {
+		t.Fatal("provision succeeded with hosts that never answer")
+	}
+	if !strings.Contains(log.String(), "certificate for shop.example.com: ACM issues it once this record exists: _") {
+		t.Errorf("a provision that failed did not print the certificate's validation record:\n%s", log.String())
+	}
 }

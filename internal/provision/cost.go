@@ -104,6 +104,16 @@ type Cost struct {
 	AsOf     string     `json:"as_of,omitempty"`
 	// Assumptions are what the figures rest on beyond list prices.
 	Assumptions []string `json:"assumptions,omitempty"`
+	// Unpriced are the settings the table has no price for: their
+	// lines are Unknown and Total leaves them out.
+	Unpriced []Unpriced `json:"unpriced,omitempty"`
+}
+
+// Unpriced is a setting of hoist.yml that the price table lacks.
+type Unpriced struct {
+	// Field is its path in hoist.yml: infra.instance_type or infra.region.
+	Field string `json:"field"`
+	Msg   string `json:"message"`
 }
 
 // CostLine is one item: Quantity × Unit at UnitPrice.
@@ -113,6 +123,8 @@ type CostLine struct {
 	Unit      string  `json:"unit"`
 	UnitPrice float64 `json:"unit_price"`
 	Monthly   float64 `json:"monthly"`
+	// Unknown is set when the table has no price for it.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // Comparison is one front's monthly total for the same hosts.
@@ -120,46 +132,54 @@ type Comparison struct {
 	Balancer string  `json:"balancer"`
 	Total    float64 `json:"total"`
 	Current  bool    `json:"current"`
+	// Unknown is set when some of it has no price in the table.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
-// Estimate prices the spec's topology for a month.
-func Estimate(s Spec, p *Prices) (Cost, error) {
+// PricesHint says how to give the prices the table lacks.
+const PricesHint = "give them in a price file with --prices FILE (docs/provision.md shows its form)"
+
+// Estimate prices the spec's topology for a month. A region or an
+// instance type the table lacks leaves its lines Unknown, named in
+// Unpriced, and the rest priced: a plan is still worth reading.
+func Estimate(s Spec, p *Prices) Cost {
 	if s.Provider != config.ProviderAWS {
-		return Cost{Currency: "USD", Lines: []CostLine{}, Assumptions: []string{"lab hosts run on this machine and cost nothing"}}, nil
+		return Cost{Currency: "USD", Lines: []CostLine{}, Assumptions: []string{"lab hosts run on this machine and cost nothing"}}
 	}
-	r, ok := p.Regions[s.Region]
-	if !ok {
-		return Cost{}, usererr.New("no prices for region %s in hoist's table", s.Region).
-			WithHint("give them in a price file with --prices (docs/provision.md shows its form)")
-	}
-	hourly, ok := r.Instances[s.InstanceType]
-	if !ok {
-		return Cost{}, usererr.New("no price for %s in %s in hoist's table", s.InstanceType, s.Region).
-			WithHint("give it in a price file with --prices (docs/provision.md shows its form)")
+	c := Cost{Currency: "USD", Source: p.Source, AsOf: p.AsOf}
+	r, regionKnown := p.Regions[s.Region]
+	hourly, typeKnown := r.Instances[s.InstanceType]
+	if !regionKnown {
+		c.Unpriced = append(c.Unpriced, Unpriced{Field: "infra.region", Msg: fmt.Sprintf("no prices for %s in hoist's table", s.Region)})
+	} else if !typeKnown {
+		c.Unpriced = append(c.Unpriced, Unpriced{Field: "infra.instance_type", Msg: fmt.Sprintf("no price for %s in %s in hoist's table", s.InstanceType, s.Region)})
 	}
 	h := p.HoursPerMonth
 	n := float64(s.Count)
-	c := Cost{Currency: "USD", Source: p.Source, AsOf: p.AsOf}
-	c.add(fmt.Sprintf("%s instance", s.InstanceType), n*h, "instance-hours", hourly)
-	c.add("public IPv4 address of each instance", n*h, "address-hours", r.PublicIPv4Hour)
-	c.add(fmt.Sprintf("gp3 disk, %d GiB each", s.DiskGB), n*float64(s.DiskGB), "GiB-months", r.GP3GBMonth)
+	c.add(fmt.Sprintf("%s instance", s.InstanceType), n*h, "instance-hours", hourly, typeKnown)
+	c.add("public IPv4 address of each instance", n*h, "address-hours", r.PublicIPv4Hour, regionKnown)
+	c.add(fmt.Sprintf("gp3 disk, %d GiB each", s.DiskGB), n*float64(s.DiskGB), "GiB-months", r.GP3GBMonth, regionKnown)
 	if s.Balancer == config.BalancerALB {
 		zones := float64(max(2, len(s.Zones)))
-		c.add("application load balancer", h, "hours", r.ALBHour)
-		c.add(fmt.Sprintf("load balancer capacity, %.0f LCU assumed", LCUAssumed), LCUAssumed*h, "LCU-hours", r.LCUHour)
-		c.add("public IPv4 address of the balancer in each zone", zones*h, "address-hours", r.PublicIPv4Hour)
+		c.add("application load balancer", h, "hours", r.ALBHour, regionKnown)
+		c.add(fmt.Sprintf("load balancer capacity, %.0f LCU assumed", LCUAssumed), LCUAssumed*h, "LCU-hours", r.LCUHour, regionKnown)
+		c.add("public IPv4 address of the balancer in each zone", zones*h, "address-hours", r.PublicIPv4Hour, regionKnown)
 		c.Assumptions = append(c.Assumptions, fmt.Sprintf("the balancer averages %.0f LCU (25 new connections/s, 3,000 active connections, 1 GB/h or 1,000 rule evaluations/s); more traffic costs $%.3f per LCU-hour", LCUAssumed, r.LCUHour))
 	}
 	if s.DNSZone != "" {
-		c.add("Route 53 hosted zone "+s.DNSZone, 1, "zone-months", r.HostedZoneMonth)
+		c.add("Route 53 hosted zone "+s.DNSZone, 1, "zone-months", r.HostedZoneMonth, regionKnown)
 		c.Assumptions = append(c.Assumptions, "DNS queries are not counted ($0.40 per million for the first billion a month)")
 	}
 	c.Assumptions = append(c.Assumptions, fmt.Sprintf("a month is %.0f hours; traffic out of AWS is not counted", h))
-	return c, nil
+	return c
 }
 
-func (c *Cost) add(item string, qty float64, unit string, price float64) {
-	l := CostLine{Item: item, Quantity: qty, Unit: unit, UnitPrice: price, Monthly: cents(qty * price)}
+// add adds a line; one whose price is not known adds nothing to Total.
+func (c *Cost) add(item string, qty float64, unit string, price float64, known bool) {
+	l := CostLine{Item: item, Quantity: qty, Unit: unit, UnitPrice: price, Monthly: cents(qty * price), Unknown: !known}
+	if !known {
+		l.UnitPrice, l.Monthly = 0, 0
+	}
 	c.Lines = append(c.Lines, l)
 	c.Total = cents(c.Total + l.Monthly)
 }
@@ -167,9 +187,9 @@ func (c *Cost) add(item string, qty float64, unit string, price float64) {
 func cents(v float64) float64 { return math.Round(v*100) / 100 }
 
 // Compare prices the spec with each front.
-func Compare(s Spec, p *Prices) ([]Comparison, error) {
+func Compare(s Spec, p *Prices) []Comparison {
 	if s.Provider != config.ProviderAWS {
-		return nil, nil
+		return nil
 	}
 	var out []Comparison
 	for _, b := range []string{config.BalancerNone, config.BalancerALB} {
@@ -178,11 +198,8 @@ func Compare(s Spec, p *Prices) ([]Comparison, error) {
 		if b == config.BalancerALB && len(alt.Zones) < 2 {
 			alt.Zones = append(append([]string(nil), alt.Zones...), s.Region+"b")
 		}
-		c, err := Estimate(alt, p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Comparison{Balancer: b, Total: c.Total, Current: b == s.Balancer})
+		c := Estimate(alt, p)
+		out = append(out, Comparison{Balancer: b, Total: c.Total, Current: b == s.Balancer, Unknown: len(c.Unpriced) > 0})
 	}
-	return out, nil
+	return out
 }

@@ -59,13 +59,8 @@ func MakePlan(ctx context.Context, o Options, offline bool) (*Plan, error) {
 	if p.Changes == nil {
 		p.Changes = []Change{}
 	}
-	var err error
-	if p.Cost, err = Estimate(o.Spec, o.Prices); err != nil {
-		return nil, err
-	}
-	if p.Compare, err = Compare(o.Spec, o.Prices); err != nil {
-		return nil, err
-	}
+	p.Cost = Estimate(o.Spec, o.Prices)
+	p.Compare = Compare(o.Spec, o.Prices)
 	return p, nil
 }
 

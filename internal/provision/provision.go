@@ -2,9 +2,9 @@
 // hoist.yml's infra section asks for with what exists (found by hoist's
 // tags, never by name alone), shows the difference with its monthly
 // cost, carries it out, and records what it made in one state file that
-// the other verbs read to find the hosts. Providers: "lab" (local
-// systemd-nspawn machines from a bare cloud image) and "aws" (EC2, with an
-// optional Application Load Balancer). Every host boots with cloud-init
+// the other verbs read to find the hosts. Providers register themselves
+// (registry.go): "lab" (local systemd-nspawn machines from a bare cloud
+// image) and "aws" (EC2, with an optional Application Load Balancer). Every host boots with cloud-init
 // user data from internal/cloudinit, so its first SSH connection is
 // verified against a host key hoist made; hoist then replaces that key.
 package provision
@@ -52,6 +52,13 @@ type Spec struct {
 	// DNSZone is the Route 53 zone the app's names are kept in, if
 	// hoist.yml's dns section uses Route 53: it is priced.
 	DNSZone string
+	// Proxied says hoist's proxy takes the app's requests on each host
+	// (proxy.hosts); ACME that the hosts copy certificates from the one
+	// that obtains them (tls: acme); Relay that they pass releases on to
+	// each other (deploy.relay); Between are the other ports they reach
+	// on each other. The network rules (network.go) follow from them.
+	Proxied, ACME, Relay bool
+	Between              []Port
 }
 
 // SpecFrom reads a loaded config's infra section.
@@ -68,12 +75,19 @@ func SpecFrom(c *config.Config) Spec {
 	if c.DNS.Provider == "route53" {
 		zone = c.DNS.Zone
 	}
+	var between []Port
+	for _, name := range c.AccessoryNames() {
+		if a := c.Accessories[name]; a.Listen != config.ListenLoopback {
+			between = append(between, Port{a.Port, "accessory " + name + " (" + a.Service + ")"})
+		}
+	}
 	return Spec{
 		App: c.App, Env: in.Env, Provider: in.Provider, Region: in.Region,
 		Zones: append([]string(nil), in.Zones...), InstanceType: in.InstanceType, Count: in.Count,
 		DiskGB: in.DiskGB, Image: in.Image, Balancer: in.Balancer, Certificate: in.Certificate,
 		Names: append([]string(nil), c.Proxy.Hosts...), SSHFrom: append([]string(nil), in.SSHFrom...),
 		User: in.User, HealthPath: health, TargetPort: port, DNSZone: zone,
+		Proxied: len(c.Proxy.Hosts) > 0, ACME: c.Proxy.TLS.Mode == config.TLSACME, Relay: c.Deploy.RelayOn(), Between: between,
 	}
 }
 

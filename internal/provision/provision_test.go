@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -371,10 +372,7 @@ func TestSeedTopologies(t *testing.T) {
 			if tt.balancer == "alb" {
 				s.Zones = []string{"us-east-1a", "us-east-1b"}
 			}
-			c, err := Estimate(s, p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := Estimate(s, p)
 			var got []float64
 			for _, l := range c.Lines {
 				got = append(got, l.Monthly)
@@ -387,10 +385,7 @@ func TestSeedTopologies(t *testing.T) {
 			}
 		})
 	}
-	cmpr, err := Compare(base, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmpr := Compare(base, p)
 	if len(cmpr) != 2 || cmpr[0].Total != 12.76 || cmpr[1].Total != 42.33 || !cmpr[0].Current {
 		t.Errorf("comparison: %+v", cmpr)
 	}
@@ -409,12 +404,26 @@ func TestPricesOverlayAndUnknowns(t *testing.T) {
 	if !strings.Contains(p.Source, f) {
 		t.Errorf("source %q does not name the file", p.Source)
 	}
-	for name, s := range map[string]Spec{
-		"unknown type":   {Provider: "aws", Region: "us-east-1", InstanceType: "z9.huge", Count: 1, DiskGB: 8},
-		"unknown region": {Provider: "aws", Region: "ap-south-9", InstanceType: "t3.micro", Count: 1, DiskGB: 8},
+	// What the table lacks is named and priced as unknown; the rest is priced.
+	for name, tt := range map[string]struct {
+		s       Spec
+		field   string
+		unknown []bool
+		total   float64
+	}{
+		"unknown type":   {Spec{Provider: "aws", Region: "us-east-1", InstanceType: "z9.huge", Count: 1, DiskGB: 8}, "infra.instance_type", []bool{true, false, false}, 4.29},
+		"unknown region": {Spec{Provider: "aws", Region: "ap-south-9", InstanceType: "t3.micro", Count: 1, DiskGB: 8}, "infra.region", []bool{true, true, true}, 0},
 	} {
-		if _, err := Estimate(s, p); err == nil || !strings.Contains(err.Error(), "no price") {
-			t.Errorf("%s: %v", name, err)
+		c := Estimate(tt.s, p)
+		var unknown []bool
+		for _, l := range c.Lines {
+			unknown = append(unknown, l.Unknown)
+		}
+		if len(c.Unpriced) != 1 || c.Unpriced[0].Field != tt.field || !strings.Contains(c.Unpriced[0].Msg, "no price") || !slices.Equal(unknown, tt.unknown) || c.Total != tt.total {
+			t.Errorf("%s: unpriced %+v, unknown lines %v, total %.2f", name, c.Unpriced, unknown, c.Total)
+		}
+		if cmpr := Compare(tt.s, p); !cmpr[0].Unknown || !cmpr[1].Unknown {
+			t.Errorf("%s: comparison %+v is not marked unknown", name, cmpr)
 		}
 	}
 }

@@ -62,6 +62,12 @@ type Balancer struct {
 	Name    string `json:"name"`
 	ID      string `json:"id"` // its ARN on AWS
 	DNSName string `json:"dns_name"`
+	// Addr is the balancer's address where it has one of its own and no
+	// DNS name (the lab's balancer twin).
+	Addr string `json:"addr,omitempty"`
+	// CA is the root certificate (a PEM file) that the lab's balancer
+	// twin's certificate is issued by, for clients to trust.
+	CA string `json:"ca,omitempty"`
 	// CertificateID is the ACM certificate's ARN; Validation are the DNS
 	// records that prove the names for a certificate hoist requested.
 	CertificateID string             `json:"certificate_id,omitempty"`

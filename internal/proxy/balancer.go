@@ -6,14 +6,20 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
 // A load balancer in front of the hosts (an AWS ALB) checks each host's
 // proxy with the host's own address as Host, which names no route. It
 // asks this path instead: the proxy answers for the app's route, 200
 // when its upstream is healthy, 503 when not, 404 when the host has no
-// such route. Only peers on private networks (the balancer's) and
-// loopback are answered; from anyone else it is an ordinary request.
+// such route, and says nothing more. Only the balancer's own checks are
+// answered: from peers on private networks (the balancer's) and
+// loopback, carrying no X-Forwarded-For, which a balancer adds to every
+// request it forwards for a client and to none of its checks. Anything
+// else is an ordinary request, so that whoever asks through the
+// balancer cannot learn which apps the host serves.
 const balancerCheckPrefix = "/.hoist/up/"
 
 // BalancerCheckPath is the path a balancer checks app's health at, on
@@ -24,7 +30,7 @@ func BalancerCheckPath(app string) string { return balancerCheckPrefix + app }
 // was one.
 func (s *Server) balancerCheck(w http.ResponseWriter, r *http.Request) bool {
 	app, ok := strings.CutPrefix(r.URL.Path, balancerCheckPrefix)
-	if !ok || !privatePeer(r.RemoteAddr) {
+	if !ok || !privatePeer(r.RemoteAddr) || r.Header[headers.ForwardedFor] != nil {
 		return false
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -32,7 +38,7 @@ func (s *Server) balancerCheck(w http.ResponseWriter, r *http.Request) bool {
 	switch {
 	case e == nil:
 		w.WriteHeader(http.StatusNotFound)
-		io.WriteString(w, "no route for "+app+"\n")
+		io.WriteString(w, "no such route\n")
 	case !e.up.healthy.Load():
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "unhealthy\n")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,13 +34,27 @@ func testBalancerCheck(t *testing.T, fast bool) {
 	served := a.served.Load()
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			if code, body := get(t, nil, front, tt.host, tt.path); code != tt.code {
+			code, body := get(t, nil, front, tt.host, tt.path)
+			if code != tt.code {
 				t.Errorf("GET %s (Host %s) = %d %q, want %d", tt.path, tt.host, code, body, tt.code)
+			}
+			// A check says how the app is, and nothing else: no name.
+			if strings.HasPrefix(tt.path, "/.hoist/") && body != "ok\n" && body != "unhealthy\n" && body != "no such route\n" {
+				t.Errorf("GET %s = %q, want only ok, unhealthy or no such route", tt.path, body)
 			}
 		})
 	}
 	if a.served.Load() != served {
 		t.Error("a balancer check reached the app")
+	}
+	// Through the balancer, for a client, the path is the app's own: a
+	// client learns nothing of the host's routes from it.
+	for _, app := range []string{"a", "b", "c"} {
+		code, _ := get(t, nil, front, "a.test", BalancerCheckPath(app), "X-Forwarded-For", "203.0.113.9")
+		if code != http.StatusOK || a.served.Load() == served {
+			t.Errorf("GET %s for a client through the balancer = %d, answered by the proxy and not by the app", BalancerCheckPath(app), code)
+		}
+		served = a.served.Load()
 	}
 }
 

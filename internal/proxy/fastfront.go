@@ -17,9 +17,9 @@ func (s *Server) fastLoop(ln net.Listener, conf *tls.Config, t Timeouts) front {
 	t = t.withDefaults()
 	return fastloop.New(ln, fastloop.Config{
 		Router: loopRouter{s}, TLS: conf,
-		ReadHeaderTimeout: t.ReadHeader, IdleTimeout: t.Idle, WriteTimeout: s.opts.WriteTimeout,
+		ReadHeaderTimeout: t.ReadHeader, IdleTimeout: t.Idle, MaxHeaderBytes: t.MaxHeaderBytes, WriteTimeout: s.opts.WriteTimeout,
 		UpstreamHeaderTimeout: s.opts.UpstreamHeaderTimeout, MaxAnswerHead: maxAnswerHead,
-		Page: pageBody,
+		Page: pageBody, Trust: s.trust,
 	})
 }
 

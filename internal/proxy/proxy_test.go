@@ -25,11 +25,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // testBackend is an app on loopback: GET /up is its health check, GET /
 // names it with the X-Forwarded-* headers it got, /slow answers after
-// 500ms, /ws is a WebSocket that echoes text frames as "NAME:TEXT".
+// 500ms, /hold once the test closes release, /ws is a WebSocket that echoes text frames as "NAME:TEXT".
 type testBackend struct {
 	*httptest.Server
 	name    string
@@ -37,9 +39,12 @@ type testBackend struct {
 	served  atomic.Int64 // requests other than health checks
 	// closes receives the close code of each close frame a WebSocket got.
 	closes chan uint16
-	// slow gets a value when a request to /slow has arrived, so that a
-	// test waits for it instead of sleeping.
+	// slow gets a value when a request to /slow or /hold has arrived,
+	// so that a test waits for it instead of sleeping.
 	slow chan struct{}
+	// release, closed, ends the requests to /hold (which otherwise end
+	// after 10s).
+	release chan struct{}
 }
 
 // waitSlow waits until n requests to /slow have arrived at b.
@@ -60,7 +65,7 @@ const upstreamSTS = "max-age=63072000; includeSubDomains"
 
 func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Server)) *testBackend {
 	t.Helper()
-	b := &testBackend{name: name, closes: make(chan uint16, 16), slow: make(chan struct{}, 64)}
+	b := &testBackend{name: name, closes: make(chan uint16, 16), slow: make(chan struct{}, 64), release: make(chan struct{})}
 	b.healthy.Store(healthy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +88,18 @@ func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Se
 		default: // nobody counts them
 		}
 		time.Sleep(500 * time.Millisecond)
+		fmt.Fprint(w, name+" slow done")
+	})
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		b.served.Add(1)
+		select {
+		case b.slow <- struct{}{}:
+		default:
+		}
+		select {
+		case <-b.release:
+		case <-time.After(10 * time.Second):
+		}
 		fmt.Fprint(w, name+" slow done")
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
@@ -447,10 +464,7 @@ func testUpstreamDown(t *testing.T, fast bool) {
 	if code != http.StatusBadGateway || time.Since(start) > time.Second {
 		t.Errorf("got %d after %s, want a quick 502", code, time.Since(start))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && s.table.Load().byApp("a").up.healthy.Load() {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waittest.Within(t, 5*time.Second, "the health checks to find the upstream down", func() bool { return !s.table.Load().byApp("a").up.healthy.Load() })
 	start = time.Now()
 	code, _ = get(t, nil, front, "a.test", "/")
 	if code != http.StatusServiceUnavailable || time.Since(start) > time.Second {
@@ -584,7 +598,7 @@ func testSwitchUnderLoad(t *testing.T, fast bool) {
 	setRoute(t, s, route("a", old.addr(), "a.test"))
 	slow := make(chan string, 1)
 	go func() {
-		_, body, err := tryGet(nil, front, "a.test", "/slow")
+		_, body, err := tryGet(nil, front, "a.test", "/hold")
 		if err != nil {
 			body = err.Error()
 		}
@@ -594,12 +608,19 @@ func testSwitchUnderLoad(t *testing.T, fast bool) {
 
 	stop := make(chan struct{})
 	wait := load(t, front, 4, stop)
-	time.Sleep(200 * time.Millisecond)
+	// Load before the switch, and after it on the new upstream, while
+	// the held request is in flight on the old one.
+	before := old.served.Load()
+	waittest.For(t, "20 requests served by the old upstream", func() bool { return old.served.Load() >= before+20 })
 	prev, err := s.SetRoute(ctx, route("a", next.addr(), "a.test"))
 	if err != nil || prev != old.addr() {
 		t.Fatalf("switch: %q, %v", prev, err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waittest.For(t, "20 requests served by the new upstream", func() bool { return next.served.Load() >= 20 })
+	if st := s.Status(ctx); len(st) != 1 || len(st[0].Draining) != 1 || st[0].Draining[0].InFlight != 1 {
+		t.Errorf("status during the drain: %+v, want the held request in flight on the old upstream", st)
+	}
+	close(old.release) // the held request finishes during the drain
 	close(stop)
 	served, failed, first := wait()
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -743,7 +764,9 @@ func testWebSocketGoingAway(t *testing.T, fast bool) {
 	r.Upstream = next.addr()
 	start := time.Now()
 	setRoute(t, s, r)
-	time.Sleep(200 * time.Millisecond)
+	if st := s.Status(context.Background()); len(st) != 1 || len(st[0].Draining) != 1 || st[0].Draining[0].OpenWebSockets != 1 {
+		t.Fatalf("status after the switch: %+v, want the old upstream draining with its WebSocket", st)
+	}
 	if got := echo(t, conn, br, "still"); got != "old:still" {
 		t.Errorf("during the drain: %q", got)
 	}
@@ -826,7 +849,14 @@ func TestGoAwayBetweenFrames(t *testing.T) {
 	}
 	went := make(chan struct{})
 	go func() { c.goAway(); close(went) }()
-	time.Sleep(50 * time.Millisecond)
+	// goAway has found the frame unfinished and left the close frame
+	// for its end: the claim under test, whatever the goroutines' pace.
+	waittest.For(t, "goAway to want a close frame after the frame in progress", func() bool {
+		d := &c.dirs[toClient]
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.want && !d.sent
+	})
 	if err := c.forward(0, msg[7:]); err != nil {
 		t.Fatal(err)
 	}
@@ -1120,6 +1150,65 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestStaleConnectionRetried: a GET sent on a reused upstream
+// connection that the upstream closes without answering (it had closed
+// it while idle, and the proxy had not seen it yet) is sent again on a
+// new connection, and the client never knows. The upstream here closes
+// each connection on its second request, so that every reuse meets a
+// stale connection, whatever the pace of the goroutines.
+func TestStaleConnectionRetried(t *testing.T) { bothPaths(t, testStaleConnectionRetried) }
+
+func testStaleConnectionRetried(t *testing.T, fast bool) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns, dropped, answered atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if n == 1 && req.URL.Path != "/up" {
+						dropped.Add(1)
+						return // closed with the request unanswered
+					}
+					if req.URL.Path != "/up" {
+						answered.Add(1)
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	s, front := newProxy(t, Options{HealthInterval: time.Hour}, fast)
+	setRoute(t, s, route("a", ln.Addr().String(), "a.test"))
+	const requests = 6
+	for i := range requests {
+		if code, body := get(t, nil, front, "a.test", "/"); code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+	if dropped.Load() == 0 {
+		t.Fatalf("no request met a stale connection (%d connections): the proxy reused none", conns.Load())
+	}
+	if answered.Load() != requests {
+		t.Errorf("the upstream answered %d requests, want %d (%d dropped on stale connections and sent again)", answered.Load(), requests, dropped.Load())
+	}
+	t.Logf("%d requests, %d met a stale connection, %d upstream connections", requests, dropped.Load(), conns.Load())
+}
+
 // TestPooledConnections: keep-alive connections to the upstream are
 // reused, and one the upstream closed while idle is replaced without
 // failing the request.
@@ -1145,8 +1234,11 @@ func testPooledConnections(t *testing.T, fast bool) {
 	if n := conns.Load() - before; n > 2 {
 		t.Errorf("20 sequential requests opened %d upstream connections", n)
 	}
-	a.CloseClientConnections() // the upstream drops its idle connections
-	time.Sleep(50 * time.Millisecond)
+	// The upstream drops its idle connections. Whether the proxy sees
+	// the close before its next request or only on that request's
+	// connection, the request succeeds; TestStaleConnectionRetried
+	// takes the second path every time.
+	a.CloseClientConnections()
 	for range 5 {
 		if code, body := get(t, nil, front, "a.test", "/"); code != 200 {
 			t.Errorf("after the upstream closed idle connections: %d %q", code, body)

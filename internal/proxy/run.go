@@ -82,6 +82,10 @@ func PublicServer(h http.Handler, t Timeouts, errLog *log.Logger) *http.Server {
 		MaxHeaderBytes:    t.MaxHeaderBytes,
 		ErrorLog:          errLog,
 		ConnContext:       connContext,
+		// Frames no larger than the size every peer must take (RFC 9113
+		// 4.2), announced: Go's 1 MiB default lets one HEADERS frame
+		// hold a 1 MiB header block, which h2spec 4.2/3 counts as a fault.
+		HTTP2: &http.HTTP2Config{MaxReadFrameSize: 16 << 10},
 	}
 }
 
@@ -222,6 +226,9 @@ func Run(ctx context.Context, o RunOptions) error {
 		met = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 		go func() { errc <- met.Serve(ml) }()
 	}
+	relCtx, stopRelease := context.WithCancel(ctx)
+	defer stopRelease()
+	go releaseIdle(relCtx)
 	up.ready()
 	o.Log.Info("proxy ready", "http", ln.Addr().String(), "https", o.Certs != nil, "control", o.Control,
 		"metrics", o.Metrics, "routes", len(s.Routes()), "socket_activated", len(inherited) > 0,

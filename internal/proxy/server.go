@@ -40,15 +40,22 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
 // Options configure a Server.
 type Options struct {
 	// StatePath is where routes are kept across restarts ("" keeps none).
 	StatePath string
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
-	// (and appended to); from anyone else they are replaced.
+	// TrustedProxies are the peers whose headers about the client
+	// (X-Forwarded-*, X-Real-IP...) are kept, X-Forwarded-For appended
+	// to; from anyone else they are dropped and replaced (headers.Trust).
 	TrustedProxies []netip.Prefix
+	// TrustedBalancers are the peers whose X-Forwarded-For, -Proto and
+	// -Port are kept, and no other header about the client: the
+	// balancer hoist provisioned, which passes the rest on from the
+	// client (headers.Trust).
+	TrustedBalancers []netip.Prefix
 	// AccessLog receives one JSON line per request; nil logs nothing.
 	AccessLog *slog.Logger
 	// Certs obtains certificates for routes with TLS; nil serves no TLS.
@@ -70,6 +77,7 @@ type Options struct {
 // operations behind the control socket.
 type Server struct {
 	opts      Options
+	trust     headers.Trust // the proxies whose headers about the client are kept
 	table     atomic.Pointer[table]
 	transport *http.Transport // net/http's path to the upstreams
 	buffers   *bufferPool
@@ -101,7 +109,7 @@ func New(opts Options) (*Server, error) {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 60 * time.Second
 	}
-	s := &Server{opts: opts, buffers: &bufferPool{}, metrics: newMetrics(), drains: map[string][]*upstream{}}
+	s := &Server{opts: opts, trust: headers.Trust{Proxies: opts.TrustedProxies, Balancers: opts.TrustedBalancers}, buffers: &bufferPool{}, metrics: newMetrics(), drains: map[string][]*upstream{}}
 	s.transport = newTransport(opts.UpstreamHeaderTimeout)
 	s.health = &http.Client{Transport: guarded{newTransport(0)}, Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -151,7 +159,7 @@ func (s *Server) newUpstream(app, addr string) *upstream {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
 			pr.Out.Host = pr.In.Host
-			s.forwarded(pr.In, pr.Out.Header)
+			s.trust.Forward(pr.Out.Header, pr.In)
 		},
 		ErrorHandler: s.upstreamError,
 		ErrorLog:     nil,
@@ -188,67 +196,6 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 		return
 	}
 	page(w, http.StatusBadGateway)
-}
-
-// forwarded sets X-Forwarded-For/-Proto/-Host on an outgoing request.
-func (s *Server) forwarded(in *http.Request, h http.Header) {
-	ip, proto, host := s.forwardedValues(in)
-	h["X-Forwarded-For"] = []string{ip}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["X-Forwarded-Host"] = []string{host}
-	delete(h, "Forwarded")
-}
-
-// forwardedValues are the X-Forwarded-For/-Proto/-Host for a request:
-// the peer's address, the scheme and Host it used, extending the
-// client's own values only when the peer is a trusted proxy.
-func (s *Server) forwardedValues(in *http.Request) (ip, proto, host string) {
-	ip, _, err := net.SplitHostPort(in.RemoteAddr)
-	if err != nil {
-		ip = in.RemoteAddr
-	}
-	proto = "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	host = in.Host
-	if len(s.opts.TrustedProxies) > 0 && s.trusted(ip) {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			ip = joinComma(prior) + ", " + ip
-		}
-		if p := in.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
-			proto = p
-		}
-		if fh := in.Header.Get("X-Forwarded-Host"); fh != "" {
-			host = fh
-		}
-	}
-	return ip, proto, host
-}
-
-func joinComma(vs []string) string {
-	if len(vs) == 1 {
-		return vs[0]
-	}
-	out := vs[0]
-	for _, v := range vs[1:] {
-		out += ", " + v
-	}
-	return out
-}
-
-func (s *Server) trusted(ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range s.opts.TrustedProxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // ServeHTTP routes one request: net/http's path, for every request the
@@ -605,8 +552,8 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // has none: an app's own (a longer max-age, includeSubDomains) is kept,
 // never doubled.
 func (r *statusRecorder) addHSTS() {
-	if h := r.Header(); r.hsts && h.Get("Strict-Transport-Security") == "" {
-		h.Set("Strict-Transport-Security", "max-age=31536000")
+	if h := r.Header(); r.hsts && h.Get(headers.StrictTransportSecurity) == "" {
+		h.Set(headers.StrictTransportSecurity, headers.HSTS)
 	}
 }
 

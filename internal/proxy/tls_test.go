@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -266,6 +267,60 @@ func testInternalCA(t *testing.T, fast bool) {
 	}
 	if got.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Error("after a restart the certificate was issued again instead of loaded from storage")
+	}
+}
+
+// TestTLSSuites: the public listener offers TLS 1.2 only with ECDHE
+// key exchange and AEAD ciphers (Mozilla's "intermediate" profile),
+// TLS 1.3 as Go does, and nothing older: the CBC suites Go offers on
+// TLS 1.2 by default were gone (testssl.sh's LUCKY13 finding).
+func TestTLSSuites(t *testing.T) {
+	cm, err := certs.New(certs.Options{Storage: t.TempDir(), Internal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := newTLSFront(t, cm)
+	name := "suites.hoist.test"
+	if err := cm.Manage(context.Background(), []string{name}); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cm.InternalRoot())
+	handshake := func(conf *stdtls.Config) error {
+		conf.RootCAs, conf.ServerName = roots, name
+		c, err := stdtls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", port), conf)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	// The certificate is issued in the background.
+	for deadline := time.Now().Add(10 * time.Second); handshake(&stdtls.Config{}) != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for %s within 10s: %v", name, handshake(&stdtls.Config{}))
+		}
+	}
+	var accepted []string
+	for _, cs := range append(stdtls.CipherSuites(), stdtls.InsecureCipherSuites()...) {
+		if !slices.Contains(cs.SupportedVersions, stdtls.VersionTLS12) {
+			continue
+		}
+		if handshake(&stdtls.Config{MaxVersion: stdtls.VersionTLS12, CipherSuites: []uint16{cs.ID}}) == nil {
+			accepted = append(accepted, cs.Name)
+		}
+	}
+	// The internal CA's keys are ECDSA: the ECDHE_RSA suites of the list
+	// are for RSA certificates.
+	want := []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"}
+	slices.Sort(accepted)
+	if diff := cmp.Diff(want, accepted); diff != "" {
+		t.Errorf("TLS 1.2 suites accepted (-want +got):\n%s", diff)
+	}
+	if err := handshake(&stdtls.Config{MinVersion: stdtls.VersionTLS13}); err != nil {
+		t.Errorf("TLS 1.3: %v", err)
+	}
+	if err := handshake(&stdtls.Config{MaxVersion: stdtls.VersionTLS11}); err == nil {
+		t.Error("TLS 1.1 accepted")
 	}
 }
 

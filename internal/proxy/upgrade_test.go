@@ -27,6 +27,8 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/loadtest"
 	"github.com/hoistdev/hoist/internal/pebbletest"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // The upgrade tests run the proxy in the test process; an upgrade starts
@@ -57,9 +59,7 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(upgradeTestEnv); v != "" {
 		os.Exit(runSuccessor(v))
 	}
-	// Successors whose parent exited are reparented here, to be reaped.
-	const prSetChildSubreaper = 36 // prctl(2)
-	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
+	becomeSubreaper()
 	os.Exit(m.Run())
 }
 
@@ -381,7 +381,7 @@ func TestUpgradeHoldsRouteChanges(t *testing.T) {
 		changed <- err
 	}()
 	// The change is under way once the proxy checks the new upstream.
-	waitFor(t, "the proxy to check the new upstream", func() bool { return checks.Load() > 0 })
+	waittest.For(t, "the proxy to check the new upstream", func() bool { return checks.Load() > 0 })
 	wait := filepath.Join(t.TempDir(), "go")
 	t.Setenv(upgradeFailEnv, "wait:"+wait)
 	upgraded := make(chan error, 1)
@@ -400,7 +400,7 @@ func TestUpgradeHoldsRouteChanges(t *testing.T) {
 	if err := <-changed; err != nil {
 		t.Fatalf("route change: %v", err)
 	}
-	waitFor(t, "the new process to start", func() bool {
+	waittest.For(t, "the new process to start", func() bool {
 		_, err := os.Stat(wait + ".waiting")
 		return err == nil
 	})

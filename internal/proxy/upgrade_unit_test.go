@@ -67,15 +67,3 @@ func TestUpgraderListenerKeepsSocketFile(t *testing.T) {
 		t.Errorf("closing the control listener removed its socket: %v", err)
 	}
 }
-
-// waitFor polls cond, a state of the code under test, for up to 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}

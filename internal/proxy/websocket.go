@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
 // WebSockets (and other HTTP/1.1 upgrades) are proxied by hand rather
@@ -58,25 +60,6 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// hopHeaders are dropped between client and upstream (RFC 9110 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// stripHop removes the hop-by-hop headers, including those named in
-// Connection.
-func stripHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				delete(h, http.CanonicalHeaderKey(f))
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-}
-
 var writerPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // serveUpgrade proxies an upgrade request: the handshake to u, then, if
@@ -91,8 +74,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 		return
 	}
 	h := r.Header.Clone()
-	stripHop(h)
-	s.forwarded(r, h)
+	headers.StripHop(h)
+	s.trust.Forward(h, r)
 	h["Connection"] = []string{"Upgrade"}
 	h["Upgrade"] = []string{proto}
 	buf := writerPool.Get().(*bytes.Buffer)
@@ -122,7 +105,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 		// Refused: pass the answer on, as for any request.
 		defer back.Close()
 		defer resp.Body.Close()
-		stripHop(resp.Header)
+		headers.StripHop(resp.Header)
 		for k, v := range resp.Header {
 			w.Header()[k] = v
 		}
@@ -149,7 +132,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, e *entry, 
 	// The 101 answer to the client, then whatever either side sent
 	// after its head.
 	rh := resp.Header.Clone()
-	stripHop(rh)
+	headers.StripHop(rh)
 	out := writerPool.Get().(*bytes.Buffer)
 	out.Reset()
 	out.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + resp.Header.Get("Upgrade") + "\r\n")

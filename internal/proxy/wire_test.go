@@ -87,7 +87,7 @@ func testWire(t *testing.T, fast bool) {
 		if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nhello") || !strings.Contains(out, "Connection: close\r\n") {
 			t.Errorf("answer:\n%s", out)
 		}
-		want := []string{"GET /p?q=1 host=a.test X-A=1,2 X-Forwarded-For=127.0.0.1 X-Forwarded-Host=a.test X-Forwarded-Proto=http"}
+		want := []string{"GET /p?q=1 host=a.test X-A=1,2 X-Forwarded-For=127.0.0.1 X-Forwarded-Host=a.test X-Forwarded-Proto=http X-Real-Ip=127.0.0.1"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("upstream saw (-want +got):\n%s", diff)
 		}

@@ -125,8 +125,9 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // Unpack extracts a Pack archive into dest, which must not exist yet. It
 // refuses entries that would land outside dest, including through a
-// symlink the archive made, and device files. Files are synced so that a
-// release renamed into place after Unpack survives a power cut.
+// symlink the archive made, names given twice, hard links and device
+// files. Files are synced so that a release renamed into place after
+// Unpack survives a power cut.
 func Unpack(r io.Reader, dest string) error {
 	zr, err := zstd.NewReader(r)
 	if err != nil {
@@ -142,6 +143,13 @@ func UnpackTar(r io.Reader, dest string) error {
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		return fmt.Errorf("unpack: %w", err)
 	}
+	// Every operation goes through dest's os.Root: should a name slip
+	// past the path check, the kernel still refuses to leave dest.
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	defer root.Close()
 	paths := newPathCheck()
 	tr := tar.NewReader(r)
 	for {
@@ -156,26 +164,27 @@ func UnpackTar(r io.Reader, dest string) error {
 		if name == "." && hdr.Typeflag == tar.TypeDir {
 			continue // the root itself, as `tar -C dir .` writes it
 		}
+		// A name given twice is refused: the second entry would act on
+		// what the first made (a directory's mode set through a symlink).
 		if err := paths.add(name, hdr.Typeflag == tar.TypeSymlink); err != nil {
 			return fmt.Errorf("unpack: %w", err)
 		}
-		target := filepath.Join(dest, filepath.FromSlash(name))
+		name = filepath.FromSlash(name)
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, mode|0o700); err != nil {
-				return fmt.Errorf("unpack: %w", err)
-			}
-			// MkdirAll leaves an existing dir's mode alone; apply the archive's.
-			if err := os.Chmod(target, mode|0o700); err != nil {
+			if err := mkdirNew(root, name, mode|0o700); err != nil {
 				return fmt.Errorf("unpack: %w", err)
 			}
 		case tar.TypeReg:
-			if err := writeFile(target, tr, mode); err != nil {
+			if err := writeFile(root, name, tr, mode); err != nil {
 				return fmt.Errorf("unpack: %w", err)
 			}
 		case tar.TypeSymlink:
-			if err := os.Symlink(hdr.Linkname, target); err != nil {
+			if err := mkdirParents(root, name); err != nil {
+				return fmt.Errorf("unpack: %w", err)
+			}
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				return fmt.Errorf("unpack: %w", err)
 			}
 		default:
@@ -185,11 +194,47 @@ func UnpackTar(r io.Reader, dest string) error {
 	return syncDir(dest)
 }
 
-func writeFile(p string, r io.Reader, mode fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+// mkdirNew makes the directory name, or takes over one an earlier entry
+// made as a parent of its own, and gives it mode. What is at name is
+// looked at without following it: only a real directory is chmodded.
+func mkdirNew(root *os.Root, name string, mode fs.FileMode) error {
+	if err := mkdirParents(root, name); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	err := root.Mkdir(name, mode)
+	if errors.Is(err, fs.ErrExist) {
+		fi, lerr := root.Lstat(name)
+		if lerr != nil {
+			return lerr
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("entry %q: %s is there already", name, fi.Mode().Type())
+		}
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	// Mkdir's mode is masked by the umask; the archive's counts.
+	return root.Chmod(name, mode)
+}
+
+// mkdirParents makes the directories above name that the archive left
+// out. The path check has made sure that none of them is a symlink the
+// archive made.
+func mkdirParents(root *os.Root, name string) error {
+	if d := filepath.Dir(name); d != "." {
+		return root.MkdirAll(d, 0o755)
+	}
+	return nil
+}
+
+func writeFile(root *os.Root, name string, r io.Reader, mode fs.FileMode) error {
+	if err := mkdirParents(root, name); err != nil {
+		return err
+	}
+	// O_EXCL: never opened through a symlink, never one written twice.
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}

@@ -36,20 +36,27 @@ func Assemble(x *Index, dest string, src Source) (Assembled, error) {
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		return a, fmt.Errorf("assemble: %w", err)
 	}
+	// Validate refused names through symlinks and names given twice; the
+	// os.Root makes the kernel refuse to leave dest all the same.
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return a, fmt.Errorf("assemble: %w", err)
+	}
+	defer root.Close()
 	var dirs []int // entry indexes, to get their modes once filled
 	for i, e := range x.Entries {
-		target := filepath.Join(dest, filepath.FromSlash(e.Path))
+		name := filepath.FromSlash(e.Path)
 		var err error
 		switch e.Type {
 		case TypeDir:
 			// Writable by its owner until the files are in; its mode last.
-			err = os.Mkdir(target, 0o700)
+			err = root.Mkdir(name, 0o700)
 			dirs = append(dirs, i)
 		case TypeSymlink:
-			err = os.Symlink(e.Link, target)
+			err = root.Symlink(e.Link, name)
 		case TypeFile:
 			var linked bool
-			linked, err = placeFile(target, e, src)
+			linked, err = placeFile(root, dest, name, e, src)
 			a.Files++
 			if linked {
 				a.Linked++
@@ -61,7 +68,7 @@ func Assemble(x *Index, dest string, src Source) (Assembled, error) {
 	}
 	for _, i := range dirs {
 		e := x.Entries[i]
-		if err := os.Chmod(filepath.Join(dest, filepath.FromSlash(e.Path)), fs.FileMode(e.Mode)|0o700); err != nil {
+		if err := root.Chmod(filepath.FromSlash(e.Path), fs.FileMode(e.Mode)|0o700); err != nil {
 			return a, fmt.Errorf("assemble: %w", err)
 		}
 	}
@@ -79,19 +86,22 @@ type Assembled struct {
 
 // placeFile hard-links an identical file, or writes the file from its
 // objects and syncs it.
-func placeFile(target string, e Entry, src Source) (linked bool, err error) {
+func placeFile(root *os.Root, dest, name string, e Entry, src Source) (linked bool, err error) {
 	if p := src.FileWith(e.Sum, e.Mode); p != "" {
-		err := os.Link(p, target)
+		// link(2) takes its source from outside dest, which os.Root
+		// cannot; it does not follow a symlink at either end, and the
+		// directories above the new name are the ones this Assemble made.
+		err := os.Link(p, filepath.Join(dest, name))
 		if err == nil || !errors.Is(err, syscall.EXDEV) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EMLINK) {
 			return err == nil, err
 		}
 		// Another filesystem, or links refused: copy instead.
 	}
-	return false, writeObjects(target, e, src)
+	return false, writeObjects(root, name, e, src)
 }
 
-func writeObjects(target string, e Entry, src Source) error {
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(e.Mode))
+func writeObjects(root *os.Root, name string, e Entry, src Source) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(e.Mode))
 	if err != nil {
 		return err
 	}

@@ -201,11 +201,14 @@ func ValidSum(s string) bool {
 }
 
 // pathCheck refuses entry names that would land outside a release,
-// directly or through a symlink an earlier entry made: the one rule for
-// unpacking a tar and for assembling from an index.
-type pathCheck struct{ links map[string]bool }
+// directly or through a symlink an earlier entry made, and names given
+// twice: the one rule for unpacking a tar and for assembling from an
+// index.
+type pathCheck struct{ seen, links map[string]bool }
 
-func newPathCheck() *pathCheck { return &pathCheck{links: map[string]bool{}} }
+func newPathCheck() *pathCheck {
+	return &pathCheck{seen: map[string]bool{}, links: map[string]bool{}}
+}
 
 func (c *pathCheck) add(name string, symlink bool) error {
 	if name == "" || name != path.Clean(name) || name == "." || path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
@@ -219,6 +222,10 @@ func (c *pathCheck) add(name string, symlink bool) error {
 			return fmt.Errorf("entry %q goes through symlink %q", name, d)
 		}
 	}
+	if c.seen[name] {
+		return fmt.Errorf("entry %q is there twice", name)
+	}
+	c.seen[name] = true
 	if symlink {
 		c.links[name] = true
 	}

@@ -166,31 +166,27 @@ func dirObjects(t *testing.T, dir string, x *Index) *memSource {
 func TestAssembleRefuses(t *testing.T) {
 	sum := SumBytes([]byte("x"))
 	tests := map[string]Index{
-		"parent dir":      {Entries: []Entry{{Path: "../evil", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
-		"absolute":        {Entries: []Entry{{Path: "/etc/evil", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
-		"through symlink": {Entries: []Entry{{Path: "l", Type: TypeSymlink, Link: "/etc"}, {Path: "l/passwd", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
-		"unclean":         {Entries: []Entry{{Path: "a/../b", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
-		"twice":           {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}, {Path: "a", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
-		"hoist's own":     {Entries: []Entry{{Path: ManifestName, Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
-		"setuid":          {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o4755, Size: 1, Sum: sum}}},
-		"wrong content":   {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644, Size: 1, Sum: SumBytes([]byte("y"))}}},
-		"chunks short":    {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644, Size: 2, Sum: sum, Chunks: []Chunk{{Sum: sum, Size: 1}}}}},
-		"unknown type":    {Entries: []Entry{{Path: "a", Type: "c"}}},
+		"parent dir":             {Entries: []Entry{{Path: "../evil", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
+		"absolute":               {Entries: []Entry{{Path: "/etc/evil", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
+		"through symlink":        {Entries: []Entry{{Path: "l", Type: TypeSymlink, Link: "/etc"}, {Path: "l/passwd", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
+		"unclean":                {Entries: []Entry{{Path: "a/../b", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
+		"twice":                  {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}, {Path: "a", Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
+		"symlink then directory": {Entries: []Entry{{Path: "l", Type: TypeSymlink, Link: "../victim"}, {Path: "l", Type: TypeDir, Mode: 0o777}}},
+		"hoist's own":            {Entries: []Entry{{Path: ManifestName, Type: TypeFile, Mode: 0o644, Size: 1, Sum: sum}}},
+		"setuid":                 {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o4755, Size: 1, Sum: sum}}},
+		"wrong content":          {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644, Size: 1, Sum: SumBytes([]byte("y"))}}},
+		"chunks short":           {Entries: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644, Size: 2, Sum: sum, Chunks: []Chunk{{Sum: sum, Size: 1}}}}},
+		"unknown type":           {Entries: []Entry{{Path: "a", Type: "c"}}},
 	}
 	// "wrong content" names a sum whose object is "x": Verify must catch it.
 	src := &memSource{objects: map[string][]byte{sum: []byte("x"), SumBytes([]byte("y")): []byte("x")}}
 	for name, x := range tests {
 		t.Run(name, func(t *testing.T) {
-			base := t.TempDir()
-			if _, err := Assemble(&x, filepath.Join(base, "r"), src); err == nil {
-				t.Fatal("Assemble accepted it")
+			dest, check := outside(t)
+			if _, err := Assemble(&x, dest, src); err == nil {
+				t.Error("Assemble accepted it")
 			}
-			entries, _ := os.ReadDir(base)
-			for _, e := range entries {
-				if e.Name() != "r" {
-					t.Fatalf("wrote %q outside the release", e.Name())
-				}
-			}
+			check()
 		})
 	}
 }
@@ -203,19 +199,15 @@ func FuzzParseIndexAssemble(f *testing.F) {
 	x, _ := IndexDir(src)
 	f.Add(x.Marshal())
 	f.Add([]byte(`{"entries":[{"p":"l","t":"l","l":"/"},{"p":"l/x","t":"f","h":"` + strings.Repeat("0", 64) + `"}]}`))
+	f.Add([]byte(`{"entries":[{"p":"l","t":"l","l":"../victim"},{"p":"l","t":"d","m":511}]}`))
 	objects := &memSource{objects: map[string][]byte{SumBytes([]byte("x")): []byte("x")}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := ParseIndex(b)
 		if err != nil {
 			return
 		}
-		base := t.TempDir()
-		_, _ = Assemble(x, filepath.Join(base, "r"), objects)
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if e.Name() != "r" {
-				t.Fatalf("Assemble wrote %q outside its destination", e.Name())
-			}
-		}
+		dest, check := outside(t)
+		_, _ = Assemble(x, dest, objects)
+		check()
 	})
 }

@@ -107,6 +107,84 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 	}
 }
 
+// TestUnpackKeepsOutsideAlone: archives that name an entry twice or
+// reach through a link they made change nothing outside the destination
+// (a symlink l -> victim, then a directory l/ of mode 0777, made victim
+// 0777 through the link).
+func TestUnpackKeepsOutsideAlone(t *testing.T) {
+	tests := map[string][]tar.Header{
+		"symlink then directory":          {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "VICTIM"}, {Name: "l/", Typeflag: tar.TypeDir, Mode: 0o777}},
+		"relative symlink then directory": {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../victim"}, {Name: "l", Typeflag: tar.TypeDir, Mode: 0o777}},
+		"symlink then file":               {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "VICTIM/f"}, {Name: "l", Typeflag: tar.TypeReg, Mode: 0o666}},
+		"directory twice":                 {{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}, {Name: "d", Typeflag: tar.TypeDir, Mode: 0o700}},
+		"file twice":                      {{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644}, {Name: "./f", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"file through nested symlink":     {{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}, {Name: "d/l", Typeflag: tar.TypeSymlink, Linkname: "../../victim"}, {Name: "d/l/x/y", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"hard link outside":               {{Name: "h", Typeflag: tar.TypeLink, Linkname: "VICTIM/f"}},
+		"hard link inside":                {{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644}, {Name: "h", Typeflag: tar.TypeLink, Linkname: "f"}},
+	}
+	for name, hdrs := range tests {
+		t.Run(name, func(t *testing.T) {
+			base := t.TempDir()
+			victim := filepath.Join(base, "victim")
+			mustWrite(t, filepath.Join(victim, "f"), "mine", 0o600)
+			if err := os.Chmod(victim, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, base, "r")
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for _, h := range hdrs {
+				h.Linkname = strings.ReplaceAll(h.Linkname, "VICTIM", victim)
+				if err := tw.WriteHeader(&h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tw.Close()
+			if err := UnpackTar(&buf, filepath.Join(base, "r")); err == nil {
+				t.Error("UnpackTar accepted it")
+			}
+			if diff := cmp.Diff(before, snapshot(t, base, "r")); diff != "" {
+				t.Errorf("outside the destination (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// snapshot describes every entry under base but skip: its type, mode,
+// size, content or link target, so that a test sees any change.
+func snapshot(t testing.TB, base, skip string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(base, p)
+		if rel == skip {
+			return filepath.SkipDir
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		desc := fi.Mode().String()
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			desc += " -> " + l
+		case fi.Mode().IsRegular():
+			b, _ := os.ReadFile(p)
+			desc += " " + string(b)
+		}
+		out[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestParseManifest(t *testing.T) {
 	good := Manifest{App: "hello", ID: "20261125T010203Z-0123456789ab", Commit: "0123456789ab", SHA256: strings.Repeat("a", 64), Size: 10,
 		BuiltAt: time.Date(2026, 11, 25, 1, 2, 3, 0, time.UTC), OS: "linux", Arch: "amd64"}
@@ -156,17 +234,78 @@ func FuzzUnpack(f *testing.F) {
 	Pack(src, &buf)
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		base := t.TempDir()
-		dest := filepath.Join(base, "r")
+		dest, check := outside(t)
 		_ = Unpack(bytes.NewReader(b), dest)
-		// Whatever the input, nothing may appear beside dest.
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if e.Name() != "r" {
-				t.Fatalf("Unpack wrote %q outside its destination", e.Name())
-			}
-		}
+		check()
 	})
+}
+
+// FuzzUnpackTar unpacks archives made from a script, one entry a line:
+// a type (d f l h c), a mode byte, then NAME or NAME>LINK, where @ in
+// LINK stands for a directory beside the destination. Whatever the
+// script, nothing outside the destination is made or changed.
+func FuzzUnpackTar(f *testing.F) {
+	for _, seed := range []string{
+		"l\x00l>@\nd\xffl/",
+		"l\x00l>../victim\nd\xffl",
+		"l\x00l>@/f\nf\xffl",
+		"d\x00d\nl\x00d/l>../../victim\nf\xffd/l/x",
+		"h\x00h>@/f",
+		"f\x00f\nh\x00h>f",
+		"d\xffa\nf\xffa/b\nl\x00c>a/b\nd\x00a/",
+		"l\x00l>.\nf\x00l/x",
+	} {
+		f.Add(seed)
+	}
+	types := map[byte]byte{'d': tar.TypeDir, 'f': tar.TypeReg, 'l': tar.TypeSymlink, 'h': tar.TypeLink, 'c': tar.TypeChar}
+	f.Fuzz(func(t *testing.T, script string) {
+		dest, check := outside(t)
+		victim := filepath.Join(filepath.Dir(dest), "victim")
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, line := range strings.Split(script, "\n") {
+			if len(line) < 3 || types[line[0]] == 0 {
+				continue
+			}
+			name, link, _ := strings.Cut(line[2:], ">")
+			h := tar.Header{Typeflag: types[line[0]], Name: name, Linkname: strings.ReplaceAll(link, "@", victim),
+				Mode: int64(line[1]) << 1 & 0o777, Format: tar.FormatPAX}
+			body := ""
+			if h.Typeflag == tar.TypeReg {
+				body = "x"
+				h.Size = 1
+			}
+			if tw.WriteHeader(&h) != nil {
+				return
+			}
+			tw.Write([]byte(body))
+		}
+		if tw.Close() != nil {
+			return
+		}
+		_ = UnpackTar(&buf, dest)
+		check()
+	})
+}
+
+// outside makes a destination to unpack into, beside a directory and a
+// file of modes an archive would change, and a check that nothing
+// outside the destination was made or changed.
+func outside(t *testing.T) (dest string, check func()) {
+	t.Helper()
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	mustWrite(t, filepath.Join(victim, "f"), "mine", 0o600)
+	if err := os.Chmod(victim, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, base, "r")
+	return filepath.Join(base, "r"), func() {
+		t.Helper()
+		if diff := cmp.Diff(before, snapshot(t, base, "r")); diff != "" {
+			t.Fatalf("outside the destination (-before +after):\n%s", diff)
+		}
+	}
 }
 
 func mustWrite(t *testing.T, p, content string, mode os.FileMode) {

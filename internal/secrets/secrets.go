@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +34,10 @@ func DestinationFile(dest string) string { return "hoist." + dest + ".secrets" }
 type Store struct {
 	Path    string // the encrypted file, in the repository
 	KeyPath string // the age identity, outside the repository
+	// Key is the age identity itself, when it comes from the environment
+	// (a CI job's HOIST_AGE_KEY); it is used instead of KeyPath, which
+	// then only names where it came from.
+	Key []byte
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -94,7 +97,10 @@ func (s Store) Save(vals map[string]string) error {
 
 // identity reads the age key, making one when create is set and none exists.
 func (s Store) identity(create bool) (*age.X25519Identity, error) {
-	b, err := os.ReadFile(s.KeyPath)
+	b, err := s.Key, error(nil)
+	if b == nil {
+		b, err = os.ReadFile(s.KeyPath)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		if !create {
 			return nil, usererr.New("no secrets key at %s", s.KeyPath).
@@ -127,17 +133,31 @@ func (s Store) identity(create bool) (*age.X25519Identity, error) {
 	return id, nil
 }
 
-// Generate returns n characters of URL-safe base64 from crypto/rand, the
-// shape Phoenix expects of secret_key_base (64) and signing salts (8+).
+// Generate returns n letters and digits from crypto/rand (5.95 bits
+// each), the shape Phoenix expects of secret_key_base (64) and signing
+// salts (8+). No dash or underscore: values travel on command lines,
+// where one beginning with "-" reads as a flag (an Erlang node given
+// such a cookie starts with none and crashes).
 func Generate(n int) (string, error) {
 	if n < 8 || n > 4096 {
 		return "", fmt.Errorf("length %d: want 8 to 4096", n)
 	}
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	out := make([]byte, 0, n)
+	buf := make([]byte, n+n/2)
+	for len(out) < n {
+		if _, err := rand.Read(buf); err != nil {
+			return "", err
+		}
+		for _, c := range buf {
+			// 248 = 4*62: bytes above it are dropped, so each letter is
+			// equally likely.
+			if c < 248 && len(out) < n {
+				out = append(out, alphabet[c%62])
+			}
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b)[:n], nil
+	return string(out), nil
 }
 
 // CheckValue refuses what the environment file cannot carry.
@@ -145,6 +165,10 @@ func CheckValue(name, v string) error {
 	if strings.ContainsAny(v, "\n\r\x00") {
 		return usererr.New("the value of %s has a line break or NUL, which an environment file cannot hold", name).
 			WithHint("encode it, for example with base64")
+	}
+	if name == "RELEASE_COOKIE" && strings.HasPrefix(v, "-") {
+		return usererr.New("the value of RELEASE_COOKIE begins with \"-\": an Erlang node takes it for a flag and starts with no cookie").
+			WithHint("hoist secrets gen RELEASE_COOKIE makes one of letters and digits")
 	}
 	return nil
 }

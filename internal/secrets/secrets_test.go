@@ -51,6 +51,13 @@ func TestSaveLoadRoundTripAndEncryption(t *testing.T) {
 	if err == nil || usererr.HintOf(err) == "" || strings.Contains(err.Error(), "abc") {
 		t.Errorf("wrong key: %v", err)
 	}
+	// The key itself, as a CI job has it in its environment, with no
+	// file at KeyPath.
+	key, _ := os.ReadFile(st.KeyPath)
+	fromEnv := Store{Path: st.Path, KeyPath: "HOIST_AGE_KEY", Key: key}
+	if got, err := fromEnv.Load(); err != nil || !cmp.Equal(vals, got) {
+		t.Errorf("with the key in memory: %v, %v", got, err)
+	}
 	// No key at all.
 	_, err = Store{Path: st.Path, KeyPath: filepath.Join(dir, "none")}.Load()
 	if err == nil || !strings.Contains(err.Error(), "no secrets key") {
@@ -77,8 +84,21 @@ func TestGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := Generate(64)
-	if len(a) != 64 || a == b || strings.Trim(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+	if len(a) != 64 || a == b {
 		t.Errorf("Generate(64) = %q, %q", a, b)
+	}
+	// Letters and digits only: a value is passed on command lines, and an
+	// Erlang node given "-setcookie -x..." takes the cookie for a flag and
+	// starts with none (a cookie of URL-safe base64 began with "-" once
+	// in 64 and crashed the release).
+	for i := range 500 {
+		v, err := Generate(64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			t.Fatalf("draw %d: Generate(64) = %q, want letters and digits only", i, v)
+		}
 	}
 	if _, err := Generate(4); err == nil {
 		t.Error("Generate(4) accepted")
@@ -91,6 +111,12 @@ func TestCheckValue(t *testing.T) {
 	}
 	if err := CheckValue("K", `ok "quotes" $x`); err != nil {
 		t.Error(err)
+	}
+	if err := CheckValue("K", "-leading-dash"); err != nil {
+		t.Error(err)
+	}
+	if err := CheckValue("RELEASE_COOKIE", "-leading-dash"); err == nil || !strings.Contains(err.Error(), "-") {
+		t.Errorf("a RELEASE_COOKIE starting with a dash: %v, want it refused", err)
 	}
 }
 

@@ -5,10 +5,13 @@ package systemd
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/hoistdev/hoist/internal/names"
 )
 
 // App is what a unit needs to know about an app.
@@ -33,6 +36,9 @@ type App struct {
 	Env                map[string]string
 	EnvFile            string
 	AccessoriesEnvFile string
+	// CookieFile is the app's Erlang cookie on the host (0600, root),
+	// read first, so that a secret RELEASE_COOKIE wins.
+	CookieFile string
 	// HoistBin is the hoist binary on the host, used by the boot unit,
 	// which gives it BootRequest on stdin.
 	HoistBin    string
@@ -41,17 +47,17 @@ type App struct {
 
 // TemplateName is the unit template that runs one release: instance %i is
 // the release id, so two releases can run side by side.
-func TemplateName(app string) string { return "hoist-" + app + "@.service" }
+func TemplateName(app string) string { return names.TemplateUnit(app) }
 
 // InstanceName is the unit running release id of app.
-func InstanceName(app, id string) string { return "hoist-" + app + "@" + id + ".service" }
+func InstanceName(app, id string) string { return names.InstanceUnit(app, id) }
 
 // BootName is the unit that starts the current release at boot.
-func BootName(app string) string { return "hoist-" + app + ".service" }
+func BootName(app string) string { return names.BootUnit(app) }
 
 // InstancePattern matches all release units of app, for journalctl and
 // systemctl list-units.
-func InstancePattern(app string) string { return "hoist-" + app + "@*.service" }
+func InstancePattern(app string) string { return names.InstancePattern(app) }
 
 var templateUnit = template.Must(template.New("unit").Parse(`# Written by hoist; changes are overwritten on the next deploy.
 [Unit]
@@ -72,6 +78,9 @@ ExecStart={{.ExecStart}}
 {{- range .Env}}
 Environment={{.}}
 {{- end}}
+{{- if .CookieFile}}
+EnvironmentFile=-{{.CookieFile}}
+{{- end}}
 {{- if .AccessoriesEnvFile}}
 EnvironmentFile=-{{.AccessoriesEnvFile}}
 {{- end}}
@@ -89,36 +98,22 @@ UMask=0027
 # Hardening: the app sees a read-only system, no home directories, a
 # private /tmp and /dev, and cannot gain privileges. It may write only to
 # its state directory (/var/lib/{{.StateDirectory}}, $STATE_DIRECTORY).
-NoNewPrivileges=yes
-ProtectSystem=strict
-` + Sandbox))
+{{.Sandbox}}`))
 
-// Sandbox is the hardening every service hoist writes or drops in
-// shares: no home directories, a private /tmp and /dev, the kernel's
-// settings out of reach, no capabilities, network sockets only, the
-// system calls of a service. Each unit adds what it may write.
-const Sandbox = `ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-RemoveIPC=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-SystemCallErrorNumber=EPERM
-`
+// ReleaseHardening is the sandbox of an app's releases: the base; they
+// write only to their StateDirectory=.
+func ReleaseHardening(App) Hardening { return Hardening{} }
+
+// BootHardening is the sandbox of the boot unit: hoist, as root, asks
+// systemd to start the current release, and may write only the
+// release's port file again (an OTP release's epmd port).
+func BootHardening(a App) Hardening {
+	var h Hardening
+	if a.PortFile != "" {
+		h.Writable = []string{"-" + filepath.Dir(a.PortFile)}
+	}
+	return h
+}
 
 var bootUnit = template.Must(template.New("boot").Parse(`# Written by hoist; changes are overwritten on the next deploy.
 [Unit]
@@ -133,6 +128,9 @@ ExecStart={{.HoistBin}} host boot
 StandardInput=data
 StandardInputText={{.BootRequest}}
 
+# Hardening: hoist starts as root and only asks systemd to start the
+# current release; it keeps no capabilities.
+{{.Sandbox}}
 [Install]
 WantedBy=multi-user.target
 `))
@@ -172,7 +170,8 @@ func Template(a App) ([]byte, error) {
 		App
 		Boot, ExecStart string
 		Env             []string
-	}{a, BootName(a.Name), execStart, env})
+		Sandbox         string
+	}{a, BootName(a.Name), execStart, env, Sandbox(ReleaseHardening(a))})
 	if err != nil {
 		return nil, fmt.Errorf("render unit: %w", err)
 	}
@@ -182,7 +181,11 @@ func Template(a App) ([]byte, error) {
 // Boot renders the boot unit.
 func Boot(a App) ([]byte, error) {
 	var b bytes.Buffer
-	if err := bootUnit.Execute(&b, a); err != nil {
+	err := bootUnit.Execute(&b, struct {
+		App
+		Sandbox string
+	}{a, Sandbox(BootHardening(a))})
+	if err != nil {
 		return nil, fmt.Errorf("render boot unit: %w", err)
 	}
 	return b.Bytes(), nil
@@ -231,8 +234,8 @@ func quote(s string) string {
 
 // ProxySocketName and ProxyServiceName are the edge proxy's units.
 const (
-	ProxySocketName  = "hoist-proxy.socket"
-	ProxyServiceName = "hoist-proxy.service"
+	ProxySocketName  = names.ProxySocketUnit
+	ProxyServiceName = names.ProxyServiceUnit
 )
 
 // ProxySocket renders the socket unit that holds the proxy's public port:
@@ -269,8 +272,8 @@ type Proxy struct {
 var proxyUnit = template.Must(template.New("proxy").Parse(`# Written by hoist.
 [Unit]
 Description=hoist edge proxy
-Requires=hoist-proxy.socket
-After=network-online.target hoist-proxy.socket
+Requires={{.Socket}}
+After=network-online.target {{.Socket}}
 Wants=network-online.target
 
 [Service]
@@ -302,36 +305,17 @@ LimitNOFILE=1048576
 # Hardening: the proxy gets its public sockets from systemd, so it needs
 # no privilege at all. It may write only to its state and runtime
 # directories.
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-PrivateUsers=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-ProcSubset=pid
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-RemoveIPC=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-SystemCallErrorNumber=EPERM
-
+{{.Sandbox}}
 [Install]
 WantedBy=multi-user.target
 `))
+
+// ProxyHardening is the proxy's sandbox: the base, and more, since it
+// runs no other program: no user but its own, no other processes in
+// /proc, no memory both writable and executable.
+func ProxyHardening(Proxy) Hardening {
+	return Hardening{Tighten: []Directive{{"PrivateUsers", "yes"}, {"ProcSubset", "pid"}, {"MemoryDenyWriteExecute", "yes"}}}
+}
 
 // ProxyService renders the proxy's service unit.
 func ProxyService(p Proxy) ([]byte, error) {
@@ -346,8 +330,8 @@ func ProxyService(p Proxy) ([]byte, error) {
 	var b bytes.Buffer
 	err = proxyUnit.Execute(&b, struct {
 		Proxy
-		ExecStart, ExecReload string
-	}{p, run, reload})
+		ExecStart, ExecReload, Socket, Sandbox string
+	}{p, run, reload, ProxySocketName, Sandbox(ProxyHardening(p))})
 	if err != nil {
 		return nil, fmt.Errorf("render proxy unit: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -33,7 +34,7 @@ var hello = App{
 	Name: "hello", User: "hoist-hello", ReleaseDir: "/var/lib/hoist/hello/releases/%i", PortFile: "/var/lib/hoist/hello/ports/%i.env",
 	StateDirectory: "hoist-hello", Command: "./hello --greeting 100%",
 	Port: 3000, Env: map[string]string{"LOG_LEVEL": "info", "QUOTE": `say "hi" \ 50%`},
-	EnvFile: "/var/lib/hoist/hello/shared/env", AccessoriesEnvFile: "/var/lib/hoist/hello/shared/accessories.env", HoistBin: "/usr/local/bin/hoist", BootRequest: `{"app":"hello","args":{}}`,
+	EnvFile: "/var/lib/hoist/hello/shared/env", AccessoriesEnvFile: "/var/lib/hoist/hello/shared/accessories.env", CookieFile: "/var/lib/hoist/hello/shared/cookie.env", HoistBin: "/usr/local/bin/hoist", BootRequest: `{"app":"hello","args":{}}`,
 }
 
 func TestTemplateGolden(t *testing.T) {
@@ -228,5 +229,19 @@ func TestJournalFolding(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestTaskUnitsGolden(t *testing.T) {
+	svc, timer, err := TaskUnits(Task{App: "hello", Name: "digest", Calendar: "Mon..Fri *-*-* 07:30:00", Timeout: 10 * time.Minute,
+		HoistBin: "/usr/local/bin/hoist", Request: `{"app":"hello","args":{"name":"digest"}}`,
+		StateDir: "/var/lib/hoist-hello", RecordDir: "/var/lib/hoist/hello/tasks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "hello.task.digest.service", svc)
+	golden(t, "hello.task.digest.timer", timer)
+	if _, _, err := TaskUnits(Task{App: "hello", Name: "x", Calendar: "daily\nExecStart=/bin/evil"}); err == nil {
+		t.Errorf("a calendar with a newline was rendered")
 	}
 }

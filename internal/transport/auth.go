@@ -29,7 +29,10 @@ func authMethods(o Options, cfg *ssh_config.Config, alias string) ([]ssh.AuthMet
 			closer = func() { c.Close() }
 		}
 	}
-	var signers []ssh.Signer
+	signers := append([]ssh.Signer{}, o.Signers...)
+	for _, s := range o.Signers {
+		tried = append(tried, "a key "+ssh.FingerprintSHA256(s.PublicKey()))
+	}
 	seen := map[string]bool{}
 	files := append([]string{}, o.IdentityFiles...)
 	for _, f := range configGetAll(cfg, alias, "IdentityFile") {

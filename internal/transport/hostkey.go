@@ -6,7 +6,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
@@ -16,14 +18,21 @@ import (
 )
 
 // trustMu serialises appends to trust files within this process; hosts
-// are dialled in parallel.
-var trustMu sync.Mutex
+// are dialled in parallel. askMu serialises the questions, so that a
+// person is asked about one host at a time, and about a host once.
+var trustMu, askMu sync.Mutex
 
-// hostKeys checks a host's key against the known_hosts files and records
-// an unknown one in the trust file.
+// hostKeys checks a host's key against the known_hosts files, and
+// records a host never seen before in the trust file once accepted: by
+// the person at the terminal, or by AcceptNewHostKeys or ssh_config's
+// StrictHostKeyChecking, as OpenSSH does.
 type hostKeys struct {
-	o     Options
-	db    *knownhosts.HostKeyDB
+	o      Options
+	strict string // ssh_config's StrictHostKeyChecking for the host, lowercase
+	db     *knownhosts.HostKeyDB
+	// conn is the connection being checked: its deadline is lifted
+	// while a person reads the fingerprint.
+	conn  net.Conn
 	mu    sync.Mutex
 	fault error  // why the callback refused, for a clear error after the handshake
 	key   string // the fingerprint of the key accepted
@@ -43,7 +52,9 @@ func (h *hostKeys) accept(key ssh.PublicKey) {
 	h.mu.Unlock()
 }
 
-func newHostKeys(o Options) (*hostKeys, error) {
+// newHostKeys checks host keys with o's files; strict is ssh_config's
+// StrictHostKeyChecking for the host.
+func newHostKeys(o Options, strict string) (*hostKeys, error) {
 	files := o.KnownHostsFiles
 	if files == nil {
 		files = []string{filepath.Join(o.home(), ".ssh", "known_hosts")}
@@ -57,7 +68,7 @@ func newHostKeys(o Options) (*hostKeys, error) {
 			existing = append(existing, f)
 		}
 	}
-	h := &hostKeys{o: o}
+	h := &hostKeys{o: o, strict: strings.ToLower(strict)}
 	if len(existing) > 0 {
 		db, err := knownhosts.NewDB(existing...)
 		if err != nil {
@@ -119,19 +130,86 @@ func (h *hostKeys) callback(target string) ssh.HostKeyCallback {
 				return h.refuse(usererr.Wrap(err, "cannot check the host key of %s", target))
 			}
 		}
-		if h.o.TrustFile == "" {
-			return h.refuse(usererr.New("host key of %s is not known (%s %s)", target, key.Type(), ssh.FingerprintSHA256(key)).
-				WithHint("add it to ~/.ssh/known_hosts, for example by connecting once with ssh"))
+		return h.unknown(target, hostname, remote, key)
+	}
+}
+
+// unknown decides about a host no known_hosts file names.
+func (h *hostKeys) unknown(target, hostname string, remote net.Addr, key ssh.PublicKey) error {
+	fp := ssh.FingerprintSHA256(key)
+	if h.o.TrustFile == "" {
+		return h.refuse(usererr.New("host key of %s is not known (%s %s)", target, key.Type(), fp).
+			WithHint("add it to ~/.ssh/known_hosts, for example by connecting once with ssh"))
+	}
+	switch {
+	case h.o.AcceptNewHostKeys || h.strict == "accept-new" || h.strict == "no" || h.strict == "off":
+	case h.strict == "yes":
+		return h.refuse(usererr.New("host key of %s is not known (%s %s), and ssh_config says StrictHostKeyChecking yes", target, key.Type(), fp).
+			WithHint("check the fingerprint with the host's administrator, then add the key to ~/.ssh/known_hosts (for example by connecting once with ssh)"))
+	case h.o.ConfirmHostKey == nil:
+		return h.refuse(usererr.New("host key of %s is not known (%s %s), and there is no terminal to ask on", target, key.Type(), fp).
+			WithHint("check the fingerprint with the host's administrator, then run hoist once on a terminal and answer yes, pass --accept-new-host-keys, set StrictHostKeyChecking accept-new for the host in ~/.ssh/config, or add the key to ~/.ssh/known_hosts"))
+	default:
+		// A person may take longer than the handshake's deadline to
+		// read the fingerprint, and to answer about the hosts before.
+		if h.conn != nil {
+			h.conn.SetDeadline(time.Time{})
+			defer func() { h.conn.SetDeadline(time.Now().Add(h.o.ConnectTimeout)) }()
 		}
-		if err := h.record(hostname, remote, key); err != nil {
-			return h.refuse(err)
+		askMu.Lock()
+		defer askMu.Unlock()
+		// Accepted (or changed) while this one waited: the same host
+		// named twice, dialled at once.
+		switch h.recorded(hostname, remote, key) {
+		case errRecordedSame:
+			h.accept(key)
+			return nil
+		case errRecordedOther:
+			return h.refuse(usererr.New("host key for %s has changed since it was accepted a moment ago: now %s %s; refusing to connect", target, key.Type(), fp).
+				WithHint("someone may be intercepting the connection"))
 		}
-		if h.o.Log != nil {
-			fmt.Fprintf(h.o.Log, "recorded new host key for %s (%s %s) in %s\n", target, key.Type(), ssh.FingerprintSHA256(key), h.o.TrustFile)
+		q := fmt.Sprintf("The authenticity of host %s (%s) can't be established.\n%s key fingerprint is %s.\nAre you sure you want to continue connecting (yes/no)? ",
+			target, remote, key.Type(), fp)
+		yes, err := h.o.ConfirmHostKey(q)
+		if err != nil {
+			return h.refuse(usererr.Wrap(err, "host key of %s is not known, and asking about it failed", target))
 		}
-		h.accept(key)
+		if !yes {
+			return h.refuse(usererr.New("host key of %s (%s %s) was not accepted", target, key.Type(), fp).
+				WithHint("connect again and answer yes once you have checked the fingerprint with the host's administrator"))
+		}
+	}
+	if err := h.record(hostname, remote, key); err != nil {
+		return h.refuse(err)
+	}
+	if h.o.Log != nil {
+		fmt.Fprintf(h.o.Log, "recorded new host key for %s (%s %s) in %s\n", target, key.Type(), fp, h.o.TrustFile)
+	}
+	h.accept(key)
+	return nil
+}
+
+var (
+	errRecordedSame  = errors.New("recorded with this key")
+	errRecordedOther = errors.New("recorded with another key")
+)
+
+// recorded looks the host up in the trust file as it is now.
+func (h *hostKeys) recorded(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	if _, err := os.Stat(h.o.TrustFile); err != nil {
 		return nil
 	}
+	db, err := knownhosts.NewDB(h.o.TrustFile)
+	if err != nil {
+		return nil
+	}
+	switch err := db.HostKeyCallback()(hostname, remote, key); {
+	case err == nil:
+		return errRecordedSame
+	case knownhosts.IsHostKeyChanged(err):
+		return errRecordedOther
+	}
+	return nil
 }
 
 func (h *hostKeys) record(hostname string, remote net.Addr, key ssh.PublicKey) error {

@@ -87,13 +87,26 @@ type Options struct {
 	// IdentityFiles are tried in order, after ssh_config's IdentityFile
 	// and before ~/.ssh/id_ed25519, id_ecdsa and id_rsa.
 	IdentityFiles []string
+	// Signers are keys held in memory (a CI job's, from the environment),
+	// tried before the key files.
+	Signers []ssh.Signer
 	// KnownHostsFiles are read-only known_hosts files. Default:
 	// ~/.ssh/known_hosts when it exists.
 	KnownHostsFiles []string
 	// TrustFile is hoist's own known_hosts: read too, and where the key of
-	// a host never seen before is recorded on first use. A changed key is
-	// always refused.
+	// a host never seen before is recorded once accepted (ConfirmHostKey,
+	// AcceptNewHostKeys). A changed key is always refused. Without it no
+	// new host is accepted.
 	TrustFile string
+	// ConfirmHostKey asks the person at the terminal whether to trust a
+	// host never seen before, as ssh does, with the question to show
+	// (the key's type and fingerprint); nil where there is no terminal:
+	// such a host is then refused, unless AcceptNewHostKeys or
+	// ssh_config's StrictHostKeyChecking accept-new accepts it.
+	ConfirmHostKey func(question string) (bool, error)
+	// AcceptNewHostKeys records the key of a host never seen before
+	// without asking, as StrictHostKeyChecking accept-new does.
+	AcceptNewHostKeys bool
 	// SSHConfigFile is the ssh_config to read; default ~/.ssh/config,
 	// "none" disables it.
 	SSHConfigFile string
@@ -264,7 +277,8 @@ func dialHop(ctx context.Context, target string, o Options, cfg *ssh_config.Conf
 			var c *ssh.Client
 			var cs []io.Closer
 			if i == 0 {
-				c, _, cs, err = dialHop(ctx, j, Options{IdentityFiles: o.IdentityFiles, KnownHostsFiles: o.KnownHostsFiles, TrustFile: o.TrustFile, SSHConfigFile: "none", ConnectTimeout: o.ConnectTimeout, Log: o.Log, Home: o.Home}, cfg, depth+1)
+				c, _, cs, err = dialHop(ctx, j, Options{IdentityFiles: o.IdentityFiles, Signers: o.Signers, KnownHostsFiles: o.KnownHostsFiles, TrustFile: o.TrustFile,
+					ConfirmHostKey: o.ConfirmHostKey, AcceptNewHostKeys: o.AcceptNewHostKeys, SSHConfigFile: "none", ConnectTimeout: o.ConnectTimeout, Log: o.Log, Home: o.Home}, cfg, depth+1)
 			} else {
 				c, cs, err = dialThrough(ctx, via, j, o, cfg, depth+1)
 			}
@@ -327,10 +341,11 @@ func dialVia(ctx context.Context, via *ssh.Client, addr string, timeout time.Dur
 }
 
 func handshake(ctx context.Context, raw net.Conn, target, addr, user, alias string, o Options, cfg *ssh_config.Config) (*ssh.Client, string, error) {
-	hk, err := newHostKeys(o)
+	hk, err := newHostKeys(o, configGet(cfg, alias, "StrictHostKeyChecking"))
 	if err != nil {
 		return nil, "", err
 	}
+	hk.conn = raw
 	auths, tried, closeAgent := authMethods(o, cfg, alias)
 	defer closeAgent()
 	conf := &ssh.ClientConfig{

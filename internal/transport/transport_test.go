@@ -42,7 +42,8 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) opts() Options {
-	return Options{IdentityFiles: []string{f.key}, TrustFile: f.trust, KnownHostsFiles: []string{}, SSHConfigFile: "none", Home: f.home, ConnectTimeout: 5 * time.Second}
+	return Options{IdentityFiles: []string{f.key}, TrustFile: f.trust, KnownHostsFiles: []string{}, SSHConfigFile: "none", Home: f.home, ConnectTimeout: 5 * time.Second,
+		AcceptNewHostKeys: true}
 }
 
 func dial(t *testing.T, target string, o Options) *SSH {
@@ -100,7 +101,7 @@ func TestRunPlumbsStreamsAndExitStatus(t *testing.T) {
 	}
 }
 
-func TestTrustOnFirstUseThenChangedKeyRefused(t *testing.T) {
+func TestAcceptNewThenChangedKeyRefused(t *testing.T) {
 	f := newFixture(t)
 	var log bytes.Buffer
 	o := f.opts()

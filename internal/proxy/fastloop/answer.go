@@ -6,9 +6,10 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
 // plainAnswer is an upstream's answer that the loop passes on as it
@@ -87,12 +88,11 @@ func parsePlain(head []byte, toHEAD bool) (*plainAnswer, bool) {
 				return nil, false
 			}
 			skip = true
-		case equalFold(name, "keep-alive"), equalFold(name, "proxy-connection"), equalFold(name, "upgrade"),
-			equalFold(name, "te"), equalFold(name, "proxy-authenticate"), equalFold(name, "proxy-authorization"):
+		case headers.IsHopByHop(name):
 			skip = true
 		case equalFold(name, "date"):
 			a.hasDate = true
-		case equalFold(name, "strict-transport-security"):
+		case headers.IsHSTS(name):
 			a.hasHSTS = true
 		}
 		if !skip {
@@ -141,7 +141,7 @@ func (a *plainAnswer) writeTo(bw *bufio.Writer, br *bufio.Reader, hsts, closing 
 	return n, bw.Flush() == nil
 }
 
-const hstsLine = "Strict-Transport-Security: max-age=31536000\r\n"
+const hstsLine = headers.StrictTransportSecurity + ": " + headers.HSTS + "\r\n"
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
@@ -152,7 +152,7 @@ func writeResponse(bw *bufio.Writer, toHEAD, closing bool, resp *http.Response, 
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(resp.Status)
 	bw.WriteString("\r\n")
-	if _, set := resp.Header["Strict-Transport-Security"]; hsts && !set {
+	if _, set := resp.Header[headers.StrictTransportSecurity]; hsts && !set {
 		bw.WriteString(hstsLine)
 	}
 	if _, set := resp.Header["Date"]; !set {
@@ -161,8 +161,9 @@ func writeResponse(bw *bufio.Writer, toHEAD, closing bool, resp *http.Response, 
 	}
 	noBody := toHEAD || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	chunked := !noBody && resp.ContentLength < 0
+	headers.StripHop(resp.Header)
 	for k, vs := range resp.Header {
-		if hopByHop(k) || k == "Content-Length" && !noBody || namedInConnection(resp.Header, k) {
+		if k == "Content-Length" && !noBody {
 			continue
 		}
 		for _, v := range vs {
@@ -228,30 +229,6 @@ func writeResponse(bw *bufio.Writer, toHEAD, closing bool, resp *http.Response, 
 		bw.WriteString("\r\n")
 	}
 	return n, bw.Flush() == nil && (chunked || n == resp.ContentLength)
-}
-
-// hopByHop are the headers of one connection, not passed on (RFC 9110
-// 7.6.1).
-func hopByHop(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
-
-// namedInConnection reports whether the Connection header names k as
-// hop-by-hop.
-func namedInConnection(h http.Header, k string) bool {
-	for _, v := range h["Connection"] {
-		for part := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(part), k) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func writeDate(bw *bufio.Writer) {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
 // forward answers req from t's upstream, filling in f; it reports
@@ -18,15 +20,8 @@ func (s *Server) forward(cc *conn, bw *bufio.Writer, head []byte, req *request, 
 		for _, l := range req.lines {
 			w.Write(head[l[0]:l[1]])
 		}
-		w.WriteString("X-Forwarded-For: ")
-		w.WriteString(cc.ip)
-		if f.TLS {
-			w.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
-		} else {
-			w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
-		}
-		w.Write(req.host)
-		w.WriteString("\r\n\r\n")
+		headers.WriteUntrusted(w, cc.ip, f.TLS, f.Host)
+		w.WriteString("\r\n")
 	})
 	if errors.Is(err, errClientLeft) {
 		f.Status = 499 // nobody reads an answer

@@ -10,12 +10,14 @@
 //
 // The loop only recognises; it never refuses. A head it does not fully
 // understand (a body, an upgrade, HTTP/1.0, folded or odd headers, a
-// percent-encoded path, X-Forwarded-* sent by the client, a head longer
-// than its buffer), or one its Router declines, is left unread in the
-// buffer, and the connection is handed to a net/http server through
-// Handoff, which parses the same bytes from the start and owns the
-// connection from then on. So the proxy is whole without the loop: it
-// only makes the common case cheaper.
+// percent-encoded path, headers about the client from a trusted proxy),
+// or one its Router declines, is left unread in the buffer, and the
+// connection is handed to a net/http server through Handoff, which
+// parses the same bytes from the start and owns the connection from
+// then on; a head longer than the buffer is read whole first. So the
+// proxy is whole without the loop: it only makes the common case
+// cheaper. Headers a client wrote about itself (package headers) the
+// loop drops, and writes the proxy's own.
 package fastloop
 
 import (
@@ -30,6 +32,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
 // Router is what the loop asks of the proxy.
@@ -70,9 +74,16 @@ type Config struct {
 	// TLS makes it an HTTPS front: it serves the connections that
 	// negotiate HTTP/1.1, and hands HTTP/2 ones over after the handshake.
 	TLS *tls.Config
-	// ReadHeaderTimeout bounds the wait for a request head, and a TLS
-	// handshake; IdleTimeout, the wait for the next request.
+	// ReadHeaderTimeout bounds a request head: for the first request
+	// of a connection from its accept, TLS handshake included; for the
+	// next ones from their first byte. One deadline for all of the head,
+	// also when it is longer than the loop's buffer and handed over.
+	// IdleTimeout bounds the wait for the next request's first byte.
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// MaxHeaderBytes is net/http's limit on a request head (default
+	// http.DefaultMaxHeaderBytes): a long head is read up to it (and
+	// net/http's slack of 4 KiB) before it is handed over.
+	MaxHeaderBytes int
 	// WriteTimeout bounds each write to a client that stops reading; it
 	// is extended after every write that progresses, so long answers
 	// and event streams go on.
@@ -84,6 +95,11 @@ type Config struct {
 	MaxAnswerHead int
 	// Page returns the body of the proxy's own error page for a status.
 	Page func(code int) string
+	// Trust is the proxies whose headers about the client are kept: a
+	// request from one that has such headers is handed over, for
+	// net/http's path to keep them. Anyone else's the loop drops, and
+	// writes its own (package headers).
+	Trust headers.Trust
 }
 
 // Server runs the loop on a listener.
@@ -124,6 +140,8 @@ type conn struct {
 	idle atomic.Bool     // waiting for a request: Shutdown may close it
 
 	remote, ip string
+	trusted    bool      // ip is a trusted proxy's
+	accepted   time.Time // the first request's head is due ReadHeaderTimeout after
 }
 
 // Serve accepts connections until Shutdown; it returns
@@ -146,7 +164,7 @@ func (s *Server) Serve() error {
 			return err
 		}
 		delay = 0
-		cc := &conn{c: c, remote: c.RemoteAddr().String()}
+		cc := &conn{c: c, remote: c.RemoteAddr().String(), accepted: time.Now()}
 		if sc, ok := c.(syscall.Conn); ok {
 			cc.raw, _ = sc.SyscallConn()
 		}
@@ -154,6 +172,7 @@ func (s *Server) Serve() error {
 		if err != nil {
 			cc.ip = cc.remote
 		}
+		cc.trusted = s.cfg.Trust.Contains(cc.ip)
 		s.mu.Lock()
 		s.conns[cc] = struct{}{}
 		s.mu.Unlock()
@@ -217,7 +236,6 @@ func (s *Server) serveConn(cc *conn) {
 			c.Close()
 		}
 	}()
-	wait := s.cfg.ReadHeaderTimeout // for the first request
 	var req request
 	for first := true; ; first = false {
 		// Shutdown sets closing, then cuts the idle connections' reads:
@@ -226,7 +244,13 @@ func (s *Server) serveConn(cc *conn) {
 		// and would not send it again on another one, as it would after a
 		// kept-alive connection closed.
 		cc.idle.Store(!first)
-		c.SetReadDeadline(time.Now().Add(wait))
+		if first {
+			// The head is due a timeout after the accept, the TLS
+			// handshake included: handshake sets the same deadline.
+			c.SetReadDeadline(cc.accepted.Add(s.cfg.ReadHeaderTimeout))
+		} else {
+			c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
 		if !first && s.closing.Load() {
 			return
 		}
@@ -234,20 +258,34 @@ func (s *Server) serveConn(cc *conn) {
 			return
 		}
 		cc.idle.Store(false)
-		wait = s.cfg.IdleTimeout
-		c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		if !first {
+			// A kept-alive connection's next head: due a timeout after
+			// its first byte, as net/http has it.
+			c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		}
 		head, err := peekHead(br)
 		if err != nil {
 			return // the head was not sent in time, or the client left
 		}
-		if head == nil || !req.parse(head) {
-			handedOff = s.handOff(c, br)
+		if head == nil {
+			// Longer than the buffer: read whole, under the same deadline,
+			// so that net/http gets it at once rather than with a
+			// timeout of its own.
+			long, err := readLongHead(br, s.maxHead())
+			if err != nil {
+				return
+			}
+			handedOff = s.handOff(c, long)
+			return
+		}
+		if !req.parse(head) || req.client && cc.trusted {
+			handedOff = s.handOff(c, buffered(br))
 			return
 		}
 		host, path := string(req.host), string(req.path)
 		t, ok := s.cfg.Router.Route(host, path, s.cfg.TLS != nil)
 		if !ok {
-			handedOff = s.handOff(c, br)
+			handedOff = s.handOff(c, buffered(br))
 			return
 		}
 		f := Finished{Method: req.method, Host: host, Path: path, Remote: cc.remote, TLS: s.cfg.TLS != nil, Start: time.Now()}
@@ -266,15 +304,18 @@ func (s *Server) serveConn(cc *conn) {
 func (s *Server) handshake(cc *conn) bool {
 	// A handshake is not idle: its request would be lost.
 	tc := tls.Server(cc.c, s.cfg.TLS)
-	cc.c.SetDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	// The first head's deadline (serveConn keeps it): one timeout for
+	// the handshake and the head together.
+	cc.c.SetDeadline(cc.accepted.Add(s.cfg.ReadHeaderTimeout))
 	if err := tc.Handshake(); err != nil {
 		cc.c.Close()
 		s.forget(cc)
 		return false
 	}
-	cc.c.SetDeadline(time.Time{})
+	cc.c.SetWriteDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		// net/http's HTTP/2 server takes it whole.
+		// net/http's HTTP/2 server takes it whole, with its own timeouts.
+		cc.c.SetReadDeadline(time.Time{})
 		s.handedOff.Add(1)
 		if !s.handoff.give(tc) {
 			tc.Close()
@@ -294,12 +335,12 @@ func (s *Server) forget(cc *conn) {
 	s.mu.Unlock()
 }
 
-// handOff passes c, with what br holds unread, to the net/http server.
-func (s *Server) handOff(c net.Conn, br *bufio.Reader) bool {
+// handOff passes c, with pending (bytes read from it but not used), to
+// the net/http server.
+func (s *Server) handOff(c net.Conn, pending []byte) bool {
 	s.handedOff.Add(1)
 	c.SetReadDeadline(time.Time{})
-	b, _ := br.Peek(br.Buffered())
-	bc := &bufferedConn{Conn: c, pending: bytes.Clone(b)}
+	bc := &bufferedConn{Conn: c, pending: pending}
 	if tc, ok := c.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		bc.tls = &st
@@ -307,7 +348,41 @@ func (s *Server) handOff(c net.Conn, br *bufio.Reader) bool {
 	return s.handoff.give(bc)
 }
 
-// peekHead returns the head (through its blank line) from br without
+// buffered is a copy of what br holds unread: the loop's buffer goes
+// back to its pool.
+func buffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Clone(b)
+}
+
+func (s *Server) maxHead() int {
+	if s.cfg.MaxHeaderBytes > 0 {
+		return s.cfg.MaxHeaderBytes
+	}
+	return http.DefaultMaxHeaderBytes
+}
+
+// headEnd returns the length of the head at the start of b, through
+// the empty line that ends it ("\r\n\r\n", or a bare "\n\n" that
+// net/http takes too, and the loop's parsers refuse), looking from
+// byte from on; -1 if b holds no end yet.
+func headEnd(b []byte, from int) int {
+	for i := max(from-2, 0); ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		switch {
+		case i < len(b) && b[i] == '\n':
+			return i + 1
+		case i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n':
+			return i + 2
+		}
+	}
+}
+
+// peekHead returns the head (through its empty line) from br without
 // consuming it, reading more as needed. It returns nil, nil for a head
 // longer than the buffer, and an error if the connection fails or times
 // out first.
@@ -315,15 +390,34 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 	from := 0
 	for {
 		b, _ := br.Peek(br.Buffered())
-		start := max(from-3, 0)
-		if i := bytes.Index(b[start:], []byte("\r\n\r\n")); i >= 0 {
-			return b[:start+i+4], nil
+		if n := headEnd(b, from); n >= 0 {
+			return b[:n], nil
 		}
 		from = len(b)
 		if len(b) == br.Size() {
 			return nil, nil
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readLongHead reads from br a head longer than its buffer, through its
+// empty line, or until it is longer than net/http takes (limit, and its
+// slack of 4 KiB: net/http refuses it then, with 431). It returns all
+// it read, the head and whatever came after it.
+func readLongHead(br *bufio.Reader, limit int) ([]byte, error) {
+	var got []byte
+	for {
+		b, _ := br.Peek(br.Buffered())
+		from := len(got)
+		got = append(got, b...)
+		br.Discard(len(b))
+		if headEnd(got, from) >= 0 || len(got) > limit+4<<10 {
+			return got, nil
+		}
+		if _, err := br.Peek(1); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,10 @@
 package fastloop
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/hoistdev/hoist/internal/proxy/headers"
+)
 
 // request is what the loop needs of a request head. Its slices point
 // into the head.
@@ -9,13 +13,17 @@ type request struct {
 	target, path, host []byte
 	head               bool // HEAD
 	close              bool // Connection: close
-	lines              [][2]int
+	// client is set when the head has headers about the client
+	// (headers.ClientHeader): they are left out of lines, and the loop
+	// writes its own, unless the peer is a trusted proxy.
+	client bool
+	lines  [][2]int
 }
 
 // parse recognises a GET or HEAD request head without a body, with
-// plain header lines, one valid Host, and no X-Forwarded-* or Forwarded
-// (which net/http's path keeps or replaces, as the proxy is told);
-// anything else is false.
+// plain header lines and one valid Host; anything else is false. Its
+// lines are those to pass on: neither hop-by-hop headers nor those
+// about the client.
 func (r *request) parse(head []byte) bool {
 	*r = request{lines: r.lines[:0]} // the lines' array is reused
 	eol := bytes.IndexByte(head, '\n')
@@ -82,13 +90,14 @@ func (r *request) parse(head []byte) bool {
 			}
 			skip = true
 		case equalFold(name, "transfer-encoding"), equalFold(name, "upgrade"), equalFold(name, "expect"),
-			equalFold(name, "te"), equalFold(name, "trailer"),
-			equalFold(name, "x-forwarded-for"), equalFold(name, "x-forwarded-proto"), equalFold(name, "x-forwarded-host"),
-			equalFold(name, "forwarded"):
+			equalFold(name, "te"), equalFold(name, "trailer"):
 			return false
-		case equalFold(name, "keep-alive"), equalFold(name, "proxy-connection"), equalFold(name, "proxy-authenticate"),
-			equalFold(name, "proxy-authorization"):
+		case headers.IsHopByHop(name):
 			skip = true
+		default:
+			if c, _ := headers.ClientHeader(name); c {
+				r.client, skip = true, true
+			}
 		}
 		if !skip {
 			r.lines = append(r.lines, [2]int{pos, pos + end + 1})
@@ -107,11 +116,17 @@ func headerLine(l []byte) (name, value []byte, ok bool) {
 	}
 	name = l[:colon]
 	for _, c := range name {
-		if !isTokenChar(c) {
+		if !tokenChars[c] {
 			return nil, nil, false
 		}
 	}
-	value = bytes.Trim(l[colon+1:], " \t")
+	value = l[colon+1:]
+	for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
+		value = value[1:]
+	}
+	for len(value) > 0 && (value[len(value)-1] == ' ' || value[len(value)-1] == '\t') {
+		value = value[:len(value)-1]
+	}
 	for _, c := range value {
 		if c < ' ' && c != '\t' || c == 0x7f {
 			return nil, nil, false
@@ -120,10 +135,15 @@ func headerLine(l []byte) (name, value []byte, ok bool) {
 	return name, value, true
 }
 
-func isTokenChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
-}
+// tokenChars are the bytes of a token (RFC 9110 5.6.2), as a table:
+// every byte of every header name is looked up.
+var tokenChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), byte(c)) >= 0
+	}
+	return t
+}()
 
 // equalFold compares ASCII b with lower-case s, ignoring case.
 func equalFold(b []byte, s string) bool {

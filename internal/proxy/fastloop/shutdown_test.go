@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // oneRoute sends every request to one upstream.
@@ -54,7 +56,7 @@ func TestShutdownServesNewConnections(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			waitFor(t, "the connection accepted", func() bool {
+			waittest.For(t, "the connection accepted", func() bool {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				return len(s.conns) == 1
@@ -63,7 +65,7 @@ func TestShutdownServesNewConnections(t *testing.T) {
 			defer cancel()
 			done := make(chan struct{})
 			go func() { s.Shutdown(ctx); close(done) }()
-			waitFor(t, "the shutdown started", s.closing.Load)
+			waittest.For(t, "the shutdown started", s.closing.Load)
 			if secure {
 				tc := tls.Client(conn, &tls.Config{RootCAs: roots, ServerName: "example.com", NextProtos: []string{"http/1.1"}})
 				if err := tc.Handshake(); err != nil {
@@ -88,16 +90,4 @@ func TestShutdownServesNewConnections(t *testing.T) {
 			}
 		})
 	}
-}
-
-// waitFor polls cond, a state of the code under test, for up to 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

@@ -1,4 +1,4 @@
-package deploy
+package build
 
 import (
 	"bytes"
@@ -79,7 +79,7 @@ type built struct {
 func (m *monorepo) build(cfg *config.Config, work string) built {
 	m.t.Helper()
 	var log bytes.Buffer
-	art, err := Build(context.Background(), BuildOptions{Config: cfg, Repo: filepath.Join(m.top, "apps", "a"), WorkDir: work, Log: &log})
+	art, err := Release(context.Background(), Options{Config: cfg, Repo: filepath.Join(m.top, "apps", "a"), WorkDir: work, Log: &log})
 	if err != nil {
 		m.t.Fatalf("build: %v\n%s", err, log.String())
 	}
@@ -224,7 +224,7 @@ func TestConcurrentBuildsOfOneCommit(t *testing.T) {
 	errs := make([]error, 2)
 	for i := range results {
 		wg.Go(func() {
-			results[i], errs[i] = Build(context.Background(), BuildOptions{Config: cfg, Repo: filepath.Join(m.top, "apps", "a"), WorkDir: work, Log: &bytes.Buffer{}})
+			results[i], errs[i] = Release(context.Background(), Options{Config: cfg, Repo: filepath.Join(m.top, "apps", "a"), WorkDir: work, Log: &bytes.Buffer{}})
 		})
 	}
 	wg.Wait()

@@ -1,6 +1,3 @@
-// Package ptytest opens pseudo-terminals for tests: a program given the
-// terminal as its stdin and stdout sees a user's terminal, and the test
-// types and reads through the other end.
 package ptytest
 
 import (

@@ -1,0 +1,251 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/bucket"
+	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
+	"github.com/hoistdev/hoist/internal/hostproto"
+	"github.com/hoistdev/hoist/internal/store"
+	"github.com/hoistdev/hoist/internal/usererr"
+)
+
+type storeOptions struct {
+	json bool
+}
+
+func newStoreCmd(s *streams, g *globalOptions) *cobra.Command {
+	o := &storeOptions{}
+	cmd := &cobra.Command{
+		Use:   "store",
+		Short: "The release store: its signing key, and the release its record names",
+		Long: "With a store section in hoist.yml, deploys put releases in an S3-compatible\n" +
+			"bucket and move its current record, signed with a key kept under\n" +
+			"~/.config/hoist/keys (APP.store.key); hosts trust records that key\n" +
+			"signed, and no other (docs/store.md).",
+	}
+	key := &cobra.Command{
+		Use:   "key",
+		Short: "Make the key that signs the store's records (once), and print its public key for store.public_key",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runStoreKey(s, g) },
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the release the store's record names, and whether the app's key signed it",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runStoreStatus(cmd.Context(), s, g, o) },
+	}
+	jsonFlag(status, &o.json)
+	cmd.AddCommand(key, status)
+	return cmd
+}
+
+func runStoreKey(s *streams, g *globalOptions) error {
+	cfg, _, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	key, from, err := g.storeKey(cfg)
+	var ue *usererr.Error
+	if err != nil && g.storeKeyFile == "" && os.Getenv(envStoreKey) == "" && errors.As(err, &ue) && !fileExists(from) {
+		// None yet: make it.
+		var file []byte
+		if file, key, err = store.GenerateKey("hoist store key of " + cfg.App); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(from), 0o700); err != nil {
+			return fmt.Errorf("store key: %w", err)
+		}
+		if err := atomicfile.Write(from, file, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.err, "made the store key of %s at %s: keep it out of the repository (a CI job gets it as $%s)\n", cfg.App, from, envStoreKey)
+	} else if err != nil {
+		return err
+	}
+	line, err := store.PublicKeyLine(key.Public().(ed25519.PublicKey), "hoist store key of "+cfg.App)
+	if err != nil {
+		return err
+	}
+	if cfg.Store.PublicKey == "" {
+		fmt.Fprintf(s.err, "put its public key in %s, under store: as public_key:\n", configName(cfg))
+	} else if pub, perr := store.ParsePublicKey(cfg.Store.PublicKey); perr == nil && !pub.Equal(key.Public()) {
+		fmt.Fprintf(s.err, "%s this key is not the one store.public_key names: hosts would refuse what it signs\n", paint(s.err, "warning:", yellow))
+	}
+	fmt.Fprintln(s.out, line)
+	return nil
+}
+
+// storeLocation is the bucket of hoist.yml's store, with the
+// credentials its secrets hold when it names them.
+func storeLocation(cfg *config.Config, repo string) (bucket.Location, error) {
+	st := cfg.Store
+	loc := bucket.Location{Bucket: st.Bucket, Prefix: st.Prefix, Region: st.Region, Endpoint: st.Endpoint}
+	if st.AccessKeySecret == "" {
+		return loc, nil
+	}
+	vals, err := secretsStore(cfg, repo).Load()
+	if err != nil {
+		return loc, err
+	}
+	loc.AccessKeyID, loc.SecretAccessKey = vals[st.AccessKeySecret], vals[st.SecretKeySecret]
+	if loc.AccessKeyID == "" || loc.SecretAccessKey == "" {
+		return loc, usererr.New("store names secrets %s and %s, which are not both set", st.AccessKeySecret, st.SecretKeySecret).
+			WithHint("hoist secrets set %s, and %s", st.AccessKeySecret, st.SecretKeySecret)
+	}
+	return loc, nil
+}
+
+// storePublicKey is hoist.yml's store.public_key, which setup, deploy
+// and rollback need.
+func storePublicKey(cfg *config.Config) (ed25519.PublicKey, error) {
+	if cfg.Store.PublicKey == "" {
+		return nil, usererr.New("store.public_key is not set in %s: the key whose records the hosts trust", configName(cfg)).
+			WithHint("run `hoist store key`: it makes the signing key and prints the line to put there")
+	}
+	return store.ParsePublicKey(cfg.Store.PublicKey) // checked when hoist.yml was read
+}
+
+// storeSpec is what setup gives each host of the store: a spec without
+// a bucket when hoist.yml has none, which removes one set up before.
+func (a *app) storeSpec() (*hostproto.StoreSpec, error) {
+	if !a.cfg.Store.On() {
+		return &hostproto.StoreSpec{}, nil
+	}
+	if _, err := storePublicKey(a.cfg); err != nil {
+		return nil, err
+	}
+	loc, err := storeLocation(a.cfg, a.repo)
+	if err != nil {
+		return nil, err
+	}
+	return &hostproto.StoreSpec{Location: loc, PublicKey: a.cfg.Store.PublicKey}, nil
+}
+
+// storeOptions are a deploy's and a rollback's store, nil without one.
+// The signing key must be the one hoist.yml says the hosts trust: a
+// deploy with another is refused before it puts anything.
+func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
+	if !a.cfg.Store.On() {
+		return nil, nil
+	}
+	pub, err := storePublicKey(a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	key, from, err := g.storeKey(a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !pub.Equal(key.Public()) {
+		have, _ := store.Fingerprint(key.Public().(ed25519.PublicKey))
+		want, _ := store.Fingerprint(pub)
+		return nil, usererr.New("the store key of %s (%s) is not the one store.public_key names (%s): the hosts would refuse the records it signs", from, have, want).
+			WithHint("sign with the key store.public_key names (--store-key or $%s), or put this key's public half there (hoist store key prints it) and run hoist setup", envStoreKey)
+	}
+	loc, err := storeLocation(a.cfg, a.repo)
+	if err != nil {
+		return nil, err
+	}
+	return &deploy.StoreOptions{Location: loc, Key: key, Destination: a.cfg.Destination, By: a.actor.Login,
+		Fetch: a.cfg.Deploy.Ship == config.ShipStore}, nil
+}
+
+// storeStatus is what `hoist store status --json` prints.
+type storeStatus struct {
+	Where string `json:"where"`
+	// Record is the current record, when there is one.
+	Record *store.Record `json:"record,omitempty"`
+	// Signer is the fingerprint of the key the record names; Trusted
+	// says whether store.public_key's key signed it.
+	Signer  string `json:"signer,omitempty"`
+	Trusted bool   `json:"trusted"`
+	Error   string `json:"error,omitempty"`
+}
+
+func runStoreStatus(ctx context.Context, s *streams, g *globalOptions, o *storeOptions) error {
+	cfg, repo, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	if !cfg.Store.On() {
+		return usererr.New("%s has no store section", configName(cfg)).WithHint("docs/store.md says how to add one")
+	}
+	pub, err := storePublicKey(cfg)
+	if err != nil {
+		return err
+	}
+	loc, err := storeLocation(cfg, repo)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, loc, store.DefaultRetries)
+	if err != nil {
+		return err
+	}
+	out := storeStatus{Where: st.Where()}
+	raw, _, err := st.Current(ctx)
+	if err != nil {
+		return err
+	}
+	var bad error
+	if raw != nil {
+		var rec *store.Record
+		rec, out.Signer, err = store.Parse(raw)
+		if err != nil {
+			bad = usererr.Wrap(err, "the store's record cannot be read")
+		} else {
+			out.Record = rec
+			if _, verr := store.Verify(pub, raw); verr != nil {
+				bad = usererr.Wrap(verr, "the store's record is not trusted").
+					WithHint("someone who can write the bucket wrote it; hosts refuse it. A deploy or a rollback replaces it")
+			} else {
+				out.Trusted = true
+			}
+		}
+	}
+	if bad != nil {
+		out.Error = bad.Error()
+	}
+	if o.json {
+		if err := writeJSON(s, out); err != nil {
+			return err
+		}
+		return bad
+	}
+	switch r := out.Record; {
+	case r == nil && bad == nil:
+		fmt.Fprintf(s.out, "%s: no record yet: nothing was deployed through the store\n", out.Where)
+	case r != nil:
+		trust := "signed by the app's key"
+		if !out.Trusted {
+			trust = "NOT signed by the app's key (" + orNoneKey(out.Signer) + ")"
+		}
+		fmt.Fprintf(s.out, "%s: %s (record %d, %s by %s at %s), %s\n", out.Where, r.Release, r.Seq, r.Op, orSomeoneCLI(r.By), localTime(r.At), trust)
+	}
+	return bad
+}
+
+func orNoneKey(fp string) string {
+	if fp == "" {
+		return "it names none"
+	}
+	return "it names " + fp
+}
+
+func orSomeoneCLI(by string) string {
+	if by == "" {
+		return "someone"
+	}
+	return by
+}

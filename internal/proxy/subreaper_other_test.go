@@ -1,0 +1,6 @@
+//go:build !linux
+
+package proxy
+
+// becomeSubreaper: the proxy's upgrade tests run on Linux, where it runs.
+func becomeSubreaper() {}
