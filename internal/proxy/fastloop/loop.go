@@ -173,10 +173,19 @@ func (s *Server) Serve() error {
 			cc.ip = cc.remote
 		}
 		cc.trusted = s.cfg.Trust.Contains(cc.ip)
+		// Registered and counted under mu, which Shutdown takes after it
+		// sets closing: so either Shutdown's Wait sees this connection,
+		// or this sees closing and the connection is one that raced the
+		// listener's close, which it would have reset anyway.
 		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			c.Close()
+			return http.ErrServerClosed
+		}
 		s.conns[cc] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.serveConn(cc)
 	}
 }
