@@ -335,6 +335,31 @@ func TestPruneKeepsTheNewestOfEachKind(t *testing.T) {
 	}
 }
 
+// Backups made in one second carry the same time, to the second: the
+// order their names were taken in (NAME, NAME-2 ... NAME-10) tells the
+// newest, not the names' spelling, in which NAME.sql.gz sorts after
+// NAME-4.sql.gz and NAME-10 before NAME-2.
+func TestPruneOrdersOneSecondByName(t *testing.T) {
+	dir := t.TempDir()
+	names := backupNames(pgSpec(), time.Date(2026, 12, 7, 18, 8, 4, 0, time.UTC), "")
+	mt := time.Date(2026, 12, 7, 18, 8, 4, 0, time.UTC)
+	for n := 1; n <= 11; n++ {
+		os.WriteFile(filepath.Join(dir, names(n)), nil, 0o600)
+		os.Chtimes(filepath.Join(dir, names(n)), mt, mt)
+	}
+	if err := prune(dir, 3); err != nil {
+		t.Fatal(err)
+	}
+	bs, _ := ListBackups(dir)
+	var kept []string
+	for _, b := range bs {
+		kept = append(kept, b.File)
+	}
+	if diff := cmp.Diff([]string{names(9), names(10), names(11)}, kept); diff != "" {
+		t.Errorf("kept of eleven backups of one second (-want +got):\n%s", diff)
+	}
+}
+
 // pg_dump's own \restrict and \unrestrict lines are dropped, for hoist's
 // own key; any other backslash command reaches psql, which refuses it.
 func TestRestrictFilter(t *testing.T) {

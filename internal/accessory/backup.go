@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -100,6 +101,21 @@ func (e *BadBackupError) Error() string {
 const uploadPrefix = "uploaded-"
 
 var ownBackup = regexp.MustCompile(`^[a-z][a-z0-9-]*-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?(-before-restore)?\.sql\.gz$`)
+
+// sequence is which of the names of its second a backup of the
+// accessory's own took (backupNames): 1 for NAME-TIME.sql.gz, n for
+// NAME-TIME-n; uploads are 0.
+func sequence(file string) int {
+	m := ownBackup.FindStringSubmatch(file)
+	if m == nil || strings.HasPrefix(file, uploadPrefix) {
+		return 0
+	}
+	if m[1] == "" {
+		return 1
+	}
+	n, _ := strconv.Atoi(m[1][1:])
+	return n
+}
 
 // kindOf tells a backup's kind from its name.
 func kindOf(file string) string {
@@ -335,6 +351,12 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.Before(out[j].Created)
+		}
+		// Created is to the second: within one, the names were taken
+		// in turn (NAME, NAME-2, ... NAME-10), which their spelling
+		// does not sort by.
+		if si, sj := sequence(out[i].File), sequence(out[j].File); si != sj {
+			return si < sj
 		}
 		return out[i].File < out[j].File
 	})
