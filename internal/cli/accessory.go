@@ -190,7 +190,7 @@ func onAccessory(ctx context.Context, s *streams, g *globalOptions, name string,
 	return report(s.err, results, "accessory "+name)
 }
 
-// accessoryStatus is one line of `hoist accessory status --json`.
+// accessoryStatus is one line of `hoist accessory status`.
 type accessoryStatus struct {
 	Host      string            `json:"host"`
 	Name      string            `json:"name"`
@@ -238,7 +238,7 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 		out = append(out, line)
 	}
 	if o.json {
-		return writeJSON(s, out)
+		return writeJSON(s, sliceOut(out, accessoryStatusOut))
 	}
 	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tACCESSORY\tSERVICE\tSTATE\tLISTEN\tBACKUPS\tLAST BACKUP\tNEXT BACKUP")
@@ -304,7 +304,7 @@ func howLong(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// backupResult is what `hoist accessory backup --json` prints.
+// backupResult is what `hoist accessory backup` made.
 type backupResult struct {
 	Host string `json:"host"`
 	accessory.BackupInfo
@@ -334,7 +334,7 @@ func runAccessoryBackup(ctx context.Context, s *streams, g *globalOptions, o *ac
 	}
 	switch {
 	case o.json:
-		return writeJSON(s, res)
+		return writeJSON(s, backupResultOut(res))
 	case res.Local != "":
 		fmt.Fprintln(s.out, res.Local)
 	default:
@@ -371,7 +371,7 @@ func fetchBackup(ctx context.Context, c *hostclient.Client, name, file, dir stri
 	return path, f.Commit()
 }
 
-// hostBackups is one accessory's line of `hoist accessory backups --json`.
+// hostBackups is one accessory's backups, for `hoist accessory backups`.
 type hostBackups struct {
 	Host    string                 `json:"host"`
 	Name    string                 `json:"name"`
@@ -407,7 +407,7 @@ func runAccessoryBackups(ctx context.Context, s *streams, g *globalOptions, o *a
 		return err
 	}
 	if o.json {
-		return writeJSON(s, out)
+		return writeJSON(s, hostBackupsOut(out))
 	}
 	tw := table(s.out)
 	fmt.Fprintln(tw, "BACKUP\tKIND\tMADE\tSIZE\tVERIFIED")
@@ -569,18 +569,7 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 	return err
 }
 
-// restoreResult is what `hoist accessory restore --json` prints.
-type restoreResult struct {
-	Host string `json:"host"`
-	Name string `json:"name"`
-	// File is the backup restored, as the host keeps it.
-	File string `json:"file"`
-	// Before is the backup made of what the database held before the
-	// restore; absent when it held nothing.
-	Before string `json:"before,omitempty"`
-}
-
-// verifyResult is what `hoist accessory restore --verify --json` prints.
+// verifyResult is what `hoist accessory restore --verify` found.
 type verifyResult struct {
 	Host string `json:"host"`
 	Name string `json:"name"`
@@ -616,7 +605,7 @@ func runAccessoryVerify(ctx context.Context, s *streams, g *globalOptions, o *ac
 		return err
 	}
 	if o.json {
-		if err := writeJSON(s, res); err != nil {
+		if err := writeJSON(s, verifyResultOut(res)); err != nil {
 			return err
 		}
 	} else if res.OK {

@@ -42,7 +42,7 @@ func newAuditCmd(s *streams, g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// auditLine is one line of `hoist audit --json`: a host's entry.
+// auditLine is one line of `hoist audit`: a host's entry.
 type auditLine struct {
 	Host string `json:"host"`
 	hostproto.AuditEntry
@@ -68,7 +68,7 @@ func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	if o.json {
-		if err := writeJSON(s, out); err != nil {
+		if err := writeJSON(s, sliceOut(out, auditLineOut)); err != nil {
 			return err
 		}
 		return report(s.err, results, "audit")

@@ -44,10 +44,7 @@ func runBuild(ctx context.Context, s *streams, g *globalOptions, o *buildOptions
 		return err
 	}
 	if o.json {
-		return writeJSON(s, struct {
-			Path     string `json:"path"`
-			Manifest any    `json:"manifest"`
-		}{art.Path, art.Manifest})
+		return writeJSON(s, buildResultJSON{Path: art.Path, Manifest: ptrOut(art.Manifest, manifestOut)})
 	}
 	fmt.Fprintln(s.out, art.Path)
 	return nil

@@ -102,7 +102,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		bars.wait()
 	}
 	if o.json {
-		if err := writeJSON(s, deployResult{Outcome: out, Commit: art.Manifest.Commit, Reused: art.Reused}); err != nil {
+		if err := writeJSON(s, deployResultJSON{outcomeJSON: outcomeOut(*out), Commit: art.Manifest.Commit, Reused: art.Reused}); err != nil {
 			return err
 		}
 	}
@@ -131,24 +131,6 @@ func deployedHosts(out *deploy.Outcome) []string {
 		}
 	}
 	return hosts
-}
-
-// deployResult is what `hoist deploy --json` prints: what the deploy did
-// on each host, and where the release came from.
-type deployResult struct {
-	*deploy.Outcome
-	Commit string `json:"commit"`
-	Reused bool   `json:"reused"`
-}
-
-// hostResult is how an operation went on one host.
-type hostResult struct {
-	Host string `json:"host"`
-	OK   bool   `json:"ok"`
-	// Release is the host's current release after the operation, where
-	// the operation changes it.
-	Release string `json:"release,omitempty"`
-	Error   string `json:"error,omitempty"`
 }
 
 func hostResults(results []fleet.Result) []hostResult {

@@ -77,7 +77,7 @@ func runDNSPlan(ctx context.Context, s *streams, g *globalOptions, o *dnsOptions
 		return err
 	}
 	if o.json {
-		return writeJSON(s, p)
+		return writeJSON(s, ptrOut(p, dnsPlanOut))
 	}
 	printDNSPlan(s.out, p)
 	return nil
@@ -89,7 +89,7 @@ func runDNSStatus(ctx context.Context, s *streams, g *globalOptions, o *dnsOptio
 		return err
 	}
 	if o.json {
-		return writeJSON(s, p)
+		return writeJSON(s, ptrOut(p, dnsPlanOut))
 	}
 	tw := table(s.out)
 	fmt.Fprintln(tw, "NAME\tSTATE\tRECORDS\tWANTED\tOWNER")
@@ -126,18 +126,11 @@ func runDNSDestroy(ctx context.Context, s *streams, g *globalOptions, o *dnsOpti
 	return applyPlan(ctx, s, z, p, o.json)
 }
 
-// dnsResult is what apply and destroy print with --json.
-type dnsResult struct {
-	Plan  *dns.Plan  `json:"plan"`
-	Done  []dns.Step `json:"done"`
-	Error string     `json:"error,omitempty"`
-}
-
 // applyPlan applies p, printing each change as it is made.
 func applyPlan(ctx context.Context, s *streams, z *dns.Zone, p *dns.Plan, asJSON bool) error {
-	res := dnsResult{Plan: p, Done: []dns.Step{}}
+	res := dnsResultJSON{Plan: ptrOut(p, dnsPlanOut), Done: []dnsStepJSON{}}
 	err := z.Apply(ctx, p, func(st dns.Step) {
-		res.Done = append(res.Done, st)
+		res.Done = append(res.Done, dnsStepOut(st))
 		if !asJSON {
 			fmt.Fprintf(s.out, "%s\n", st)
 		}

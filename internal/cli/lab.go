@@ -119,7 +119,7 @@ func runLabUp(ctx context.Context, s *streams, o *labOptions) error {
 		}
 	}
 	if o.json {
-		return writeJSON(s, hosts)
+		return writeJSON(s, sliceOut(hosts, labHostOut))
 	}
 	for _, h := range hosts {
 		fmt.Fprintln(s.out, h.Addr)
@@ -133,15 +133,9 @@ func runLabStatus(ctx context.Context, s *streams, o *labOptions) error {
 		return err
 	}
 	if o.json {
-		type row struct {
-			Name    string `json:"name"`
-			Addr    string `json:"addr"`
-			Running bool   `json:"running"`
-			SSH     bool   `json:"ssh"`
-		}
-		rows := make([]row, 0, len(st))
+		rows := make([]labStatusJSON, 0, len(st))
 		for _, h := range st {
-			rows = append(rows, row{h.Name, h.Addr, h.Running, h.SSH})
+			rows = append(rows, labStatusJSON{h.Name, h.Addr, h.Running, h.SSH})
 		}
 		return writeJSON(s, rows)
 	}

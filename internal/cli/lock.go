@@ -49,11 +49,11 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 		return a.client(conn).Status(ctx)
 	})
 	if o.json {
-		out := make([]hostLock, len(results))
+		out := make([]hostLockJSON, len(results))
 		for i, r := range results {
-			out[i] = hostLock{Host: r.Host, Error: errText(r.Err)}
+			out[i] = hostLockJSON{Host: r.Host, Error: errText(r.Err)}
 			if sts[i] != nil {
-				out[i].Lock = sts[i].Lock
+				out[i].Lock = ptrOut(sts[i].Lock, lockOut)
 			}
 		}
 		if err := writeJSON(s, out); err != nil {
@@ -75,13 +75,6 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 		}
 	}
 	return report(s.err, results, "lock status")
-}
-
-// hostLock is one line of `hoist lock status --json`.
-type hostLock struct {
-	Host  string          `json:"host"`
-	Lock  *hostproto.Lock `json:"lock"`
-	Error string          `json:"error,omitempty"`
 }
 
 func runLockRelease(ctx context.Context, s *streams, g *globalOptions, o *lockOptions) error {

@@ -111,18 +111,7 @@ func runMaintenance(ctx context.Context, s *streams, g *globalOptions, o *mainte
 	return report(s.err, results, "maintenance "+state)
 }
 
-// maintenanceResult is one host's entry of `hoist maintenance on|off
-// --json`.
-type maintenanceResult struct {
-	Host string `json:"host"`
-	OK   bool   `json:"ok"`
-	// State is the app's maintenance mode on the host now, on or off;
-	// absent where the verb failed (it is as it was, or unknown).
-	State string `json:"state,omitempty"`
-	Error string `json:"error,omitempty"`
-}
-
-// hostMaintenance is one line of `hoist maintenance status --json`.
+// hostMaintenance is one line of `hoist maintenance status`.
 type hostMaintenance struct {
 	Host        string             `json:"host"`
 	Maintenance *proxy.Maintenance `json:"maintenance"`
@@ -147,7 +136,7 @@ func runMaintenanceStatus(ctx context.Context, s *streams, g *globalOptions, o *
 		}
 	}
 	if o.json {
-		if err := writeJSON(s, out); err != nil {
+		if err := writeJSON(s, sliceOut(out, hostMaintenanceOut)); err != nil {
 			return err
 		}
 		return report(s.err, results, "maintenance status")

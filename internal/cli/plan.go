@@ -49,7 +49,7 @@ func runPlan(ctx context.Context, s *streams, g *globalOptions, o *planOptions) 
 	}
 	warnUnpriced(s.err, g, plan)
 	if o.json {
-		return writeJSON(s, plan)
+		return writeJSON(s, ptrOut(plan, planOut))
 	}
 	printPlan(s.out, plan)
 	return nil

@@ -114,18 +114,12 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 		if hosts == nil {
 			hosts = []string{}
 		}
-		return writeJSON(s, provisioned{Hosts: hosts, Balancer: st.Balancer})
+		return writeJSON(s, provisionedJSON{Hosts: hosts, Balancer: ptrOut(st.Balancer, balancerOut)})
 	}
 	for _, t := range st.Targets() {
 		fmt.Fprintln(s.out, t)
 	}
 	return nil
-}
-
-// provisioned is what `hoist provision --json` prints.
-type provisioned struct {
-	Hosts    []string            `json:"hosts"`
-	Balancer *provision.Balancer `json:"balancer,omitempty"`
 }
 
 // printBalancer tells where the balancer answers. (The DNS records

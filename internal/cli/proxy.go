@@ -220,6 +220,7 @@ func selfPath() (string, error) {
 	return p, nil
 }
 
+// hostProxy is one host's line of `hoist proxy status`.
 type hostProxy struct {
 	Host   string              `json:"host"`
 	Routes []proxy.RouteStatus `json:"routes"`
@@ -257,7 +258,7 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 		}
 	}
 	if o.json {
-		return writeJSON(s, out)
+		return writeJSON(s, sliceOut(out, hostProxyOut))
 	}
 	printProxyStatus(s, out, time.Now())
 	if results == nil {

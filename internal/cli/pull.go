@@ -61,22 +61,6 @@ func newAccessoryPullCmd(s *streams, g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// pullResult is what `hoist accessory pull --json` prints.
-type pullResult struct {
-	Host string `json:"host"`
-	Name string `json:"name"`
-	// File is the fresh backup on the host the copy was made from.
-	File string `json:"file"`
-	// Local is where --to put it.
-	Local string `json:"local,omitempty"`
-	// Into is the database --into loaded it into (the URL without its
-	// password), and Tables how many tables it holds now.
-	Into   string `json:"into,omitempty"`
-	Tables int    `json:"tables,omitempty"`
-	// Replaced says a database that held data was replaced (--force).
-	Replaced bool `json:"replaced,omitempty"`
-}
-
 func runAccessoryPull(ctx context.Context, s *streams, g *globalOptions, o *pullOptions, name string) error {
 	a, err := loadApp(g, s, nil)
 	if err != nil {

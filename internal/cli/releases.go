@@ -29,6 +29,7 @@ func newReleasesCmd(s *streams, g *globalOptions) *cobra.Command {
 	return cmd
 }
 
+// hostReleases is one host's line of `hoist releases`.
 type hostReleases struct {
 	Host     string                  `json:"host"`
 	Releases []hostproto.ReleaseInfo `json:"releases"`
@@ -51,7 +52,7 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 		}
 	}
 	if o.json {
-		return writeJSON(s, out)
+		return writeJSON(s, sliceOut(out, hostReleasesOut))
 	}
 	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tRELEASE\tCOMMIT\tBUILT\tSTATE")

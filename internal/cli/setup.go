@@ -62,7 +62,7 @@ func newSetupCmd(s *streams, g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// setupResult is one host's entry of `hoist setup --json`.
+// setupResult is one host's entry of `hoist setup`'s results.
 type setupResult struct {
 	Host string `json:"host"`
 	OK   bool   `json:"ok"`
@@ -161,7 +161,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	// passes err on.
 	done := func(err error) error {
 		if o.json {
-			if jerr := writeJSON(s, res.list()); jerr != nil && err == nil {
+			if jerr := writeJSON(s, sliceOut(res.list(), setupResultOut)); jerr != nil && err == nil {
 				err = jerr
 			}
 		}

@@ -34,7 +34,7 @@ func newStatusCmd(s *streams, g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// hostStatus is one host's line of `hoist status --json`.
+// hostStatus is one host's line of `hoist status`.
 type hostStatus struct {
 	Host   string            `json:"host"`
 	Status *hostproto.Status `json:"status,omitempty"`
@@ -57,7 +57,7 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 		}
 	}
 	if o.json {
-		return writeJSON(s, out)
+		return writeJSON(s, sliceOut(out, hostStatusOut))
 	}
 	tw := table(s.out)
 	fmt.Fprintln(tw, "HOST\tSTATE\tRELEASE\tSINCE\tLOCK")

@@ -161,7 +161,7 @@ func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
 		Fetch: a.cfg.Deploy.Ship == config.ShipStore}, nil
 }
 
-// storeStatus is what `hoist store status --json` prints.
+// storeStatus is what `hoist store status` found.
 type storeStatus struct {
 	Where string `json:"where"`
 	// Record is the current record, when there is one.
@@ -218,7 +218,7 @@ func runStoreStatus(ctx context.Context, s *streams, g *globalOptions, o *storeO
 		out.Error = bad.Error()
 	}
 	if o.json {
-		if err := writeJSON(s, out); err != nil {
+		if err := writeJSON(s, storeStatusOut(out)); err != nil {
 			return err
 		}
 		return bad
