@@ -133,14 +133,6 @@ func deployedHosts(out *deploy.Outcome) []string {
 	return hosts
 }
 
-func hostResults(results []fleet.Result) []hostResult {
-	out := make([]hostResult, len(results))
-	for i, r := range results {
-		out[i] = hostResult{Host: r.Host, OK: r.Err == nil, Error: errText(r.Err)}
-	}
-	return out
-}
-
 // printOutcome says, when a deploy stopped, why and what each host
 // serves now.
 func printOutcome(w io.Writer, out *deploy.Outcome) {

@@ -15,6 +15,7 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/provision"
@@ -76,6 +77,20 @@ type hostResult struct {
 	// the operation changes it.
 	Release string `json:"release,omitempty"`
 	Error   string `json:"error,omitempty"`
+}
+
+// releaseResults are how an operation went on each host of results,
+// with ids[i], the release results[i]'s host serves now where it went
+// through.
+func releaseResults(ids []string, results []fleet.Result) []hostResult {
+	out := make([]hostResult, len(results))
+	for i, r := range results {
+		out[i] = hostResult{Host: r.Host, OK: r.Err == nil, Error: errText(r.Err)}
+		if r.Err == nil {
+			out[i].Release = ids[i]
+		}
+	}
+	return out
 }
 
 // setupResultJSON is one host's entry of `hoist setup --json`.

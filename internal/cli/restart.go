@@ -43,12 +43,7 @@ func runRestart(ctx context.Context, s *streams, g *globalOptions, o *restartOpt
 		return err
 	}
 	ids, results := deploy.Restart(ctx, so)
-	out := hostResults(results)
-	for i := range out {
-		if out[i].OK {
-			out[i].Release = ids[i]
-		}
-	}
+	out := releaseResults(ids, results)
 	if o.json {
 		if err := writeJSON(s, out); err != nil {
 			return err

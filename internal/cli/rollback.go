@@ -6,10 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/deploy"
-	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
-	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type rollbackOptions struct {
@@ -48,29 +45,12 @@ func runRollback(ctx context.Context, s *streams, g *globalOptions, o *rollbackO
 	if so.Store, err = a.storeOptions(g); err != nil {
 		return err
 	}
-	results := deploy.Rollback(ctx, so, id)
+	ids, results := deploy.Rollback(ctx, so, id)
 	err = report(s.err, results, "rollback")
 	if !o.json {
 		return err
 	}
-	out := hostResults(results)
-	var back []string
-	for _, r := range out {
-		if r.OK {
-			back = append(back, r.Host)
-		}
-	}
-	// What each host rolled back to is its current release now.
-	sts, _ := fleet.Map(ctx, back, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*hostproto.Status, error) {
-		return a.client(conn).Status(ctx)
-	})
-	for i, h := range back {
-		for j := range out {
-			if out[j].Host == h && sts[i] != nil {
-				out[j].Release = sts[i].Current
-			}
-		}
-	}
+	out := releaseResults(ids, results)
 	if jerr := writeJSON(s, out); jerr != nil {
 		return jerr
 	}

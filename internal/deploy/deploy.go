@@ -93,8 +93,9 @@ type Meter interface {
 }
 
 // Rollback activates release id (or, when id is "", the one before the
-// current release) on every host.
-func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
+// current release) on every host. ids[i] is the release results[i]'s
+// host serves after it, "" where it failed.
+func Rollback(ctx context.Context, o ShipOptions, id string) (ids []string, results []fleet.Result) {
 	if o.Store != nil {
 		return o.rollbackStore(ctx, id)
 	}
@@ -102,20 +103,20 @@ func Rollback(ctx context.Context, o ShipOptions, id string) []fleet.Result {
 	// A rollback goes back to a release that already ran: migrations and
 	// other deploy hooks are not run again.
 	spec.BeforeSwitch, spec.AfterSwitch = "", ""
-	return o.locked(ctx, Holder("rollback"), func(ctx context.Context, h string, c *hostclient.Client) error {
+	return o.locked(ctx, Holder("rollback"), func(ctx context.Context, h string, c *hostclient.Client) (string, error) {
 		target := id
 		if target == "" {
 			prev, err := c.Previous(ctx)
 			if err != nil {
-				return err
+				return "", err
 			}
 			if prev == "" {
-				return usererr.New("there is no earlier release to roll back to")
+				return "", usererr.New("there is no earlier release to roll back to")
 			}
 			target = prev
 		}
 		o.logf(h)("rolling back to %s", target)
-		return o.activate(ctx, h, c, spec, target, "rollback")
+		return activated(target, o.activate(ctx, h, c, spec, target, "rollback"))
 	})
 }
 
@@ -166,16 +167,27 @@ func (o ShipOptions) logf(h string) func(string, ...any) {
 }
 
 // locked runs fn on every reachable host while holding the app's deploy
-// lock on all of them (lockAll).
-func (o ShipOptions) locked(ctx context.Context, lk hostproto.Lock, fn func(ctx context.Context, h string, c *hostclient.Client) error) []fleet.Result {
+// lock on all of them (lockAll); values[i] is what fn returned on
+// results[i]'s host, "" where it did not run.
+func (o ShipOptions) locked(ctx context.Context, lk hostproto.Lock, fn func(ctx context.Context, h string, c *hostclient.Client) (string, error)) (values []string, results []fleet.Result) {
 	members, unlock, refused, _ := o.lockAll(ctx, lk)
 	defer unlock()
 	if refused != nil {
-		return refused
+		return make([]string, len(refused)), refused
 	}
-	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
+	return fleet.MapMembers(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) (string, error) {
 		return fn(ctx, h, o.clientOf(conn))
 	})
+}
+
+// activated is what a host serves after activating release id went as
+// err says: id, or "" when it failed (the host serves what it did).
+// The deploy lock is held, so nothing else switches it meanwhile.
+func activated(id string, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 func (o ShipOptions) client(m fleet.Member) *hostclient.Client { return o.clientOf(m.Conn) }

@@ -647,3 +647,36 @@ func TestStageSwitchesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackSaysWhatEachHostServes: Rollback returns, per host, the
+// release it serves afterwards (what its status then reads), so the CLI
+// need not ask every host again; "" where the rollback failed.
+func TestRollbackSaysWhatEachHostServes(t *testing.T) {
+	fl, hosts := newFakeFleet(t, 2)
+	a := newAppRepo(t, "")
+	first := a.build(t, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC))
+	for _, art := range []*build.Artifact{first, a.change(t, 1)} {
+		if out, log := a.ship(t, fl, hosts, art, nil); len(fleet.Failed(out.Results())) != 0 {
+			t.Fatalf("deploy of %s: %v\n%s", art.Manifest.ID, out.Results(), log)
+		}
+	}
+	fl.fail["web02"] = first.Manifest.ID
+	var log bytes.Buffer
+	so := ShipOptions{Config: a.cfg, Hosts: append(hosts, "web99"), Dial: fl.dial, Log: &log, LogMu: &sync.Mutex{}, WorkDir: a.work}
+	ids, results := Rollback(context.Background(), so, "")
+	if len(ids) != len(results) {
+		t.Fatalf("%d ids for %d results", len(ids), len(results))
+	}
+	for i, r := range results {
+		want := ""
+		if r.Host == "web01" {
+			want = first.Manifest.ID
+		}
+		if ids[i] != want || (r.Err == nil) != (want != "") {
+			t.Errorf("%s: serves %q (err %v), want %q\n%s", r.Host, ids[i], r.Err, want, log.String())
+		}
+		if fh := fl.hosts[r.Host]; fh != nil && r.Err == nil && fh.layout().CurrentID() != ids[i] {
+			t.Errorf("%s: Rollback says %s, the host serves %s", r.Host, ids[i], fh.layout().CurrentID())
+		}
+	}
+}

@@ -136,7 +136,7 @@ func TestShipThroughTheStore(t *testing.T) {
 
 	t.Run("rollback moves the record", func(t *testing.T) {
 		fl.events = nil
-		rs := Rollback(context.Background(), a.options(fl, hosts, withS), "")
+		_, rs := Rollback(context.Background(), a.options(fl, hosts, withS), "")
 		if failed := fleet.Failed(rs); len(failed) > 0 {
 			t.Fatalf("rollback: %v", failed)
 		}
@@ -149,7 +149,7 @@ func TestShipThroughTheStore(t *testing.T) {
 				t.Errorf("%s serves %s after the rollback, want %s", h, cur, r1.Manifest.ID)
 			}
 		}
-		rs = Rollback(context.Background(), a.options(fl, hosts, withS), "20200101T000000Z-deadbeefdead")
+		_, rs = Rollback(context.Background(), a.options(fl, hosts, withS), "20200101T000000Z-deadbeefdead")
 		for _, r := range rs {
 			if r.Err == nil || !strings.Contains(r.Err.Error(), "is not in the store") {
 				t.Errorf("%s: a rollback to a release the store never had: %v", r.Host, r.Err)

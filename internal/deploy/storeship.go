@@ -432,13 +432,13 @@ func (o ShipOptions) fetchStore(ctx context.Context, p *publication, t *target) 
 // rollbackStore is Rollback with a store: the record moves to the
 // release first, from the record that release was published with, and
 // the hosts switch once it has.
-func (o ShipOptions) rollbackStore(ctx context.Context, id string) []fleet.Result {
+func (o ShipOptions) rollbackStore(ctx context.Context, id string) ([]string, []fleet.Result) {
 	members, unlock, refused, _ := o.lockAll(ctx, Holder("rollback"))
 	defer unlock()
 	if refused != nil {
-		return refused
+		return make([]string, len(refused)), refused
 	}
-	failAll := func(err error) []fleet.Result {
+	failAll := func(err error) ([]string, []fleet.Result) {
 		out := make([]fleet.Result, len(members))
 		for i, m := range members {
 			out[i] = fleet.Result{Host: m.Host, Err: m.Err}
@@ -446,7 +446,7 @@ func (o ShipOptions) rollbackStore(ctx context.Context, id string) []fleet.Resul
 				out[i].Err = err
 			}
 		}
-		return out
+		return make([]string, len(out)), out
 	}
 	target := id
 	if target == "" {
@@ -473,7 +473,7 @@ func (o ShipOptions) rollbackStore(ctx context.Context, id string) []fleet.Resul
 	})
 	var held fleetErrors
 	if errors.As(err, &held) {
-		return held.results
+		return make([]string, len(held.results)), held.results
 	}
 	if err != nil {
 		return failAll(err)
@@ -481,9 +481,9 @@ func (o ShipOptions) rollbackStore(ctx context.Context, id string) []fleet.Resul
 	o.logf("store")("the record names %s now (record %d)", target, raw.Seq)
 	spec := Spec(o.Config)
 	spec.BeforeSwitch, spec.AfterSwitch = "", ""
-	return fleet.EachMember(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
+	return fleet.MapMembers(ctx, members, o.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) (string, error) {
 		o.logf(h)("rolling back to %s", target)
-		return o.activate(ctx, h, o.clientOf(conn), spec, target, "rollback")
+		return activated(target, o.activate(ctx, h, o.clientOf(conn), spec, target, "rollback"))
 	})
 }
 
