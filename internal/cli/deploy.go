@@ -102,6 +102,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		bars.wait()
 	}
 	if o.json {
+		// Ship's outcome is never nil.
 		if err := writeJSON(s, deployResultJSON{outcomeJSON: outcomeOut(*out), Commit: art.Manifest.Commit, Reused: art.Reused}); err != nil {
 			return err
 		}
