@@ -87,9 +87,8 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 		// The plan said what there is; say only that it stayed so.
 		fmt.Fprintln(s.err, "nothing changed")
 	}
-	if in.cfg.Infra.Provider == config.ProviderLab {
-		name := provision.LabName(in.opts.Spec)
-		fmt.Fprintf(s.err, "the hosts are in lab %s: `hoist lab status --name %s` shows them\n", name, name)
+	if where := provision.Where(in.opts.Spec); where != "" {
+		fmt.Fprintln(s.err, where)
 	}
 	printBalancer(s, st.Balancer)
 	if len(setup) > 0 && !o.noSetup {
@@ -156,7 +155,7 @@ func loadInfra(ctx context.Context, g *globalOptions, s *streams, prices string,
 			WithHint("add one, for example `infra: {provider: aws, region: eu-west-1}`; docs/provision.md shows more")
 	}
 	spec := provision.SpecFrom(cfg)
-	if spec.Provider == config.ProviderAWS && len(spec.SSHFrom) == 0 && detect {
+	if provision.PublicSSH(spec.Provider) && len(spec.SSHFrom) == 0 && detect {
 		if ep := awsEndpoint(); ep != "" {
 			// An emulator's or a private endpoint's hosts are not reached
 			// from this machine's public address: asking for it would only

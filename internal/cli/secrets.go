@@ -88,8 +88,7 @@ func newSecretsCmd(s *streams, g *globalOptions) *cobra.Command {
 // echo; else the whole of stdin, up to 1 MiB, without its last newline.
 func readSecretValue(s *streams, name string) (string, error) {
 	if f, ok := s.in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(s.err, "value of %s (not shown): ", name)
-		b, err := term.ReadPassword(int(f.Fd()))
+		b, err := readHidden(int(f.Fd()), func() { fmt.Fprintf(s.err, "value of %s (not shown): ", name) })
 		fmt.Fprintln(s.err)
 		if err != nil {
 			return "", fmt.Errorf("read value: %w", err)

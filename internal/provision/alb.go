@@ -63,10 +63,11 @@ func (o *ALBOptions) defaults(poll time.Duration) {
 // NewTargets returns the balancer provision made in front of st's
 // hosts: the ALB on AWS, the balancer twin on the lab.
 func NewTargets(ctx context.Context, st *State, o ALBOptions) (*Targets, error) {
-	if st.Provider == "lab" {
-		return NewLabTargets(st, o)
+	r := lookupSpec(st.Provider)
+	if r.Targets == nil {
+		return nil, fmt.Errorf("provider %q puts no balancer in front of its hosts", st.Provider)
 	}
-	return NewALBTargets(ctx, st, o)
+	return r.Targets(ctx, st, o)
 }
 
 // NewLabTargets returns the lab's balancer twin of st.

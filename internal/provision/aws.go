@@ -28,7 +28,13 @@ func init() {
 	Register(Registration{Name: config.ProviderAWS, Check: checkAWS,
 		New: func(ctx context.Context, spec Spec, env Env) (Provider, error) {
 			return NewAWS(ctx, spec, AWSOptions{Log: env.Log})
-		}})
+		},
+		Estimate: estimateAWS,
+		// The balancer's nodes take addresses in hoist's VPC's subnets.
+		BalancerNetworks: func(Spec, *State) []string { return []string{vpcCIDR} },
+		Targets:          NewALBTargets,
+		PublicSSH:        true,
+	})
 }
 
 var (

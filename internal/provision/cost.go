@@ -143,9 +143,21 @@ const PricesHint = "give them in a price file with --prices FILE (docs/provision
 // instance type the table lacks leaves its lines Unknown, named in
 // Unpriced, and the rest priced: a plan is still worth reading.
 func Estimate(s Spec, p *Prices) Cost {
-	if s.Provider != config.ProviderAWS {
-		return Cost{Currency: "USD", Lines: []CostLine{}, Assumptions: []string{"lab hosts run on this machine and cost nothing"}}
+	if r := lookupSpec(s.Provider); r.Estimate != nil {
+		return r.Estimate(s, p)
 	}
+	return Cost{Currency: "USD", Lines: []CostLine{},
+		Unpriced: []Unpriced{{Field: "infra.provider", Msg: fmt.Sprintf("hoist has no prices for provider %s", s.Provider)}}}
+}
+
+// estimateFree is the cost of hosts on this machine.
+func estimateFree(Spec, *Prices) Cost {
+	return Cost{Currency: "USD", Lines: []CostLine{}, Assumptions: []string{"lab hosts run on this machine and cost nothing"}}
+}
+
+// estimateAWS prices EC2 instances, their addresses and disks, and the
+// balancer and hosted zone, from hoist's table.
+func estimateAWS(s Spec, p *Prices) Cost {
 	c := Cost{Currency: "USD", Source: p.Source, AsOf: p.AsOf}
 	r, regionKnown := p.Regions[s.Region]
 	hourly, typeKnown := r.Instances[s.InstanceType]
@@ -186,9 +198,10 @@ func (c *Cost) add(item string, qty float64, unit string, price float64, known b
 
 func cents(v float64) float64 { return math.Round(v*100) / 100 }
 
-// Compare prices the spec with each front.
+// Compare prices the spec with each front: none where the hosts cost
+// nothing, or hoist has no prices for them.
 func Compare(s Spec, p *Prices) []Comparison {
-	if s.Provider != config.ProviderAWS {
+	if c := Estimate(s, p); len(c.Lines) == 0 {
 		return nil
 	}
 	var out []Comparison

@@ -22,7 +22,17 @@ func init() {
 	Register(Registration{Name: config.ProviderLab, Check: checkLab,
 		New: func(_ context.Context, spec Spec, env Env) (Provider, error) {
 			return NewLab(spec, env.KnownHosts, env.Log), nil
-		}})
+		},
+		Estimate:         estimateFree,
+		BalancerNetworks: labBalancerNetworks,
+		Targets: func(_ context.Context, st *State, o ALBOptions) (*Targets, error) {
+			return NewLabTargets(st, o)
+		},
+		Where: func(s Spec) string {
+			name := LabName(s)
+			return fmt.Sprintf("the hosts are in lab %s: `hoist lab status --name %s` shows them", name, name)
+		},
+	})
 }
 
 // checkLab validates what the lab asks of the infra section: its

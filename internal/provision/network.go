@@ -125,20 +125,19 @@ func describeRules(rs []Rule) string {
 // balancer's nodes take addresses in its subnets), the lab's balancer
 // twin. None without a balancer.
 func BalancerNetworks(s Spec, st *State) []string {
-	if s.Balancer != "alb" {
-		return nil
+	if r := lookupSpec(s.Provider); s.Balancer == "alb" && r.BalancerNetworks != nil {
+		return r.BalancerNetworks(s, st)
 	}
-	switch s.Provider {
-	case "aws":
-		return []string{vpcCIDR}
-	case "lab":
-		if st != nil && st.Balancer != nil && st.Balancer.Addr != "" {
-			return []string{st.Balancer.Addr + "/32"}
-		}
-		_, _, lb, err := lab.LabAddrs(lab.DefaultSubnet(LabName(s)), 0)
-		if err == nil {
-			return []string{lb.String() + "/32"}
-		}
+	return nil
+}
+
+// labBalancerNetworks is the lab's balancer twin's address.
+func labBalancerNetworks(s Spec, st *State) []string {
+	if st != nil && st.Balancer != nil && st.Balancer.Addr != "" {
+		return []string{st.Balancer.Addr + "/32"}
+	}
+	if _, _, lb, err := lab.LabAddrs(lab.DefaultSubnet(LabName(s)), 0); err == nil {
+		return []string{lb.String() + "/32"}
 	}
 	return nil
 }

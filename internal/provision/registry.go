@@ -2,10 +2,10 @@ package provision
 
 import (
 	"context"
-	"github.com/hoistdev/hoist/internal/registry"
 	"io"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/registry"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -22,6 +22,21 @@ type Registration struct {
 	// after the checks every provider shares, returning
 	// config.FieldError so that the error names its line.
 	Check func(c *config.Config) error
+	// Estimate prices a spec's topology for a month (cost.go); nil
+	// for hosts that cost nothing.
+	Estimate func(s Spec, p *Prices) Cost
+	// BalancerNetworks are the networks the balancer in front of the
+	// hosts sends their proxies requests from; nil when the provider
+	// puts no balancer there.
+	BalancerNetworks func(s Spec, st *State) []string
+	// Targets returns the balancer provision made in front of st's
+	// hosts, for a deploy to take each out while it switches.
+	Targets func(ctx context.Context, st *State, o ALBOptions) (*Targets, error)
+	// PublicSSH says the hosts are reached over the internet, so that
+	// an unset infra.ssh_from means this machine's public address.
+	PublicSSH bool
+	// Where, when set, tells people where the hosts of a spec are.
+	Where func(s Spec) string
 }
 
 // Env is what a provider may take from the machine running hoist.
@@ -50,6 +65,26 @@ func Lookup(name string) (Registration, bool) {
 // Names are the registered providers, sorted.
 func Names() []string {
 	return providers.Names()
+}
+
+// lookupSpec returns the registration of spec's provider; config
+// refuses a spec of any other, so the zero one is for specs made
+// otherwise.
+func lookupSpec(name string) Registration {
+	r, _ := Lookup(name)
+	return r
+}
+
+// PublicSSH says the hosts of provider name are reached over the
+// internet (Registration.PublicSSH).
+func PublicSSH(name string) bool { return lookupSpec(name).PublicSSH }
+
+// Where tells people where the hosts of s are, or "".
+func Where(s Spec) string {
+	if r := lookupSpec(s.Provider); r.Where != nil {
+		return r.Where(s)
+	}
+	return ""
 }
 
 // New makes the provider spec.Provider names.

@@ -35,3 +35,41 @@ func TestProvidersRegistered(t *testing.T) {
 		t.Error("New made a provider no one registered")
 	}
 }
+
+// Every registered provider says what differs between providers
+// (Registration's fields), so that nothing outside the registry needs a
+// switch on its name.
+func TestRegisteredProvidersAreWhole(t *testing.T) {
+	for _, name := range Names() {
+		r, _ := Lookup(name)
+		if r.New == nil || r.Check == nil || r.Estimate == nil || r.BalancerNetworks == nil || r.Targets == nil {
+			t.Errorf("provider %s leaves a field of its Registration unset: %+v", name, r)
+		}
+	}
+	lab := Spec{Provider: config.ProviderLab, App: "shop", Env: "production", Count: 1, Balancer: config.BalancerALB}
+	if got := Estimate(lab, nil); len(got.Lines) != 0 || Compare(lab, nil) != nil {
+		t.Errorf("the lab's hosts cost %+v", got)
+	}
+	if got := BalancerNetworks(lab, &State{Balancer: &Balancer{Addr: "10.9.0.2"}}); strings.Join(got, " ") != "10.9.0.2/32" {
+		t.Errorf("the lab twin's network: %v", got)
+	}
+	if got := BalancerNetworks(Spec{Provider: config.ProviderAWS, Balancer: config.BalancerALB}, nil); strings.Join(got, " ") != vpcCIDR {
+		t.Errorf("the ALB's network: %v", got)
+	}
+	if got := BalancerNetworks(Spec{Provider: config.ProviderAWS}, nil); got != nil {
+		t.Errorf("networks without a balancer: %v", got)
+	}
+	if !PublicSSH(config.ProviderAWS) || PublicSSH(config.ProviderLab) {
+		t.Error("only AWS's hosts are reached over the internet")
+	}
+	if w := Where(lab); !strings.Contains(w, "hoist lab status --name "+LabName(lab)) {
+		t.Errorf("where the lab's hosts are: %q", w)
+	}
+	unknown := Estimate(Spec{Provider: "hetzner"}, nil)
+	if len(unknown.Unpriced) != 1 || unknown.Unpriced[0].Field != "infra.provider" {
+		t.Errorf("a provider without prices: %+v", unknown)
+	}
+	if _, err := NewTargets(context.Background(), &State{Provider: "hetzner"}, ALBOptions{}); err == nil {
+		t.Error("targets of a provider no one registered")
+	}
+}
