@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/hoistdev/hoist/internal/provision"
 )
 
 // TestProvisionHeals: on a host provisioned from the bare image, sudo
@@ -32,15 +30,7 @@ func TestProvisionHeals(t *testing.T) {
 	const app = "heal"
 	opPriv, opPub := operatorKeyFiles(t)
 	a := newApp(t, app, 3410, nil, fmt.Sprintf("infra:\n  provider: lab\n  count: 1\n  public_key: %s\n", opPub))
-	labName := provision.LabName(provision.Spec{App: app, Env: "production"})
-	downCtx, cancelDown := context.WithTimeout(context.Background(), 3*time.Minute)
-	hoist(downCtx, "", "lab", "down", "--name", labName)
-	cancelDown()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		hoist(ctx, "", "lab", "down", "--name", labName)
-	})
+	cleanAppLab(t, app)
 
 	// A provision killed once it starts setting the host up.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

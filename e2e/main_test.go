@@ -168,13 +168,26 @@ func hoistAtOnce(dir string, n int, args ...string) []hoistRun {
 // mustHoist runs hoist and fails the test when it fails.
 func mustHoist(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	return mustHoistLong(t, dir, 5*time.Minute, args...)
+}
+
+// mustHoistLong is mustHoist with up to d for hoist to finish.
+func mustHoistLong(t *testing.T, dir string, d time.Duration, args ...string) string {
+	t.Helper()
+	stdout, _ := mustHoistBoth(t, dir, d, args...)
+	return stdout
+}
+
+// mustHoistBoth is mustHoistLong that returns stderr too.
+func mustHoistBoth(t *testing.T, dir string, d time.Duration, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	stdout, stderr, err := hoist(ctx, dir, args...)
 	if err != nil {
 		t.Fatalf("hoist %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout, stderr)
 	}
-	return stdout
+	return stdout, stderr
 }
 
 // failHoist runs hoist, expects it to fail, and returns its stderr.
