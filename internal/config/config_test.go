@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/hoistdev/hoist/internal/goldentest"
 )
 
 const valid = `version: 1
@@ -269,8 +270,6 @@ func TestLoadMissingFileHasHint(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
 // TestDetectAndRenderParse guesses each kind of project, renders its
 // hoist.yml (compared with testdata/init/KIND.golden; -update rewrites
 // them) and parses it back.
@@ -335,20 +334,7 @@ func TestDetectAndRenderParse(t *testing.T) {
 				t.Errorf("Detect (-want +got):\n%s", diff)
 			}
 			rendered := p.Render()
-			golden := filepath.Join("testdata", "init", name+".golden")
-			if *update {
-				os.MkdirAll(filepath.Dir(golden), 0o755)
-				if err := os.WriteFile(golden, rendered, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to write it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(rendered)); diff != "" {
-				t.Errorf("rendered hoist.yml differs from %s (-want +got):\n%s", golden, diff)
-			}
+			goldentest.Check(t, filepath.Join("testdata", "init", name+".golden"), rendered)
 			c, err := Parse("hoist.yml", rendered)
 			if err != nil {
 				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, rendered)
