@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,61 +455,6 @@ func base64Decode(s string) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 }
 
-// cutter forwards connections to target and, while cutting is on,
-// closes each once it has carried more than limit bytes from the
-// client: a bucket that becomes unreachable in the middle of an upload.
-type cutter struct {
-	ln      net.Listener
-	target  string
-	limit   int64
-	cutting atomic.Bool
-}
-
-func startCutter(t *testing.T, listen, target string, limit int64) *cutter {
-	ln, err := net.Listen("tcp", net.JoinHostPort(listen, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, target: target, limit: limit}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for i := 0; i < 10000; i++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go c.serve(conn)
-		}
-	}()
-	return c
-}
-
-func (c *cutter) serve(conn net.Conn) {
-	defer conn.Close()
-	up, err := net.DialTimeout("tcp", c.target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go io.Copy(conn, up)
-	var sent int64
-	buf := make([]byte, 4096)
-	for {
-		conn.SetReadDeadline(time.Now().Add(time.Minute))
-		n, err := conn.Read(buf)
-		if n > 0 {
-			if c.cutting.Load() && sent+int64(n) > c.limit {
-				return
-			}
-			sent += int64(n)
-			up.Write(buf[:n])
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // TestOffsiteBackups is issue 18's proof that backups leave the host: a
 // bucket (kumo's S3, on the lab's bridge) gets each backup encrypted to
 // the operator's age key; cut in the middle of an upload, the backup
@@ -533,7 +476,7 @@ func TestOffsiteBackups(t *testing.T) {
 	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("notes-backups")}); err != nil {
 		t.Fatal(err)
 	}
-	cut := startCutter(t, bridge, strings.TrimPrefix(endpoint, "http://"), 256<<10)
+	cut := kumotest.StartCutter(t, bridge, strings.TrimPrefix(endpoint, "http://"), 256<<10)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +496,7 @@ func TestOffsiteBackups(t *testing.T) {
         bucket: notes-backups
         endpoint: http://%s
         recipient: %s
-`, pg, cut.ln.Addr().String(), id.Recipient().String()))
+`, pg, cut.Addr(), id.Recipient().String()))
 	mustHoist(t, a.dir, "setup")
 	mustHoist(t, a.dir, "deploy")
 	a.addNote(t, h, "kept off the host")
@@ -577,7 +520,7 @@ func TestOffsiteBackups(t *testing.T) {
 
 	// Big enough that the cut falls in the middle of its upload.
 	psqlOn(t, h, pg, "offsite", "SET ROLE offsite; CREATE TABLE bulk AS SELECT md5(random()::text) || md5(random()::text) AS v FROM generate_series(1, 60000);")
-	cut.cutting.Store(true)
+	cut.Cutting.Store(true)
 	stdout, stderr, err := hoistTry(a.dir, "accessory", "backup", "db")
 	second := strings.TrimSpace(stdout)
 	if err != nil || !strings.Contains(stderr, "its copy off the host failed") {
@@ -605,7 +548,7 @@ func TestOffsiteBackups(t *testing.T) {
 	}
 
 	// The timer's next run catches up.
-	cut.cutting.Store(false)
+	cut.Cutting.Store(false)
 	var out bytes.Buffer
 	if err := dialLab(t, h).Run(ctx, "systemctl start hoist-offsite.db-backup.service", nil, &out, &out); err != nil {
 		t.Fatalf("the timer's backup: %v\n%s", err, out.String())
