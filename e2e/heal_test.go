@@ -35,15 +35,7 @@ func TestProvisionHeals(t *testing.T) {
 	// A provision killed once it starts setting the host up.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hoistBin, "provision")
-	cmd.Dir, cmd.Env = a.dir, hoistEnv
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := startHoist(ctx, t, a.dir, "provision")
 	var seen bytes.Buffer
 	sc := bufio.NewScanner(stderr)
 	killed := false

@@ -130,6 +130,22 @@ func hoist(ctx context.Context, dir string, args ...string) (string, string, err
 	return hoistWithEnv(ctx, dir, hoistEnv, args...)
 }
 
+// startHoist starts hoist, which runs on while the test reads its
+// stderr; the test waits for cmd.
+func startHoist(ctx context.Context, t *testing.T, dir string, args ...string) (cmd *exec.Cmd, stderr io.ReadCloser) {
+	t.Helper()
+	cmd = exec.CommandContext(ctx, hoistBin, args...)
+	cmd.Dir, cmd.Env = dir, hoistEnv
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stderr
+}
+
 func hoistWithEnv(ctx context.Context, dir string, env []string, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, hoistBin, args...)
 	cmd.Dir = dir
