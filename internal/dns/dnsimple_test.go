@@ -89,12 +89,7 @@ func (f *fakeDNSimple) add(name, typ, content string) {
 func (f *fakeDNSimple) lines() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for _, r := range f.recs {
-		out = append(out, fmt.Sprintf("%s %s %s", r["name"], r["type"], r["content"]))
-	}
-	sort.Strings(out)
-	return out
+	return recordLines(f.recs)
 }
 
 // TestDNSimple keeps records through DNSimple's API in a zone of more
