@@ -114,13 +114,7 @@ func TestDNSimple(t *testing.T) {
 	run := func(names []string, tg Targets) {
 		t.Helper()
 		want, _ := Desired(names, tg)
-		p, err := z.Plan(context.Background(), want, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := z.Apply(context.Background(), p, nil); err != nil {
-			t.Fatal(err)
-		}
+		converge(t, z, want)
 	}
 	run([]string{"www.example.com", "example.com"}, addrs("10.0.0.1", "10.0.0.2"))
 	run([]string{"www.example.com", "example.com"}, addrs("10.0.0.3", "10.0.0.2"))
