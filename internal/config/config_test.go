@@ -52,10 +52,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 }
 
 func TestParseErrorsNamePosition(t *testing.T) {
-	tests := map[string]struct {
-		yaml string
-		want string // prefix of the error: file:line:col: message
-	}{
+	tests := map[string]parseError{
 		"unknown top-level key":    {valid + "prot: 3\n", `hoist.yml:9:1: unknown field "prot"`},
 		"unknown nested key":       {strings.Replace(valid, "  output: dist", "  outptu: dist", 1), `hoist.yml:6:3: unknown field "outptu"`},
 		"wrong type":               {valid + "keep_releases: many\n", "hoist.yml:9:16: "},
@@ -131,6 +128,20 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"trusted proxy, no proxy": {valid + "proxy:\n  trusted_proxies: [10.0.0.0/8]\n", "hoist.yml:10:21: proxy.trusted_proxies[0]: only hoist's proxy reads"},
 		"challenge of a stranger": {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenges:\n    b.test: dns-01\n", "hoist.yml:13:5: proxy.challenges.b.test: b.test is not one of proxy.hosts"},
 	}
+	testParseErrors(t, tests)
+}
+
+// parseError is a hoist.yml that Parse refuses, and the start of its
+// error: file:line:col: message.
+type parseError struct {
+	yaml string
+	want string
+}
+
+// testParseErrors checks that Parse refuses each of tests with a
+// *config.Error that starts as the test wants.
+func testParseErrors(t *testing.T, tests map[string]parseError) {
+	t.Helper()
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse("hoist.yml", []byte(tt.yaml))
