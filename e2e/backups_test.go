@@ -87,14 +87,7 @@ func TestHostileBackups(t *testing.T) {
 	h := hosts[0]
 	const pg = 5461
 	a := newNotesApp(t, "hostile", 3741, hosts[:1], fmt.Sprintf("accessories:\n  db:\n    service: postgresql\n    port: %d\n    backup: {schedule: daily, keep: 20}\n", pg))
-	mustHoist(t, a.dir, "setup")
-	mustHoist(t, a.dir, "deploy")
-	for i := 1; i <= 3; i++ {
-		a.addNote(t, h, fmt.Sprintf("note %d", i))
-	}
-	want := a.notes(t, h)
-	dir := t.TempDir()
-	good := strings.TrimSpace(mustHoist(t, a.dir, "accessory", "backup", "db", "--fetch", "--to", dir))
+	want, dir, good := a.threeNotesFetched(t, h)
 	onHost(t, h, "rm -f /var/log/postgresql/pwned-* /tmp/pwned-*")
 
 	var key string
@@ -158,6 +151,22 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 	if got := psqlOn(t, h, pg, "hostile", "SELECT max(id) FROM notes;"); got != "4" {
 		t.Errorf("the restored sequence gave id %s to the next note, want 4", got)
 	}
+}
+
+// threeNotesFetched sets up and deploys a, a notes app with accessory
+// db, on h; adds three notes; and fetches a backup of db to a new
+// directory: the notes, the directory and the backup's path.
+func (a *appRepo) threeNotesFetched(t *testing.T, h string) (notes, dir, backup string) {
+	t.Helper()
+	mustHoist(t, a.dir, "setup")
+	mustHoist(t, a.dir, "deploy")
+	for i := 1; i <= 3; i++ {
+		a.addNote(t, h, fmt.Sprintf("note %d", i))
+	}
+	notes = a.notes(t, h)
+	dir = t.TempDir()
+	backup = strings.TrimSpace(mustHoist(t, a.dir, "accessory", "backup", "db", "--fetch", "--to", dir))
+	return notes, dir, backup
 }
 
 // hoistTry runs hoist with a time limit and returns what it did.
@@ -344,14 +353,7 @@ func TestVerifyAndForeign(t *testing.T) {
 	h := hosts[0]
 	const pg = 5464
 	a := newNotesApp(t, "drill", 3744, hosts[:1], fmt.Sprintf("accessories:\n  db:\n    service: postgresql\n    port: %d\n", pg))
-	mustHoist(t, a.dir, "setup")
-	mustHoist(t, a.dir, "deploy")
-	for i := 1; i <= 3; i++ {
-		a.addNote(t, h, fmt.Sprintf("note %d", i))
-	}
-	want := a.notes(t, h)
-	dir := t.TempDir()
-	local := strings.TrimSpace(mustHoist(t, a.dir, "accessory", "backup", "db", "--fetch", "--to", dir))
+	want, dir, local := a.threeNotesFetched(t, h)
 	type drill struct {
 		File   string `json:"file"`
 		OK     bool   `json:"ok"`
