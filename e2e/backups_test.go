@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,14 +87,7 @@ func TestHostileBackups(t *testing.T) {
 	h := hosts[0]
 	const pg = 5461
 	a := newNotesApp(t, "hostile", 3741, hosts[:1], fmt.Sprintf("accessories:\n  db:\n    service: postgresql\n    port: %d\n    backup: {schedule: daily, keep: 20}\n", pg))
-	mustHoist(t, a.dir, "setup")
-	mustHoist(t, a.dir, "deploy")
-	for i := 1; i <= 3; i++ {
-		a.addNote(t, h, fmt.Sprintf("note %d", i))
-	}
-	want := a.notes(t, h)
-	dir := t.TempDir()
-	good := strings.TrimSpace(mustHoist(t, a.dir, "accessory", "backup", "db", "--fetch", "--to", dir))
+	want, dir, good := a.threeNotesFetched(t, h)
 	onHost(t, h, "rm -f /var/log/postgresql/pwned-* /tmp/pwned-*")
 
 	var key string
@@ -160,6 +151,22 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 	if got := psqlOn(t, h, pg, "hostile", "SELECT max(id) FROM notes;"); got != "4" {
 		t.Errorf("the restored sequence gave id %s to the next note, want 4", got)
 	}
+}
+
+// threeNotesFetched sets up and deploys a, a notes app with accessory
+// db, on h; adds three notes; and fetches a backup of db to a new
+// directory: the notes, the directory and the backup's path.
+func (a *appRepo) threeNotesFetched(t *testing.T, h string) (notes, dir, backup string) {
+	t.Helper()
+	mustHoist(t, a.dir, "setup")
+	mustHoist(t, a.dir, "deploy")
+	for i := 1; i <= 3; i++ {
+		a.addNote(t, h, fmt.Sprintf("note %d", i))
+	}
+	notes = a.notes(t, h)
+	dir = t.TempDir()
+	backup = strings.TrimSpace(mustHoist(t, a.dir, "accessory", "backup", "db", "--fetch", "--to", dir))
+	return notes, dir, backup
 }
 
 // hoistTry runs hoist with a time limit and returns what it did.
@@ -346,14 +353,7 @@ func TestVerifyAndForeign(t *testing.T) {
 	h := hosts[0]
 	const pg = 5464
 	a := newNotesApp(t, "drill", 3744, hosts[:1], fmt.Sprintf("accessories:\n  db:\n    service: postgresql\n    port: %d\n", pg))
-	mustHoist(t, a.dir, "setup")
-	mustHoist(t, a.dir, "deploy")
-	for i := 1; i <= 3; i++ {
-		a.addNote(t, h, fmt.Sprintf("note %d", i))
-	}
-	want := a.notes(t, h)
-	dir := t.TempDir()
-	local := strings.TrimSpace(mustHoist(t, a.dir, "accessory", "backup", "db", "--fetch", "--to", dir))
+	want, dir, local := a.threeNotesFetched(t, h)
 	type drill struct {
 		File   string `json:"file"`
 		OK     bool   `json:"ok"`
@@ -457,61 +457,6 @@ func base64Decode(s string) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 }
 
-// cutter forwards connections to target and, while cutting is on,
-// closes each once it has carried more than limit bytes from the
-// client: a bucket that becomes unreachable in the middle of an upload.
-type cutter struct {
-	ln      net.Listener
-	target  string
-	limit   int64
-	cutting atomic.Bool
-}
-
-func startCutter(t *testing.T, listen, target string, limit int64) *cutter {
-	ln, err := net.Listen("tcp", net.JoinHostPort(listen, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, target: target, limit: limit}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for i := 0; i < 10000; i++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go c.serve(conn)
-		}
-	}()
-	return c
-}
-
-func (c *cutter) serve(conn net.Conn) {
-	defer conn.Close()
-	up, err := net.DialTimeout("tcp", c.target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go io.Copy(conn, up)
-	var sent int64
-	buf := make([]byte, 4096)
-	for {
-		conn.SetReadDeadline(time.Now().Add(time.Minute))
-		n, err := conn.Read(buf)
-		if n > 0 {
-			if c.cutting.Load() && sent+int64(n) > c.limit {
-				return
-			}
-			sent += int64(n)
-			up.Write(buf[:n])
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // TestOffsiteBackups is issue 18's proof that backups leave the host: a
 // bucket (kumo's S3, on the lab's bridge) gets each backup encrypted to
 // the operator's age key; cut in the middle of an upload, the backup
@@ -533,7 +478,7 @@ func TestOffsiteBackups(t *testing.T) {
 	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("notes-backups")}); err != nil {
 		t.Fatal(err)
 	}
-	cut := startCutter(t, bridge, strings.TrimPrefix(endpoint, "http://"), 256<<10)
+	cut := kumotest.StartCutter(t, bridge, strings.TrimPrefix(endpoint, "http://"), 256<<10)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +498,7 @@ func TestOffsiteBackups(t *testing.T) {
         bucket: notes-backups
         endpoint: http://%s
         recipient: %s
-`, pg, cut.ln.Addr().String(), id.Recipient().String()))
+`, pg, cut.Addr(), id.Recipient().String()))
 	mustHoist(t, a.dir, "setup")
 	mustHoist(t, a.dir, "deploy")
 	a.addNote(t, h, "kept off the host")
@@ -577,7 +522,7 @@ func TestOffsiteBackups(t *testing.T) {
 
 	// Big enough that the cut falls in the middle of its upload.
 	psqlOn(t, h, pg, "offsite", "SET ROLE offsite; CREATE TABLE bulk AS SELECT md5(random()::text) || md5(random()::text) AS v FROM generate_series(1, 60000);")
-	cut.cutting.Store(true)
+	cut.Cutting.Store(true)
 	stdout, stderr, err := hoistTry(a.dir, "accessory", "backup", "db")
 	second := strings.TrimSpace(stdout)
 	if err != nil || !strings.Contains(stderr, "its copy off the host failed") {
@@ -605,7 +550,7 @@ func TestOffsiteBackups(t *testing.T) {
 	}
 
 	// The timer's next run catches up.
-	cut.cutting.Store(false)
+	cut.Cutting.Store(false)
 	var out bytes.Buffer
 	if err := dialLab(t, h).Run(ctx, "systemctl start hoist-offsite.db-backup.service", nil, &out, &out); err != nil {
 		t.Fatalf("the timer's backup: %v\n%s", err, out.String())

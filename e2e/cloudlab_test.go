@@ -47,8 +47,7 @@ func TestSeedTopologyBehindTheTwin(t *testing.T) {
 	_, opPub := operatorKeyFiles(t)
 	a := newApp(t, app, 3500, nil, fmt.Sprintf("proxy:\n  hosts: [%s]\ndeploy:\n  max_in_flight: 1\ninfra:\n  provider: lab\n  count: 2\n  balancer: alb\n  public_key: %s\n", name, opPub))
 	a.edit(t, "hoist.yml", "  command: ./hello\n", "  command: ./hello\n  env: {FORCE_SSL: \"1\"}\n")
-	labName := provision.LabName(provision.Spec{App: app, Env: "production"})
-	cleanLab(t, labName)
+	labName := cleanAppLab(t, app)
 	onFailureShowProxies(t, a.dir, app)
 
 	provisioned, stderr := mustHoistBoth(t, a.dir, 10*time.Minute, "provision")
@@ -163,30 +162,6 @@ func TestSeedTopologyBehindTheTwin(t *testing.T) {
 			t.Errorf("a process of the lab still runs: %s", strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}
-}
-
-// cleanLab takes down a lab a killed run left, and whatever the test
-// leaves behind.
-func cleanLab(t *testing.T, name string) {
-	t.Helper()
-	down := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		hoist(ctx, "", "lab", "down", "--name", name)
-	}
-	down()
-	t.Cleanup(down)
-}
-
-func mustHoistBoth(t *testing.T, dir string, d time.Duration, args ...string) (string, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	stdout, stderr, err := hoist(ctx, dir, args...)
-	if err != nil {
-		t.Fatalf("hoist %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout, stderr)
-	}
-	return stdout, stderr
 }
 
 // twinHTTP is a client of the twin for name, trusting the lab's CA.
@@ -438,8 +413,7 @@ func TestTwoACMEHostsThroughTheFirewall(t *testing.T) {
 	_, opPub := operatorKeyFiles(t)
 	infra := fmt.Sprintf("infra:\n  provider: lab\n  count: 2\n  public_key: %s\n", opPub)
 	a := newApp(t, app, 3600, nil, fmt.Sprintf("proxy:\n  hosts: [%s]\n%s", name, infra))
-	labName := provision.LabName(provision.Spec{App: app, Env: "production"})
-	cleanLab(t, labName)
+	labName := cleanAppLab(t, app)
 	onFailureShowProxies(t, a.dir, app)
 	// The hosts first, for the lab's bridge that Pebble listens on.
 	targets := strings.Fields(mustHoistLong(t, a.dir, 10*time.Minute, "provision", "--no-setup"))

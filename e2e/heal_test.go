@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/hoistdev/hoist/internal/provision"
 )
 
 // TestProvisionHeals: on a host provisioned from the bare image, sudo
@@ -32,28 +30,12 @@ func TestProvisionHeals(t *testing.T) {
 	const app = "heal"
 	opPriv, opPub := operatorKeyFiles(t)
 	a := newApp(t, app, 3410, nil, fmt.Sprintf("infra:\n  provider: lab\n  count: 1\n  public_key: %s\n", opPub))
-	labName := provision.LabName(provision.Spec{App: app, Env: "production"})
-	downCtx, cancelDown := context.WithTimeout(context.Background(), 3*time.Minute)
-	hoist(downCtx, "", "lab", "down", "--name", labName)
-	cancelDown()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		hoist(ctx, "", "lab", "down", "--name", labName)
-	})
+	cleanAppLab(t, app)
 
 	// A provision killed once it starts setting the host up.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hoistBin, "provision")
-	cmd.Dir, cmd.Env = a.dir, hoistEnv
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := startHoist(ctx, t, a.dir, "provision")
 	var seen bytes.Buffer
 	sc := bufio.NewScanner(stderr)
 	killed := false

@@ -130,6 +130,22 @@ func hoist(ctx context.Context, dir string, args ...string) (string, string, err
 	return hoistWithEnv(ctx, dir, hoistEnv, args...)
 }
 
+// startHoist starts hoist, which runs on while the test reads its
+// stderr; the test waits for cmd.
+func startHoist(ctx context.Context, t *testing.T, dir string, args ...string) (cmd *exec.Cmd, stderr io.ReadCloser) {
+	t.Helper()
+	cmd = exec.CommandContext(ctx, hoistBin, args...)
+	cmd.Dir, cmd.Env = dir, hoistEnv
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stderr
+}
+
 func hoistWithEnv(ctx context.Context, dir string, env []string, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, hoistBin, args...)
 	cmd.Dir = dir
@@ -168,13 +184,26 @@ func hoistAtOnce(dir string, n int, args ...string) []hoistRun {
 // mustHoist runs hoist and fails the test when it fails.
 func mustHoist(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	return mustHoistLong(t, dir, 5*time.Minute, args...)
+}
+
+// mustHoistLong is mustHoist with up to d for hoist to finish.
+func mustHoistLong(t *testing.T, dir string, d time.Duration, args ...string) string {
+	t.Helper()
+	stdout, _ := mustHoistBoth(t, dir, d, args...)
+	return stdout
+}
+
+// mustHoistBoth is mustHoistLong that returns stderr too.
+func mustHoistBoth(t *testing.T, dir string, d time.Duration, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	stdout, stderr, err := hoist(ctx, dir, args...)
 	if err != nil {
 		t.Fatalf("hoist %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout, stderr)
 	}
-	return stdout
+	return stdout, stderr
 }
 
 // failHoist runs hoist, expects it to fail, and returns its stderr.

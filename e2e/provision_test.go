@@ -35,17 +35,7 @@ func TestProvisionLab(t *testing.T) {
 	const app, name = "prov", "prov.test"
 	opPriv, opPub := operatorKeyFiles(t)
 	a := newApp(t, app, 3400, nil, fmt.Sprintf("proxy:\n  hosts: [%s]\n  tls: internal\ninfra:\n  provider: lab\n  count: 2\n  public_key: %s\n", name, opPub))
-	labName := provision.LabName(provision.Spec{App: app, Env: "production"})
-	// A run that was killed leaves its machines: start clean.
-	downCtx, cancelDown := context.WithTimeout(context.Background(), 3*time.Minute)
-	hoist(downCtx, "", "lab", "down", "--name", labName)
-	cancelDown()
-	t.Cleanup(func() {
-		// Whatever happened, leave no machine behind.
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		hoist(ctx, "", "lab", "down", "--name", labName)
-	})
+	labName := cleanAppLab(t, app)
 
 	// The plan: two hosts and their firewall to create, at no cost.
 	var plan provision.Plan
@@ -154,6 +144,22 @@ func TestProvisionLab(t *testing.T) {
 	}
 }
 
+// cleanAppLab is the name of the lab that provision makes for app's
+// production, which it takes down now (a run that was killed leaves its
+// machines) and again when the test ends, whatever happened.
+func cleanAppLab(t *testing.T, app string) string {
+	t.Helper()
+	name := provision.LabName(provision.Spec{App: app, Env: "production"})
+	down := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		hoist(ctx, "", "lab", "down", "--name", name)
+	}
+	down()
+	t.Cleanup(down)
+	return name
+}
+
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -162,17 +168,6 @@ func needRoot(t *testing.T) {
 		}
 		t.Skip("the lab needs root")
 	}
-}
-
-func mustHoistLong(t *testing.T, dir string, d time.Duration, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	stdout, stderr, err := hoist(ctx, dir, args...)
-	if err != nil {
-		t.Fatalf("hoist %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout, stderr)
-	}
-	return stdout
 }
 
 // hoistIn runs hoist with stdin.

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,15 +31,7 @@ func TestPowerCutMidDeploy(t *testing.T) {
 	a.edit(t, "hoist.yml", "run:\n", "run:\n  env:\n    STARTUP_DELAY: 10s\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hoistBin, "deploy")
-	cmd.Dir, cmd.Env = a.dir, hoistEnv
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := startHoist(ctx, t, a.dir, "deploy")
 	activating := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

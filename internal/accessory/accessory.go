@@ -334,11 +334,7 @@ func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
 	if !services.BacksUp(s.Service) {
 		return st, nil
 	}
-	bs, err := ListBackups(p.Backups)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := ReadRecord(p)
+	bs, rec, err := backupsAndRecord(p)
 	if err != nil {
 		return nil, err
 	}
@@ -346,9 +342,6 @@ func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
 	for i := range bs {
 		if bs[i].Kind == KindBackup {
 			b := bs[i]
-			if v, ok := rec.Verified[b.File]; ok {
-				b.Verified = v
-			}
 			st.LastBackup = &b
 		}
 	}

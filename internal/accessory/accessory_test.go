@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,9 +18,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/hoistdev/hoist/internal/goldentest"
+)
 
 func pgSpec() *Spec {
 	return &Spec{App: "shop", Name: "db", Service: "postgresql", Package: "postgresql", Port: 5432, Listen: "127.0.0.1",
@@ -118,46 +117,28 @@ func TestURLs(t *testing.T) {
 	}
 }
 
-// golden compares got with testdata/name; -update rewrites it.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", p, diff)
-	}
-}
-
 func TestRenderedFiles(t *testing.T) {
 	pg := &postgres{s: pgSpec(), ver: "15", cluster: "shop.db", owner: &user.User{Uid: "0", Gid: "0"}}
 	conf, hba := pg.settings()
-	golden(t, "postgresql-hoist.conf", conf)
-	golden(t, "pg_hba.conf", hba)
-	golden(t, "postgresql-dropin.conf", renderDropIn(pg.hardening(), pg.s.allowed()))
+	goldentest.Check(t, "testdata/postgresql-hoist.conf", conf)
+	goldentest.Check(t, "testdata/pg_hba.conf", hba)
+	goldentest.Check(t, "testdata/postgresql-dropin.conf", renderDropIn(pg.hardening(), pg.s.allowed()))
 	place := Place{Dir: "/var/lib/hoist/shop/accessories/db", Backups: "/var/lib/hoist/shop/accessories/db/backups", HoistBin: "/usr/local/bin/hoist",
 		BackupRequest: `{"app":"shop","args":{"name":"db"}}`}
 	svc, timer := renderBackupUnits(pg.s, place, pg.unit())
-	golden(t, "hoist-shop.db-backup.service", svc)
-	golden(t, "hoist-shop.db-backup.timer", timer)
+	goldentest.Check(t, "testdata/hoist-shop.db-backup.service", svc)
+	goldentest.Check(t, "testdata/hoist-shop.db-backup.timer", timer)
 
 	private := pgSpec()
 	private.Listen = "10.0.1.5"
 	pgp := &postgres{s: private, ver: "15", cluster: "shop.db"}
 	_, hba = pgp.settings()
-	golden(t, "pg_hba-private.conf", hba)
+	goldentest.Check(t, "testdata/pg_hba-private.conf", hba)
 
 	rs := &Spec{App: "shop", Name: "cache", Service: "redis", Package: "redis-server", Port: 6379, Listen: "10.0.1.5",
 		Allow: []string{"10.0.0.0/16"}, Env: "REDIS_URL"}
 	r := &redis{s: rs, f: redisFlavor}
-	golden(t, "redis-dropin.conf", renderDropIn(r.hardening(), rs.allowed()))
+	goldentest.Check(t, "testdata/redis-dropin.conf", renderDropIn(r.hardening(), rs.allowed()))
 	if r.unit() != "redis-server@shop.cache.service" || r.confFile() != "/etc/redis/redis-shop.cache.conf" {
 		t.Errorf("redis unit %s, conf %s", r.unit(), r.confFile())
 	}

@@ -366,18 +366,24 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 // Backups lists the accessory's backups on this host, oldest first,
 // with when a verify drill found each whole.
 func Backups(p Place) ([]BackupInfo, error) {
+	bs, _, err := backupsAndRecord(p)
+	return bs, err
+}
+
+// backupsAndRecord is Backups, and the record it read the drills in.
+func backupsAndRecord(p Place) ([]BackupInfo, Record, error) {
 	bs, err := ListBackups(p.Backups)
 	if err != nil {
-		return nil, err
+		return nil, Record{}, err
 	}
 	rec, err := ReadRecord(p)
 	if err != nil {
-		return nil, err
+		return nil, Record{}, err
 	}
 	for i := range bs {
 		bs[i].Verified = rec.Verified[bs[i].File]
 	}
-	return bs, nil
+	return bs, rec, nil
 }
 
 // created is when a backup was made, from its header; else fallback.

@@ -7,13 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,61 +19,6 @@ import (
 	"github.com/hoistdev/hoist/internal/bucket"
 	"github.com/hoistdev/hoist/internal/kumotest"
 )
-
-// cutter forwards connections to target and, while cutting is on,
-// closes each once it has carried more than limit bytes from the
-// client: a bucket that becomes unreachable in the middle of an upload.
-type cutter struct {
-	ln      net.Listener
-	target  string
-	limit   int64
-	cutting atomic.Bool
-}
-
-func startCutter(t *testing.T, target string, limit int64) *cutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, target: target, limit: limit}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for i := 0; i < 10000; i++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go c.serve(conn)
-		}
-	}()
-	return c
-}
-
-func (c *cutter) serve(conn net.Conn) {
-	defer conn.Close()
-	up, err := net.DialTimeout("tcp", c.target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go io.Copy(conn, up)
-	var sent int64
-	buf := make([]byte, 4096)
-	for {
-		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		n, err := conn.Read(buf)
-		if n > 0 {
-			if c.cutting.Load() && sent+int64(n) > c.limit {
-				return // mid-request: both ends closed
-			}
-			sent += int64(n)
-			up.Write(buf[:n])
-		}
-		if err != nil {
-			return
-		}
-	}
-}
 
 // Backups leave the host encrypted to the operator's recipient; when
 // the bucket stops answering mid-upload the local backups stand, the
@@ -88,9 +30,9 @@ func TestOffsiteRoundTripAndCatchUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := startCutter(t, strings.TrimPrefix(endpoint, "http://"), 64<<10)
+	cut := kumotest.StartCutter(t, "127.0.0.1", strings.TrimPrefix(endpoint, "http://"), 64<<10)
 	s := pgSpec()
-	s.Offsite = &Offsite{Location: bucket.Location{Bucket: "shop-backups", Prefix: "shop/db/", Region: "us-east-1", Endpoint: "http://" + cut.ln.Addr().String(),
+	s.Offsite = &Offsite{Location: bucket.Location{Bucket: "shop-backups", Prefix: "shop/db/", Region: "us-east-1", Endpoint: "http://" + cut.Addr(),
 		AccessKeyID: "kumo", SecretAccessKey: "kumo"}, Recipient: id.Recipient().String(), Keep: 2}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
@@ -137,7 +79,7 @@ func TestOffsiteRoundTripAndCatchUp(t *testing.T) {
 	}
 
 	// The bucket stops answering in the middle of the next upload.
-	cut.cutting.Store(true)
+	cut.Cutting.Store(true)
 	second := write("db-20261202T030000Z.sql.gz", 512<<10)
 	if _, err := SyncOffsite(ctx, s, p); err == nil {
 		t.Fatal("a sync through a cut connection succeeded")
@@ -154,7 +96,7 @@ func TestOffsiteRoundTripAndCatchUp(t *testing.T) {
 	}
 
 	// The next run catches up, and keeps the newest 2.
-	cut.cutting.Store(false)
+	cut.Cutting.Store(false)
 	write("db-20261203T030000Z.sql.gz", 1000)
 	done, err = SyncOffsite(ctx, s, p)
 	if err != nil || strings.Join(done, " ") != "db-20261202T030000Z.sql.gz.age db-20261203T030000Z.sql.gz.age" {

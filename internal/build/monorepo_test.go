@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/gittest"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -21,7 +22,7 @@ type monorepo struct {
 }
 
 func newMonorepo(t *testing.T) *monorepo {
-	m := &monorepo{t: t, top: gitRepo(t, map[string]string{
+	m := &monorepo{t: t, top: gittest.Repo(t, map[string]string{
 		"README":             "top\n",
 		"apps/a/main.txt":    "a1\n",
 		"apps/b/main.txt":    "b1\n",
@@ -189,7 +190,7 @@ func TestDirtyReportedForTheAppOnly(t *testing.T) {
 // TestBuildWithSubmodule checks out a submodule inside the app's scope,
 // from the working copy's own clone of it.
 func TestBuildWithSubmodule(t *testing.T) {
-	lib := gitRepo(t, map[string]string{"lib.txt": "from the submodule\n"})
+	lib := gittest.Repo(t, map[string]string{"lib.txt": "from the submodule\n"})
 	m := newMonorepo(t)
 	m.git("submodule", "add", "-q", lib, "apps/a/vendor/lib")
 	m.git("commit", "-qm", "submodule")

@@ -4,36 +4,16 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/gittest"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
-
-func gitRepo(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "one"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	return dir
-}
 
 func testConfig(t *testing.T, command, output string) *config.Config {
 	t.Helper()
@@ -48,7 +28,7 @@ func testConfig(t *testing.T, command, output string) *config.Config {
 // an uncommitted change is named on stderr and is not in the release,
 // and the working copy is left as it was.
 func TestBuildShipsTheCommitNotTheWorkingCopy(t *testing.T) {
-	repo := gitRepo(t, map[string]string{"msg.txt": "committed\n"})
+	repo := gittest.Repo(t, map[string]string{"msg.txt": "committed\n"})
 	if err := os.WriteFile(filepath.Join(repo, "msg.txt"), []byte("uncommitted\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +57,7 @@ func TestBuildShipsTheCommitNotTheWorkingCopy(t *testing.T) {
 }
 
 func TestBuildRefusals(t *testing.T) {
-	repo := gitRepo(t, map[string]string{"a": "a"})
+	repo := gittest.Repo(t, map[string]string{"a": "a"})
 	tests := map[string]struct {
 		command, output, ref, want string
 	}{
@@ -107,7 +87,7 @@ func TestBuildRefusals(t *testing.T) {
 // off the terminal when it succeeds, shows its last lines when it fails,
 // and all of it with Verbose.
 func TestBuildOutputQuietUnlessVerboseOrFailed(t *testing.T) {
-	repo := gitRepo(t, map[string]string{"a": "a"})
+	repo := gittest.Repo(t, map[string]string{"a": "a"})
 	noisy := "for i in $(seq 1 100); do echo build line $i; done; "
 	tests := map[string]struct {
 		command       string

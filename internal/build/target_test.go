@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoistdev/hoist/internal/gittest"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -18,7 +19,7 @@ func TestBuildRefusesAMacBinary(t *testing.T) {
 	binary.LittleEndian.PutUint32(header[0:], 0xfeedfacf) // Mach-O, 64-bit
 	binary.LittleEndian.PutUint32(header[4:], 0x0100000c) // arm64
 	binary.LittleEndian.PutUint32(header[12:], 2)         // an executable
-	repo := gitRepo(t, map[string]string{"app.macho": string(header)})
+	repo := gittest.Repo(t, map[string]string{"app.macho": string(header)})
 	cfg := testConfig(t, "mkdir -p out && cp app.macho out/app", "out")
 	cfg.Build.Target = "linux/arm64"
 	var log bytes.Buffer

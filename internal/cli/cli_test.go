@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/gittest"
 	"github.com/hoistdev/hoist/internal/ptytest"
 )
 
@@ -137,7 +137,6 @@ func TestHostFlagsDeduplicated(t *testing.T) {
 // TestDeployNamesUnreachableHostsBeforeBuilding: with no host reachable,
 // deploy fails naming them, and never starts the build.
 func TestDeployNamesUnreachableHostsBeforeBuilding(t *testing.T) {
-	dir := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "built")
 	// A port on loopback where nothing listens: refused at once.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -146,14 +145,7 @@ func TestDeployNamesUnreachableHostsBeforeBuilding(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	os.WriteFile(filepath.Join(dir, "hoist.yml"), []byte("version: 1\napp: x\nbuild:\n  command: touch "+marker+" && mkdir -p d && touch d/x\n  output: d\nrun:\n  command: ./x\n"), 0o644)
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "one"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	dir := gittest.Repo(t, map[string]string{"hoist.yml": "version: 1\napp: x\nbuild:\n  command: touch " + marker + " && mkdir -p d && touch d/x\n  output: d\nrun:\n  command: ./x\n"})
 	t.Setenv("HOIST_HOME", t.TempDir())
 	t.Setenv("HOIST_CACHE", t.TempDir())
 	_, stderr, err := run(t, dir, "deploy", "--host", "ssh://"+dead)

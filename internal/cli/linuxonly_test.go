@@ -4,10 +4,10 @@ package cli
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/hoistdev/hoist/internal/gittest"
 	"github.com/hoistdev/hoist/internal/platform"
 )
 
@@ -21,11 +21,7 @@ func TestLinuxOnlyVerbs(t *testing.T) {
 		t.Fatal("built with the Linux code: this test needs the stubs (-tags nolinux)")
 	}
 	app := "version: 1\napp: x\nhosts: [127.0.0.1:1]\nbuild:\n  command: make\n  output: d\nrun:\n  command: ./x\n"
-	rootfs := t.TempDir()
-	write(t, rootfs, "hoist.yml", "version: 1\napp: x\nhosts: [127.0.0.1:1]\nbuild:\n  builder: rootfs\n  distro: debian/bookworm\n  command: make\n  output: d\nrun:\n  command: ./x\n")
-	git(t, rootfs, "init", "-q", "-b", "main")
-	git(t, rootfs, "add", "-A")
-	git(t, rootfs, "-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "initial")
+	rootfs := gittest.Repo(t, map[string]string{"hoist.yml": "version: 1\napp: x\nhosts: [127.0.0.1:1]\nbuild:\n  builder: rootfs\n  distro: debian/bookworm\n  command: make\n  output: d\nrun:\n  command: ./x\n"})
 	lab := t.TempDir()
 	write(t, lab, "hoist.yml", app+"infra:\n  provider: lab\n")
 	plain := t.TempDir()
@@ -63,12 +59,5 @@ func write(t *testing.T, dir, name, content string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func git(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 }

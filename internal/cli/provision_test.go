@@ -34,6 +34,21 @@ func writeApp(t *testing.T, config string) string {
 	return dir
 }
 
+// offlinePlan is what `hoist plan --offline --json` plans for the app
+// in dir, and what it says on stderr.
+func offlinePlan(t *testing.T, dir string) (provision.Plan, string) {
+	t.Helper()
+	stdout, stderr, err := run(t, dir, "plan", "--offline", "--json")
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, stderr)
+	}
+	var p provision.Plan
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p, stderr
+}
+
 // TestPlanOfflineSeedTopologies: the seed's single t2.micro with hoist's
 // proxy, and behind an ALB, priced without credentials, as JSON and for
 // people, each with the comparison the seed made by hand.
@@ -54,14 +69,7 @@ func TestPlanOfflineSeedTopologies(t *testing.T) {
 				cfg = strings.Replace(cfg, "tls: acme", "tls: false", 1) // the ALB serves HTTPS
 			}
 			dir := writeApp(t, cfg)
-			stdout, stderr, err := run(t, dir, "plan", "--offline", "--json")
-			if err != nil {
-				t.Fatalf("plan: %v\n%s", err, stderr)
-			}
-			var p provision.Plan
-			if err := json.Unmarshal([]byte(stdout), &p); err != nil {
-				t.Fatal(err)
-			}
+			p, _ := offlinePlan(t, dir)
 			if p.Cost.Total != tt.total || p.Counts()[provision.Create] != tt.creates || len(p.Compare) != 2 {
 				t.Errorf("plan: total %.2f, %d to create, compare %+v; want %.2f and %d", p.Cost.Total, p.Counts()[provision.Create], p.Compare, tt.total, tt.creates)
 			}
@@ -164,14 +172,7 @@ func TestPlanWithoutAPrice(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			dir := writeApp(t, strings.Replace(seedConfig, tt.from, tt.to, 1))
-			stdout, stderr, err := run(t, dir, "plan", "--offline", "--json")
-			if err != nil {
-				t.Fatalf("plan: %v\n%s", err, stderr)
-			}
-			var p provision.Plan
-			if err := json.Unmarshal([]byte(stdout), &p); err != nil {
-				t.Fatal(err)
-			}
+			p, stderr := offlinePlan(t, dir)
 			priced := 0
 			for _, l := range p.Cost.Lines {
 				if !l.Unknown {

@@ -1,8 +1,6 @@
 package cloudinit
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -10,9 +8,9 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/hoistdev/hoist/internal/goldentest"
+)
 
 // A fixed key pair, so that the golden file is stable. It is a test key
 // and logs in nowhere.
@@ -53,19 +51,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+".yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to write it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("user data (-golden +got):\n%s", diff)
-			}
+			goldentest.Check(t, filepath.Join("testdata", name+".yaml"), got)
 		})
 	}
 }

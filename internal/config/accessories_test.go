@@ -44,10 +44,7 @@ const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8
 
 func TestAccessoryErrorsNamePosition(t *testing.T) {
 	acc := valid + "accessories:\n  db:\n    service: postgresql\n"
-	tests := map[string]struct {
-		yaml string
-		want string
-	}{
+	tests := map[string]parseError{
 		"unknown service":     {valid + "accessories:\n  db:\n    service: mysql\n", `hoist.yml:11:14: accessories.db.service: unknown service "mysql"`},
 		"missing service":     {valid + "accessories:\n  db:\n    port: 1\n", "hoist.yml:11:5: accessories.db.service: missing"},
 		"bad name":            {valid + "accessories:\n  Db:\n    service: redis\n", `hoist.yml:10:3: accessories.Db: "Db" is not an accessory name`},
@@ -67,17 +64,7 @@ func TestAccessoryErrorsNamePosition(t *testing.T) {
 		"offsite one key":     {acc + "    backup:\n      offsite:\n        bucket: b-x\n        recipient: " + recipient + "\n        access_key_secret: AWS_KEY\n", `hoist.yml:13:7: accessories.db.backup.offsite: access_key_secret and secret_key_secret go together`},
 		"two on one variable": {acc + "  db2:\n    service: postgresql\n    port: 5433\n", "hoist.yml:13:5: accessories.db2.env: DATABASE_URL already carries accessory db's URL"},
 	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			_, err := Parse("hoist.yml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("Parse succeeded, want error starting %q", tt.want)
-			}
-			if !strings.HasPrefix(err.Error(), tt.want) {
-				t.Errorf("error = %q\nwant prefix %q", err, tt.want)
-			}
-		})
-	}
+	testParseErrors(t, tests)
 	withEnv := strings.Replace(valid, "  command: ./hello\n", "  command: ./hello\n  env:\n    DATABASE_URL: x\n", 1) + "accessories:\n  db: {service: postgresql}\n"
 	if _, err := Parse("hoist.yml", []byte(withEnv)); err == nil || !strings.Contains(err.Error(), "also set in run.env") {
 		t.Errorf("DATABASE_URL in run.env and an accessory: %v", err)

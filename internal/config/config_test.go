@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/hoistdev/hoist/internal/goldentest"
 )
 
 const valid = `version: 1
@@ -51,10 +52,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 }
 
 func TestParseErrorsNamePosition(t *testing.T) {
-	tests := map[string]struct {
-		yaml string
-		want string // prefix of the error: file:line:col: message
-	}{
+	tests := map[string]parseError{
 		"unknown top-level key":    {valid + "prot: 3\n", `hoist.yml:9:1: unknown field "prot"`},
 		"unknown nested key":       {strings.Replace(valid, "  output: dist", "  outptu: dist", 1), `hoist.yml:6:3: unknown field "outptu"`},
 		"wrong type":               {valid + "keep_releases: many\n", "hoist.yml:9:16: "},
@@ -130,6 +128,20 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		"trusted proxy, no proxy": {valid + "proxy:\n  trusted_proxies: [10.0.0.0/8]\n", "hoist.yml:10:21: proxy.trusted_proxies[0]: only hoist's proxy reads"},
 		"challenge of a stranger": {valid + "proxy:\n  hosts: [a.test]\n  tls: acme\n  challenges:\n    b.test: dns-01\n", "hoist.yml:13:5: proxy.challenges.b.test: b.test is not one of proxy.hosts"},
 	}
+	testParseErrors(t, tests)
+}
+
+// parseError is a hoist.yml that Parse refuses, and the start of its
+// error: file:line:col: message.
+type parseError struct {
+	yaml string
+	want string
+}
+
+// testParseErrors checks that Parse refuses each of tests with a
+// *config.Error that starts as the test wants.
+func testParseErrors(t *testing.T, tests map[string]parseError) {
+	t.Helper()
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse("hoist.yml", []byte(tt.yaml))
@@ -269,8 +281,6 @@ func TestLoadMissingFileHasHint(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
 // TestDetectAndRenderParse guesses each kind of project, renders its
 // hoist.yml (compared with testdata/init/KIND.golden; -update rewrites
 // them) and parses it back.
@@ -335,20 +345,7 @@ func TestDetectAndRenderParse(t *testing.T) {
 				t.Errorf("Detect (-want +got):\n%s", diff)
 			}
 			rendered := p.Render()
-			golden := filepath.Join("testdata", "init", name+".golden")
-			if *update {
-				os.MkdirAll(filepath.Dir(golden), 0o755)
-				if err := os.WriteFile(golden, rendered, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to write it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(rendered)); diff != "" {
-				t.Errorf("rendered hoist.yml differs from %s (-want +got):\n%s", golden, diff)
-			}
+			goldentest.Check(t, filepath.Join("testdata", "init", name+".golden"), rendered)
 			c, err := Parse("hoist.yml", rendered)
 			if err != nil {
 				t.Fatalf("rendered hoist.yml does not parse: %v\n%s", err, rendered)

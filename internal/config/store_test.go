@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -33,10 +32,7 @@ func TestStoreDefaults(t *testing.T) {
 
 func TestStoreErrorsNamePosition(t *testing.T) {
 	st := valid + "store:\n  bucket: hello-releases\n"
-	tests := map[string]struct {
-		yaml string
-		want string
-	}{
+	tests := map[string]parseError{
 		"no bucket":        {valid + "store:\n  region: eu-west-1\n", "hoist.yml:10:3: store.bucket: missing"},
 		"bad bucket":       {valid + "store:\n  bucket: Hello_Releases\n", `hoist.yml:10:11: store.bucket: "Hello_Releases" is not a bucket name`},
 		"bad prefix":       {st + "  prefix: ../x\n", `hoist.yml:11:11: store.prefix: "../x" is not a key prefix`},
@@ -47,15 +43,5 @@ func TestStoreErrorsNamePosition(t *testing.T) {
 		"ship without one": {valid + "deploy:\n  ship: store\n", "hoist.yml:10:9: deploy.ship: hosts fetch releases from the store, and there is none"},
 		"unknown ship":     {st + "deploy:\n  ship: carrier-pigeon\n", `hoist.yml:12:9: deploy.ship: unknown way "carrier-pigeon"`},
 	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			_, err := Parse("hoist.yml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("Parse succeeded, want error starting %q", tt.want)
-			}
-			if !strings.HasPrefix(err.Error(), tt.want) {
-				t.Errorf("error = %q\nwant prefix %q", err, tt.want)
-			}
-		})
-	}
+	testParseErrors(t, tests)
 }

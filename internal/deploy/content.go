@@ -236,17 +236,7 @@ func (s *shipment) writeTransfer(w *host.RecordWriter, need hostproto.Need, prog
 	for _, d := range need.Deltas {
 		deltaOf[d.File] = d.Base
 	}
-	wants := func(e release.Entry) bool {
-		if len(e.Chunks) == 0 {
-			return missing[e.Sum]
-		}
-		for _, c := range e.Chunks {
-			if missing[c.Sum] {
-				return true
-			}
-		}
-		return false
-	}
+	wants := holdsAny(missing)
 	// Files made ready in the background go first, from memory; the
 	// payload is read only for the others, if any.
 	for _, e := range s.x.Entries {
@@ -347,4 +337,20 @@ func writeObjects(w *host.RecordWriter, e release.Entry, r io.Reader, missing ma
 		progress(c.Size)
 	}
 	return n, nil
+}
+
+// holdsAny is whether a file entry's objects (its content, or its
+// chunks) include one of sums, as sums is when it is asked.
+func holdsAny(sums map[string]bool) func(release.Entry) bool {
+	return func(e release.Entry) bool {
+		if len(e.Chunks) == 0 {
+			return sums[e.Sum]
+		}
+		for _, c := range e.Chunks {
+			if sums[c.Sum] {
+				return true
+			}
+		}
+		return false
+	}
 }

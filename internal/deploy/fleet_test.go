@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/hoistdev/hoist/internal/build"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/gittest"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
@@ -265,7 +265,7 @@ func newAppRepo(t *testing.T, deploy string) *appRepo {
 	for i := range big {
 		big[i] = byte(r.Uint32())
 	}
-	a := &appRepo{dir: gitRepo(t, map[string]string{"files/app": string(big[:2<<20]), "files/assets/big.bin": string(big[2<<20:]), "files/msg.txt": "one\n"}),
+	a := &appRepo{dir: gittest.Repo(t, map[string]string{"files/app": string(big[:2<<20]), "files/assets/big.bin": string(big[2<<20:]), "files/msg.txt": "one\n"}),
 		work: t.TempDir()}
 	c, err := config.Parse("hoist.yml", []byte("version: 1\napp: demo\nbuild:\n  command: mkdir -p out && cp -r files/. out/\n  output: out\nrun:\n  command: ./app\nhealth:\n  interval: 10ms\n  timeout: 1s\n"+deploy))
 	if err != nil {
@@ -288,19 +288,8 @@ func (a *appRepo) change(t *testing.T, n int) *build.Artifact {
 		t.Fatal(err)
 	}
 	f.Close()
-	for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "change"}} {
-		cmd := execGit(a.dir, args...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	gittest.Commit(t, a.dir, "change")
 	return a.build(t, time.Date(2026, 11, 25, 2, 0, n, 0, time.UTC))
-}
-
-func execGit(dir string, args ...string) *exec.Cmd {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	return cmd
 }
 
 func (a *appRepo) build(t *testing.T, at time.Time) *build.Artifact {

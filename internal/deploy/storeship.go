@@ -287,18 +287,7 @@ func putObjects(ctx context.Context, st *store.Store, art *build.Artifact, x *re
 			}
 		}()
 	}
-	wants := func(e release.Entry) bool {
-		if len(e.Chunks) == 0 {
-			return missing[e.Sum]
-		}
-		for _, c := range e.Chunks {
-			if missing[c.Sum] {
-				return true
-			}
-		}
-		return false
-	}
-	err := art.EachFile(x, wants, func(e release.Entry, r io.Reader) error {
+	err := art.EachFile(x, holdsAny(missing), func(e release.Entry, r io.Reader) error {
 		objects := e.Chunks
 		if len(objects) == 0 {
 			objects = []release.Chunk{{Sum: e.Sum, Size: e.Size}}

@@ -109,15 +109,21 @@ func (f *fakeCloudflare) add(name, typ, content string) {
 	f.recs[id] = map[string]any{"id": id, "name": name, "type": typ, "content": content, "ttl": 300}
 }
 
-func (f *fakeCloudflare) lines() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// recordLines lists a fake provider's records as "name type content",
+// sorted.
+func recordLines[K comparable](recs map[K]map[string]any) []string {
 	var out []string
-	for _, r := range f.recs {
+	for _, r := range recs {
 		out = append(out, fmt.Sprintf("%s %s %s", r["name"], r["type"], r["content"]))
 	}
 	sort.Strings(out)
 	return out
+}
+
+func (f *fakeCloudflare) lines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return recordLines(f.recs)
 }
 
 // redirect sends the provider's requests to a test server.

@@ -89,12 +89,7 @@ func (f *fakeDNSimple) add(name, typ, content string) {
 func (f *fakeDNSimple) lines() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for _, r := range f.recs {
-		out = append(out, fmt.Sprintf("%s %s %s", r["name"], r["type"], r["content"]))
-	}
-	sort.Strings(out)
-	return out
+	return recordLines(f.recs)
 }
 
 // TestDNSimple keeps records through DNSimple's API in a zone of more
@@ -119,13 +114,7 @@ func TestDNSimple(t *testing.T) {
 	run := func(names []string, tg Targets) {
 		t.Helper()
 		want, _ := Desired(names, tg)
-		p, err := z.Plan(context.Background(), want, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := z.Apply(context.Background(), p, nil); err != nil {
-			t.Fatal(err)
-		}
+		converge(t, z, want)
 	}
 	run([]string{"www.example.com", "example.com"}, addrs("10.0.0.1", "10.0.0.2"))
 	run([]string{"www.example.com", "example.com"}, addrs("10.0.0.3", "10.0.0.2"))

@@ -6,14 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/bytesize"
@@ -59,62 +56,12 @@ func serveBinary(ctx context.Context, path string, a hostproto.BinaryServeArgs, 
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
 		return fmt.Errorf("binary-serve: %s has sha256 %.12s, not %.12s", path, got, a.SHA256)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(a.Bind, strconv.Itoa(BinaryPort)))
-	if err != nil {
-		if ln, err = net.Listen("tcp", net.JoinHostPort(a.Bind, "0")); err != nil {
-			return fmt.Errorf("binary-serve: %w", err)
+	return serveOffered(ctx, "binary-serve", a.Bind, BinaryPort, a.Life, hostproto.RelayOffer{}, stdin, stdout, log, func(conn net.Conn) string {
+		if err := serveBinaryConn(conn, a.Token, io.NewSectionReader(f, 0, size)); err != nil {
+			return fmt.Sprintf("passing hoist on to %s: %v\n", conn.RemoteAddr(), err)
 		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.Life)*time.Second)
-	defer cancel()
-	go func() {
-		io.Copy(io.Discard, stdin) // the operator closes it to stop
-		cancel()
-	}()
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	if err := json.NewEncoder(stdout).Encode(hostproto.RelayOffer{Addr: ln.Addr().String()}); err != nil {
-		return fmt.Errorf("binary-serve: %w", err)
-	}
-	if fl, ok := stdout.(interface{ Flush() error }); ok {
-		fl.Flush()
-	}
-	var logMu sync.Mutex
-	sem := make(chan struct{}, relayConns)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return nil // closed: the operator is done, or the life is over
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			conn.Close() // busy; the host is sent it another way
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			defer conn.Close()
-			deadline, _ := ctx.Deadline()
-			conn.SetDeadline(deadline)
-			stop := context.AfterFunc(ctx, func() { conn.Close() })
-			defer stop()
-			err := serveBinaryConn(conn, a.Token, io.NewSectionReader(f, 0, size))
-			logMu.Lock()
-			defer logMu.Unlock()
-			if err != nil {
-				fmt.Fprintf(log, "passing hoist on to %s: %v\n", conn.RemoteAddr(), err)
-				return
-			}
-			fmt.Fprintf(log, "passed hoist (%s) on to %s\n", bytesize.String(size), conn.RemoteAddr())
-		}()
-	}
+		return fmt.Sprintf("passed hoist (%s) on to %s\n", bytesize.String(size), conn.RemoteAddr())
+	})
 }
 
 func serveBinaryConn(conn net.Conn, token string, bin io.Reader) error {

@@ -200,33 +200,6 @@ func TestBootRequest(t *testing.T) {
 	}
 }
 
-// exitConn is a host whose `hoist host` exits with code, saying stderr.
-type exitConn struct {
-	code   int
-	stderr string
-}
-
-func (c exitConn) Addr() string { return "old" }
-func (c exitConn) User() string { return "root" }
-func (c exitConn) Close() error { return nil }
-func (c exitConn) Run(_ context.Context, cmd string, _ io.Reader, _, stderr io.Writer) error {
-	io.WriteString(stderr, c.stderr)
-	return &transport.ExitError{Host: "old", Cmd: cmd, Code: c.code}
-}
-
-// A host whose hoist speaks another protocol refuses the request as a
-// usage error (exit status 2): the client says to update it.
-func TestOtherHoistOnTheHost(t *testing.T) {
-	c := &hostclient.Client{Conn: exitConn{code: 2, stderr: `error: --app "" is not a valid app name`}, App: "hello"}
-	_, err := c.Status(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "does not understand") || !strings.Contains(usererr.HintOf(err), "hoist setup") {
-		t.Fatalf("err = %v (hint %q), want one that says to run hoist setup", err, usererr.HintOf(err))
-	}
-	if !strings.Contains(err.Error(), "is not a valid app name") {
-		t.Errorf("err = %v, want the host's own words", err)
-	}
-}
-
 // What the host does while it activates reaches the client's log as it
 // happens, and stays in the release's activation log on the host. (The
 // activation stops at its before_switch hook, before it would drive

@@ -96,35 +96,48 @@ func serveRelay(ctx context.Context, l Layout, a hostproto.RelayServeArgs, stdin
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(a.Bind, strconv.Itoa(RelayPort)))
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	offer := hostproto.RelayOffer{Fingerprint: fp}
+	return serveOffered(ctx, "relay", a.Bind, RelayPort, a.Life, offer, stdin, stdout, log, func(conn net.Conn) string {
+		n, bytes, err := serveRelayConn(tls.Server(conn, cfg), a.Token, serves, src)
+		if err != nil {
+			return fmt.Sprintf("relay to %s: %v\n", conn.RemoteAddr(), err)
+		}
+		return fmt.Sprintf("relayed %d objects (%s) to %s\n", n, bytesize.String(bytes), conn.RemoteAddr())
+	})
+}
+
+// serveOffered runs what a relay and a hoist server share: it listens
+// on bind at port (where that is taken, at one the kernel picks), sends
+// offer with that address to the operator as one JSON line, and answers
+// each connection with serve, at most relayConns at once, until stdin
+// ends or the life is over. It closes a connection when serve returns
+// the line to log about it. Its errors start with verb.
+func serveOffered(ctx context.Context, verb, bind string, port, lifeSeconds int, offer hostproto.RelayOffer, stdin io.Reader, stdout, log io.Writer, serve func(net.Conn) string) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(bind, strconv.Itoa(port)))
 	if err != nil {
-		if ln, err = net.Listen("tcp", net.JoinHostPort(a.Bind, "0")); err != nil {
-			return fmt.Errorf("relay: %w", err)
+		if ln, err = net.Listen("tcp", net.JoinHostPort(bind, "0")); err != nil {
+			return fmt.Errorf("%s: %w", verb, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.Life)*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(lifeSeconds)*time.Second)
 	defer cancel()
 	go func() {
-		io.Copy(io.Discard, stdin) // the operator closes it to stop the relay
+		io.Copy(io.Discard, stdin) // the operator closes it to stop
 		cancel()
 	}()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 	}()
-	if err := json.NewEncoder(stdout).Encode(hostproto.RelayOffer{Addr: ln.Addr().String(), Fingerprint: fp}); err != nil {
-		return fmt.Errorf("relay: %w", err)
+	offer.Addr = ln.Addr().String()
+	if err := json.NewEncoder(stdout).Encode(offer); err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
 	}
 	if f, ok := stdout.(interface{ Flush() error }); ok {
 		f.Flush()
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 	var logMu sync.Mutex // connections end at once; their lines must not mix
-	logf := func(format string, args ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		fmt.Fprintf(log, format, args...)
-	}
 	sem := make(chan struct{}, relayConns)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -136,23 +149,22 @@ func serveRelay(ctx context.Context, l Layout, a hostproto.RelayServeArgs, stdin
 		select {
 		case sem <- struct{}{}:
 		default:
-			conn.Close() // busy; the host tries again or fetches elsewhere
+			conn.Close() // busy; the host tries again, or gets it another way
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			defer conn.Close()
 			deadline, _ := ctx.Deadline()
 			conn.SetDeadline(deadline)
 			stop := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stop()
-			n, bytes, err := serveRelayConn(tls.Server(conn, cfg), a.Token, serves, src)
-			if err != nil {
-				logf("relay to %s: %v\n", conn.RemoteAddr(), err)
-				return
-			}
-			logf("relayed %d objects (%s) to %s\n", n, bytesize.String(bytes), conn.RemoteAddr())
+			line := serve(conn)
+			logMu.Lock()
+			defer logMu.Unlock()
+			io.WriteString(log, line)
 		}()
 	}
 }

@@ -227,13 +227,21 @@ func (r *Relay) Stop() error {
 // bind (an address of the host that the others reach) for at most life;
 // its log lines go to log.
 func (c *Client) ServeRelay(ctx context.Context, id, token, bind string, life time.Duration, log io.Writer) (*Relay, error) {
+	args := hostproto.RelayServeArgs{ID: id, Token: token, Bind: bind, Life: int(life / time.Second)}
+	return serve(ctx, c, hostproto.RelayServeVerb, args, log, "relay", "start relay")
+}
+
+// serve runs stream verb v, which stays up serving until its stdin
+// closes and first prints its offer as one JSON line; it ends the verb
+// again if the offer does not come. server names the verb in the error
+// it ends with, start in the error of a start that failed.
+func serve[A any](ctx context.Context, c *Client, v hostproto.StreamVerb[A], args A, log io.Writer, server, start string) (*Relay, error) {
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
 	r := &Relay{stop: stdinW, done: make(chan error, 1)}
-	args := hostproto.RelayServeArgs{ID: id, Token: token, Bind: bind, Life: int(life / time.Second)}
 	go func() {
-		err := invokeStream(ctx, c, hostproto.RelayServeVerb, args, stdinR, outW, log)
-		outW.CloseWithError(fmt.Errorf("relay on %s ended: %w", c.Conn.Addr(), orEOF(err)))
+		err := invokeStream(ctx, c, v, args, stdinR, outW, log)
+		outW.CloseWithError(fmt.Errorf("%s on %s ended: %w", server, c.Conn.Addr(), orEOF(err)))
 		r.done <- err
 	}()
 	br := bufio.NewReader(outR)
@@ -244,7 +252,7 @@ func (c *Client) ServeRelay(ctx context.Context, id, token, bind string, life ti
 	if err != nil {
 		stdinW.Close()
 		<-r.done
-		return nil, fmt.Errorf("start relay on %s: %w", c.Conn.Addr(), err)
+		return nil, fmt.Errorf("%s on %s: %w", start, c.Conn.Addr(), err)
 	}
 	go io.Copy(io.Discard, br)
 	return r, nil
@@ -497,27 +505,8 @@ func (c *Client) CheckSchedule(ctx context.Context, s *hostproto.Spec, tasks []h
 // peers on bind for at most life: they fetch it with the token. Its log
 // lines go to log.
 func (c *Client) ServeBinary(ctx context.Context, sum, token, bind string, life time.Duration, log io.Writer) (*Relay, error) {
-	stdinR, stdinW := io.Pipe()
-	outR, outW := io.Pipe()
-	r := &Relay{stop: stdinW, done: make(chan error, 1)}
 	args := hostproto.BinaryServeArgs{SHA256: sum, Token: token, Bind: bind, Life: int(life / time.Second)}
-	go func() {
-		err := invokeStream(ctx, c, hostproto.BinaryServeVerb, args, stdinR, outW, log)
-		outW.CloseWithError(fmt.Errorf("hoist server on %s ended: %w", c.Conn.Addr(), orEOF(err)))
-		r.done <- err
-	}()
-	br := bufio.NewReader(outR)
-	line, err := br.ReadBytes('\n')
-	if err == nil {
-		err = json.Unmarshal(line, &r.Offer)
-	}
-	if err != nil {
-		stdinW.Close()
-		<-r.done
-		return nil, fmt.Errorf("serve hoist on %s: %w", c.Conn.Addr(), err)
-	}
-	go io.Copy(io.Discard, br)
-	return r, nil
+	return serve(ctx, c, hostproto.BinaryServeVerb, args, log, "hoist server", "serve hoist")
 }
 
 // SetupDone records on the host that setup with fingerprint went

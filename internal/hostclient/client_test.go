@@ -90,21 +90,41 @@ func TestVersionMismatch(t *testing.T) {
 	}
 }
 
-// A host from before the handshake exits 2 on a verb it does not know:
-// the error says so, with this hoist's version and what to run.
+// A host from before the handshake exits 2 on a request it does not
+// know or cannot read: the error says so in the host's own words, with
+// this hoist's version and what to run.
 func TestHostBeforeTheHandshake(t *testing.T) {
 	defer func(v string) { hostproto.Hoist = v }(hostproto.Hoist)
 	hostproto.Hoist = "v1.4.0"
-	c := &Client{Conn: exitConn{code: hostproto.ExitUsage, stderr: `hoist host: unknown verb "store-fetch"`}, App: "hello"}
-	_, err := c.FetchFromStore(context.Background(), nil)
-	if err == nil || !strings.Contains(err.Error(), "does not understand this hoist's (v1.4.0) request") || !strings.Contains(err.Error(), "unknown verb") {
-		t.Fatalf("err = %v", err)
-	}
-	if hint := usererr.HintOf(err); !strings.Contains(hint, "run hoist setup") || !strings.Contains(hint, "v1.4.0") {
-		t.Errorf("hint = %q", hint)
+	for name, tt := range map[string]struct {
+		stderr string
+		call   func(*Client) error
+		words  string // of the host's, that the error keeps
+	}{
+		"unknown verb": {
+			stderr: `hoist host: unknown verb "store-fetch"`,
+			call:   func(c *Client) error { _, err := c.FetchFromStore(context.Background(), nil); return err },
+			words:  "unknown verb",
+		},
+		"request it misreads": {
+			stderr: `error: --app "" is not a valid app name`,
+			call:   func(c *Client) error { _, err := c.Status(context.Background()); return err },
+			words:  "is not a valid app name",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := tt.call(&Client{Conn: exitConn{code: hostproto.ExitUsage, stderr: tt.stderr}, App: "hello"})
+			if err == nil || !strings.Contains(err.Error(), "does not understand this hoist's (v1.4.0) request") || !strings.Contains(err.Error(), tt.words) {
+				t.Fatalf("err = %v", err)
+			}
+			if hint := usererr.HintOf(err); !strings.Contains(hint, "run hoist setup") || !strings.Contains(hint, "v1.4.0") {
+				t.Errorf("hint = %q", hint)
+			}
+		})
 	}
 }
 
+// exitConn is a host whose `hoist host` exits with code, saying stderr.
 type exitConn struct {
 	code   int
 	stderr string

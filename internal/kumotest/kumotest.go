@@ -2,7 +2,8 @@
 // for tests that drive aws-sdk-go-v2 (Route 53 through libdns/route53).
 // kumo proves the calls, not AWS: it checks no signatures and its IDs
 // are not AWS's. scripts/deps.sh installs it; under CI=true a missing
-// kumo fails the test instead of skipping it.
+// kumo fails the test instead of skipping it. A Cutter stands between
+// a client and kumo to cut its connections in the middle of an upload.
 package kumotest
 
 import (

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/config"
-	"github.com/hoistdev/hoist/internal/lab"
+	"github.com/hoistdev/hoist/internal/labtest"
 )
 
 // TestLabConformance runs the provider conformance suite for lab
@@ -18,12 +18,7 @@ import (
 // by the provider the registry makes. The lab is named by the app,
 // which HOIST_E2E_LAB names (default conform).
 func TestLabConformance(t *testing.T) {
-	if err := lab.Preflight(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("lab cannot run under CI: %v", err)
-		}
-		t.Skipf("lab cannot run here: %v", err)
-	}
+	labtest.Need(t)
 	app := os.Getenv("HOIST_E2E_LAB")
 	if app == "" {
 		app = "conform"

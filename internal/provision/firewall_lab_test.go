@@ -26,12 +26,7 @@ import (
 // what the network rules let each of them reach, and nothing else, even
 // where something listens.
 func TestLabFirewallMatchesRules(t *testing.T) {
-	if err := lab.Preflight(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("lab cannot run under CI: %v", err)
-		}
-		t.Skipf("lab cannot run here: %v", err)
-	}
+	labtest.Need(t)
 	dir := t.TempDir()
 	name := fmt.Sprintf("fw%d", os.Getpid()%100000)
 	o := lab.Options{Name: name, StateDir: filepath.Join(dir, "state"), KeyPath: filepath.Join(dir, "id_ed25519"),

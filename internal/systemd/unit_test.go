@@ -1,34 +1,14 @@
 package systemd
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/goldentest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
-}
 
 var hello = App{
 	Name: "hello", User: "hoist-hello", ReleaseDir: "/var/lib/hoist/hello/releases/%i", PortFile: "/var/lib/hoist/hello/ports/%i.env",
@@ -42,7 +22,7 @@ func TestTemplateGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hello@.service", b)
+	goldentest.Check(t, "testdata/hello@.service", b)
 }
 
 func TestBootGolden(t *testing.T) {
@@ -50,7 +30,7 @@ func TestBootGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hello.service", b)
+	goldentest.Check(t, "testdata/hello.service", b)
 }
 
 // hostile is an app whose command and names hold everything systemd
@@ -68,7 +48,7 @@ func TestHostileTemplateGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hostile@.service", b)
+	goldentest.Check(t, "testdata/hostile@.service", b)
 }
 
 var proxy = Proxy{
@@ -82,7 +62,7 @@ func TestProxyServiceGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hoist-proxy.service", b)
+	goldentest.Check(t, "testdata/hoist-proxy.service", b)
 }
 
 // Values set by hand for the proxy (an ACME CA URL with a space, %
@@ -96,7 +76,7 @@ func TestHostileProxyServiceGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hostile-proxy.service", b)
+	goldentest.Check(t, "testdata/hostile-proxy.service", b)
 }
 
 func TestExecStart(t *testing.T) {
@@ -239,8 +219,8 @@ func TestTaskUnitsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hello.task.digest.service", svc)
-	golden(t, "hello.task.digest.timer", timer)
+	goldentest.Check(t, "testdata/hello.task.digest.service", svc)
+	goldentest.Check(t, "testdata/hello.task.digest.timer", timer)
 	if _, _, err := TaskUnits(Task{App: "hello", Name: "x", Calendar: "daily\nExecStart=/bin/evil"}); err == nil {
 		t.Errorf("a calendar with a newline was rendered")
 	}
