@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/goldentest"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/provision"
@@ -22,8 +21,6 @@ import (
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/store"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/json")
 
 // jsonOutputs are the types the verbs' --json print, each the value of
 // one verb's output or of an entry of its list, by golden file name.
@@ -116,23 +113,7 @@ func TestJSONGolden(t *testing.T) {
 			if err := writeJSON(&streams{out: &out}, v.Interface()); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", "json", o.name+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (go test -run TestJSONGolden -update writes it)", err)
-			}
-			if !bytes.Equal(out.Bytes(), want) {
-				t.Errorf("--json prints, with every field set:\n%s\nwant (%s):\n%s", out.Bytes(), path, want)
-			}
+			goldentest.Check(t, filepath.Join("testdata", "json", o.name+".golden"), out.Bytes())
 		})
 	}
 }
