@@ -348,6 +348,10 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 		}
 		out = append(out, BackupInfo{File: e.Name(), Size: fi.Size(), Created: created(filepath.Join(dir, e.Name()), fi.ModTime()), Kind: kindOf(e.Name())})
 	}
+	seq := make(map[string]int, len(out))
+	for _, b := range out {
+		seq[b.File] = sequence(b.File)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.Before(out[j].Created)
@@ -355,7 +359,7 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 		// Created is to the second: within one, the names were taken
 		// in turn (NAME, NAME-2, ... NAME-10), which their spelling
 		// does not sort by.
-		if si, sj := sequence(out[i].File), sequence(out[j].File); si != sj {
+		if si, sj := seq[out[i].File], seq[out[j].File]; si != sj {
 			return si < sj
 		}
 		return out[i].File < out[j].File

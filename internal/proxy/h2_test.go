@@ -34,6 +34,20 @@ func h2Front(t *testing.T, s *Server, fast bool) string {
 	return ln.Addr().String()
 }
 
+// h2Routed is a proxy with one route, a.test to a healthy backend,
+// served by h2Front; it returns the backend and the address.
+func h2Routed(t *testing.T, fast bool) (*testBackend, string) {
+	t.Helper()
+	a := backend(t, "a", true)
+	s, err := New(Options{HealthInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	setRoute(t, s, route("a", a.addr(), "a.test"))
+	return a, h2Front(t, s, fast)
+}
+
 // h2Outcome is how a server ended one HTTP/2 request: the status of its
 // answer, a stream reset, or the whole connection ended (GOAWAY, or
 // closed without one: code -1).
@@ -120,14 +134,7 @@ func TestHTTP2ConnectionSpecificHeaders(t *testing.T) {
 }
 
 func testHTTP2ConnectionSpecificHeaders(t *testing.T, fast bool) {
-	a := backend(t, "a", true)
-	s, err := New(Options{HealthInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	setRoute(t, s, route("a", a.addr(), "a.test"))
-	addr := h2Front(t, s, fast)
+	a, addr := h2Routed(t, fast)
 	for _, f := range [][2]string{{"connection", "keep-alive"}, {"keep-alive", "timeout=5"}, {"proxy-connection", "keep-alive"},
 		{"transfer-encoding", "chunked"}, {"upgrade", "websocket"}, {"te", "gzip"}, {"te", "trailers, gzip"}} {
 		before := a.served.Load()
@@ -152,14 +159,7 @@ func testHTTP2ConnectionSpecificHeaders(t *testing.T, fast bool) {
 func TestHTTP2FrameSize(t *testing.T) { bothPaths(t, testHTTP2FrameSize) }
 
 func testHTTP2FrameSize(t *testing.T, fast bool) {
-	a := backend(t, "a", true)
-	s, err := New(Options{HealthInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	setRoute(t, s, route("a", a.addr(), "a.test"))
-	addr := h2Front(t, s, fast)
+	_, addr := h2Routed(t, fast)
 	var big [][2]string
 	for i := range 5 {
 		big = append(big, [2]string{fmt.Sprintf("x-big%d", i), strings.Repeat("x", 4000)})
