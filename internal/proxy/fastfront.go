@@ -8,13 +8,17 @@ import (
 	"github.com/hoistdev/hoist/internal/proxy/fastloop"
 )
 
-// This file is the only one that knows of the fast loop: without it
-// (and the one line in NewPublic that calls fastLoop), net/http serves
+// This file and h2fast.go are the only ones that know of the fast
+// loop: without them (and the one line in NewPublic that calls
+// fastLoop, the one in forward that calls forwardH2), net/http serves
 // every request, and the proxy is whole.
 
 // fastLoop returns the fast loop for ln, in front of net/http's server.
 func (s *Server) fastLoop(ln net.Listener, conf *tls.Config, t Timeouts) front {
 	t = t.withDefaults()
+	// HTTP/2 requests take the loop's way to the upstreams too, over
+	// pools of their own.
+	s.h2Upstreams.CompareAndSwap(nil, fastloop.NewUpstreams(s.opts.UpstreamHeaderTimeout, maxAnswerHead))
 	return fastloop.New(ln, fastloop.Config{
 		Router: loopRouter{s}, TLS: conf,
 		ReadHeaderTimeout: t.ReadHeader, IdleTimeout: t.Idle, MaxHeaderBytes: t.MaxHeaderBytes, WriteTimeout: s.opts.WriteTimeout,

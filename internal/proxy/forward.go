@@ -8,7 +8,8 @@ import (
 
 // forward passes r on to e's upstream through the upstream's
 // ReverseProxy, over the shared transport, its body held to the route's
-// limit.
+// limit; a plain HTTP/2 request, with the fast loop on, over the loop's
+// pools instead (h2fast.go).
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, e *entry) {
 	limit := e.route.MaxBodyBytes
 	if r.ContentLength > limit {
@@ -18,6 +19,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, e *entry) {
 			w.Header().Set("Connection", "close")
 		}
 		page(w, http.StatusRequestEntityTooLarge)
+		return
+	}
+	if ups := s.h2Upstreams.Load(); ups != nil && s.h2Plain(r) {
+		s.forwardH2(w, r, e, ups)
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {

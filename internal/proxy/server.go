@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/proxy/fastloop"
 	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
 
@@ -80,9 +81,12 @@ type Server struct {
 	trust     headers.Trust // the proxies whose headers about the client are kept
 	table     atomic.Pointer[table]
 	transport *http.Transport // net/http's path to the upstreams
-	buffers   *bufferPool
-	health    *http.Client
-	metrics   *metrics
+	// h2Upstreams, set with the fast loop on, are the pools of plain
+	// HTTP/2 requests (h2fast.go).
+	h2Upstreams atomic.Pointer[fastloop.Upstreams]
+	buffers     *bufferPool
+	health      *http.Client
+	metrics     *metrics
 
 	mu sync.Mutex // serialises route changes and state writes
 
@@ -512,6 +516,9 @@ func (s *Server) Close() {
 	}
 	wg.Wait()
 	s.transport.CloseIdleConnections()
+	if ups := s.h2Upstreams.Load(); ups != nil {
+		ups.Close()
+	}
 }
 
 // statusRecorder remembers the app, status and size written, for logs
