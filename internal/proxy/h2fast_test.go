@@ -448,3 +448,28 @@ func TestH2Plain(t *testing.T) {
 		}
 	}
 }
+
+// TestH2FastStaleBytes: bytes an upstream sends after its answer (a
+// second answer nobody asked for) are never taken for the next
+// request's answer: the connection that holds them is not reused.
+func TestH2FastStaleBytes(t *testing.T) {
+	up := newRawUpstream(t, func(r *http.Request) []byte { return answer("fresh " + r.URL.Path) })
+	up.after = func(r *http.Request) ([]byte, chan<- struct{}) {
+		return []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"), make(chan struct{})
+	}
+	s, addr := h2Proxy(t, up.addr(), true, Options{})
+	noReverseProxy(t, s)
+	c := h2Client(t)
+	for i := range 5 {
+		path := fmt.Sprintf("/%d", i)
+		resp, err := h2Do(t, c, context.Background(), "GET", addr, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "fresh "+path {
+			t.Errorf("%s: got %q", path, b)
+		}
+	}
+}
