@@ -167,17 +167,44 @@ func TestH2FastHeaders(t *testing.T) {
 		}
 	}
 
-	// The same request over HTTP/1.1 and TLS (to net/http's path: the
+	// The same request over HTTP/1.1 and TLS, to net/http's path (the
 	// fast loop hands a head with underscored client headers over).
 	restore()
-	tc, err := tls.Dial("tcp", fast, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	rs := up.requests()
+	h1 := h1Request(t, up, fast, "/p/a%20b?q=1&r=%2F", clientHeaders)
+	if d := cmp.Diff(h1.Header, rs[0].Header); d != "" || h1.Target != rs[0].Target {
+		t.Errorf("HTTP/2 fast path against HTTP/1.1 net/http: %s %s (-h1 +h2):\n%s", h1.Target, rs[0].Target, d)
+	}
+	// And without them, and a target with no escapes, to the fast loop
+	// itself.
+	hdr := clientHeaders.Clone()
+	delete(hdr, "X_forwarded_for")
+	defer noReverseProxy(t, sFast)()
+	h1 = h1Request(t, up, fast, "/p/x?q=1", hdr)
+	resp, err := h2Do(t, c, context.Background(), "GET", fast, "/p/x?q=1", hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	rs = up.requests()
+	if h2 := rs[len(rs)-1]; cmp.Diff(h1.Header, h2.Header) != "" || h1.Target != h2.Target {
+		t.Errorf("HTTP/2 fast path against HTTP/1.1 fast loop: %s %s (-h1 +h2):\n%s", h1.Target, h2.Target, cmp.Diff(h1.Header, h2.Header))
+	}
+}
+
+// h1Request sends GET target with hdr over HTTP/1.1 and TLS to addr,
+// and returns the request up got.
+func h1Request(t *testing.T, up *rawUpstream, addr, target string, hdr http.Header) recordedRequest {
+	t.Helper()
+	tc, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tc.Close()
 	var head strings.Builder
-	head.WriteString("GET /p/a%20b?q=1&r=%2F HTTP/1.1\r\nHost: a.test\r\n")
-	clientHeaders.Write(&head)
+	head.WriteString("GET " + target + " HTTP/1.1\r\nHost: a.test\r\n")
+	hdr.Write(&head)
 	head.WriteString("\r\n")
 	io.WriteString(tc, head.String())
 	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
@@ -185,11 +212,11 @@ func TestH2FastHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
-	rs := up.requests()
-	h1, h2 := rs[len(rs)-1], rs[0]
-	if d := cmp.Diff(h1.Header, h2.Header); d != "" || h1.Target != h2.Target {
-		t.Errorf("HTTP/2 fast path against HTTP/1.1 fast loop: %s %s, %s (-h1 +h2):\n%s", h1.Target, h2.Target, "headers", d)
+	if resp.StatusCode != 200 {
+		t.Fatalf("HTTP/1.1: %d", resp.StatusCode)
 	}
+	rs := up.requests()
+	return rs[len(rs)-1]
 }
 
 // TestH2FastAnswer: the answer comes back as ReverseProxy passes it on:
