@@ -28,12 +28,13 @@ import (
 
 // h2Plain reports whether r is an HTTP/2 request the fast path takes.
 func (s *Server) h2Plain(r *http.Request) bool {
+	// ContentLength 0 with the stream still open (DATA frames that
+	// should not come) is taken too: ReverseProxy sends no body then
+	// either.
 	if r.ProtoMajor != 2 || r.Method != http.MethodGet && r.Method != http.MethodHead ||
 		r.ContentLength != 0 || len(r.Trailer) > 0 || !plainHost(r.Host) {
 		return false
 	}
-	// ContentLength 0 and a body still open (DATA frames that should
-	// not come): ReverseProxy sends no body then either.
 	if _, ok := r.Header["Expect"]; ok || s.trust.Contains(peerIP(r.RemoteAddr)) {
 		return false
 	}

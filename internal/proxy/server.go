@@ -81,12 +81,13 @@ type Server struct {
 	trust     headers.Trust // the proxies whose headers about the client are kept
 	table     atomic.Pointer[table]
 	transport *http.Transport // net/http's path to the upstreams
+	buffers   *bufferPool
+	health    *http.Client
+	metrics   *metrics
+
 	// h2Upstreams, set with the fast loop on, are the pools of plain
 	// HTTP/2 requests (h2fast.go).
 	h2Upstreams atomic.Pointer[fastloop.Upstreams]
-	buffers     *bufferPool
-	health      *http.Client
-	metrics     *metrics
 
 	mu sync.Mutex // serialises route changes and state writes
 
