@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/hoistdev/hoist/internal/kumotest"
+	"github.com/hoistdev/hoist/internal/loadtest"
 )
 
 // psqlOn runs SQL in database db of the cluster on port as postgres on a
@@ -326,9 +327,10 @@ func TestRestoreUnderTraffic(t *testing.T) {
 	}
 	for round := 0; round < 3; round++ {
 		tr := startTraffic(t, []string{h}, read)
-		time.Sleep(300 * time.Millisecond) // traffic before, during and after
+		// Traffic before, during and after the restore.
+		loadtest.WaitServed(t, tr.loops, 10, time.Minute)
 		mustHoist(t, a.dir, "accessory", "restore", "db", backup, "--yes")
-		time.Sleep(300 * time.Millisecond)
+		loadtest.WaitServed(t, tr.loops, 10, time.Minute)
 		tr.finish()
 		seen := tr.seen()
 		t.Logf("round %d: %v", round, seen)

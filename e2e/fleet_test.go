@@ -20,6 +20,7 @@ import (
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // The fleet: twelve hosts in a lab of their own. (bench/ship.sh puts a
@@ -272,24 +273,22 @@ func TestFleetRelayKilled(t *testing.T) {
 	// Wait until a fetching host holds part of the release, then cut
 	// the seed's power.
 	fetcher := dialLab(t, hosts[1])
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
+	if !waittest.PollEvery(5*time.Minute, 200*time.Millisecond, func() bool {
 		var out bytes.Buffer
 		fetcher.Run(ctx, "stat -c %s /var/lib/hoist/"+app+"/uploads/*.pack 2>/dev/null || echo 0", nil, &out, io.Discard)
 		var n int64
 		fmt.Sscan(out.String(), &n)
 		if n > 1<<20 {
-			break
+			return true
 		}
 		select {
 		case r := <-done:
 			t.Fatalf("the deploy ended before the relay was cut: %v\n%s", r.err, r.stderr)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no host started fetching from the relay")
-		}
-		time.Sleep(200 * time.Millisecond)
+		return false
+	}) {
+		t.Fatal("no host started fetching from the relay within 5 minutes")
 	}
 	if err := lab.PowerCut(fleetOptions(), hosts[0]); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/loadtest"
 )
 
 // TestEnvChangeReachesTheApp: with requests sent without pause through
@@ -76,7 +78,8 @@ func TestEnvChangeReachesTheApp(t *testing.T) {
 	if again := unitSince(t, hosts[0], "hoist-envy@"+id+".service"); again != since {
 		t.Errorf("a deploy with nothing changed restarted the release (active since %s, then %s)", since, again)
 	}
-	time.Sleep(time.Second)
+	// Traffic after the deploy too.
+	loadtest.WaitServed(t, tr.loops, 20, time.Minute)
 	tr.finish()
 	tr.check(t, 100)
 	for rel := range tr.seen() {

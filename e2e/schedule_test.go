@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // taskStatus is a task of `hoist status --json`.
@@ -135,15 +137,11 @@ func TestScheduledTasks(t *testing.T) {
 	}
 
 	// The timer fires by itself: tick runs every 5 s.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if tk := tasksOf(t, a.dir)[hosts[0]]["tick"]; tk.Last != nil && tk.Last.OK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tick's timer did not run it within a minute:\n%s", onHost(t, hosts[0], "systemctl status --no-pager hoist-tasks.task.tick.timer hoist-tasks.task.tick.service; journalctl --no-pager -n 20 -u hoist-tasks.task.tick.service"))
-		}
-		time.Sleep(time.Second)
+	if !waittest.PollEvery(time.Minute, time.Second, func() bool {
+		tk := tasksOf(t, a.dir)[hosts[0]]["tick"]
+		return tk.Last != nil && tk.Last.OK
+	}) {
+		t.Fatalf("tick's timer did not run it within a minute:\n%s", onHost(t, hosts[0], "systemctl status --no-pager hoist-tasks.task.tick.timer hoist-tasks.task.tick.service; journalctl --no-pager -n 20 -u hoist-tasks.task.tick.service"))
 	}
 	if owner := strings.TrimSpace(onHost(t, hosts[0], "stat -c %U /var/lib/hoist-tasks/ticks")); owner != "hoist-tasks" {
 		t.Errorf("the tick's file belongs to %s, want the app's user", owner)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestProxyTurnedOnForDeployedApp deploys an app without the proxy, then
@@ -44,10 +46,8 @@ func TestProxyTurnedOnForDeployedApp(t *testing.T) {
 	a.change(t)
 	r2 := strings.TrimSpace(mustHoist(t, a.dir, "deploy"))
 	// A moment of traffic after the switch, through the proxy only.
-	deadline := time.Now().Add(30 * time.Second)
-	for n := tr.answers(r2); tr.answers(r2) < n+20 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
+	n := tr.answers(r2)
+	waittest.Within(t, 30*time.Second, "20 answers from "+r2+" after the switch", func() bool { return tr.answers(r2) >= n+20 })
 	tr.finish()
 
 	tr.check(t, 50)

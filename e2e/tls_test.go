@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestHTTPSWithInternalCA deploys an app with tls: internal behind the
@@ -115,22 +116,26 @@ func getHTTPS(t *testing.T, addr, name string, roots *x509.CertPool) (httpsAnswe
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var last error
-	for i := 0; i < 60; i++ {
+	var answer httpsAnswer
+	var leaf *x509.Certificate
+	if !waittest.PollEvery(30*time.Second, 500*time.Millisecond, func() bool {
 		resp, err := client.Get("https://" + name + "/")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return httpsAnswer{string(b), resp.Proto, resp.Header.Get("Strict-Transport-Security")}, resp.TLS.PeerCertificates[0]
-			}
-			last = &httpError{resp.Status, string(b)}
-		} else {
+		if err != nil {
 			last = err
+			return false
 		}
-		time.Sleep(500 * time.Millisecond)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			last = &httpError{resp.Status, string(b)}
+			return false
+		}
+		answer, leaf = httpsAnswer{string(b), resp.Proto, resp.Header.Get("Strict-Transport-Security")}, resp.TLS.PeerCertificates[0]
+		return true
+	}) {
+		t.Fatalf("https://%s/ at %s, for 30s: %v", name, addr, last)
 	}
-	t.Fatalf("https://%s/ at %s: %v", name, addr, last)
-	return httpsAnswer{}, nil
+	return answer, leaf
 }
 
 type httpError struct{ status, body string }

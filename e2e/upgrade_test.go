@@ -19,6 +19,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/loadtest"
 	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // killGapBound bounds what a client waits when the proxy's main process
@@ -149,17 +150,14 @@ func TestProxyUpgrade(t *testing.T) {
 		if err := conn.Run(ctx, fmt.Sprintf("kill -9 %d", before.pid), nil, nil, nil); err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; ; i++ {
-			now := proxyService(t, conn)
-			if now.pid != before.pid && now.pid != 0 && now.state == "active" {
-				t.Logf("hoist-proxy: main process %d killed, %d serves (restarts %d -> %d)", before.pid, now.pid, before.restarts, now.restarts)
-				break
-			}
-			if i == 300 {
-				t.Fatalf("hoist-proxy not back after its main process was killed: %+v", now)
-			}
-			time.Sleep(100 * time.Millisecond)
+		var now serviceState
+		if !waittest.PollEvery(30*time.Second, 100*time.Millisecond, func() bool {
+			now = proxyService(t, conn)
+			return now.pid != before.pid && now.pid != 0 && now.state == "active"
+		}) {
+			t.Fatalf("hoist-proxy not back 30s after its main process was killed: %+v", now)
 		}
+		t.Logf("hoist-proxy: main process %d killed, %d serves (restarts %d -> %d)", before.pid, now.pid, before.restarts, now.restarts)
 		loadtest.WaitServed(t, loops, 20, time.Minute)
 		stopped()
 		failed := loadtest.Failed(t, loops)

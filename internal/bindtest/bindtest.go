@@ -23,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hoistdev/hoist/internal/pebbletest"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // Options configure a server.
@@ -118,14 +119,11 @@ zone "%[7]s" {
 	})
 	pebbletest.WaitListening(t, s.Addr)
 	// Listening on TCP comes before the zone is loaded; wait for its SOA.
-	for range 100 {
-		if _, err := s.query("", dns.TypeSOA); err == nil {
-			return s
-		}
-		time.Sleep(50 * time.Millisecond)
+	var last error
+	if !waittest.PollEvery(5*time.Second, 50*time.Millisecond, func() bool { _, last = s.query("", dns.TypeSOA); return last == nil }) {
+		t.Fatalf("named at %s does not serve %s within 5s: %v", s.Addr, o.Zone, last)
 	}
-	t.Fatalf("named at %s does not serve %s", s.Addr, o.Zone)
-	return nil
+	return s
 }
 
 // Stop ends named (a DNS server that goes away); Start's cleanup calls

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // What setup writes, the proxy reads back the same; an issuer naming
@@ -84,13 +86,8 @@ func TestManageLoadsStoredAtOnce(t *testing.T) {
 	if err := first.Manage(context.Background(), []string{"a.test"}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 1000 && !first.Has("a.test"); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Within(t, 10*time.Second, "a certificate issued for a.test", func() bool { return first.Has("a.test") })
 	first.Close()
-	if !first.Has("a.test") {
-		t.Fatal("no certificate issued")
-	}
 	for i := 0; i < 20; i++ {
 		next, err := New(Options{Storage: storage, Internal: true})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 type nopConn struct{ addr string }
@@ -33,21 +34,47 @@ func TestEachBoundsParallelismAndKeepsOrder(t *testing.T) {
 		}
 		return nopConn{h}, nil
 	}
-	rs := Each(context.Background(), hosts, 2, dial, func(_ context.Context, h string, c transport.Conn) error {
-		n := running.Add(1)
-		defer running.Add(-1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
+	// The first two hosts are held until the test lets them go, so that
+	// two run at once whatever the pace of the goroutines.
+	var started atomic.Int32
+	release := make(chan struct{})
+	done := make(chan []Result, 1)
+	go func() {
+		done <- Each(context.Background(), hosts, 2, dial, func(_ context.Context, h string, c transport.Conn) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
 			}
-		}
-		time.Sleep(10 * time.Millisecond)
-		if c.Addr() != h {
-			t.Errorf("conn for %s is %s", h, c.Addr())
-		}
-		return nil
-	})
+			if started.Add(1) <= 2 {
+				select {
+				case <-release:
+				case <-time.After(10 * time.Second):
+				}
+			}
+			if c.Addr() != h {
+				t.Errorf("conn for %s is %s", h, c.Addr())
+			}
+			return nil
+		})
+	}()
+	waittest.For(t, "two hosts to run at once", func() bool { return running.Load() == 2 })
+	// The pause is the input: the time a third host has to start, beyond
+	// the limit, while two are held.
+	time.Sleep(50 * time.Millisecond)
+	if n := running.Load(); n != 2 {
+		t.Errorf("%d hosts run at once while two are held, limit 2", n)
+	}
+	close(release)
+	var rs []Result
+	select {
+	case rs = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Each did not return 10s after the held hosts were let go")
+	}
 	var got []string
 	for _, r := range rs {
 		got = append(got, r.Host)
@@ -55,8 +82,8 @@ func TestEachBoundsParallelismAndKeepsOrder(t *testing.T) {
 	if diff := cmp.Diff(hosts, got); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
-	if p := peak.Load(); p > 2 {
-		t.Errorf("%d hosts ran at once, limit 2", p)
+	if p := peak.Load(); p != 2 {
+		t.Errorf("at most %d hosts ran at once, want the limit, 2", p)
 	}
 	failed := Failed(rs)
 	if len(failed) != 1 || failed[0].Host != "down" {

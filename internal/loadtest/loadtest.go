@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // Loop is one client sending requests one at a time: Send makes one
@@ -140,16 +142,15 @@ func WaitServed(t testing.TB, loops []*Loop, n int64, within time.Duration) {
 	for i, l := range loops {
 		start[i] = l.Served.Load()
 	}
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		done := true
+	if waittest.Poll(within, func() bool {
 		for i, l := range loops {
-			done = done && l.Served.Load() >= start[i]+n
+			if l.Served.Load() < start[i]+n {
+				return false
+			}
 		}
-		if done {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		return true
+	}) {
+		return
 	}
 	for _, l := range loops {
 		t.Log(l)

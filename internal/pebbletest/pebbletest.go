@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // Version is the Pebble release the tests run.
@@ -257,12 +259,14 @@ func FreePort(t testing.TB) int {
 // WaitListening waits up to 10s for addr to accept connections.
 func WaitListening(t testing.TB, addr string) {
 	t.Helper()
-	for range 100 {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+	var last error
+	if !waittest.PollEvery(10*time.Second, 100*time.Millisecond, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if last = err; err == nil {
 			c.Close()
-			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("%s did not come up within 10s: %v", addr, last)
 	}
-	t.Fatalf("%s did not come up", addr)
 }

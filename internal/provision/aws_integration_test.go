@@ -32,6 +32,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/transport"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // startKumo runs kumo, an AWS emulator, on a free loopback port, and
@@ -63,17 +64,15 @@ func startKumo(t *testing.T) aws.Config {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var last error
+	if !waittest.PollEvery(30*time.Second, 100*time.Millisecond, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
+		if last = err; err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kumo did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("kumo did not listen on %s within 30s: %v", addr, last)
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("us-east-1"),
 		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),

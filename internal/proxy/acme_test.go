@@ -4,12 +4,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/pebbletest"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestACMEChallenges obtains a certificate from Pebble by each challenge
@@ -70,19 +72,18 @@ func TestACMERenewal(t *testing.T) {
 	if life := first.NotAfter.Sub(first.NotBefore); life > time.Minute {
 		t.Fatalf("certificate lives %s; Pebble ignored the short profile", life)
 	}
-	deadline := time.Now().Add(40 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := servedCert(r.httpsPort, host, roots)
-		if err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0 {
-			if !c.NotAfter.After(first.NotAfter) {
-				t.Errorf("renewed certificate expires %s, not after the first's %s", c.NotAfter, first.NotAfter)
-			}
-			if time.Now().After(first.NotAfter) {
-				t.Errorf("renewed only after the first certificate expired")
-			}
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+	var c *x509.Certificate
+	if !waittest.PollEvery(40*time.Second, 500*time.Millisecond, func() bool {
+		var err error
+		c, err = servedCert(r.httpsPort, host, roots)
+		return err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0
+	}) {
+		t.Fatalf("no renewed certificate within 40s (first expires %s)", first.NotAfter)
 	}
-	t.Fatalf("no renewed certificate within 40s (first expires %s)", first.NotAfter)
+	if !c.NotAfter.After(first.NotAfter) {
+		t.Errorf("renewed certificate expires %s, not after the first's %s", c.NotAfter, first.NotAfter)
+	}
+	if time.Now().After(first.NotAfter) {
+		t.Errorf("renewed only after the first certificate expired")
+	}
 }

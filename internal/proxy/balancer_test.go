@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestBalancerCheck: a balancer that checks a host's proxy by address
@@ -61,13 +63,10 @@ func testBalancerCheck(t *testing.T, fast bool) {
 // waitUnhealthy waits until app's upstream is out of service.
 func waitUnhealthy(t *testing.T, s *Server, app string) {
 	t.Helper()
-	for range 100 {
-		if e := s.table.Load().byApp(app); e != nil && !e.up.healthy.Load() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never turned unhealthy", app)
+	waittest.Within(t, 5*time.Second, app+"'s upstream to turn unhealthy", func() bool {
+		e := s.table.Load().byApp(app)
+		return e != nil && !e.up.healthy.Load()
+	})
 }
 
 func TestPrivatePeer(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // stallingUpstream answers its health checks, and holds every other
@@ -95,15 +97,11 @@ func waitOpenWebSockets(t *testing.T, s *Server, n int) {
 // as want says.
 func waitStatus(t *testing.T, s *Server, what string, want func(RouteStatus) bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		st := s.Status(context.Background())
-		if len(st) == 1 && want(st[0]) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status: %+v, want %s", st, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var st []RouteStatus
+	if !waittest.Poll(3*time.Second, func() bool {
+		st = s.Status(context.Background())
+		return len(st) == 1 && want(st[0])
+	}) {
+		t.Fatalf("status after 3s: %+v, want %s", st, what)
 	}
 }

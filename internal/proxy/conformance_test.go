@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/pebbletest"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // The field's own test suites against the proxy's HTTPS listener, run
@@ -110,15 +111,15 @@ func hoistProxy(t *testing.T, extra ...string) int {
 		t.Fatal(err)
 	}
 	// The certificates are issued in the background.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	var last error
+	if !waittest.PollEvery(30*time.Second, 200*time.Millisecond, func() bool {
 		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), &tls.Config{ServerName: conformanceName, InsecureSkipVerify: true})
-		if err == nil {
+		if last = err; err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate served within 30s: %v\n%s", err, stderr.String())
-		}
+		return err == nil
+	}) {
+		t.Fatalf("no certificate served within 30s: %v\n%s", last, stderr.String())
 	}
 	return httpsPort
 }

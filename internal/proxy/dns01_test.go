@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/pebbletest"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 func writePlan(t *testing.T, dir string, p certs.Plan) {
@@ -71,12 +73,12 @@ func TestDNS01Wildcard(t *testing.T) {
 		t.Errorf("Pebble took %d orders (%d for %s), want 1", n, forName, name)
 	}
 	// The challenge's record is gone once the certificate is in.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(bind.Query(t, "_acme-challenge.apps", mdns.TypeTXT)) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("_acme-challenge.apps TXT still set: %v", bind.Query(t, "_acme-challenge.apps", mdns.TypeTXT))
-		}
-		time.Sleep(100 * time.Millisecond)
+	var txt []string
+	if !waittest.PollEvery(10*time.Second, 100*time.Millisecond, func() bool {
+		txt = bind.Query(t, "_acme-challenge.apps", mdns.TypeTXT)
+		return len(txt) == 0
+	}) {
+		t.Fatalf("_acme-challenge.apps TXT still set after 10s: %v", txt)
 	}
 }
 
@@ -141,19 +143,18 @@ func TestOneOrderForTwoHosts(t *testing.T) {
 
 	// Renewal: the issuer renews halfway through the certificate's 40s;
 	// the copier serves the new one before the first expires.
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := servedCert(r2.httpsPort, name, roots)
-		if err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0 {
-			if !c.NotAfter.After(first.NotAfter) || time.Now().After(first.NotAfter) {
-				t.Errorf("renewed copy until %s; the first until %s", c.NotAfter, first.NotAfter)
-			}
-			if n := p.Orders(t); n != 2 {
-				t.Errorf("Pebble took %d orders after one renewal, want 2", n)
-			}
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
+	var c *x509.Certificate
+	if !waittest.PollEvery(60*time.Second, 250*time.Millisecond, func() bool {
+		var err error
+		c, err = servedCert(r2.httpsPort, name, roots)
+		return err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0
+	}) {
+		t.Fatalf("the copier serves no renewed certificate within 60s (the first expires %s)", first.NotAfter)
 	}
-	t.Fatalf("the copier serves no renewed certificate within 60s (the first expires %s)", first.NotAfter)
+	if !c.NotAfter.After(first.NotAfter) || time.Now().After(first.NotAfter) {
+		t.Errorf("renewed copy until %s; the first until %s", c.NotAfter, first.NotAfter)
+	}
+	if n := p.Orders(t); n != 2 {
+		t.Errorf("Pebble took %d orders after one renewal, want 2", n)
+	}
 }

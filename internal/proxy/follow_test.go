@@ -14,6 +14,7 @@ import (
 	"github.com/hoistdev/hoist/internal/bindtest"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/pebbletest"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestCopiesFollowRenewalAndTakeOver runs two proxies for one name with
@@ -107,15 +108,13 @@ func TestCopiesFollowRenewalAndTakeOver(t *testing.T) {
 // that ok accepts and that verifies against roots now.
 func waitServed(t *testing.T, r *running, name string, roots *x509.CertPool, before time.Time, ok func(*x509.Certificate) bool) *x509.Certificate {
 	t.Helper()
+	var c *x509.Certificate
 	var last error
-	for time.Now().Before(before) {
-		c, err := servedCert(r.httpsPort, name, roots)
-		if err == nil && ok(c) {
-			return c
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
+	if !waittest.PollEvery(time.Until(before), 200*time.Millisecond, func() bool {
+		c, last = servedCert(r.httpsPort, name, roots)
+		return last == nil && ok(c)
+	}) {
+		t.Fatalf("no new certificate for %s served before %s (the one served expires then): %v", name, before.Format(time.TimeOnly), last)
 	}
-	t.Fatalf("no new certificate for %s served before %s (the one served expires then): %v", name, before.Format(time.TimeOnly), last)
-	return nil
+	return c
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,8 +31,8 @@ import (
 )
 
 // testBackend is an app on loopback: GET /up is its health check, GET /
-// names it with the X-Forwarded-* headers it got, /slow answers after
-// 500ms, /hold once the test closes release, /ws is a WebSocket that echoes text frames as "NAME:TEXT".
+// names it with the X-Forwarded-* headers it got, /hold answers once the
+// test closes release, /ws is a WebSocket that echoes text frames as "NAME:TEXT".
 type testBackend struct {
 	*httptest.Server
 	name    string
@@ -39,15 +40,15 @@ type testBackend struct {
 	served  atomic.Int64 // requests other than health checks
 	// closes receives the close code of each close frame a WebSocket got.
 	closes chan uint16
-	// slow gets a value when a request to /slow or /hold has arrived,
-	// so that a test waits for it instead of sleeping.
+	// slow gets a value when a request to /hold has arrived, so that a
+	// test waits for it instead of sleeping.
 	slow chan struct{}
 	// release, closed, ends the requests to /hold (which otherwise end
 	// after 10s).
 	release chan struct{}
 }
 
-// waitSlow waits until n requests to /slow have arrived at b.
+// waitSlow waits until n requests to /hold have arrived at b.
 func (b *testBackend) waitSlow(t testing.TB, n int) {
 	t.Helper()
 	timeout := time.After(5 * time.Second)
@@ -55,7 +56,7 @@ func (b *testBackend) waitSlow(t testing.TB, n int) {
 		select {
 		case <-b.slow:
 		case <-timeout:
-			t.Fatalf("%d of %d requests to /slow reached %s within 5s", i, n, b.name)
+			t.Fatalf("%d of %d requests to /hold reached %s within 5s", i, n, b.name)
 		}
 	}
 }
@@ -81,20 +82,11 @@ func backend(t testing.TB, name string, healthy bool, configure ...func(*http.Se
 		w.Header().Set("Strict-Transport-Security", upstreamSTS)
 		fmt.Fprint(w, name+" sts")
 	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		b.served.Add(1)
-		select {
-		case b.slow <- struct{}{}:
-		default: // nobody counts them
-		}
-		time.Sleep(500 * time.Millisecond)
-		fmt.Fprint(w, name+" slow done")
-	})
 	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
 		b.served.Add(1)
 		select {
 		case b.slow <- struct{}{}:
-		default:
+		default: // nobody counts them
 		}
 		select {
 		case <-b.release:
@@ -647,18 +639,24 @@ func testSwitchUnderLoad(t *testing.T, fast bool) {
 }
 
 // TestDrainWaitsForSlowRequests: WaitDrained returns only once the
-// requests in flight on the old upstream are done.
+// requests in flight on the old upstream are done. They are held until
+// the test lets them go, so that what is in flight is not a matter of
+// timing.
 func TestDrainWaitsForSlowRequests(t *testing.T) { bothPaths(t, testDrainWaitsForSlowRequests) }
 
 func testDrainWaitsForSlowRequests(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
 	s, front := newProxy(t, Options{}, fast)
-	setRoute(t, s, route("a", old.addr(), "a.test"))
+	// A drain timeout far beyond the test's wait, so that only the
+	// release ends the requests.
+	r := route("a", old.addr(), "a.test")
+	r.DrainTimeout = Duration{time.Minute}
+	setRoute(t, s, r)
 	var wg sync.WaitGroup
 	bodies := make([]string, 3)
 	for i := range bodies {
 		wg.Go(func() {
-			_, body, err := tryGet(nil, front, "a.test", "/slow")
+			_, body, err := tryGet(nil, front, "a.test", "/hold")
 			if err != nil {
 				body = err.Error()
 			}
@@ -666,19 +664,24 @@ func testDrainWaitsForSlowRequests(t *testing.T, fast bool) {
 		})
 	}
 	old.waitSlow(t, len(bodies))
-	start := time.Now()
-	setRoute(t, s, route("a", next.addr(), "a.test"))
+	r.Upstream = next.addr()
+	setRoute(t, s, r)
 	st := s.Status(context.Background())
 	if len(st) != 1 || len(st[0].Draining) != 1 || st[0].Draining[0].InFlight != 3 {
 		t.Errorf("status during the drain: %+v", st)
 	}
+	// While the requests are held, WaitDrained waits: it returns only
+	// when its context ends.
+	held, cancelHeld := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelHeld()
+	if err := s.WaitDrained(held, old.addr()); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "3 requests in flight") {
+		t.Errorf("WaitDrained with 3 requests held: %v, want it still draining them", err)
+	}
+	close(old.release)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := s.WaitDrained(ctx, old.addr()); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Errorf("drained after %s, before the slow requests ended", d)
 	}
 	wg.Wait()
 	if diff := cmp.Diff([]string{"old slow done", "old slow done", "old slow done"}, bodies); diff != "" {
@@ -697,15 +700,17 @@ func testDrainTimeoutReported(t *testing.T, fast bool) {
 	r.DrainTimeout = Duration{100 * time.Millisecond}
 	setRoute(t, s, r)
 	done := make(chan struct{})
-	go func() { tryGet(nil, front, "a.test", "/slow"); close(done) }()
+	go func() { tryGet(nil, front, "a.test", "/hold"); close(done) }()
 	old.waitSlow(t, 1)
 	r.Upstream = next.addr()
 	setRoute(t, s, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	// The request is held past the drain timeout, until after this.
 	if err := s.WaitDrained(ctx, old.addr()); err == nil || !strings.Contains(err.Error(), "1 requests were still in flight") {
 		t.Errorf("WaitDrained: %v", err)
 	}
+	close(old.release)
 	<-done
 }
 
@@ -1068,8 +1073,11 @@ func testSlowloris(t *testing.T, fast bool) {
 	start := time.Now()
 	fmt.Fprint(conn, "GET / HTTP/1.1\r\n")
 	var werr error
-	for i := 0; i < 40 && werr == nil; i++ { // a header line every 100ms
+	for i := 0; i < 40 && werr == nil; i++ {
 		_, werr = fmt.Fprintf(conn, "X-%d: y\r\n", i)
+		// The pause is the input: a header line every 100ms, a head
+		// that would take 4s, cut off at the 300ms read-header timeout
+		// (the bound on the time below).
 		time.Sleep(100 * time.Millisecond)
 	}
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))

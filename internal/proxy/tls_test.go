@@ -21,6 +21,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/pebbletest"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // running is a proxy started with Run, on loopback ports of its own.
@@ -98,21 +99,22 @@ func waitHTTPS(t *testing.T, port int, name string, roots *x509.CertPool, within
 	t.Helper()
 	client := httpsClient(roots, name)
 	var last error
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var resp *http.Response
+	var body []byte
+	if !waittest.PollEvery(within, 300*time.Millisecond, func() bool {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/", port), nil)
 		req.Host = name
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return resp, string(body), resp.TLS.PeerCertificates[0]
+		resp, last = client.Do(req)
+		if last != nil {
+			return false
 		}
-		last = err
-		time.Sleep(300 * time.Millisecond)
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return true
+	}) {
+		t.Fatalf("no valid certificate for %s within %s: %v", name, within, last)
 	}
-	t.Fatalf("no valid certificate for %s within %s: %v", name, within, last)
-	return nil, "", nil
+	return resp, string(body), resp.TLS.PeerCertificates[0]
 }
 
 // servedCert returns the certificate the proxy hands out for name.
@@ -295,10 +297,9 @@ func TestTLSSuites(t *testing.T) {
 		return err
 	}
 	// The certificate is issued in the background.
-	for deadline := time.Now().Add(10 * time.Second); handshake(&stdtls.Config{}) != nil; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate for %s within 10s: %v", name, handshake(&stdtls.Config{}))
-		}
+	var last error
+	if !waittest.PollEvery(10*time.Second, 100*time.Millisecond, func() bool { last = handshake(&stdtls.Config{}); return last == nil }) {
+		t.Fatalf("no certificate for %s within 10s: %v", name, last)
 	}
 	var accepted []string
 	for _, cs := range append(stdtls.CipherSuites(), stdtls.InsecureCipherSuites()...) {

@@ -78,12 +78,8 @@ func runSuccessor(v string) int {
 	case strings.HasPrefix(fail, "wait:"):
 		path := strings.TrimPrefix(fail, "wait:")
 		os.WriteFile(path+".waiting", nil, 0o644)
-		for i := 0; i < 3000; i++ {
-			if _, err := os.Stat(path); err == nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		// Until the test creates path (it goes on after 30s without).
+		waittest.Poll(30*time.Second, func() bool { _, err := os.Stat(path); return err == nil })
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // backend is a target: it answers / with its name and the forwarded
@@ -134,19 +136,16 @@ func (r *running) try() (int, string, error) {
 // waitState waits until target's state is want.
 func (r *running) waitState(t *testing.T, target, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		h, err := r.control.Health(context.Background(), target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h[0].State == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is %s (%s), want %s", target, h[0].State, h[0].Reason, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var h []TargetHealth
+	var err error
+	if !waittest.Poll(10*time.Second, func() bool {
+		h, err = r.control.Health(context.Background(), target)
+		return err != nil || h[0].State == want
+	}) {
+		t.Fatalf("after 10s %s is %s (%s), want %s", target, h[0].State, h[0].Reason, want)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -235,9 +234,7 @@ func TestTwinDeregistration(t *testing.T) {
 	for range 2 {
 		go func() { _, body, _ := r.try(); got <- body }()
 	}
-	for a.served.Load()+b.served.Load() < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waittest.For(t, "a request to reach each target", func() bool { return a.served.Load()+b.served.Load() >= 2 })
 	if err := r.control.Deregister(ctx, a.addr()); err != nil {
 		t.Fatal(err)
 	}
@@ -268,9 +265,7 @@ func TestTwinDeregistration(t *testing.T) {
 	defer close(hang)
 	before := b.served.Load()
 	go r2.try()
-	for b.served.Load() == before {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waittest.For(t, "the hanging request to reach b", func() bool { return b.served.Load() != before })
 	start := time.Now()
 	if err := r2.control.Deregister(ctx, b.addr()); err != nil {
 		t.Fatal(err)

@@ -32,15 +32,21 @@ func Within(t testing.TB, limit time.Duration, what string, cond func() bool) {
 // Poll is Within without a test: it reports whether cond held within
 // limit.
 func Poll(limit time.Duration, cond func() bool) bool {
+	return PollEvery(limit, Interval, cond)
+}
+
+// PollEvery is Poll with its own interval, for a condition too costly to
+// check every Interval (a TLS handshake, a query to a server).
+func PollEvery(limit, every time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(limit)
-	for n := max(1, int(limit/Interval)); n > 0; n-- {
+	for n := max(1, int(limit/every)); n > 0; n-- {
 		if cond() {
 			return true
 		}
 		if !time.Now().Before(deadline) {
 			break
 		}
-		time.Sleep(Interval)
+		time.Sleep(every)
 	}
 	return cond()
 }

@@ -27,6 +27,17 @@ func TestPoll(t *testing.T) {
 	}
 }
 
+func TestPollEvery(t *testing.T) {
+	n := 0
+	start := time.Now()
+	if PollEvery(100*time.Millisecond, 40*time.Millisecond, func() bool { n++; return false }) {
+		t.Error("a condition that never holds held")
+	}
+	if d := time.Since(start); d > time.Second || n > 100/40+2 {
+		t.Errorf("a 100ms poll every 40ms took %s and %d polls", d, n)
+	}
+}
+
 type fatalRecorder struct {
 	testing.TB
 	msg string

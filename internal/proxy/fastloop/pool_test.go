@@ -3,7 +3,8 @@ package fastloop
 import (
 	"net"
 	"testing"
-	"time"
+
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // TestWatchdogDozesWhenNothingIsInFlight: with only idle connections the
@@ -39,13 +40,7 @@ func TestWatchdogDozesWhenNothingIsInFlight(t *testing.T) {
 		t.Fatal("dozing with an exchange in flight")
 	}
 	p.done(pc, true)
-	deadline := time.Now().Add(5 * watchEvery)
-	for !dozing() {
-		if time.Now().After(deadline) {
-			t.Fatalf("the watchdog still ticks %s after the last exchange ended", 5*watchEvery)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Within(t, 5*watchEvery, "the watchdog to doze after the last exchange ended", dozing)
 	pc, err = p.get(nil)
 	if err != nil {
 		t.Fatal(err)
