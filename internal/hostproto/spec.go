@@ -8,7 +8,7 @@ import (
 	"github.com/hoistdev/hoist/internal/bucket"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/names"
-	rstore "github.com/hoistdev/hoist/internal/store"
+	"github.com/hoistdev/hoist/internal/signkey"
 )
 
 // CookieVar is the environment variable of an OTP release's cookie:
@@ -124,7 +124,7 @@ func (s *StoreSpec) Validate() error {
 	if err := s.Location.Validate(); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if _, err := rstore.ParsePublicKey(s.PublicKey); err != nil {
+	if _, err := signkey.ParsePublicKey(s.PublicKey); err != nil {
 		return fmt.Errorf("store: public key: %w", err)
 	}
 	return nil
