@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
@@ -617,7 +616,7 @@ func drainStatusOut(v proxy.DrainStatus) drainStatusJSON {
 	}
 }
 
-// accessoryJSON is accessory.Status as --json prints it.
+// accessoryJSON is hostproto.AccessoryStatus as --json prints it.
 type accessoryJSON struct {
 	Name          string             `json:"name"`
 	Service       string             `json:"service"`
@@ -638,7 +637,7 @@ type accessoryJSON struct {
 	BackupWarning string             `json:"backup_warning,omitempty"`
 }
 
-func accessoryOut(v accessory.Status) accessoryJSON {
+func accessoryOut(v hostproto.AccessoryStatus) accessoryJSON {
 	return accessoryJSON{
 		Name:          v.Name,
 		Service:       v.Service,
@@ -660,7 +659,7 @@ func accessoryOut(v accessory.Status) accessoryJSON {
 	}
 }
 
-// backupInfoJSON is accessory.BackupInfo as --json prints it.
+// backupInfoJSON is hostproto.BackupInfo as --json prints it.
 type backupInfoJSON struct {
 	File         string    `json:"file"`
 	Size         int64     `json:"size"`
@@ -670,7 +669,7 @@ type backupInfoJSON struct {
 	OffsiteError string    `json:"offsite_error,omitempty"`
 }
 
-func backupInfoOut(v accessory.BackupInfo) backupInfoJSON {
+func backupInfoOut(v hostproto.BackupInfo) backupInfoJSON {
 	return backupInfoJSON{
 		File:         v.File,
 		Size:         v.Size,
@@ -681,14 +680,14 @@ func backupInfoOut(v accessory.BackupInfo) backupInfoJSON {
 	}
 }
 
-// backupFailureJSON is accessory.Failure as --json prints it.
+// backupFailureJSON is hostproto.BackupFailure as --json prints it.
 type backupFailureJSON struct {
 	At        time.Time `json:"at"`
 	Error     string    `json:"error"`
 	Scheduled bool      `json:"scheduled,omitempty"`
 }
 
-func backupFailureOut(v accessory.Failure) backupFailureJSON {
+func backupFailureOut(v hostproto.BackupFailure) backupFailureJSON {
 	return backupFailureJSON{
 		At:        v.At,
 		Error:     v.Error,
@@ -696,14 +695,14 @@ func backupFailureOut(v accessory.Failure) backupFailureJSON {
 	}
 }
 
-// backupRunJSON is accessory.Run as --json prints it.
+// backupRunJSON is hostproto.BackupRun as --json prints it.
 type backupRunJSON struct {
 	At    time.Time `json:"at"`
 	File  string    `json:"file,omitempty"`
 	Error string    `json:"error,omitempty"`
 }
 
-func backupRunOut(v accessory.Run) backupRunJSON {
+func backupRunOut(v hostproto.BackupRun) backupRunJSON {
 	return backupRunJSON{
 		At:    v.At,
 		File:  v.File,
@@ -711,7 +710,7 @@ func backupRunOut(v accessory.Run) backupRunJSON {
 	}
 }
 
-// verificationJSON is accessory.Verification as --json prints it.
+// verificationJSON is hostproto.Verification as --json prints it.
 type verificationJSON struct {
 	At     time.Time `json:"at"`
 	File   string    `json:"file"`
@@ -720,7 +719,7 @@ type verificationJSON struct {
 	Tables int       `json:"tables"`
 }
 
-func verificationOut(v accessory.Verification) verificationJSON {
+func verificationOut(v hostproto.Verification) verificationJSON {
 	return verificationJSON{
 		At:     v.At,
 		File:   v.File,

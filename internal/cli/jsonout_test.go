@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
@@ -156,9 +155,9 @@ func TestJSONOutputsKeepBytes(t *testing.T) {
 		{proxy.RouteStatus{}, func(v any) any { return routeStatusOut(v.(proxy.RouteStatus)) }},
 		{proxy.Maintenance{}, func(v any) any { return maintenanceOut(v.(proxy.Maintenance)) }},
 		{certs.Status{}, func(v any) any { return certStatusOut(v.(certs.Status)) }},
-		{accessory.Status{}, func(v any) any { return accessoryOut(v.(accessory.Status)) }},
-		{accessory.BackupInfo{}, func(v any) any { return backupInfoOut(v.(accessory.BackupInfo)) }},
-		{accessory.Verification{}, func(v any) any { return verificationOut(v.(accessory.Verification)) }},
+		{hostproto.AccessoryStatus{}, func(v any) any { return accessoryOut(v.(hostproto.AccessoryStatus)) }},
+		{hostproto.BackupInfo{}, func(v any) any { return backupInfoOut(v.(hostproto.BackupInfo)) }},
+		{hostproto.Verification{}, func(v any) any { return verificationOut(v.(hostproto.Verification)) }},
 		{store.Record{}, func(v any) any { return storeRecordOut(v.(store.Record)) }},
 		{deploy.Outcome{}, func(v any) any { return outcomeOut(v.(deploy.Outcome)) }},
 		{dns.Plan{}, func(v any) any { return dnsPlanOut(v.(dns.Plan)) }},

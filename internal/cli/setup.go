@@ -21,7 +21,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
@@ -172,7 +171,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	for h, installed := range a.installHoist(ctx, s, g, members, o.binaries) {
 		res.set(h, func(e *setupResult) { e.Installed = installed })
 	}
-	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]accessory.Connection, error) {
+	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]hostproto.AccessoryConnection, error) {
 		if slices.Contains(a.hosts, h) {
 			hs := *spec
 			hs.Certs = plans[h]
@@ -207,7 +206,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if err := report(s.err, results, "setup"); err != nil {
 		return done(err)
 	}
-	var all []accessory.Connection
+	var all []hostproto.AccessoryConnection
 	for _, c := range conns {
 		all = append(all, c...)
 	}
@@ -271,7 +270,7 @@ func setupSpec(a *app) (*hostproto.Spec, error) {
 // amounts to: a host that recorded another (or none) was not set up so.
 // The certificate plans are left out: their peer secret is new at every
 // setup.
-func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*accessory.Spec, given []string) (map[string]string, error) {
+func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*hostproto.AccessorySpec, given []string) (map[string]string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own binary: %w", err)
@@ -294,12 +293,12 @@ func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*acces
 	out := map[string]string{}
 	for _, h := range a.hosts {
 		b, err := json.Marshal(struct {
-			Binary      string            `json:"binary"`
-			Destination string            `json:"destination"`
-			Spec        hostproto.Spec    `json:"spec"`
-			Accessories []*accessory.Spec `json:"accessories"`
-			TLS         string            `json:"tls"`
-			Schedule    []hostproto.Task  `json:"schedule,omitempty"`
+			Binary      string                     `json:"binary"`
+			Destination string                     `json:"destination"`
+			Spec        hostproto.Spec             `json:"spec"`
+			Accessories []*hostproto.AccessorySpec `json:"accessories"`
+			TLS         string                     `json:"tls"`
+			Schedule    []hostproto.Task           `json:"schedule,omitempty"`
 		}{hex.EncodeToString(binSum[:]), a.cfg.Destination, s, byHost[h], a.cfg.Proxy.TLS.Mode, a.tasksFor(h)})
 		if err != nil {
 			return nil, fmt.Errorf("setup fingerprint: %w", err)

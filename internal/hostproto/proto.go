@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -72,14 +71,14 @@ type RemoteError struct {
 	Version *VersionError `json:"version,omitempty"`
 	// Confirm is set when a restore would replace data and was not
 	// confirmed.
-	Confirm *accessory.ConfirmError `json:"confirm,omitempty"`
-	Hint    string                  `json:"hint,omitempty"` // what to do, when the host knows
+	Confirm *ConfirmError `json:"confirm,omitempty"`
+	Hint    string        `json:"hint,omitempty"` // what to do, when the host knows
 }
 
 func (e *RemoteError) Error() string { return e.Message }
 
 // Unwrap exposes the structured causes, so errors.As finds *LockedError,
-// *HealthError, *RelayError, *VersionError, *accessory.ConfirmError and the hint's *usererr.Error on
+// *HealthError, *RelayError, *VersionError, *ConfirmError and the hint's *usererr.Error on
 // the client too.
 func (e *RemoteError) Unwrap() []error {
 	var errs []error
@@ -192,7 +191,7 @@ func WriteError(w io.Writer, err error) {
 	if errors.As(err, &ve) {
 		re.Version = ve
 	}
-	var ce *accessory.ConfirmError
+	var ce *ConfirmError
 	if errors.As(err, &ce) {
 		re.Confirm = ce
 	}
