@@ -365,12 +365,12 @@ func (a *app) logf(s *streams, h, format string, args ...any) {
 // otherwise none, and a plan left from before is removed. With --host on
 // an app of several hosts the plans are left as they are: the secret
 // must reach every host at once.
-func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[string]*certs.Plan, error) {
+func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[string]*hostproto.CertPlan, error) {
 	cfg := a.cfg
-	plans := map[string]*certs.Plan{}
+	plans := map[string]*hostproto.CertPlan{}
 	if cfg.Proxy.TLS.Mode != config.TLSACME {
 		for _, h := range a.hosts {
-			plans[h] = &certs.Plan{}
+			plans[h] = &hostproto.CertPlan{}
 		}
 		return plans, nil
 	}
@@ -378,21 +378,21 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 		fmt.Fprintln(s.err, "certificates: the hosts' plans are left as they are with --host; run hoist setup without it to change them")
 		return nil, nil
 	}
-	var names []certs.PlanName
-	var dnsPlan *certs.DNSPlan
+	var names []hostproto.CertPlanName
+	var dnsPlan *hostproto.DNSPlan
 	for _, n := range cfg.Proxy.Hosts {
 		ch := cfg.ChallengeFor(n)
-		names = append(names, certs.PlanName{Name: n, Challenge: ch})
+		names = append(names, hostproto.CertPlanName{Name: n, Challenge: ch})
 		if ch == config.ChallengeDNS && dnsPlan == nil {
 			creds, err := dnsCredentials(cfg, a.repo)
 			if err != nil {
 				return nil, err
 			}
-			dnsPlan = &certs.DNSPlan{Provider: cfg.DNS.Provider, Zone: cfg.DNS.Zone, Credentials: creds, Resolvers: cfg.DNS.Resolvers}
+			dnsPlan = &hostproto.DNSPlan{Provider: cfg.DNS.Provider, Zone: cfg.DNS.Zone, Credentials: creds, Resolvers: cfg.DNS.Resolvers}
 		}
 	}
 	issuer := a.hosts[0]
-	plans[issuer] = &certs.Plan{Names: names, DNS: dnsPlan}
+	plans[issuer] = &hostproto.CertPlan{Names: names, DNS: dnsPlan}
 	if len(a.hosts) == 1 {
 		return plans, nil
 	}
@@ -421,9 +421,9 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 		plans[issuer].Names[i].Peers = true
 	}
 	for i, h := range a.hosts[1:] {
-		p := &certs.Plan{PeerSecret: peerSecret, Peers: peers, Self: peers[i+1], Listen: []string{peers[i+1]}}
+		p := &hostproto.CertPlan{PeerSecret: peerSecret, Peers: peers, Self: peers[i+1], Listen: []string{peers[i+1]}}
 		for _, n := range names {
-			p.Names = append(p.Names, certs.PlanName{Name: n.Name, Challenge: n.Challenge, From: from})
+			p.Names = append(p.Names, hostproto.CertPlanName{Name: n.Name, Challenge: n.Challenge, From: from})
 		}
 		plans[h] = p
 	}
@@ -451,7 +451,7 @@ func trustedProxies(cfg *config.Config) (proxies, balancers []string, err error)
 // issuerListen adds to a host's plan the host's address that this
 // SSH connection reached: behind a NAT (a cloud's public address) the
 // address the peers dial is not one the host can listen on.
-func issuerListen(ctx context.Context, conn transport.Conn, p *certs.Plan) (*certs.Plan, error) {
+func issuerListen(ctx context.Context, conn transport.Conn, p *hostproto.CertPlan) (*hostproto.CertPlan, error) {
 	local, err := hostclient.SSHAddr(ctx, conn)
 	if err != nil {
 		return nil, err

@@ -98,7 +98,7 @@ var (
 	previousVerb = verb[hostproto.None, string]{hostproto.PreviousVerb, func(_ context.Context, c *call, _ hostproto.None) (string, error) {
 		return previousID(c.layout)
 	}}
-	proxyStatusVerb = verb[hostproto.None, []proxy.RouteStatus]{hostproto.ProxyStatusVerb, func(ctx context.Context, _ *call, _ hostproto.None) ([]proxy.RouteStatus, error) {
+	proxyStatusVerb = verb[hostproto.None, []hostproto.RouteStatus]{hostproto.ProxyStatusVerb, func(ctx context.Context, _ *call, _ hostproto.None) ([]hostproto.RouteStatus, error) {
 		return (&proxy.Client{Socket: ProxySocket}).Status(ctx)
 	}}
 	proxyRootVerb = verb[hostproto.None, string]{hostproto.ProxyRootVerb, func(context.Context, *call, hostproto.None) (string, error) {
@@ -121,10 +121,10 @@ var (
 		return journal(ctx, c, a)
 	}}
 	maintenanceVerb = verb[hostproto.MaintenanceArgs, hostproto.None]{hostproto.MaintenanceVerb, func(ctx context.Context, c *call, a hostproto.MaintenanceArgs) (hostproto.None, error) {
-		var m *proxy.Maintenance
+		var m *hostproto.Maintenance
 		op := "maintenance off"
 		if a.On {
-			m, op = &proxy.Maintenance{Message: a.Message, RetryAfter: proxy.Duration{Duration: a.RetryAfter}}, "maintenance on"
+			m, op = &hostproto.Maintenance{Message: a.Message, RetryAfter: hostproto.Duration{Duration: a.RetryAfter}}, "maintenance on"
 		}
 		err := setMaintenance(ctx, c.layout, m)
 		c.audit(op, c.layout.CurrentID(), a.Message, err)

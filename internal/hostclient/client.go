@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/hostproto"
-	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -337,7 +336,7 @@ func (c *Client) Previous(ctx context.Context) (string, error) {
 }
 
 // ProxyStatus lists the routes of the host's edge proxy.
-func (c *Client) ProxyStatus(ctx context.Context) ([]proxy.RouteStatus, error) {
+func (c *Client) ProxyStatus(ctx context.Context) ([]hostproto.RouteStatus, error) {
 	return invoke(ctx, c, hostproto.ProxyStatusVerb, hostproto.None{}, nil)
 }
 

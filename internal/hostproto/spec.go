@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/bucket"
-	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/names"
 	"github.com/hoistdev/hoist/internal/signkey"
 )
@@ -63,7 +62,7 @@ type Spec struct {
 	// challenges, the DNS provider's credentials on the host that
 	// obtains them, the peers. Only setup sends it; nil leaves the plan
 	// on the host as it is, and a plan without names removes it.
-	Certs *certs.Plan `json:"certs,omitempty"`
+	Certs *CertPlan `json:"certs,omitempty"`
 	// Store is where the host fetches releases from, and the key whose
 	// records it trusts. Only setup sends it; nil leaves the host's as it
 	// is, and one without a bucket removes it.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/names"
-	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -52,7 +51,7 @@ var (
 	StatusVerb      = Verb[None, *Status]{"status"}
 	ReleasesVerb    = Verb[None, []ReleaseInfo]{"releases"}
 	PreviousVerb    = Verb[None, string]{"previous"}
-	ProxyStatusVerb = Verb[None, []proxy.RouteStatus]{"proxy-status"}
+	ProxyStatusVerb = Verb[None, []RouteStatus]{"proxy-status"}
 	ProxyRootVerb   = Verb[None, string]{"proxy-root"}
 	// BootVerb is run by the app's boot unit, not by the client.
 	BootVerb                  = Verb[None, None]{"boot"}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // stallingUpstream answers its health checks, and holds every other
@@ -81,19 +83,19 @@ func testClientLeavesCancelsUpstream(t *testing.T, fast bool) {
 // waitInFlight waits (up to 3s) until the route's in-flight count is n.
 func waitInFlight(t *testing.T, s *Server, n int64) {
 	t.Helper()
-	waitStatus(t, s, fmt.Sprintf("%d in flight", n), func(rs RouteStatus) bool { return rs.InFlight == n })
+	waitStatus(t, s, fmt.Sprintf("%d in flight", n), func(rs hostproto.RouteStatus) bool { return rs.InFlight == n })
 }
 
 // waitOpenWebSockets waits (up to 3s) until the route has n open
 // WebSockets.
 func waitOpenWebSockets(t *testing.T, s *Server, n int) {
 	t.Helper()
-	waitStatus(t, s, fmt.Sprintf("%d open WebSockets", n), func(rs RouteStatus) bool { return rs.OpenWebSockets == n })
+	waitStatus(t, s, fmt.Sprintf("%d open WebSockets", n), func(rs hostproto.RouteStatus) bool { return rs.OpenWebSockets == n })
 }
 
 // waitStatus waits (up to 3s) until the proxy's one route's status is
 // as want says.
-func waitStatus(t *testing.T, s *Server, what string, want func(RouteStatus) bool) {
+func waitStatus(t *testing.T, s *Server, what string, want func(hostproto.RouteStatus) bool) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
