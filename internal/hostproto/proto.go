@@ -14,7 +14,12 @@
 // status. stderr carries progress.
 //
 // Each verb is defined once, in verbs.go, with its argument and result
-// types: the client encodes what the host decodes.
+// types: the client encodes what the host decodes. Every type that
+// crosses the wire is defined here, the accessories' (accessory.go),
+// the proxy's routes (route.go) and the certificates' (certs.go) too,
+// and the host side runs them as they are: this package imports no
+// host-side package (deps_test.go holds it), so a change to the host's
+// internals is no protocol change, and the laptop links no host code.
 package hostproto
 
 import (
