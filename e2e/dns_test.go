@@ -20,6 +20,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/bindtest"
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 )
 
@@ -192,8 +193,8 @@ func wantStatus(t *testing.T, out string, hosts []string, shared, wild string) {
 	var st []struct {
 		Host   string `json:"host"`
 		Routes []struct {
-			App          string                  `json:"app"`
-			Certificates map[string]certs.Status `json:"certificates"`
+			App          string                          `json:"app"`
+			Certificates map[string]hostproto.CertStatus `json:"certificates"`
 		} `json:"routes"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {

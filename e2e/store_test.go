@@ -23,6 +23,7 @@ import (
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/kumotest"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/signkey"
 	"github.com/hoistdev/hoist/internal/store"
 )
 
@@ -169,7 +170,7 @@ func TestDeployThroughTheStore(t *testing.T) {
 		}
 		// Someone who can write the bucket points the record at the
 		// release they like, signed with their own key.
-		otherFile, other, _ := store.GenerateKey("mallory")
+		otherFile, other, _ := signkey.GenerateKey("mallory")
 		rec.Release, rec.Seq, rec.By = r2, rec.Seq+1, "mallory"
 		forged, err := store.Sign(other, rec)
 		if err != nil {
@@ -178,9 +179,9 @@ func TestDeployThroughTheStore(t *testing.T) {
 		if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucketName), Key: aws.String(app + "/store/current"), Body: bytes.NewReader(forged)}); err != nil {
 			t.Fatal(err)
 		}
-		otherFP, _ := store.Fingerprint(other.Public().(ed25519.PublicKey))
-		trusted, _ := store.ParsePublicKey(pubLine)
-		trustedFP, _ := store.Fingerprint(trusted)
+		otherFP, _ := signkey.Fingerprint(other.Public().(ed25519.PublicKey))
+		trusted, _ := signkey.ParsePublicKey(pubLine)
+		trustedFP, _ := signkey.Fingerprint(trusted)
 		// A host that reads the store's record itself refuses it.
 		var stdout, stderrb bytes.Buffer
 		req := `{"app":"` + app + `","args":{}}` + "\n"

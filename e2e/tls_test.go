@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
 
@@ -66,8 +66,8 @@ func TestHTTPSWithInternalCA(t *testing.T) {
 	var st []struct {
 		Host   string `json:"host"`
 		Routes []struct {
-			App          string                  `json:"app"`
-			Certificates map[string]certs.Status `json:"certificates"`
+			App          string                          `json:"app"`
+			Certificates map[string]hostproto.CertStatus `json:"certificates"`
 		} `json:"routes"`
 	}
 	if err := json.Unmarshal([]byte(mustHoist(t, a.dir, "proxy", "status", "--json")), &st); err != nil {

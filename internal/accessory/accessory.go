@@ -21,96 +21,25 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/services"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
-// Spec is what the client tells a host about one accessory: hoist.yml's
-// entry with its defaults applied. setup keeps it on the host, so that
-// the other verbs, and the backup timer, need only the name.
-type Spec struct {
-	App     string `json:"app"`
-	Name    string `json:"name"`
-	Service string `json:"service"`
-	Package string `json:"package"`
-	Port    int    `json:"port"`
-	// Listen is the address it listens on: 127.0.0.1 for loopback, or a
-	// private address of the host.
-	Listen string   `json:"listen"`
-	Allow  []string `json:"allow,omitempty"`
-	// Database is the PostgreSQL database, and its owner role.
-	Database string `json:"database,omitempty"`
-	// Env is the app's variable that gets the URL.
-	Env string `json:"env"`
-	// BackupSchedule is an OnCalendar= expression, "" for none.
-	BackupSchedule string `json:"backup_schedule,omitempty"`
-	BackupKeep     int    `json:"backup_keep,omitempty"`
-	// Offsite is where backups are copied off the host; nil for none.
-	Offsite *Offsite `json:"offsite,omitempty"`
-}
-
-var (
-	namePattern     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	databasePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
-	packagePattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
-	envPattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
-// ValidName reports whether name can name an accessory (or an app) in
-// paths and unit names.
-func ValidName(name string) bool { return namePattern.MatchString(name) }
-
-// Validate checks a spec received from the client: every value ends up
-// in a file, a unit or a command line on the host.
-func (s *Spec) Validate() error {
-	switch {
-	case !ValidName(s.App) || !ValidName(s.Name):
-		return fmt.Errorf("invalid accessory %q of app %q", s.Name, s.App)
-	case serviceOf[s.Service] == nil:
-		return fmt.Errorf("accessory %s: unknown service %q", s.Name, s.Service)
-	case !packagePattern.MatchString(s.Package):
-		return fmt.Errorf("accessory %s: invalid package %q", s.Name, s.Package)
-	case s.Port < 1024 || s.Port > 65535:
-		return fmt.Errorf("accessory %s: invalid port %d", s.Name, s.Port)
-	case !envPattern.MatchString(s.Env):
-		return fmt.Errorf("accessory %s: invalid variable %q", s.Name, s.Env)
-	case services.HasDatabase(s.Service) && !databasePattern.MatchString(s.Database):
-		return fmt.Errorf("accessory %s: invalid database %q", s.Name, s.Database)
-	case strings.ContainsAny(s.BackupSchedule, "\n\r\"'\\;%$`"):
-		return fmt.Errorf("accessory %s: invalid backup schedule %q", s.Name, s.BackupSchedule)
-	}
-	if s.Offsite != nil {
-		if err := s.Offsite.Validate(); err != nil {
-			return fmt.Errorf("accessory %s: backup.offsite: %w", s.Name, err)
-		}
-	}
-	addr, err := netip.ParseAddr(s.Listen)
-	if err != nil || !services.IsPrivate(addr) {
-		return fmt.Errorf("accessory %s: %q is not a loopback or private address", s.Name, s.Listen)
-	}
-	for _, a := range s.Allow {
-		if p, err := netip.ParsePrefix(a); err != nil || !services.IsPrivate(p.Addr()) {
-			return fmt.Errorf("accessory %s: %q is not a private network", s.Name, a)
-		}
-	}
-	return nil
-}
-
-// Instance names the accessory's instance of its service on the host:
+// instance names the accessory's instance of its service on the host:
 // APP.NAME, which no other app's accessory shares (neither part has a
 // dot).
-func (s *Spec) Instance() string { return s.App + "." + s.Name }
+func instance(s *hostproto.AccessorySpec) string { return s.App + "." + s.Name }
 
 // allowed are the networks systemd lets reach the service: loopback,
 // and with a private address the networks given (default: the address's
 // /24 or /64).
-func (s *Spec) allowed() []string {
+func allowed(s *hostproto.AccessorySpec) []string {
 	addr, _ := netip.ParseAddr(s.Listen)
 	if addr.IsLoopback() {
 		return nil
@@ -143,75 +72,68 @@ type Place struct {
 	BackupRequest string
 }
 
-// Connection is what the app gets: its variable and the URL, password
-// included. It travels to app hosts like secrets, and is never printed.
-type Connection struct {
-	Env string `json:"env"`
-	URL string `json:"url"`
-}
-
 // Setup installs, configures and starts the accessory, and makes what
 // the app needs in it. It is safe to run again: data in place is never
 // touched; settings are rewritten and the service restarted only when
 // they changed.
-func Setup(ctx context.Context, s *Spec, p Place, log io.Writer) (Connection, error) {
+func Setup(ctx context.Context, s *hostproto.AccessorySpec, p Place, log io.Writer) (hostproto.AccessoryConnection, error) {
 	if err := s.Validate(); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	svc := serviceOf[s.Service]
 	// Before anything is installed or made: a port another program holds.
 	if err := checkPort(ctx, s, svc.owns); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
-		return Connection{}, fmt.Errorf("accessory %s: %w", s.Name, err)
+		return hostproto.AccessoryConnection{}, fmt.Errorf("accessory %s: %w", s.Name, err)
 	}
 	fresh, err := ensurePackage(ctx, s.Name, s.Package, svc.beforeInstall, log)
 	if err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	e, err := svc.engine(s)
 	if err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	if fresh && svc.afterInstall != nil {
 		if err := svc.afterInstall(ctx); err != nil {
-			return Connection{}, err
+			return hostproto.AccessoryConnection{}, err
 		}
 	}
 	password, err := ensurePassword(p.Password)
 	if err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	if err := e.create(ctx, log); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	changed, err := e.configure(password)
 	if err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
-	dropIn, err := writeUnits(ctx, p.UnitDir, map[string][]byte{dropInName(e.unit()): renderDropIn(e.hardening(), s.allowed())})
+	dropIn, err := writeUnits(ctx, p.UnitDir, map[string][]byte{dropInName(e.unit()): renderDropIn(e.hardening(), allowed(s))})
 	if err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	if err := start(ctx, s, e, changed || dropIn, log); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	if err := e.provision(ctx, password); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	if err := installBackups(ctx, s, p, e); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
 	b, _ := json.Marshal(s) // plain struct: cannot fail
 	if err := atomicfile.Write(p.SpecFile, b, 0o600); err != nil {
-		return Connection{}, err
+		return hostproto.AccessoryConnection{}, err
 	}
-	return Connection{Env: s.Env, URL: e.url(password)}, nil
+	return hostproto.AccessoryConnection{Env: s.Env, URL: e.url(password)}, nil
 }
 
 // start starts the unit, or restarts it when its settings changed.
-func start(ctx context.Context, s *Spec, e engine, changed bool, log io.Writer) error {
+func start(ctx context.Context, s *hostproto.AccessorySpec, e engine, changed bool, log io.Writer) error {
 	u, err := systemd.Show(ctx, e.unit())
 	if err != nil {
 		return err
@@ -265,7 +187,7 @@ func ensurePassword(path string) (string, error) {
 }
 
 // Load reads the spec setup kept for accessory name.
-func Load(p Place, name string) (*Spec, error) {
+func Load(p Place, name string) (*hostproto.AccessorySpec, error) {
 	b, err := os.ReadFile(p.SpecFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, &NotSetUpError{Name: name}
@@ -273,7 +195,7 @@ func Load(p Place, name string) (*Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accessory %s: %w", name, err)
 	}
-	var s Spec
+	var s hostproto.AccessorySpec
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("accessory %s: read %s: %w", name, p.SpecFile, err)
 	}
@@ -287,40 +209,8 @@ func (e *NotSetUpError) Error() string {
 	return fmt.Sprintf("accessory %s is not set up on this host: run hoist setup", e.Name)
 }
 
-// Status is what `hoist accessory status` shows for one accessory.
-type Status struct {
-	Name    string    `json:"name"`
-	Service string    `json:"service"`
-	Unit    string    `json:"unit"`
-	State   string    `json:"state"` // the unit's ActiveState
-	Since   time.Time `json:"since,omitzero"`
-	Listen  string    `json:"listen"`
-	Port    int       `json:"port"`
-	Version string    `json:"version,omitempty"`
-	// DataDir is where the service keeps its data.
-	DataDir string `json:"data_dir"`
-	// Backups counts the backups on the host, of every kind.
-	Backups int `json:"backups"`
-	// LastBackup is the newest of the accessory's own backups (the
-	// timer's or by hand), not a before-restore copy or an upload.
-	LastBackup *BackupInfo `json:"last_backup,omitempty"`
-	NextBackup time.Time   `json:"next_backup,omitzero"`
-	// LastFailure is the newest backup that failed, with its cause.
-	LastFailure *Failure `json:"last_failure,omitempty"`
-	// LastScheduled is how the timer's newest run went.
-	LastScheduled *Run `json:"last_scheduled,omitempty"`
-	// LastVerify is the newest verify drill's result.
-	LastVerify *Verification `json:"last_verify,omitempty"`
-	// LastOffsite is how the newest copy to the off-host bucket went.
-	LastOffsite *Run `json:"last_offsite,omitempty"`
-	// BackupWarning says what is wrong with the backups, when the last
-	// scheduled one failed or the newest is older than twice the
-	// schedule's period; setup and deploy print it.
-	BackupWarning string `json:"backup_warning,omitempty"`
-}
-
 // ReadStatus reports the accessory's state on this host.
-func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
+func ReadStatus(ctx context.Context, s *hostproto.AccessorySpec, p Place) (*hostproto.AccessoryStatus, error) {
 	e, err := serviceOf[s.Service].engine(s)
 	if err != nil {
 		return nil, err
@@ -329,7 +219,7 @@ func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Name: s.Name, Service: s.Service, Unit: e.unit(), State: u.ActiveState, Since: u.Since,
+	st := &hostproto.AccessoryStatus{Name: s.Name, Service: s.Service, Unit: e.unit(), State: u.ActiveState, Since: u.Since,
 		Listen: s.Listen, Port: s.Port, Version: e.version(), DataDir: e.dataDir()}
 	if !services.BacksUp(s.Service) {
 		return st, nil
@@ -364,7 +254,7 @@ func ReadStatus(ctx context.Context, s *Spec, p Place) (*Status, error) {
 // period is period: the timer's last run failed, or the newest backup
 // (newest; nil for none since setup, at since) is older than twice the
 // period. "" when all is well.
-func backupWarning(schedule string, period time.Duration, last *Run, newest *BackupInfo, since, now time.Time) string {
+func backupWarning(schedule string, period time.Duration, last *hostproto.BackupRun, newest *hostproto.BackupInfo, since, now time.Time) string {
 	if last != nil && last.Error != "" {
 		return fmt.Sprintf("the last scheduled backup, at %s, failed: %s", last.At.UTC().Format(time.RFC3339), last.Error)
 	}
@@ -410,7 +300,7 @@ func periodOf(out string) time.Duration {
 }
 
 // Unit is the systemd unit that runs the accessory, for logs.
-func Unit(s *Spec) (string, error) {
+func Unit(s *hostproto.AccessorySpec) (string, error) {
 	e, err := serviceOf[s.Service].engine(s)
 	if err != nil {
 		return "", err
@@ -419,7 +309,7 @@ func Unit(s *Spec) (string, error) {
 }
 
 // Restart restarts the accessory's unit and waits until it serves.
-func Restart(ctx context.Context, s *Spec) error {
+func Restart(ctx context.Context, s *hostproto.AccessorySpec) error {
 	e, err := serviceOf[s.Service].engine(s)
 	if err != nil {
 		return err

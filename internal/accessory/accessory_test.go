@@ -20,26 +20,28 @@ import (
 	"github.com/hoistdev/hoist/internal/atomicfile"
 
 	"github.com/hoistdev/hoist/internal/goldentest"
+	"github.com/hoistdev/hoist/internal/hostproto"
+	"github.com/hoistdev/hoist/internal/services"
 )
 
-func pgSpec() *Spec {
-	return &Spec{App: "shop", Name: "db", Service: "postgresql", Package: "postgresql", Port: 5432, Listen: "127.0.0.1",
+func pgSpec() *hostproto.AccessorySpec {
+	return &hostproto.AccessorySpec{App: "shop", Name: "db", Service: "postgresql", Package: "postgresql", Port: 5432, Listen: "127.0.0.1",
 		Database: "shop", Env: "DATABASE_URL", BackupSchedule: "daily", BackupKeep: 3}
 }
 
 func TestSpecValidate(t *testing.T) {
 	tests := map[string]struct {
-		edit func(s *Spec)
+		edit func(s *hostproto.AccessorySpec)
 		want string
 	}{
-		"valid":            {func(*Spec) {}, ""},
-		"public listen":    {func(s *Spec) { s.Listen = "203.0.113.9" }, "is not a loopback or private address"},
-		"public allow":     {func(s *Spec) { s.Listen = "10.0.0.5"; s.Allow = []string{"0.0.0.0/0"} }, "is not a private network"},
-		"unknown service":  {func(s *Spec) { s.Service = "mysql" }, `unknown service "mysql"`},
-		"name with a dot":  {func(s *Spec) { s.Name = "a.b" }, "invalid accessory"},
-		"database quoted":  {func(s *Spec) { s.Database = `x"; DROP` }, "invalid database"},
-		"schedule with %":  {func(s *Spec) { s.BackupSchedule = "%n" }, "invalid backup schedule"},
-		"package injected": {func(s *Spec) { s.Package = "pg -o x" }, "invalid package"},
+		"valid":            {func(*hostproto.AccessorySpec) {}, ""},
+		"public listen":    {func(s *hostproto.AccessorySpec) { s.Listen = "203.0.113.9" }, "is not a loopback or private address"},
+		"public allow":     {func(s *hostproto.AccessorySpec) { s.Listen = "10.0.0.5"; s.Allow = []string{"0.0.0.0/0"} }, "is not a private network"},
+		"unknown service":  {func(s *hostproto.AccessorySpec) { s.Service = "mysql" }, `unknown service "mysql"`},
+		"name with a dot":  {func(s *hostproto.AccessorySpec) { s.Name = "a.b" }, "invalid accessory"},
+		"database quoted":  {func(s *hostproto.AccessorySpec) { s.Database = `x"; DROP` }, "invalid database"},
+		"schedule with %":  {func(s *hostproto.AccessorySpec) { s.BackupSchedule = "%n" }, "invalid backup schedule"},
+		"package injected": {func(s *hostproto.AccessorySpec) { s.Package = "pg -o x" }, "invalid package"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -69,7 +71,7 @@ func TestAllowedNetworks(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := pgSpec()
 			s.Listen, s.Allow = tt.listen, tt.allow
-			if diff := cmp.Diff(tt.want, s.allowed()); diff != "" {
+			if diff := cmp.Diff(tt.want, allowed(s)); diff != "" {
 				t.Errorf("allowed (-want +got):\n%s", diff)
 			}
 		})
@@ -78,10 +80,10 @@ func TestAllowedNetworks(t *testing.T) {
 
 // Two apps' accessories never share an instance, whatever their dashes.
 func TestInstanceNamesDoNotCollide(t *testing.T) {
-	a := &Spec{App: "a-b", Name: "c"}
-	b := &Spec{App: "a", Name: "b-c"}
-	if a.Instance() == b.Instance() || pgCluster(a) == pgCluster(b) {
-		t.Errorf("%s and %s share %s / %s", "a-b:c", "a:b-c", a.Instance(), pgCluster(a))
+	a := &hostproto.AccessorySpec{App: "a-b", Name: "c"}
+	b := &hostproto.AccessorySpec{App: "a", Name: "b-c"}
+	if instance(a) == instance(b) || pgCluster(a) == pgCluster(b) {
+		t.Errorf("%s and %s share %s / %s", "a-b:c", "a:b-c", instance(a), pgCluster(a))
 	}
 	if got := pgCluster(a); got != "a_b.c" {
 		t.Errorf("cluster of a-b's c = %q, want a_b.c (no dash: systemd's %%I)", got)
@@ -122,7 +124,7 @@ func TestRenderedFiles(t *testing.T) {
 	conf, hba := pg.settings()
 	goldentest.Check(t, "testdata/postgresql-hoist.conf", conf)
 	goldentest.Check(t, "testdata/pg_hba.conf", hba)
-	goldentest.Check(t, "testdata/postgresql-dropin.conf", renderDropIn(pg.hardening(), pg.s.allowed()))
+	goldentest.Check(t, "testdata/postgresql-dropin.conf", renderDropIn(pg.hardening(), allowed(pg.s)))
 	place := Place{Dir: "/var/lib/hoist/shop/accessories/db", Backups: "/var/lib/hoist/shop/accessories/db/backups", HoistBin: "/usr/local/bin/hoist",
 		BackupRequest: `{"app":"shop","args":{"name":"db"}}`}
 	svc, timer := renderBackupUnits(pg.s, place, pg.unit())
@@ -135,10 +137,10 @@ func TestRenderedFiles(t *testing.T) {
 	_, hba = pgp.settings()
 	goldentest.Check(t, "testdata/pg_hba-private.conf", hba)
 
-	rs := &Spec{App: "shop", Name: "cache", Service: "redis", Package: "redis-server", Port: 6379, Listen: "10.0.1.5",
+	rs := &hostproto.AccessorySpec{App: "shop", Name: "cache", Service: "redis", Package: "redis-server", Port: 6379, Listen: "10.0.1.5",
 		Allow: []string{"10.0.0.0/16"}, Env: "REDIS_URL"}
 	r := &redis{s: rs, f: redisFlavor}
-	goldentest.Check(t, "testdata/redis-dropin.conf", renderDropIn(r.hardening(), rs.allowed()))
+	goldentest.Check(t, "testdata/redis-dropin.conf", renderDropIn(r.hardening(), allowed(rs)))
 	if r.unit() != "redis-server@shop.cache.service" || r.confFile() != "/etc/redis/redis-shop.cache.conf" {
 		t.Errorf("redis unit %s, conf %s", r.unit(), r.confFile())
 	}
@@ -411,16 +413,16 @@ func TestCheckRoom(t *testing.T) {
 func TestBackupWarning(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	day := 24 * time.Hour
-	fresh := &BackupInfo{File: "db-1.sql.gz", Created: now.Add(-30 * time.Hour)}
-	old := &BackupInfo{File: "db-0.sql.gz", Created: now.Add(-49 * time.Hour)}
+	fresh := &hostproto.BackupInfo{File: "db-1.sql.gz", Created: now.Add(-30 * time.Hour)}
+	old := &hostproto.BackupInfo{File: "db-0.sql.gz", Created: now.Add(-49 * time.Hour)}
 	tests := map[string]struct {
-		last   *Run
-		newest *BackupInfo
+		last   *hostproto.BackupRun
+		newest *hostproto.BackupInfo
 		since  time.Time
 		want   string
 	}{
-		"fresh":             {&Run{At: now, File: "db-1.sql.gz"}, fresh, now.Add(-100 * day), ""},
-		"failed":            {&Run{At: now, Error: "backup of db: write to /b: no space left on device"}, fresh, time.Time{}, "the last scheduled backup, at 2026-12-07T12:00:00Z, failed: backup of db: write to /b: no space left on device"},
+		"fresh":             {&hostproto.BackupRun{At: now, File: "db-1.sql.gz"}, fresh, now.Add(-100 * day), ""},
+		"failed":            {&hostproto.BackupRun{At: now, Error: "backup of db: write to /b: no space left on device"}, fresh, time.Time{}, "the last scheduled backup, at 2026-12-07T12:00:00Z, failed: backup of db: write to /b: no space left on device"},
 		"too old":           {nil, old, time.Time{}, "the newest backup is from 2026-12-05T11:00:00Z, 49h0m0s ago: more than twice the schedule's period (daily, every 24h0m0s)"},
 		"none since setup":  {nil, nil, now.Add(-3 * day), "no backup since setup at 2026-12-04T12:00:00Z"},
 		"none, setup today": {nil, nil, now.Add(-time.Hour), ""},
@@ -436,5 +438,19 @@ func TestBackupWarning(t *testing.T) {
 	out := "  Original form: daily\nNormalized form: *-*-* 00:00:00\n    Next elapse: Tue 2026-12-08 00:00:00 UTC\n       From now: 14h left\n       Iter. #2: Wed 2026-12-09 00:00:00 UTC\n"
 	if p := periodOf(out); p != day {
 		t.Errorf("period of daily = %s", p)
+	}
+}
+
+// The protocol accepts a spec of any service internal/services names
+// (hostproto.AccessorySpec.Validate); each must be one this package
+// runs, or Setup would find no service for it.
+func TestEveryKnownServiceRuns(t *testing.T) {
+	for _, name := range services.Names() {
+		if serviceOf[name] == nil {
+			t.Errorf("service %s is known to internal/services and not run by accessory", name)
+		}
+	}
+	if len(serviceOf) != len(services.Names()) {
+		t.Errorf("accessory runs %d services, internal/services names %d", len(serviceOf), len(services.Names()))
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/bytesize"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/services"
 )
 
@@ -32,17 +33,8 @@ import (
 // written to a temporary file and renamed into place once complete, so
 // that the backups directory only ever holds whole ones.
 
-// BackupExt ends every backup's file name.
-const BackupExt = ".sql.gz"
-
 // dumpComplete is the line pg_dump writes once everything is dumped.
 const dumpComplete = "-- PostgreSQL database dump complete"
-
-var backupFile = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.sql\.gz$`)
-
-// ValidBackupFile reports whether name can name a backup on a host: a
-// plain file name, no directory.
-func ValidBackupFile(name string) bool { return backupFile.MatchString(name) }
 
 // Meta is what a backup says about itself, in its gzip header.
 type Meta struct {
@@ -73,20 +65,6 @@ const (
 // KeepAside is how many before-restore copies, and how many uploads,
 // a host keeps: the newest of each, besides backup.keep of its own.
 const KeepAside = 5
-
-// BackupInfo is one backup on a host.
-type BackupInfo struct {
-	File    string    `json:"file"`
-	Size    int64     `json:"size"`
-	Created time.Time `json:"created"`
-	Kind    string    `json:"kind,omitempty"`
-	// Verified is when a verify drill last restored it and found what
-	// it says it holds; a backup is good once verified.
-	Verified time.Time `json:"verified,omitzero"`
-	// OffsiteError says why a new backup could not be copied off the
-	// host (backup.offsite): it stands on the host all the same.
-	OffsiteError string `json:"offsite_error,omitempty"`
-}
 
 // BadBackupError says why a backup cannot be restored.
 type BadBackupError struct {
@@ -122,7 +100,7 @@ func kindOf(file string) string {
 	switch {
 	case strings.HasPrefix(file, uploadPrefix) || !ownBackup.MatchString(file):
 		return KindUploaded
-	case strings.HasSuffix(file, "-before-restore"+BackupExt):
+	case strings.HasSuffix(file, "-before-restore"+hostproto.BackupExt):
 		return KindBeforeRestore
 	}
 	return KindBackup
@@ -131,13 +109,13 @@ func kindOf(file string) string {
 // backupNames are the names a backup of s made at t may take, in turn:
 // NAME-20261207T015917Z.sql.gz, then with -2, -3... when another backup
 // of the same second has the name (a backup never replaces another).
-func backupNames(s *Spec, t time.Time, suffix string) func(n int) string {
+func backupNames(s *hostproto.AccessorySpec, t time.Time, suffix string) func(n int) string {
 	base := s.Name + "-" + t.UTC().Format("20060102T150405Z")
 	return func(n int) string {
 		if n > 1 {
-			return fmt.Sprintf("%s-%d%s%s", base, n, suffix, BackupExt)
+			return fmt.Sprintf("%s-%d%s%s", base, n, suffix, hostproto.BackupExt)
 		}
-		return base + suffix + BackupExt
+		return base + suffix + hostproto.BackupExt
 	}
 }
 
@@ -155,10 +133,10 @@ func commitUnique(f *atomicfile.File, dir string, names func(n int) string) (str
 
 // Backup dumps the accessory's database into a new backup, records how
 // it went (scheduled: the timer's run), then prunes old backups.
-func Backup(ctx context.Context, s *Spec, p Place, scheduled bool) (BackupInfo, error) {
+func Backup(ctx context.Context, s *hostproto.AccessorySpec, p Place, scheduled bool) (hostproto.BackupInfo, error) {
 	pg, err := postgresOf(s)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
 	bi, err := pg.backup(ctx, p, backupNames(s, time.Now(), ""))
 	if rerr := recordBackup(p, bi, scheduled, err); err == nil {
@@ -197,7 +175,7 @@ func spared(p Place, files ...string) []string {
 	return files
 }
 
-func postgresOf(s *Spec) (*postgres, error) {
+func postgresOf(s *hostproto.AccessorySpec) (*postgres, error) {
 	if !services.BacksUp(s.Service) {
 		return nil, fmt.Errorf("accessory %s is %s: hoist backs up and restores %s accessories; %s keeps its data in its own files", s.Name, s.Service, strings.Join(services.BackedUp(), ", "), s.Service)
 	}
@@ -206,13 +184,13 @@ func postgresOf(s *Spec) (*postgres, error) {
 
 // backup writes the database's dump to a new file in the backups
 // directory, under the first free name of names.
-func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string) (BackupInfo, error) {
+func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string) (hostproto.BackupInfo, error) {
 	if err := os.MkdirAll(p.Backups, 0o700); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
 	f, err := atomicfile.Create(filepath.Join(p.Backups, names(1)), 0o600)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
 	defer f.Abort()
 	meta := Meta{App: pg.s.App, Accessory: pg.s.Name, Database: pg.s.Database, Version: pg.ver, Created: time.Now().UTC().Truncate(time.Second)}
@@ -224,30 +202,30 @@ func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string)
 	err = pg.run(ctx, "pg_dump", []string{"--no-owner", "--no-privileges", "-d", pg.s.Database}, nil, io.MultiWriter(zw, scan))
 	if disk.err != nil {
 		// pg_dump's own error is then only the broken pipe.
-		return BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, disk.err)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, disk.err)
 	}
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
 	}
 	scan.flush()
 	if !scan.complete {
-		return BackupInfo{}, fmt.Errorf("backup of %s: pg_dump exited without finishing the dump", pg.s.Name)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: pg_dump exited without finishing the dump", pg.s.Name)
 	}
 	// The row counts follow the dump, as a comment that psql skips.
 	rows, _ := json.Marshal(scan.rows)
 	fmt.Fprintf(zw, "%s%s\n", rowsLine, rows)
 	if err := zw.Close(); err != nil || disk.err != nil {
-		return BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, errors.Join(disk.err, err))
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, errors.Join(disk.err, err))
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
 	}
 	file, err := commitUnique(f, p.Backups, names)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
-	return BackupInfo{File: file, Size: size, Created: meta.Created, Kind: kindOf(file)}, nil
+	return hostproto.BackupInfo{File: file, Size: size, Created: meta.Created, Kind: kindOf(file)}, nil
 }
 
 // firstError writes to w and keeps the first error: when the disk is
@@ -329,7 +307,7 @@ func VerifyFile(path string) (Meta, int64, error) {
 }
 
 // ListBackups lists the backups in dir, oldest first.
-func ListBackups(dir string) ([]BackupInfo, error) {
+func ListBackups(dir string) ([]hostproto.BackupInfo, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -337,16 +315,16 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
-	var out []BackupInfo
+	var out []hostproto.BackupInfo
 	for _, e := range ents {
-		if !e.Type().IsRegular() || !ValidBackupFile(e.Name()) {
+		if !e.Type().IsRegular() || !hostproto.ValidBackupFile(e.Name()) {
 			continue
 		}
 		fi, err := e.Info()
 		if err != nil {
 			continue
 		}
-		out = append(out, BackupInfo{File: e.Name(), Size: fi.Size(), Created: created(filepath.Join(dir, e.Name()), fi.ModTime()), Kind: kindOf(e.Name())})
+		out = append(out, hostproto.BackupInfo{File: e.Name(), Size: fi.Size(), Created: created(filepath.Join(dir, e.Name()), fi.ModTime()), Kind: kindOf(e.Name())})
 	}
 	seq := make(map[string]int, len(out))
 	for _, b := range out {
@@ -369,13 +347,13 @@ func ListBackups(dir string) ([]BackupInfo, error) {
 
 // Backups lists the accessory's backups on this host, oldest first,
 // with when a verify drill found each whole.
-func Backups(p Place) ([]BackupInfo, error) {
+func Backups(p Place) ([]hostproto.BackupInfo, error) {
 	bs, _, err := backupsAndRecord(p)
 	return bs, err
 }
 
 // backupsAndRecord is Backups, and the record it read the drills in.
-func backupsAndRecord(p Place) ([]BackupInfo, Record, error) {
+func backupsAndRecord(p Place) ([]hostproto.BackupInfo, Record, error) {
 	bs, err := ListBackups(p.Backups)
 	if err != nil {
 		return nil, Record{}, err
@@ -439,7 +417,7 @@ func prune(dir string, keep int, protect ...string) error {
 
 // OpenBackup opens backup file of p, for fetching it.
 func OpenBackup(p Place, file string) (*os.File, error) {
-	if !ValidBackupFile(file) {
+	if !hostproto.ValidBackupFile(file) {
 		return nil, fmt.Errorf("%q is not a backup file name", file)
 	}
 	f, err := os.Open(filepath.Join(p.Backups, file))
@@ -453,54 +431,43 @@ func OpenBackup(p Place, file string) (*os.File, error) {
 // once it is whole and verified, as an upload: uploaded-FILE, or
 // uploaded-FILE-2... when the name is taken (an upload never replaces
 // a backup). It returns the name it is kept under.
-func ReceiveBackup(p Place, file string, size int64, r io.Reader) (BackupInfo, error) {
-	if !ValidBackupFile(file) {
-		return BackupInfo{}, fmt.Errorf("%q is not a backup file name (NAME.sql.gz)", file)
+func ReceiveBackup(p Place, file string, size int64, r io.Reader) (hostproto.BackupInfo, error) {
+	if !hostproto.ValidBackupFile(file) {
+		return hostproto.BackupInfo{}, fmt.Errorf("%q is not a backup file name (NAME.sql.gz)", file)
 	}
 	if err := os.MkdirAll(p.Backups, 0o700); err != nil {
-		return BackupInfo{}, fmt.Errorf("receive backup: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("receive backup: %w", err)
 	}
-	stem := strings.TrimSuffix(file, BackupExt)
+	stem := strings.TrimSuffix(file, hostproto.BackupExt)
 	if !strings.HasPrefix(stem, uploadPrefix) {
 		stem = uploadPrefix + stem
 	}
 	names := func(n int) string {
 		if n > 1 {
-			return fmt.Sprintf("%s-%d%s", stem, n, BackupExt)
+			return fmt.Sprintf("%s-%d%s", stem, n, hostproto.BackupExt)
 		}
-		return stem + BackupExt
+		return stem + hostproto.BackupExt
 	}
 	f, err := atomicfile.Create(filepath.Join(p.Backups, names(1)), 0o600)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
 	defer f.Abort()
 	if n, err := io.CopyN(f, r, size); err != nil {
-		return BackupInfo{}, fmt.Errorf("receive backup %s: the upload ended after %d of %d bytes: %w", file, n, size, err)
+		return hostproto.BackupInfo{}, fmt.Errorf("receive backup %s: the upload ended after %d of %d bytes: %w", file, n, size, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return BackupInfo{}, fmt.Errorf("receive backup: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("receive backup: %w", err)
 	}
 	meta, _, err := Verify(f, file)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
 	kept, err := commitUnique(f, p.Backups, names)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
-	return BackupInfo{File: kept, Size: size, Created: meta.Created, Kind: KindUploaded}, nil
-}
-
-// ConfirmError says that a restore would replace data and was not
-// confirmed.
-type ConfirmError struct {
-	Database string `json:"database"`
-	Tables   int    `json:"tables"`
-}
-
-func (e *ConfirmError) Error() string {
-	return fmt.Sprintf("database %s is not empty (%d tables, views or sequences), and the restore would replace it; nothing was changed: confirm with --yes (a backup of what is there now is kept first)", e.Database, e.Tables)
+	return hostproto.BackupInfo{File: kept, Size: size, Created: meta.Created, Kind: KindUploaded}, nil
 }
 
 // RoomError says that the disk is too small for a restore.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // ImportForeign stores an ordinary pg_dump, not made by hoist (size
@@ -24,49 +25,49 @@ import (
 // turns into SQL without owners and grants (they name roles this host
 // does not have). The dump must be whole: pg_dump's closing line ends
 // it. It returns the upload's name.
-func ImportForeign(ctx context.Context, s *Spec, p Place, file string, size int64, r io.Reader) (BackupInfo, error) {
+func ImportForeign(ctx context.Context, s *hostproto.AccessorySpec, p Place, file string, size int64, r io.Reader) (hostproto.BackupInfo, error) {
 	pg, err := postgresOf(s)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
 	if err := os.MkdirAll(p.Backups, 0o700); err != nil {
-		return BackupInfo{}, fmt.Errorf("import: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("import: %w", err)
 	}
 	raw, err := os.CreateTemp(p.Backups, ".foreign-*")
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("import: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("import: %w", err)
 	}
 	defer os.Remove(raw.Name())
 	defer raw.Close()
 	if n, err := io.CopyN(raw, r, size); err != nil {
-		return BackupInfo{}, fmt.Errorf("import %s: the upload ended after %d of %d bytes: %w", file, n, size, err)
+		return hostproto.BackupInfo{}, fmt.Errorf("import %s: the upload ended after %d of %d bytes: %w", file, n, size, err)
 	}
 	if _, err := raw.Seek(0, io.SeekStart); err != nil {
-		return BackupInfo{}, fmt.Errorf("import: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("import: %w", err)
 	}
 	var in io.Reader = bufio.NewReader(raw)
 	if head, _ := in.(*bufio.Reader).Peek(2); bytes.Equal(head, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(in)
 		if err != nil {
-			return BackupInfo{}, &BadBackupError{File: file, Reason: "its gzip header is damaged"}
+			return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "its gzip header is damaged"}
 		}
 		in = bufio.NewReader(zr)
 	}
 	stem := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(filepath.Base(file), ".gz"), ".sql"), ".dump")
 	names := func(n int) string {
 		if n > 1 {
-			return fmt.Sprintf("%sforeign-%s-%d%s", uploadPrefix, stem, n, BackupExt)
+			return fmt.Sprintf("%sforeign-%s-%d%s", uploadPrefix, stem, n, hostproto.BackupExt)
 		}
-		return uploadPrefix + "foreign-" + stem + BackupExt
+		return uploadPrefix + "foreign-" + stem + hostproto.BackupExt
 	}
-	if !ValidBackupFile(names(1)) {
+	if !hostproto.ValidBackupFile(names(1)) {
 		names = func(n int) string {
-			return fmt.Sprintf("%sforeign-%s-%d%s", uploadPrefix, time.Now().UTC().Format("20060102T150405Z"), n, BackupExt)
+			return fmt.Sprintf("%sforeign-%s-%d%s", uploadPrefix, time.Now().UTC().Format("20060102T150405Z"), n, hostproto.BackupExt)
 		}
 	}
 	f, err := atomicfile.Create(filepath.Join(p.Backups, names(1)), 0o600)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
 	defer f.Abort()
 	meta := Meta{App: s.App, Accessory: s.Name, Database: s.Database, Version: pg.ver, Created: time.Now().UTC().Truncate(time.Second), Foreign: file}
@@ -81,33 +82,33 @@ func ImportForeign(ctx context.Context, s *Spec, p Place, file string, size int6
 		// writes SQL: it connects to nothing.
 		err = pg.run(ctx, "pg_restore", []string{"--no-owner", "--no-privileges", "-f", "-"}, in, sql)
 		if err != nil && disk.err == nil {
-			return BackupInfo{}, &BadBackupError{File: file, Reason: "pg_restore cannot read it: " + err.Error()}
+			return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "pg_restore cannot read it: " + err.Error()}
 		}
 	} else {
 		_, err = io.Copy(sql, in)
 		if err != nil && disk.err == nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrChecksum) {
-				return BackupInfo{}, &BadBackupError{File: file, Reason: "it is cut short or damaged (" + err.Error() + ")"}
+				return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "it is cut short or damaged (" + err.Error() + ")"}
 			}
-			return BackupInfo{}, fmt.Errorf("import %s: %w", file, err)
+			return hostproto.BackupInfo{}, fmt.Errorf("import %s: %w", file, err)
 		}
 	}
 	if disk.err != nil {
-		return BackupInfo{}, fmt.Errorf("import %s: write to %s: %w", file, p.Backups, disk.err)
+		return hostproto.BackupInfo{}, fmt.Errorf("import %s: write to %s: %w", file, p.Backups, disk.err)
 	}
 	scan.flush()
 	if !scan.complete {
-		return BackupInfo{}, &BadBackupError{File: file, Reason: "it is not a whole pg_dump: it does not end with pg_dump's closing line (\"" + dumpComplete + "\")"}
+		return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "it is not a whole pg_dump: it does not end with pg_dump's closing line (\"" + dumpComplete + "\")"}
 	}
 	rows, _ := json.Marshal(scan.rows)
 	fmt.Fprintf(zw, "%s%s\n", rowsLine, rows)
 	if err := zw.Close(); err != nil || disk.err != nil {
-		return BackupInfo{}, fmt.Errorf("import %s: write to %s: %w", file, p.Backups, errors.Join(disk.err, err))
+		return hostproto.BackupInfo{}, fmt.Errorf("import %s: write to %s: %w", file, p.Backups, errors.Join(disk.err, err))
 	}
 	n, _ := f.Seek(0, io.SeekCurrent)
 	kept, err := commitUnique(f, p.Backups, names)
 	if err != nil {
-		return BackupInfo{}, err
+		return hostproto.BackupInfo{}, err
 	}
-	return BackupInfo{File: kept, Size: n, Created: meta.Created, Kind: KindUploaded}, nil
+	return hostproto.BackupInfo{File: kept, Size: n, Created: meta.Created, Kind: KindUploaded}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/hoistdev/hoist/internal/bucket"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/kumotest"
 )
 
@@ -32,12 +33,12 @@ func TestOffsiteRoundTripAndCatchUp(t *testing.T) {
 	}
 	cut := kumotest.StartCutter(t, "127.0.0.1", strings.TrimPrefix(endpoint, "http://"), 64<<10)
 	s := pgSpec()
-	s.Offsite = &Offsite{Location: bucket.Location{Bucket: "shop-backups", Prefix: "shop/db/", Region: "us-east-1", Endpoint: "http://" + cut.Addr(),
+	s.Offsite = &hostproto.Offsite{Location: bucket.Location{Bucket: "shop-backups", Prefix: "shop/db/", Region: "us-east-1", Endpoint: "http://" + cut.Addr(),
 		AccessKeyID: "kumo", SecretAccessKey: "kumo"}, Recipient: id.Recipient().String(), Keep: 2}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Offsite.client(ctx)
+	c, err := offsiteClient(ctx, s.Offsite)
 	if err != nil {
 		t.Fatal(err)
 	}

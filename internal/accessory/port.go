@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"syscall"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // PortError says that the accessory cannot have its address and port.
@@ -36,7 +38,7 @@ func (e *PortError) Unwrap() error { return e.Err }
 // checkPort refuses an address and port the accessory cannot listen on:
 // another program's, or an address the host does not have. A port its
 // own unit holds (owns says which) is its own.
-func checkPort(ctx context.Context, s *Spec, owns func(s *Spec, unit string) bool) error {
+func checkPort(ctx context.Context, s *hostproto.AccessorySpec, owns func(s *hostproto.AccessorySpec, unit string) bool) error {
 	l, err := net.Listen("tcp", net.JoinHostPort(s.Listen, strconv.Itoa(s.Port)))
 	if err == nil {
 		return l.Close()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // Debian's PostgreSQL: postgresql-common runs each cluster as
@@ -38,7 +39,7 @@ const (
 )
 
 type postgres struct {
-	s       *Spec
+	s       *hostproto.AccessorySpec
 	ver     string
 	cluster string
 	owner   *user.User // the postgres system user
@@ -49,16 +50,16 @@ type postgres struct {
 
 // pgCluster names the accessory's cluster: its instance with the dashes
 // turned to underscores, as systemd's %I unit specifier needs.
-func pgCluster(s *Spec) string { return strings.ReplaceAll(s.Instance(), "-", "_") }
+func pgCluster(s *hostproto.AccessorySpec) string { return strings.ReplaceAll(instance(s), "-", "_") }
 
-func newPostgres(s *Spec) (engine, error) { return openPostgres(s) }
+func newPostgres(s *hostproto.AccessorySpec) (engine, error) { return openPostgres(s) }
 
 // postgresOwns reports whether unit runs s's cluster, of any version.
-func postgresOwns(s *Spec, unit string) bool {
+func postgresOwns(s *hostproto.AccessorySpec, unit string) bool {
 	return strings.HasPrefix(unit, "postgresql@") && strings.HasSuffix(unit, "-"+pgCluster(s)+".service")
 }
 
-func openPostgres(s *Spec) (*postgres, error) {
+func openPostgres(s *hostproto.AccessorySpec) (*postgres, error) {
 	cluster := pgCluster(s)
 	ver, err := pgVersion(cluster)
 	if err != nil {
@@ -147,7 +148,7 @@ host    {{$.DB}}  {{$.DB}}  {{.}}  scram-sha-256
 func (pg *postgres) settings() (conf, hba []byte) {
 	var c, h bytes.Buffer
 	_ = pgConf.Execute(&c, map[string]any{"Listen": pg.s.Listen, "Port": pg.s.Port, "Ident": strings.TrimSuffix(pg.unit(), ".service")})
-	_ = pgHBA.Execute(&h, map[string]any{"DB": pg.s.Database, "Allow": pg.s.allowed()})
+	_ = pgHBA.Execute(&h, map[string]any{"DB": pg.s.Database, "Allow": allowed(pg.s)})
 	return c.Bytes(), h.Bytes()
 }
 

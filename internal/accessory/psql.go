@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // Psql runs psql on the accessory's database as the app's role, with
@@ -21,7 +23,7 @@ import (
 // args follow hoist's own connection arguments (a later -d or -U only
 // reaches what pg_hba.conf lets the role reach). On a terminal, stdin,
 // stdout and stderr are all t. It returns psql's exit status.
-func Psql(ctx context.Context, s *Spec, p Place, osUser string, args []string, term string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+func Psql(ctx context.Context, s *hostproto.AccessorySpec, p Place, osUser string, args []string, term string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	pg, err := postgresOf(s)
 	if err != nil {
 		return 0, fmt.Errorf("accessory %s is %s: hoist accessory psql is for postgresql", s.Name, s.Service)

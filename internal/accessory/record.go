@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/filelock"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // Record is what a host remembers of an accessory's backups, beside
@@ -18,44 +19,20 @@ import (
 // last went, so that a failure is never silent.
 type Record struct {
 	// LastGood is the newest backup made, by the timer or by hand.
-	LastGood *BackupInfo `json:"last_good,omitempty"`
+	LastGood *hostproto.BackupInfo `json:"last_good,omitempty"`
 	// LastFailure is the newest failed backup, with its cause.
-	LastFailure *Failure `json:"last_failure,omitempty"`
+	LastFailure *hostproto.BackupFailure `json:"last_failure,omitempty"`
 	// LastScheduled is how the timer's newest run went.
-	LastScheduled *Run `json:"last_scheduled,omitempty"`
+	LastScheduled *hostproto.BackupRun `json:"last_scheduled,omitempty"`
 	// LastVerify is the newest verify drill.
-	LastVerify *Verification `json:"last_verify,omitempty"`
+	LastVerify *hostproto.Verification `json:"last_verify,omitempty"`
 	// Verified are the backups a drill restored and found whole, by
 	// file, with when.
 	Verified map[string]time.Time `json:"verified,omitempty"`
 	// LastOffsite is how the newest copy to the bucket went.
-	LastOffsite *Run `json:"last_offsite,omitempty"`
+	LastOffsite *hostproto.BackupRun `json:"last_offsite,omitempty"`
 	// RestoredFrom is the backup the newest restore used.
 	RestoredFrom string `json:"restored_from,omitempty"`
-}
-
-// Failure is a run that failed, and why.
-type Failure struct {
-	At        time.Time `json:"at"`
-	Error     string    `json:"error"`
-	Scheduled bool      `json:"scheduled,omitempty"`
-}
-
-// Run is one backup run: its backup, or its error.
-type Run struct {
-	At    time.Time `json:"at"`
-	File  string    `json:"file,omitempty"`
-	Error string    `json:"error,omitempty"`
-}
-
-// Verification is one verify drill's result.
-type Verification struct {
-	At     time.Time `json:"at"`
-	File   string    `json:"file"`
-	OK     bool      `json:"ok"`
-	Detail string    `json:"detail,omitempty"`
-	// Tables is how many tables it compared.
-	Tables int `json:"tables"`
 }
 
 func recordFile(p Place) string { return filepath.Join(p.Dir, "record.json") }
@@ -98,16 +75,16 @@ func updateRecord(p Place, change func(r *Record)) error {
 }
 
 // recordBackup records how a backup run went.
-func recordBackup(p Place, bi BackupInfo, scheduled bool, failed error) error {
+func recordBackup(p Place, bi hostproto.BackupInfo, scheduled bool, failed error) error {
 	now := time.Now().UTC().Truncate(time.Second)
 	return updateRecord(p, func(r *Record) {
 		if failed != nil {
-			r.LastFailure = &Failure{At: now, Error: failed.Error(), Scheduled: scheduled}
+			r.LastFailure = &hostproto.BackupFailure{At: now, Error: failed.Error(), Scheduled: scheduled}
 		} else {
 			r.LastGood = &bi
 		}
 		if scheduled {
-			run := &Run{At: now, File: bi.File}
+			run := &hostproto.BackupRun{At: now, File: bi.File}
 			if failed != nil {
 				run.Error, run.File = failed.Error(), ""
 			}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // flavor is Debian's packaging of Redis or of Valkey, its fork: both
@@ -38,13 +40,13 @@ var (
 var systemdUnits = []string{"/lib/systemd/system", "/usr/lib/systemd/system"}
 
 type redis struct {
-	s     *Spec
+	s     *hostproto.AccessorySpec
 	f     flavor
 	owner *user.User
 }
 
-func newRedis(f flavor) func(s *Spec) (engine, error) {
-	return func(s *Spec) (engine, error) {
+func newRedis(f flavor) func(s *hostproto.AccessorySpec) (engine, error) {
+	return func(s *hostproto.AccessorySpec) (engine, error) {
 		u, err := user.Lookup(f.user)
 		if err != nil {
 			return nil, fmt.Errorf("accessory %s: %s's system user: %w", s.Name, f.name, err)
@@ -62,11 +64,13 @@ func newRedis(f flavor) func(s *Spec) (engine, error) {
 func (r *redis) unit() string { return r.f.unit(r.s) }
 
 // unit is the instance of f's template that runs s.
-func (f flavor) unit(s *Spec) string { return f.name + "-server@" + s.Instance() + ".service" }
+func (f flavor) unit(s *hostproto.AccessorySpec) string {
+	return f.name + "-server@" + instance(s) + ".service"
+}
 
-func (f flavor) owns(s *Spec, unit string) bool { return unit == f.unit(s) }
-func (r *redis) confFile() string               { return filepath.Join(r.f.etc, r.f.name+"-"+r.s.Instance()+".conf") }
-func (r *redis) dataDir() string                { return filepath.Join(r.f.data, r.s.Instance()) }
+func (f flavor) owns(s *hostproto.AccessorySpec, unit string) bool { return unit == f.unit(s) }
+func (r *redis) confFile() string                                  { return filepath.Join(r.f.etc, r.f.name+"-"+instance(r.s)+".conf") }
+func (r *redis) dataDir() string                                   { return filepath.Join(r.f.data, instance(r.s)) }
 
 func (r *redis) version() string {
 	out, err := exec.Command(r.f.name+"-server", "--version").Output()
@@ -85,7 +89,7 @@ func (r *redis) create(ctx context.Context, log io.Writer) error {
 	if _, err := os.Stat(r.dataDir()); err == nil {
 		return nil
 	}
-	fmt.Fprintf(log, "creating %s instance %s\n", r.f.name, r.s.Instance())
+	fmt.Fprintf(log, "creating %s instance %s\n", r.f.name, instance(r.s))
 	uid, gid := ids(r.owner)
 	if err := os.MkdirAll(r.dataDir(), 0o750); err != nil {
 		return fmt.Errorf("accessory %s: %w", r.s.Name, err)
@@ -118,7 +122,7 @@ pidfile /run/{{.Name}}-{{.Instance}}/{{.Name}}-server.pid
 func (r *redis) configure(password string) (bool, error) {
 	var b bytes.Buffer
 	_ = redisConf.Execute(&b, map[string]any{"Listen": r.s.Listen, "Port": r.s.Port, "Password": password,
-		"Dir": r.dataDir(), "Name": r.f.name, "Instance": r.s.Instance()})
+		"Dir": r.dataDir(), "Name": r.f.name, "Instance": instance(r.s)})
 	_, gid := ids(r.owner)
 	// The file holds the password: readable by the service's group only.
 	changed, err := writeIfChanged(r.confFile(), b.Bytes(), 0o640, 0, gid)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
 
@@ -30,12 +31,12 @@ import (
 //
 // It returns the name of the backup made of what the database held
 // ("" when it held nothing).
-func Restore(ctx context.Context, s *Spec, p Place, file string, confirm bool, log io.Writer) (string, error) {
+func Restore(ctx context.Context, s *hostproto.AccessorySpec, p Place, file string, confirm bool, log io.Writer) (string, error) {
 	pg, err := postgresOf(s)
 	if err != nil {
 		return "", err
 	}
-	if !ValidBackupFile(file) {
+	if !hostproto.ValidBackupFile(file) {
 		return "", fmt.Errorf("%q is not a backup file name", file)
 	}
 	path := filepath.Join(p.Backups, file)
@@ -64,7 +65,7 @@ func Restore(ctx context.Context, s *Spec, p Place, file string, confirm bool, l
 	kept := ""
 	if n > 0 {
 		if !confirm {
-			return "", &ConfirmError{Database: db, Tables: n}
+			return "", &hostproto.ConfirmError{Database: db, Tables: n}
 		}
 		before, err := pg.backup(ctx, p, backupNames(s, time.Now(), "-before-restore"))
 		if err != nil {
@@ -257,15 +258,15 @@ WHERE a.datid = %[1]s AND EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'obj
 // then drops the scratch database. The app's database is not touched.
 // The result is recorded, and returned; err is for a drill that could
 // not run at all.
-func VerifyRestore(ctx context.Context, s *Spec, p Place, file string, log io.Writer) (Verification, error) {
+func VerifyRestore(ctx context.Context, s *hostproto.AccessorySpec, p Place, file string, log io.Writer) (hostproto.Verification, error) {
 	pg, err := postgresOf(s)
 	if err != nil {
-		return Verification{}, err
+		return hostproto.Verification{}, err
 	}
 	if file == "" {
 		bs, err := ListBackups(p.Backups)
 		if err != nil {
-			return Verification{}, err
+			return hostproto.Verification{}, err
 		}
 		for _, b := range bs {
 			if b.Kind == KindBackup {
@@ -273,17 +274,17 @@ func VerifyRestore(ctx context.Context, s *Spec, p Place, file string, log io.Wr
 			}
 		}
 		if file == "" {
-			return Verification{}, fmt.Errorf("accessory %s has no backup to verify on this host: hoist accessory backup %s makes one", s.Name, s.Name)
+			return hostproto.Verification{}, fmt.Errorf("accessory %s has no backup to verify on this host: hoist accessory backup %s makes one", s.Name, s.Name)
 		}
 	}
-	if !ValidBackupFile(file) {
-		return Verification{}, fmt.Errorf("%q is not a backup file name", file)
+	if !hostproto.ValidBackupFile(file) {
+		return hostproto.Verification{}, fmt.Errorf("%q is not a backup file name", file)
 	}
 	path := filepath.Join(p.Backups, file)
 	if _, err := os.Stat(path); err != nil {
-		return Verification{}, fmt.Errorf("there is no backup %s on this host: hoist accessory backups lists them", file)
+		return hostproto.Verification{}, fmt.Errorf("there is no backup %s on this host: hoist accessory backups lists them", file)
 	}
-	v := Verification{At: time.Now().UTC().Truncate(time.Second), File: file}
+	v := hostproto.Verification{At: time.Now().UTC().Truncate(time.Second), File: file}
 	fmt.Fprintf(log, "verifying %s: restoring it into a scratch database\n", file)
 	v.OK, v.Tables, v.Detail = pg.drill(ctx, p, path, file)
 	err = updateRecord(p, func(r *Record) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
 
@@ -22,7 +23,7 @@ func TestUnitsCarryTheSandbox(t *testing.T) {
 	task := systemd.Task{App: "hello", Name: "digest", Calendar: "daily", Timeout: time.Minute, HoistBin: "/usr/local/bin/hoist",
 		Request: `{"app":"hello"}`, StateDir: "/var/lib/hoist-hello", RecordDir: "/var/lib/hoist/hello/tasks"}
 	pg := &postgres{s: pgSpec(), ver: "15", cluster: "shop.db", owner: &user.User{Uid: "0", Gid: "0"}}
-	rs := &Spec{App: "shop", Name: "cache", Service: "redis", Package: "redis-server", Port: 6379, Env: "REDIS_URL"}
+	rs := &hostproto.AccessorySpec{App: "shop", Name: "cache", Service: "redis", Package: "redis-server", Port: 6379, Env: "REDIS_URL"}
 	r := &redis{s: rs, f: redisFlavor}
 	place := Place{Dir: "/var/lib/hoist/shop/accessories/db", Backups: "/var/lib/hoist/shop/accessories/db/backups", HoistBin: "/usr/local/bin/hoist",
 		BackupRequest: `{"app":"shop","args":{"name":"db"}}`}

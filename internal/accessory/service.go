@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/services"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
@@ -37,10 +38,10 @@ type service struct {
 	// after hoist installed it (not when it was there already).
 	beforeInstall func() error
 	afterInstall  func(ctx context.Context) error
-	engine        func(s *Spec) (engine, error)
+	engine        func(s *hostproto.AccessorySpec) (engine, error)
 	// owns reports whether unit is the one that runs accessory s, before
 	// its package is even installed.
-	owns func(s *Spec, unit string) bool
+	owns func(s *hostproto.AccessorySpec, unit string) bool
 }
 
 var serviceOf = map[string]*service{

@@ -9,6 +9,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/services"
 	"github.com/hoistdev/hoist/internal/systemd"
 )
@@ -59,8 +60,10 @@ func renderDropIn(h hardening, allow []string) []byte {
 // The backup timer's units: hoist-APP.NAME-backup.service and .timer
 // (an app's own units are hoist-APP@ID and hoist-APP, and app names
 // have no dot).
-func backupUnit(s *Spec) string { return "hoist-" + s.Instance() + "-backup.service" }
-func timerName(s *Spec) string  { return "hoist-" + s.Instance() + "-backup.timer" }
+func backupUnit(s *hostproto.AccessorySpec) string {
+	return "hoist-" + instance(s) + "-backup.service"
+}
+func timerName(s *hostproto.AccessorySpec) string { return "hoist-" + instance(s) + "-backup.timer" }
 
 var backupService = template.Must(template.New("backup").Parse(`# Written by hoist; changes are overwritten by hoist setup.
 [Unit]
@@ -108,7 +111,7 @@ WantedBy=timers.target
 `))
 
 // renderBackupUnits renders the backup service and timer of s.
-func renderBackupUnits(s *Spec, p Place, unit string) (service, timer []byte) {
+func renderBackupUnits(s *hostproto.AccessorySpec, p Place, unit string) (service, timer []byte) {
 	v := map[string]any{"Name": s.Name, "App": s.App, "Unit": unit, "Hoist": p.HoistBin, "Request": p.BackupRequest,
 		"Sandbox": systemd.Sandbox(backupHardening(p)), "Schedule": s.BackupSchedule}
 	var a, b bytes.Buffer
@@ -119,7 +122,7 @@ func renderBackupUnits(s *Spec, p Place, unit string) (service, timer []byte) {
 
 // installBackups writes and starts the backup timer of an accessory
 // whose service is backed up, or removes it when backups are off.
-func installBackups(ctx context.Context, s *Spec, p Place, e engine) error {
+func installBackups(ctx context.Context, s *hostproto.AccessorySpec, p Place, e engine) error {
 	if !services.BacksUp(s.Service) {
 		return nil
 	}

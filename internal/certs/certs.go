@@ -34,6 +34,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // Options configure the certificate manager.
@@ -248,7 +249,7 @@ func (m *Manager) issuerTemplate(noHTTP, noALPN bool, solver *certmagic.DNS01Sol
 
 // dnsConfigLocked returns the config that obtains app's names by DNS-01
 // through p, made anew when p changed.
-func (m *Manager) dnsConfigLocked(app string, p *DNSPlan) (*certmagic.Config, error) {
+func (m *Manager) dnsConfigLocked(app string, p *hostproto.DNSPlan) (*certmagic.Config, error) {
 	b, _ := json.Marshal(p)
 	if d := m.dns[app]; d != nil && d.key == string(b) {
 		return d.cfg, nil
@@ -287,7 +288,7 @@ func (m *Manager) configForLocked(name string) (*certmagic.Config, error) {
 	case m.internal != nil || !ok || (pn.From != "" && !m.tookOverLocked(name)):
 		// A copy is never obtained here; its config only serves it.
 		return m.http, nil
-	case pn.Challenge == DNS01:
+	case pn.Challenge == hostproto.ChallengeDNS01:
 		return m.dnsConfigLocked(pn.plan.App, pn.plan.DNS)
 	case pn.Peers || pn.From != "":
 		// Peers relay HTTP-01 to whoever obtains it, not TLS-ALPN-01.
@@ -366,7 +367,7 @@ func (m *Manager) manage(ctx context.Context, names []string) error {
 			cfg = m.http
 		case planned && pn.From != "":
 			m.followLocked(n, pn)
-		case strings.HasPrefix(n, "*.") && !(planned && pn.Challenge == DNS01):
+		case strings.HasPrefix(n, "*.") && !(planned && pn.Challenge == hostproto.ChallengeDNS01):
 			// No way to obtain it: the config check says so.
 		default:
 			delete(m.follows, n)
@@ -425,11 +426,11 @@ func (m *Manager) reloadLocked() {
 
 // issuerPlan is app's plan if this host obtains names for its peers, or
 // is one of them (it is told of renewals, and may take over).
-func (m *Manager) issuerPlan(app string) *Plan {
+func (m *Manager) issuerPlan(app string) *hostproto.CertPlan {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.plans.byApp[app]
-	if p == nil || p.PeerSecret == "" || (len(p.Peers) == 0 && !slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.From == "" })) {
+	if p == nil || p.PeerSecret == "" || (len(p.Peers) == 0 && !slices.ContainsFunc(p.Names, func(n hostproto.CertPlanName) bool { return n.From == "" })) {
 		return nil
 	}
 	return p
@@ -468,7 +469,7 @@ func (m *Manager) listenPeers() {
 	for _, p := range m.plans.byApp {
 		// An issuer for its copiers; a copier in the takeover order for
 		// the issuer's word of a renewal, and for when it takes over.
-		if p.PeerSecret == "" || (len(p.Peers) == 0 && !slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.From == "" && n.Peers })) {
+		if p.PeerSecret == "" || (len(p.Peers) == 0 && !slices.ContainsFunc(p.Names, func(n hostproto.CertPlanName) bool { return n.From == "" && n.Peers })) {
 			continue
 		}
 		addrs := p.Listen

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 func secret(t *testing.T) string {
@@ -32,7 +33,7 @@ func secret(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-func writePlan(t *testing.T, dir string, p Plan) {
+func writePlan(t *testing.T, dir string, p hostproto.CertPlan) {
 	t.Helper()
 	b, _ := json.Marshal(p)
 	if err := os.WriteFile(PlanPath(dir, p.App), b, 0o600); err != nil {
@@ -45,9 +46,9 @@ func writePlan(t *testing.T, dir string, p Plan) {
 func TestPeerChannel(t *testing.T) {
 	plans := t.TempDir()
 	s := secret(t)
-	writePlan(t, plans, Plan{App: "shop", PeerSecret: s, Names: []PlanName{
-		{Name: "www.shop.test", Challenge: HTTP01, Peers: true},
-		{Name: "api.shop.test", Challenge: HTTP01, From: "10.0.0.9:9443"},
+	writePlan(t, plans, hostproto.CertPlan{App: "shop", PeerSecret: s, Names: []hostproto.CertPlanName{
+		{Name: "www.shop.test", Challenge: hostproto.ChallengeHTTP01, Peers: true},
+		{Name: "api.shop.test", Challenge: hostproto.ChallengeHTTP01, From: "10.0.0.9:9443"},
 	}})
 	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir"})
 	if err != nil {
@@ -93,7 +94,7 @@ func TestPeerChannelListensWherePeersDial(t *testing.T) {
 	free.Close()
 	plans := t.TempDir()
 	s := secret(t)
-	plan := Plan{App: "shop", PeerSecret: s, Names: []PlanName{{Name: "www.shop.test", Challenge: HTTP01, Peers: true}},
+	plan := hostproto.CertPlan{App: "shop", PeerSecret: s, Names: []hostproto.CertPlanName{{Name: "www.shop.test", Challenge: hostproto.ChallengeHTTP01, Peers: true}},
 		Listen: []string{"192.0.2.1:9443", addr}} // the first is behind a NAT: not this host's
 	writePlan(t, plans, plan)
 	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir", PeerRetry: time.Hour})
@@ -164,7 +165,7 @@ var forged = base64.StdEncoding.EncodeToString(make([]byte, 32))
 // handshake, one it serves with that app's certificate).
 func TestPeerChannelTellsStrangersNothing(t *testing.T) {
 	plans := t.TempDir()
-	writePlan(t, plans, Plan{App: "shop", PeerSecret: secret(t), Names: []PlanName{{Name: "www.shop.test", Challenge: HTTP01, Peers: true}}})
+	writePlan(t, plans, hostproto.CertPlan{App: "shop", PeerSecret: secret(t), Names: []hostproto.CertPlanName{{Name: "www.shop.test", Challenge: hostproto.ChallengeHTTP01, Peers: true}}})
 	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir", PeerListen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -261,18 +262,18 @@ func selfSigned(t *testing.T, name string, notAfter time.Time) peerCert {
 }
 
 func TestPlanValidate(t *testing.T) {
-	dnsPlan := &DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "127.0.0.1:53"}}
+	dnsPlan := &hostproto.DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "127.0.0.1:53"}}
 	tests := map[string]struct {
-		p    Plan
+		p    hostproto.CertPlan
 		want string
 	}{
-		"valid":              {Plan{App: "shop", DNS: dnsPlan, Names: []PlanName{{Name: "*.shop.test", Challenge: DNS01}}}, ""},
-		"bad app":            {Plan{App: "../x"}, "invalid app"},
-		"unknown challenge":  {Plan{App: "shop", Names: []PlanName{{Name: "a", Challenge: "tls-alpn-01"}}}, `unknown challenge "tls-alpn-01"`},
-		"dns-01 without dns": {Plan{App: "shop", Names: []PlanName{{Name: "a", Challenge: DNS01}}}, "needs DNS-01 and no DNS provider"},
-		"copy without secret": {Plan{App: "shop", Names: []PlanName{{Name: "a", Challenge: HTTP01, From: "10.0.0.1:9443"}}},
+		"valid":              {hostproto.CertPlan{App: "shop", DNS: dnsPlan, Names: []hostproto.CertPlanName{{Name: "*.shop.test", Challenge: hostproto.ChallengeDNS01}}}, ""},
+		"bad app":            {hostproto.CertPlan{App: "../x"}, "invalid app"},
+		"unknown challenge":  {hostproto.CertPlan{App: "shop", Names: []hostproto.CertPlanName{{Name: "a", Challenge: "tls-alpn-01"}}}, `unknown challenge "tls-alpn-01"`},
+		"dns-01 without dns": {hostproto.CertPlan{App: "shop", Names: []hostproto.CertPlanName{{Name: "a", Challenge: hostproto.ChallengeDNS01}}}, "needs DNS-01 and no DNS provider"},
+		"copy without secret": {hostproto.CertPlan{App: "shop", Names: []hostproto.CertPlanName{{Name: "a", Challenge: hostproto.ChallengeHTTP01, From: "10.0.0.1:9443"}}},
 			"without a peer secret"},
-		"unknown provider": {Plan{App: "shop", DNS: &DNSPlan{Provider: "bind"}}, `unknown DNS provider "bind"`},
+		"unknown provider": {hostproto.CertPlan{App: "shop", DNS: &hostproto.DNSPlan{Provider: "bind"}}, `unknown DNS provider "bind"`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -288,8 +289,8 @@ func TestPlanValidate(t *testing.T) {
 // plan is reported and the others still load.
 func TestPlansOfTwoApps(t *testing.T) {
 	dir := t.TempDir()
-	writePlan(t, dir, Plan{App: "alpha", Names: []PlanName{{Name: "shared.test", Challenge: HTTP01}}})
-	writePlan(t, dir, Plan{App: "beta", Names: []PlanName{{Name: "shared.test", Challenge: HTTP01}, {Name: "beta.test", Challenge: HTTP01}}})
+	writePlan(t, dir, hostproto.CertPlan{App: "alpha", Names: []hostproto.CertPlanName{{Name: "shared.test", Challenge: hostproto.ChallengeHTTP01}}})
+	writePlan(t, dir, hostproto.CertPlan{App: "beta", Names: []hostproto.CertPlanName{{Name: "shared.test", Challenge: hostproto.ChallengeHTTP01}, {Name: "beta.test", Challenge: hostproto.ChallengeHTTP01}}})
 	os.WriteFile(PlanPath(dir, "gamma"), []byte("{"), 0o600)
 	ps, err := loadPlans(dir)
 	if err == nil || !strings.Contains(err.Error(), "gamma.json") {
@@ -307,9 +308,9 @@ func TestPlansOfTwoApps(t *testing.T) {
 func TestConfigForEachWay(t *testing.T) {
 	plans := t.TempDir()
 	s := secret(t)
-	writePlan(t, plans, Plan{App: "shop", PeerSecret: s, DNS: &DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "127.0.0.1:53"}},
-		Names: []PlanName{{Name: "*.shop.test", Challenge: DNS01, Peers: true}, {Name: "www.shop.test", Challenge: HTTP01, Peers: true}}})
-	writePlan(t, plans, Plan{App: "blog", PeerSecret: s, Names: []PlanName{{Name: "*.blog.test", Challenge: DNS01, From: "10.0.0.2:9443"}}})
+	writePlan(t, plans, hostproto.CertPlan{App: "shop", PeerSecret: s, DNS: &hostproto.DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "127.0.0.1:53"}},
+		Names: []hostproto.CertPlanName{{Name: "*.shop.test", Challenge: hostproto.ChallengeDNS01, Peers: true}, {Name: "www.shop.test", Challenge: hostproto.ChallengeHTTP01, Peers: true}}})
+	writePlan(t, plans, hostproto.CertPlan{App: "blog", PeerSecret: s, Names: []hostproto.CertPlanName{{Name: "*.blog.test", Challenge: hostproto.ChallengeDNS01, From: "10.0.0.2:9443"}}})
 	m, err := New(Options{Storage: t.TempDir(), PlanDir: plans, CA: "https://127.0.0.1:1/dir"})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // follow is a name whose certificate this host copies from its issuer.
@@ -85,7 +86,7 @@ func (m *Manager) followLocked(name string, pn planned) {
 // takeoverOrder are the hosts that obtain a name before this one, the
 // plan's issuer first, and this host's place after them: 0 when the
 // plan names no order this host is in.
-func takeoverOrder(p *Plan, from string) ([]string, int) {
+func takeoverOrder(p *hostproto.CertPlan, from string) ([]string, int) {
 	i := slices.Index(p.Peers, p.Self)
 	if p.Self == "" || i < 0 {
 		return []string{from}, 0
@@ -194,7 +195,7 @@ func (m *Manager) refreshCopies() {
 			} else {
 				cur.failures++
 				cur.next = now.Add(m.opts.PeerRetry)
-				if cur.position > 0 && cur.challenge == HTTP01 && cur.failures >= takeoverAfter*cur.position && m.copyDue(name) {
+				if cur.position > 0 && cur.challenge == hostproto.ChallengeHTTP01 && cur.failures >= takeoverAfter*cur.position && m.copyDue(name) {
 					cur.over, takeover = true, true
 				}
 			}
@@ -439,30 +440,10 @@ func (m *Manager) served(name string) (certmagic.Certificate, bool) {
 	return best, best.Leaf != nil
 }
 
-// Status is what the proxy reports about one name's certificate.
-type Status struct {
-	// Issuer is the CA that signed it (its common name).
-	Issuer string `json:"issuer,omitempty"`
-	// Expires is when it expires.
-	Expires time.Time `json:"expires,omitzero"`
-	// ObtainedBy is how it came in: "http-01", "tls-alpn-01", "dns-01",
-	// "internal CA", or "copied from HOST:PORT (dns-01 there)".
-	ObtainedBy string    `json:"obtained_by,omitempty"`
-	ObtainedAt time.Time `json:"obtained_at,omitzero"`
-	// RenewAt is when renewal is due: when this host renews it, or, for
-	// a copy, when its issuer does (the issuer tells the copier, which
-	// also asks then).
-	RenewAt time.Time `json:"renew_at,omitzero"`
-	// From is the issuer's peer address when this host copies it.
-	From string `json:"from,omitempty"`
-	// Error is the last attempt's failure, if it failed.
-	Error string `json:"error,omitempty"`
-}
-
 // Status reports name's certificate; Expires is zero while there is
 // none.
-func (m *Manager) Status(name string) Status {
-	var st Status
+func (m *Manager) Status(name string) hostproto.CertStatus {
+	var st hostproto.CertStatus
 	m.mu.Lock()
 	if f := m.follows[name]; f != nil && !f.over {
 		st.From = f.from

@@ -27,6 +27,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // The peer channel joins the proxies of an app's hosts, so that one of
@@ -270,7 +272,7 @@ func (m *Manager) peerName(r *http.Request) (string, bool) {
 	if p == nil {
 		return name, false
 	}
-	return name, slices.ContainsFunc(p.Names, func(n PlanName) bool { return n.Name == name && (n.From == "" || m.tookOver(name)) })
+	return name, slices.ContainsFunc(p.Names, func(n hostproto.CertPlanName) bool { return n.Name == name && (n.From == "" || m.tookOver(name)) })
 }
 
 // export is the certificate this host serves for name, with its key.

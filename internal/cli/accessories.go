@@ -5,19 +5,19 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/bucket"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/secrets"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
 // accessorySpec is what the host is told of accessory name.
-func (a *app) accessorySpec(name string) *accessory.Spec {
+func (a *app) accessorySpec(name string) *hostproto.AccessorySpec {
 	c := a.cfg.Accessories[name]
-	s := &accessory.Spec{App: a.cfg.App, Name: name, Service: c.Service, Package: c.Package, Port: c.Port,
+	s := &hostproto.AccessorySpec{App: a.cfg.App, Name: name, Service: c.Service, Package: c.Package, Port: c.Port,
 		Listen: c.Listen, Allow: c.Allow, Database: c.Database, Env: c.Env, BackupKeep: c.Backup.Keep}
 	if c.Listen == config.ListenLoopback {
 		s.Listen = "127.0.0.1"
@@ -30,7 +30,7 @@ func (a *app) accessorySpec(name string) *accessory.Spec {
 		if prefix == "" {
 			prefix = a.cfg.App + "/" + name + "/"
 		}
-		s.Offsite = &accessory.Offsite{Location: bucket.Location{Bucket: o.Bucket, Prefix: prefix, Region: o.Region, Endpoint: o.Endpoint}, Recipient: o.Recipient, Keep: o.Keep}
+		s.Offsite = &hostproto.Offsite{Location: bucket.Location{Bucket: o.Bucket, Prefix: prefix, Region: o.Region, Endpoint: o.Endpoint}, Recipient: o.Recipient, Keep: o.Keep}
 	}
 	return s
 }
@@ -38,7 +38,7 @@ func (a *app) accessorySpec(name string) *accessory.Spec {
 // setupAccessorySpecs are the accessories of each host as setup sends
 // them, with their buckets' credentials: what a setup's fingerprint is
 // made of, so that staleSetups compares the same thing.
-func (a *app) setupAccessorySpecs() (map[string][]*accessory.Spec, error) {
+func (a *app) setupAccessorySpecs() (map[string][]*hostproto.AccessorySpec, error) {
 	byHost, err := a.accessoriesByHost()
 	if err != nil {
 		return nil, err
@@ -52,7 +52,7 @@ func (a *app) setupAccessorySpecs() (map[string][]*accessory.Spec, error) {
 // offsiteCredentials gives each spec with an off-host bucket the keys
 // its hoist.yml names among the app's secrets; with none named, the
 // host uses its standard AWS chain.
-func (a *app) offsiteCredentials(specs map[string][]*accessory.Spec) error {
+func (a *app) offsiteCredentials(specs map[string][]*hostproto.AccessorySpec) error {
 	var vals map[string]string
 	for _, list := range specs {
 		for _, s := range list {
@@ -106,8 +106,8 @@ func configName(cfg *config.Config) string {
 
 // accessoriesByHost groups the accessories by the host they run on, and
 // refuses one on loopback that an app host elsewhere could not reach.
-func (a *app) accessoriesByHost() (map[string][]*accessory.Spec, error) {
-	byHost := map[string][]*accessory.Spec{}
+func (a *app) accessoriesByHost() (map[string][]*hostproto.AccessorySpec, error) {
+	byHost := map[string][]*hostproto.AccessorySpec{}
 	for _, name := range a.cfg.AccessoryNames() {
 		h := a.accessoryHost(name)
 		s := a.accessorySpec(name)
@@ -136,8 +136,8 @@ func (a *app) setupHosts() []string {
 
 // setupAccessories sets up the accessories of host h and returns how
 // the app reaches them; ready is told each one that is set up.
-func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs []*accessory.Spec, conn transport.Conn, ready func(name string)) ([]accessory.Connection, error) {
-	var out []accessory.Connection
+func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs []*hostproto.AccessorySpec, conn transport.Conn, ready func(name string)) ([]hostproto.AccessoryConnection, error) {
+	var out []hostproto.AccessoryConnection
 	for _, spec := range specs {
 		c, err := a.client(conn).SetupAccessory(ctx, spec)
 		if err != nil {
@@ -154,7 +154,7 @@ func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs 
 // secrets travel: in a 0600 file that the app's units read. Setup sends
 // it even when there are no accessories, so that one removed from
 // hoist.yml leaves the app's environment.
-func (a *app) sendAccessoriesEnv(ctx context.Context, members []fleet.Member, conns []accessory.Connection) []fleet.Result {
+func (a *app) sendAccessoriesEnv(ctx context.Context, members []fleet.Member, conns []hostproto.AccessoryConnection) []fleet.Result {
 	vals := map[string]string{}
 	for _, c := range conns {
 		vals[c.Env] = c.URL

@@ -19,6 +19,7 @@ import (
 	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/hostclient"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -112,7 +113,7 @@ func newAccessoryCmd(s *streams, g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return onAccessory(cmd.Context(), s, g, args[0], func(ctx context.Context, c *hostclient.Client, h string) error {
 				fetch := fetchBackup
-				if strings.HasSuffix(args[1], accessory.OffsiteExt) {
+				if strings.HasSuffix(args[1], hostproto.OffsiteExt) {
 					fetch = func(ctx context.Context, c *hostclient.Client, name, file, dir string) (string, error) {
 						return fetchOffsite(ctx, c, name, file, dir, o.identity)
 					}
@@ -192,10 +193,10 @@ func onAccessory(ctx context.Context, s *streams, g *globalOptions, name string,
 
 // accessoryStatus is one line of `hoist accessory status`.
 type accessoryStatus struct {
-	Host      string            `json:"host"`
-	Name      string            `json:"name"`
-	Accessory *accessory.Status `json:"accessory,omitempty"`
-	Error     string            `json:"error,omitempty"`
+	Host      string                     `json:"host"`
+	Name      string                     `json:"name"`
+	Accessory *hostproto.AccessoryStatus `json:"accessory,omitempty"`
+	Error     string                     `json:"error,omitempty"`
 }
 
 func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *accessoryOptions, name string) error {
@@ -215,7 +216,7 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 		hosts = append(hosts, a.accessoryHost(n))
 	}
 	hosts = unique(hosts)
-	sts, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]accessory.Status, error) {
+	sts, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AccessoryStatus, error) {
 		return a.client(conn).AccessoryStatus(ctx, "")
 	})
 	out := []accessoryStatus{}
@@ -307,7 +308,7 @@ func howLong(d time.Duration) string {
 // backupResult is what `hoist accessory backup` made.
 type backupResult struct {
 	Host string `json:"host"`
-	accessory.BackupInfo
+	hostproto.BackupInfo
 	// Local is where --fetch put it.
 	Local string `json:"local,omitempty"`
 }
@@ -346,7 +347,7 @@ func runAccessoryBackup(ctx context.Context, s *streams, g *globalOptions, o *ac
 // fetchBackup copies backup file of accessory name into dir, atomically,
 // and verifies it; it returns the local path.
 func fetchBackup(ctx context.Context, c *hostclient.Client, name, file, dir string) (string, error) {
-	if !accessory.ValidBackupFile(file) {
+	if !hostproto.ValidBackupFile(file) {
 		return "", usage("%q is not a backup's name; hoist accessory backups %s lists them", file, name)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -375,10 +376,10 @@ func fetchBackup(ctx context.Context, c *hostclient.Client, name, file, dir stri
 type hostBackups struct {
 	Host    string                 `json:"host"`
 	Name    string                 `json:"name"`
-	Backups []accessory.BackupInfo `json:"backups"`
+	Backups []hostproto.BackupInfo `json:"backups"`
 	// Offsite are the backups in the accessory's bucket
 	// (backup.offsite), encrypted; absent without one.
-	Offsite []accessory.BackupInfo `json:"offsite,omitempty"`
+	Offsite []hostproto.BackupInfo `json:"offsite,omitempty"`
 	// OffsiteError says why the bucket could not be listed.
 	OffsiteError string `json:"offsite_error,omitempty"`
 }
@@ -389,7 +390,7 @@ func runAccessoryBackups(ctx context.Context, s *streams, g *globalOptions, o *a
 		return err
 	}
 	offsite := a.cfg.Accessories[name].Backup.Offsite != nil
-	out := hostBackups{Name: name, Backups: []accessory.BackupInfo{}}
+	out := hostBackups{Name: name, Backups: []hostproto.BackupInfo{}}
 	err = onAccessory(ctx, s, g, name, func(ctx context.Context, c *hostclient.Client, h string) error {
 		bs, err := c.AccessoryBackups(ctx, name)
 		out.Host, out.Backups = h, bs
@@ -441,7 +442,7 @@ func fetchOffsite(ctx context.Context, c *hostclient.Client, name, file, dir, id
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("fetch: %w", err)
 	}
-	plain := strings.TrimSuffix(file, accessory.OffsiteExt)
+	plain := strings.TrimSuffix(file, hostproto.OffsiteExt)
 	path := filepath.Join(dir, plain)
 	f, err := atomicfile.Create(path, 0o600)
 	if err != nil {
@@ -503,7 +504,7 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 		}
 	} else if o.foreign {
 		return usage("--foreign takes a local file: %q is none", backup)
-	} else if strings.HasSuffix(backup, accessory.OffsiteExt) {
+	} else if strings.HasSuffix(backup, hostproto.OffsiteExt) {
 		// From the bucket: fetched and decrypted here, then sent.
 		if err := onAccessory(ctx, s, g, name, func(ctx context.Context, c *hostclient.Client, h string) error {
 			dir, err := os.MkdirTemp("", "hoist-restore-")
@@ -525,7 +526,7 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 		}); err != nil {
 			return err
 		}
-	} else if !accessory.ValidBackupFile(backup) {
+	} else if !hostproto.ValidBackupFile(backup) {
 		return usage("%q is neither a local file nor a backup's name; hoist accessory backups %s lists them", backup, name)
 	}
 	var res restoreResult
@@ -544,7 +545,7 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 			fmt.Fprintf(s.err, "%s: sent %s\n", h, local)
 		}
 		before, err := c.RestoreAccessory(ctx, name, file, o.yes)
-		var ce *accessory.ConfirmError
+		var ce *hostproto.ConfirmError
 		if errors.As(err, &ce) && !o.yes {
 			question := fmt.Sprintf("%s on %s is not empty (%d tables, views or sequences); type its name to replace it with %s: ", ce.Database, h, ce.Tables, file)
 			if !interactive(s) {
@@ -573,7 +574,7 @@ func runAccessoryRestore(ctx context.Context, s *streams, g *globalOptions, o *a
 type verifyResult struct {
 	Host string `json:"host"`
 	Name string `json:"name"`
-	accessory.Verification
+	hostproto.Verification
 }
 
 func runAccessoryVerify(ctx context.Context, s *streams, g *globalOptions, o *accessoryOptions, name, backup string) error {
@@ -583,7 +584,7 @@ func runAccessoryVerify(ctx context.Context, s *streams, g *globalOptions, o *ac
 		if _, _, err := accessory.VerifyFile(local); err != nil {
 			return err
 		}
-	} else if backup != "" && !accessory.ValidBackupFile(backup) {
+	} else if backup != "" && !hostproto.ValidBackupFile(backup) {
 		return usage("%q is neither a local file nor a backup's name; hoist accessory backups %s lists them", backup, name)
 	}
 	var res verifyResult
@@ -627,33 +628,33 @@ func interactive(s *streams) bool {
 
 // sendDump uploads an ordinary pg_dump to the accessory's host, which
 // keeps it as an upload that restores like a backup.
-func sendDump(ctx context.Context, c *hostclient.Client, name, local string) (accessory.BackupInfo, error) {
+func sendDump(ctx context.Context, c *hostclient.Client, name, local string) (hostproto.BackupInfo, error) {
 	f, err := os.Open(local)
 	if err != nil {
-		return accessory.BackupInfo{}, fmt.Errorf("send dump: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("send dump: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return accessory.BackupInfo{}, fmt.Errorf("send dump: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("send dump: %w", err)
 	}
 	return c.ImportDump(ctx, name, filepath.Base(local), fi.Size(), f)
 }
 
 // sendBackup uploads a local backup to the accessory's host.
-func sendBackup(ctx context.Context, c *hostclient.Client, name, local string) (accessory.BackupInfo, error) {
+func sendBackup(ctx context.Context, c *hostclient.Client, name, local string) (hostproto.BackupInfo, error) {
 	f, err := os.Open(local)
 	if err != nil {
-		return accessory.BackupInfo{}, fmt.Errorf("send backup: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("send backup: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return accessory.BackupInfo{}, fmt.Errorf("send backup: %w", err)
+		return hostproto.BackupInfo{}, fmt.Errorf("send backup: %w", err)
 	}
 	file := filepath.Base(local)
-	if !accessory.ValidBackupFile(file) {
-		file = name + "-uploaded-" + time.Now().UTC().Format("20060102T150405Z") + accessory.BackupExt
+	if !hostproto.ValidBackupFile(file) {
+		file = name + "-uploaded-" + time.Now().UTC().Format("20060102T150405Z") + hostproto.BackupExt
 	}
 	return c.SendBackup(ctx, name, file, fi.Size(), f)
 }

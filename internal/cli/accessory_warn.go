@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/transport"
 )
 
@@ -25,7 +25,7 @@ func (a *app) warnBackups(ctx context.Context, s *streams) {
 		return
 	}
 	hosts = unique(hosts)
-	sts, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]accessory.Status, error) {
+	sts, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AccessoryStatus, error) {
 		return a.client(conn).AccessoryStatus(ctx, "")
 	})
 	for i, r := range results {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/secrets"
-	"github.com/hoistdev/hoist/internal/store"
+	"github.com/hoistdev/hoist/internal/signkey"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -169,7 +169,7 @@ func (g *globalOptions) storeKey(cfg *config.Config) (key ed25519.PrivateKey, fr
 			return nil, from, usererr.Wrap(err, "the store key")
 		}
 	}
-	if key, err = store.ParsePrivateKey(b); err != nil {
+	if key, err = signkey.ParsePrivateKey(b); err != nil {
 		return nil, from, usererr.Wrap(err, "the store key of %s cannot be read", from)
 	}
 	return key, from, nil

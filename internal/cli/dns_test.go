@@ -10,9 +10,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
 )
@@ -167,8 +167,8 @@ func TestCertPlans(t *testing.T) {
 	if issuer == nil || copier == nil || issuer.PeerSecret == "" || issuer.PeerSecret != copier.PeerSecret {
 		t.Fatalf("plans %+v, %+v", issuer, copier)
 	}
-	wantIssuer := []certs.PlanName{{Name: "www.hoist.test", Challenge: "http-01", Peers: true}, {Name: "*.apps.hoist.test", Challenge: "dns-01", Peers: true}}
-	wantCopier := []certs.PlanName{{Name: "www.hoist.test", Challenge: "http-01", From: "10.0.0.1:9443"}, {Name: "*.apps.hoist.test", Challenge: "dns-01", From: "10.0.0.1:9443"}}
+	wantIssuer := []hostproto.CertPlanName{{Name: "www.hoist.test", Challenge: "http-01", Peers: true}, {Name: "*.apps.hoist.test", Challenge: "dns-01", Peers: true}}
+	wantCopier := []hostproto.CertPlanName{{Name: "www.hoist.test", Challenge: "http-01", From: "10.0.0.1:9443"}, {Name: "*.apps.hoist.test", Challenge: "dns-01", From: "10.0.0.1:9443"}}
 	if diff := cmp.Diff(wantIssuer, issuer.Names); diff != "" {
 		t.Errorf("issuer's names (-want +got):\n%s", diff)
 	}

@@ -11,15 +11,12 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/accessory"
-	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/provision"
-	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/store"
 )
@@ -497,7 +494,7 @@ func sshLoginOut(v hostproto.SSHLogin) sshLoginJSON {
 	}
 }
 
-// routeStatusJSON is proxy.RouteStatus as --json prints it.
+// routeStatusJSON is hostproto.RouteStatus as --json prints it.
 type routeStatusJSON struct {
 	routeJSON
 	Healthy        bool                      `json:"healthy"`
@@ -509,7 +506,7 @@ type routeStatusJSON struct {
 	Draining       []drainStatusJSON         `json:"draining,omitempty"`
 }
 
-func routeStatusOut(v proxy.RouteStatus) routeStatusJSON {
+func routeStatusOut(v hostproto.RouteStatus) routeStatusJSON {
 	return routeStatusJSON{
 		routeJSON:      routeOut(v.Route),
 		Healthy:        v.Healthy,
@@ -522,7 +519,7 @@ func routeStatusOut(v proxy.RouteStatus) routeStatusJSON {
 	}
 }
 
-// routeJSON is proxy.Route as --json prints it.
+// routeJSON is hostproto.Route as --json prints it.
 type routeJSON struct {
 	App           string           `json:"app"`
 	Hosts         []string         `json:"hosts"`
@@ -538,7 +535,7 @@ type routeJSON struct {
 	Pages         map[int]string   `json:"pages,omitempty"`
 }
 
-func routeOut(v proxy.Route) routeJSON {
+func routeOut(v hostproto.Route) routeJSON {
 	return routeJSON{
 		App:           v.App,
 		Hosts:         v.Hosts,
@@ -556,22 +553,22 @@ func routeOut(v proxy.Route) routeJSON {
 }
 
 // durationJSON is a duration as --json prints it: a string like "30s",
-// as proxy.Duration writes itself.
+// as hostproto.Duration writes itself.
 type durationJSON time.Duration
 
 // MarshalJSON writes the duration as a string like "1m30s".
 func (d durationJSON) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-func durationOut(v proxy.Duration) durationJSON { return durationJSON(v.Duration) }
+func durationOut(v hostproto.Duration) durationJSON { return durationJSON(v.Duration) }
 
-// maintenanceJSON is proxy.Maintenance as --json prints it.
+// maintenanceJSON is hostproto.Maintenance as --json prints it.
 type maintenanceJSON struct {
 	Message    string       `json:"message,omitempty"`
 	RetryAfter durationJSON `json:"retry_after"`
 	Since      time.Time    `json:"since,omitzero"`
 }
 
-func maintenanceOut(v proxy.Maintenance) maintenanceJSON {
+func maintenanceOut(v hostproto.Maintenance) maintenanceJSON {
 	return maintenanceJSON{
 		Message:    v.Message,
 		RetryAfter: durationOut(v.RetryAfter),
@@ -579,7 +576,7 @@ func maintenanceOut(v proxy.Maintenance) maintenanceJSON {
 	}
 }
 
-// certStatusJSON is certs.Status as --json prints it.
+// certStatusJSON is hostproto.CertStatus as --json prints it.
 type certStatusJSON struct {
 	Issuer     string    `json:"issuer,omitempty"`
 	Expires    time.Time `json:"expires,omitzero"`
@@ -590,7 +587,7 @@ type certStatusJSON struct {
 	Error      string    `json:"error,omitempty"`
 }
 
-func certStatusOut(v certs.Status) certStatusJSON {
+func certStatusOut(v hostproto.CertStatus) certStatusJSON {
 	return certStatusJSON{
 		Issuer:     v.Issuer,
 		Expires:    v.Expires,
@@ -602,14 +599,14 @@ func certStatusOut(v certs.Status) certStatusJSON {
 	}
 }
 
-// drainStatusJSON is proxy.DrainStatus as --json prints it.
+// drainStatusJSON is hostproto.DrainStatus as --json prints it.
 type drainStatusJSON struct {
 	Upstream       string `json:"upstream"`
 	InFlight       int64  `json:"in_flight"`
 	OpenWebSockets int    `json:"open_websockets"`
 }
 
-func drainStatusOut(v proxy.DrainStatus) drainStatusJSON {
+func drainStatusOut(v hostproto.DrainStatus) drainStatusJSON {
 	return drainStatusJSON{
 		Upstream:       v.Upstream,
 		InFlight:       v.InFlight,
@@ -617,7 +614,7 @@ func drainStatusOut(v proxy.DrainStatus) drainStatusJSON {
 	}
 }
 
-// accessoryJSON is accessory.Status as --json prints it.
+// accessoryJSON is hostproto.AccessoryStatus as --json prints it.
 type accessoryJSON struct {
 	Name          string             `json:"name"`
 	Service       string             `json:"service"`
@@ -638,7 +635,7 @@ type accessoryJSON struct {
 	BackupWarning string             `json:"backup_warning,omitempty"`
 }
 
-func accessoryOut(v accessory.Status) accessoryJSON {
+func accessoryOut(v hostproto.AccessoryStatus) accessoryJSON {
 	return accessoryJSON{
 		Name:          v.Name,
 		Service:       v.Service,
@@ -660,7 +657,7 @@ func accessoryOut(v accessory.Status) accessoryJSON {
 	}
 }
 
-// backupInfoJSON is accessory.BackupInfo as --json prints it.
+// backupInfoJSON is hostproto.BackupInfo as --json prints it.
 type backupInfoJSON struct {
 	File         string    `json:"file"`
 	Size         int64     `json:"size"`
@@ -670,7 +667,7 @@ type backupInfoJSON struct {
 	OffsiteError string    `json:"offsite_error,omitempty"`
 }
 
-func backupInfoOut(v accessory.BackupInfo) backupInfoJSON {
+func backupInfoOut(v hostproto.BackupInfo) backupInfoJSON {
 	return backupInfoJSON{
 		File:         v.File,
 		Size:         v.Size,
@@ -681,14 +678,14 @@ func backupInfoOut(v accessory.BackupInfo) backupInfoJSON {
 	}
 }
 
-// backupFailureJSON is accessory.Failure as --json prints it.
+// backupFailureJSON is hostproto.BackupFailure as --json prints it.
 type backupFailureJSON struct {
 	At        time.Time `json:"at"`
 	Error     string    `json:"error"`
 	Scheduled bool      `json:"scheduled,omitempty"`
 }
 
-func backupFailureOut(v accessory.Failure) backupFailureJSON {
+func backupFailureOut(v hostproto.BackupFailure) backupFailureJSON {
 	return backupFailureJSON{
 		At:        v.At,
 		Error:     v.Error,
@@ -696,14 +693,14 @@ func backupFailureOut(v accessory.Failure) backupFailureJSON {
 	}
 }
 
-// backupRunJSON is accessory.Run as --json prints it.
+// backupRunJSON is hostproto.BackupRun as --json prints it.
 type backupRunJSON struct {
 	At    time.Time `json:"at"`
 	File  string    `json:"file,omitempty"`
 	Error string    `json:"error,omitempty"`
 }
 
-func backupRunOut(v accessory.Run) backupRunJSON {
+func backupRunOut(v hostproto.BackupRun) backupRunJSON {
 	return backupRunJSON{
 		At:    v.At,
 		File:  v.File,
@@ -711,7 +708,7 @@ func backupRunOut(v accessory.Run) backupRunJSON {
 	}
 }
 
-// verificationJSON is accessory.Verification as --json prints it.
+// verificationJSON is hostproto.Verification as --json prints it.
 type verificationJSON struct {
 	At     time.Time `json:"at"`
 	File   string    `json:"file"`
@@ -720,7 +717,7 @@ type verificationJSON struct {
 	Tables int       `json:"tables"`
 }
 
-func verificationOut(v accessory.Verification) verificationJSON {
+func verificationOut(v hostproto.Verification) verificationJSON {
 	return verificationJSON{
 		At:     v.At,
 		File:   v.File,

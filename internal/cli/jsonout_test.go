@@ -9,15 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/accessory"
-	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/goldentest"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/provision"
-	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/store"
 )
@@ -153,12 +150,12 @@ func TestJSONOutputsKeepBytes(t *testing.T) {
 		{hostproto.HostFacts{}, func(v any) any { return hostFactsOut(v.(hostproto.HostFacts)) }},
 		{hostproto.ReleaseInfo{}, func(v any) any { return releaseInfoOut(v.(hostproto.ReleaseInfo)) }},
 		{hostproto.AuditEntry{}, func(v any) any { return auditEntryOut(v.(hostproto.AuditEntry)) }},
-		{proxy.RouteStatus{}, func(v any) any { return routeStatusOut(v.(proxy.RouteStatus)) }},
-		{proxy.Maintenance{}, func(v any) any { return maintenanceOut(v.(proxy.Maintenance)) }},
-		{certs.Status{}, func(v any) any { return certStatusOut(v.(certs.Status)) }},
-		{accessory.Status{}, func(v any) any { return accessoryOut(v.(accessory.Status)) }},
-		{accessory.BackupInfo{}, func(v any) any { return backupInfoOut(v.(accessory.BackupInfo)) }},
-		{accessory.Verification{}, func(v any) any { return verificationOut(v.(accessory.Verification)) }},
+		{hostproto.RouteStatus{}, func(v any) any { return routeStatusOut(v.(hostproto.RouteStatus)) }},
+		{hostproto.Maintenance{}, func(v any) any { return maintenanceOut(v.(hostproto.Maintenance)) }},
+		{hostproto.CertStatus{}, func(v any) any { return certStatusOut(v.(hostproto.CertStatus)) }},
+		{hostproto.AccessoryStatus{}, func(v any) any { return accessoryOut(v.(hostproto.AccessoryStatus)) }},
+		{hostproto.BackupInfo{}, func(v any) any { return backupInfoOut(v.(hostproto.BackupInfo)) }},
+		{hostproto.Verification{}, func(v any) any { return verificationOut(v.(hostproto.Verification)) }},
 		{store.Record{}, func(v any) any { return storeRecordOut(v.(store.Record)) }},
 		{deploy.Outcome{}, func(v any) any { return outcomeOut(v.(deploy.Outcome)) }},
 		{dns.Plan{}, func(v any) any { return dnsPlanOut(v.(dns.Plan)) }},

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/fleet"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -113,9 +114,9 @@ func runMaintenance(ctx context.Context, s *streams, g *globalOptions, o *mainte
 
 // hostMaintenance is one line of `hoist maintenance status`.
 type hostMaintenance struct {
-	Host        string             `json:"host"`
-	Maintenance *proxy.Maintenance `json:"maintenance"`
-	Error       string             `json:"error,omitempty"`
+	Host        string                 `json:"host"`
+	Maintenance *hostproto.Maintenance `json:"maintenance"`
+	Error       string                 `json:"error,omitempty"`
 }
 
 func runMaintenanceStatus(ctx context.Context, s *streams, g *globalOptions, o *maintenanceOptions) error {
@@ -123,7 +124,7 @@ func runMaintenanceStatus(ctx context.Context, s *streams, g *globalOptions, o *
 	if err != nil {
 		return err
 	}
-	routes, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]proxy.RouteStatus, error) {
+	routes, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.RouteStatus, error) {
 		return a.client(conn).ProxyStatus(ctx)
 	})
 	out := make([]hostMaintenance, len(results))

@@ -19,6 +19,7 @@ import (
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/host"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/platform"
 	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/transport"
@@ -222,9 +223,9 @@ func selfPath() (string, error) {
 
 // hostProxy is one host's line of `hoist proxy status`.
 type hostProxy struct {
-	Host   string              `json:"host"`
-	Routes []proxy.RouteStatus `json:"routes"`
-	Error  string              `json:"error,omitempty"`
+	Host   string                  `json:"host"`
+	Routes []hostproto.RouteStatus `json:"routes"`
+	Error  string                  `json:"error,omitempty"`
 }
 
 func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyOptions) error {
@@ -244,8 +245,8 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 		if err != nil {
 			return err
 		}
-		var routes [][]proxy.RouteStatus
-		routes, results = fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]proxy.RouteStatus, error) {
+		var routes [][]hostproto.RouteStatus
+		routes, results = fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.RouteStatus, error) {
 			return a.client(conn).ProxyStatus(ctx)
 		})
 		for i, r := range results {
@@ -254,7 +255,7 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 	}
 	for i := range out {
 		if out[i].Routes == nil {
-			out[i].Routes = []proxy.RouteStatus{}
+			out[i].Routes = []hostproto.RouteStatus{}
 		}
 	}
 	if o.json {
@@ -326,7 +327,7 @@ func printProxyStatus(s *streams, out []hostProxy, now time.Time) {
 
 // certRow is one certificate's issuer, expiry, how and when it came in,
 // and when renewal is due, tab-separated.
-func certRow(c certs.Status, now time.Time) string {
+func certRow(c hostproto.CertStatus, now time.Time) string {
 	if c.Expires.IsZero() {
 		pending := "pending"
 		if c.Error != "" {

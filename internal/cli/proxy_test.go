@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/certs"
-	"github.com/hoistdev/hoist/internal/proxy"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // TestProxyStatusCertificates prints, per host and name, the issuer,
@@ -19,17 +19,17 @@ import (
 // why it is still pending.
 func TestProxyStatusCertificates(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	got := certs.Status{Issuer: "R11", Expires: now.Add(90 * 24 * time.Hour), ObtainedBy: "dns-01", ObtainedAt: now,
+	got := hostproto.CertStatus{Issuer: "R11", Expires: now.Add(90 * 24 * time.Hour), ObtainedBy: "dns-01", ObtainedAt: now,
 		RenewAt: now.Add(60 * 24 * time.Hour)}
 	copied := got
 	copied.ObtainedBy, copied.From = "copied from 10.0.0.2:9443 (dns-01 there)", "10.0.0.2:9443"
-	route := func(c map[string]certs.Status) proxy.RouteStatus {
-		return proxy.RouteStatus{Route: proxy.Route{App: "shop", Hosts: []string{"shop.test", "*.shop.test"}, Upstream: "127.0.0.1:3000", TLS: true},
+	route := func(c map[string]hostproto.CertStatus) hostproto.RouteStatus {
+		return hostproto.RouteStatus{Route: hostproto.Route{App: "shop", Hosts: []string{"shop.test", "*.shop.test"}, Upstream: "127.0.0.1:3000", TLS: true},
 			Healthy: true, Certificates: c}
 	}
 	out := []hostProxy{
-		{Host: "10.0.0.2", Routes: []proxy.RouteStatus{route(map[string]certs.Status{"shop.test": got, "*.shop.test": got})}},
-		{Host: "10.0.0.3", Routes: []proxy.RouteStatus{route(map[string]certs.Status{"shop.test": copied, "*.shop.test": {Error: "peer 10.0.0.2:9443: connection refused"}})}},
+		{Host: "10.0.0.2", Routes: []hostproto.RouteStatus{route(map[string]hostproto.CertStatus{"shop.test": got, "*.shop.test": got})}},
+		{Host: "10.0.0.3", Routes: []hostproto.RouteStatus{route(map[string]hostproto.CertStatus{"shop.test": copied, "*.shop.test": {Error: "peer 10.0.0.2:9443: connection refused"}})}},
 	}
 	var b bytes.Buffer
 	printProxyStatus(&streams{out: &b}, out, now)

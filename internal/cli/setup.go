@@ -21,7 +21,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
@@ -172,7 +171,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	for h, installed := range a.installHoist(ctx, s, g, members, o.binaries) {
 		res.set(h, func(e *setupResult) { e.Installed = installed })
 	}
-	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]accessory.Connection, error) {
+	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]hostproto.AccessoryConnection, error) {
 		if slices.Contains(a.hosts, h) {
 			hs := *spec
 			hs.Certs = plans[h]
@@ -207,7 +206,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if err := report(s.err, results, "setup"); err != nil {
 		return done(err)
 	}
-	var all []accessory.Connection
+	var all []hostproto.AccessoryConnection
 	for _, c := range conns {
 		all = append(all, c...)
 	}
@@ -271,7 +270,7 @@ func setupSpec(a *app) (*hostproto.Spec, error) {
 // amounts to: a host that recorded another (or none) was not set up so.
 // The certificate plans are left out: their peer secret is new at every
 // setup.
-func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*accessory.Spec, given []string) (map[string]string, error) {
+func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*hostproto.AccessorySpec, given []string) (map[string]string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own binary: %w", err)
@@ -294,12 +293,12 @@ func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*acces
 	out := map[string]string{}
 	for _, h := range a.hosts {
 		b, err := json.Marshal(struct {
-			Binary      string            `json:"binary"`
-			Destination string            `json:"destination"`
-			Spec        hostproto.Spec    `json:"spec"`
-			Accessories []*accessory.Spec `json:"accessories"`
-			TLS         string            `json:"tls"`
-			Schedule    []hostproto.Task  `json:"schedule,omitempty"`
+			Binary      string                     `json:"binary"`
+			Destination string                     `json:"destination"`
+			Spec        hostproto.Spec             `json:"spec"`
+			Accessories []*hostproto.AccessorySpec `json:"accessories"`
+			TLS         string                     `json:"tls"`
+			Schedule    []hostproto.Task           `json:"schedule,omitempty"`
 		}{hex.EncodeToString(binSum[:]), a.cfg.Destination, s, byHost[h], a.cfg.Proxy.TLS.Mode, a.tasksFor(h)})
 		if err != nil {
 			return nil, fmt.Errorf("setup fingerprint: %w", err)
@@ -366,12 +365,12 @@ func (a *app) logf(s *streams, h, format string, args ...any) {
 // otherwise none, and a plan left from before is removed. With --host on
 // an app of several hosts the plans are left as they are: the secret
 // must reach every host at once.
-func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[string]*certs.Plan, error) {
+func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[string]*hostproto.CertPlan, error) {
 	cfg := a.cfg
-	plans := map[string]*certs.Plan{}
+	plans := map[string]*hostproto.CertPlan{}
 	if cfg.Proxy.TLS.Mode != config.TLSACME {
 		for _, h := range a.hosts {
-			plans[h] = &certs.Plan{}
+			plans[h] = &hostproto.CertPlan{}
 		}
 		return plans, nil
 	}
@@ -379,21 +378,21 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 		fmt.Fprintln(s.err, "certificates: the hosts' plans are left as they are with --host; run hoist setup without it to change them")
 		return nil, nil
 	}
-	var names []certs.PlanName
-	var dnsPlan *certs.DNSPlan
+	var names []hostproto.CertPlanName
+	var dnsPlan *hostproto.DNSPlan
 	for _, n := range cfg.Proxy.Hosts {
 		ch := cfg.ChallengeFor(n)
-		names = append(names, certs.PlanName{Name: n, Challenge: ch})
+		names = append(names, hostproto.CertPlanName{Name: n, Challenge: ch})
 		if ch == config.ChallengeDNS && dnsPlan == nil {
 			creds, err := dnsCredentials(cfg, a.repo)
 			if err != nil {
 				return nil, err
 			}
-			dnsPlan = &certs.DNSPlan{Provider: cfg.DNS.Provider, Zone: cfg.DNS.Zone, Credentials: creds, Resolvers: cfg.DNS.Resolvers}
+			dnsPlan = &hostproto.DNSPlan{Provider: cfg.DNS.Provider, Zone: cfg.DNS.Zone, Credentials: creds, Resolvers: cfg.DNS.Resolvers}
 		}
 	}
 	issuer := a.hosts[0]
-	plans[issuer] = &certs.Plan{Names: names, DNS: dnsPlan}
+	plans[issuer] = &hostproto.CertPlan{Names: names, DNS: dnsPlan}
 	if len(a.hosts) == 1 {
 		return plans, nil
 	}
@@ -422,9 +421,9 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 		plans[issuer].Names[i].Peers = true
 	}
 	for i, h := range a.hosts[1:] {
-		p := &certs.Plan{PeerSecret: peerSecret, Peers: peers, Self: peers[i+1], Listen: []string{peers[i+1]}}
+		p := &hostproto.CertPlan{PeerSecret: peerSecret, Peers: peers, Self: peers[i+1], Listen: []string{peers[i+1]}}
 		for _, n := range names {
-			p.Names = append(p.Names, certs.PlanName{Name: n.Name, Challenge: n.Challenge, From: from})
+			p.Names = append(p.Names, hostproto.CertPlanName{Name: n.Name, Challenge: n.Challenge, From: from})
 		}
 		plans[h] = p
 	}
@@ -452,7 +451,7 @@ func trustedProxies(cfg *config.Config) (proxies, balancers []string, err error)
 // issuerListen adds to a host's plan the host's address that this
 // SSH connection reached: behind a NAT (a cloud's public address) the
 // address the peers dial is not one the host can listen on.
-func issuerListen(ctx context.Context, conn transport.Conn, p *certs.Plan) (*certs.Plan, error) {
+func issuerListen(ctx context.Context, conn transport.Conn, p *hostproto.CertPlan) (*hostproto.CertPlan, error) {
 	local, err := hostclient.SSHAddr(ctx, conn)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/hostproto"
+	"github.com/hoistdev/hoist/internal/signkey"
 	"github.com/hoistdev/hoist/internal/store"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -60,7 +61,7 @@ func runStoreKey(s *streams, g *globalOptions) error {
 	if err != nil && g.storeKeyFile == "" && os.Getenv(envStoreKey) == "" && errors.As(err, &ue) && !fileExists(from) {
 		// None yet: make it.
 		var file []byte
-		if file, key, err = store.GenerateKey("hoist store key of " + cfg.App); err != nil {
+		if file, key, err = signkey.GenerateKey("hoist store key of " + cfg.App); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(from), 0o700); err != nil {
@@ -73,13 +74,13 @@ func runStoreKey(s *streams, g *globalOptions) error {
 	} else if err != nil {
 		return err
 	}
-	line, err := store.PublicKeyLine(key.Public().(ed25519.PublicKey), "hoist store key of "+cfg.App)
+	line, err := signkey.PublicKeyLine(key.Public().(ed25519.PublicKey), "hoist store key of "+cfg.App)
 	if err != nil {
 		return err
 	}
 	if cfg.Store.PublicKey == "" {
 		fmt.Fprintf(s.err, "put its public key in %s, under store: as public_key:\n", configName(cfg))
-	} else if pub, perr := store.ParsePublicKey(cfg.Store.PublicKey); perr == nil && !pub.Equal(key.Public()) {
+	} else if pub, perr := signkey.ParsePublicKey(cfg.Store.PublicKey); perr == nil && !pub.Equal(key.Public()) {
 		fmt.Fprintf(s.err, "%s this key is not the one store.public_key names: hosts would refuse what it signs\n", paint(s.err, "warning:", yellow))
 	}
 	fmt.Fprintln(s.out, line)
@@ -113,7 +114,7 @@ func storePublicKey(cfg *config.Config) (ed25519.PublicKey, error) {
 		return nil, usererr.New("store.public_key is not set in %s: the key whose records the hosts trust", configName(cfg)).
 			WithHint("run `hoist store key`: it makes the signing key and prints the line to put there")
 	}
-	return store.ParsePublicKey(cfg.Store.PublicKey) // checked when hoist.yml was read
+	return signkey.ParsePublicKey(cfg.Store.PublicKey) // checked when hoist.yml was read
 }
 
 // storeSpec is what setup gives each host of the store: a spec without
@@ -148,8 +149,8 @@ func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
 		return nil, err
 	}
 	if !pub.Equal(key.Public()) {
-		have, _ := store.Fingerprint(key.Public().(ed25519.PublicKey))
-		want, _ := store.Fingerprint(pub)
+		have, _ := signkey.Fingerprint(key.Public().(ed25519.PublicKey))
+		want, _ := signkey.Fingerprint(pub)
 		return nil, usererr.New("the store key of %s (%s) is not the one store.public_key names (%s): the hosts would refuse the records it signs", from, have, want).
 			WithHint("sign with the key store.public_key names (--store-key or $%s), or put this key's public half there (hoist store key prints it) and run hoist setup", envStoreKey)
 	}

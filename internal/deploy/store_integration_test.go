@@ -20,6 +20,7 @@ import (
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/kumotest"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/signkey"
 	"github.com/hoistdev/hoist/internal/store"
 )
 
@@ -36,11 +37,11 @@ func withStore(t *testing.T, fl *fakeFleet) *StoreOptions {
 	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(loc.Bucket)}); err != nil {
 		t.Fatal(err)
 	}
-	_, key, err := store.GenerateKey("test")
+	_, key, err := signkey.GenerateKey("test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	line, _ := store.PublicKeyLine(key.Public().(ed25519.PublicKey), "")
+	line, _ := signkey.PublicKeyLine(key.Public().(ed25519.PublicKey), "")
 	for _, h := range fl.hosts {
 		if err := host.WriteStoreSpec(h.layout(), &hostproto.StoreSpec{Location: loc, PublicKey: line}); err != nil {
 			t.Fatal(err)
@@ -181,7 +182,7 @@ func TestShipThroughTheStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec, _, _ := store.Parse(raw)
-		_, other, _ := store.GenerateKey("mallory")
+		_, other, _ := signkey.GenerateKey("mallory")
 		rec.Seq += 10
 		forged, _ := store.Sign(other, rec)
 		if _, err := st.Move(context.Background(), forged, etag); err != nil {

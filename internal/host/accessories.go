@@ -17,7 +17,7 @@ import (
 // them: by name, from the spec setup kept.
 
 // loadAccessory reads what setup kept of accessory name.
-func (l Layout) loadAccessory(name string) (*accessory.Spec, accessory.Place, error) {
+func (l Layout) loadAccessory(name string) (*hostproto.AccessorySpec, accessory.Place, error) {
 	p := l.Accessory(name)
 	s, err := accessory.Load(p, name)
 	return s, p, err
@@ -34,7 +34,7 @@ func (l Layout) accessoryNames() ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if _, err := os.Stat(l.Accessory(e.Name()).SpecFile); e.IsDir() && accessory.ValidName(e.Name()) && err == nil {
+		if _, err := os.Stat(l.Accessory(e.Name()).SpecFile); e.IsDir() && hostproto.ValidAccessoryName(e.Name()) && err == nil {
 			names = append(names, e.Name())
 		}
 	}
@@ -43,7 +43,7 @@ func (l Layout) accessoryNames() ([]string, error) {
 }
 
 // accessoryStatus reports accessory name, or all of them for "".
-func accessoryStatus(ctx context.Context, l Layout, name string) ([]accessory.Status, error) {
+func accessoryStatus(ctx context.Context, l Layout, name string) ([]hostproto.AccessoryStatus, error) {
 	names := []string{name}
 	if name == "" {
 		var err error
@@ -51,7 +51,7 @@ func accessoryStatus(ctx context.Context, l Layout, name string) ([]accessory.St
 			return nil, err
 		}
 	}
-	out := []accessory.Status{}
+	out := []hostproto.AccessoryStatus{}
 	for _, n := range names {
 		s, p, err := l.loadAccessory(n)
 		if err != nil {

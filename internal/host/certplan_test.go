@@ -14,8 +14,8 @@ import (
 
 func TestWriteCertPlan(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
-	plan := &certs.Plan{Names: []certs.PlanName{{Name: "*.shop.test", Challenge: certs.DNS01}},
-		DNS: &certs.DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "10.0.0.53:53", "key": "c2VjcmV0"}}}
+	plan := &hostproto.CertPlan{Names: []hostproto.CertPlanName{{Name: "*.shop.test", Challenge: hostproto.ChallengeDNS01}},
+		DNS: &hostproto.DNSPlan{Provider: "rfc2136", Zone: "shop.test", Credentials: dns.Credentials{"server": "10.0.0.53:53", "key": "c2VjcmV0"}}}
 	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: plan}); err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestWriteCertPlan(t *testing.T) {
 	if di, _ := os.Stat(dir); di.Mode().Perm() != 0o700 {
 		t.Errorf("plan directory mode %v, want 0700", di.Mode().Perm())
 	}
-	var got certs.Plan
+	var got hostproto.CertPlan
 	b, _ := os.ReadFile(path)
 	if err := json.Unmarshal(b, &got); err != nil || got.App != "shop" || got.DNS.Credentials["key"] != "c2VjcmV0" {
 		t.Errorf("plan on disk: %s (%v)", b, err)
@@ -44,12 +44,12 @@ func TestWriteCertPlan(t *testing.T) {
 		t.Errorf("a spec without a plan removed it: %v", err)
 	}
 	// A bad plan is refused, the old one kept.
-	bad := &certs.Plan{Names: []certs.PlanName{{Name: "a.shop.test", Challenge: certs.DNS01}}}
+	bad := &hostproto.CertPlan{Names: []hostproto.CertPlanName{{Name: "a.shop.test", Challenge: hostproto.ChallengeDNS01}}}
 	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: bad}); err == nil {
 		t.Error("a DNS-01 plan without a provider was written")
 	}
 	// A plan without names removes it.
-	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: &certs.Plan{}}); err != nil {
+	if err := writeCertPlan(dir, &hostproto.Spec{App: "shop", Certs: &hostproto.CertPlan{}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {

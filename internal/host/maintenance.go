@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/proxy"
 )
 
@@ -20,13 +21,13 @@ import (
 
 // setMaintenance turns the app's maintenance mode on (m) or off (nil).
 // The app must have a route on the host's proxy.
-func setMaintenance(ctx context.Context, l Layout, m *proxy.Maintenance) error {
+func setMaintenance(ctx context.Context, l Layout, m *hostproto.Maintenance) error {
 	pc := &proxy.Client{Socket: ProxySocket}
 	routes, err := pc.Routes(ctx)
 	if err != nil {
 		return fmt.Errorf("the edge proxy on this host does not answer (%v): maintenance needs the app behind it: list its names in proxy.hosts, run hoist setup and deploy", err)
 	}
-	if !slices.ContainsFunc(routes, func(r proxy.Route) bool { return r.App == l.App }) {
+	if !slices.ContainsFunc(routes, func(r hostproto.Route) bool { return r.App == l.App }) {
 		return fmt.Errorf("%s has no route on this host's edge proxy: maintenance needs the app behind it: list its names in proxy.hosts, run hoist setup and deploy", l.App)
 	}
 	if m != nil && m.Since.IsZero() {
@@ -46,7 +47,7 @@ func setMaintenance(ctx context.Context, l Layout, m *proxy.Maintenance) error {
 }
 
 // maintenance is the app's maintenance mode, nil when it is off.
-func (l Layout) maintenance() (*proxy.Maintenance, error) {
+func (l Layout) maintenance() (*hostproto.Maintenance, error) {
 	b, err := os.ReadFile(l.maintenanceFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -54,7 +55,7 @@ func (l Layout) maintenance() (*proxy.Maintenance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read maintenance: %w", err)
 	}
-	var m proxy.Maintenance
+	var m hostproto.Maintenance
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("read %s: %w", l.maintenanceFile(), err)
 	}

@@ -204,10 +204,10 @@ func setRoute(ctx context.Context, l Layout, s *hostproto.Spec, port int) error 
 	if err != nil {
 		return err
 	}
-	_, err = (&proxy.Client{Socket: ProxySocket}).SetRoute(ctx, proxy.Route{
+	_, err = (&proxy.Client{Socket: ProxySocket}).SetRoute(ctx, hostproto.Route{
 		App: l.App, Hosts: s.ProxyHosts, PathPrefix: s.PathPrefix, Upstream: "127.0.0.1:" + strconv.Itoa(port),
-		HealthPath: s.HealthPath, HealthTimeout: proxy.Duration{Duration: s.HealthTimeout},
-		DrainTimeout: proxy.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
+		HealthPath: s.HealthPath, HealthTimeout: hostproto.Duration{Duration: s.HealthTimeout},
+		DrainTimeout: hostproto.Duration{Duration: s.DrainTimeout}, TLS: s.TLS, HSTS: s.HSTS,
 		MaxBodyBytes: s.MaxBodyBytes, Pages: s.ErrorPages, Maintenance: maint,
 	})
 	return err

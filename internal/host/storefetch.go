@@ -17,6 +17,7 @@ import (
 	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/signkey"
 	rstore "github.com/hoistdev/hoist/internal/store"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -89,7 +90,7 @@ func fetchFromStore(ctx context.Context, l Layout, dest string, raw []byte, r bu
 	if err != nil {
 		return out, err
 	}
-	key, err := rstore.ParsePublicKey(spec.PublicKey)
+	key, err := signkey.ParsePublicKey(spec.PublicKey)
 	if err != nil {
 		return out, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/kumotest"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/signkey"
 	rstore "github.com/hoistdev/hoist/internal/store"
 )
 
@@ -53,10 +54,10 @@ func newStoreFixture(t *testing.T) *storeFixture {
 	if f.st, err = rstore.Open(ctx, f.loc, quick); err != nil {
 		t.Fatal(err)
 	}
-	if _, f.key, err = rstore.GenerateKey("test"); err != nil {
+	if _, f.key, err = signkey.GenerateKey("test"); err != nil {
 		t.Fatal(err)
 	}
-	line, _ := rstore.PublicKeyLine(f.key.Public().(ed25519.PublicKey), "")
+	line, _ := signkey.PublicKeyLine(f.key.Public().(ed25519.PublicKey), "")
 	if err := WriteStoreSpec(f.l, &hostproto.StoreSpec{Location: f.loc, PublicKey: line}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func (f *storeFixture) move(raw []byte) {
 func (f *storeFixture) freshHost() {
 	f.t.Helper()
 	f.l = For(f.t.TempDir(), "hello")
-	line, _ := rstore.PublicKeyLine(f.key.Public().(ed25519.PublicKey), "")
+	line, _ := signkey.PublicKeyLine(f.key.Public().(ed25519.PublicKey), "")
 	if err := WriteStoreSpec(f.l, &hostproto.StoreSpec{Location: f.loc, PublicKey: line}); err != nil {
 		f.t.Fatal(err)
 	}
@@ -162,10 +163,10 @@ func TestFetchFromStoreRefuses(t *testing.T) {
 	r1 := build(t, "hello", id1, map[string][]byte{"app*": noise(2, 600<<10), "msg.txt": []byte("hello\n")})
 
 	t.Run("a record signed by another key", func(t *testing.T) {
-		_, other, _ := rstore.GenerateKey("mallory")
+		_, other, _ := signkey.GenerateKey("mallory")
 		_, err := f.fetch(f.put(r1, nil, other))
-		otherFP, _ := rstore.Fingerprint(other.Public().(ed25519.PublicKey))
-		trusted, _ := rstore.Fingerprint(f.key.Public().(ed25519.PublicKey))
+		otherFP, _ := signkey.Fingerprint(other.Public().(ed25519.PublicKey))
+		trusted, _ := signkey.Fingerprint(f.key.Public().(ed25519.PublicKey))
 		var wk *rstore.WrongKeyError
 		if !errors.As(err, &wk) || !strings.Contains(err.Error(), otherFP) || !strings.Contains(err.Error(), trusted) {
 			t.Fatalf("a record signed by another key: %v, want it refused naming both keys", err)
@@ -293,7 +294,7 @@ func TestFetchFromUnreachableStore(t *testing.T) {
 	ln.Close()
 	loc := f.loc
 	loc.Endpoint = dead
-	line, _ := rstore.PublicKeyLine(f.key.Public().(ed25519.PublicKey), "")
+	line, _ := signkey.PublicKeyLine(f.key.Public().(ed25519.PublicKey), "")
 	if err := WriteStoreSpec(f.l, &hostproto.StoreSpec{Location: loc, PublicKey: line}); err != nil {
 		t.Fatal(err)
 	}

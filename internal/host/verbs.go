@@ -98,7 +98,7 @@ var (
 	previousVerb = verb[hostproto.None, string]{hostproto.PreviousVerb, func(_ context.Context, c *call, _ hostproto.None) (string, error) {
 		return previousID(c.layout)
 	}}
-	proxyStatusVerb = verb[hostproto.None, []proxy.RouteStatus]{hostproto.ProxyStatusVerb, func(ctx context.Context, _ *call, _ hostproto.None) ([]proxy.RouteStatus, error) {
+	proxyStatusVerb = verb[hostproto.None, []hostproto.RouteStatus]{hostproto.ProxyStatusVerb, func(ctx context.Context, _ *call, _ hostproto.None) ([]hostproto.RouteStatus, error) {
 		return (&proxy.Client{Socket: ProxySocket}).Status(ctx)
 	}}
 	proxyRootVerb = verb[hostproto.None, string]{hostproto.ProxyRootVerb, func(context.Context, *call, hostproto.None) (string, error) {
@@ -121,10 +121,10 @@ var (
 		return journal(ctx, c, a)
 	}}
 	maintenanceVerb = verb[hostproto.MaintenanceArgs, hostproto.None]{hostproto.MaintenanceVerb, func(ctx context.Context, c *call, a hostproto.MaintenanceArgs) (hostproto.None, error) {
-		var m *proxy.Maintenance
+		var m *hostproto.Maintenance
 		op := "maintenance off"
 		if a.On {
-			m, op = &proxy.Maintenance{Message: a.Message, RetryAfter: proxy.Duration{Duration: a.RetryAfter}}, "maintenance on"
+			m, op = &hostproto.Maintenance{Message: a.Message, RetryAfter: hostproto.Duration{Duration: a.RetryAfter}}, "maintenance on"
 		}
 		err := setMaintenance(ctx, c.layout, m)
 		c.audit(op, c.layout.CurrentID(), a.Message, err)
@@ -135,8 +135,8 @@ var (
 	}}
 
 	// The accessories' verbs (accessories.go, internal/accessory).
-	accessorySetupVerb = verb[accessory.Spec, accessory.Connection]{hostproto.AccessorySetupVerb, func(ctx context.Context, c *call, s accessory.Spec) (accessory.Connection, error) {
-		var conn accessory.Connection
+	accessorySetupVerb = verb[hostproto.AccessorySpec, hostproto.AccessoryConnection]{hostproto.AccessorySetupVerb, func(ctx context.Context, c *call, s hostproto.AccessorySpec) (hostproto.AccessoryConnection, error) {
+		var conn hostproto.AccessoryConnection
 		err := recordDestination(c.layout, c.destination)
 		if err == nil {
 			conn, err = accessory.Setup(ctx, &s, c.layout.Accessory(s.Name), c.stderr)
@@ -148,7 +148,7 @@ var (
 	accessoryEnvVerb = verb[[]byte, bool]{hostproto.AccessoryEnvVerb, func(_ context.Context, c *call, content []byte) (bool, error) {
 		return setAccessoriesEnv(c.layout, content)
 	}}
-	accessoryStatusVerb = verb[hostproto.AccessoryArgs, []accessory.Status]{hostproto.AccessoryStatusVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) ([]accessory.Status, error) {
+	accessoryStatusVerb = verb[hostproto.AccessoryArgs, []hostproto.AccessoryStatus]{hostproto.AccessoryStatusVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) ([]hostproto.AccessoryStatus, error) {
 		return accessoryStatus(ctx, c.layout, a.Name)
 	}}
 	accessoryRestartVerb = verb[hostproto.AccessoryArgs, hostproto.None]{hostproto.AccessoryRestartVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) (hostproto.None, error) {
@@ -159,10 +159,10 @@ var (
 		return hostproto.None{}, accessory.Restart(ctx, s)
 	}}
 	// accessoryBackupVerb is also what the backup timer runs.
-	accessoryBackupVerb = verb[hostproto.AccessoryArgs, accessory.BackupInfo]{hostproto.AccessoryBackupVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) (accessory.BackupInfo, error) {
+	accessoryBackupVerb = verb[hostproto.AccessoryArgs, hostproto.BackupInfo]{hostproto.AccessoryBackupVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) (hostproto.BackupInfo, error) {
 		s, p, err := c.layout.loadAccessory(a.Name)
 		if err != nil {
-			return accessory.BackupInfo{}, err
+			return hostproto.BackupInfo{}, err
 		}
 		bi, err := accessory.Backup(ctx, s, p, a.Scheduled)
 		if bi.OffsiteError != "" {
@@ -170,21 +170,21 @@ var (
 		}
 		return bi, err
 	}}
-	accessoryBackupsVerb = verb[hostproto.AccessoryArgs, []accessory.BackupInfo]{hostproto.AccessoryBackupsVerb, func(_ context.Context, c *call, a hostproto.AccessoryArgs) ([]accessory.BackupInfo, error) {
+	accessoryBackupsVerb = verb[hostproto.AccessoryArgs, []hostproto.BackupInfo]{hostproto.AccessoryBackupsVerb, func(_ context.Context, c *call, a hostproto.AccessoryArgs) ([]hostproto.BackupInfo, error) {
 		_, p, err := c.layout.loadAccessory(a.Name)
 		if err != nil {
 			return nil, err
 		}
 		bs, err := accessory.Backups(p)
 		if bs == nil {
-			bs = []accessory.BackupInfo{}
+			bs = []hostproto.BackupInfo{}
 		}
 		return bs, err
 	}}
-	accessoryReceiveVerb = verb[hostproto.AccessoryFileArgs, accessory.BackupInfo]{hostproto.AccessoryReceiveVerb, func(_ context.Context, c *call, a hostproto.AccessoryFileArgs) (accessory.BackupInfo, error) {
+	accessoryReceiveVerb = verb[hostproto.AccessoryFileArgs, hostproto.BackupInfo]{hostproto.AccessoryReceiveVerb, func(_ context.Context, c *call, a hostproto.AccessoryFileArgs) (hostproto.BackupInfo, error) {
 		_, p, err := c.layout.loadAccessory(a.Name)
 		if err != nil {
-			return accessory.BackupInfo{}, err
+			return hostproto.BackupInfo{}, err
 		}
 		return accessory.ReceiveBackup(p, a.File, a.Size, c.stdin)
 	}}
@@ -196,34 +196,34 @@ var (
 			return "", err
 		}
 		before, err := accessory.Restore(ctx, s, p, a.File, a.Confirm, c.stderr)
-		var ce *accessory.ConfirmError
+		var ce *hostproto.ConfirmError
 		if !errors.As(err, &ce) { // a refusal to go on unconfirmed changed nothing
 			c.audit("accessory restore", "", a.Name+" from "+a.File, err)
 		}
 		return before, err
 	}}
-	accessoryVerifyVerb = verb[hostproto.AccessoryVerifyArgs, accessory.Verification]{hostproto.AccessoryVerifyVerb, func(ctx context.Context, c *call, a hostproto.AccessoryVerifyArgs) (accessory.Verification, error) {
+	accessoryVerifyVerb = verb[hostproto.AccessoryVerifyArgs, hostproto.Verification]{hostproto.AccessoryVerifyVerb, func(ctx context.Context, c *call, a hostproto.AccessoryVerifyArgs) (hostproto.Verification, error) {
 		s, p, err := c.layout.loadAccessory(a.Name)
 		if err != nil {
-			return accessory.Verification{}, err
+			return hostproto.Verification{}, err
 		}
 		return accessory.VerifyRestore(ctx, s, p, a.File, c.stderr)
 	}}
-	accessoryImportVerb = verb[hostproto.AccessoryImportArgs, accessory.BackupInfo]{hostproto.AccessoryImportVerb, func(ctx context.Context, c *call, a hostproto.AccessoryImportArgs) (accessory.BackupInfo, error) {
+	accessoryImportVerb = verb[hostproto.AccessoryImportArgs, hostproto.BackupInfo]{hostproto.AccessoryImportVerb, func(ctx context.Context, c *call, a hostproto.AccessoryImportArgs) (hostproto.BackupInfo, error) {
 		s, p, err := c.layout.loadAccessory(a.Name)
 		if err != nil {
-			return accessory.BackupInfo{}, err
+			return hostproto.BackupInfo{}, err
 		}
 		return accessory.ImportForeign(ctx, s, p, a.File, a.Size, c.stdin)
 	}}
-	accessoryOffsiteListVerb = verb[hostproto.AccessoryArgs, []accessory.BackupInfo]{hostproto.AccessoryOffsiteListVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) ([]accessory.BackupInfo, error) {
+	accessoryOffsiteListVerb = verb[hostproto.AccessoryArgs, []hostproto.BackupInfo]{hostproto.AccessoryOffsiteListVerb, func(ctx context.Context, c *call, a hostproto.AccessoryArgs) ([]hostproto.BackupInfo, error) {
 		s, _, err := c.layout.loadAccessory(a.Name)
 		if err != nil {
 			return nil, err
 		}
 		bs, err := accessory.ListOffsite(ctx, s)
 		if bs == nil {
-			bs = []accessory.BackupInfo{}
+			bs = []hostproto.BackupInfo{}
 		}
 		return bs, err
 	}}

@@ -14,9 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/hostproto"
-	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -338,7 +336,7 @@ func (c *Client) Previous(ctx context.Context) (string, error) {
 }
 
 // ProxyStatus lists the routes of the host's edge proxy.
-func (c *Client) ProxyStatus(ctx context.Context) ([]proxy.RouteStatus, error) {
+func (c *Client) ProxyStatus(ctx context.Context) ([]hostproto.RouteStatus, error) {
 	return invoke(ctx, c, hostproto.ProxyStatusVerb, hostproto.None{}, nil)
 }
 
@@ -388,7 +386,7 @@ func (c *Client) Audit(ctx context.Context, lines int) ([]hostproto.AuditEntry, 
 
 // SetupAccessory installs, configures and starts an accessory on the
 // host and returns how the app reaches it (a secret: never print it).
-func (c *Client) SetupAccessory(ctx context.Context, s *accessory.Spec) (accessory.Connection, error) {
+func (c *Client) SetupAccessory(ctx context.Context, s *hostproto.AccessorySpec) (hostproto.AccessoryConnection, error) {
 	return invoke(ctx, c, hostproto.AccessorySetupVerb, *s, nil)
 }
 
@@ -401,7 +399,7 @@ func (c *Client) SetAccessoriesEnv(ctx context.Context, content []byte) error {
 
 // AccessoryStatus reports accessory name, or all the app's on the host
 // for "".
-func (c *Client) AccessoryStatus(ctx context.Context, name string) ([]accessory.Status, error) {
+func (c *Client) AccessoryStatus(ctx context.Context, name string) ([]hostproto.AccessoryStatus, error) {
 	return invoke(ctx, c, hostproto.AccessoryStatusVerb, hostproto.AccessoryArgs{Name: name}, nil)
 }
 
@@ -412,43 +410,43 @@ func (c *Client) RestartAccessory(ctx context.Context, name string) error {
 }
 
 // BackupAccessory makes a backup of an accessory now.
-func (c *Client) BackupAccessory(ctx context.Context, name string) (accessory.BackupInfo, error) {
+func (c *Client) BackupAccessory(ctx context.Context, name string) (hostproto.BackupInfo, error) {
 	return invoke(ctx, c, hostproto.AccessoryBackupVerb, hostproto.AccessoryArgs{Name: name}, nil)
 }
 
 // AccessoryBackups lists an accessory's backups, oldest first.
-func (c *Client) AccessoryBackups(ctx context.Context, name string) ([]accessory.BackupInfo, error) {
+func (c *Client) AccessoryBackups(ctx context.Context, name string) ([]hostproto.BackupInfo, error) {
 	return invoke(ctx, c, hostproto.AccessoryBackupsVerb, hostproto.AccessoryArgs{Name: name}, nil)
 }
 
 // SendBackup uploads a backup (size bytes from r) to the accessory's
 // backups, where the host keeps it once whole and verified.
-func (c *Client) SendBackup(ctx context.Context, name, file string, size int64, r io.Reader) (accessory.BackupInfo, error) {
+func (c *Client) SendBackup(ctx context.Context, name, file string, size int64, r io.Reader) (hostproto.BackupInfo, error) {
 	return invoke(ctx, c, hostproto.AccessoryReceiveVerb, hostproto.AccessoryFileArgs{Name: name, File: file, Size: size}, r)
 }
 
 // RestoreAccessory restores backup file into the accessory's database
 // and returns the backup made of what it held ("" when it held
 // nothing); without confirm, a database holding data is refused with
-// an *accessory.ConfirmError.
+// an *hostproto.ConfirmError.
 func (c *Client) RestoreAccessory(ctx context.Context, name, file string, confirm bool) (string, error) {
 	return invoke(ctx, c, hostproto.AccessoryRestoreVerb, hostproto.AccessoryFileArgs{Name: name, File: file, Confirm: confirm}, nil)
 }
 
 // VerifyBackup runs a verify drill of backup file (the newest for "").
-func (c *Client) VerifyBackup(ctx context.Context, name, file string) (accessory.Verification, error) {
+func (c *Client) VerifyBackup(ctx context.Context, name, file string) (hostproto.Verification, error) {
 	return invoke(ctx, c, hostproto.AccessoryVerifyVerb, hostproto.AccessoryVerifyArgs{Name: name, File: file}, nil)
 }
 
 // ImportDump uploads an ordinary pg_dump (size bytes from r), which the
 // host keeps as an upload that restores like a backup.
-func (c *Client) ImportDump(ctx context.Context, name, file string, size int64, r io.Reader) (accessory.BackupInfo, error) {
+func (c *Client) ImportDump(ctx context.Context, name, file string, size int64, r io.Reader) (hostproto.BackupInfo, error) {
 	return invoke(ctx, c, hostproto.AccessoryImportVerb, hostproto.AccessoryImportArgs{Name: name, File: file, Size: size}, r)
 }
 
 // OffsiteBackups lists the backups in the accessory's bucket, oldest
 // first.
-func (c *Client) OffsiteBackups(ctx context.Context, name string) ([]accessory.BackupInfo, error) {
+func (c *Client) OffsiteBackups(ctx context.Context, name string) ([]hostproto.BackupInfo, error) {
 	return invoke(ctx, c, hostproto.AccessoryOffsiteListVerb, hostproto.AccessoryArgs{Name: name}, nil)
 }
 

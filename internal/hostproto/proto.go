@@ -14,7 +14,12 @@
 // status. stderr carries progress.
 //
 // Each verb is defined once, in verbs.go, with its argument and result
-// types: the client encodes what the host decodes.
+// types: the client encodes what the host decodes. Every type that
+// crosses the wire is defined here, the accessories' (accessory.go),
+// the proxy's routes (route.go) and the certificates' (certs.go) too,
+// and the host side runs them as they are: this package imports no
+// host-side package (deps_test.go holds it), so a change to the host's
+// internals is no protocol change, and the laptop links no host code.
 package hostproto
 
 import (
@@ -25,7 +30,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
 
@@ -72,14 +76,14 @@ type RemoteError struct {
 	Version *VersionError `json:"version,omitempty"`
 	// Confirm is set when a restore would replace data and was not
 	// confirmed.
-	Confirm *accessory.ConfirmError `json:"confirm,omitempty"`
-	Hint    string                  `json:"hint,omitempty"` // what to do, when the host knows
+	Confirm *ConfirmError `json:"confirm,omitempty"`
+	Hint    string        `json:"hint,omitempty"` // what to do, when the host knows
 }
 
 func (e *RemoteError) Error() string { return e.Message }
 
 // Unwrap exposes the structured causes, so errors.As finds *LockedError,
-// *HealthError, *RelayError, *VersionError, *accessory.ConfirmError and the hint's *usererr.Error on
+// *HealthError, *RelayError, *VersionError, *ConfirmError and the hint's *usererr.Error on
 // the client too.
 func (e *RemoteError) Unwrap() []error {
 	var errs []error
@@ -192,7 +196,7 @@ func WriteError(w io.Writer, err error) {
 	if errors.As(err, &ve) {
 		re.Version = ve
 	}
-	var ce *accessory.ConfirmError
+	var ce *ConfirmError
 	if errors.As(err, &ce) {
 		re.Confirm = ce
 	}

@@ -6,9 +6,8 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/bucket"
-	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/names"
-	rstore "github.com/hoistdev/hoist/internal/store"
+	"github.com/hoistdev/hoist/internal/signkey"
 )
 
 // CookieVar is the environment variable of an OTP release's cookie:
@@ -63,7 +62,7 @@ type Spec struct {
 	// challenges, the DNS provider's credentials on the host that
 	// obtains them, the peers. Only setup sends it; nil leaves the plan
 	// on the host as it is, and a plan without names removes it.
-	Certs *certs.Plan `json:"certs,omitempty"`
+	Certs *CertPlan `json:"certs,omitempty"`
 	// Store is where the host fetches releases from, and the key whose
 	// records it trusts. Only setup sends it; nil leaves the host's as it
 	// is, and one without a bucket removes it.
@@ -124,7 +123,7 @@ func (s *StoreSpec) Validate() error {
 	if err := s.Location.Validate(); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if _, err := rstore.ParsePublicKey(s.PublicKey); err != nil {
+	if _, err := signkey.ParsePublicKey(s.PublicKey); err != nil {
 		return fmt.Errorf("store: public key: %w", err)
 	}
 	return nil

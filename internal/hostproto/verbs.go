@@ -8,9 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hoistdev/hoist/internal/accessory"
 	"github.com/hoistdev/hoist/internal/names"
-	"github.com/hoistdev/hoist/internal/proxy"
 	"github.com/hoistdev/hoist/internal/release"
 )
 
@@ -53,7 +51,7 @@ var (
 	StatusVerb      = Verb[None, *Status]{"status"}
 	ReleasesVerb    = Verb[None, []ReleaseInfo]{"releases"}
 	PreviousVerb    = Verb[None, string]{"previous"}
-	ProxyStatusVerb = Verb[None, []proxy.RouteStatus]{"proxy-status"}
+	ProxyStatusVerb = Verb[None, []RouteStatus]{"proxy-status"}
 	ProxyRootVerb   = Verb[None, string]{"proxy-root"}
 	// BootVerb is run by the app's boot unit, not by the client.
 	BootVerb                  = Verb[None, None]{"boot"}
@@ -61,17 +59,17 @@ var (
 	LogsVerb                  = StreamVerb[LogsArgs]{"logs"}
 	MaintenanceVerb           = Verb[MaintenanceArgs, None]{"maintenance"}
 	AuditVerb                 = Verb[AuditArgs, []AuditEntry]{"audit"}
-	AccessorySetupVerb        = Verb[accessory.Spec, accessory.Connection]{"accessory-setup"}
+	AccessorySetupVerb        = Verb[AccessorySpec, AccessoryConnection]{"accessory-setup"}
 	AccessoryEnvVerb          = Verb[[]byte, bool]{"accessory-env"}
-	AccessoryStatusVerb       = Verb[AccessoryArgs, []accessory.Status]{"accessory-status"}
+	AccessoryStatusVerb       = Verb[AccessoryArgs, []AccessoryStatus]{"accessory-status"}
 	AccessoryRestartVerb      = Verb[AccessoryArgs, None]{"accessory-restart"}
-	AccessoryBackupVerb       = Verb[AccessoryArgs, accessory.BackupInfo]{"accessory-backup"}
-	AccessoryBackupsVerb      = Verb[AccessoryArgs, []accessory.BackupInfo]{"accessory-backups"}
-	AccessoryReceiveVerb      = Verb[AccessoryFileArgs, accessory.BackupInfo]{"accessory-receive"}
+	AccessoryBackupVerb       = Verb[AccessoryArgs, BackupInfo]{"accessory-backup"}
+	AccessoryBackupsVerb      = Verb[AccessoryArgs, []BackupInfo]{"accessory-backups"}
+	AccessoryReceiveVerb      = Verb[AccessoryFileArgs, BackupInfo]{"accessory-receive"}
 	AccessoryRestoreVerb      = Verb[AccessoryFileArgs, string]{"accessory-restore"}
-	AccessoryVerifyVerb       = Verb[AccessoryVerifyArgs, accessory.Verification]{"accessory-verify"}
-	AccessoryImportVerb       = Verb[AccessoryImportArgs, accessory.BackupInfo]{"accessory-import"}
-	AccessoryOffsiteListVerb  = Verb[AccessoryArgs, []accessory.BackupInfo]{"accessory-offsite-list"}
+	AccessoryVerifyVerb       = Verb[AccessoryVerifyArgs, Verification]{"accessory-verify"}
+	AccessoryImportVerb       = Verb[AccessoryImportArgs, BackupInfo]{"accessory-import"}
+	AccessoryOffsiteListVerb  = Verb[AccessoryArgs, []BackupInfo]{"accessory-offsite-list"}
 	AccessoryOffsiteFetchVerb = StreamVerb[AccessoryOffsiteArgs]{"accessory-offsite-fetch"}
 	AccessoryFetchVerb        = StreamVerb[AccessoryFileArgs]{"accessory-fetch"}
 	AccessoryLogsVerb         = StreamVerb[AccessoryLogsArgs]{"accessory-logs"}
@@ -157,7 +155,7 @@ type AccessoryArgs struct {
 
 // Validate checks the arguments as the host decoded them.
 func (a *AccessoryArgs) Validate() error {
-	if a.Name != "" && !accessory.ValidName(a.Name) {
+	if a.Name != "" && !ValidAccessoryName(a.Name) {
 		return fmt.Errorf("invalid accessory name %q", a.Name)
 	}
 	return nil
@@ -175,7 +173,7 @@ type AccessoryFileArgs struct {
 
 // Validate checks the arguments as the host decoded them.
 func (a *AccessoryFileArgs) Validate() error {
-	if !accessory.ValidName(a.Name) || !accessory.ValidBackupFile(a.File) || a.Size < 0 {
+	if !ValidAccessoryName(a.Name) || !ValidBackupFile(a.File) || a.Size < 0 {
 		return fmt.Errorf("invalid backup %q of accessory %q", a.File, a.Name)
 	}
 	return nil
@@ -190,7 +188,7 @@ type AccessoryVerifyArgs struct {
 
 // Validate checks the arguments as the host decoded them.
 func (a *AccessoryVerifyArgs) Validate() error {
-	if !accessory.ValidName(a.Name) || (a.File != "" && !accessory.ValidBackupFile(a.File)) {
+	if !ValidAccessoryName(a.Name) || (a.File != "" && !ValidBackupFile(a.File)) {
 		return fmt.Errorf("invalid backup %q of accessory %q", a.File, a.Name)
 	}
 	return nil
@@ -206,7 +204,7 @@ type AccessoryImportArgs struct {
 
 // Validate checks the arguments as the host decoded them.
 func (a *AccessoryImportArgs) Validate() error {
-	if !accessory.ValidName(a.Name) || a.Size < 0 || a.File == "" || len(a.File) > 200 || strings.ContainsAny(a.File, "/\x00\n") {
+	if !ValidAccessoryName(a.Name) || a.Size < 0 || a.File == "" || len(a.File) > 200 || strings.ContainsAny(a.File, "/\x00\n") {
 		return fmt.Errorf("invalid dump %q of accessory %q", a.File, a.Name)
 	}
 	return nil
@@ -220,7 +218,7 @@ type AccessoryOffsiteArgs struct {
 
 // Validate checks the arguments as the host decoded them.
 func (a *AccessoryOffsiteArgs) Validate() error {
-	if !accessory.ValidName(a.Name) || !strings.HasSuffix(a.File, accessory.OffsiteExt) || !accessory.ValidBackupFile(strings.TrimSuffix(a.File, accessory.OffsiteExt)) {
+	if !ValidAccessoryName(a.Name) || !strings.HasSuffix(a.File, OffsiteExt) || !ValidBackupFile(strings.TrimSuffix(a.File, OffsiteExt)) {
 		return fmt.Errorf("invalid off-host backup %q of accessory %q", a.File, a.Name)
 	}
 	return nil
@@ -364,7 +362,7 @@ type AccessoryPsqlArgs struct {
 
 // Validate checks the arguments as the host decoded them.
 func (a *AccessoryPsqlArgs) Validate() error {
-	if !accessory.ValidName(a.Name) {
+	if !ValidAccessoryName(a.Name) {
 		return fmt.Errorf("invalid accessory name %q", a.Name)
 	}
 	return nil

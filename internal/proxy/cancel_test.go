@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
 
@@ -83,21 +84,21 @@ func testClientLeavesCancelsUpstream(t *testing.T, fast bool) {
 // waitInFlight waits (up to 3s) until the route's in-flight count is n.
 func waitInFlight(t *testing.T, s *Server, n int64) {
 	t.Helper()
-	waitStatus(t, s, fmt.Sprintf("%d in flight", n), func(rs RouteStatus) bool { return rs.InFlight == n })
+	waitStatus(t, s, fmt.Sprintf("%d in flight", n), func(rs hostproto.RouteStatus) bool { return rs.InFlight == n })
 }
 
 // waitOpenWebSockets waits (up to 3s) until the route has n open
 // WebSockets.
 func waitOpenWebSockets(t *testing.T, s *Server, n int) {
 	t.Helper()
-	waitStatus(t, s, fmt.Sprintf("%d open WebSockets", n), func(rs RouteStatus) bool { return rs.OpenWebSockets == n })
+	waitStatus(t, s, fmt.Sprintf("%d open WebSockets", n), func(rs hostproto.RouteStatus) bool { return rs.OpenWebSockets == n })
 }
 
 // waitStatus waits (up to 3s) until the proxy's one route's status is
 // as want says.
-func waitStatus(t *testing.T, s *Server, what string, want func(RouteStatus) bool) {
+func waitStatus(t *testing.T, s *Server, what string, want func(hostproto.RouteStatus) bool) {
 	t.Helper()
-	var st []RouteStatus
+	var st []hostproto.RouteStatus
 	if !waittest.Poll(3*time.Second, func() bool {
 		st = s.Status(context.Background())
 		return len(st) == 1 && want(st[0])

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // Client talks to a running proxy over its control socket. The zero
@@ -77,7 +79,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 // upstream's address, "" if none or the same. It returns once the new
 // upstream is healthy and takes new requests, or with an error saying
 // why not, the old route untouched. ctx should allow r.HealthTimeout.
-func (c *Client) SetRoute(ctx context.Context, r Route) (string, error) {
+func (c *Client) SetRoute(ctx context.Context, r hostproto.Route) (string, error) {
 	var out struct{ Previous string }
 	err := c.do(ctx, http.MethodPut, "/v1/routes/"+url.PathEscape(r.App), r, &out)
 	return out.Previous, err
@@ -85,7 +87,7 @@ func (c *Client) SetRoute(ctx context.Context, r Route) (string, error) {
 
 // SetMaintenance puts app's route in maintenance (m), or takes it out
 // (nil).
-func (c *Client) SetMaintenance(ctx context.Context, app string, m *Maintenance) error {
+func (c *Client) SetMaintenance(ctx context.Context, app string, m *hostproto.Maintenance) error {
 	return c.do(ctx, http.MethodPut, "/v1/routes/"+url.PathEscape(app)+"/maintenance", maintenanceRequest{Maintenance: m}, nil)
 }
 
@@ -95,8 +97,8 @@ func (c *Client) DeleteRoute(ctx context.Context, app string) error {
 }
 
 // Routes lists the routes as saved.
-func (c *Client) Routes(ctx context.Context) ([]Route, error) {
-	var out struct{ Routes []Route }
+func (c *Client) Routes(ctx context.Context) ([]hostproto.Route, error) {
+	var out struct{ Routes []hostproto.Route }
 	err := c.do(ctx, http.MethodGet, "/v1/routes", nil, &out)
 	return out.Routes, err
 }
@@ -110,8 +112,8 @@ func (c *Client) WaitDrained(ctx context.Context, upstream string, timeout time.
 }
 
 // Status lists the routes with their health, load and certificates.
-func (c *Client) Status(ctx context.Context) ([]RouteStatus, error) {
-	var out struct{ Routes []RouteStatus }
+func (c *Client) Status(ctx context.Context) ([]hostproto.RouteStatus, error) {
+	var out struct{ Routes []hostproto.RouteStatus }
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
 	return out.Routes, err
 }

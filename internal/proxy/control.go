@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // ControlHandler serves the control API, JSON over HTTP, meant for a
@@ -32,7 +34,7 @@ import (
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/routes/{app}", func(w http.ResponseWriter, r *http.Request) {
-		var rt Route
+		var rt hostproto.Route
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rt); err != nil {
@@ -102,7 +104,7 @@ func (s *Server) ControlHandler() http.Handler {
 
 // maintenanceRequest is PUT /v1/routes/{app}/maintenance's body.
 type maintenanceRequest struct {
-	Maintenance *Maintenance `json:"maintenance"`
+	Maintenance *hostproto.Maintenance `json:"maintenance"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -19,11 +19,12 @@ import (
 	"github.com/hoistdev/hoist/internal/bindtest"
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/dns"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
 
-func writePlan(t *testing.T, dir string, p certs.Plan) {
+func writePlan(t *testing.T, dir string, p hostproto.CertPlan) {
 	t.Helper()
 	b, _ := json.Marshal(p)
 	if err := os.WriteFile(certs.PlanPath(dir, p.App), b, 0o600); err != nil {
@@ -44,8 +45,8 @@ func TestDNS01Wildcard(t *testing.T) {
 	p := pebbletest.Start(t, pebbletest.Options{DNSServer: bind.Addr})
 	plans := t.TempDir()
 	const name = "*.apps.hoist.test"
-	writePlan(t, plans, certs.Plan{App: "a", Names: []certs.PlanName{{Name: name, Challenge: certs.DNS01}},
-		DNS: &certs.DNSPlan{Provider: "rfc2136", Zone: "hoist.test", Credentials: bindCredentials(bind), Resolvers: []string{bind.Addr}}})
+	writePlan(t, plans, hostproto.CertPlan{App: "a", Names: []hostproto.CertPlanName{{Name: name, Challenge: hostproto.ChallengeDNS01}},
+		DNS: &hostproto.DNSPlan{Provider: "rfc2136", Zone: "hoist.test", Credentials: bindCredentials(bind), Resolvers: []string{bind.Addr}}})
 	cm, err := certs.New(certs.Options{CA: p.Directory, RootsFile: p.APIRoots, Storage: t.TempDir(), PlanDir: plans,
 		HTTPPort: p.HTTPPort, TLSALPNPort: p.TLSPort})
 	if err != nil {
@@ -98,8 +99,8 @@ func TestOneOrderForTwoHosts(t *testing.T) {
 	peer := fmt.Sprintf("127.0.0.1:%d", pebbletest.FreePort(t))
 
 	issuerPlans, copierPlans := t.TempDir(), t.TempDir()
-	writePlan(t, issuerPlans, certs.Plan{App: "a", PeerSecret: peerSecret, Names: []certs.PlanName{{Name: name, Challenge: certs.HTTP01, Peers: true}}})
-	writePlan(t, copierPlans, certs.Plan{App: "a", PeerSecret: peerSecret, Names: []certs.PlanName{{Name: name, Challenge: certs.HTTP01, From: peer}}})
+	writePlan(t, issuerPlans, hostproto.CertPlan{App: "a", PeerSecret: peerSecret, Names: []hostproto.CertPlanName{{Name: name, Challenge: hostproto.ChallengeHTTP01, Peers: true}}})
+	writePlan(t, copierPlans, hostproto.CertPlan{App: "a", PeerSecret: peerSecret, Names: []hostproto.CertPlanName{{Name: name, Challenge: hostproto.ChallengeHTTP01, From: peer}}})
 	issuer, err := certs.New(certs.Options{CA: p.Directory, RootsFile: p.APIRoots, Storage: t.TempDir(), PlanDir: issuerPlans,
 		PeerListen: peer, PeerRetry: 200 * time.Millisecond, HTTPPort: p.HTTPPort, TLSALPNPort: p.TLSPort,
 		RenewalWindowRatio: 0.5, RenewCheckInterval: time.Second, DisableARI: true})

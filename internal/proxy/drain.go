@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // drain retires u, which the table no longer points to: it waits until
@@ -107,10 +109,10 @@ func (s *Server) WaitDrained(ctx context.Context, addr string) error {
 }
 
 // drainingFor lists app's upstreams that are still draining.
-func (s *Server) drainingFor(app string) []DrainStatus {
+func (s *Server) drainingFor(app string) []hostproto.DrainStatus {
 	s.drainMu.Lock()
 	defer s.drainMu.Unlock()
-	var out []DrainStatus
+	var out []hostproto.DrainStatus
 	for _, us := range s.drains {
 		for _, u := range us {
 			if u.app != app {
@@ -121,7 +123,7 @@ func (s *Server) drainingFor(app string) []DrainStatus {
 				continue
 			default:
 			}
-			out = append(out, DrainStatus{Upstream: u.addr, InFlight: u.inflight.Load(), OpenWebSockets: u.openWebSockets()})
+			out = append(out, hostproto.DrainStatus{Upstream: u.addr, InFlight: u.inflight.Load(), OpenWebSockets: u.openWebSockets()})
 		}
 	}
 	return out

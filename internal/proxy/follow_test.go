@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/bindtest"
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
@@ -38,10 +39,10 @@ func TestCopiesFollowRenewalAndTakeOver(t *testing.T) {
 	peers := []string{peerA, peerB}
 
 	plansA, plansB := t.TempDir(), t.TempDir()
-	writePlan(t, plansA, certs.Plan{App: "a", PeerSecret: peerSecret, Peers: peers, Self: peerA,
-		Names: []certs.PlanName{{Name: name, Challenge: certs.HTTP01, Peers: true}}})
-	writePlan(t, plansB, certs.Plan{App: "a", PeerSecret: peerSecret, Peers: peers, Self: peerB,
-		Names: []certs.PlanName{{Name: name, Challenge: certs.HTTP01, From: peerA}}})
+	writePlan(t, plansA, hostproto.CertPlan{App: "a", PeerSecret: peerSecret, Peers: peers, Self: peerA,
+		Names: []hostproto.CertPlanName{{Name: name, Challenge: hostproto.ChallengeHTTP01, Peers: true}}})
+	writePlan(t, plansB, hostproto.CertPlan{App: "a", PeerSecret: peerSecret, Peers: peers, Self: peerB,
+		Names: []hostproto.CertPlanName{{Name: name, Challenge: hostproto.ChallengeHTTP01, From: peerA}}})
 	// Both as on a host, but for timings shortened to fit the
 	// certificates' life: renewal at half of it, looked at every second.
 	// The copier keeps the default peer refresh of an hour.

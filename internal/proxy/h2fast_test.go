@@ -19,12 +19,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/http2"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // h2Proxy is a proxy with one route, a.test to up, served over TLS with
 // HTTP/2 offered, with the fast loop (and so the HTTP/2 fast path) on
 // or not; it returns the proxy and its address.
-func h2Proxy(t *testing.T, up string, fast bool, opts Options, change ...func(*Route)) (*Server, string) {
+func h2Proxy(t *testing.T, up string, fast bool, opts Options, change ...func(*hostproto.Route)) (*Server, string) {
 	t.Helper()
 	opts.HealthInterval = time.Hour
 	s, err := New(opts)
@@ -249,7 +251,7 @@ func TestH2FastAnswer(t *testing.T) {
 		<-next
 		return []byte("6\r\nsecond\r\n0\r\n\r\n"), make(chan struct{})
 	}
-	s, addr := h2Proxy(t, up.addr(), true, Options{}, func(r *Route) { r.HSTS = true })
+	s, addr := h2Proxy(t, up.addr(), true, Options{}, func(r *hostproto.Route) { r.HSTS = true })
 	noReverseProxy(t, s)
 	c := h2Client(t)
 	get := func(path string, trace *httptrace.ClientTrace) (*http.Response, string) {
@@ -411,7 +413,7 @@ func TestH2FastClientCancels(t *testing.T) {
 // whole, and refused past the route's limit (TestH2Plain has the rest).
 func TestH2FastFallsBack(t *testing.T) {
 	up := newRawUpstream(t, func(r *http.Request) []byte { return answer("got " + r.Method) })
-	_, addr := h2Proxy(t, up.addr(), true, Options{}, func(r *Route) { r.MaxBodyBytes = 1 << 10 })
+	_, addr := h2Proxy(t, up.addr(), true, Options{}, func(r *hostproto.Route) { r.MaxBodyBytes = 1 << 10 })
 	c := h2Client(t)
 	for _, tc := range []struct {
 		body string

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // Maintenance mode and an app's own error pages. A route in maintenance
@@ -16,16 +18,6 @@ import (
 // is still health-checked, so it serves again the moment maintenance is
 // off. An app's pages replace the proxy's own for the 502, 503 and 504
 // it answers for the app.
-
-// Maintenance is a route's maintenance mode.
-type Maintenance struct {
-	// Message is shown on the page, as text.
-	Message string `json:"message,omitempty"`
-	// RetryAfter is sent as Retry-After, in seconds. Default 5m.
-	RetryAfter Duration `json:"retry_after"`
-	// Since is when maintenance went on.
-	Since time.Time `json:"since,omitzero"`
-}
 
 // Limits of what a route carries.
 const (
@@ -43,8 +35,8 @@ const (
 // PageCodes are the answers an app can give its own page for.
 var PageCodes = []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
 
-// validate checks the maintenance mode and fills in its default.
-func (m *Maintenance) validate(app string) error {
+// validateMaintenance checks the maintenance mode and fills in its default.
+func validateMaintenance(m *hostproto.Maintenance, app string) error {
 	if len(m.Message) > MaxMessageBytes || !utf8.ValidString(m.Message) {
 		return fmt.Errorf("route %s: the maintenance message must be UTF-8 text of at most %d bytes", app, MaxMessageBytes)
 	}
@@ -71,13 +63,13 @@ func validatePages(app string, pages map[int]string) error {
 }
 
 // retryAfter is Retry-After's value: whole seconds, at least one.
-func (m *Maintenance) retryAfter() string {
+func retryAfter(m *hostproto.Maintenance) string {
 	return strconv.FormatInt(max(1, int64(m.RetryAfter.Round(time.Second)/time.Second)), 10)
 }
 
 // maintenanceBody is the page a route in maintenance answers with: the
 // app's 503 page with the message in it, or the proxy's own.
-func maintenanceBody(m *Maintenance, custom503 string) string {
+func maintenanceBody(m *hostproto.Maintenance, custom503 string) string {
 	msg := html.EscapeString(m.Message)
 	if custom503 != "" {
 		return strings.ReplaceAll(custom503, MessagePlaceholder, msg)
@@ -90,7 +82,7 @@ func maintenanceBody(m *Maintenance, custom503 string) string {
 
 // answerMaintenance answers a request of a route in maintenance.
 func answerMaintenance(w http.ResponseWriter, e *entry) {
-	w.Header().Set("Retry-After", e.route.Maintenance.retryAfter())
+	w.Header().Set("Retry-After", retryAfter(e.route.Maintenance))
 	writePage(w, http.StatusServiceUnavailable, e.maintenance)
 }
 

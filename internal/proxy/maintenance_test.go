@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // TestMaintenance: a route in maintenance answers 503 with its message
@@ -24,7 +26,7 @@ func testMaintenance(t *testing.T, fast bool) {
 	if code, _ := get(t, nil, front, "a.test", "/"); code != http.StatusOK {
 		t.Fatalf("before: %d", code)
 	}
-	m := &Maintenance{Message: "Back at <10:00>", RetryAfter: Duration{90 * time.Second}}
+	m := &hostproto.Maintenance{Message: "Back at <10:00>", RetryAfter: hostproto.Duration{Duration: 90 * time.Second}}
 	if err := s.SetMaintenance("a", m); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func testMaintenance(t *testing.T, fast bool) {
 	if err := s.SetMaintenance("nope", m); err == nil || !strings.Contains(err.Error(), "no route for nope") {
 		t.Errorf("maintenance of an app without a route: %v", err)
 	}
-	if err := s.SetMaintenance("a", &Maintenance{Message: strings.Repeat("x", MaxMessageBytes+1)}); err == nil {
+	if err := s.SetMaintenance("a", &hostproto.Maintenance{Message: strings.Repeat("x", MaxMessageBytes+1)}); err == nil {
 		t.Error("a message over the limit was taken")
 	}
 }
@@ -76,7 +78,7 @@ func testAppPages(t *testing.T, fast bool) {
 	}
 	setRoute(t, s, r)
 	setRoute(t, s, route("b", b.addr(), "b.test"))
-	if err := s.SetMaintenance("a", &Maintenance{Message: "migrating"}); err != nil {
+	if err := s.SetMaintenance("a", &hostproto.Maintenance{Message: "migrating"}); err != nil {
 		t.Fatal(err)
 	}
 	if resp := do(t, front, "a.test", "/"); resp.code != 503 || resp.body != "<p>a is resting: migrating</p>" || resp.retryAfter != "300" {
@@ -99,7 +101,7 @@ func testAppPages(t *testing.T, fast bool) {
 	}
 	bad := route("c", b.addr(), "c.test")
 	bad.Pages = map[int]string{404: "x"}
-	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "not 404") {
+	if err := validateRoute(&bad); err == nil || !strings.Contains(err.Error(), "not 404") {
 		t.Errorf("a page for 404: %v", err)
 	}
 }

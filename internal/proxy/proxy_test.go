@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
 
@@ -253,12 +254,12 @@ func newProxy(t testing.TB, opts Options, fast bool) (*Server, *frontend) {
 	return s, front
 }
 
-func route(app, up string, hosts ...string) Route {
-	return Route{App: app, Hosts: hosts, Upstream: up, HealthPath: "/up",
-		HealthTimeout: Duration{2 * time.Second}, DrainTimeout: Duration{2 * time.Second}, MaxBodyBytes: DefaultMaxBodyBytes}
+func route(app, up string, hosts ...string) hostproto.Route {
+	return hostproto.Route{App: app, Hosts: hosts, Upstream: up, HealthPath: "/up",
+		HealthTimeout: hostproto.Duration{Duration: 2 * time.Second}, DrainTimeout: hostproto.Duration{Duration: 2 * time.Second}, MaxBodyBytes: DefaultMaxBodyBytes}
 }
 
-func setRoute(t testing.TB, s *Server, r Route) {
+func setRoute(t testing.TB, s *Server, r hostproto.Route) {
 	t.Helper()
 	if _, err := s.SetRoute(context.Background(), r); err != nil {
 		t.Fatal(err)
@@ -351,28 +352,28 @@ func testRouting(t *testing.T, fast bool) {
 
 func TestRouteValidate(t *testing.T) {
 	tests := map[string]struct {
-		route   Route
+		route   hostproto.Route
 		wantErr string
-		want    Route
+		want    hostproto.Route
 	}{
 		"defaults filled": {
-			route: Route{App: "a", Hosts: []string{"A.Example.COM."}, Upstream: "127.0.0.1:3000"},
-			want: Route{App: "a", Hosts: []string{"a.example.com"}, Upstream: "127.0.0.1:3000", HealthPath: "/up",
-				HealthTimeout: Duration{DefaultHealthTimeout}, DrainTimeout: Duration{DefaultDrainTimeout}, MaxBodyBytes: DefaultMaxBodyBytes},
+			route: hostproto.Route{App: "a", Hosts: []string{"A.Example.COM."}, Upstream: "127.0.0.1:3000"},
+			want: hostproto.Route{App: "a", Hosts: []string{"a.example.com"}, Upstream: "127.0.0.1:3000", HealthPath: "/up",
+				HealthTimeout: hostproto.Duration{Duration: DefaultHealthTimeout}, DrainTimeout: hostproto.Duration{Duration: DefaultDrainTimeout}, MaxBodyBytes: DefaultMaxBodyBytes},
 		},
-		"no app":          {route: Route{Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
-		"app with slash":  {route: Route{App: "a/b", Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
-		"no hosts":        {route: Route{App: "a", Upstream: "127.0.0.1:1"}, wantErr: "no hosts"},
-		"host with port":  {route: Route{App: "a", Hosts: []string{"a.test:80"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
-		"inner wildcard":  {route: Route{App: "a", Hosts: []string{"a.*.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
-		"bare wildcard":   {route: Route{App: "a", Hosts: []string{"*"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
-		"relative prefix": {route: Route{App: "a", Hosts: []string{"a.test"}, PathPrefix: "api", Upstream: "127.0.0.1:1"}, wantErr: "must start with /"},
-		"no port":         {route: Route{App: "a", Hosts: []string{"a.test"}, Upstream: "127.0.0.1"}, wantErr: "not host:port"},
+		"no app":          {route: hostproto.Route{Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
+		"app with slash":  {route: hostproto.Route{App: "a/b", Hosts: []string{"a.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid app"},
+		"no hosts":        {route: hostproto.Route{App: "a", Upstream: "127.0.0.1:1"}, wantErr: "no hosts"},
+		"host with port":  {route: hostproto.Route{App: "a", Hosts: []string{"a.test:80"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
+		"inner wildcard":  {route: hostproto.Route{App: "a", Hosts: []string{"a.*.test"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
+		"bare wildcard":   {route: hostproto.Route{App: "a", Hosts: []string{"*"}, Upstream: "127.0.0.1:1"}, wantErr: "invalid host"},
+		"relative prefix": {route: hostproto.Route{App: "a", Hosts: []string{"a.test"}, PathPrefix: "api", Upstream: "127.0.0.1:1"}, wantErr: "must start with /"},
+		"no port":         {route: hostproto.Route{App: "a", Hosts: []string{"a.test"}, Upstream: "127.0.0.1"}, wantErr: "not host:port"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := tt.route
-			err := r.Validate()
+			err := validateRoute(&r)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one with %q", err, tt.wantErr)
@@ -499,7 +500,7 @@ func testUnhealthySwitchRefused(t *testing.T, fast bool) {
 	s, front := newProxy(t, Options{}, fast)
 	setRoute(t, s, route("a", good.addr(), "a.test"))
 	r := route("a", bad.addr(), "a.test")
-	r.HealthTimeout = Duration{500 * time.Millisecond}
+	r.HealthTimeout = hostproto.Duration{Duration: 500 * time.Millisecond}
 	start := time.Now()
 	_, err := s.SetRoute(context.Background(), r)
 	if err == nil || !strings.Contains(err.Error(), "not healthy") || !strings.Contains(err.Error(), "500") {
@@ -520,7 +521,7 @@ func testUnhealthySwitchRefused(t *testing.T, fast bool) {
 		t.Errorf("route now points at %s", got)
 	}
 	down := route("b", "127.0.0.1:1", "b.test")
-	down.HealthTimeout = Duration{300 * time.Millisecond}
+	down.HealthTimeout = hostproto.Duration{Duration: 300 * time.Millisecond}
 	if _, err := s.SetRoute(context.Background(), down); err == nil {
 		t.Error("a route to a closed port went live")
 	}
@@ -650,7 +651,7 @@ func testDrainWaitsForSlowRequests(t *testing.T, fast bool) {
 	// A drain timeout far beyond the test's wait, so that only the
 	// release ends the requests.
 	r := route("a", old.addr(), "a.test")
-	r.DrainTimeout = Duration{time.Minute}
+	r.DrainTimeout = hostproto.Duration{Duration: time.Minute}
 	setRoute(t, s, r)
 	var wg sync.WaitGroup
 	bodies := make([]string, 3)
@@ -697,7 +698,7 @@ func testDrainTimeoutReported(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
 	s, front := newProxy(t, Options{}, fast)
 	r := route("a", old.addr(), "a.test")
-	r.DrainTimeout = Duration{100 * time.Millisecond}
+	r.DrainTimeout = hostproto.Duration{Duration: 100 * time.Millisecond}
 	setRoute(t, s, r)
 	done := make(chan struct{})
 	go func() { tryGet(nil, front, "a.test", "/hold"); close(done) }()
@@ -756,7 +757,7 @@ func testWebSocketGoingAway(t *testing.T, fast bool) {
 	old, next := backend(t, "old", true), backend(t, "new", true)
 	s, front := newProxy(t, Options{}, fast)
 	r := route("a", old.addr(), "a.test")
-	r.DrainTimeout = Duration{700 * time.Millisecond}
+	r.DrainTimeout = hostproto.Duration{Duration: 700 * time.Millisecond}
 	setRoute(t, s, r)
 	conn, br := dialWS(t, addrOf(front.URL), "a.test")
 	defer conn.Close()
@@ -947,17 +948,17 @@ func testStateSurvivesRestart(t *testing.T, fast bool) {
 	if len(entries) != 1 {
 		t.Errorf("state directory holds %d files, want only state.json", len(entries))
 	}
-	var saved []Route
+	var saved []hostproto.Route
 	raw, _ := os.ReadFile(state)
 	if err := json.Unmarshal(raw, &saved); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]Route{ra, rb}, saved); diff != "" {
+	if diff := cmp.Diff([]hostproto.Route{ra, rb}, saved); diff != "" {
 		t.Errorf("state file (-want +got):\n%s", diff)
 	}
 
 	s2, front := newProxy(t, Options{StatePath: state}, fast)
-	if diff := cmp.Diff([]Route{ra, rb}, s2.Routes()); diff != "" {
+	if diff := cmp.Diff([]hostproto.Route{ra, rb}, s2.Routes()); diff != "" {
 		t.Errorf("restored routes (-want +got):\n%s", diff)
 	}
 	if code, body := get(t, nil, front, "a.test", "/"); code != 200 || !strings.HasPrefix(body, "a ") {
@@ -1005,20 +1006,20 @@ func testControlSocket(t *testing.T, fast bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []RouteStatus{{Route: route("a", b.addr(), "a.test"), Healthy: true}}
-	if diff := cmp.Diff(want, st, cmpopts.IgnoreFields(RouteStatus{}, "CheckedAt")); diff != "" {
+	want := []hostproto.RouteStatus{{Route: route("a", b.addr(), "a.test"), Healthy: true}}
+	if diff := cmp.Diff(want, st, cmpopts.IgnoreFields(hostproto.RouteStatus{}, "CheckedAt")); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
 	}
 	routes, err := c.Routes(ctx)
-	if diff := cmp.Diff([]Route{route("a", b.addr(), "a.test")}, routes); err != nil || diff != "" {
+	if diff := cmp.Diff([]hostproto.Route{route("a", b.addr(), "a.test")}, routes); err != nil || diff != "" {
 		t.Errorf("routes %v (-want +got):\n%s", err, diff)
 	}
 	bad := route("b", "127.0.0.1:1", "b.test")
-	bad.HealthTimeout = Duration{300 * time.Millisecond}
+	bad.HealthTimeout = hostproto.Duration{Duration: 300 * time.Millisecond}
 	if _, err := c.SetRoute(ctx, bad); err == nil || !strings.Contains(err.Error(), "not healthy") || !strings.Contains(err.Error(), "unchanged") {
 		t.Errorf("unhealthy route over the socket: %v", err)
 	}
-	if _, err := c.SetRoute(ctx, Route{App: "x"}); err == nil || !strings.Contains(err.Error(), "no hosts") {
+	if _, err := c.SetRoute(ctx, hostproto.Route{App: "x"}); err == nil || !strings.Contains(err.Error(), "no hosts") {
 		t.Errorf("invalid route: %v", err)
 	}
 	if err := c.DeleteRoute(ctx, "nope"); err == nil {
@@ -1298,7 +1299,7 @@ func benchmarkProxyHTTP(b *testing.B, fast bool) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	r := Route{App: "a", Hosts: []string{"a.test"}, Upstream: strings.TrimPrefix(up.URL, "http://"), HealthPath: "/"}
+	r := hostproto.Route{App: "a", Hosts: []string{"a.test"}, Upstream: strings.TrimPrefix(up.URL, "http://"), HealthPath: "/"}
 	if _, err := s.SetRoute(context.Background(), r); err != nil {
 		b.Fatal(err)
 	}
@@ -1327,7 +1328,7 @@ func BenchmarkLookup(b *testing.B) {
 	var entries []*entry
 	s := &Server{metrics: newMetrics()}
 	for i := range 50 {
-		r := Route{App: fmt.Sprint("app", i), Hosts: []string{fmt.Sprintf("app%d.example.com", i), fmt.Sprintf("*.app%d.example.org", i)}, PathPrefix: "/x"}
+		r := hostproto.Route{App: fmt.Sprint("app", i), Hosts: []string{fmt.Sprintf("app%d.example.com", i), fmt.Sprintf("*.app%d.example.org", i)}, PathPrefix: "/x"}
 		entries = append(entries, s.newEntry(r, nil))
 	}
 	t := newTable(entries)

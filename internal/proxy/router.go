@@ -1,58 +1,14 @@
 package proxy
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"slices"
 	"strings"
 	"time"
-)
 
-// Route sends the requests for some host names (and a path prefix) to
-// one app's upstream. It is what PUT /v1/routes/{app} takes, as JSON:
-//
-//	{"hosts": ["app.example.com", "*.example.org"], "path_prefix": "/api",
-//	 "upstream": "127.0.0.1:3001", "health_path": "/up",
-//	 "health_timeout": "30s", "drain_timeout": "30s", "tls": true, "hsts": true,
-//	 "max_body_bytes": 67108864}
-type Route struct {
-	App string `json:"app"`
-	// Hosts are exact names (app.example.com) or one-label wildcards
-	// (*.example.com matches a.example.com, not a.b.example.com).
-	Hosts []string `json:"hosts"`
-	// PathPrefix limits the route to a path and what is below it ("/api"
-	// serves /api and /api/x, not /apix); "" or "/" serves every path.
-	// Among routes for one host, the longest prefix wins.
-	PathPrefix string `json:"path_prefix,omitempty"`
-	// Upstream is the release's listener, host:port on loopback.
-	Upstream string `json:"upstream"`
-	// HealthPath is polled with GET until it answers 2xx before the route
-	// goes live, and then every few seconds. Default /up.
-	HealthPath string `json:"health_path"`
-	// HealthTimeout bounds the wait for a new upstream to turn healthy.
-	// Default 30s.
-	HealthTimeout Duration `json:"health_timeout"`
-	// DrainTimeout bounds how long the old upstream keeps in-flight
-	// requests and WebSockets after a switch. Default 30s.
-	DrainTimeout Duration `json:"drain_timeout"`
-	// TLS serves the route over HTTPS with a certificate from the
-	// proxy's issuer (an ACME CA, or its internal CA), and redirects
-	// plain HTTP to HTTPS once the certificate is in.
-	TLS bool `json:"tls,omitempty"`
-	// HSTS adds Strict-Transport-Security to HTTPS answers.
-	HSTS bool `json:"hsts,omitempty"`
-	// MaxBodyBytes bounds a request's body: 413 beyond it, at once for a
-	// declared Content-Length, when it is crossed for a chunked body.
-	// Default DefaultMaxBodyBytes.
-	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
-	// Maintenance, when set, answers every request of the route with a
-	// 503 page while the app keeps running (maintenance.go).
-	Maintenance *Maintenance `json:"maintenance,omitempty"`
-	// Pages are the app's own pages (HTML) for the 502, 503 and 504 the
-	// proxy answers for it.
-	Pages map[int]string `json:"pages,omitempty"`
-}
+	"github.com/hoistdev/hoist/internal/hostproto"
+)
 
 // Defaults of a route.
 const (
@@ -65,34 +21,9 @@ const (
 	DefaultMaxBodyBytes = 64 << 20
 )
 
-// Duration is a time.Duration that reads and writes as "30s" in JSON.
-type Duration struct{ time.Duration }
-
-// MarshalJSON writes the duration as a string like "1m30s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// UnmarshalJSON reads "30s" (or a number of nanoseconds).
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var n int64
-	if json.Unmarshal(b, &n) == nil {
-		d.Duration = time.Duration(n)
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration: %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration: %w", err)
-	}
-	d.Duration = v
-	return nil
-}
-
-// Validate checks a route and fills in its defaults. Host names are
+// validateRoute checks a route and fills in its defaults. Host names are
 // lower-cased.
-func (r *Route) Validate() error {
+func validateRoute(r *hostproto.Route) error {
 	if r.App == "" || strings.ContainsAny(r.App, "/ \t\n?#%") {
 		return fmt.Errorf("route: invalid app %q", r.App)
 	}
@@ -129,7 +60,7 @@ func (r *Route) Validate() error {
 		r.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if r.Maintenance != nil {
-		if err := r.Maintenance.validate(r.App); err != nil {
+		if err := validateMaintenance(r.Maintenance, r.App); err != nil {
 			return err
 		}
 	}
@@ -157,12 +88,12 @@ func validHost(h string) bool {
 	return true
 }
 
-// prefix is r's path prefix without its trailing slash; "" for all.
-func (r *Route) prefix() string { return strings.TrimSuffix(r.PathPrefix, "/") }
+// routePrefix is r's path prefix without its trailing slash; "" for all.
+func routePrefix(r *hostproto.Route) string { return strings.TrimSuffix(r.PathPrefix, "/") }
 
 // entry is a route with its live upstream and its counters.
 type entry struct {
-	route       Route
+	route       hostproto.Route
 	prefix      string // without trailing slash; "" for every path
 	prefixSlash string // prefix + "/"
 	up          *upstream
@@ -237,8 +168,8 @@ func (t *table) byApp(app string) *entry {
 
 // conflict names another app that already serves one of r's hosts
 // with the same path prefix.
-func (t *table) conflict(r *Route) error {
-	p := r.prefix()
+func (t *table) conflict(r *hostproto.Route) error {
+	p := routePrefix(r)
 	for _, e := range t.all {
 		if e.route.App == r.App || e.prefix != p {
 			continue

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/proxy/fastloop"
 	"github.com/hoistdev/hoist/internal/proxy/headers"
 )
@@ -141,8 +142,8 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) newEntry(r Route, u *upstream) *entry {
-	p := r.prefix()
+func (s *Server) newEntry(r hostproto.Route, u *upstream) *entry {
+	p := routePrefix(&r)
 	e := &entry{route: r, prefix: p, prefixSlash: p + "/", up: u, m: s.metrics.app(r.App)}
 	if r.Maintenance != nil {
 		e.maintenance = maintenanceBody(r.Maintenance, r.Pages[http.StatusServiceUnavailable])
@@ -329,11 +330,11 @@ func (s *Server) serve(w *statusRecorder, r *http.Request) {
 // within r.HealthTimeout, then new requests go to it at once, and the old
 // upstream, if another, drains in the background. It returns the old
 // upstream's address ("" if none). On error the old route is untouched.
-func (s *Server) SetRoute(ctx context.Context, r Route) (string, error) {
+func (s *Server) SetRoute(ctx context.Context, r hostproto.Route) (string, error) {
 	if s.closed.Load() {
 		return "", errors.New("the proxy is shutting down")
 	}
-	if err := r.Validate(); err != nil {
+	if err := validateRoute(&r); err != nil {
 		return "", err
 	}
 	if err := s.table.Load().conflict(&r); err != nil {
@@ -392,7 +393,7 @@ func (s *Server) SetRoute(ctx context.Context, r Route) (string, error) {
 
 // SetMaintenance puts app's route in maintenance (m), or takes it out
 // (nil), at once: its upstream keeps running and being checked.
-func (s *Server) SetMaintenance(app string, m *Maintenance) error {
+func (s *Server) SetMaintenance(app string, m *hostproto.Maintenance) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.table.Load()
@@ -402,7 +403,7 @@ func (s *Server) SetMaintenance(app string, m *Maintenance) error {
 	}
 	r := prev.route
 	r.Maintenance = m
-	if err := r.Validate(); err != nil {
+	if err := validateRoute(&r); err != nil {
 		return err
 	}
 	return s.replaceEntry(old, prev, s.newEntry(r, prev.up))
@@ -441,51 +442,27 @@ func (s *Server) DeleteRoute(app string) error {
 }
 
 // Routes returns the live routes, by app.
-func (s *Server) Routes() []Route { return routesOf(s.table.Load()) }
+func (s *Server) Routes() []hostproto.Route { return routesOf(s.table.Load()) }
 
-func routesOf(t *table) []Route {
-	rs := make([]Route, 0, len(t.all))
+func routesOf(t *table) []hostproto.Route {
+	rs := make([]hostproto.Route, 0, len(t.all))
 	for _, e := range t.all {
 		rs = append(rs, e.route)
 	}
 	return rs
 }
 
-// RouteStatus is one route as the control API reports it.
-type RouteStatus struct {
-	Route
-	Healthy bool `json:"healthy"`
-	// HealthError is the last failed check's error, if the last failed.
-	HealthError string `json:"health_error,omitempty"`
-	// CheckedAt is when the upstream was last checked.
-	CheckedAt      time.Time `json:"checked_at,omitzero"`
-	InFlight       int64     `json:"in_flight"`
-	OpenWebSockets int       `json:"open_websockets"`
-	// Certificates are each TLS name's certificate: issuer, expiry, how
-	// it was obtained, when renewal is due (no expiry: none yet).
-	Certificates map[string]certs.Status `json:"certificates,omitempty"`
-	// Draining are the route's previous upstreams still draining.
-	Draining []DrainStatus `json:"draining,omitempty"`
-}
-
-// DrainStatus is an old upstream that is draining.
-type DrainStatus struct {
-	Upstream       string `json:"upstream"`
-	InFlight       int64  `json:"in_flight"`
-	OpenWebSockets int    `json:"open_websockets"`
-}
-
 // Status reports the routes, with their health as last checked.
-func (s *Server) Status(ctx context.Context) []RouteStatus {
+func (s *Server) Status(ctx context.Context) []hostproto.RouteStatus {
 	t := s.table.Load()
-	out := make([]RouteStatus, 0, len(t.all))
+	out := make([]hostproto.RouteStatus, 0, len(t.all))
 	for _, e := range t.all {
-		rs := RouteStatus{Route: e.route, Healthy: e.up.healthy.Load(), InFlight: e.up.inflight.Load(), OpenWebSockets: e.up.openWebSockets()}
+		rs := hostproto.RouteStatus{Route: e.route, Healthy: e.up.healthy.Load(), InFlight: e.up.inflight.Load(), OpenWebSockets: e.up.openWebSockets()}
 		if h := e.up.health.Load(); h != nil {
 			rs.HealthError, rs.CheckedAt = h.Err, h.At
 		}
 		if e.route.TLS && s.opts.Certs != nil {
-			rs.Certificates = map[string]certs.Status{}
+			rs.Certificates = map[string]hostproto.CertStatus{}
 			for _, h := range e.route.Hosts {
 				rs.Certificates[h] = s.opts.Certs.Status(h)
 			}

@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // loadState reads the routes saved at path; none when it does not exist.
-func loadState(path string) ([]Route, error) {
+func loadState(path string) ([]hostproto.Route, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -22,12 +23,12 @@ func loadState(path string) ([]Route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy state: %w", err)
 	}
-	var routes []Route
+	var routes []hostproto.Route
 	if err := json.Unmarshal(b, &routes); err != nil {
 		return nil, fmt.Errorf("proxy state %s: %w", path, err)
 	}
 	for i := range routes {
-		if err := routes[i].Validate(); err != nil {
+		if err := validateRoute(&routes[i]); err != nil {
 			return nil, fmt.Errorf("proxy state %s: %w", path, err)
 		}
 	}
@@ -35,7 +36,7 @@ func loadState(path string) ([]Route, error) {
 }
 
 // saveState replaces the saved routes atomically.
-func saveState(path string, routes []Route) error {
+func saveState(path string, routes []hostproto.Route) error {
 	if path == "" {
 		return nil
 	}

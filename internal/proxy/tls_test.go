@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/certs"
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
@@ -157,7 +158,7 @@ func checkServing(t *testing.T, r *running, name, how string, roots *x509.CertPo
 	}
 }
 
-func tlsRoute(app, upstream, name string) Route {
+func tlsRoute(app, upstream, name string) hostproto.Route {
 	r := route(app, upstream, name)
 	r.TLS, r.HSTS = true, true
 	return r

@@ -28,6 +28,7 @@ import (
 	"github.com/hoistdev/hoist/internal/loadtest"
 	"github.com/hoistdev/hoist/internal/pebbletest"
 
+	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/waittest"
 )
 
@@ -372,7 +373,7 @@ func TestUpgradeHoldsRouteChanges(t *testing.T) {
 	changed := make(chan error, 2)
 	go func() {
 		rt := route("a", slow.addr(), "plain.test")
-		rt.HealthTimeout = Duration{20 * time.Second}
+		rt.HealthTimeout = hostproto.Duration{Duration: 20 * time.Second}
 		_, err := r.client.SetRoute(context.Background(), rt)
 		changed <- err
 	}()
@@ -433,7 +434,7 @@ func TestUpgradeHoldsRouteChanges(t *testing.T) {
 	}
 }
 
-func routeOf(rs []Route, app string) string {
+func routeOf(rs []hostproto.Route, app string) string {
 	for _, r := range rs {
 		if r.App == app {
 			return r.Upstream

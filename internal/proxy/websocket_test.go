@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
 // echoUpstream is an app whose WebSocket (any path but /up) sends a
@@ -122,7 +124,7 @@ func TestRelayRoundTrips(t *testing.T) {
 	old, next := newEchoUpstream(t), newEchoUpstream(t)
 	s, front := newProxy(t, Options{}, true)
 	r := route("a", old.addr, "a.test")
-	r.DrainTimeout = Duration{50 * time.Millisecond}
+	r.DrainTimeout = hostproto.Duration{Duration: 50 * time.Millisecond}
 	setRoute(t, s, r)
 
 	early := []byte("early bird")

@@ -29,6 +29,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/names"
 	"github.com/hoistdev/hoist/internal/release"
+	"github.com/hoistdev/hoist/internal/signkey"
 )
 
 // Record says which release an app's hosts run: its id, and the sha256
@@ -166,7 +167,7 @@ func Verify(key ed25519.PublicKey, raw []byte) (*Signed, error) {
 	if err != nil {
 		return nil, err
 	}
-	trusted, err := Fingerprint(key)
+	trusted, err := signkey.Fingerprint(key)
 	if err != nil {
 		return nil, err
 	}

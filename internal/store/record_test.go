@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoistdev/hoist/internal/signkey"
 )
 
 func testKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
-	_, priv, err := GenerateKey("test")
+	_, priv, err := signkey.GenerateKey("test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +73,8 @@ func TestVerifyRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusted, _ := Fingerprint(pub)
-	otherFP, _ := Fingerprint(other.Public().(ed25519.PublicKey))
+	trusted, _ := signkey.Fingerprint(pub)
+	otherFP, _ := signkey.Fingerprint(other.Public().(ed25519.PublicKey))
 	tests := map[string]struct {
 		raw      []byte
 		wrongKey bool
@@ -141,33 +143,6 @@ func TestRecordValidate(t *testing.T) {
 	}
 }
 
-func TestKeys(t *testing.T) {
-	file, priv, err := GenerateKey("shop")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := ParsePrivateKey(file)
-	if err != nil || !back.Equal(priv) {
-		t.Fatalf("parse own key: %v", err)
-	}
-	line, err := PublicKeyLine(priv.Public().(ed25519.PublicKey), "hoist store key of shop")
-	if err != nil || !strings.HasPrefix(line, "ssh-ed25519 AAAA") || !strings.HasSuffix(line, " hoist store key of shop") {
-		t.Fatalf("public key line %q: %v", line, err)
-	}
-	pub, err := ParsePublicKey(line)
-	if err != nil || !pub.Equal(priv.Public()) {
-		t.Fatalf("parse own public key line: %v", err)
-	}
-	for _, bad := range []string{"", "ssh-ed25519", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7", line + "\n" + line} {
-		if _, err := ParsePublicKey(bad); err == nil {
-			t.Errorf("ParsePublicKey(%q) accepted it", bad)
-		}
-	}
-	if _, err := ParsePrivateKey([]byte("not a key")); err == nil {
-		t.Error("ParsePrivateKey accepted garbage")
-	}
-}
-
 // A key made by ssh-keygen is one hoist signs with.
 func TestSSHKeygenKey(t *testing.T) {
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
@@ -178,12 +153,12 @@ func TestSSHKeygenKey(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
 	b, _ := os.ReadFile(p)
-	priv, err := ParsePrivateKey(b)
+	priv, err := signkey.ParsePrivateKey(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pubLine, _ := os.ReadFile(p + ".pub")
-	pub, err := ParsePublicKey(string(pubLine))
+	pub, err := signkey.ParsePublicKey(string(pubLine))
 	if err != nil || !pub.Equal(priv.Public()) {
 		t.Fatalf("the .pub line does not match: %v", err)
 	}

@@ -1,4 +1,8 @@
-package store
+// Package signkey reads and makes the ed25519 key that signs an app's
+// release records (internal/store), in OpenSSH's formats. It is a leaf:
+// the host protocol checks a store's public key with it, and the store
+// verifies records with it, without either importing the other.
+package signkey
 
 import (
 	"crypto/ed25519"
