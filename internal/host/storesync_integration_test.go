@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -35,6 +36,11 @@ func fakeActivate(t *testing.T, err error) *[]activated {
 	return &got
 }
 
+// syncSpec is a whole spec of app, running command.
+func syncSpec(app, command string) hostproto.Spec {
+	return hostproto.Spec{App: app, Command: command, Port: 4000, HealthPath: "/up", HealthTimeout: time.Minute, HealthInterval: time.Second, KeepReleases: 3}
+}
+
 func (f *storeFixture) putSpec(s hostproto.Spec) string {
 	f.t.Helper()
 	b, _ := json.Marshal(s)
@@ -55,7 +61,7 @@ func (f *storeFixture) sync() (hostproto.StoreSynced, bool, error) {
 func TestSyncFromStore(t *testing.T) {
 	f := newStoreFixture(t)
 	got := fakeActivate(t, nil)
-	f.spec = f.putSpec(hostproto.Spec{App: "hello", Command: "bin/hello", Port: 4000, HealthPath: "/up"})
+	f.spec = f.putSpec(syncSpec("hello", "bin/hello"))
 	r1 := build(t, "hello", id1, map[string][]byte{"app*": []byte("v1")})
 	f.move(f.put(r1, nil, f.key))
 	out, attempted, err := f.sync()
@@ -99,21 +105,21 @@ func TestSyncFromStoreRefusesSpecs(t *testing.T) {
 	}{
 		{"no spec", func(f *storeFixture) {}, "names no host spec"},
 		{"a spec replaced in the bucket", func(f *storeFixture) {
-			f.spec = f.putSpec(hostproto.Spec{App: "hello", Command: "bin/hello", Port: 4000})
-			evil, _ := json.Marshal(hostproto.Spec{App: "hello", Command: "/bin/sh -c evil", Port: 4000})
+			f.spec = f.putSpec(syncSpec("hello", "bin/hello"))
+			evil, _ := json.Marshal(syncSpec("hello", "/bin/sh -c evil"))
 			if _, err := f.raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(f.loc.Bucket), Key: aws.String(f.loc.Key("specs/" + f.spec)),
 				Body: bytes.NewReader(evil)}); err != nil {
 				t.Fatal(err)
 			}
 		}, "is damaged"},
 		{"a spec missing", func(f *storeFixture) {
-			f.spec = f.putSpec(hostproto.Spec{App: "hello", Command: "bin/hello", Port: 4000})
+			f.spec = f.putSpec(syncSpec("hello", "bin/hello"))
 			if _, err := f.raw.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(f.loc.Bucket), Key: aws.String(f.loc.Key("specs/" + f.spec))}); err != nil {
 				t.Fatal(err)
 			}
 		}, "is incomplete"},
 		{"another app's spec", func(f *storeFixture) {
-			f.spec = f.putSpec(hostproto.Spec{App: "shop", Command: "bin/shop", Port: 4000})
+			f.spec = f.putSpec(syncSpec("shop", "bin/shop"))
 		}, "shop's"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
