@@ -22,9 +22,11 @@ import (
 	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/host"
 	"github.com/hoistdev/hoist/internal/kumotest"
+	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/release"
 	"github.com/hoistdev/hoist/internal/signkey"
 	"github.com/hoistdev/hoist/internal/store"
+	"github.com/hoistdev/hoist/internal/waittest"
 )
 
 // storeStatusJSON is what `hoist store status --json` prints.
@@ -256,5 +258,31 @@ func TestDeployThroughTheStore(t *testing.T) {
 		}
 		a.wantServed(t, hosts, r3)
 		verifyOnHosts(t, app, r3, hosts)
+	})
+	t.Run("a host that missed a deploy catches up when it boots", func(t *testing.T) {
+		o := lab.Options{Name: labName, KeyPath: filepath.Join(work, "home", "lab", "id_ed25519"), KnownHostsPath: filepath.Join(work, "home", "known_hosts")}
+		if err := lab.PowerCut(o, hosts[1]); err != nil {
+			t.Fatal(err)
+		}
+		// While it is down the next release goes to the other host, and
+		// the store's record to it.
+		a.change(t)
+		out, stderr, err := deployJSON(t, a.dir, "--host", hosts[0])
+		if err != nil {
+			t.Fatalf("deploy to %s: %v\n%s", hosts[0], err, stderr)
+		}
+		r4 := out.Release
+		if st := status(); st.Record == nil || st.Record.Release != r4 {
+			t.Fatalf("the store's record after the deploy: %+v, want %s", st.Record, r4)
+		}
+		// Booted again, nobody pushing: its boot unit starts the release
+		// it had, its store-sync unit switches it to the store's.
+		mustHoist(t, "", "lab", "up", "--name", labName, "--hosts", "2")
+		waittest.Poll(3*time.Minute, func() bool { return a.served(hosts[1]) == "hello from release "+r4 })
+		a.wantServed(t, hosts, r4)
+		verifyOnHosts(t, app, r4, hosts[1:])
+		if got := onHost(t, hosts[1], "tail -n 3 /var/lib/hoist/"+app+"/audit.log"); !strings.Contains(got, `"op":"store-sync"`) || !strings.Contains(got, r4) {
+			t.Errorf("the host's audit trail does not record the switch:\n%s", got)
+		}
 	})
 }

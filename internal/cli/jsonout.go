@@ -734,6 +734,7 @@ type storeRecordJSON struct {
 	Release     string    `json:"release"`
 	Manifest    string    `json:"manifest"`
 	Index       string    `json:"index"`
+	Spec        string    `json:"spec,omitempty"`
 	Seq         uint64    `json:"seq"`
 	Prev        string    `json:"prev,omitempty"`
 	Op          string    `json:"op"`
@@ -748,6 +749,7 @@ func storeRecordOut(v store.Record) storeRecordJSON {
 		Release:     v.Release,
 		Manifest:    v.Manifest,
 		Index:       v.Index,
+		Spec:        v.Spec,
 		Seq:         v.Seq,
 		Prev:        v.Prev,
 		Op:          v.Op,

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,8 +175,12 @@ func (o ShipOptions) publish(ctx context.Context, art *build.Artifact, x *releas
 	if err != nil {
 		return p, err
 	}
+	ssum, err := o.putSpec(ctx, st)
+	if err != nil {
+		return p, err
+	}
 	p.rec = &store.Record{App: o.Config.App, Destination: so.Destination, Release: art.Manifest.ID, Manifest: msum, Index: art.Manifest.Index,
-		Seq: op.seq, Op: store.OpDeploy, At: time.Now().UTC().Truncate(time.Second), By: so.By}
+		Spec: ssum, Seq: op.seq, Op: store.OpDeploy, At: time.Now().UTC().Truncate(time.Second), By: so.By}
 	if prev != nil {
 		p.rec.Prev = prev.Sum()
 	}
@@ -189,6 +194,16 @@ func (o ShipOptions) publish(ctx context.Context, art *build.Artifact, x *releas
 	o.logf("store")("put %d objects (%s of content) of %s, %d were there; %s written to %s in %.1fs",
 		n, bytesize.String(size), art.Manifest.ID, skipped, bytesize.String(p.report.PutBytes), st.Where(), time.Since(start).Seconds())
 	return p, nil
+}
+
+// putSpec puts the host spec releases are activated with, which a
+// record names so that a host can switch to its release by itself.
+func (o ShipOptions) putSpec(ctx context.Context, st *store.Store) (string, error) {
+	b, err := json.Marshal(Spec(o.Config))
+	if err != nil {
+		return "", fmt.Errorf("encode host spec: %w", err)
+	}
+	return st.PutSpec(ctx, b)
 }
 
 // missingObjects are the objects of x the store lacks: those of the
@@ -509,6 +524,11 @@ func (o ShipOptions) storeRollback(ctx context.Context, id string, before func(r
 			WithHint("deploy that commit again to put it back in the store")
 	}
 	rec := rel.Record
+	// The release goes back with hoist.yml as it is now, as a rollback
+	// over SSH activates it.
+	if rec.Spec, err = o.putSpec(ctx, st); err != nil {
+		return nil, err
+	}
 	rec.Seq, rec.Prev, rec.Op, rec.At, rec.By = op.seq, "", store.OpRollback, time.Now().UTC().Truncate(time.Second), so.By
 	if cur != nil {
 		rec.Prev = cur.Sum()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,9 @@ func setup(ctx context.Context, l Layout, s *hostproto.Spec) error {
 	}
 	if _, err := systemd.Systemctl(ctx, "enable", systemd.BootName(l.App)); err != nil {
 		return fmt.Errorf("setup: %w", err)
+	}
+	if err := enableStoreSync(ctx, l); err != nil {
+		return err
 	}
 	if s.Proxied() {
 		// The proxy's user owns the certificate plan it reads: make it
@@ -123,7 +127,39 @@ func appUnits(l Layout, s *hostproto.Spec) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string][]byte{systemd.TemplateName(l.App): tmpl, systemd.BootName(l.App): boot}, nil
+	units := map[string][]byte{systemd.TemplateName(l.App): tmpl, systemd.BootName(l.App): boot}
+	if hasStore(l) {
+		if units[systemd.StoreSyncName(l.App)], err = systemd.StoreSync(a); err != nil {
+			return nil, err
+		}
+	}
+	return units, nil
+}
+
+// hasStore reports whether the app on this host has a release store.
+func hasStore(l Layout) bool {
+	_, err := os.Stat(l.storeFile())
+	return err == nil
+}
+
+// enableStoreSync enables the store-sync unit of an app with a store,
+// or disables and removes it when the app has none (any more).
+func enableStoreSync(ctx context.Context, l Layout) error {
+	name := systemd.StoreSyncName(l.App)
+	if hasStore(l) {
+		if _, err := systemd.Systemctl(ctx, "enable", name); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(UnitDir, name)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := systemd.Systemctl(ctx, "disable", name); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	_, err := systemd.RemoveUnits(ctx, UnitDir, name)
+	return err
 }
 
 // writeUnits writes the units whose content differs and reloads systemd

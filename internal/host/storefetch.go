@@ -86,57 +86,94 @@ const storeFetchParallel = 8
 // refused. The client that passes raw holds the deploy lock; without
 // it the fetch takes the lock itself.
 func fetchFromStore(ctx context.Context, l Layout, dest string, raw []byte, r bucket.Retries) (out hostproto.StoreFetched, err error) {
-	spec, err := readStoreSpec(l)
-	if err != nil {
-		return out, err
-	}
-	key, err := signkey.ParsePublicKey(spec.PublicKey)
-	if err != nil {
-		return out, err
-	}
-	st, err := rstore.Open(ctx, spec.Location, r)
+	st, key, err := openHostStore(ctx, l, r)
 	if err != nil {
 		return out, err
 	}
 	defer func() { out.Fetched = st.GotBytes() }()
-	fromBucket := raw == nil
-	if fromBucket {
-		holder := "store-fetch " + randomSuffix()
-		if err := AcquireLock(l, hostproto.Lock{Holder: holder, Op: "store-fetch", Since: time.Now().UTC().Truncate(time.Second), PID: os.Getpid()}); err != nil {
-			return out, err
-		}
-		defer releaseLock(l, holder, false)
-		if raw, _, err = st.Current(ctx); err != nil {
-			return out, err
-		}
-		if raw == nil {
-			return out, usererr.New("the store %s has no current record: nothing was deployed through it yet", st.Where())
-		}
+	if raw != nil {
+		_, out, err = fetchRecord(ctx, l, dest, st, key, raw, false)
+		return out, err
 	}
-	rec, err := verifyRecord(l, dest, key, raw, st.Where())
+	unlock, err := lockHost(l, "store-fetch")
 	if err != nil {
 		return out, err
+	}
+	defer unlock()
+	if raw, err = currentRecord(ctx, st); err != nil {
+		return out, err
+	}
+	_, out, err = fetchRecord(ctx, l, dest, st, key, raw, true)
+	return out, err
+}
+
+// openHostStore opens the store setup left on the host, with the one
+// key its records must be signed with.
+func openHostStore(ctx context.Context, l Layout, r bucket.Retries) (*rstore.Store, ed25519.PublicKey, error) {
+	spec, err := readStoreSpec(l)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := signkey.ParsePublicKey(spec.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := rstore.Open(ctx, spec.Location, r)
+	return st, key, err
+}
+
+// lockHost takes the host's deploy lock for op, a thing the host does
+// by itself, and returns what gives it back.
+func lockHost(l Layout, op string) (func(), error) {
+	holder := op + " " + randomSuffix()
+	if err := AcquireLock(l, hostproto.Lock{Holder: holder, Op: op, Since: time.Now().UTC().Truncate(time.Second), PID: os.Getpid()}); err != nil {
+		return nil, err
+	}
+	return func() { _ = releaseLock(l, holder, false) }, nil
+}
+
+// currentRecord is the store's current record, as stored.
+func currentRecord(ctx context.Context, st *rstore.Store) ([]byte, error) {
+	raw, _, err := st.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, usererr.New("the store %s has no current record: nothing was deployed through it yet", st.Where())
+	}
+	return raw, nil
+}
+
+// fetchRecord fetches the release the signed record raw names, once
+// the record is checked; fromBucket is set for a record the host read
+// from the bucket itself, which may not be older than one it read
+// before.
+func fetchRecord(ctx context.Context, l Layout, dest string, st *rstore.Store, key ed25519.PublicKey, raw []byte, fromBucket bool) (*rstore.Signed, hostproto.StoreFetched, error) {
+	var out hostproto.StoreFetched
+	rec, err := verifyRecord(l, dest, key, raw, st.Where())
+	if err != nil {
+		return nil, out, err
 	}
 	out.Release, out.Seq = rec.Release, rec.Seq
 	if fromBucket {
 		if seen := storeSeen(l); rec.Seq < seen {
-			return out, usererr.New("refused the store's record: it names %s with sequence number %d, and this host read number %d from the store before: an old record was put back",
+			return rec, out, usererr.New("refused the store's record: it names %s with sequence number %d, and this host read number %d from the store before: an old record was put back",
 				rec.Release, rec.Seq, seen).WithHint("deploy again (or roll back) to write a new record")
 		}
 	}
 	m, err := st.Manifest(ctx, rec.Manifest)
 	if err != nil {
-		return out, refusedRelease(rec, err)
+		return rec, out, refusedRelease(rec, err)
 	}
 	if m.ID != rec.Release || m.Index != rec.Index || m.App != l.App {
-		return out, refusedRelease(rec, fmt.Errorf("its manifest names release %s of %s with index %.12s, not what the record says", m.ID, m.App, m.Index))
+		return rec, out, refusedRelease(rec, fmt.Errorf("its manifest names release %s of %s with index %.12s, not what the record says", m.ID, m.App, m.Index))
 	}
 	if err := checkShipManifest(l, m); err != nil {
-		return out, err
+		return rec, out, err
 	}
 	done, err := unpacked(l, m)
 	if err != nil {
-		return out, err
+		return rec, out, err
 	}
 	if done {
 		out.Already = true
@@ -145,25 +182,25 @@ func fetchFromStore(ctx context.Context, l Layout, dest string, raw []byte, r bu
 			// Not from an earlier, cut fetch: from the store.
 			_, b, err := st.Index(ctx, m.Index)
 			if err != nil {
-				return out, refusedRelease(rec, err)
+				return rec, out, refusedRelease(rec, err)
 			}
 			if err := keepIndex(l, m, b); err != nil {
-				return out, err
+				return rec, out, err
 			}
 		}
 		out.Received, err = receiveRelease(l, m, func(x *release.Index, hs *store) (hostproto.Received, error) {
 			return fetchObjects(ctx, st, rec, x, hs)
 		})
 		if err != nil {
-			return out, err
+			return rec, out, err
 		}
 	}
 	if fromBucket && rec.Seq > storeSeen(l) {
 		if err := writeFileAtomic(l.storeSeenFile(), []byte(strconv.FormatUint(rec.Seq, 10)+"\n"), 0o644); err != nil {
-			return out, err
+			return rec, out, err
 		}
 	}
-	return out, nil
+	return rec, out, nil
 }
 
 // verifyRecord checks raw's signature with key and that it is a record

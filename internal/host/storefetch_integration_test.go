@@ -34,6 +34,8 @@ type storeFixture struct {
 	key ed25519.PrivateKey
 	l   Layout
 	seq uint64
+	// spec is the host spec's sum the records put names.
+	spec string
 }
 
 var quick = bucket.Retries{Attempts: 2, MaxBackoff: 50 * time.Millisecond}
@@ -84,7 +86,7 @@ func (f *storeFixture) put(b *built, keep func(sum string) bool, key ed25519.Pri
 		f.t.Fatal(err)
 	}
 	f.seq++
-	raw, err := rstore.Sign(key, &rstore.Record{App: "hello", Release: b.m.ID, Manifest: msum, Index: b.m.Index, Seq: f.seq,
+	raw, err := rstore.Sign(key, &rstore.Record{App: "hello", Release: b.m.ID, Manifest: msum, Index: b.m.Index, Spec: f.spec, Seq: f.seq,
 		Op: rstore.OpDeploy, At: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
 		f.t.Fatal(err)

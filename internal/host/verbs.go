@@ -50,6 +50,14 @@ var (
 	storeFetchVerb = verb[hostproto.StoreFetchArgs, hostproto.StoreFetched]{hostproto.StoreFetchVerb, func(ctx context.Context, c *call, a hostproto.StoreFetchArgs) (hostproto.StoreFetched, error) {
 		return fetchFromStore(ctx, c.layout, c.destination, a.Record, rstore.DefaultRetries)
 	}}
+	// storeSyncVerb switches to the release the store's record names.
+	storeSyncVerb = verb[hostproto.None, hostproto.StoreSynced]{hostproto.StoreSyncVerb, func(ctx context.Context, c *call, _ hostproto.None) (hostproto.StoreSynced, error) {
+		out, attempted, err := syncFromStore(ctx, c.layout, c.destination, rstore.DefaultRetries, c.stderr)
+		if attempted {
+			c.audit("store-sync", out.Release, "", err)
+		}
+		return out, err
+	}}
 	// envVerb replaces the secret env file and says whether it changed.
 	envVerb = verb[[]byte, bool]{hostproto.EnvVerb, func(_ context.Context, c *call, content []byte) (bool, error) {
 		detail := changedNames(c.layout.EnvFile(), content)
@@ -242,7 +250,7 @@ var (
 	}}
 )
 
-var verbs = verbTable(setupVerb, setupDoneVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, storeFetchVerb, binaryServeVerb, envVerb, lockVerb, unlockVerb, activateVerb, restartVerb, checkVerb,
+var verbs = verbTable(setupVerb, setupDoneVerb, shipIndexVerb, receiveVerb, relayServeVerb, relayFetchVerb, storeFetchVerb, storeSyncVerb, binaryServeVerb, envVerb, lockVerb, unlockVerb, activateVerb, restartVerb, checkVerb,
 	statusVerb, releasesVerb, previousVerb, proxyStatusVerb, proxyRootVerb, bootVerb, execVerb, logsVerb, auditVerb, maintenanceVerb,
 	accessorySetupVerb, accessoryEnvVerb, accessoryStatusVerb, accessoryRestartVerb, accessoryBackupVerb,
 	accessoryBackupsVerb, accessoryReceiveVerb, accessoryRestoreVerb, accessoryFetchVerb, accessoryLogsVerb,

@@ -101,3 +101,10 @@ type StoreFetched struct {
 	// Fetched is what the host read from the bucket, as stored.
 	Fetched int64 `json:"fetched_bytes"`
 }
+
+// StoreSynced is what a host's sync with its store did: what it
+// fetched, and whether it switched to the release the record names.
+type StoreSynced struct {
+	StoreFetched
+	Switched bool `json:"switched,omitempty"`
+}

@@ -53,8 +53,10 @@ var (
 	PreviousVerb    = Verb[None, string]{"previous"}
 	ProxyStatusVerb = Verb[None, []RouteStatus]{"proxy-status"}
 	ProxyRootVerb   = Verb[None, string]{"proxy-root"}
-	// BootVerb is run by the app's boot unit, not by the client.
+	// BootVerb is run by the app's boot unit, and StoreSyncVerb by its
+	// store-sync unit, not by the client.
 	BootVerb                  = Verb[None, None]{"boot"}
+	StoreSyncVerb             = Verb[None, StoreSynced]{"store-sync"}
 	ExecVerb                  = StreamVerb[ExecArgs]{"exec"}
 	LogsVerb                  = StreamVerb[LogsArgs]{"logs"}
 	MaintenanceVerb           = Verb[MaintenanceArgs, None]{"maintenance"}

@@ -9,7 +9,10 @@ import (
 // changes when a verb's arguments or results change so that the other
 // end could not read them; hoists of other versions that speak the same
 // protocol work together (setup --hoist-binary puts another on a host).
-const Protocol = 1
+//
+// 2: the store's records name the host spec (store.Record.Spec), which
+// a host of protocol 1 refuses as an unknown field.
+const Protocol = 2
 
 // Hoist is this hoist's version, as `hoist --version` names it, for the
 // other end to name in a mismatch; internal/cli sets it when it starts.

@@ -76,6 +76,9 @@ func InstanceUnit(app, id string) string { return prefix + app + "@" + id + ".se
 // BootUnit starts app's current release at boot.
 func BootUnit(app string) string { return prefix + app + ".service" }
 
+// StoreSyncUnit switches app to the release its store names, at boot.
+func StoreSyncUnit(app string) string { return prefix + app + ".store-sync.service" }
+
 // InstancePattern matches all release units of app, for journalctl and
 // systemctl list-units.
 func InstancePattern(app string) string { return prefix + app + "@*.service" }
@@ -102,6 +105,7 @@ var forms = []struct {
 	{BaseEntry, func(app string) string { return app }},
 	{Unit, TemplateUnit},
 	{Unit, BootUnit},
+	{Unit, StoreSyncUnit},
 	{Unit, func(app string) string { return InstanceUnit(app, otherMark) }},
 	{Unit, func(app string) string { return BackupService(app, otherMark) }},
 	{Unit, func(app string) string { return BackupTimer(app, otherMark) }},

@@ -12,6 +12,7 @@
 //	releases/ID         the signed record each release was published with
 //	manifests/SHA256    a release's manifest (JSON), named by its sha256
 //	indexes/SHA256      a release's file index (zstd), by the sha256 of its canonical bytes
+//	specs/SHA256        the host spec a record's release is activated with (JSON), by its sha256
 //	objects/SHA256      a small file or a chunk of a large one (zstd), by the sha256 of its content
 package store
 
@@ -43,8 +44,13 @@ type Record struct {
 	Release     string `json:"release"`
 	Manifest    string `json:"manifest"`
 	Index       string `json:"index"`
-	Seq         uint64 `json:"seq"`
-	Prev        string `json:"prev,omitempty"`
+	// Spec is the sha256 of the host spec (specs/SHA256) the release
+	// is activated with, so that a host that missed a deploy (down,
+	// cut off, booted from an image) can switch to it by itself; empty
+	// in records of a hoist from before it.
+	Spec string `json:"spec,omitempty"`
+	Seq  uint64 `json:"seq"`
+	Prev string `json:"prev,omitempty"`
 	// Op is what moved the record: deploy, rollback, or undo (a deploy
 	// that failed going back).
 	Op string    `json:"op"`
@@ -74,6 +80,8 @@ func (r *Record) Validate() error {
 		return fmt.Errorf("record: invalid release id %q", r.Release)
 	case !release.ValidSum(r.Manifest) || !release.ValidSum(r.Index):
 		return fmt.Errorf("record of %s: invalid manifest or index sum", r.Release)
+	case r.Spec != "" && !release.ValidSum(r.Spec):
+		return fmt.Errorf("record of %s: invalid sum of its host spec", r.Release)
 	case r.Prev != "" && !release.ValidSum(r.Prev):
 		return fmt.Errorf("record of %s: invalid sum of the record it replaced", r.Release)
 	case r.Seq == 0 || r.Seq > 1<<53:

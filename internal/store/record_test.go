@@ -29,7 +29,7 @@ func testKey(t testing.TB) ed25519.PrivateKey {
 
 func testRecord() *Record {
 	return &Record{App: "shop", Release: "20261125T014500Z-1a2b3c4d5e6f", Manifest: strings.Repeat("a", 64),
-		Index: strings.Repeat("b", 64), Seq: 7, Prev: strings.Repeat("c", 64), Op: OpDeploy,
+		Index: strings.Repeat("b", 64), Spec: strings.Repeat("d", 64), Seq: 7, Prev: strings.Repeat("c", 64), Op: OpDeploy,
 		At: time.Date(2026, 11, 25, 1, 45, 0, 0, time.UTC), By: "ada@laptop"}
 }
 
@@ -122,6 +122,7 @@ func TestRecordValidate(t *testing.T) {
 		"no seq":         func(r *Record) { r.Seq = 0 },
 		"unknown op":     func(r *Record) { r.Op = "sneak" },
 		"bad prev":       func(r *Record) { r.Prev = "x" },
+		"bad spec":       func(r *Record) { r.Spec = "../specs/x" },
 		"bad dest":       func(r *Record) { r.Destination = "Prod" },
 		"bad signer":     func(r *Record) { r.By = "a\nb" },
 	}

@@ -59,6 +59,11 @@ func objectName(sum string) string   { return "objects/" + sum }
 func indexName(sum string) string    { return "indexes/" + sum }
 func manifestName(sum string) string { return "manifests/" + sum }
 func releaseName(id string) string   { return "releases/" + id }
+func specName(sum string) string     { return "specs/" + sum }
+
+// MaxSpecSize bounds a host spec read from the store (error pages
+// included).
+const MaxSpecSize = 4 << 20
 
 // ErrMissing is the cause of an error for an object the bucket lacks.
 var ErrMissing = errors.New("not in the store")
@@ -254,6 +259,31 @@ func (s *Store) Manifest(ctx context.Context, sum string) (*release.Manifest, er
 		return nil, fmt.Errorf("manifest %s: %w", s.Loc.Key(manifestName(sum)), err)
 	}
 	return m, nil
+}
+
+// PutSpec writes a host spec, as encoded, and returns its sha256.
+func (s *Store) PutSpec(ctx context.Context, b []byte) (string, error) {
+	if len(b) > MaxSpecSize {
+		return "", fmt.Errorf("put host spec: %d bytes, at most %d", len(b), MaxSpecSize)
+	}
+	sum := release.SumBytes(b)
+	_, err := s.putKey(ctx, "put host spec", specName(sum), b, putOpts{})
+	return sum, err
+}
+
+// Spec reads the host spec whose sha256 is sum, checked against it.
+func (s *Store) Spec(ctx context.Context, sum string) ([]byte, error) {
+	if !release.ValidSum(sum) {
+		return nil, fmt.Errorf("host spec %q: not a sha256", sum)
+	}
+	b, _, err := s.get(ctx, "get host spec", specName(sum), MaxSpecSize)
+	if err != nil {
+		return nil, err
+	}
+	if release.SumBytes(b) != sum {
+		return nil, fmt.Errorf("host spec %s: %w: its sha256 is not its name's", s.Loc.Key(specName(sum)), ErrDamaged)
+	}
+	return b, nil
 }
 
 // Current reads the current record as stored, with its ETag: what a

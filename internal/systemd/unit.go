@@ -55,6 +55,10 @@ func InstanceName(app, id string) string { return names.InstanceUnit(app, id) }
 // BootName is the unit that starts the current release at boot.
 func BootName(app string) string { return names.BootUnit(app) }
 
+// StoreSyncName is the unit that switches to the release the app's
+// store names.
+func StoreSyncName(app string) string { return names.StoreSyncUnit(app) }
+
 // InstancePattern matches all release units of app, for journalctl and
 // systemctl list-units.
 func InstancePattern(app string) string { return names.InstancePattern(app) }
@@ -134,6 +138,47 @@ StandardInputText={{.BootRequest}}
 [Install]
 WantedBy=multi-user.target
 `))
+
+// storeSyncUnit runs `hoist host store-sync` once the boot unit has
+// started the current release, so the host serves while it fetches. It
+// does what a deploy over SSH has `hoist host` do (fetch, write units,
+// activate), as root as that does, so it gets no sandbox of its own:
+// confining it would only cut the activation short. At boot the network
+// or the store may be late: it tries again every 30 s, 20 times at
+// most in 15 minutes, then stays failed (its journal says why).
+var storeSyncUnit = template.Must(template.New("store-sync").Parse(`# Written by hoist; changes are overwritten on the next deploy.
+[Unit]
+Description=hoist app {{.Name}}: switches to the release its store names
+After=network-online.target {{.Boot}} {{.Proxy}}
+Wants=network-online.target
+StartLimitIntervalSec=15min
+StartLimitBurst=20
+
+[Service]
+Type=oneshot
+ExecStart={{.HoistBin}} host store-sync
+StandardInput=data
+StandardInputText={{.BootRequest}}
+Restart=on-failure
+RestartSec=30s
+TimeoutStartSec=10min
+
+[Install]
+WantedBy=multi-user.target
+`))
+
+// StoreSync renders the store-sync unit; a.BootRequest is its request
+// too (the verb is in its command line).
+func StoreSync(a App) ([]byte, error) {
+	var b bytes.Buffer
+	if err := storeSyncUnit.Execute(&b, struct {
+		App
+		Boot, Proxy string
+	}{a, BootName(a.Name), names.ProxyServiceUnit}); err != nil {
+		return nil, fmt.Errorf("render store-sync unit: %w", err)
+	}
+	return b.Bytes(), nil
+}
 
 // ReleaseEnv is the environment hoist gives release id of app, before
 // run.env, the secrets and the release's port file: the unit sets it
