@@ -22,12 +22,12 @@ import (
 	"github.com/hoistdev/hoist/internal/atomicfile"
 	"github.com/hoistdev/hoist/internal/bytesize"
 	"github.com/hoistdev/hoist/internal/hostproto"
-	"github.com/hoistdev/hoist/internal/services"
 )
 
-// A backup of a PostgreSQL accessory is pg_dump's plain SQL, gzipped:
-// gzip's CRC-32 and length detect a file that is cut short or damaged,
-// pg_dump's closing line a dump that stopped early, and the gzip
+// A backup of an accessory is its service's dump (backuper.go; for
+// PostgreSQL pg_dump's plain SQL), gzipped: gzip's CRC-32 and length
+// detect a file that is cut short or damaged, the dump's own end (for
+// pg_dump its closing line) a dump that stopped early, and the gzip
 // header's comment says what the file holds. Restore reads the whole
 // file and checks all three before it touches the database. Backups are
 // written to a temporary file and renamed into place once complete, so
@@ -134,11 +134,11 @@ func commitUnique(f *atomicfile.File, dir string, names func(n int) string) (str
 // Backup dumps the accessory's database into a new backup, records how
 // it went (scheduled: the timer's run), then prunes old backups.
 func Backup(ctx context.Context, s *hostproto.AccessorySpec, p Place, scheduled bool) (hostproto.BackupInfo, error) {
-	pg, err := postgresOf(s)
+	b, f, err := backuperOf(s)
 	if err != nil {
 		return hostproto.BackupInfo{}, err
 	}
-	bi, err := pg.backup(ctx, p, backupNames(s, time.Now(), ""))
+	bi, err := backup(ctx, s, b, f, p, backupNames(s, time.Now(), ""))
 	if rerr := recordBackup(p, bi, scheduled, err); err == nil {
 		err = rerr
 	}
@@ -175,16 +175,9 @@ func spared(p Place, files ...string) []string {
 	return files
 }
 
-func postgresOf(s *hostproto.AccessorySpec) (*postgres, error) {
-	if !services.BacksUp(s.Service) {
-		return nil, fmt.Errorf("accessory %s is %s: hoist backs up and restores %s accessories; %s keeps its data in its own files", s.Name, s.Service, strings.Join(services.BackedUp(), ", "), s.Service)
-	}
-	return openPostgres(s)
-}
-
 // backup writes the database's dump to a new file in the backups
 // directory, under the first free name of names.
-func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string) (hostproto.BackupInfo, error) {
+func backup(ctx context.Context, s *hostproto.AccessorySpec, b backuper, format *dumpFormat, p Place, names func(int) string) (hostproto.BackupInfo, error) {
 	if err := os.MkdirAll(p.Backups, 0o700); err != nil {
 		return hostproto.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
@@ -193,33 +186,32 @@ func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string)
 		return hostproto.BackupInfo{}, err
 	}
 	defer f.Abort()
-	meta := Meta{App: pg.s.App, Accessory: pg.s.Name, Database: pg.s.Database, Version: pg.ver, Created: time.Now().UTC().Truncate(time.Second)}
+	meta := Meta{App: s.App, Accessory: s.Name, Database: s.Database, Version: b.version(), Created: time.Now().UTC().Truncate(time.Second)}
 	disk := &firstError{w: f}
 	zw, _ := gzip.NewWriterLevel(disk, gzip.DefaultCompression) // a valid level: cannot fail
 	comment, _ := json.Marshal(meta)
 	zw.Header = gzip.Header{Name: strings.TrimSuffix(names(1), ".gz"), Comment: string(comment), ModTime: meta.Created}
-	scan := &dumpScanner{}
-	err = pg.run(ctx, "pg_dump", []string{"--no-owner", "--no-privileges", "-d", pg.s.Database}, nil, io.MultiWriter(zw, scan))
+	scan := format.scanner()
+	err = b.dump(ctx, io.MultiWriter(zw, scan))
 	if disk.err != nil {
-		// pg_dump's own error is then only the broken pipe.
-		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, disk.err)
+		// The dump's own error is then only the broken pipe.
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", s.Name, p.Backups, disk.err)
 	}
 	if err != nil {
-		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %w", s.Name, err)
 	}
-	scan.flush()
-	if !scan.complete {
-		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: pg_dump exited without finishing the dump", pg.s.Name)
+	res := scan.result()
+	if !res.complete {
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %s exited without finishing the dump", s.Name, format.tool)
 	}
-	// The row counts follow the dump, as a comment that psql skips.
-	rows, _ := json.Marshal(scan.rows)
-	fmt.Fprintf(zw, "%s%s\n", rowsLine, rows)
+	// The row counts follow the dump, as a line that loading skips.
+	io.WriteString(zw, format.rowsLine(res.rows))
 	if err := zw.Close(); err != nil || disk.err != nil {
-		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", pg.s.Name, p.Backups, errors.Join(disk.err, err))
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: write to %s: %w", s.Name, p.Backups, errors.Join(disk.err, err))
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %w", pg.s.Name, err)
+		return hostproto.BackupInfo{}, fmt.Errorf("backup of %s: %w", s.Name, err)
 	}
 	file, err := commitUnique(f, p.Backups, names)
 	if err != nil {
@@ -229,7 +221,7 @@ func (pg *postgres) backup(ctx context.Context, p Place, names func(int) string)
 }
 
 // firstError writes to w and keeps the first error: when the disk is
-// full, the cause to report, not pg_dump's broken pipe that follows.
+// full, the cause to report, not the dump's broken pipe that follows.
 type firstError struct {
 	w   io.Writer
 	err error
@@ -245,9 +237,13 @@ func (e *firstError) Write(p []byte) (int, error) {
 }
 
 // Verify reads a whole backup and checks it: gzip's checksum and length,
-// nothing after its end, pg_dump's closing line. It returns what the
+// nothing after its end, the dump's own end (pg_dump's closing line),
+// as a dump of one of the services hoist backs up. It returns what the
 // backup says of itself and the size of the SQL in it.
-func Verify(r io.Reader, file string) (Meta, int64, error) {
+func Verify(r io.Reader, file string) (Meta, int64, error) { return verify(r, file, dumpFormats()...) }
+
+// verify is Verify of a dump of one of formats.
+func verify(r io.Reader, file string, formats ...*dumpFormat) (Meta, int64, error) {
 	bad := func(reason string) (Meta, int64, error) {
 		return Meta{}, 0, &BadBackupError{File: file, Reason: reason}
 	}
@@ -264,8 +260,13 @@ func Verify(r io.Reader, file string) (Meta, int64, error) {
 	if json.Unmarshal([]byte(zr.Header.Comment), &meta) != nil || meta.Accessory == "" {
 		return bad("it has no hoist header: it was not made by hoist accessory backup")
 	}
-	var scan dumpScanner
-	n, err := io.Copy(&scan, zr)
+	scans := make([]dumpScan, len(formats))
+	ws := make([]io.Writer, len(formats))
+	for i, f := range formats {
+		scans[i] = f.scanner()
+		ws[i] = scans[i]
+	}
+	n, err := io.Copy(io.MultiWriter(ws...), zr)
 	var corrupt flate.CorruptInputError
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -275,7 +276,13 @@ func Verify(r io.Reader, file string) (Meta, int64, error) {
 	case err != nil:
 		return Meta{}, 0, fmt.Errorf("read backup %s: %w", file, err)
 	}
-	scan.flush()
+	var scan scanned
+	for i, s := range scans {
+		// The dump is read as the format in which it is whole.
+		if r := s.result(); i == 0 || r.complete && !scan.complete {
+			scan = r
+		}
+	}
 	if _, err := br.Peek(1); err == nil {
 		return bad("it has bytes after its end")
 	}
@@ -297,13 +304,16 @@ func Verify(r io.Reader, file string) (Meta, int64, error) {
 }
 
 // VerifyFile is Verify of the file at path.
-func VerifyFile(path string) (Meta, int64, error) {
+func VerifyFile(path string) (Meta, int64, error) { return verifyFile(path, dumpFormats()...) }
+
+// verifyFile is verify of the file at path.
+func verifyFile(path string, formats ...*dumpFormat) (Meta, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Meta{}, 0, fmt.Errorf("open backup: %w", err)
 	}
 	defer f.Close()
-	return Verify(f, filepath.Base(path))
+	return verify(f, filepath.Base(path), formats...)
 }
 
 // ListBackups lists the backups in dir, oldest first.

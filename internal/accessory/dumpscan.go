@@ -16,7 +16,7 @@ const maxLine = 1 << 20
 
 var copyStart = regexp.MustCompile(`^COPY (.+?)(?: \(.*\))? FROM stdin;$`)
 
-// dumpScanner reads pg_dump's plain SQL as it goes by, line by line:
+// dumpScanner, PostgreSQL's dumpScan, reads pg_dump's plain SQL as it goes by, line by line:
 // whether it ends with pg_dump's closing line (complete), how many rows
 // each table's COPY block holds (rows), and the counts hoist recorded
 // after it (recorded, nil for a backup without them).
@@ -51,6 +51,12 @@ func (d *dumpScanner) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	return n, nil
+}
+
+// result reads a last line without a newline, and says what was found.
+func (d *dumpScanner) result() scanned {
+	d.flush()
+	return scanned{complete: d.complete, rows: d.rows, recorded: d.recorded, badRows: d.badRows}
 }
 
 // flush reads a last line without a newline.

@@ -18,15 +18,15 @@ import (
 	"github.com/hoistdev/hoist/internal/hostproto"
 )
 
-// ImportForeign stores an ordinary pg_dump, not made by hoist (size
-// bytes from r, named file), as an upload that restores like any hoist
-// backup — as the app's role, in psql's restricted mode: plain SQL,
-// gzipped or not, or pg_dump's custom format (-Fc), which pg_restore
-// turns into SQL without owners and grants (they name roles this host
-// does not have). The dump must be whole: pg_dump's closing line ends
-// it. It returns the upload's name.
+// ImportForeign stores an ordinary dump of the accessory's service, not
+// made by hoist (size bytes from r, named file, gzipped or not), as an
+// upload that restores like any hoist backup — as the app's role. For
+// PostgreSQL that is plain SQL or pg_dump's custom format (-Fc), which
+// pg_restore turns into SQL without owners and grants (they name roles
+// this host does not have); postgres.foreign. The dump must be whole:
+// for pg_dump, its closing line ends it. It returns the upload's name.
 func ImportForeign(ctx context.Context, s *hostproto.AccessorySpec, p Place, file string, size int64, r io.Reader) (hostproto.BackupInfo, error) {
-	pg, err := postgresOf(s)
+	b, format, err := backuperOf(s)
 	if err != nil {
 		return hostproto.BackupInfo{}, err
 	}
@@ -70,38 +70,24 @@ func ImportForeign(ctx context.Context, s *hostproto.AccessorySpec, p Place, fil
 		return hostproto.BackupInfo{}, err
 	}
 	defer f.Abort()
-	meta := Meta{App: s.App, Accessory: s.Name, Database: s.Database, Version: pg.ver, Created: time.Now().UTC().Truncate(time.Second), Foreign: file}
+	meta := Meta{App: s.App, Accessory: s.Name, Database: s.Database, Version: b.version(), Created: time.Now().UTC().Truncate(time.Second), Foreign: file}
 	comment, _ := json.Marshal(meta)
 	disk := &firstError{w: f}
 	zw := gzip.NewWriter(disk)
 	zw.Header = gzip.Header{Name: strings.TrimSuffix(names(1), ".gz"), Comment: string(comment), ModTime: meta.Created}
-	scan := &dumpScanner{}
-	sql := io.MultiWriter(zw, scan)
-	if head, _ := in.(*bufio.Reader).Peek(5); string(head) == "PGDMP" {
-		// pg_restore only reads the archive here, as postgres, and
-		// writes SQL: it connects to nothing.
-		err = pg.run(ctx, "pg_restore", []string{"--no-owner", "--no-privileges", "-f", "-"}, in, sql)
-		if err != nil && disk.err == nil {
-			return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "pg_restore cannot read it: " + err.Error()}
-		}
-	} else {
-		_, err = io.Copy(sql, in)
-		if err != nil && disk.err == nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrChecksum) {
-				return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "it is cut short or damaged (" + err.Error() + ")"}
-			}
-			return hostproto.BackupInfo{}, fmt.Errorf("import %s: %w", file, err)
-		}
-	}
+	scan := format.scanner()
+	err = b.foreign(ctx, in.(*bufio.Reader), io.MultiWriter(zw, scan), file)
 	if disk.err != nil {
 		return hostproto.BackupInfo{}, fmt.Errorf("import %s: write to %s: %w", file, p.Backups, disk.err)
 	}
-	scan.flush()
-	if !scan.complete {
-		return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: "it is not a whole pg_dump: it does not end with pg_dump's closing line (\"" + dumpComplete + "\")"}
+	if err != nil {
+		return hostproto.BackupInfo{}, err
 	}
-	rows, _ := json.Marshal(scan.rows)
-	fmt.Fprintf(zw, "%s%s\n", rowsLine, rows)
+	res := scan.result()
+	if !res.complete {
+		return hostproto.BackupInfo{}, &BadBackupError{File: file, Reason: format.notWhole}
+	}
+	io.WriteString(zw, format.rowsLine(res.rows))
 	if err := zw.Close(); err != nil || disk.err != nil {
 		return hostproto.BackupInfo{}, fmt.Errorf("import %s: write to %s: %w", file, p.Backups, errors.Join(disk.err, err))
 	}

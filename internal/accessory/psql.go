@@ -24,8 +24,13 @@ import (
 // reaches what pg_hba.conf lets the role reach). On a terminal, stdin,
 // stdout and stderr are all t. It returns psql's exit status.
 func Psql(ctx context.Context, s *hostproto.AccessorySpec, p Place, osUser string, args []string, term string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	pg, err := postgresOf(s)
-	if err != nil {
+	var pg *postgres
+	if svc := serviceOf[s.Service]; svc != nil {
+		if e, err := svc.engine(s); err == nil {
+			pg, _ = e.(*postgres)
+		}
+	}
+	if pg == nil {
 		return 0, fmt.Errorf("accessory %s is %s: hoist accessory psql is for postgresql", s.Name, s.Service)
 	}
 	password, err := os.ReadFile(p.Password)

@@ -42,10 +42,13 @@ type service struct {
 	// owns reports whether unit is the one that runs accessory s, before
 	// its package is even installed.
 	owns func(s *hostproto.AccessorySpec, unit string) bool
+	// dump is the format of its backups, for a service hoist backs up
+	// (services' Backup), whose engine is then a backuper (backuper.go).
+	dump *dumpFormat
 }
 
 var serviceOf = map[string]*service{
-	services.PostgreSQL: {beforeInstall: postgresBeforeInstall, engine: newPostgres, owns: postgresOwns},
+	services.PostgreSQL: {beforeInstall: postgresBeforeInstall, engine: newPostgres, owns: postgresOwns, dump: &pgDump},
 	services.Redis:      {afterInstall: disableDefault(redisFlavor), engine: newRedis(redisFlavor), owns: redisFlavor.owns},
 	services.Valkey:     {afterInstall: disableDefault(valkeyFlavor), engine: newRedis(valkeyFlavor), owns: valkeyFlavor.owns},
 }

@@ -114,11 +114,7 @@ type Deps struct {
 
 // New returns the builder hoist.yml names.
 func New(b config.Build, d Deps) (Builder, error) {
-	name := b.Builder
-	if name == "" {
-		name = "local"
-	}
-	r, ok := Lookup(name)
+	r, ok := registrationOf(b)
 	if !ok {
 		return nil, usererr.New("unknown builder %q", b.Builder).WithHint("use %s", strings.Join(Names(), ", "))
 	}

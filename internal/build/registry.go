@@ -20,6 +20,13 @@ type Registration struct {
 	// Check validates the builder's own fields of the build section,
 	// returning config.FieldError so that the error names its line.
 	Check func(c *config.Config) error
+	// BuildsCaches says the builder keeps build.caches itself, where it
+	// builds (the remote builder, on its build host); hoist keeps every
+	// other builder's on this machine.
+	BuildsCaches bool
+	// WrongOS is the hint for a release whose binaries are not for goos,
+	// build.target's (target) system: what to do with this builder.
+	WrongOS func(goos, target string) string
 }
 
 var builders = registry.Of[Registration]{Kind: "build: builder"}
@@ -29,6 +36,16 @@ var builders = registry.Of[Registration]{Kind: "build: builder"}
 func Register(r Registration) {
 	builders.Add(r.Name, r)
 	config.RegisterBuilder(r.Name, r.Check)
+}
+
+// registrationOf is the registration of the builder b names (local
+// when it names none).
+func registrationOf(b config.Build) (Registration, bool) {
+	name := b.Builder
+	if name == "" {
+		name = "local"
+	}
+	return Lookup(name)
 }
 
 // Lookup returns the builder registered as name.
@@ -44,19 +61,20 @@ func Names() []string {
 // The builders hoist has. Each one's checks are here, beside how it is
 // made; how it builds is in its own file.
 func init() {
-	Register(Registration{Name: "local", New: func(config.Build, Deps) (Builder, error) { return Local{}, nil }})
-	Register(Registration{Name: "rootfs", Check: checkRootfs,
+	Register(Registration{Name: "local", WrongOS: localWrongOS,
+		New: func(config.Build, Deps) (Builder, error) { return Local{}, nil }})
+	Register(Registration{Name: "rootfs", Check: checkRootfs, WrongOS: elsewhereWrongOS,
 		New: func(b config.Build, d Deps) (Builder, error) {
 			if err := platform.Check(platform.RootfsBuilder); err != nil {
 				return nil, err
 			}
 			return &Rootfs{Distro: b.Distro, Packages: b.Packages, CacheDir: filepath.Join(d.CacheDir, "rootfs")}, nil
 		}})
-	Register(Registration{Name: "container", Check: checkContainer,
+	Register(Registration{Name: "container", Check: checkContainer, WrongOS: elsewhereWrongOS,
 		New: func(b config.Build, _ Deps) (Builder, error) {
 			return &Container{Image: b.Image, Dockerfile: b.Dockerfile}, nil
 		}})
-	Register(Registration{Name: "remote", Check: checkRemote,
+	Register(Registration{Name: "remote", Check: checkRemote, WrongOS: elsewhereWrongOS, BuildsCaches: true,
 		New: func(b config.Build, d Deps) (Builder, error) {
 			if d.Dial == nil {
 				return nil, fmt.Errorf("remote builder: no dialer")

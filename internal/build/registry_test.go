@@ -30,3 +30,30 @@ func TestUnknownBuilderNamesTheRegistered(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisteredBuildersAreWhole holds every registered builder to the
+// fields of Registration that release.go and target.go read in place
+// of its name: how it is made, its hint for a release built for the
+// wrong system, and where its caches are (only the remote builder keeps
+// them on its build host).
+func TestRegisteredBuildersAreWhole(t *testing.T) {
+	for _, name := range Names() {
+		r, _ := Lookup(name)
+		if r.New == nil || r.WrongOS == nil {
+			t.Errorf("builder %s leaves a field of its Registration unset: %+v", name, r)
+			continue
+		}
+		if hint := r.WrongOS("linux", "linux/amd64"); !strings.Contains(hint, "linux") {
+			t.Errorf("builder %s's hint names no system: %q", name, hint)
+		}
+		if r.BuildsCaches != (name == "remote") {
+			t.Errorf("builder %s keeps its caches itself: %v", name, r.BuildsCaches)
+		}
+	}
+	if r, ok := registrationOf(config.Build{}); !ok || r.Name != "local" {
+		t.Errorf("no builder named: %q", r.Name)
+	}
+	if hint := localWrongOS("linux", "linux/amd64"); !strings.Contains(hint, "GOOS=linux") {
+		t.Errorf("the local builder's hint: %q", hint)
+	}
+}

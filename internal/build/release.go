@@ -110,8 +110,10 @@ func Release(ctx context.Context, o Options) (*Artifact, error) {
 	if !o.Verbose {
 		job.Out = NewTail(buildTailLines)
 	}
-	// The remote builder keeps its caches on the build host.
-	if len(cfg.Build.Caches) > 0 && builder.Name() != "remote" {
+	// A builder that keeps its caches itself (the remote one, on the
+	// build host) gets none from here.
+	reg, _ := registrationOf(cfg.Build) // New found it
+	if len(cfg.Build.Caches) > 0 && !reg.BuildsCaches {
 		key, err := CacheKey(job.Dir, builder.Identity())
 		if err != nil {
 			return nil, err
@@ -145,7 +147,7 @@ func Release(ctx context.Context, o Options) (*Artifact, error) {
 	if err != nil {
 		return nil, usererr.Wrap(err, "the release cannot run anywhere")
 	}
-	if err := checkBuiltFor(cfg.Build, needs); err != nil {
+	if err := checkBuiltFor(cfg.Build, reg, needs); err != nil {
 		return nil, err
 	}
 	art, err := pack(cfg, out, id, src, needs, now(), o.WorkDir)

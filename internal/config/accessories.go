@@ -67,6 +67,12 @@ func (c *Config) validateAccessories() error {
 		if !databaseName.MatchString(a.Database) {
 			return errAt(at(".database"), "%q is not a database name: lowercase letters, digits and underscores, starting with a letter or underscore, at most 48", a.Database)
 		}
+		if !services.BacksUp(a.Service) {
+			if a.Backup != (AccessoryBackup{}) {
+				return errAt(at(".backup"), "backup is for %s; hoist does not back %s up", orList(services.BackedUp()), a.Service)
+			}
+			continue
+		}
 		if s := a.Backup.Schedule; strings.ContainsAny(s, "\n\r\"'\\;%$`") || strings.TrimSpace(s) == "" {
 			return errAt(at(".backup.schedule"), "%q is not a schedule: write daily, hourly or a systemd calendar like *-*-* 03:00:00, or off", s)
 		}

@@ -225,10 +225,10 @@ func (a *Accessory) defaults(app string) {
 	if a.Listen == "" {
 		a.Listen = ListenLoopback
 	}
-	if a.Service == ServicePostgreSQL {
-		if a.Database == "" {
-			a.Database = strings.ReplaceAll(app, "-", "_")
-		}
+	if d.Database && a.Database == "" {
+		a.Database = strings.ReplaceAll(app, "-", "_")
+	}
+	if d.Backup {
 		if a.Backup.Schedule == "" {
 			a.Backup.Schedule = "daily"
 		}

@@ -534,13 +534,8 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 }
 
 // addHSTS sets the proxy's Strict-Transport-Security on an answer that
-// has none: an app's own (a longer max-age, includeSubDomains) is kept,
-// never doubled.
-func (r *statusRecorder) addHSTS() {
-	if h := r.Header(); r.hsts && h.Get(headers.StrictTransportSecurity) == "" {
-		h.Set(headers.StrictTransportSecurity, headers.HSTS)
-	}
-}
+// has none (headers.SetHSTS).
+func (r *statusRecorder) addHSTS() { headers.SetHSTS(r.Header(), r.hsts) }
 
 // progress gives the client writeTimeout more to take what is written
 // next (the buffered writes, and the flush after them).

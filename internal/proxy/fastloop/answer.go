@@ -114,9 +114,7 @@ func parsePlain(head []byte, toHEAD bool) (*plainAnswer, bool) {
 func (a *plainAnswer) writeTo(bw *bufio.Writer, br *bufio.Reader, hsts, closing bool) (int64, bool) {
 	eol := bytes.IndexByte(a.head, '\n')
 	bw.Write(a.head[:eol+1])
-	if hsts && !a.hasHSTS {
-		bw.WriteString(hstsLine)
-	}
+	headers.WriteHSTS(bw, hsts, a.hasHSTS)
 	if !a.hasDate {
 		writeDate(bw)
 	}
@@ -141,8 +139,6 @@ func (a *plainAnswer) writeTo(bw *bufio.Writer, br *bufio.Reader, hsts, closing 
 	return n, bw.Flush() == nil
 }
 
-const hstsLine = headers.StrictTransportSecurity + ": " + headers.HSTS + "\r\n"
-
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // writeResponse writes a parsed answer to the client, with HSTS if asked
@@ -152,9 +148,8 @@ func writeResponse(bw *bufio.Writer, toHEAD, closing bool, resp *http.Response, 
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(resp.Status)
 	bw.WriteString("\r\n")
-	if _, set := resp.Header[headers.StrictTransportSecurity]; hsts && !set {
-		bw.WriteString(hstsLine)
-	}
+	_, set := resp.Header[headers.StrictTransportSecurity]
+	headers.WriteHSTS(bw, hsts, set)
 	if _, set := resp.Header["Date"]; !set {
 		// A proxy adds the Date an upstream left out (RFC 9110 6.6.1).
 		writeDate(bw)

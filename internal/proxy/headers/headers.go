@@ -10,6 +10,7 @@
 package headers
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -27,6 +28,32 @@ const HSTS = "max-age=31536000"
 const StrictTransportSecurity = "Strict-Transport-Security"
 
 const hstsLower = "strict-transport-security"
+
+// hstsLine is HSTS as the fast loop writes it in a head.
+const hstsLine = StrictTransportSecurity + ": " + HSTS + "\r\n"
+
+// The proxy adds its HSTS to an answer when the route asks for it (on:
+// proxy.hsts, and the request came over TLS) and the answer has none of
+// its own (has): an app's own (a longer max-age, includeSubDomains) is
+// kept, never doubled. SetHSTS and WriteHSTS are that rule on each path.
+func addsHSTS(on, has bool) bool { return on && !has }
+
+// SetHSTS adds the proxy's HSTS to h, an answer's header on net/http's
+// path, which counts an empty one as none.
+func SetHSTS(h http.Header, on bool) {
+	if addsHSTS(on, h.Get(StrictTransportSecurity) != "") {
+		h.Set(StrictTransportSecurity, HSTS)
+	}
+}
+
+// WriteHSTS writes the proxy's HSTS line into a head the fast loop
+// writes by hand; has says the answer has the header (IsHSTS of one of
+// its names). It allocates nothing.
+func WriteHSTS(w *bufio.Writer, on, has bool) {
+	if addsHSTS(on, has) {
+		w.WriteString(hstsLine)
+	}
+}
 
 // IsHSTS reports whether name, in any case, is StrictTransportSecurity:
 // an answer that has one keeps it, and gets no HSTS of the proxy's.

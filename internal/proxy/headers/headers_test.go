@@ -1,6 +1,8 @@
 package headers
 
 import (
+	"bufio"
+	"bytes"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -115,5 +117,50 @@ func TestIsHSTS(t *testing.T) {
 		if IsHSTS(name) != want || IsHSTS([]byte(name)) != want {
 			t.Errorf("IsHSTS(%q) = %v, want %v", name, !want, want)
 		}
+	}
+}
+
+// SetHSTS (net/http's path) and WriteHSTS (the fast loop's) add the
+// same header to the same answers, and WriteHSTS allocates nothing.
+func TestBothPathsAddTheSameHSTS(t *testing.T) {
+	const own = "max-age=63072000; includeSubDomains"
+	for _, on := range []bool{false, true} {
+		for _, appSent := range []string{"", own} {
+			h := http.Header{}
+			if appSent != "" {
+				h.Set(StrictTransportSecurity, appSent)
+			}
+			SetHSTS(h, on)
+			var head bytes.Buffer
+			bw := bufio.NewWriter(&head)
+			bw.WriteString("HTTP/1.1 200 OK\r\n")
+			if appSent != "" {
+				bw.WriteString(StrictTransportSecurity + ": " + appSent + "\r\n")
+			}
+			WriteHSTS(bw, on, appSent != "")
+			bw.WriteString("Content-Length: 0\r\n\r\n")
+			bw.Flush()
+			resp, err := http.ReadResponse(bufio.NewReader(&head), nil)
+			if err != nil {
+				t.Fatalf("on %v, app's %q: the fast loop's head: %v\n%s", on, appSent, err, head.String())
+			}
+			want := []string{HSTS}
+			switch {
+			case appSent != "":
+				want = []string{appSent}
+			case !on:
+				want = nil
+			}
+			if diff := cmp.Diff(want, h.Values(StrictTransportSecurity)); diff != "" {
+				t.Errorf("on %v, app's %q: net/http's (-want +got):\n%s", on, appSent, diff)
+			}
+			if diff := cmp.Diff(want, resp.Header.Values(StrictTransportSecurity)); diff != "" {
+				t.Errorf("on %v, app's %q: the fast loop's (-want +got):\n%s", on, appSent, diff)
+			}
+		}
+	}
+	bw := bufio.NewWriterSize(&bytes.Buffer{}, 1<<20)
+	if n := testing.AllocsPerRun(100, func() { WriteHSTS(bw, true, false) }); n != 0 {
+		t.Errorf("WriteHSTS allocates %v times", n)
 	}
 }
