@@ -16,8 +16,8 @@ import (
 
 // accessorySpec is what the host is told of accessory name.
 func (a *app) accessorySpec(name string) *accessory.Spec {
-	c := a.cfg.Accessories[name]
-	s := &accessory.Spec{App: a.cfg.App, Name: name, Service: c.Service, Package: c.Package, Port: c.Port,
+	c := a.Config.Accessories[name]
+	s := &accessory.Spec{App: a.Config.App, Name: name, Service: c.Service, Package: c.Package, Port: c.Port,
 		Listen: c.Listen, Allow: c.Allow, Database: c.Database, Env: c.Env, BackupKeep: c.Backup.Keep}
 	if c.Listen == config.ListenLoopback {
 		s.Listen = "127.0.0.1"
@@ -28,7 +28,7 @@ func (a *app) accessorySpec(name string) *accessory.Spec {
 	if o := c.Backup.Offsite; o != nil {
 		prefix := o.Prefix
 		if prefix == "" {
-			prefix = a.cfg.App + "/" + name + "/"
+			prefix = a.Config.App + "/" + name + "/"
 		}
 		s.Offsite = &accessory.Offsite{Location: bucket.Location{Bucket: o.Bucket, Prefix: prefix, Region: o.Region, Endpoint: o.Endpoint}, Recipient: o.Recipient, Keep: o.Keep}
 	}
@@ -56,13 +56,13 @@ func (a *app) offsiteCredentials(specs map[string][]*accessory.Spec) error {
 	var vals map[string]string
 	for _, list := range specs {
 		for _, s := range list {
-			o := a.cfg.Accessories[s.Name].Backup.Offsite
+			o := a.Config.Accessories[s.Name].Backup.Offsite
 			if o == nil || o.AccessKeySecret == "" {
 				continue
 			}
 			if vals == nil {
 				var err error
-				if vals, err = secretsStore(a.cfg, a.repo).Load(); err != nil {
+				if vals, err = secretsStore(a.Config, a.Repo).Load(); err != nil {
 					return err
 				}
 			}
@@ -79,22 +79,22 @@ func (a *app) offsiteCredentials(specs map[string][]*accessory.Spec) error {
 
 // accessoryHost is the host accessory name runs on.
 func (a *app) accessoryHost(name string) string {
-	if h := a.cfg.Accessories[name].Host; h != "" {
+	if h := a.Config.Accessories[name].Host; h != "" {
 		return h
 	}
-	return a.firstHost
+	return a.FirstHost
 }
 
 // accessory looks name up in hoist.yml.
 func (a *app) accessory(name string) (string, error) {
-	if _, ok := a.cfg.Accessories[name]; ok {
+	if _, ok := a.Config.Accessories[name]; ok {
 		return a.accessoryHost(name), nil
 	}
-	have := a.cfg.AccessoryNames()
+	have := a.Config.AccessoryNames()
 	if len(have) == 0 {
-		return "", usererr.New("%s has no accessories", configName(a.cfg)).WithHint("declare them under accessories: (docs/accessories.md)")
+		return "", usererr.New("%s has no accessories", configName(a.Config)).WithHint("declare them under accessories: (docs/accessories.md)")
 	}
-	return "", usererr.New("%s has no accessory %s; it has %v", configName(a.cfg), name, have)
+	return "", usererr.New("%s has no accessory %s; it has %v", configName(a.Config), name, have)
 }
 
 func configName(cfg *config.Config) string {
@@ -108,11 +108,11 @@ func configName(cfg *config.Config) string {
 // refuses one on loopback that an app host elsewhere could not reach.
 func (a *app) accessoriesByHost() (map[string][]*accessory.Spec, error) {
 	byHost := map[string][]*accessory.Spec{}
-	for _, name := range a.cfg.AccessoryNames() {
+	for _, name := range a.Config.AccessoryNames() {
 		h := a.accessoryHost(name)
 		s := a.accessorySpec(name)
 		if s.Listen == "127.0.0.1" {
-			for _, ah := range a.hosts {
+			for _, ah := range a.Hosts {
 				if ah != h {
 					return nil, usererr.New("accessory %s listens on loopback on %s, where the app on %s cannot reach it", name, h, ah).
 						WithHint("set accessories.%s.listen to a private address of %s, or run the app on %s only", name, h, h)
@@ -127,8 +127,8 @@ func (a *app) accessoriesByHost() (map[string][]*accessory.Spec, error) {
 // setupHosts are the hosts setup works on: the app's, then the
 // accessories' own.
 func (a *app) setupHosts() []string {
-	hosts := slices.Clone(a.hosts)
-	for _, name := range a.cfg.AccessoryNames() {
+	hosts := slices.Clone(a.Hosts)
+	for _, name := range a.Config.AccessoryNames() {
 		hosts = append(hosts, a.accessoryHost(name))
 	}
 	return unique(hosts)
@@ -139,7 +139,7 @@ func (a *app) setupHosts() []string {
 func (a *app) setupAccessories(ctx context.Context, s *streams, h string, specs []*accessory.Spec, conn transport.Conn, ready func(name string)) ([]accessory.Connection, error) {
 	var out []accessory.Connection
 	for _, spec := range specs {
-		c, err := a.client(conn).SetupAccessory(ctx, spec)
+		c, err := a.Client(conn).SetupAccessory(ctx, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -162,12 +162,12 @@ func (a *app) sendAccessoriesEnv(ctx context.Context, members []fleet.Member, co
 	env := secrets.EnvFile(vals)
 	var apps []fleet.Member
 	for _, m := range members {
-		if slices.Contains(a.hosts, m.Host) {
+		if slices.Contains(a.Hosts, m.Host) {
 			apps = append(apps, m)
 		}
 	}
-	return fleet.EachMember(ctx, apps, a.cfg.SSH.Parallel, func(ctx context.Context, _ string, conn transport.Conn) error {
-		if err := a.client(conn).SetAccessoriesEnv(ctx, env); err != nil {
+	return fleet.EachMember(ctx, apps, a.Config.SSH.Parallel, func(ctx context.Context, _ string, conn transport.Conn) error {
+		if err := a.Client(conn).SetAccessoriesEnv(ctx, env); err != nil {
 			return fmt.Errorf("send the accessories' URLs: %w", err)
 		}
 		return nil

@@ -16,7 +16,7 @@ import (
 // `hoist accessory status`: the verb that called it succeeded.
 func (a *app) warnBackups(ctx context.Context, s *streams) {
 	var hosts []string
-	for _, n := range a.cfg.AccessoryNames() {
+	for _, n := range a.Config.AccessoryNames() {
 		if a.accessorySpec(n).BackupSchedule != "" {
 			hosts = append(hosts, a.accessoryHost(n))
 		}
@@ -25,8 +25,8 @@ func (a *app) warnBackups(ctx context.Context, s *streams) {
 		return
 	}
 	hosts = unique(hosts)
-	sts, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]accessory.Status, error) {
-		return a.client(conn).AccessoryStatus(ctx, "")
+	sts, results := fleet.Map(ctx, hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]accessory.Status, error) {
+		return a.Client(conn).AccessoryStatus(ctx, "")
 	})
 	for i, r := range results {
 		if r.Err != nil {

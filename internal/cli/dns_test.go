@@ -12,6 +12,7 @@ import (
 
 	"github.com/hoistdev/hoist/internal/certs"
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/secrets"
@@ -158,7 +159,7 @@ func TestCertPlans(t *testing.T) {
 	t.Setenv("RFC2136_KEY_NAME", "k")
 	t.Setenv("RFC2136_KEY", "c2VjcmV0")
 	s := &streams{out: io.Discard, err: io.Discard}
-	a := &app{cfg: cfg, repo: dir, hosts: cfg.Hosts}
+	a := &app{&deploy.App{Config: cfg, Repo: dir, Hosts: cfg.Hosts}}
 	plans, err := certPlans(t.Context(), s, a, false)
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +196,12 @@ func TestCertPlans(t *testing.T) {
 	if p, _ := certPlans(t.Context(), s, a, true); p != nil {
 		t.Errorf("with --host on two hosts, plans %+v, want them left alone", p)
 	}
-	a.hosts = cfg.Hosts[:1]
+	a.Hosts = cfg.Hosts[:1]
 	one, _ := certPlans(t.Context(), s, a, false)
 	if p := one["10.0.0.1"]; p == nil || p.PeerSecret != "" || p.Names[0].Peers {
 		t.Errorf("one host: %+v", p)
 	}
-	a.cfg.Proxy.TLS = config.TLS{Mode: config.TLSInternal}
+	a.Config.Proxy.TLS = config.TLS{Mode: config.TLSInternal}
 	none, _ := certPlans(t.Context(), s, a, false)
 	if p := none["10.0.0.1"]; p == nil || len(p.Names) != 0 {
 		t.Errorf("tls: internal: %+v, want an empty plan (removes one left)", p)

@@ -55,17 +55,17 @@ func (a *app) installHoist(ctx context.Context, s *streams, g *globalOptions, me
 	var idx []int
 	for i, m := range members {
 		if m.Err == nil {
-			ts = append(ts, hostbin.Target{Host: m.Host, Conn: m.Conn, Client: a.client(m.Conn)})
+			ts = append(ts, hostbin.Target{Host: m.Host, Conn: m.Conn, Client: a.Client(m.Conn)})
 			idx = append(idx, i)
 		}
 	}
 	o := hostbin.Options{
-		Finder: hostFinder(&lockedWriter{w: s.err, mu: a.logMu}, given), Parallel: a.cfg.SSH.Parallel,
-		Relay: a.cfg.Deploy.RelayOn(), CacheDir: filepath.Join(cacheDir(), "hoist-bin"),
+		Finder: hostFinder(&lockedWriter{w: s.err, mu: a.LogMu}, given), Parallel: a.Config.SSH.Parallel,
+		Relay: a.Config.Deploy.RelayOn(), CacheDir: filepath.Join(cacheDir(), "hoist-bin"),
 		Logf: func(h, format string, args ...any) { a.logf(s, h, format, args...) },
 	}
 	if g.verbose {
-		o.ServeLog = func(h string) io.Writer { return &fleet.PrefixWriter{W: s.err, Prefix: h + ": ", Mu: a.logMu} }
+		o.ServeLog = func(h string) io.Writer { return &fleet.PrefixWriter{W: s.err, Prefix: h + ": ", Mu: a.LogMu} }
 	}
 	installed := make(map[string]bool, len(ts))
 	for k, r := range hostbin.Install(ctx, o, ts) {

@@ -19,9 +19,9 @@ import (
 // hosts, and on the first host those on the first.
 func (a *app) tasksFor(h string) []hostproto.Task {
 	tasks := []hostproto.Task{}
-	for _, name := range a.cfg.TaskNames() {
-		t := a.cfg.Schedule[name]
-		if t.Hosts == config.TaskOnAll || h == a.firstHost {
+	for _, name := range a.Config.TaskNames() {
+		t := a.Config.Schedule[name]
+		if t.Hosts == config.TaskOnAll || h == a.FirstHost {
 			tasks = append(tasks, hostproto.Task{Name: name, Calendar: t.Calendar, Command: t.Command, Timeout: t.Timeout.Duration})
 		}
 	}
@@ -31,8 +31,8 @@ func (a *app) tasksFor(h string) []hostproto.Task {
 // allTasks are all the schedule's tasks, for a check of their calendars.
 func (a *app) allTasks() []hostproto.Task {
 	tasks := []hostproto.Task{}
-	for _, name := range a.cfg.TaskNames() {
-		t := a.cfg.Schedule[name]
+	for _, name := range a.Config.TaskNames() {
+		t := a.Config.Schedule[name]
 		tasks = append(tasks, hostproto.Task{Name: name, Calendar: t.Calendar, Command: t.Command, Timeout: t.Timeout.Duration})
 	}
 	return tasks
@@ -62,14 +62,14 @@ func (a *app) installSchedule(ctx context.Context, s *streams, g *globalOptions,
 // checkCalendars has the first of members that can be reached read the
 // schedule's calendars, before a deploy changes anything.
 func (a *app) checkCalendars(ctx context.Context, g *globalOptions, members []fleet.Member, spec *hostproto.Spec) error {
-	if len(a.cfg.Schedule) == 0 {
+	if len(a.Config.Schedule) == 0 {
 		return nil
 	}
 	for _, m := range members {
 		if m.Err != nil {
 			continue
 		}
-		res, err := a.client(m.Conn).CheckSchedule(ctx, spec, a.allTasks())
+		res, err := a.Client(m.Conn).CheckSchedule(ctx, spec, a.allTasks())
 		if err != nil {
 			return fmt.Errorf("%s: check the schedule's calendars: %w", m.Host, err)
 		}
@@ -95,7 +95,7 @@ func (a *app) calendarError(g *globalOptions, res hostproto.ScheduleResult) erro
 	}
 	n := names[0]
 	e := config.Locate(file, g.destination, "schedule."+n+".calendar",
-		fmt.Sprintf("%q is not a calendar systemd reads: %s", a.cfg.Schedule[n].Calendar, res.Invalid[n]))
+		fmt.Sprintf("%q is not a calendar systemd reads: %s", a.Config.Schedule[n].Calendar, res.Invalid[n]))
 	msg := e.Error()
 	if len(names) > 1 {
 		msg += fmt.Sprintf(" (and the calendars of %s)", strings.Join(names[1:], ", "))
@@ -112,11 +112,11 @@ func (a *app) scheduleDeployed(ctx context.Context, s *streams, g *globalOptions
 			ms = append(ms, m)
 		}
 	}
-	results := fleet.EachMember(ctx, ms, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		_, err := a.installSchedule(ctx, s, g, a.client(conn), h, spec)
+	results := fleet.EachMember(ctx, ms, a.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
+		_, err := a.installSchedule(ctx, s, g, a.Client(conn), h, spec)
 		return err
 	})
-	if len(a.cfg.Schedule) == 0 {
+	if len(a.Config.Schedule) == 0 {
 		// Only tasks left from before to remove: the release is out,
 		// and setup removes them too.
 		for _, r := range fleet.Failed(results) {

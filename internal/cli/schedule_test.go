@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -30,7 +31,7 @@ func TestTasksForHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{cfg: cfg, hosts: []string{"10.0.0.2"}, firstHost: "10.0.0.1"}
+	a := &app{&deploy.App{Config: cfg, Hosts: []string{"10.0.0.2"}, FirstHost: "10.0.0.1"}}
 	names := func(ts []hostproto.Task) []string {
 		var out []string
 		for _, t := range ts {
@@ -61,7 +62,7 @@ func TestCalendarErrorAtItsLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{cfg: cfg}
+	a := &app{&deploy.App{Config: cfg}}
 	g := &globalOptions{configPath: file}
 	if err := a.calendarError(g, hostproto.ScheduleResult{Tasks: []string{"digest"}}); err != nil {
 		t.Errorf("no invalid calendar: %v", err)

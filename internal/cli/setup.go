@@ -135,7 +135,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if err != nil {
 		return err
 	}
-	a.adopt = o.adopt
+	a.Adopt = o.adopt
 	spec, err := setupSpec(a)
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if err != nil {
 		return err
 	}
-	members := fleet.Connect(ctx, a.setupHosts(), a.cfg.SSH.Parallel, a.dial)
+	members := fleet.Connect(ctx, a.setupHosts(), a.Config.SSH.Parallel, a.Dial)
 	defer fleet.Close(members)
 	if err := fleet.Distinct(members); err != nil {
 		return err
@@ -172,8 +172,8 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	for h, installed := range a.installHoist(ctx, s, g, members, o.binaries) {
 		res.set(h, func(e *setupResult) { e.Installed = installed })
 	}
-	conns, results := fleet.MapMembers(ctx, members, a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]accessory.Connection, error) {
-		if slices.Contains(a.hosts, h) {
+	conns, results := fleet.MapMembers(ctx, members, a.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) ([]accessory.Connection, error) {
+		if slices.Contains(a.Hosts, h) {
 			hs := *spec
 			hs.Certs = plans[h]
 			if hs.Certs != nil && len(hs.Certs.Listen) > 0 {
@@ -183,7 +183,7 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 				}
 				hs.Certs = p
 			}
-			facts, err := a.client(conn).Setup(ctx, &hs)
+			facts, err := a.Client(conn).Setup(ctx, &hs)
 			if err != nil {
 				return nil, err
 			}
@@ -192,8 +192,8 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 			if facts.GLIBC != "" {
 				glibc = "glibc " + facts.GLIBC
 			}
-			a.logf(s, h, "ready for %s (%s/%s, %s)", a.cfg.App, facts.OS, facts.Arch, glibc)
-			tasks, err := a.installSchedule(ctx, s, g, a.client(conn), h, spec)
+			a.logf(s, h, "ready for %s (%s/%s, %s)", a.Config.App, facts.OS, facts.Arch, glibc)
+			tasks, err := a.installSchedule(ctx, s, g, a.Client(conn), h, spec)
 			if err != nil {
 				return nil, err
 			}
@@ -222,28 +222,28 @@ func runSetup(ctx context.Context, s *streams, g *globalOptions, o *setupOptions
 	if err != nil {
 		return done(err)
 	}
-	results = fleet.EachMember(ctx, appMembers(a, members), a.cfg.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
-		return a.client(conn).SetupDone(ctx, fps[h])
+	results = fleet.EachMember(ctx, appMembers(a, members), a.Config.SSH.Parallel, func(ctx context.Context, h string, conn transport.Conn) error {
+		return a.Client(conn).SetupDone(ctx, fps[h])
 	})
 	res.fail(results)
 	if err := report(s.err, results, "setup"); err != nil {
 		return done(err)
 	}
 	a.warnBackups(ctx, s)
-	if len(o.hosts) > 0 && a.cfg.DNS.KeepsRecords() {
+	if len(o.hosts) > 0 && a.Config.DNS.KeepsRecords() {
 		// The records point at every host of hoist.yml, not at the few
 		// named here.
 		fmt.Fprintln(s.err, "dns: records left as they are with --host; `hoist dns apply` sets them")
 		return done(nil)
 	}
-	return done(syncDNS(ctx, a.cfg, a.repo, s.err, false))
+	return done(syncDNS(ctx, a.Config, a.Repo, s.err, false))
 }
 
 // appMembers are the members that run the app (not only accessories).
 func appMembers(a *app, members []fleet.Member) []fleet.Member {
 	var out []fleet.Member
 	for _, m := range members {
-		if slices.Contains(a.hosts, m.Host) {
+		if slices.Contains(a.Hosts, m.Host) {
 			out = append(out, m)
 		}
 	}
@@ -255,12 +255,12 @@ func appMembers(a *app, members []fleet.Member) []fleet.Member {
 // one is due (staleSetups), or every provision would set the hosts up
 // again.
 func setupSpec(a *app) (*hostproto.Spec, error) {
-	spec := deploy.Spec(a.cfg)
+	spec := deploy.Spec(a.Config)
 	var err error
 	if spec.ACMERoots, err = acmeRoots(a); err != nil {
 		return nil, err
 	}
-	if spec.TrustedProxies, spec.TrustedBalancers, err = trustedProxies(a.cfg); err != nil {
+	if spec.TrustedProxies, spec.TrustedBalancers, err = trustedProxies(a.Config); err != nil {
 		return nil, err
 	}
 	return spec, nil
@@ -292,7 +292,7 @@ func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*acces
 	s := *spec
 	s.Certs = nil
 	out := map[string]string{}
-	for _, h := range a.hosts {
+	for _, h := range a.Hosts {
 		b, err := json.Marshal(struct {
 			Binary      string            `json:"binary"`
 			Destination string            `json:"destination"`
@@ -300,7 +300,7 @@ func (a *app) setupFingerprints(spec *hostproto.Spec, byHost map[string][]*acces
 			Accessories []*accessory.Spec `json:"accessories"`
 			TLS         string            `json:"tls"`
 			Schedule    []hostproto.Task  `json:"schedule,omitempty"`
-		}{hex.EncodeToString(binSum[:]), a.cfg.Destination, s, byHost[h], a.cfg.Proxy.TLS.Mode, a.tasksFor(h)})
+		}{hex.EncodeToString(binSum[:]), a.Config.Destination, s, byHost[h], a.Config.Proxy.TLS.Mode, a.tasksFor(h)})
 		if err != nil {
 			return nil, fmt.Errorf("setup fingerprint: %w", err)
 		}
@@ -334,8 +334,8 @@ func staleSetups(ctx context.Context, s *streams, g *globalOptions, o *setupOpti
 	if err != nil {
 		return nil, err
 	}
-	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (*hostproto.Status, error) {
-		return a.client(conn).Status(ctx)
+	sts, results := fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, h string, conn transport.Conn) (*hostproto.Status, error) {
+		return a.Client(conn).Status(ctx)
 	})
 	stale := map[string]string{}
 	for i, r := range results {
@@ -354,8 +354,8 @@ func staleSetups(ctx context.Context, s *streams, g *globalOptions, o *setupOpti
 }
 
 func (a *app) logf(s *streams, h, format string, args ...any) {
-	a.logMu.Lock()
-	defer a.logMu.Unlock()
+	a.LogMu.Lock()
+	defer a.LogMu.Unlock()
 	fmt.Fprintf(s.err, "%s: %s\n", h, fmt.Sprintf(format, args...))
 }
 
@@ -367,10 +367,10 @@ func (a *app) logf(s *streams, h, format string, args ...any) {
 // an app of several hosts the plans are left as they are: the secret
 // must reach every host at once.
 func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[string]*certs.Plan, error) {
-	cfg := a.cfg
+	cfg := a.Config
 	plans := map[string]*certs.Plan{}
 	if cfg.Proxy.TLS.Mode != config.TLSACME {
-		for _, h := range a.hosts {
+		for _, h := range a.Hosts {
 			plans[h] = &certs.Plan{}
 		}
 		return plans, nil
@@ -385,16 +385,16 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 		ch := cfg.ChallengeFor(n)
 		names = append(names, certs.PlanName{Name: n, Challenge: ch})
 		if ch == config.ChallengeDNS && dnsPlan == nil {
-			creds, err := dnsCredentials(cfg, a.repo)
+			creds, err := dnsCredentials(cfg, a.Repo)
 			if err != nil {
 				return nil, err
 			}
 			dnsPlan = &certs.DNSPlan{Provider: cfg.DNS.Provider, Zone: cfg.DNS.Zone, Credentials: creds, Resolvers: cfg.DNS.Resolvers}
 		}
 	}
-	issuer := a.hosts[0]
+	issuer := a.Hosts[0]
 	plans[issuer] = &certs.Plan{Names: names, DNS: dnsPlan}
-	if len(a.hosts) == 1 {
+	if len(a.Hosts) == 1 {
 		return plans, nil
 	}
 	secret := make([]byte, 32)
@@ -404,7 +404,7 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 	// Every host's peer address, in the order they take over obtaining
 	// the names when the hosts before them are gone: the issuer first.
 	var peers []string
-	for _, h := range a.hosts {
+	for _, h := range a.Hosts {
 		addrs, err := hostAddresses(ctx, cfg, h)
 		if err != nil {
 			return nil, err
@@ -421,7 +421,7 @@ func certPlans(ctx context.Context, s *streams, a *app, hostFlags bool) (map[str
 	for i := range plans[issuer].Names {
 		plans[issuer].Names[i].Peers = true
 	}
-	for i, h := range a.hosts[1:] {
+	for i, h := range a.Hosts[1:] {
 		p := &certs.Plan{PeerSecret: peerSecret, Peers: peers, Self: peers[i+1], Listen: []string{peers[i+1]}}
 		for _, n := range names {
 			p.Names = append(p.Names, certs.PlanName{Name: n.Name, Challenge: n.Challenge, From: from})
@@ -482,13 +482,13 @@ func preferV4(addrs []netip.Addr) netip.Addr {
 // acmeRoots reads the PEM roots proxy.acme_root names, relative to
 // hoist.yml; "" if none.
 func acmeRoots(a *app) (string, error) {
-	name := a.cfg.Proxy.ACMERoot
+	name := a.Config.Proxy.ACMERoot
 	if name == "" {
 		return "", nil
 	}
 	path := name
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(a.repo, name)
+		path = filepath.Join(a.Repo, name)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

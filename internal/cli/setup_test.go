@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -47,7 +48,7 @@ func TestACMERootsRead(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			a := &app{cfg: &config.Config{Proxy: config.Proxy{ACMERoot: tt.root}}, repo: repo}
+			a := &app{&deploy.App{Config: &config.Config{Proxy: config.Proxy{ACMERoot: tt.root}}, Repo: repo}}
 			got, err := acmeRoots(a)
 			if tt.wantErr == "" {
 				if err != nil {

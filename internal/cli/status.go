@@ -46,8 +46,8 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 	if err != nil {
 		return err
 	}
-	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*hostproto.Status, error) {
-		return a.client(conn).Status(ctx)
+	sts, results := fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) (*hostproto.Status, error) {
+		return a.Client(conn).Status(ctx)
 	})
 	out := make([]hostStatus, len(results))
 	for i, r := range results {

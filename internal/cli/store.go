@@ -119,31 +119,31 @@ func storePublicKey(cfg *config.Config) (ed25519.PublicKey, error) {
 // storeSpec is what setup gives each host of the store: a spec without
 // a bucket when hoist.yml has none, which removes one set up before.
 func (a *app) storeSpec() (*hostproto.StoreSpec, error) {
-	if !a.cfg.Store.On() {
+	if !a.Config.Store.On() {
 		return &hostproto.StoreSpec{}, nil
 	}
-	if _, err := storePublicKey(a.cfg); err != nil {
+	if _, err := storePublicKey(a.Config); err != nil {
 		return nil, err
 	}
-	loc, err := storeLocation(a.cfg, a.repo)
+	loc, err := storeLocation(a.Config, a.Repo)
 	if err != nil {
 		return nil, err
 	}
-	return &hostproto.StoreSpec{Location: loc, PublicKey: a.cfg.Store.PublicKey}, nil
+	return &hostproto.StoreSpec{Location: loc, PublicKey: a.Config.Store.PublicKey}, nil
 }
 
 // storeOptions are a deploy's and a rollback's store, nil without one.
 // The signing key must be the one hoist.yml says the hosts trust: a
 // deploy with another is refused before it puts anything.
 func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
-	if !a.cfg.Store.On() {
+	if !a.Config.Store.On() {
 		return nil, nil
 	}
-	pub, err := storePublicKey(a.cfg)
+	pub, err := storePublicKey(a.Config)
 	if err != nil {
 		return nil, err
 	}
-	key, from, err := g.storeKey(a.cfg)
+	key, from, err := g.storeKey(a.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -153,12 +153,12 @@ func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
 		return nil, usererr.New("the store key of %s (%s) is not the one store.public_key names (%s): the hosts would refuse the records it signs", from, have, want).
 			WithHint("sign with the key store.public_key names (--store-key or $%s), or put this key's public half there (hoist store key prints it) and run hoist setup", envStoreKey)
 	}
-	loc, err := storeLocation(a.cfg, a.repo)
+	loc, err := storeLocation(a.Config, a.Repo)
 	if err != nil {
 		return nil, err
 	}
-	return &deploy.StoreOptions{Location: loc, Key: key, Destination: a.cfg.Destination, By: a.actor.Login,
-		Fetch: a.cfg.Deploy.Ship == config.ShipStore}, nil
+	return &deploy.StoreOptions{Location: loc, Key: key, Destination: a.Config.Destination, By: a.Actor.Login,
+		Fetch: a.Config.Deploy.Ship == config.ShipStore}, nil
 }
 
 // storeStatus is what `hoist store status` found.
