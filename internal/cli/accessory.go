@@ -212,7 +212,7 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 	}
 	var hosts []string
 	for _, n := range names {
-		hosts = append(hosts, a.accessoryHost(n))
+		hosts = append(hosts, a.AccessoryHost(n))
 	}
 	hosts = unique(hosts)
 	sts, results := fleet.Map(ctx, hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]accessory.Status, error) {
@@ -220,7 +220,7 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 	})
 	out := []accessoryStatus{}
 	for _, n := range names {
-		h := a.accessoryHost(n)
+		h := a.AccessoryHost(n)
 		line := accessoryStatus{Host: h, Name: n, Error: "not set up: run hoist setup"}
 		for i, r := range results {
 			if r.Host != h {

@@ -88,32 +88,16 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 // appHosts are the app's hosts: hoist.yml's, or else those hoist
 // provision made (with the state that records them; nil otherwise).
 func appHosts(cfg *config.Config) ([]string, *provision.State, error) {
-	if len(cfg.Hosts) > 0 || cfg.Infra.Provider == "" {
-		return cfg.Hosts, nil, nil
-	}
-	st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
-	if err != nil {
-		return nil, nil, err
-	}
-	hosts := st.Targets()
-	if len(hosts) == 0 {
-		return nil, nil, usererr.New("hoist has provisioned no hosts for %s (%s) yet", cfg.App, cfg.Infra.Env).
-			WithHint("run `hoist provision` first")
-	}
-	return hosts, st, nil
+	return deploy.AppHosts(cfg, hoistHome())
 }
 
 // unique returns list without repeats, in its order.
-func unique(list []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range list {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
+func unique(list []string) []string { return deploy.Unique(list) }
+
+// localApp is the app of cfg without hosts: what the operations on its
+// DNS records and its secrets need.
+func localApp(cfg *config.Config, repo string) *deploy.App {
+	return &deploy.App{Config: cfg, Repo: repo, Home: hoistHome(), Secrets: secretsStore(cfg, repo)}
 }
 
 // loadConfig reads hoist.yml and returns it with its directory.

@@ -111,16 +111,16 @@ func TestLoopbackAccessoryOnOneHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &app{&deploy.App{Config: cfg, Hosts: cfg.Hosts, FirstHost: cfg.Hosts[0]}}
-	if _, err := a.accessoriesByHost(); err == nil || !strings.Contains(err.Error(), "accessory db listens on loopback on 10.0.0.9, where the app on 10.0.0.1 cannot reach it") {
-		t.Errorf("accessoriesByHost = %v", err)
+	if _, err := a.SetupAccessorySpecs(); err == nil || !strings.Contains(err.Error(), "accessory db listens on loopback on 10.0.0.9, where the app on 10.0.0.1 cannot reach it") {
+		t.Errorf("SetupAccessorySpecs = %v", err)
 	}
 	cfg.Accessories["db"] = config.Accessory{Service: "postgresql", Listen: "loopback"}
 	a.Hosts = a.Hosts[:1]
-	byHost, err := a.accessoriesByHost()
+	byHost, err := a.SetupAccessorySpecs()
 	if err != nil || len(byHost["10.0.0.1"]) != 1 || byHost["10.0.0.1"][0].Listen != "127.0.0.1" {
 		t.Errorf("an accessory on the app's only host: %v, %v", byHost, err)
 	}
-	if got := a.setupHosts(); strings.Join(got, " ") != "10.0.0.1" {
+	if got := a.SetupHosts(); strings.Join(got, " ") != "10.0.0.1" {
 		t.Errorf("setup hosts = %v", got)
 	}
 }

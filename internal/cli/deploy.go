@@ -116,7 +116,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 			return err
 		}
 	}
-	a.warnBackups(ctx, s)
+	a.WarnBackups(ctx, s.err)
 	if !o.json {
 		fmt.Fprintln(s.out, art.Manifest.ID)
 	}

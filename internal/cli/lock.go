@@ -86,7 +86,7 @@ func runLockRelease(ctx context.Context, s *streams, g *globalOptions, o *lockOp
 		if err := a.Client(conn).Unlock(ctx, "", true); err != nil {
 			return err
 		}
-		a.logf(s, h, "unlocked")
+		a.Logf(s.err, h, "unlocked")
 		return nil
 	})
 	return report(s.err, results, "lock release")

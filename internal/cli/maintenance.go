@@ -93,7 +93,7 @@ func runMaintenance(ctx context.Context, s *streams, g *globalOptions, o *mainte
 		if err := a.Client(conn).Maintenance(ctx, on, o.message, o.retryAfter); err != nil {
 			return err
 		}
-		a.logf(s, h, "maintenance %s", state)
+		a.Logf(s.err, h, "maintenance %s", state)
 		return nil
 	})
 	if o.json {

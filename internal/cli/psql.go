@@ -43,7 +43,7 @@ func runAccessoryPsql(ctx context.Context, s *streams, g *globalOptions, name st
 	if err != nil {
 		return err
 	}
-	if spec := a.accessorySpec(name); spec.Service != "postgresql" {
+	if spec := a.AccessorySpec(name); spec.Service != "postgresql" {
 		return usage("accessory %s is %s: psql is for postgresql accessories", name, spec.Service)
 	}
 	conn, err := a.Dial(ctx, h)

@@ -49,7 +49,7 @@ func TestACMERootsRead(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			a := &app{&deploy.App{Config: &config.Config{Proxy: config.Proxy{ACMERoot: tt.root}}, Repo: repo}}
-			got, err := acmeRoots(a)
+			got, err := deploy.ACMERoots(a.App)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -92,7 +92,7 @@ func TestTrustedProxiesOfSetup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			proxies, balancers, err := trustedProxies(cfg)
+			proxies, balancers, err := deploy.TrustedProxies(cfg, hoistHome())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +149,7 @@ func TestSetupFingerprintCarriesBucketKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		byHost, err := a.setupAccessorySpecs()
+		byHost, err := a.SetupAccessorySpecs()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,11 +157,11 @@ func TestSetupFingerprintCarriesBucketKeys(t *testing.T) {
 		if o == nil || o.AccessKeyID != "AKIDEXAMPLE" || o.SecretAccessKey == "" {
 			t.Fatalf("accessory db's bucket as setup sends it: %+v, want the keys of the secrets", o)
 		}
-		spec, err := setupSpec(a)
+		spec, err := deploy.SetupSpec(a.App)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fps, err := a.setupFingerprints(spec, byHost, nil)
+		fps, err := a.SetupFingerprints(spec, byHost, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
