@@ -5,7 +5,8 @@
 // per host what that host now has; printing is the CLI's. Setup prepares
 // the hosts (setup.go), Ship deploys a release that internal/build packed
 // (lock, resumable upload, activation behind a health check, unlock),
-// Rollback and Restart act on the releases there, and PlanDNS, ApplyDNS
+// Rollback and Restart act on the releases there, Status and Exec ask
+// and run on each host (status.go), and PlanDNS, ApplyDNS
 // and SyncDNS keep the app's DNS records (dns.go).
 package deploy
 
