@@ -185,8 +185,8 @@ func onAccessory(ctx context.Context, s *streams, g *globalOptions, name string,
 	if err != nil {
 		return err
 	}
-	results := fleet.Each(ctx, []string{h}, 1, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		return fn(ctx, a.client(conn), h)
+	results := fleet.Each(ctx, []string{h}, 1, a.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		return fn(ctx, a.Client(conn), h)
 	})
 	return report(s.err, results, "accessory "+name)
 }
@@ -204,7 +204,7 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 	if err != nil {
 		return err
 	}
-	names := a.cfg.AccessoryNames()
+	names := a.Config.AccessoryNames()
 	if name != "" {
 		if _, err := a.accessory(name); err != nil {
 			return err
@@ -213,15 +213,15 @@ func runAccessoryStatus(ctx context.Context, s *streams, g *globalOptions, o *ac
 	}
 	var hosts []string
 	for _, n := range names {
-		hosts = append(hosts, a.accessoryHost(n))
+		hosts = append(hosts, a.AccessoryHost(n))
 	}
 	hosts = unique(hosts)
-	sts, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AccessoryStatus, error) {
-		return a.client(conn).AccessoryStatus(ctx, "")
+	sts, results := fleet.Map(ctx, hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AccessoryStatus, error) {
+		return a.Client(conn).AccessoryStatus(ctx, "")
 	})
 	out := []accessoryStatus{}
 	for _, n := range names {
-		h := a.accessoryHost(n)
+		h := a.AccessoryHost(n)
 		line := accessoryStatus{Host: h, Name: n, Error: "not set up: run hoist setup"}
 		for i, r := range results {
 			if r.Host != h {
@@ -389,7 +389,7 @@ func runAccessoryBackups(ctx context.Context, s *streams, g *globalOptions, o *a
 	if err != nil {
 		return err
 	}
-	offsite := a.cfg.Accessories[name].Backup.Offsite != nil
+	offsite := a.Config.Accessories[name].Backup.Offsite != nil
 	out := hostBackups{Name: name, Backups: []hostproto.BackupInfo{}}
 	err = onAccessory(ctx, s, g, name, func(ctx context.Context, c *hostclient.Client, h string) error {
 		bs, err := c.AccessoryBackups(ctx, name)

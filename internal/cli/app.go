@@ -15,8 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/fleet"
-	"github.com/hoistdev/hoist/internal/hostclient"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/proxy"
@@ -44,22 +44,8 @@ type globalOptions struct {
 	creds        credentials
 }
 
-// app is a loaded hoist.yml and what the verbs that act on hosts need.
-type app struct {
-	cfg   *config.Config
-	repo  string // directory of hoist.yml: the app's repository
-	hosts []string
-	dial  fleet.DialFunc
-	logMu *sync.Mutex
-	// actor is who runs hoist, for the hosts' audit trail.
-	actor *hostproto.Actor
-	// firstHost is the first of the config's (or provisioned) hosts,
-	// whatever --host says: an accessory's host by default.
-	firstHost string
-	// adopt takes hosts set up for no destination into the config's
-	// destination (setup --adopt).
-	adopt bool
-}
+// app is deploy's App with the cli's own helpers on it.
+type app struct{ *deploy.App }
 
 // loadApp reads hoist.yml and picks the hosts: --host flags win over the
 // config's hosts.
@@ -82,17 +68,18 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 		return nil, usererr.New("no hosts to work on").
 			WithHint("list them under hosts: in %s, pass --host ADDR, or add an infra section and run hoist provision", p)
 	}
-	a := &app{cfg: cfg, repo: repo, hosts: hosts, logMu: &sync.Mutex{}, actor: actorOf(repo), firstHost: hosts[0]}
+	a := &app{&deploy.App{Config: cfg, File: p, Repo: repo, Hosts: hosts, LogMu: &sync.Mutex{}, Actor: actorOf(repo), FirstHost: hosts[0],
+		Home: hoistHome(), Secrets: secretsStore(cfg, repo)}}
 	if len(cfg.Hosts) > 0 {
-		a.firstHost = cfg.Hosts[0]
+		a.FirstHost = cfg.Hosts[0]
 	} else if len(hostFlags) > 0 && cfg.Infra.Provider != "" {
 		// Of the provisioned hosts, whatever --host says (provision sets
 		// up some of them with it).
 		if all, _, err := appHosts(cfg); err == nil && len(all) > 0 {
-			a.firstHost = all[0]
+			a.FirstHost = all[0]
 		}
 	}
-	if a.dial, err = dialer(g, cfg, s, a.logMu); err != nil {
+	if a.Dial, err = dialer(g, cfg, s, a.LogMu); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -101,32 +88,16 @@ func loadApp(g *globalOptions, s *streams, hostFlags []string) (*app, error) {
 // appHosts are the app's hosts: hoist.yml's, or else those hoist
 // provision made (with the state that records them; nil otherwise).
 func appHosts(cfg *config.Config) ([]string, *provision.State, error) {
-	if len(cfg.Hosts) > 0 || cfg.Infra.Provider == "" {
-		return cfg.Hosts, nil, nil
-	}
-	st, err := provision.LoadState(hoistHome(), cfg.App, cfg.Infra.Env)
-	if err != nil {
-		return nil, nil, err
-	}
-	hosts := st.Targets()
-	if len(hosts) == 0 {
-		return nil, nil, usererr.New("hoist has provisioned no hosts for %s (%s) yet", cfg.App, cfg.Infra.Env).
-			WithHint("run `hoist provision` first")
-	}
-	return hosts, st, nil
+	return deploy.AppHosts(cfg, hoistHome())
 }
 
 // unique returns list without repeats, in its order.
-func unique(list []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range list {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
+func unique(list []string) []string { return deploy.Unique(list) }
+
+// localApp is the app of cfg without hosts: what the operations on its
+// DNS records and its secrets need.
+func localApp(cfg *config.Config, repo string) *deploy.App {
+	return &deploy.App{Config: cfg, Repo: repo, Home: hoistHome(), Secrets: secretsStore(cfg, repo)}
 }
 
 // loadConfig reads hoist.yml and returns it with its directory.
@@ -245,11 +216,6 @@ func identityFiles(cfg *config.Config, home string) []string {
 		}
 	}
 	return ids
-}
-
-// client returns the host client for conn.
-func (a *app) client(conn transport.Conn) *hostclient.Client {
-	return &hostclient.Client{Conn: conn, App: a.cfg.App, Destination: a.cfg.Destination, Actor: a.actor, Adopt: a.adopt}
 }
 
 // hoistHome is where hoist keeps its own files on this machine: the

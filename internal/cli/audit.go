@@ -53,12 +53,12 @@ func runAudit(ctx context.Context, s *streams, g *globalOptions, o *auditOptions
 	if err != nil {
 		return err
 	}
-	hosts := a.hosts
+	hosts := a.Hosts
 	if len(o.hosts) == 0 {
-		hosts = a.setupHosts() // the accessories' hosts keep restores
+		hosts = a.SetupHosts() // the accessories' hosts keep restores
 	}
-	entries, results := fleet.Map(ctx, hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AuditEntry, error) {
-		return a.client(conn).Audit(ctx, o.lines)
+	entries, results := fleet.Map(ctx, hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.AuditEntry, error) {
+		return a.Client(conn).Audit(ctx, o.lines)
 	})
 	out := []auditLine{}
 	for i, r := range results {

@@ -129,7 +129,7 @@ func TestHostFlagsDeduplicated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"b", "c"}, a.hosts); diff != "" {
+	if diff := cmp.Diff([]string{"b", "c"}, a.Hosts); diff != "" {
 		t.Errorf("hosts (-want +got):\n%s", diff)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 )
 
 const dayTwoConfig = `version: 1
@@ -109,17 +110,17 @@ func TestLoopbackAccessoryOnOneHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{cfg: cfg, hosts: cfg.Hosts, firstHost: cfg.Hosts[0]}
-	if _, err := a.accessoriesByHost(); err == nil || !strings.Contains(err.Error(), "accessory db listens on loopback on 10.0.0.9, where the app on 10.0.0.1 cannot reach it") {
-		t.Errorf("accessoriesByHost = %v", err)
+	a := &app{&deploy.App{Config: cfg, Hosts: cfg.Hosts, FirstHost: cfg.Hosts[0]}}
+	if _, err := a.SetupAccessorySpecs(); err == nil || !strings.Contains(err.Error(), "accessory db listens on loopback on 10.0.0.9, where the app on 10.0.0.1 cannot reach it") {
+		t.Errorf("SetupAccessorySpecs = %v", err)
 	}
 	cfg.Accessories["db"] = config.Accessory{Service: "postgresql", Listen: "loopback"}
-	a.hosts = a.hosts[:1]
-	byHost, err := a.accessoriesByHost()
+	a.Hosts = a.Hosts[:1]
+	byHost, err := a.SetupAccessorySpecs()
 	if err != nil || len(byHost["10.0.0.1"]) != 1 || byHost["10.0.0.1"][0].Listen != "127.0.0.1" {
 		t.Errorf("an accessory on the app's only host: %v, %v", byHost, err)
 	}
-	if got := a.setupHosts(); strings.Join(got, " ") != "10.0.0.1" {
+	if got := a.SetupHosts(); strings.Join(got, " ") != "10.0.0.1" {
 		t.Errorf("setup hosts = %v", got)
 	}
 }

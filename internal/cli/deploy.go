@@ -58,7 +58,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	}
 	// A builder that cannot run on this machine (rootfs on a Mac) is
 	// named before any host is reached.
-	if _, err := build.New(a.cfg.Build, build.Deps{Dial: a.dial}); err != nil {
+	if _, err := build.New(a.Config.Build, build.Deps{Dial: a.Dial}); err != nil {
 		return err
 	}
 	// Secrets are read before the build so that a missing key fails fast.
@@ -74,7 +74,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 		return err
 	}
 	so.WorkDir, so.Full, so.Stage = cacheDir(), o.full, o.stage
-	if so.Balancer, err = a.balancer(ctx, &lockedWriter{w: s.err, mu: a.logMu}); err != nil {
+	if so.Balancer, err = a.balancer(ctx, &lockedWriter{w: s.err, mu: a.LogMu}); err != nil {
 		return err
 	}
 	// Hosts are reached before the build: one that is down is named now,
@@ -85,15 +85,15 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 	if err := reachable(s, so.Members); err != nil {
 		return err
 	}
-	spec := deploy.Spec(a.cfg)
+	spec := deploy.Spec(a.Config)
 	if err := a.checkCalendars(ctx, g, so.Members, spec); err != nil {
 		return err
 	}
-	art, err := build.Release(ctx, build.Options{Config: a.cfg, Repo: a.repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.dial, Rebuild: o.rebuild, Verbose: g.verbose})
+	art, err := build.Release(ctx, build.Options{Config: a.Config, Repo: a.Repo, Ref: o.ref, WorkDir: cacheDir(), Log: s.err, Dial: a.Dial, Rebuild: o.rebuild, Verbose: g.verbose})
 	if err != nil {
 		return err
 	}
-	bars := newUploadBars(s.err, a.hosts)
+	bars := newUploadBars(s.err, a.Hosts)
 	if bars != nil {
 		so.Log, so.Meter = bars, bars.meter
 	}
@@ -116,7 +116,7 @@ func runDeploy(ctx context.Context, s *streams, g *globalOptions, o *deployOptio
 			return err
 		}
 	}
-	a.warnBackups(ctx, s)
+	a.WarnBackups(ctx, s.err)
 	if !o.json {
 		fmt.Fprintln(s.out, art.Manifest.ID)
 	}
@@ -191,7 +191,7 @@ func reachable(s *streams, members []fleet.Member) error {
 // secretsEnv is the env file of the app's secrets, and whether to send
 // it: without a secrets file, hosts' env files are left alone.
 func (a *app) secretsEnv() (bool, []byte, error) {
-	st := secretsStore(a.cfg, a.repo)
+	st := secretsStore(a.Config, a.Repo)
 	if _, err := os.Stat(st.Path); err != nil {
 		return false, nil, nil
 	}
@@ -215,16 +215,16 @@ func appSecrets(vals map[string]string) map[string]string {
 }
 
 func (a *app) shipOptions(s *streams, g *globalOptions) deploy.ShipOptions {
-	return deploy.ShipOptions{Config: a.cfg, Hosts: a.hosts, Dial: a.dial, Log: s.err, LogMu: a.logMu, Client: a.client, Verbose: g.verbose}
+	return deploy.ShipOptions{Config: a.Config, Hosts: a.Hosts, Dial: a.Dial, Log: s.err, LogMu: a.LogMu, Client: a.Client, Verbose: g.verbose}
 }
 
 // balancer is the load balancer provisioning made in front of the
 // hosts, or nil when there is none.
 func (a *app) balancer(ctx context.Context, log io.Writer) (deploy.Balancer, error) {
-	if a.cfg.Infra.Balancer != config.BalancerALB {
+	if a.Config.Infra.Balancer != config.BalancerALB {
 		return nil, nil
 	}
-	st, err := provision.LoadState(hoistHome(), a.cfg.App, a.cfg.Infra.Env)
+	st, err := provision.LoadState(hoistHome(), a.Config.App, a.Config.Infra.Env)
 	if err != nil {
 		return nil, err
 	}

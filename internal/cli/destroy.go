@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -55,7 +56,7 @@ func runDestroy(ctx context.Context, s *streams, g *globalOptions, o *destroyOpt
 		}
 	}
 	// The app's names stop pointing at what is about to go.
-	if err := syncDNS(ctx, in.cfg, in.repo, s.err, true); err != nil {
+	if err := deploy.SyncDNS(ctx, localApp(in.cfg, in.repo), s.err, true); err != nil {
 		return err
 	}
 	gone, err := provision.Destroy(ctx, in.opts)

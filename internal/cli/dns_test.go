@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/dns"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/provision"
@@ -54,7 +55,7 @@ func writeDNSApp(t *testing.T, yml string) (string, *config.Config) {
 // from hoist secrets under HOIST_DNS_, and names what is missing.
 func TestDNSCredentials(t *testing.T) {
 	dir, cfg := writeDNSApp(t, dnsApp)
-	_, err := dnsCredentials(cfg, dir)
+	_, err := deploy.DNSCredentials(cfg, secretsStore(cfg, dir))
 	if err == nil || !strings.Contains(err.Error(), "DNS provider rfc2136 needs RFC2136_SERVER (or dns.settings.server), RFC2136_KEY_NAME (or dns.settings.key_name), RFC2136_KEY") {
 		t.Fatalf("without credentials: %v", err)
 	}
@@ -64,7 +65,7 @@ func TestDNSCredentials(t *testing.T) {
 	}
 	t.Setenv("RFC2136_SERVER", "127.0.0.1:53")
 	t.Setenv("RFC2136_KEY_NAME", "from-env")
-	c, err := dnsCredentials(cfg, dir)
+	c, err := deploy.DNSCredentials(cfg, secretsStore(cfg, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestAppSecretsLeaveOutDNSCredentials(t *testing.T) {
 
 func TestDNSWantFromHostsAndAddresses(t *testing.T) {
 	_, cfg := writeDNSApp(t, dnsApp)
-	got, err := dnsWant(t.Context(), cfg)
+	got, err := deploy.DNSWant(t.Context(), cfg, hoistHome())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestDNSWantFromProvision(t *testing.T) {
 			if err := st.Save(); err != nil {
 				t.Fatal(err)
 			}
-			got, err := dnsWant(t.Context(), cfg)
+			got, err := deploy.DNSWant(t.Context(), cfg, hoistHome())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,9 +158,8 @@ func TestCertPlans(t *testing.T) {
 	t.Setenv("RFC2136_SERVER", "10.0.0.53:53")
 	t.Setenv("RFC2136_KEY_NAME", "k")
 	t.Setenv("RFC2136_KEY", "c2VjcmV0")
-	s := &streams{out: io.Discard, err: io.Discard}
-	a := &app{cfg: cfg, repo: dir, hosts: cfg.Hosts}
-	plans, err := certPlans(t.Context(), s, a, false)
+	a := &app{&deploy.App{Config: cfg, Repo: dir, Hosts: cfg.Hosts}}
+	plans, err := deploy.CertPlans(t.Context(), a.App, io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,20 +188,20 @@ func TestCertPlans(t *testing.T) {
 		issuer.Self != want[0] || copier.Self != want[1] {
 		t.Errorf("peers: issuer %v (self %s), copier %v (self %s), want %v", issuer.Peers, issuer.Self, copier.Peers, copier.Self, want)
 	}
-	again, _ := certPlans(t.Context(), s, a, false)
+	again, _ := deploy.CertPlans(t.Context(), a.App, io.Discard, false)
 	if again["web2"].PeerSecret == copier.PeerSecret {
 		t.Error("the peer secret did not change with the setup")
 	}
-	if p, _ := certPlans(t.Context(), s, a, true); p != nil {
+	if p, _ := deploy.CertPlans(t.Context(), a.App, io.Discard, true); p != nil {
 		t.Errorf("with --host on two hosts, plans %+v, want them left alone", p)
 	}
-	a.hosts = cfg.Hosts[:1]
-	one, _ := certPlans(t.Context(), s, a, false)
+	a.Hosts = cfg.Hosts[:1]
+	one, _ := deploy.CertPlans(t.Context(), a.App, io.Discard, false)
 	if p := one["10.0.0.1"]; p == nil || p.PeerSecret != "" || p.Names[0].Peers {
 		t.Errorf("one host: %+v", p)
 	}
-	a.cfg.Proxy.TLS = config.TLS{Mode: config.TLSInternal}
-	none, _ := certPlans(t.Context(), s, a, false)
+	a.Config.Proxy.TLS = config.TLS{Mode: config.TLSInternal}
+	none, _ := deploy.CertPlans(t.Context(), a.App, io.Discard, false)
 	if p := none["10.0.0.1"]; p == nil || len(p.Names) != 0 {
 		t.Errorf("tls: internal: %+v, want an empty plan (removes one left)", p)
 	}

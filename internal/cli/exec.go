@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -54,28 +53,13 @@ func runExec(ctx context.Context, s *streams, g *globalOptions, o *execOptions, 
 	if err != nil {
 		return err
 	}
-	spec := deploy.Spec(a.cfg)
-	var mu sync.Mutex
+	res := deploy.Exec(ctx, a.App, deploy.ExecOptions{Argv: argv, Stdout: s.out, Stderr: s.err})
+	results := make([]fleet.Result, len(res))
 	worst := 0
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		out, errw := s.out, s.err
-		if len(a.hosts) > 1 {
-			po := &fleet.PrefixWriter{W: s.out, Prefix: h + " | ", Mu: &mu}
-			pe := &fleet.PrefixWriter{W: s.err, Prefix: h + " | ", Mu: &mu}
-			defer po.Flush()
-			defer pe.Flush()
-			out, errw = po, pe
-		}
-		err := a.client(conn).Exec(ctx, spec, argv, out, errw)
-		var ee *transport.ExitError
-		if errors.As(err, &ee) {
-			mu.Lock()
-			worst = max(worst, ee.Code)
-			mu.Unlock()
-			return nil // the command ran; its status is passed on below
-		}
-		return err
-	})
+	for i, r := range res {
+		results[i] = fleet.Result{Host: r.Host, Err: r.Err}
+		worst = max(worst, r.Code)
+	}
 	if err := report(s.err, results, "exec"); err != nil {
 		return err
 	}
@@ -97,10 +81,10 @@ func runExecTerminal(ctx context.Context, s *streams, g *globalOptions, o *execO
 	if err != nil {
 		return err
 	}
-	if len(a.hosts) != 1 {
+	if len(a.Hosts) != 1 {
 		return usage("-t runs CMD on one host; name it with --host")
 	}
-	conn, err := a.dial(ctx, a.hosts[0])
+	conn, err := a.Dial(ctx, a.Hosts[0])
 	if err != nil {
 		return err
 	}
@@ -110,7 +94,7 @@ func runExecTerminal(ctx context.Context, s *streams, g *globalOptions, o *execO
 		return err
 	}
 	defer restore()
-	err = a.client(conn).ExecTerminal(ctx, deploy.Spec(a.cfg), argv, t, in, s.out)
+	err = a.Client(conn).ExecTerminal(ctx, deploy.Spec(a.Config), argv, t, in, s.out)
 	var ee *transport.ExitError
 	if errors.As(err, &ee) {
 		return &ExitError{Code: ee.Code}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/hostbin"
 	"github.com/hoistdev/hoist/internal/platform"
 )
@@ -45,36 +43,4 @@ func hostFinder(log io.Writer, given []string) *hostbin.Finder {
 		f.Build = hostbin.GoBuilder(bi, "")
 	}
 	return f
-}
-
-// installHoist puts on each member the hoist of its platform, and says
-// which hosts got a new one; a member it could not be put on gets the
-// error, and is left out of what follows.
-func (a *app) installHoist(ctx context.Context, s *streams, g *globalOptions, members []fleet.Member, given []string) map[string]bool {
-	var ts []hostbin.Target
-	var idx []int
-	for i, m := range members {
-		if m.Err == nil {
-			ts = append(ts, hostbin.Target{Host: m.Host, Conn: m.Conn, Client: a.client(m.Conn)})
-			idx = append(idx, i)
-		}
-	}
-	o := hostbin.Options{
-		Finder: hostFinder(&lockedWriter{w: s.err, mu: a.logMu}, given), Parallel: a.cfg.SSH.Parallel,
-		Relay: a.cfg.Deploy.RelayOn(), CacheDir: filepath.Join(cacheDir(), "hoist-bin"),
-		Logf: func(h, format string, args ...any) { a.logf(s, h, format, args...) },
-	}
-	if g.verbose {
-		o.ServeLog = func(h string) io.Writer { return &fleet.PrefixWriter{W: s.err, Prefix: h + ": ", Mu: a.logMu} }
-	}
-	installed := make(map[string]bool, len(ts))
-	for k, r := range hostbin.Install(ctx, o, ts) {
-		m := &members[idx[k]]
-		if r.Err != nil {
-			m.Conn.Close()
-			m.Err = r.Err
-		}
-		installed[m.Host] = r.Installed()
-	}
-	return installed
 }

@@ -45,8 +45,8 @@ func runLockStatus(ctx context.Context, s *streams, g *globalOptions, o *lockOpt
 	if err != nil {
 		return err
 	}
-	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) (*hostproto.Status, error) {
-		return a.client(conn).Status(ctx)
+	sts, results := fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, h string, conn transport.Conn) (*hostproto.Status, error) {
+		return a.Client(conn).Status(ctx)
 	})
 	if o.json {
 		out := make([]hostLockJSON, len(results))
@@ -82,11 +82,11 @@ func runLockRelease(ctx context.Context, s *streams, g *globalOptions, o *lockOp
 	if err != nil {
 		return err
 	}
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		if err := a.client(conn).Unlock(ctx, "", true); err != nil {
+	results := fleet.Each(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		if err := a.Client(conn).Unlock(ctx, "", true); err != nil {
 			return err
 		}
-		a.logf(s, h, "unlocked")
+		a.Logf(s.err, h, "unlocked")
 		return nil
 	})
 	return report(s.err, results, "lock release")

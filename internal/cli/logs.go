@@ -42,12 +42,12 @@ func runLogs(ctx context.Context, s *streams, g *globalOptions, o *logsOptions) 
 	}
 	var mu sync.Mutex
 	// Every host streams at once, so a follow never waits on a slow host.
-	results := fleet.Each(ctx, a.hosts, len(a.hosts), a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
+	results := fleet.Each(ctx, a.Hosts, len(a.Hosts), a.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
 		out := &fleet.PrefixWriter{W: s.out, Prefix: h + " | ", Mu: &mu}
 		errw := &fleet.PrefixWriter{W: s.err, Prefix: h + " | ", Mu: &mu}
 		defer out.Flush()
 		defer errw.Flush()
-		err := a.client(conn).Logs(ctx, o.lines, o.follow, out, errw)
+		err := a.Client(conn).Logs(ctx, o.lines, o.follow, out, errw)
 		if o.follow && ctx.Err() != nil {
 			return nil // interrupted: the normal end of a follow
 		}

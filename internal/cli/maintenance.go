@@ -71,8 +71,8 @@ func proxiedApp(g *globalOptions, s *streams, hosts []string) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(a.cfg.Proxy.Hosts) == 0 {
-		return nil, usererr.New("maintenance mode is the edge proxy's, and %s puts no proxy in front of %s", configName(a.cfg), a.cfg.App).
+	if len(a.Config.Proxy.Hosts) == 0 {
+		return nil, usererr.New("maintenance mode is the edge proxy's, and %s puts no proxy in front of %s", configName(a.Config), a.Config.App).
 			WithHint("list the app's names in proxy.hosts, run hoist setup, and deploy")
 	}
 	return a, nil
@@ -90,11 +90,11 @@ func runMaintenance(ctx context.Context, s *streams, g *globalOptions, o *mainte
 	if on {
 		state = "on"
 	}
-	results := fleet.Each(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, h string, conn transport.Conn) error {
-		if err := a.client(conn).Maintenance(ctx, on, o.message, o.retryAfter); err != nil {
+	results := fleet.Each(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, h string, conn transport.Conn) error {
+		if err := a.Client(conn).Maintenance(ctx, on, o.message, o.retryAfter); err != nil {
 			return err
 		}
-		a.logf(s, h, "maintenance %s", state)
+		a.Logf(s.err, h, "maintenance %s", state)
 		return nil
 	})
 	if o.json {
@@ -124,14 +124,14 @@ func runMaintenanceStatus(ctx context.Context, s *streams, g *globalOptions, o *
 	if err != nil {
 		return err
 	}
-	routes, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.RouteStatus, error) {
-		return a.client(conn).ProxyStatus(ctx)
+	routes, results := fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.RouteStatus, error) {
+		return a.Client(conn).ProxyStatus(ctx)
 	})
 	out := make([]hostMaintenance, len(results))
 	for i, r := range results {
 		out[i] = hostMaintenance{Host: r.Host, Error: errText(r.Err)}
 		for _, rt := range routes[i] {
-			if rt.App == a.cfg.App {
+			if rt.App == a.Config.App {
 				out[i].Maintenance = rt.Maintenance
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/transport"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -105,7 +106,7 @@ func runProvision(ctx context.Context, s *streams, g *globalOptions, o *provisio
 		}
 	}
 	// The names follow the hosts (or the balancer) as they are now.
-	if err := syncDNS(ctx, in.cfg, in.repo, s.err, false); err != nil {
+	if err := deploy.SyncDNS(ctx, localApp(in.cfg, in.repo), s.err, false); err != nil {
 		return err
 	}
 	if o.json {

@@ -117,7 +117,7 @@ func TestVerbsFindProvisionedHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The login, admin, is not root: the host client adds sudo for it.
-	if diff := cmp.Diff([]string{"admin@203.0.113.10", "admin@203.0.113.11"}, a.hosts); diff != "" {
+	if diff := cmp.Diff([]string{"admin@203.0.113.10", "admin@203.0.113.11"}, a.Hosts); diff != "" {
 		t.Errorf("hosts (-want +got):\n%s", diff)
 	}
 }

@@ -246,8 +246,8 @@ func runProxyStatus(ctx context.Context, s *streams, g *globalOptions, o *proxyO
 			return err
 		}
 		var routes [][]hostproto.RouteStatus
-		routes, results = fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.RouteStatus, error) {
-			return a.client(conn).ProxyStatus(ctx)
+		routes, results = fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.RouteStatus, error) {
+			return a.Client(conn).ProxyStatus(ctx)
 		})
 		for i, r := range results {
 			out = append(out, hostProxy{Host: r.Host, Routes: routes[i], Error: errText(r.Err)})
@@ -273,8 +273,8 @@ func runProxyCA(ctx context.Context, s *streams, g *globalOptions, o *proxyOptio
 	if err != nil {
 		return err
 	}
-	roots, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (string, error) {
-		return a.client(conn).ProxyRoot(ctx)
+	roots, results := fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) (string, error) {
+		return a.Client(conn).ProxyRoot(ctx)
 	})
 	seen := map[string]bool{}
 	for _, pem := range roots {

@@ -43,15 +43,15 @@ func runAccessoryPsql(ctx context.Context, s *streams, g *globalOptions, name st
 	if err != nil {
 		return err
 	}
-	if spec := a.accessorySpec(name); spec.Service != "postgresql" {
+	if spec := a.AccessorySpec(name); spec.Service != "postgresql" {
 		return usage("accessory %s is %s: psql is for postgresql accessories", name, spec.Service)
 	}
-	conn, err := a.dial(ctx, h)
+	conn, err := a.Dial(ctx, h)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	c := a.client(conn)
+	c := a.Client(conn)
 	in, ok := s.in.(*os.File)
 	if ok && term.IsTerminal(int(in.Fd())) && isTerminal(s.out) {
 		t, restore, err := rawTerminal(int(in.Fd()))

@@ -69,7 +69,7 @@ func runAccessoryPull(ctx context.Context, s *streams, g *globalOptions, o *pull
 	if _, err := a.accessory(name); err != nil {
 		return err
 	}
-	if spec := a.accessorySpec(name); spec.Service != config.ServicePostgreSQL {
+	if spec := a.AccessorySpec(name); spec.Service != config.ServicePostgreSQL {
 		return usage("accessory %s is %s: pull is for postgresql accessories", name, spec.Service)
 	}
 	// What is here is checked before the host makes a backup.

@@ -41,8 +41,8 @@ func runReleases(ctx context.Context, s *streams, g *globalOptions, o *releasesO
 	if err != nil {
 		return err
 	}
-	rss, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.ReleaseInfo, error) {
-		return a.client(conn).Releases(ctx)
+	rss, results := fleet.Map(ctx, a.Hosts, a.Config.SSH.Parallel, a.Dial, func(ctx context.Context, _ string, conn transport.Conn) ([]hostproto.ReleaseInfo, error) {
+		return a.Client(conn).Releases(ctx)
 	})
 	out := make([]hostReleases, len(results))
 	for i, r := range results {

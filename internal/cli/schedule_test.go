@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/usererr"
 )
@@ -30,7 +31,7 @@ func TestTasksForHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{cfg: cfg, hosts: []string{"10.0.0.2"}, firstHost: "10.0.0.1"}
+	a := &app{&deploy.App{Config: cfg, Hosts: []string{"10.0.0.2"}, FirstHost: "10.0.0.1"}}
 	names := func(ts []hostproto.Task) []string {
 		var out []string
 		for _, t := range ts {
@@ -38,13 +39,13 @@ func TestTasksForHosts(t *testing.T) {
 		}
 		return out
 	}
-	if got := names(a.tasksFor("10.0.0.1")); !cmp.Equal(got, []string{"digest", "sweep"}) {
+	if got := names(a.TasksFor("10.0.0.1")); !cmp.Equal(got, []string{"digest", "sweep"}) {
 		t.Errorf("tasks of the first host = %v", got)
 	}
-	if got := names(a.tasksFor("10.0.0.2")); !cmp.Equal(got, []string{"sweep"}) {
+	if got := names(a.TasksFor("10.0.0.2")); !cmp.Equal(got, []string{"sweep"}) {
 		t.Errorf("tasks of the second host = %v", got)
 	}
-	if got := a.tasksFor("10.0.0.1")[0]; got.Command != "./shop digest" || got.Timeout.Hours() != 1 {
+	if got := a.TasksFor("10.0.0.1")[0]; got.Command != "./shop digest" || got.Timeout.Hours() != 1 {
 		t.Errorf("digest = %+v", got)
 	}
 }
@@ -61,12 +62,11 @@ func TestCalendarErrorAtItsLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{cfg: cfg}
-	g := &globalOptions{configPath: file}
-	if err := a.calendarError(g, hostproto.ScheduleResult{Tasks: []string{"digest"}}); err != nil {
+	a := &app{&deploy.App{Config: cfg, File: file}}
+	if err := a.CalendarError(hostproto.ScheduleResult{Tasks: []string{"digest"}}); err != nil {
 		t.Errorf("no invalid calendar: %v", err)
 	}
-	err = a.calendarError(g, hostproto.ScheduleResult{Invalid: map[string]string{"digest": "Failed to parse calendar specification 'dayly': Invalid argument"}})
+	err = a.CalendarError(hostproto.ScheduleResult{Invalid: map[string]string{"digest": "Failed to parse calendar specification 'dayly': Invalid argument"}})
 	want := file + `:16:15: schedule.digest.calendar: "dayly" is not a calendar systemd reads: Failed to parse calendar specification 'dayly': Invalid argument`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error = %v\nwant %q", err, want)

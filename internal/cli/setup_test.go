@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoistdev/hoist/internal/config"
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/lab"
 	"github.com/hoistdev/hoist/internal/provision"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -47,8 +48,8 @@ func TestACMERootsRead(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			a := &app{cfg: &config.Config{Proxy: config.Proxy{ACMERoot: tt.root}}, repo: repo}
-			got, err := acmeRoots(a)
+			a := &app{&deploy.App{Config: &config.Config{Proxy: config.Proxy{ACMERoot: tt.root}}, Repo: repo}}
+			got, err := deploy.ACMERoots(a.App)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -91,7 +92,7 @@ func TestTrustedProxiesOfSetup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			proxies, balancers, err := trustedProxies(cfg)
+			proxies, balancers, err := deploy.TrustedProxies(cfg, hoistHome())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +149,7 @@ func TestSetupFingerprintCarriesBucketKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		byHost, err := a.setupAccessorySpecs()
+		byHost, err := a.SetupAccessorySpecs()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,11 +157,11 @@ func TestSetupFingerprintCarriesBucketKeys(t *testing.T) {
 		if o == nil || o.AccessKeyID != "AKIDEXAMPLE" || o.SecretAccessKey == "" {
 			t.Fatalf("accessory db's bucket as setup sends it: %+v, want the keys of the secrets", o)
 		}
-		spec, err := setupSpec(a)
+		spec, err := deploy.SetupSpec(a.App)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fps, err := a.setupFingerprints(spec, byHost, nil)
+		fps, err := a.SetupFingerprints(spec, byHost, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

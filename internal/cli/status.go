@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hoistdev/hoist/internal/deploy"
 	"github.com/hoistdev/hoist/internal/fleet"
 	"github.com/hoistdev/hoist/internal/hostproto"
-	"github.com/hoistdev/hoist/internal/transport"
 )
 
 type statusOptions struct {
@@ -46,15 +46,12 @@ func runStatus(ctx context.Context, s *streams, g *globalOptions, o *statusOptio
 	if err != nil {
 		return err
 	}
-	sts, results := fleet.Map(ctx, a.hosts, a.cfg.SSH.Parallel, a.dial, func(ctx context.Context, _ string, conn transport.Conn) (*hostproto.Status, error) {
-		return a.client(conn).Status(ctx)
-	})
-	out := make([]hostStatus, len(results))
-	for i, r := range results {
-		out[i] = hostStatus{Host: r.Host, Error: errText(r.Err)}
-		if r.Err == nil {
-			out[i].Status = sts[i]
-		}
+	sts := deploy.Status(ctx, a.App)
+	out := make([]hostStatus, len(sts))
+	results := make([]fleet.Result, len(sts))
+	for i, st := range sts {
+		out[i] = hostStatus{Host: st.Host, Status: st.Status, Error: errText(st.Err)}
+		results[i] = fleet.Result{Host: st.Host, Err: st.Err}
 	}
 	if o.json {
 		return writeJSON(s, sliceOut(out, hostStatusOut))

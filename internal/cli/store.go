@@ -11,10 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hoistdev/hoist/internal/atomicfile"
-	"github.com/hoistdev/hoist/internal/bucket"
 	"github.com/hoistdev/hoist/internal/config"
 	"github.com/hoistdev/hoist/internal/deploy"
-	"github.com/hoistdev/hoist/internal/hostproto"
 	"github.com/hoistdev/hoist/internal/signkey"
 	"github.com/hoistdev/hoist/internal/store"
 	"github.com/hoistdev/hoist/internal/usererr"
@@ -87,64 +85,18 @@ func runStoreKey(s *streams, g *globalOptions) error {
 	return nil
 }
 
-// storeLocation is the bucket of hoist.yml's store, with the
-// credentials its secrets hold when it names them.
-func storeLocation(cfg *config.Config, repo string) (bucket.Location, error) {
-	st := cfg.Store
-	loc := bucket.Location{Bucket: st.Bucket, Prefix: st.Prefix, Region: st.Region, Endpoint: st.Endpoint}
-	if st.AccessKeySecret == "" {
-		return loc, nil
-	}
-	vals, err := secretsStore(cfg, repo).Load()
-	if err != nil {
-		return loc, err
-	}
-	loc.AccessKeyID, loc.SecretAccessKey = vals[st.AccessKeySecret], vals[st.SecretKeySecret]
-	if loc.AccessKeyID == "" || loc.SecretAccessKey == "" {
-		return loc, usererr.New("store names secrets %s and %s, which are not both set", st.AccessKeySecret, st.SecretKeySecret).
-			WithHint("hoist secrets set %s, and %s", st.AccessKeySecret, st.SecretKeySecret)
-	}
-	return loc, nil
-}
-
-// storePublicKey is hoist.yml's store.public_key, which setup, deploy
-// and rollback need.
-func storePublicKey(cfg *config.Config) (ed25519.PublicKey, error) {
-	if cfg.Store.PublicKey == "" {
-		return nil, usererr.New("store.public_key is not set in %s: the key whose records the hosts trust", configName(cfg)).
-			WithHint("run `hoist store key`: it makes the signing key and prints the line to put there")
-	}
-	return signkey.ParsePublicKey(cfg.Store.PublicKey) // checked when hoist.yml was read
-}
-
-// storeSpec is what setup gives each host of the store: a spec without
-// a bucket when hoist.yml has none, which removes one set up before.
-func (a *app) storeSpec() (*hostproto.StoreSpec, error) {
-	if !a.cfg.Store.On() {
-		return &hostproto.StoreSpec{}, nil
-	}
-	if _, err := storePublicKey(a.cfg); err != nil {
-		return nil, err
-	}
-	loc, err := storeLocation(a.cfg, a.repo)
-	if err != nil {
-		return nil, err
-	}
-	return &hostproto.StoreSpec{Location: loc, PublicKey: a.cfg.Store.PublicKey}, nil
-}
-
 // storeOptions are a deploy's and a rollback's store, nil without one.
 // The signing key must be the one hoist.yml says the hosts trust: a
 // deploy with another is refused before it puts anything.
 func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
-	if !a.cfg.Store.On() {
+	if !a.Config.Store.On() {
 		return nil, nil
 	}
-	pub, err := storePublicKey(a.cfg)
+	pub, err := deploy.StorePublicKey(a.Config)
 	if err != nil {
 		return nil, err
 	}
-	key, from, err := g.storeKey(a.cfg)
+	key, from, err := g.storeKey(a.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -154,12 +106,12 @@ func (a *app) storeOptions(g *globalOptions) (*deploy.StoreOptions, error) {
 		return nil, usererr.New("the store key of %s (%s) is not the one store.public_key names (%s): the hosts would refuse the records it signs", from, have, want).
 			WithHint("sign with the key store.public_key names (--store-key or $%s), or put this key's public half there (hoist store key prints it) and run hoist setup", envStoreKey)
 	}
-	loc, err := storeLocation(a.cfg, a.repo)
+	loc, err := deploy.StoreLocation(a.Config, a.Secrets)
 	if err != nil {
 		return nil, err
 	}
-	return &deploy.StoreOptions{Location: loc, Key: key, Destination: a.cfg.Destination, By: a.actor.Login,
-		Fetch: a.cfg.Deploy.Ship == config.ShipStore}, nil
+	return &deploy.StoreOptions{Location: loc, Key: key, Destination: a.Config.Destination, By: a.Actor.Login,
+		Fetch: a.Config.Deploy.Ship == config.ShipStore}, nil
 }
 
 // storeStatus is what `hoist store status` found.
@@ -182,11 +134,11 @@ func runStoreStatus(ctx context.Context, s *streams, g *globalOptions, o *storeO
 	if !cfg.Store.On() {
 		return usererr.New("%s has no store section", configName(cfg)).WithHint("docs/store.md says how to add one")
 	}
-	pub, err := storePublicKey(cfg)
+	pub, err := deploy.StorePublicKey(cfg)
 	if err != nil {
 		return err
 	}
-	loc, err := storeLocation(cfg, repo)
+	loc, err := deploy.StoreLocation(cfg, secretsStore(cfg, repo))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,13 @@
-// Package deploy is the client side of a deploy and a rollback: it takes
-// a release that internal/build packed to every host (lock, resumable
-// upload, activation behind a health check, unlock).
+// Package deploy is hoist's operations layer: what the verbs do to an
+// app's hosts, from the laptop. An operation takes an App (a loaded
+// hoist.yml with its hosts, dialer and actor, which the CLI builds from
+// its flags and credentials), logs its progress to a writer, and returns
+// per host what that host now has; printing is the CLI's. Setup prepares
+// the hosts (setup.go), Ship deploys a release that internal/build packed
+// (lock, resumable upload, activation behind a health check, unlock),
+// Rollback and Restart act on the releases there, Status and Exec ask
+// and run on each host (status.go), and PlanDNS, ApplyDNS
+// and SyncDNS keep the app's DNS records (dns.go).
 package deploy
 
 import (
