@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -18,27 +16,7 @@ import (
 // request without answering: it says on arrived when one came, and on
 // closed when the proxy closed that request's connection.
 func stallingUpstream(t *testing.T) (addr string, arrived, closed chan struct{}) {
-	t.Helper()
-	arrived, closed = make(chan struct{}, 8), make(chan struct{}, 8)
-	addr = serveTCP(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			if req.URL.Path == "/up" {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-				continue
-			}
-			arrived <- struct{}{}
-			io.Copy(io.Discard, br) // until the proxy closes it
-			closed <- struct{}{}
-			return
-		}
-	})
-	return addr, arrived, closed
+	return holdingUpstream(t, "", false)
 }
 
 // TestClientLeavesCancelsUpstream: a client that leaves while its

@@ -55,11 +55,17 @@ func noReverseProxy(t *testing.T, s *Server) (restore func()) {
 	return func() { rp.Transport = was }
 }
 
-// partialUpstream answers its health checks, and every other request
-// with the head and the first bytes of a longer answer; then it closes
-// the connection if cut, or waits for the proxy to close it. It says on
-// arrived when a request came, and on closed when its connection ended.
+// partialUpstream is a holdingUpstream whose answer is the head and
+// the first bytes of a longer one.
 func partialUpstream(t *testing.T, cut bool) (addr string, arrived, closed chan struct{}) {
+	return holdingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", cut)
+}
+
+// holdingUpstream answers its health checks, and every other request
+// with answer (which may be none, or cut short); then it closes the
+// connection if cut, or holds it until the proxy closes it. It says on
+// arrived when a request came, and on closed when its connection ended.
+func holdingUpstream(t *testing.T, answer string, cut bool) (addr string, arrived, closed chan struct{}) {
 	t.Helper()
 	arrived, closed = make(chan struct{}, 8), make(chan struct{}, 8)
 	addr = serveTCP(t, func(c net.Conn) {
@@ -75,7 +81,7 @@ func partialUpstream(t *testing.T, cut bool) (addr string, arrived, closed chan 
 				continue
 			}
 			arrived <- struct{}{}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+			io.WriteString(c, answer)
 			if !cut {
 				io.Copy(io.Discard, br) // until the proxy closes it
 			}
