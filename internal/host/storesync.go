@@ -2,10 +2,8 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/hoistdev/hoist/internal/bucket"
 	"github.com/hoistdev/hoist/internal/hostproto"
@@ -27,7 +25,7 @@ import (
 // syncFromStore brings the host to the release the store's current
 // record names. attempted is set when it tried to switch.
 func syncFromStore(ctx context.Context, l Layout, dest string, r bucket.Retries, log io.Writer) (out hostproto.StoreSynced, attempted bool, err error) {
-	if _, err := os.Stat(l.storeFile()); errors.Is(err, os.ErrNotExist) {
+	if !hasStore(l) {
 		return out, false, nil // set up without a store: nothing to follow
 	}
 	st, key, err := openHostStore(ctx, l, r)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -35,7 +34,7 @@ func (s *Server) h2Plain(r *http.Request) bool {
 		r.ContentLength != 0 || len(r.Trailer) > 0 || !plainHost(r.Host) {
 		return false
 	}
-	if _, ok := r.Header["Expect"]; ok || s.trust.Contains(peerIP(r.RemoteAddr)) {
+	if _, ok := r.Header["Expect"]; ok || s.trust.Contains(headers.PeerIP(r.RemoteAddr)) {
 		return false
 	}
 	uri := r.URL.RequestURI()
@@ -71,14 +70,6 @@ func plainHost(host string) bool {
 		}
 	}
 	return true
-}
-
-func peerIP(remote string) string {
-	ip, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return remote
-	}
-	return ip
 }
 
 // requestExcluded are the request headers not copied as they are:
@@ -119,7 +110,7 @@ func writeH2Head(w *bufio.Writer, r *http.Request) {
 	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		w.WriteString("Te: trailers\r\n")
 	}
-	headers.WriteUntrusted(w, peerIP(r.RemoteAddr), r.TLS != nil, r.Host)
+	headers.WriteUntrusted(w, headers.PeerIP(r.RemoteAddr), r.TLS != nil, r.Host)
 	w.WriteString("\r\n")
 }
 

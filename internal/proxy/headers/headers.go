@@ -226,10 +226,7 @@ var balancerKeeps = []string{"x-forwarded-for", "x-forwarded-proto", "x-forwarde
 // (the client the first trusted hop saw) on, with the peer appended;
 // X-Real-IP is that client, X-Forwarded-Host the Host asked for.
 func (t Trust) Forward(h http.Header, in *http.Request) {
-	ip, _, err := net.SplitHostPort(in.RemoteAddr)
-	if err != nil {
-		ip = in.RemoteAddr
-	}
+	ip := PeerIP(in.RemoteAddr)
 	trusted, balancer := t.of(ip)
 	for k := range h {
 		match, underscored := ClientHeader(k)
@@ -348,4 +345,14 @@ func StripHop(h http.Header) {
 	for _, k := range HopByHop {
 		delete(h, k)
 	}
+}
+
+// PeerIP is the address of a request's peer, its RemoteAddr without the
+// port.
+func PeerIP(remote string) string {
+	ip, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return ip
 }
